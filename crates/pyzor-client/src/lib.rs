@@ -1,0 +1,1 @@
+//! The pyzor client (work in progress).

@@ -1,0 +1,1 @@
+//! The pyzord server (work in progress).

@@ -1,0 +1,102 @@
+//! Support for the integration tests of every crate: free ports, the
+//! reference Pyzor 1.1.2 virtualenv, our own binaries, and the local
+//! services (Redis, MariaDB, PostgreSQL).
+//!
+//! Anything a test needs that is missing makes it **skip loudly**: it prints
+//! `SKIPPED: <test>: <reason>` to stderr (which `cargo nextest` shows) and
+//! returns, so the suite still passes on a bare machine. In CI
+//! (`CI=true`) the reference virtualenv is required: `scripts/test` builds
+//! it, and a missing one is a failure rather than a skip.
+
+use std::net::{TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The workspace root (two levels above this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("crate lives in crates/<name>")
+        .to_path_buf()
+}
+
+/// Print the loud skip line.
+pub fn skip(test: &str, reason: &str) {
+    eprintln!("SKIPPED: {test}: {reason}");
+}
+
+/// A UDP port on 127.0.0.1 that is free right now (the OS picks it).
+pub fn free_udp_port() -> u16 {
+    let s = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral UDP port");
+    s.local_addr().expect("local addr").port()
+}
+
+/// The reference virtualenv (`PYZOR_REF_VENV`, else `target/ref-venv`), if
+/// it holds `pyzor`, `pyzord` and `pyzor-migrate`. In CI a missing venv
+/// panics: interop is not optional there.
+pub fn ref_venv(test: &str) -> Option<PathBuf> {
+    let venv = std::env::var_os("PYZOR_REF_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/ref-venv"));
+    let ok = ["pyzor", "pyzord", "pyzor-migrate"]
+        .iter()
+        .all(|b| venv.join("bin").join(b).is_file());
+    if ok {
+        return Some(venv);
+    }
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: reference virtualenv missing at {} (scripts/setup-ref-env builds it)", venv.display());
+    }
+    skip(test, &format!("reference virtualenv missing at {} (run scripts/setup-ref-env)", venv.display()));
+    None
+}
+
+/// Path of one of our binaries built by cargo for this test run
+/// (`CARGO_BIN_EXE_<name>` only exists inside the binary's own crate, so
+/// this looks next to the test executable instead).
+pub fn our_bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let p = dir.join(name);
+    assert!(p.is_file(), "{} not built; run the tests through cargo from the workspace root", p.display());
+    p
+}
+
+/// Whether something listens on 127.0.0.1:`port` (TCP).
+pub fn tcp_service_up(port: u16) -> bool {
+    TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(300)).is_ok()
+}
+
+/// Redis on its default port, or a loud skip.
+pub fn redis_available(test: &str) -> bool {
+    let up = tcp_service_up(6379);
+    if !up {
+        skip(test, "Redis is not running on 127.0.0.1:6379");
+    }
+    up
+}
+
+/// MariaDB/MySQL on its default port, or a loud skip.
+pub fn mysql_available(test: &str) -> bool {
+    let up = tcp_service_up(3306);
+    if !up {
+        skip(test, "MariaDB is not running on 127.0.0.1:3306");
+    }
+    up
+}
+
+/// PostgreSQL on its default port, or a loud skip.
+pub fn postgres_available(test: &str) -> bool {
+    let up = tcp_service_up(5432);
+    if !up {
+        skip(test, "PostgreSQL is not running on 127.0.0.1:5432");
+    }
+    up
+}
+
+/// A fresh temporary home directory for one test.
+pub fn temp_home() -> tempfile::TempDir {
+    tempfile::Builder::new().prefix("pyzor-test-").tempdir().expect("temp dir")
+}
