@@ -1,0 +1,132 @@
+//! Python `str` semantics on Rust strings, shared by the digest modules.
+//!
+//! Python text may hold **lone surrogates** (U+D800–U+DFFF): the `utf-7`,
+//! `unicode_escape` and `raw_unicode_escape` codecs produce them
+//! (digest-spec.md C.2, E32, E37). A Rust `String` cannot, so a lone
+//! surrogate `s` is carried as the stand-in character
+//! `U+10F800 + (s - 0xD800)` (the top 2048 code points of plane 16).
+//! Everywhere in the pipeline a stand-in behaves as a surrogate does in
+//! Python: it is `\S`, not a letter, counts as one code point, and is
+//! dropped by `encode("utf8", "ignore")` ([`encode_utf8_ignore`]). A genuine
+//! U+10F800..U+10FFFF character in a text that a surrogate-producing codec
+//! decoded would be mistaken for a surrogate; those codecs are the only
+//! ones that create stand-ins, and such input is not known to occur.
+
+/// First stand-in code point (stands for U+D800).
+pub const SURROGATE_STAND_IN_BASE: u32 = 0x10_F800;
+
+/// The stand-in for the lone surrogate `unit` (0xD800..=0xDFFF).
+pub fn surrogate_stand_in(unit: u16) -> char {
+    debug_assert!((0xD800..=0xDFFF).contains(&unit));
+    let off = u32::from(unit).wrapping_sub(0xD800) & 0x7FF;
+    char::from_u32(SURROGATE_STAND_IN_BASE + off).expect("plane 16 code point")
+}
+
+/// Whether `c` is a stand-in for a lone surrogate.
+pub fn is_surrogate_stand_in(c: char) -> bool {
+    (c as u32) >= SURROGATE_STAND_IN_BASE
+}
+
+/// Python `str.isspace()`, which is also what `re`'s `\s` matches on `str`
+/// patterns: Unicode White_Space **plus** U+001C..U+001F (bidi class B/S),
+/// digest-spec.md D.2. Rust's `char::is_whitespace` misses 0x1C..0x1F.
+pub fn py_isspace(c: char) -> bool {
+    matches!(
+        c,
+        '\t' | '\n' | '\x0b' | '\x0c' | '\r' | '\x1c'..='\x1f' | ' ' | '\u{85}' | '\u{a0}'
+            | '\u{1680}' | '\u{2000}'..='\u{200a}' | '\u{2028}' | '\u{2029}' | '\u{202f}'
+            | '\u{205f}' | '\u{3000}'
+    )
+}
+
+/// Python `str.strip()` with no argument.
+pub fn py_strip(s: &str) -> &str {
+    s.trim_matches(py_isspace)
+}
+
+/// Python `str.splitlines()` boundaries (digest-spec.md D.1): `\r\n` is one
+/// boundary; `\x1f` is whitespace but not a boundary.
+pub fn is_line_boundary(c: char) -> bool {
+    matches!(
+        c,
+        '\n' | '\r' | '\x0b' | '\x0c' | '\x1c' | '\x1d' | '\x1e' | '\u{85}' | '\u{2028}' | '\u{2029}'
+    )
+}
+
+/// Python `str.splitlines()` (no `keepends`): boundaries removed, no empty
+/// trailing element.
+pub fn py_splitlines(s: &str) -> impl Iterator<Item = &str> {
+    let mut rest = s;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        match rest.char_indices().find(|&(_, c)| is_line_boundary(c)) {
+            None => {
+                let line = rest;
+                rest = "";
+                Some(line)
+            }
+            Some((i, c)) => {
+                let line = &rest[..i];
+                let mut next = i + c.len_utf8();
+                if c == '\r' && rest[next..].starts_with('\n') {
+                    next += 1;
+                }
+                rest = &rest[next..];
+                Some(line)
+            }
+        }
+    })
+}
+
+/// `s.encode("utf8", "ignore")`: UTF-8, with lone surrogates (stand-ins)
+/// dropped (digest-spec.md D.3).
+pub fn encode_utf8_ignore(s: &str, out: &mut Vec<u8>) {
+    if !s.chars().any(is_surrogate_stand_in) {
+        out.extend_from_slice(s.as_bytes());
+        return;
+    }
+    let mut buf = [0u8; 4];
+    for c in s.chars().filter(|&c| !is_surrogate_stand_in(c)) {
+        out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn isspace_matches_python_including_unit_separators() {
+        for c in ['\x1c', '\x1d', '\x1e', '\x1f', '\u{85}', '\u{a0}', '\u{3000}'] {
+            assert!(py_isspace(c), "{c:?}");
+        }
+        for c in ['\u{200b}', '\u{feff}', '\u{180e}', '\u{2060}', 'a', '\0'] {
+            assert!(!py_isspace(c), "{c:?}");
+        }
+    }
+
+    #[test]
+    fn splitlines_matches_python() {
+        let v: Vec<_> = py_splitlines("a\r\nb\rc\x1fd\x0be\u{2028}f\n\n").collect();
+        assert_eq!(v, ["a", "b", "c\x1fd", "e", "f", ""]);
+        assert_eq!(py_splitlines("").count(), 0);
+        assert_eq!(py_splitlines("x").collect::<Vec<_>>(), ["x"]);
+    }
+
+    #[test]
+    fn surrogates_are_dropped_on_encode() {
+        let s: String = ['a', surrogate_stand_in(0xD800), 'b', surrogate_stand_in(0xDFFF)].iter().collect();
+        assert_eq!(s.chars().count(), 4);
+        let mut out = Vec::new();
+        encode_utf8_ignore(&s, &mut out);
+        assert_eq!(out, b"ab");
+        assert!(!py_isspace(surrogate_stand_in(0xDC80)));
+    }
+
+    #[test]
+    fn strip_uses_python_whitespace() {
+        assert_eq!(py_strip("\x1f\u{a0} x \x1c"), "x");
+    }
+}
