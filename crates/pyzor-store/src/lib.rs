@@ -22,8 +22,11 @@ use std::sync::Arc;
 use pyzor_core::{Record, Timestamp};
 
 pub mod codec;
+#[cfg(feature = "gdbm")]
+pub mod gdbm;
 #[cfg(feature = "lmdb")]
 pub mod lmdb;
+pub mod pytime;
 
 /// One operation of a batch, in the order the requests arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -244,6 +247,8 @@ pub fn open(opts: &EngineOptions) -> Result<Arc<dyn Engine>> {
             &opts.file_path()?,
             opts.durability,
         )?)),
+        #[cfg(feature = "gdbm")]
+        "gdbm" => Ok(Arc::new(gdbm::GdbmEngine::open(&opts.file_path()?)?)),
         other => Err(StoreError::Config(format!(
             "unknown or not compiled-in engine {other:?}; this build has: {}",
             ENGINES.join(", ")
