@@ -26,6 +26,8 @@ pub mod codec;
 pub mod gdbm;
 #[cfg(feature = "lmdb")]
 pub mod lmdb;
+#[cfg(feature = "mysql")]
+pub mod mysql;
 pub mod pytime;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -265,6 +267,11 @@ pub fn open(opts: &EngineOptions) -> Result<Arc<dyn Engine>> {
                 opts.db_connections,
             )?))
         }
+        #[cfg(feature = "mysql")]
+        "mysql" => Ok(Arc::new(mysql::MysqlEngine::open(
+            &opts.dsn_or_default()?,
+            opts.db_connections,
+        )?)),
         other => Err(StoreError::Config(format!(
             "unknown or not compiled-in engine {other:?}; this build has: {}",
             ENGINES.join(", ")
