@@ -28,9 +28,13 @@ pub mod gdbm;
 pub mod lmdb;
 #[cfg(feature = "mysql")]
 pub mod mysql;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod pytime;
 #[cfg(feature = "redis")]
 pub mod redis;
+#[cfg(any(feature = "mysql", feature = "postgres"))]
+pub mod sql;
 
 /// One operation of a batch, in the order the requests arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -269,6 +273,11 @@ pub fn open(opts: &EngineOptions) -> Result<Arc<dyn Engine>> {
         }
         #[cfg(feature = "mysql")]
         "mysql" => Ok(Arc::new(mysql::MysqlEngine::open(
+            &opts.dsn_or_default()?,
+            opts.db_connections,
+        )?)),
+        #[cfg(feature = "postgres")]
+        "postgres" => Ok(Arc::new(postgres::PostgresEngine::open(
             &opts.dsn_or_default()?,
             opts.db_connections,
         )?)),

@@ -62,21 +62,10 @@ pub struct MysqlDsn {
     pub table: String,
 }
 
-/// Check a table name (optionally `db.table`): it is put into SQL text.
+/// The table name quoted for MySQL.
 pub fn check_table(t: &str) -> Result<String> {
-    let ok = !t.is_empty()
-        && t.split('.').count() <= 2
-        && t.split('.').all(|p| {
-            !p.is_empty()
-                && p.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'$')
-        });
-    if !ok {
-        return Err(StoreError::Config(format!(
-            "table name {t:?} must be letters, digits, _ or $ (optionally database.table)"
-        )));
-    }
-    Ok(t.split('.')
+    Ok(crate::sql::check_table(t)?
+        .iter()
         .map(|p| format!("`{p}`"))
         .collect::<Vec<_>>()
         .join("."))
@@ -84,37 +73,31 @@ pub fn check_table(t: &str) -> Result<String> {
 
 /// Parse `host,user,password,database,table`.
 pub fn parse_dsn(dsn: &str) -> Result<MysqlDsn> {
-    let f: Vec<&str> = dsn.split(',').collect();
-    if f.len() != 5 {
-        return Err(StoreError::Config(format!(
-            "MySQL DSN {dsn:?} must have five comma-separated fields: host,user,password,database,table"
-        )));
-    }
-    check_table(f[4])?;
-    let (host, port, socket) = if f[0].contains('/') {
-        ("localhost".to_string(), 3306, Some(f[0].to_string()))
-    } else if f[0].is_empty() || f[0] == "localhost" {
+    let f = crate::sql::split_dsn(dsn, "MySQL")?;
+    let (host, port, socket) = if f.host.contains('/') {
+        ("localhost".to_string(), 3306, Some(f.host.clone()))
+    } else if f.host.is_empty() || f.host == "localhost" {
         let sock = SOCKETS
             .iter()
             .find(|p| Path::new(p).exists())
             .map(|s| s.to_string());
         ("localhost".to_string(), 3306, sock)
-    } else if let Some((h, p)) = f[0].rsplit_once(':') {
+    } else if let Some((h, p)) = f.host.rsplit_once(':') {
         let port = p
             .parse()
             .map_err(|_| StoreError::Config(format!("MySQL DSN {dsn:?}: bad port {p:?}")))?;
         (h.to_string(), port, None)
     } else {
-        (f[0].to_string(), 3306, None)
+        (f.host.clone(), 3306, None)
     };
     Ok(MysqlDsn {
         host,
         port,
         socket,
-        user: f[1].to_string(),
-        password: f[2].to_string(),
-        database: f[3].to_string(),
-        table: f[4].to_string(),
+        user: f.user,
+        password: f.password,
+        database: f.database,
+        table: f.table,
     })
 }
 
