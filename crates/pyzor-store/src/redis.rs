@@ -15,7 +15,9 @@
 //! `localhost`, `6379`, no password, `0`); a host containing `/` is a unix
 //! socket path. Redis Cluster: put `cluster:` before a `;`-separated list
 //! of seed nodes in the host field, e.g. `cluster:10.0.0.1:7000;10.0.0.2:7000,,secret,0`
-//! (the port field is ignored and the db must be 0).
+//! (the port field is ignored and the db must be 0). Batches then go as a
+//! cluster pipeline with the scripts sent as `EVAL`; scans and expiry walk
+//! every master listed by `CLUSTER NODES`.
 //!
 //! Unlike the reference, each report/whitelist is one Lua script (atomic:
 //! increment, first-entered, updated, TTL), and a batch is one pipeline.
@@ -184,6 +186,52 @@ struct Backoff {
     delay: Duration,
 }
 
+/// A new connection to `target`.
+fn connect_target(target: &Target) -> Result<Conn> {
+    match target {
+        Target::Single { addr, password, db } => {
+            let a = match addr {
+                ConnectionAddrSpec::Tcp(h, p) => ConnectionAddr::Tcp(h.clone(), *p),
+                ConnectionAddrSpec::Unix(p) => ConnectionAddr::Unix(p.into()),
+            };
+            let mut rs = RedisConnectionInfo::default().set_db(*db);
+            if let Some(pw) = password {
+                rs = rs.set_password(pw);
+            }
+            let info: ConnectionInfo = a
+                .into_connection_info()
+                .map_err(|e| redis_err("address", e))?
+                .set_redis_settings(rs);
+            let client = Client::open(info).map_err(|e| redis_err("client", e))?;
+            let c = client
+                .get_connection_with_timeout(CONNECT_TIMEOUT)
+                .map_err(|e| redis_err("connect", e))?;
+            c.set_read_timeout(Some(IO_TIMEOUT))
+                .map_err(|e| redis_err("set timeout", e))?;
+            c.set_write_timeout(Some(IO_TIMEOUT))
+                .map_err(|e| redis_err("set timeout", e))?;
+            Ok(Conn::Single(c))
+        }
+        Target::Cluster { nodes, password } => {
+            let mut b = redis::cluster::ClusterClientBuilder::new(nodes.iter().map(|(h, p)| {
+                ConnectionAddr::Tcp(h.clone(), *p)
+                    .into_connection_info()
+                    .expect("tcp address")
+            }))
+            .connection_timeout(CONNECT_TIMEOUT)
+            .response_timeout(IO_TIMEOUT);
+            if let Some(pw) = password {
+                b = b.password(pw.clone());
+            }
+            let client = b.build().map_err(|e| redis_err("cluster client", e))?;
+            let c = client
+                .get_connection()
+                .map_err(|e| redis_err("cluster connect", e))?;
+            Ok(Conn::Cluster(Box::new(c)))
+        }
+    }
+}
+
 /// A bounded set of idle connections, re-made on demand with backoff.
 struct Pool {
     target: Target,
@@ -221,49 +269,7 @@ impl Pool {
     }
 
     fn connect_now(&self) -> Result<Conn> {
-        match &self.target {
-            Target::Single { addr, password, db } => {
-                let a = match addr {
-                    ConnectionAddrSpec::Tcp(h, p) => ConnectionAddr::Tcp(h.clone(), *p),
-                    ConnectionAddrSpec::Unix(p) => ConnectionAddr::Unix(p.into()),
-                };
-                let mut rs = RedisConnectionInfo::default().set_db(*db);
-                if let Some(pw) = password {
-                    rs = rs.set_password(pw);
-                }
-                let info: ConnectionInfo = a
-                    .into_connection_info()
-                    .map_err(|e| redis_err("address", e))?
-                    .set_redis_settings(rs);
-                let client = Client::open(info).map_err(|e| redis_err("client", e))?;
-                let c = client
-                    .get_connection_with_timeout(CONNECT_TIMEOUT)
-                    .map_err(|e| redis_err("connect", e))?;
-                c.set_read_timeout(Some(IO_TIMEOUT))
-                    .map_err(|e| redis_err("set timeout", e))?;
-                c.set_write_timeout(Some(IO_TIMEOUT))
-                    .map_err(|e| redis_err("set timeout", e))?;
-                Ok(Conn::Single(c))
-            }
-            Target::Cluster { nodes, password } => {
-                let mut b =
-                    redis::cluster::ClusterClientBuilder::new(nodes.iter().map(|(h, p)| {
-                        ConnectionAddr::Tcp(h.clone(), *p)
-                            .into_connection_info()
-                            .expect("tcp address")
-                    }))
-                    .connection_timeout(CONNECT_TIMEOUT)
-                    .response_timeout(IO_TIMEOUT);
-                if let Some(pw) = password {
-                    b = b.password(pw.clone());
-                }
-                let client = b.build().map_err(|e| redis_err("cluster client", e))?;
-                let c = client
-                    .get_connection()
-                    .map_err(|e| redis_err("cluster connect", e))?;
-                Ok(Conn::Cluster(Box::new(c)))
-            }
-        }
+        connect_target(&self.target)
     }
 
     /// Run `f` on a connection; a connection that failed is dropped, so the
@@ -296,8 +302,6 @@ pub struct RedisEngine {
     layout: Layout,
     /// CleanupAge in seconds (0: no TTL).
     ttl: u64,
-    count_sha: String,
-    expire_sha: String,
 }
 
 fn sha1_hex(s: &str) -> String {
@@ -396,6 +400,19 @@ pub fn decode_v0(d: &[u8], v: &[u8]) -> Result<Record> {
     })
 }
 
+/// Replace a whole v1 record (migration, import): atomic per record, so it
+/// also works in a cluster where a MULTI cannot span slots.
+/// KEYS[1] key; ARGV[1..6] the six fields; ARGV[7] TTL (0 = none).
+const SCRIPT_PUT: &str = r#"
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'r_count', ARGV[1], 'r_entered', ARGV[2], 'r_updated', ARGV[3],
+  'wl_count', ARGV[4], 'wl_entered', ARGV[5], 'wl_updated', ARGV[6])
+if tonumber(ARGV[7]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[7]) end
+return 1
+"#;
+
+const SCRIPTS: [&str; 3] = [SCRIPT_COUNT, SCRIPT_EXPIRE, SCRIPT_PUT];
+
 impl RedisEngine {
     /// Connect (once, to fail early on a wrong DSN or password) and load
     /// the scripts.
@@ -413,42 +430,28 @@ impl RedisEngine {
             },
             layout,
             ttl: cleanup_age,
-            count_sha: sha1_hex(SCRIPT_COUNT),
-            expire_sha: sha1_hex(SCRIPT_EXPIRE),
         };
         // Fail on a wrong password or an unreachable server at start-up, as
         // the reference does; later outages are survived.
-        e.pool.with(|c| e.load_scripts(c))?;
+        e.pool.with(load_scripts)?;
         if layout == Layout::V1 {
             e.warn_v0_records();
         }
         Ok(e)
     }
 
-    fn load_scripts(&self, c: &mut Conn) -> Result<()> {
-        for s in [SCRIPT_COUNT, SCRIPT_EXPIRE] {
-            let _: String = redis::cmd("SCRIPT")
-                .arg("LOAD")
-                .arg(s)
-                .query(c.like())
-                .map_err(|e| redis_err("SCRIPT LOAD", e))?;
-        }
-        Ok(())
-    }
-
     /// The reference's `_check_version`: point at pyzor-migrate when old
     /// records are present.
     fn warn_v0_records(&self) {
-        let found = self.pool.with(|c| {
-            let (_, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(0)
-                .arg("MATCH")
-                .arg([PREFIX_V0, b"*"].concat())
-                .arg("COUNT")
-                .arg(1000)
-                .query(c.like())
-                .map_err(|e| redis_err("SCAN", e))?;
-            Ok(!keys.is_empty())
+        let found = self.nodes().and_then(|nodes| {
+            for n in &nodes {
+                let mut c = connect_target(n)?;
+                let (_, keys) = scan_round(&mut c, 0, PREFIX_V0)?;
+                if !keys.is_empty() {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
         });
         if let Ok(true) = found {
             log::error!(
@@ -465,19 +468,6 @@ impl RedisEngine {
         }
     }
 
-    /// Run a pipeline; a NOSCRIPT reply (scripts flushed or a failover)
-    /// reloads the scripts and retries once.
-    fn query_pipe<T: redis::FromRedisValue>(&self, c: &mut Conn, p: &redis::Pipeline) -> Result<T> {
-        match p.query::<T>(c.like()) {
-            Ok(v) => Ok(v),
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                self.load_scripts(c)?;
-                p.query::<T>(c.like()).map_err(|e| redis_err("pipeline", e))
-            }
-            Err(e) => Err(redis_err("pipeline", e)),
-        }
-    }
-
     fn ttl_for(&self, r: &Record, now: Timestamp) -> Option<i64> {
         if self.ttl == 0 {
             return None;
@@ -485,6 +475,146 @@ impl RedisEngine {
         let last = r.last_update()?;
         let left = self.ttl as i64 - (now.secs() - last.secs());
         Some(left.max(1))
+    }
+
+    /// The nodes that hold keys: the server itself, or every master of a
+    /// cluster (from `CLUSTER NODES` of the first seed that answers).
+    fn nodes(&self) -> Result<Vec<Target>> {
+        match &self.pool.target {
+            t @ Target::Single { .. } => Ok(vec![t.clone()]),
+            Target::Cluster { nodes, password } => {
+                let mut last = StoreError::Unavailable("no cluster seed node answered".into());
+                for (h, p) in nodes {
+                    let seed = Target::Single {
+                        addr: ConnectionAddrSpec::Tcp(h.clone(), *p),
+                        password: password.clone(),
+                        db: 0,
+                    };
+                    let text: Result<String> = connect_target(&seed).and_then(|mut c| {
+                        redis::cmd("CLUSTER")
+                            .arg("NODES")
+                            .query(c.like())
+                            .map_err(|e| redis_err("CLUSTER NODES", e))
+                    });
+                    match text {
+                        Ok(t) => {
+                            return Ok(cluster_masters(&t)
+                                .into_iter()
+                                .map(|(h, p)| Target::Single {
+                                    addr: ConnectionAddrSpec::Tcp(h, p),
+                                    password: password.clone(),
+                                    db: 0,
+                                })
+                                .collect())
+                        }
+                        Err(e) => last = e,
+                    }
+                }
+                Err(last)
+            }
+        }
+    }
+}
+
+/// Masters (`host`, `port`) listed by `CLUSTER NODES`, skipping failed ones.
+pub fn cluster_masters(text: &str) -> Vec<(String, u16)> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 3 {
+            continue;
+        }
+        let flags: Vec<&str> = f[2].split(',').collect();
+        if !flags.contains(&"master")
+            || flags
+                .iter()
+                .any(|x| x.starts_with("fail") || *x == "noaddr")
+        {
+            continue;
+        }
+        // ip:port@cport[,hostname]
+        let addr = f[1].split(['@', ',']).next().unwrap_or("");
+        if let Some((h, p)) = addr.rsplit_once(':') {
+            if let Ok(p) = p.parse() {
+                out.push((h.to_string(), p));
+            }
+        }
+    }
+    out
+}
+
+/// Load the scripts (single Redis; in a cluster the scripts go as EVAL)
+/// and, either way, prove the connection works.
+fn load_scripts(c: &mut Conn) -> Result<()> {
+    match c {
+        Conn::Single(con) => {
+            for s in SCRIPTS {
+                let _: String = redis::cmd("SCRIPT")
+                    .arg("LOAD")
+                    .arg(s)
+                    .query(con)
+                    .map_err(|e| redis_err("SCRIPT LOAD", e))?;
+            }
+        }
+        Conn::Cluster(con) => {
+            let _: i64 = redis::cmd("EXISTS")
+                .arg(PREFIX_V1)
+                .query(&mut **con)
+                .map_err(|e| redis_err("EXISTS", e))?;
+        }
+    }
+    Ok(())
+}
+
+/// A script call for key `key`: EVALSHA on a single Redis, EVAL of the text
+/// in a cluster (scripts would have to be loaded on every node).
+fn script_cmd(cluster: bool, script: &str, key: &[u8]) -> redis::Cmd {
+    let mut c = if cluster {
+        redis::cmd("EVAL")
+    } else {
+        redis::cmd("EVALSHA")
+    };
+    if cluster {
+        c.arg(script);
+    } else {
+        c.arg(sha1_hex(script));
+    }
+    c.arg(1).arg(key);
+    c
+}
+
+/// Send `cmds` as one pipeline (a cluster pipeline routes each command to
+/// its node). A NOSCRIPT reply (Redis restarted or scripts flushed) reloads
+/// the scripts and retries once.
+fn run<T: redis::FromRedisValue>(c: &mut Conn, cmds: Vec<redis::Cmd>) -> Result<T> {
+    match c {
+        Conn::Single(con) => {
+            let mut p = redis::pipe();
+            for cmd in cmds {
+                p.add_command(cmd);
+            }
+            match p.query::<T>(con) {
+                Ok(v) => Ok(v),
+                Err(e)
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    load_scripts(c)?;
+                    let Conn::Single(con) = c else {
+                        unreachable!("checked above")
+                    };
+                    p.query::<T>(con).map_err(|e| redis_err("pipeline", e))
+                }
+                Err(e) => Err(redis_err("pipeline", e)),
+            }
+        }
+        Conn::Cluster(con) => {
+            let mut p = redis::cluster::cluster_pipe();
+            for cmd in cmds {
+                p.add_command(cmd);
+            }
+            p.query::<T>(con)
+                .map_err(|e| redis_err("cluster pipeline", e))
+        }
     }
 }
 
@@ -502,123 +632,127 @@ impl Engine for RedisEngine {
                 "redis_v0 is a migration source; move its records with pyzor-migrate --se redis_v0 --de redis".into(),
             ));
         }
-        let mut p = redis::pipe();
-        for op in ops {
-            let key = real_key(self.prefix(), op.digest());
-            match (*op, self.layout) {
-                (Op::Get(_), Layout::V1) => {
-                    p.cmd("HGETALL").arg(key);
-                }
-                (Op::Get(_), Layout::V0) => {
-                    p.cmd("GET").arg(key);
-                }
-                (Op::Report(_) | Op::Whitelist(_), _) => {
-                    let side = if matches!(op, Op::Report(_)) {
-                        "r"
-                    } else {
-                        "wl"
-                    };
-                    p.cmd("EVALSHA")
-                        .arg(&self.count_sha)
-                        .arg(1)
-                        .arg(key)
-                        .arg(side)
-                        .arg(now.secs())
-                        .arg(self.ttl);
-                }
-            }
+        if ops.is_empty() {
+            return Ok(());
         }
-        self.pool.with(|c| {
-            let start = out.len();
-            let r = (|| {
-                match self.layout {
-                    Layout::V1 => {
-                        let hashes: Vec<HashMap<Vec<u8>, Vec<u8>>> = self.query_pipe(c, &p)?;
-                        for (op, h) in ops.iter().zip(&hashes) {
-                            out.push(decode_hash(op.digest(), h)?);
-                        }
+        let cluster = matches!(self.pool.target, Target::Cluster { .. });
+        let cmds: Vec<redis::Cmd> = ops
+            .iter()
+            .map(|op| {
+                let key = real_key(self.prefix(), op.digest());
+                match (*op, self.layout) {
+                    (Op::Get(_), Layout::V1) => {
+                        let mut c = redis::cmd("HGETALL");
+                        c.arg(key);
+                        c
                     }
-                    Layout::V0 => {
-                        let vals: Vec<Option<Vec<u8>>> = self.query_pipe(c, &p)?;
-                        for (op, v) in ops.iter().zip(&vals) {
-                            out.push(
-                                v.as_deref()
-                                    .map(|v| decode_v0(op.digest(), v))
-                                    .transpose()?,
-                            );
-                        }
+                    (Op::Get(_), Layout::V0) => {
+                        let mut c = redis::cmd("GET");
+                        c.arg(key);
+                        c
+                    }
+                    (Op::Report(_) | Op::Whitelist(_), _) => {
+                        let side = if matches!(op, Op::Report(_)) {
+                            "r"
+                        } else {
+                            "wl"
+                        };
+                        let mut c = script_cmd(cluster, SCRIPT_COUNT, &key);
+                        c.arg(side).arg(now.secs()).arg(self.ttl);
+                        c
                     }
                 }
-                Ok(())
-            })();
-            if r.is_err() {
-                out.truncate(start);
+            })
+            .collect();
+        let start = out.len();
+        let r = self.pool.with(|c| {
+            match self.layout {
+                Layout::V1 => {
+                    let hashes: Vec<HashMap<Vec<u8>, Vec<u8>>> = run(c, cmds)?;
+                    for (op, h) in ops.iter().zip(&hashes) {
+                        out.push(decode_hash(op.digest(), h)?);
+                    }
+                }
+                Layout::V0 => {
+                    let vals: Vec<Option<Vec<u8>>> = run(c, cmds)?;
+                    for (op, v) in ops.iter().zip(&vals) {
+                        out.push(
+                            v.as_deref()
+                                .map(|v| decode_v0(op.digest(), v))
+                                .transpose()?,
+                        );
+                    }
+                }
             }
-            r
-        })
+            Ok(())
+        });
+        if r.is_err() {
+            out.truncate(start);
+        }
+        r
     }
 
     fn put_many(&self, records: &[(Vec<u8>, Record)]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
         let now = Timestamp::now();
-        let mut p = redis::pipe();
+        let cluster = matches!(self.pool.target, Target::Cluster { .. });
+        let mut cmds = Vec::with_capacity(records.len() * 2);
         for (d, r) in records {
             let key = real_key(self.prefix(), d);
-            p.cmd("DEL").arg(&key).ignore();
+            let ttl = self.ttl_for(r, now).unwrap_or(0);
             match self.layout {
                 Layout::V1 => {
-                    p.cmd("HSET")
-                        .arg(&key)
-                        .arg("r_count")
-                        .arg(r.r_count)
-                        .arg("r_entered")
+                    let mut c = script_cmd(cluster, SCRIPT_PUT, &key);
+                    c.arg(r.r_count)
                         .arg(secs(r.r_entered))
-                        .arg("r_updated")
                         .arg(secs(r.r_updated))
-                        .arg("wl_count")
                         .arg(r.wl_count)
-                        .arg("wl_entered")
                         .arg(secs(r.wl_entered))
-                        .arg("wl_updated")
                         .arg(secs(r.wl_updated))
-                        .ignore();
+                        .arg(ttl);
+                    cmds.push(c);
                 }
                 Layout::V0 => {
-                    p.cmd("SET").arg(&key).arg(encode_v0(r)).ignore();
+                    let mut c = redis::cmd("SET");
+                    c.arg(&key).arg(encode_v0(r));
+                    if ttl > 0 {
+                        c.arg("EX").arg(ttl);
+                    }
+                    cmds.push(c);
                 }
             }
-            // A migrated record keeps the rest of its CleanupAge lifetime.
-            if let Some(ttl) = self.ttl_for(r, now) {
-                p.cmd("EXPIRE").arg(&key).arg(ttl).ignore();
-            }
         }
-        p.atomic();
-        self.pool.with(|c| self.query_pipe::<()>(c, &p))
+        self.pool.with(|c| run::<redis::Value>(c, cmds).map(|_| ()))
     }
 
     fn delete_many(&self, digests: &[Vec<u8>]) -> Result<()> {
         if digests.is_empty() {
             return Ok(());
         }
-        let mut p = redis::pipe();
-        for d in digests {
-            p.cmd("DEL").arg(real_key(self.prefix(), d)).ignore();
-        }
-        self.pool.with(|c| self.query_pipe::<()>(c, &p))
+        let cmds = digests
+            .iter()
+            .map(|d| {
+                let mut c = redis::cmd("DEL");
+                c.arg(real_key(self.prefix(), d));
+                c
+            })
+            .collect();
+        self.pool.with(|c| run::<redis::Value>(c, cmds).map(|_| ()))
     }
 
-    /// SCAN with MATCH over the layout's prefix, [`SCAN_COUNT`] keys per
-    /// round trip, then one pipelined read per round: constant memory.
+    /// SCAN with MATCH over the layout's prefix on every node that holds
+    /// keys (each master of a cluster), [`SCAN_COUNT`] keys per round trip,
+    /// then one pipelined read per round: constant memory.
     fn scan(&self) -> Result<RecordIter<'_>> {
-        if matches!(self.pool.target, Target::Cluster { .. }) {
-            return Err(StoreError::Config(
-                "scanning a Redis Cluster is not supported; migrate from each master node with its own host,port DSN"
-                    .into(),
-            ));
-        }
+        let nodes = self.nodes()?;
         Ok(Box::new(RedisScan {
             e: self,
+            nodes,
+            node: 0,
+            conn: None,
             cursor: 0,
-            started: false,
             buf: Vec::new().into_iter(),
             failed: false,
         }))
@@ -630,30 +764,35 @@ impl Engine for RedisEngine {
         }
         // Records with a TTL expire by themselves; this catches the ones
         // without (written by the reference's migration, or with
-        // CleanupAge 0 at the time).
+        // CleanupAge 0 at the time). Stored whole seconds s expire when
+        // s*1e6 < cutoff, i.e. s < ceil(cutoff in seconds).
         let cutoff_secs =
             cutoff.0.div_euclid(1_000_000) + i64::from(cutoff.0.rem_euclid(1_000_000) != 0);
         let mut removed = 0u64;
-        let mut cursor = 0u64;
-        loop {
-            let (next, keys) = self.pool.with(|c| scan_round(c, cursor, PREFIX_V1))?;
-            if !keys.is_empty() {
-                let mut p = redis::pipe();
-                for k in &keys {
-                    p.cmd("EVALSHA")
-                        .arg(&self.expire_sha)
-                        .arg(1)
-                        .arg(k)
-                        .arg(cutoff_secs);
+        for node in self.nodes()? {
+            let mut c = connect_target(&node)?;
+            let mut cursor = 0u64;
+            loop {
+                let (next, keys) = scan_round(&mut c, cursor, PREFIX_V1)?;
+                if !keys.is_empty() {
+                    let cmds = keys
+                        .iter()
+                        .map(|k| {
+                            let mut x = script_cmd(true, SCRIPT_EXPIRE, k);
+                            x.arg(cutoff_secs);
+                            x
+                        })
+                        .collect();
+                    let n: Vec<i64> = run(&mut c, cmds)?;
+                    removed += n.iter().filter(|&&x| x > 0).count() as u64;
                 }
-                let n: Vec<i64> = self.pool.with(|c| self.query_pipe(c, &p))?;
-                removed += n.iter().filter(|&&x| x > 0).count() as u64;
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            if next == 0 {
-                return Ok(removed);
-            }
-            cursor = next;
         }
+        Ok(removed)
     }
 
     /// Redis persists by its own configuration (`appendfsync`).
@@ -678,8 +817,11 @@ type Item = Result<(Vec<u8>, Record)>;
 
 struct RedisScan<'a> {
     e: &'a RedisEngine,
+    nodes: Vec<Target>,
+    node: usize,
+    /// A connection of its own to the node being scanned.
+    conn: Option<Conn>,
     cursor: u64,
-    started: bool,
     buf: std::vec::IntoIter<Item>,
     failed: bool,
 }
@@ -688,56 +830,69 @@ impl RedisScan<'_> {
     fn round(&mut self) -> Result<Vec<Item>> {
         let e = self.e;
         let prefix = e.prefix();
-        let (next, keys) = e.pool.with(|c| scan_round(c, self.cursor, prefix))?;
-        self.cursor = next;
-        self.started = true;
-        if keys.is_empty() {
-            return Ok(Vec::new());
+        if self.conn.is_none() {
+            self.conn = Some(connect_target(&self.nodes[self.node])?);
         }
-        let mut p = redis::pipe();
-        for k in &keys {
-            match e.layout {
-                Layout::V1 => p.cmd("HGETALL").arg(k),
-                Layout::V0 => p.cmd("GET").arg(k),
-            };
+        let c = self.conn.as_mut().expect("connected above");
+        let (next, keys) = scan_round(c, self.cursor, prefix)?;
+        self.cursor = next;
+        if next == 0 {
+            // this node is done; the next round starts on the next one
+            self.node += 1;
         }
         let mut out = Vec::with_capacity(keys.len());
-        match e.layout {
-            Layout::V1 => {
-                // A key of another type under our prefix fails the whole
-                // pipeline; it is reported as a failed round.
-                let hs: Vec<HashMap<Vec<u8>, Vec<u8>>> = e.pool.with(|c| e.query_pipe(c, &p))?;
-                for (k, h) in keys.iter().zip(hs) {
-                    let d = k[prefix.len()..].to_vec();
-                    match decode_hash(&d, &h) {
-                        Ok(Some(r)) => out.push(Ok((d, r))),
-                        Ok(None) => {} // expired between SCAN and HGETALL
-                        Err(err) => out.push(Err(err)),
+        if !keys.is_empty() {
+            let read = if e.layout == Layout::V1 {
+                "HGETALL"
+            } else {
+                "GET"
+            };
+            let cmds: Vec<redis::Cmd> = keys
+                .iter()
+                .map(|k| {
+                    let mut x = redis::cmd(read);
+                    x.arg(k);
+                    x
+                })
+                .collect();
+            match e.layout {
+                Layout::V1 => {
+                    let hs: Vec<HashMap<Vec<u8>, Vec<u8>>> = run(c, cmds)?;
+                    for (k, h) in keys.iter().zip(hs) {
+                        let d = k[prefix.len()..].to_vec();
+                        match decode_hash(&d, &h) {
+                            Ok(Some(r)) => out.push(Ok((d, r))),
+                            Ok(None) => {} // expired between SCAN and HGETALL
+                            Err(err) => out.push(Err(err)),
+                        }
+                    }
+                }
+                Layout::V0 => {
+                    let vs: Vec<Option<Vec<u8>>> = run(c, cmds)?;
+                    for (k, v) in keys.iter().zip(vs) {
+                        let d = k[prefix.len()..].to_vec();
+                        if let Some(v) = v {
+                            out.push(decode_v0(&d, &v).map(|r| (d, r)));
+                        }
                     }
                 }
             }
-            Layout::V0 => {
-                let vs: Vec<Option<Vec<u8>>> = e.pool.with(|c| e.query_pipe(c, &p))?;
-                for (k, v) in keys.iter().zip(vs) {
-                    let d = k[prefix.len()..].to_vec();
-                    if let Some(v) = v {
-                        out.push(decode_v0(&d, &v).map(|r| (d, r)));
-                    }
-                }
-            }
+        }
+        if next == 0 {
+            self.conn = None;
         }
         Ok(out)
     }
 }
 
 impl Iterator for RedisScan<'_> {
-    type Item = Result<(Vec<u8>, Record)>;
+    type Item = Item;
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             if let Some(x) = self.buf.next() {
                 return Some(x);
             }
-            if self.failed || (self.started && self.cursor == 0) {
+            if self.failed || self.node >= self.nodes.len() {
                 return None;
             }
             match self.round() {

@@ -181,3 +181,136 @@ fn redis_unreachable_is_unavailable_not_a_panic() {
         Err(StoreError::Config(_))
     ));
 }
+
+/// A child process killed when dropped.
+struct Proc(std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A TCP port that is free, whose cluster-bus port (+10000) is free too.
+fn cluster_port() -> u16 {
+    loop {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = l.local_addr().unwrap().port();
+        if p < 55_000 && std::net::TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
+            return p;
+        }
+    }
+}
+
+#[test]
+fn redis_cluster_contract() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let test = "redis_cluster_contract";
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+        || Command::new("redis-cli").arg("--version").output().is_err()
+    {
+        pyzor_testkit::skip(test, "redis-server / redis-cli are not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..3).map(|_| cluster_port()).collect();
+    let _servers: Vec<Proc> = ports
+        .iter()
+        .map(|p| {
+            let d = dir.path().join(p.to_string());
+            std::fs::create_dir(&d).unwrap();
+            Proc(
+                Command::new("redis-server")
+                    .args([
+                        "--port",
+                        &p.to_string(),
+                        "--bind",
+                        "127.0.0.1",
+                        "--cluster-enabled",
+                        "yes",
+                    ])
+                    .args(["--save", "", "--appendonly", "no", "--dir"])
+                    .arg(&d)
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    for p in &ports {
+        let end = Instant::now() + Duration::from_secs(10);
+        while !pyzor_testkit::tcp_service_up(*p) {
+            assert!(Instant::now() < end, "cluster node {p} did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let st = Command::new("redis-cli")
+        .arg("--cluster")
+        .arg("create")
+        .args(&addrs)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "redis-cli --cluster create failed");
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ok = ports.iter().all(|p| {
+            Command::new("redis-cli")
+                .args(["-p", &p.to_string(), "cluster", "info"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok"))
+                .unwrap_or(false)
+        });
+        if ok {
+            break;
+        }
+        assert!(Instant::now() < end, "cluster did not become ok");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let dsn = format!("cluster:{};{},,,", addrs[0], addrs[1]);
+    let e = open(&EngineOptions::new("redis", "/").dsn(dsn)).unwrap();
+    common::run_all(e.clone(), common::SECONDS, "cl-");
+    // keys really are spread over the masters, and a scan finds them all
+    let recs: Vec<(Vec<u8>, Record)> = (0..300)
+        .map(|i| {
+            (
+                format!("spread{i}").into_bytes(),
+                Record {
+                    r_count: i,
+                    ..Record::default()
+                },
+            )
+        })
+        .collect();
+    e.put_many(&recs).unwrap();
+    assert_eq!(
+        e.scan()
+            .unwrap()
+            .filter(|x| x.as_ref().unwrap().0.starts_with(b"spread"))
+            .count(),
+        300
+    );
+    let with_keys = ports
+        .iter()
+        .filter(|p| {
+            let o = Command::new("redis-cli")
+                .args(["-p", &p.to_string(), "dbsize"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<u64>()
+                .unwrap_or(0)
+                > 0
+        })
+        .count();
+    assert_eq!(with_keys, 3);
+}
