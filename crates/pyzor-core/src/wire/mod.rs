@@ -5,6 +5,7 @@
 //!   compat32): borrowed offsets, no allocation per message once warm.
 //! * [`render`] — how Python serialises one header value (`Thread` echo,
 //!   signed text).
+//! * [`server`] — parse a request, decide it (auth, PV, ACL, dispatch), write the reply.
 //! * [`client`] — build a signed request ([`client::build_request`]),
 //!   read a reply ([`client::parse_reply`]).
 //!
@@ -14,6 +15,7 @@
 pub mod client;
 pub mod email;
 pub mod render;
+pub mod server;
 
 /// `str(pyzor.proto_version)`.
 pub const PROTO_VERSION: &str = "2.1";
