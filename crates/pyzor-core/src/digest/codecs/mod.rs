@@ -14,6 +14,7 @@
 //! as stand-ins ([`super::text::surrogate_stand_in`]).
 
 mod escape;
+#[rustfmt::skip]
 mod generated;
 mod names;
 mod punycode;
@@ -170,13 +171,23 @@ fn normalize(label: &str) -> String {
 }
 
 /// `bytes.decode(label, errors)` of CPython 3.11.
+///
+/// Python quirk: an empty input decodes to `""` whatever the label, even an
+/// unknown one (CPython returns the empty string before looking the codec
+/// up), so `decode("no-such", b"", _)` is `Ok("")`.
 pub fn decode(label: &str, bytes: &[u8], errors: Errors) -> Result<String, CodecError> {
+    if bytes.is_empty() {
+        return Ok(String::new());
+    }
     let codec = lookup(label).ok_or_else(|| CodecError::Lookup(label.to_owned()))?;
     decode_with(codec, bytes, errors)
 }
 
 /// Decode with an already looked-up codec.
 pub fn decode_with(codec: Codec, bytes: &[u8], errors: Errors) -> Result<String, CodecError> {
+    if bytes.is_empty() {
+        return Ok(String::new());
+    }
     let mut out = Out::new(errors, bytes.len());
     match codec.imp() {
         Imp::Trie(t) => t.decode(bytes, &mut out),

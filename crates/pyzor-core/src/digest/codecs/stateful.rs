@@ -7,8 +7,8 @@
 use super::{generated::tries, Codec, CodecError, Out};
 
 /// `hz` (RFC 1843). `~~` is `~`, `~{` / `~}` switch to GB2312 / ASCII
-/// (only from the other mode; otherwise a 1-byte error), `~\n` is a line
-/// continuation; any other `~x` is a 1-byte error. Bytes ≥ 0x80 are 1-byte
+/// (only from the other mode), `~\n` is a line continuation (ASCII mode
+/// only, like `~~`); any other `~x` is a 1-byte error. Bytes ≥ 0x80 are 1-byte
 /// errors in both modes. In GB mode two bytes form one GB2312 character
 /// (looked up through the `gb2312` table with the high bits set).
 pub(crate) fn hz(input: &[u8], out: &mut Out) {
@@ -22,11 +22,13 @@ pub(crate) fn hz(input: &[u8], out: &mut Out) {
                 out.error();
                 break;
             };
+            // Python 3.11 quirk: `~~` and `~\n` are only recognised in
+            // ASCII mode; in GB mode they are 1-byte errors.
             match c2 {
-                b'~' => out.s.push('~'),
+                b'~' if !gb => out.s.push('~'),
                 b'{' if !gb => gb = true,
                 b'}' if gb => gb = false,
-                b'\n' => {}
+                b'\n' if !gb => {}
                 _ => {
                     out.error();
                     s += 1;
