@@ -2,4 +2,5 @@
 //! (`../shared/specs/digest-spec.md`). Work in progress: see the module
 //! list below as it fills in.
 
+pub mod html;
 pub mod text;
