@@ -4,6 +4,8 @@
 //! run through ONE Python subprocess. Any difference in the text, or error
 //! versus no error, fails the test. Skips loudly without that Python.
 
+mod html_support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -361,6 +363,13 @@ fn fixed_cases() -> Vec<String> {
         v.push(format!("word{} &amp", "x".repeat(k)));
         v.push(format!("&amp{}", "x".repeat(k)));
         v.push(format!("& {}", "\u{e9}".repeat(k)));
+    }
+    for n in [1, 2, 3, 50, 700] {
+        v.extend(
+            html_support::pathological(n)
+                .into_iter()
+                .map(|(_, input, _)| input),
+        );
     }
     for digits in [4299, 4300, 4301] {
         v.push(format!("a &#{}; b", "1".repeat(digits)));

@@ -18,8 +18,9 @@ const NAME_MAX_CHARS: usize = 32;
 ///
 /// Identical to Python, except for one input on which Python raises: a
 /// decimal reference with more than 4300 digits (`&#` + 4301 digits), where
-/// `int()` raises `ValueError`. This function then returns U+FFFD, as for
-/// any other number above U+10FFFF; use [`try_unescape`] to get the error.
+/// `int()` raises `ValueError`. This function converts such a reference by
+/// its value as if Python had no limit; use [`try_unescape`] to get the
+/// error.
 pub fn unescape(s: &str) -> Cow<'_, str> {
     match unescape_impl(s, false) {
         Ok(v) => v,
@@ -298,7 +299,10 @@ mod tests {
             }
             other => panic!("expected CharrefTooLong, got {other:?}"),
         }
-        assert_eq!(unescape(&bad), "xy\u{fffd}");
+        assert_eq!(unescape(&bad), "xyA");
+        let big = format!("&#{};", "7".repeat(PY_INT_MAX_STR_DIGITS + 1));
+        assert_eq!(unescape(&big), "\u{fffd}");
+        assert!(try_unescape(&big).is_err());
         // hex has no limit in Python (power-of-two base)
         let hex = format!("&#x{}41;", "0".repeat(5000));
         assert_eq!(try_unescape(&hex).unwrap(), "A");
