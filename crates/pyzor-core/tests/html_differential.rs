@@ -328,6 +328,25 @@ fn gen_case(rng: &mut Rng) -> String {
     s
 }
 
+/// Short random strings over the characters that matter to the parser,
+/// starting with `<` most of the time.
+fn gen_soup(rng: &mut Rng) -> String {
+    const SOUP: &[&str] = &[
+        "<", "<", "<", ">", ">", "/", "/", "=", "=", "\"", "'", "&", "#", ";", "!", "-", "-", "[",
+        "]", "?", "a", "b", "x", "S", "script", "style", "cdata", "if", "doctype", "amp", " ", " ",
+        "\t", "\n", "\r", "\x0b", "\x0c", "\x1f", "\x00", "\u{a0}", "\u{2028}", "\u{85}", "\u{e9}",
+        "\u{130}", "\u{17f}", "1", ":", "_", ".",
+    ];
+    let mut s = String::new();
+    if rng.chance(80) {
+        s.push('<');
+    }
+    for _ in 0..1 + rng.below(24) {
+        s.push_str(rng.pick(SOUP));
+    }
+    s
+}
+
 /// Cases written by hand: the spec examples and known traps.
 fn fixed_cases() -> Vec<String> {
     let mut v: Vec<String> = [
@@ -467,13 +486,30 @@ fn strip_html_matches_cpython_on_random_html() {
     if python_ok().is_none() {
         return;
     }
-    let mut rng = Rng(0x5079_7a6f_7273_2021);
+    // PYZOR_HTML_DIFF_SEED / PYZOR_HTML_DIFF_SCALE: optional, for longer
+    // fuzzing sessions; the default run is fixed and takes about a second.
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    let seed = env("PYZOR_HTML_DIFF_SEED").unwrap_or(0x5079_7a6f_7273_2021);
+    let scale = env("PYZOR_HTML_DIFF_SCALE").unwrap_or(1).max(1) as usize;
+    let mut rng = Rng(seed);
     let mut cases: Vec<(char, String)> = fixed_cases().into_iter().map(|t| ('S', t)).collect();
-    for _ in 0..6000 {
+    for _ in 0..6000 * scale {
         cases.push(('S', gen_case(&mut rng)));
     }
+    // character soup over the characters the scanners care about
+    for _ in 0..15000 * scale {
+        cases.push(('S', gen_soup(&mut rng)));
+    }
+    // a few long documents
+    for _ in 0..300 * scale {
+        let mut t = String::new();
+        for _ in 0..10 {
+            t.push_str(&gen_case(&mut rng));
+        }
+        cases.push(('S', t));
+    }
     // unescape on its own, on entity-dense strings
-    for _ in 0..1500 {
+    for _ in 0..1500 * scale {
         let mut t = String::new();
         for _ in 0..1 + rng.below(6) {
             t.push_str(if rng.chance(60) {
