@@ -102,6 +102,59 @@ fn command() -> Command {
         )
 }
 
+/// Long option names, for optparse's ambiguity message.
+const LONGS: [&str; 14] = [
+    "--accounts-file",
+    "--debug",
+    "--help",
+    "--homedir",
+    "--json",
+    "--local-whitelist",
+    "--log-file",
+    "--nice",
+    "--report-threshold",
+    "--servers-file",
+    "--style",
+    "--timeout",
+    "--version",
+    "--whitelist-threshold",
+];
+
+/// Reword a clap error the way optparse words it.
+fn optparse_message(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let arg = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => s.clone(),
+        _ => String::new(),
+    };
+    let opt = arg.split(['=', ' ']).next().unwrap_or("").to_string();
+    match e.kind() {
+        ErrorKind::UnknownArgument => {
+            if let Some(prefix) = opt.strip_prefix("--") {
+                let hits: Vec<&str> = LONGS
+                    .iter()
+                    .copied()
+                    .filter(|l| l[2..].starts_with(prefix))
+                    .collect();
+                if hits.len() > 1 {
+                    return format!("ambiguous option: {opt} ({}?)", hits.join(", "));
+                }
+            }
+            format!("no such option: {opt}")
+        }
+        ErrorKind::InvalidValue | ErrorKind::NoEquals | ErrorKind::TooFewValues => {
+            format!("{opt} option requires 1 argument")
+        }
+        _ => e
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("error: ")
+            .to_string(),
+    }
+}
+
 /// Check an integer option the way optparse's `type="int"` does.
 fn int_option(name: &str, v: Option<&String>) -> Result<(), UsageError> {
     if let Some(v) = v {
@@ -122,16 +175,9 @@ where
 {
     let mut argv: Vec<std::ffi::OsString> = vec!["pyzor".into()];
     argv.extend(args.into_iter().map(Into::into));
-    let m = command().try_get_matches_from(argv).map_err(|e| {
-        let text = e.to_string();
-        let first = text
-            .lines()
-            .next()
-            .unwrap_or("")
-            .trim_start_matches("error: ")
-            .to_string();
-        UsageError(first)
-    })?;
+    let m = command()
+        .try_get_matches_from(argv)
+        .map_err(|e| UsageError(optparse_message(&e)))?;
     let s = |id: &str| m.get_one::<String>(id).cloned();
     let nice = s("nice");
     int_option("-n", nice.as_ref())?;
@@ -140,7 +186,7 @@ where
     if let Some(t) = s("timeout") {
         if t.trim().parse::<f64>().is_err() {
             return Err(UsageError(format!(
-                "option -t: invalid number value: '{t}'"
+                "option -t: invalid integer value: '{t}'"
             )));
         }
     }
@@ -244,8 +290,12 @@ mod tests {
             parse(["-r", "x", "check"]).unwrap_err().0,
             "option -r: invalid integer value: 'x'"
         );
-        assert!(parse(["--bogus"]).is_err());
-        assert!(parse(["--s", "x"]).is_err(), "ambiguous abbreviation");
+        assert_eq!(parse(["--bogus"]).unwrap_err().0, "no such option: --bogus");
+        assert_eq!(parse(["-x"]).unwrap_err().0, "no such option: -x");
+        assert_eq!(
+            parse(["--s", "x"]).unwrap_err().0,
+            "ambiguous option: --s (--servers-file, --style?)"
+        );
         assert!(parse(["-t", "2.5", "ping"]).is_ok());
         assert!(parse(["-d", "-V"]).unwrap().version);
     }
