@@ -199,8 +199,11 @@ impl Stats {
                 latency: Latency::of(&t.by_op[op.index()]),
             })
             .collect();
-        let ok =
-            t.sent == t.responses + t.lost && t.stray == 0 && t.malformed == 0 && t.unexpected == 0;
+        let ok = t.sent == t.responses + t.lost
+            && t.responses > 0
+            && t.stray == 0
+            && t.malformed == 0
+            && t.unexpected == 0;
         Stats {
             target: format!("{}:{}", args.host, args.port),
             ops: mix.describe(),
@@ -283,7 +286,7 @@ impl Stats {
         );
         if !self.ok {
             s +=
-                "  NOT OK: stray/malformed answers, unexpected codes, or sent != answered + lost\n";
+                "  NOT OK: no answers, stray/malformed answers, unexpected codes, or sent != answered + lost\n";
         }
         s
     }
