@@ -15,7 +15,8 @@ const PYTHON: &str = "/usr/bin/python3";
 const PER_CODEC: usize = 400;
 
 /// Reads length-prefixed (label, errors, input) records and answers each
-/// with a tag byte (0 text, 1 LookupError, 2 UnicodeError, 3 other) and the
+/// with a tag byte (0 text, 1 LookupError, 2 UnicodeError, 4 RuntimeError,
+/// 3 other) and the
 /// text as UTF-8 with surrogates passed through.
 const PY_SCRIPT: &str = r#"
 import sys, struct
@@ -35,6 +36,8 @@ while pos < len(inp):
         tag, res = 1, b""
     except UnicodeError as e:
         tag, res = 2, b""
+    except RuntimeError as e:
+        tag, res = 4, b""
     except Exception as e:
         tag, res = 3, repr(e).encode()
     out.write(bytes([tag]) + struct.pack("<I", len(res)) + res)
@@ -180,6 +183,17 @@ fn tokens(label: &str) -> Vec<&'static [u8]> {
             b"\x1b$",
             b"\x1b$(",
             b"\x1b(",
+            b"\x1b.J",
+            b"\x1b.B",
+            b"\x1b&@\x1b$B",
+            b"\x1b&@",
+            b"\x1b$)B",
+            b"\x1b(A",
+            b"\x1bx",
+            b"\x1b$(Q",
+            b"\x1b$(O",
+            b"\x1b$(P",
+            b"\x1b$)C\x0e",
         ],
         "punycode" => &[b"-", b"xn--", b"a", b"bcher-kva", b"ZZZZ", b"9", b"\xe9"],
         _ => &[],
@@ -240,6 +254,7 @@ fn ours(label: &str, data: &[u8], errors: Errors) -> (u8, Vec<u8>) {
         }
         Err(CodecError::Lookup(_)) => (1, Vec::new()),
         Err(CodecError::Unicode(_)) => (2, Vec::new()),
+        Err(CodecError::PythonRuntimeError(_)) => (4, Vec::new()),
         Err(e) => (9, e.to_string().into_bytes()),
     }
 }

@@ -44,6 +44,13 @@ pub enum CodecError {
     /// `idna` with a non-strict error handler).
     #[error("decoding with {0} failed (Python raises UnicodeError)")]
     Unicode(String),
+    /// Python `RuntimeError("internal codec error")`: CPython's
+    /// iso2022_jp_2 decoder fails this way on `ESC N` after a G2
+    /// designation it cannot single-shift (e.g. `ESC . J ESC N x`). The
+    /// reference digest does not catch it, so that message gets no digest
+    /// (like digest-spec.md section H).
+    #[error("{0} (Python raises RuntimeError; the reference digest fails)")]
+    PythonRuntimeError(String),
     /// A codec this crate cannot decode exactly yet (see docs/codecs.md).
     /// This is a gap in pyzor-rs, not Python behaviour: the caller should
     /// treat the digest of this part as unavailable rather than guess.
