@@ -195,7 +195,22 @@ fn tokens(label: &str) -> Vec<&'static [u8]> {
             b"\x1b$(P",
             b"\x1b$)C\x0e",
         ],
-        "punycode" => &[b"-", b"xn--", b"a", b"bcher-kva", b"ZZZZ", b"9", b"\xe9"],
+        "punycode" => &[
+            b"-",
+            b"xn--",
+            b"a",
+            b"bcher-kva",
+            b"ZZZZ",
+            b"9",
+            b"\xe9",
+            b"egbpdaj6bu4bxfgehfvwxn",
+            b"ihqwcrb4cv8a8dqg056pqjye",
+            b"Proprostnemluvesky-uyb24dma41a",
+            b"-> $1.00 <--",
+            b"99999999",
+            b"zzzzzzzzzzzzzzzzzzzzzzzz9",
+            b"A",
+        ],
         _ => &[],
     };
     t.extend_from_slice(extra);

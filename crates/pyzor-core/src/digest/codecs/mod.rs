@@ -116,6 +116,11 @@ impl Out {
         }
     }
 
+    /// Whether the handler is `replace`.
+    pub(crate) fn replaces(&self) -> bool {
+        self.errors == Errors::Replace
+    }
+
     /// Latin-1 byte as a code point.
     #[inline]
     pub(crate) fn push_byte(&mut self, b: u8) {
