@@ -3,4 +3,5 @@
 //! list below as it fills in.
 
 pub mod codecs;
+pub mod html;
 pub mod text;
