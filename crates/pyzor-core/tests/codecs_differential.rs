@@ -31,7 +31,12 @@ while pos < len(inp):
     errors = "replace" if take(1) == b"r" else "ignore"
     (ln,) = struct.unpack("<I", take(4)); data = take(ln)
     try:
-        tag, res = 0, data.decode(label, errors).encode("utf-8", "surrogatepass")
+        text = data.decode(label, errors)
+        # Our Strings carry lone surrogates as stand-ins U+10F800..U+10FFFF
+        # (digest::text), so a genuine character there reads back as a
+        # surrogate: compare in that same representation.
+        text = "".join(chr(ord(c) - 0x10F800 + 0xD800) if ord(c) >= 0x10F800 else c for c in text)
+        tag, res = 0, text.encode("utf-8", "surrogatepass")
     except LookupError as e:
         tag, res = 1, b""
     except UnicodeError as e:
@@ -217,9 +222,9 @@ fn tokens(label: &str) -> Vec<&'static [u8]> {
     t
 }
 
-fn gen_input(rng: &mut Rng, toks: &[&'static [u8]]) -> Vec<u8> {
+fn gen_input(rng: &mut Rng, toks: &[&'static [u8]], max_len: usize) -> Vec<u8> {
     let mut v = Vec::new();
-    let len = rng.below(24);
+    let len = rng.below(max_len);
     for _ in 0..len {
         match rng.below(10) {
             0..=2 => v.push(rng.next() as u8),
@@ -457,7 +462,9 @@ fn codecs_match_cpython_on_generated_inputs() {
             let data = match k {
                 0 => Vec::new(),
                 1..=3 => vec![(0x80 + k) as u8],
-                _ => gen_input(&mut rng, &toks),
+                // a tail of longer inputs (state carried across many units)
+                _ if k >= PER_CODEC - 40 => gen_input(&mut rng, &toks, 300),
+                _ => gen_input(&mut rng, &toks, 24),
             };
             for errors in [Errors::Ignore, Errors::Replace] {
                 cases.push((label.to_owned(), errors, data.clone()));
