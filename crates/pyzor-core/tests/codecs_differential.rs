@@ -462,6 +462,16 @@ fn codecs_match_cpython_on_generated_inputs() {
             let data = match k {
                 0 => Vec::new(),
                 1..=3 => vec![(0x80 + k) as u8],
+                // every byte, both orders
+                4 => (0..=255u8).collect(),
+                5 => (0..=255u8).rev().collect(),
+                // every lead byte >= 0x80 with every second byte
+                6 => (0x80..=0xFFu8)
+                    .flat_map(|a| (0..=255u8).flat_map(move |b| [a, b]))
+                    .collect(),
+                7 => (0x80..=0xFFu8)
+                    .flat_map(|a| (0x21..=0x7Eu8).flat_map(move |b| [a, b, b'\n']))
+                    .collect(),
                 // a tail of longer inputs (state carried across many units)
                 _ if k >= PER_CODEC - 40 => gen_input(&mut rng, &toks, 300),
                 _ => gen_input(&mut rng, &toks, 24),

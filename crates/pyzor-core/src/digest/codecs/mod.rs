@@ -184,6 +184,10 @@ fn normalize(label: &str) -> String {
 
 /// `bytes.decode(label, errors)` of CPython 3.11.
 ///
+/// A label holding NUL is treated like any other punctuation here; Python
+/// raises ValueError for it before any lookup, which the caller must handle
+/// (digest-spec.md H.2).
+///
 /// Python quirk: an empty input decodes to `""` whatever the label, even an
 /// unknown one (CPython returns the empty string before looking the codec
 /// up), so `decode("no-such", b"", _)` is `Ok("")`.
