@@ -6,7 +6,7 @@ reference Pyzor 1.1.2 runs on):
 
     /usr/bin/python3 tools/gen-codec-tables.py [NameAliases.txt]
 
-(default alias candidates: tools/codec-name-aliases.txt)
+(default alias candidates: crates/pyzor-core/src/digest/codecs/tables/name-aliases.txt)
 
 Writes into crates/pyzor-core/src/digest/codecs/:
   * generated.rs        the `Codec` enum, codec names, alias and module tables
@@ -372,7 +372,7 @@ def gen_iso2022():
 def main():
     os.makedirs(TABLES, exist_ok=True)
     gen_iso2022()
-    aliases_file = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "tools/codec-name-aliases.txt")
+    aliases_file = sys.argv[1] if len(sys.argv) > 1 else os.path.join(TABLES, "name-aliases.txt")
     cjk_ranges = gen_names(aliases_file)
     mods = text_modules()
     # Resolution tables: alias keys and module names, as bytes.decode sees them.
