@@ -314,3 +314,41 @@ fn redis_cluster_contract() {
         .count();
     assert_eq!(with_keys, 3);
 }
+
+/// A host containing `/` is a unix socket; the password field is used.
+#[test]
+fn redis_unix_socket_and_password() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let test = "redis_unix_socket_and_password";
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        pyzor_testkit::skip(test, "redis-server is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("redis.sock");
+    let _server = Proc(
+        Command::new("redis-server")
+            .args(["--port", "0", "--unixsocket"])
+            .arg(&sock)
+            .args(["--requirepass", "s3cret", "--save", "", "--dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let end = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(Instant::now() < end, "private redis did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let s = sock.to_str().unwrap();
+    assert!(RedisEngine::open(&format!("{s},,wrong,0"), Layout::V1, 0, 0).is_err());
+    assert!(RedisEngine::open(&format!("{s},,,0"), Layout::V1, 0, 0).is_err());
+    let e = open(&EngineOptions::new("redis", "/").dsn(format!("{s},,s3cret,2"))).unwrap();
+    common::run_all(e, common::SECONDS, "us-");
+}
