@@ -114,8 +114,12 @@ pub trait Engine: Send + Sync {
     /// engine has transactions, and push `out[i]` for `ops[i]`: the record
     /// after the operation (`None` for a digest never seen, on `Get`).
     /// When this returns `Ok`, every write of the batch is durable to the
-    /// level of the engine's [`Durability`]. On `Err` none of `out` is valid
-    /// and the caller answers every request of the batch with 500.
+    /// level of the engine's [`Durability`]. On `Err` nothing is pushed
+    /// (`out` keeps its previous length) and the caller answers every request
+    /// of the batch with 500. A digest the engine cannot store
+    /// ([`StoreError::BadKey`], only the `mysql` engine's `char(40)`) fails
+    /// the batch before anything is written, so the caller may re-run the
+    /// batch's requests one by one to answer only the offending one with 500.
     fn execute(&self, ops: &[Op<'_>], now: Timestamp, out: &mut Vec<Option<Record>>) -> Result<()>;
 
     /// Read one record.
