@@ -743,7 +743,7 @@ impl Engine for RedisEngine {
     }
 
     /// SCAN with MATCH over the layout's prefix on every node that holds
-    /// keys (each master of a cluster), [`SCAN_COUNT`] keys per round trip,
+    /// keys (each master of a cluster), 1000 keys per round trip,
     /// then one pipelined read per round: constant memory.
     fn scan(&self) -> Result<RecordIter<'_>> {
         let nodes = self.nodes()?;
