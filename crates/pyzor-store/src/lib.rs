@@ -21,6 +21,8 @@ use std::sync::Arc;
 
 use pyzor_core::{Record, Timestamp};
 
+#[cfg(any(feature = "redis", feature = "mysql", feature = "postgres"))]
+mod backoff;
 pub mod codec;
 #[cfg(feature = "gdbm")]
 pub mod gdbm;

@@ -191,6 +191,7 @@ fn row_record(d: &[u8], v: &[Value]) -> Result<Record> {
 /// The `mysql` engine.
 pub struct MysqlEngine {
     pool: Pool,
+    backoff: crate::backoff::Backoff,
     table: String,
     sql_report: String,
     sql_whitelist: String,
@@ -248,6 +249,7 @@ impl MysqlEngine {
             ),
             table: t,
             pool,
+            backoff: crate::backoff::Backoff::new("MySQL"),
         };
         e.conn()?
             .query_drop(format!(
@@ -261,9 +263,11 @@ impl MysqlEngine {
     }
 
     fn conn(&self) -> Result<PooledConn> {
-        self.pool
-            .try_get_conn(Duration::from_secs(3))
-            .map_err(|e| my_err("connection", e))
+        self.backoff.attempt(|| {
+            self.pool
+                .try_get_conn(Duration::from_secs(3))
+                .map_err(|e| my_err("connection", e))
+        })
     }
 
     fn get_in(&self, q: &mut impl Queryable, d: &[u8], key: &str) -> Result<Option<Record>> {

@@ -83,6 +83,7 @@ pub struct PostgresEngine {
     max: usize,
     state: Mutex<PoolState>,
     freed: Condvar,
+    backoff: crate::backoff::Backoff,
     table: String,
     sql_report: String,
     sql_whitelist: String,
@@ -139,6 +140,7 @@ impl PostgresEngine {
             max: if connections == 0 { DEFAULT_POOL } else { connections },
             state: Mutex::new(PoolState { idle: Vec::new(), live: 0 }),
             freed: Condvar::new(),
+            backoff: crate::backoff::Backoff::new("PostgreSQL"),
             sql_report: upsert("r"),
             sql_whitelist: upsert("wl"),
             sql_get: format!("SELECT {COLS} FROM {t} WHERE digest = $1"),
@@ -194,11 +196,14 @@ impl PostgresEngine {
         };
         let mut client = match c.take() {
             Some(c) => c,
-            None => match self.config.connect(NoTls) {
+            None => match self
+                .backoff
+                .attempt(|| self.config.connect(NoTls).map_err(|e| pg_err("connect", e)))
+            {
                 Ok(c) => c,
                 Err(e) => {
                     self.release(None);
-                    return Err(pg_err("connect", e));
+                    return Err(e);
                 }
             },
         };

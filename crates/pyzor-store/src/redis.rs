@@ -31,7 +31,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pyzor_core::{Record, Timestamp};
 use redis::{
@@ -48,8 +48,6 @@ pub const PREFIX_V0: &[u8] = b"pyzord.digest.";
 
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(1500);
 const IO_TIMEOUT: Duration = Duration::from_secs(3);
-const BACKOFF_MIN: Duration = Duration::from_millis(50);
-const BACKOFF_MAX: Duration = Duration::from_secs(2);
 const SCAN_COUNT: usize = 1000;
 
 /// Count one report or whitelist atomically and return the hash.
@@ -216,11 +214,6 @@ impl Conn {
     }
 }
 
-struct Backoff {
-    next_try: Option<Instant>,
-    delay: Duration,
-}
-
 /// A new connection to `target`.
 fn connect_target(target: &Target) -> Result<Conn> {
     match target {
@@ -303,35 +296,12 @@ struct Pool {
     target: Target,
     idle: Mutex<Vec<Conn>>,
     max_idle: usize,
-    backoff: Mutex<Backoff>,
+    backoff: crate::backoff::Backoff,
 }
 
 impl Pool {
     fn connect(&self) -> Result<Conn> {
-        {
-            let b = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(t) = b.next_try {
-                if Instant::now() < t {
-                    return Err(StoreError::Unavailable(
-                        "Redis is unreachable; retrying shortly".into(),
-                    ));
-                }
-            }
-        }
-        let r = self.connect_now();
-        let mut b = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
-        match &r {
-            Ok(_) => {
-                b.next_try = None;
-                b.delay = BACKOFF_MIN;
-            }
-            Err(e) => {
-                log::error!("{e}");
-                b.next_try = Some(Instant::now() + b.delay);
-                b.delay = (b.delay * 2).min(BACKOFF_MAX);
-            }
-        }
-        r
+        self.backoff.attempt(|| self.connect_now())
     }
 
     fn connect_now(&self) -> Result<Conn> {
@@ -489,10 +459,7 @@ impl RedisEngine {
                 target,
                 idle: Mutex::new(Vec::new()),
                 max_idle: if connections == 0 { 16 } else { connections },
-                backoff: Mutex::new(Backoff {
-                    next_try: None,
-                    delay: BACKOFF_MIN,
-                }),
+                backoff: crate::backoff::Backoff::new("Redis"),
             },
             layout,
             ttl: cleanup_age,
