@@ -397,3 +397,145 @@ fn migrate_prints_plain_progress_lines_off_a_terminal() {
         stdout(&o)
     );
 }
+
+/// Every ordered pair of engines (20), through the binary: a private Redis,
+/// a private MariaDB database and a private PostgreSQL database.
+#[test]
+fn migrate_between_every_pair_of_engines() {
+    use std::time::{Duration, Instant};
+    let test = "migrate_between_every_pair_of_engines";
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        pyzor_testkit::skip(test, "redis-server is not installed");
+        return;
+    }
+    let Some(my) = mydb::MyDb::create(test) else {
+        return;
+    };
+    let Some(pg) = pgdb::PgDb::create(test) else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    struct Proc(std::process::Child);
+    impl Drop for Proc {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _redis = Proc(
+        Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--dir",
+            ])
+            .arg(h)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let end = Instant::now() + Duration::from_secs(10);
+    while !pyzor_testkit::tcp_service_up(port) {
+        assert!(Instant::now() < end, "private redis did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut con = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+
+    let data: BTreeMap<Vec<u8>, Record> = (0..300i64)
+        .map(|i| {
+            let s = |x: i64| Some(Timestamp::from_secs(x));
+            let r = Record {
+                r_count: if i % 4 == 1 { 0 } else { i * 13 },
+                wl_count: if i % 4 == 0 { 0 } else { i % 9 + 1 },
+                r_entered: if i % 4 == 1 {
+                    None
+                } else {
+                    s(1_790_000_000 + i)
+                },
+                r_updated: if i % 4 == 1 {
+                    None
+                } else {
+                    s(1_790_100_000 + i * 7)
+                },
+                wl_entered: if i % 4 == 0 {
+                    None
+                } else {
+                    s(1_780_000_000 + i)
+                },
+                wl_updated: if i % 4 == 0 {
+                    None
+                } else {
+                    s(1_795_000_000 - i)
+                },
+            };
+            (format!("{:040x}", i * 982_451_653).into_bytes(), r)
+        })
+        .collect();
+    let records: Vec<(Vec<u8>, Record)> = data.iter().map(|(k, r)| (k.clone(), *r)).collect();
+    let engines = ["lmdb", "gdbm", "redis", "mysql", "postgres"];
+    let mut pair = 0;
+    for se in engines {
+        for de in engines {
+            if se == de {
+                continue;
+            }
+            pair += 1;
+            let dsn = |e: &str, role: &str| -> String {
+                let tag = format!("{role}{pair}");
+                match e {
+                    "lmdb" => format!("{tag}.lmdb"),
+                    "gdbm" => format!("{tag}.db"),
+                    "redis" => format!("127.0.0.1,{port},,{}", if role == "s" { 1 } else { 2 }),
+                    "mysql" => my.dsn_tcp(3306, &tag),
+                    _ => pg.dsn(&tag),
+                }
+            };
+            let (sd, dd) = (dsn(se, "s"), dsn(de, "d"));
+            for db in [1, 2] {
+                let _: () = redis::cmd("SELECT").arg(db).query(&mut con).unwrap();
+                let _: () = redis::cmd("FLUSHDB").query(&mut con).unwrap();
+            }
+            {
+                let src = open(&EngineOptions::new(se, h).dsn(&sd)).unwrap();
+                src.put_many(&records).unwrap();
+            }
+            let o = migrate(
+                h,
+                &[
+                    "--se",
+                    se,
+                    "--sd",
+                    &sd,
+                    "--de",
+                    de,
+                    "--dd",
+                    &dd,
+                    "--batch-size",
+                    "128",
+                ],
+            );
+            assert_ok(&o, records.len());
+            let dst = open(&EngineOptions::new(de, h).dsn(&dd)).unwrap();
+            let got: BTreeMap<_, _> = dst.scan().unwrap().map(|x| x.unwrap()).collect();
+            assert_eq!(got, data, "{se} -> {de}");
+        }
+    }
+    assert_eq!(pair, 20);
+}
