@@ -101,6 +101,18 @@ const WORDS: &[&str] = &[
     "=",
     "é",
     "\r",
+    "<p>",
+    "</p>",
+    "<b>bold</b>",
+    "&amp;",
+    "&nbsp;",
+    "&#10;",
+    "<br>",
+    "<script>var x;</script>",
+    "<!-- c -->",
+    "<a href=\"x\">",
+    "&lt3",
+    "<style>p{}</style>",
 ];
 
 fn words(r: &mut Rng, utf8: bool) -> String {
@@ -175,6 +187,7 @@ fn part(r: &mut Rng, out: &mut Vec<u8>, depth: usize, nl: &'static str, bounds: 
             "TEXT/PLAIN",
             "multipart",
             "none",
+            "text/html",
         ][..]
     } else {
         &["text/plain", "application/octet-stream", "none"][..]
@@ -206,6 +219,10 @@ fn part(r: &mut Rng, out: &mut Vec<u8>, depth: usize, nl: &'static str, bounds: 
             "; charset=UTF-8",
             "; charset=\"utf8\"",
             "; charset*0*=utf-8''utf; charset*1=-8",
+            "; charset=windows-1252",
+            "; charset=koi8-r",
+            "; charset=shift_jis",
+            "; charset=utf-16",
         ]),
         _ => r.pick(&[
             "",

@@ -6,27 +6,8 @@
 //!   other label is decoded as ascii/ignore and flagged as *approximate*.
 //! * [`strip_html`] is a crude tag remover, always flagged approximate.
 //!
-//! The flag lets the corpus test tell exact results from shim guesses.
-
-use std::cell::Cell;
-
-thread_local! {
-    static APPROX: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Reset the approximation flag (start of a digest).
-pub fn reset_approx() {
-    APPROX.with(|a| a.set(false));
-}
-
-/// Whether a stand-in guessed since the last reset.
-pub fn approx() -> bool {
-    APPROX.with(|a| a.get())
-}
-
-fn mark() {
-    APPROX.with(|a| a.set(true));
-}
+//! Guesses are flagged through `super::mark_approximate` so the corpus test
+//! can tell exact results from shim guesses.
 
 /// Python `errors=` mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +28,9 @@ pub enum CodecError {
     #[error("codec error: {0}")]
     #[allow(dead_code)]
     Unicode(String),
+    /// A Python codec not implemented (yet).
+    #[error("codec not implemented: {0}")]
+    Unsupported(String),
 }
 
 /// Error of the HTML stand-in (never produced).
@@ -103,16 +87,13 @@ pub fn decode(label: &str, bytes: &[u8], errors: Errors) -> Result<String, Codec
             }
             Ok(out)
         }
-        _ => {
-            mark();
-            Err(CodecError::Lookup(label.to_string()))
-        }
+        _ => Err(CodecError::Unsupported(label.to_string())),
     }
 }
 
 /// Crude HTML text extraction (approximate).
 pub fn strip_html(text: &str) -> Result<String, HtmlError> {
-    mark();
+    super::mark_approximate();
     let mut chunks = Vec::new();
     let mut cur = String::new();
     let mut in_tag = false;
