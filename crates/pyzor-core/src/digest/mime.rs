@@ -36,35 +36,27 @@ pub struct Header {
     pub value: Span,
 }
 
-/// A part's payload.
-#[derive(Debug, Clone)]
-pub enum Payload {
-    /// Never set (does not occur after a complete parse).
-    None,
-    /// A string payload: the concatenation of these byte ranges (usually one).
-    Text(Vec<Span>),
-    /// A list of sub-parts (multipart, `message/*`, delivery-status).
-    Parts(Vec<usize>),
-}
-
-/// One node of the message tree.
-#[derive(Debug, Clone)]
+/// One part of the message tree, as far as the digest needs it.
+#[derive(Debug, Clone, Default)]
 pub struct Part {
     /// Headers in order.
     pub headers: Vec<Header>,
-    /// The payload.
-    pub payload: Payload,
+    /// The string payload as byte ranges (usually one); `None` while unset
+    /// and for parts whose payload is a list of sub-parts.
+    pub payload: Option<Vec<Span>>,
     /// `get_content_type()`, computed once the headers are known.
     pub ctype: String,
     /// The default type is `message/rfc822` (child of `multipart/digest`).
     default_rfc822: bool,
+    /// Sub-parts were attached (the payload is a list).
+    has_children: bool,
 }
 
-/// A parsed message: the tree over the original bytes. Part 0 is the root.
-#[derive(Debug)]
-pub struct Message<'a> {
+/// A leaf part (string payload) handed to the visitor of [`parse_leaves`].
+#[derive(Debug, Clone, Copy)]
+pub struct PartRef<'p, 'a> {
     data: &'a [u8],
-    parts: Vec<Part>,
+    part: &'p Part,
 }
 
 /// A parameter value as `Message.get_param` returns it.
@@ -91,85 +83,77 @@ pub fn header_str(bytes: &[u8]) -> Cow<'_, str> {
     }
 }
 
-impl<'a> Message<'a> {
-    /// `email.message_from_bytes(data)` (policy compat32).
-    pub fn parse(data: &'a [u8]) -> Result<Self, DigestError> {
-        let mut p = Parser {
-            input: Input {
-                data,
-                pos: 0,
-                pushback: Vec::new(),
-                eof: Vec::new(),
-            },
-            parts: Vec::new(),
-            stack: Vec::new(),
-            cur: None,
-            last: 0,
-        };
-        p.parsegen(0)?;
-        Ok(Message {
+/// `email.message_from_bytes(data)` (policy compat32) followed by
+/// `msg.walk()`, streamed: `visit` is called for every part whose payload is
+/// a string, in walk order (depth-first pre-order, spec §B.8). Parts whose
+/// payload is a list (multipart with parts, `message/*`, delivery-status)
+/// are not visited: the digest skips them (spec §C). Only the open
+/// ancestors of the current part are kept, so memory does not grow with the
+/// number of parts.
+pub fn parse_leaves(
+    data: &[u8],
+    visit: &mut dyn FnMut(PartRef<'_, '_>) -> Result<(), DigestError>,
+) -> Result<(), DigestError> {
+    let mut p = Parser {
+        input: Input {
             data,
-            parts: p.parts,
-        })
-    }
+            pos: 0,
+            pushback: Vec::new(),
+            eof: Vec::new(),
+        },
+        stack: Vec::new(),
+        held: None,
+        visit,
+    };
+    p.parsegen(0)?;
+    p.pop_message(); // FeedParser.close() pops the root
+    p.flush()
+}
 
-    /// The original bytes.
+impl<'a> PartRef<'_, 'a> {
+    /// The whole message.
     pub fn data(&self) -> &'a [u8] {
         self.data
     }
 
-    /// All parts; index 0 is the root.
-    pub fn part(&self, id: usize) -> &Part {
-        &self.parts[id]
-    }
-
-    /// `msg.walk()`: depth-first pre-order over the tree (spec §B.8).
-    /// Iterative, so deep trees cannot overflow the stack.
-    pub fn walk(&self) -> impl Iterator<Item = usize> + '_ {
-        let mut todo = vec![0usize];
-        std::iter::from_fn(move || {
-            let id = todo.pop()?;
-            if let Payload::Parts(kids) = &self.parts[id].payload {
-                todo.extend(kids.iter().rev());
-            }
-            Some(id)
-        })
+    /// The part.
+    pub fn part(&self) -> &Part {
+        self.part
     }
 
     /// `msg.get(name)`: first header whose name equals `name` ignoring ASCII
     /// case, exactly (no trimming; spec §B.4). Returns the raw value bytes.
-    pub fn get(&self, id: usize, name: &str) -> Option<&'a [u8]> {
-        get_header(self.data, &self.parts[id].headers, name)
+    pub fn get(&self, name: &str) -> Option<&'a [u8]> {
+        get_header(self.data, &self.part.headers, name)
+    }
+
+    /// `get_content_type()`.
+    pub fn ctype(&self) -> &str {
+        &self.part.ctype
     }
 
     /// `get_content_maintype()`.
-    pub fn maintype(&self, id: usize) -> &str {
-        maintype(&self.parts[id].ctype)
+    pub fn maintype(&self) -> &str {
+        maintype(&self.part.ctype)
     }
 
     /// `get_content_subtype()`.
-    pub fn subtype(&self, id: usize) -> &str {
-        let ct = &self.parts[id].ctype;
-        ct.split('/').nth(1).unwrap_or("")
-    }
-
-    /// `is_multipart()`: the payload is a list.
-    pub fn is_multipart(&self, id: usize) -> bool {
-        matches!(self.parts[id].payload, Payload::Parts(_))
+    pub fn subtype(&self) -> &str {
+        self.part.ctype.split('/').nth(1).unwrap_or("")
     }
 
     /// The string payload as raw bytes (what `get_payload(decode=True)`
     /// starts from, spec §C.1): borrowed when it is one range.
-    pub fn payload_bytes(&self, id: usize) -> Cow<'a, [u8]> {
-        match &self.parts[id].payload {
-            Payload::Text(spans) => join_spans(self.data, spans),
-            _ => Cow::Borrowed(&[]),
+    pub fn payload_bytes(&self) -> Cow<'a, [u8]> {
+        match &self.part.payload {
+            Some(spans) => join_spans(self.data, spans),
+            None => Cow::Borrowed(&[]),
         }
     }
 
     /// `get_param(name)` on Content-Type (see [`get_param`]).
-    pub fn get_param(&self, id: usize, name: &str) -> Result<Option<ParamValue>, DigestError> {
-        match self.get(id, "content-type") {
+    pub fn get_param(&self, name: &str) -> Result<Option<ParamValue>, DigestError> {
+        match self.get("content-type") {
             None => Ok(None),
             Some(v) => get_param(&header_str(v), name),
         }
@@ -238,13 +222,23 @@ fn parseparam(value: &str) -> Vec<String> {
     let mut out = Vec::new();
     while let Some(rest) = s.strip_prefix(';') {
         s = rest;
+        // Python: `while end > 0 and (s.count('"', 0, end) - s.count('\\"', 0, end)) % 2:
+        //            end = s.find(';', end + 1)`
+        // The counts are kept incrementally (Python recounts from 0, which
+        // is quadratic); a `\"` occurrence is a '"' preceded by '\'.
+        let b = s.as_bytes();
         let mut end = s.find(';').map_or(-1isize, |e| e as isize);
-        // Python: `while end > 0 and (s.count('"', 0, end) - s.count('\\"', 0, end)) % 2`
+        let mut counted = 0usize; // b[..counted] is counted
+        let mut odd = false; // (quotes - escaped quotes) % 2
         while end > 0 {
             let e = end as usize;
-            let quotes = s[..e].matches('"').count() as isize;
-            let escaped = s[..e].matches("\\\"").count() as isize;
-            if (quotes - escaped).rem_euclid(2) == 0 {
+            for j in counted..e {
+                if b[j] == b'"' && !(j > 0 && b[j - 1] == b'\\') {
+                    odd = !odd;
+                }
+            }
+            counted = e;
+            if !odd {
                 break;
             }
             end = s[e + 1..].find(';').map_or(-1, |x| (x + e + 1) as isize);
@@ -546,7 +540,11 @@ impl Input<'_> {
             Line::Empty => None,
             Line::Data(sp) => {
                 let text = &self.data[sp.0..sp.1];
-                if self.eof.iter().rev().any(|m| m.matches(text)) {
+                // Every matcher needs a line starting with '-' (delimiters)
+                // or CR/LF (blank): test the first byte before walking the
+                // stack, so deep nesting costs nothing on ordinary lines.
+                let may_match = matches!(text.first(), Some(b'-' | b'\r' | b'\n'));
+                if may_match && self.eof.iter().rev().any(|m| m.matches(text)) {
                     self.pushback.push(line);
                     return None;
                 }
@@ -566,13 +564,15 @@ impl Input<'_> {
 // ---------------------------------------------------------------------------
 // FeedParser._parsegen
 
-struct Parser<'a> {
+struct Parser<'a, 'v> {
     input: Input<'a>,
-    parts: Vec<Part>,
-    stack: Vec<usize>,
-    cur: Option<usize>,
-    /// `self._last`: the most recently created part.
-    last: usize,
+    /// The open parts: the current part and its ancestors.
+    stack: Vec<Part>,
+    /// The most recently created part once finished, if it is a leaf: it is
+    /// Python's `self._last` when a delimiter trims a line end (spec §B.7),
+    /// and is handed to the visitor when the next part starts or at the end.
+    held: Option<Part>,
+    visit: &'v mut dyn FnMut(PartRef<'_, '_>) -> Result<(), DigestError>,
 }
 
 fn push_span(spans: &mut Vec<Span>, sp: Span) {
@@ -601,36 +601,48 @@ fn is_header_line(line: &[u8]) -> bool {
     false
 }
 
-impl Parser<'_> {
-    fn new_message(&mut self) -> usize {
-        let default_rfc822 = self
-            .cur
-            .is_some_and(|c| self.parts[c].ctype == "multipart/digest");
-        let id = self.parts.len();
-        self.parts.push(Part {
-            headers: Vec::new(),
-            payload: Payload::None,
-            ctype: String::new(),
-            default_rfc822,
-        });
-        if let Some(&top) = self.stack.last() {
-            match &mut self.parts[top].payload {
-                Payload::Parts(v) => v.push(id),
-                p @ Payload::None => *p = Payload::Parts(vec![id]),
-                // Python's attach() on a string payload raises; the parser
-                // never attaches to a part whose payload is a string.
-                Payload::Text(_) => {}
-            }
+impl Parser<'_, '_> {
+    fn flush(&mut self) -> Result<(), DigestError> {
+        if let Some(part) = self.held.take() {
+            (self.visit)(PartRef {
+                data: self.input.data,
+                part: &part,
+            })?;
         }
-        self.stack.push(id);
-        self.cur = Some(id);
-        self.last = id;
-        id
+        Ok(())
     }
 
+    /// `_new_message`: the previous leaf is final now; the new part's
+    /// default type depends on its parent (`multipart/digest`).
+    fn new_message(&mut self) -> Result<(), DigestError> {
+        self.flush()?;
+        let default_rfc822 = self
+            .stack
+            .last()
+            .is_some_and(|p| p.ctype == "multipart/digest");
+        if let Some(parent) = self.stack.last_mut() {
+            parent.has_children = true;
+        }
+        self.stack.push(Part {
+            default_rfc822,
+            ..Part::default()
+        });
+        Ok(())
+    }
+
+    /// `_pop_message`: a finished leaf is held for the visitor; a finished
+    /// part with sub-parts is dropped (the digest skips it).
     fn pop_message(&mut self) {
-        self.stack.pop();
-        self.cur = self.stack.last().copied();
+        if let Some(part) = self.stack.pop() {
+            if !part.has_children {
+                debug_assert!(self.held.is_none());
+                self.held = Some(part);
+            }
+        }
+    }
+
+    fn cur(&mut self) -> &mut Part {
+        self.stack.last_mut().expect("parsegen runs inside a part")
     }
 
     fn read_rest(&mut self) -> Vec<Span> {
@@ -645,7 +657,7 @@ impl Parser<'_> {
         if depth > MAX_DEPTH {
             return Err(DigestError::TooDeep { limit: MAX_DEPTH });
         }
-        let id = self.new_message();
+        self.new_message()?;
         let data = self.input.data;
         // Header block (spec §B.3 step 1).
         let mut lines: Vec<Span> = Vec::new();
@@ -659,14 +671,15 @@ impl Parser<'_> {
             }
             lines.push(sp);
         }
-        self.parse_headers(id, &lines);
-        let ctype = content_type(
-            get_header(data, &self.parts[id].headers, "content-type"),
-            self.parts[id].default_rfc822,
+        self.parse_headers(&lines);
+        let cur = self.cur();
+        cur.ctype = content_type(
+            get_header(data, &cur.headers, "content-type"),
+            cur.default_rfc822,
         );
-        self.parts[id].ctype = ctype;
+        let ctype = cur.ctype.clone();
 
-        if self.parts[id].ctype == "message/delivery-status" {
+        if ctype == "message/delivery-status" {
             loop {
                 self.input.eof.push(Matcher::Blank);
                 self.parsegen(depth + 1)?;
@@ -681,25 +694,25 @@ impl Parser<'_> {
             }
             return Ok(());
         }
-        if maintype(&self.parts[id].ctype) == "message" {
+        if maintype(&ctype) == "message" {
             self.parsegen(depth + 1)?;
             self.pop_message();
             return Ok(());
         }
-        if maintype(&self.parts[id].ctype) == "multipart" {
-            return self.parse_multipart(id, depth);
+        if maintype(&ctype) == "multipart" {
+            return self.parse_multipart(depth);
         }
         let spans = self.read_rest();
-        self.parts[id].payload = Payload::Text(spans);
+        self.cur().payload = Some(spans);
         Ok(())
     }
 
-    fn parse_multipart(&mut self, id: usize, depth: usize) -> Result<(), DigestError> {
-        let boundary = self.get_boundary(id)?;
+    fn parse_multipart(&mut self, depth: usize) -> Result<(), DigestError> {
+        let boundary = self.get_boundary()?;
         let Some(boundary) = boundary else {
             // NoBoundaryInMultipartDefect: the rest is a string payload.
             let spans = self.read_rest();
-            self.parts[id].payload = Payload::Text(spans);
+            self.cur().payload = Some(spans);
             return Ok(());
         };
         let sep: Option<Vec<u8>> = boundary.is_ascii().then(|| {
@@ -740,16 +753,24 @@ impl Parser<'_> {
                     self.parsegen(depth + 1)?;
                     // The line end before a delimiter belongs to it: trim it
                     // from the last created part's string payload (Python's
-                    // `self._last`, which may be nested deep inside).
-                    let last = self.last;
-                    if maintype(&self.parts[last].ctype) != "multipart" {
-                        if let Payload::Text(spans) = &mut self.parts[last].payload {
-                            trim_eol(data, spans);
+                    // `self._last`, which may be nested deep inside; it is
+                    // the sub-part itself when it is a leaf, else the held
+                    // leaf, spec §B.7).
+                    let sub_is_leaf = self.stack.last().is_some_and(|p| !p.has_children);
+                    let last = if sub_is_leaf {
+                        self.stack.last_mut()
+                    } else {
+                        self.held.as_mut()
+                    };
+                    if let Some(last) = last {
+                        if maintype(&last.ctype) != "multipart" {
+                            if let Some(spans) = last.payload.as_mut() {
+                                trim_eol(data, spans);
+                            }
                         }
                     }
                     self.input.eof.pop();
                     self.pop_message();
-                    self.last = self.cur.unwrap_or(id);
                 }
                 None => {
                     if capturing_preamble {
@@ -761,7 +782,7 @@ impl Parser<'_> {
         if capturing_preamble {
             // StartBoundaryNotFoundDefect: the preamble is the payload, the
             // rest is consumed.
-            self.parts[id].payload = Payload::Text(preamble);
+            self.cur().payload = Some(preamble);
             while self.input.readline().is_some() {}
             return Ok(());
         }
@@ -773,7 +794,7 @@ impl Parser<'_> {
     }
 
     /// `_parse_headers` + compat32 `header_source_parse` (spec §B.3 step 2-3).
-    fn parse_headers(&mut self, id: usize, lines: &[Span]) {
+    fn parse_headers(&mut self, lines: &[Span]) {
         let data = self.input.data;
         let mut cur: Option<(Span, usize, usize)> = None; // name, value start, end
         let mut headers = Vec::new();
@@ -824,13 +845,13 @@ impl Parser<'_> {
         if let Some(h) = cur {
             finish(h, &mut headers);
         }
-        self.parts[id].headers = headers;
+        self.cur().headers = headers;
     }
 
     /// `get_boundary()`: `collapse_rfc2231_value(get_param('boundary')).rstrip()`.
-    fn get_boundary(&self, id: usize) -> Result<Option<String>, DigestError> {
+    fn get_boundary(&mut self) -> Result<Option<String>, DigestError> {
         let data = self.input.data;
-        let Some(v) = get_header(data, &self.parts[id].headers, "content-type") else {
+        let Some(v) = get_header(data, &self.cur().headers, "content-type") else {
             return Ok(None);
         };
         let b = match get_param(&header_str(v), "boundary")? {
@@ -881,8 +902,8 @@ fn trim_eol(data: &[u8], spans: &mut Vec<Span>) {
 /// `get_content_charset()` (spec §B.6): the charset parameter, RFC 2231
 /// tuples decoded strictly with their charset, `None` unless ASCII,
 /// lower-cased.
-pub fn content_charset(msg: &Message<'_>, id: usize) -> Result<Option<String>, DigestError> {
-    let cs = match msg.get_param(id, "charset")? {
+pub fn content_charset(part: &PartRef<'_, '_>) -> Result<Option<String>, DigestError> {
+    let cs = match part.get_param("charset")? {
         None => return Ok(None),
         Some(ParamValue::Str(s)) => s,
         Some(ParamValue::Tuple(cs, _lang, text)) => {
@@ -907,23 +928,38 @@ pub fn content_charset(msg: &Message<'_>, id: usize) -> Result<Option<String>, D
 mod tests {
     use super::*;
 
+    /// (content type, payload, first header value) of every leaf.
+    fn leaves(raw: &[u8]) -> Vec<(String, Vec<u8>, Option<Vec<u8>>)> {
+        let mut v = Vec::new();
+        parse_leaves(raw, &mut |p| {
+            let first = p
+                .part()
+                .headers
+                .first()
+                .map(|h| p.data()[h.value.0..h.value.1].to_vec());
+            v.push((p.ctype().to_string(), p.payload_bytes().into_owned(), first));
+            Ok(())
+        })
+        .unwrap();
+        v
+    }
+
     fn ctypes(raw: &[u8]) -> Vec<String> {
-        let m = Message::parse(raw).unwrap();
-        m.walk().map(|id| m.part(id).ctype.clone()).collect()
+        leaves(raw).into_iter().map(|l| l.0).collect()
     }
 
     #[test]
     fn header_block_ends_at_non_header_line() {
-        let m = Message::parse(b"Subject: x\nContent-Type : text/html\n\nbody\n").unwrap();
-        assert_eq!(m.part(0).headers.len(), 1);
-        assert_eq!(&*m.payload_bytes(0), b"Content-Type : text/html\n\nbody\n");
+        let l = leaves(b"Subject: x\nContent-Type : text/html\n\nbody\n");
+        assert_eq!(l[0].0, "text/plain");
+        assert_eq!(l[0].1, b"Content-Type : text/html\n\nbody\n");
     }
 
     #[test]
     fn folded_value_keeps_line_ends() {
-        let m = Message::parse(b"X-A:  a\r\n b \r\n\r\nbody").unwrap();
-        assert_eq!(m.get(0, "x-a").unwrap(), b"a\r\n b ");
-        assert_eq!(&*m.payload_bytes(0), b"body");
+        let l = leaves(b"X-A:  a\r\n b \r\n\r\nbody");
+        assert_eq!(l[0].2.as_deref(), Some(&b"a\r\n b "[..]));
+        assert_eq!(l[0].1, b"body");
     }
 
     #[test]
@@ -971,10 +1007,13 @@ mod tests {
     #[test]
     fn multipart_tree_and_trim() {
         let raw = b"Content-Type: multipart/mixed; boundary=b\n\npre\n--b\n\none\n--b\nContent-Type: text/html\n\ntwo\n--b--\nepi\n";
-        assert_eq!(ctypes(raw), ["multipart/mixed", "text/plain", "text/html"]);
-        let m = Message::parse(raw).unwrap();
-        assert_eq!(&*m.payload_bytes(1), b"one");
-        assert_eq!(&*m.payload_bytes(2), b"two");
+        let l = leaves(raw);
+        assert_eq!(ctypes(raw), ["text/plain", "text/html"]);
+        assert_eq!(l[0].1, b"one");
+        assert_eq!(l[1].1, b"two");
+        // A text part inside message/rfc822 inside a multipart is trimmed too.
+        let raw = b"Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: message/rfc822\n\nX: y\n\ninner\r\n--b--\n";
+        assert_eq!(leaves(raw)[0].1, b"inner");
     }
 
     #[test]
@@ -986,24 +1025,26 @@ mod tests {
 
     #[test]
     fn from_line_last_header_goes_to_body() {
-        let m = Message::parse(b"Subject: a\nFrom me\n\nbody\n").unwrap();
-        assert_eq!(&*m.payload_bytes(0), b"From me\nbody\n");
+        assert_eq!(
+            leaves(b"Subject: a\nFrom me\n\nbody\n")[0].1,
+            b"From me\nbody\n"
+        );
     }
 
     #[test]
     fn delivery_status_blocks() {
         let raw = b"Content-Type: message/delivery-status\n\nA: 1\n\nB: 2\ntext here\n";
-        assert_eq!(
-            ctypes(raw),
-            ["message/delivery-status", "text/plain", "text/plain"]
-        );
+        // The delivery-status part itself has a list payload: not visited.
+        assert_eq!(ctypes(raw), ["text/plain", "text/plain"]);
+        assert_eq!(leaves(raw)[0].1, b"");
+        assert_eq!(leaves(raw)[1].1, b"text here\n");
     }
 
     #[test]
     fn too_deep_is_an_error_not_a_crash() {
         let raw = b"Content-Type: message/rfc822\n\n".repeat(MAX_DEPTH + 5);
         assert!(matches!(
-            Message::parse(&raw),
+            parse_leaves(&raw, &mut |_| Ok(())),
             Err(DigestError::TooDeep { .. })
         ));
     }

@@ -47,7 +47,7 @@ use std::fmt;
 
 use sha1::{Digest as _, Sha1};
 
-use self::mime::{header_str, Message, ParamValue};
+use self::mime::{header_str, ParamValue, PartRef};
 use self::normalize::Lines;
 
 /// Why no digest can be produced. Every variant is an input on which the
@@ -256,19 +256,17 @@ fn ascii_transparent(label: &str) -> bool {
 // digest_payloads (spec §C)
 
 fn message_lines(raw: &[u8]) -> Result<Lines, DigestError> {
-    let msg = Message::parse(raw)?;
     let mut lines = Lines::default();
-    for id in msg.walk() {
-        if msg.maintype(id) == "text" {
-            let text = text_part(&msg, id)?;
-            lines.add_payload(&text);
-        } else if msg.is_multipart(id) {
-            // walk() visits the children next.
+    // Parts with a list payload are not visited: `elif part.is_multipart(): pass`.
+    mime::parse_leaves(raw, &mut |part| {
+        let text = if part.maintype() == "text" {
+            text_part(&part)?
         } else {
-            let text = non_text_part(&msg, id)?;
-            lines.add_payload(&text);
-        }
-    }
+            non_text_part(&part)?
+        };
+        lines.add_payload(&text);
+        Ok(())
+    })?;
     Ok(lines)
 }
 
@@ -280,15 +278,15 @@ fn message_lines(raw: &[u8]) -> Result<Lines, DigestError> {
 /// Pyzor's `errors = "strict"` branch for quopri-like charset names is dead
 /// code (the codecs module reports those non-text codecs as LookupError
 /// whatever the errors mode, spec §C.2 item 5, J.4), so it is not modelled.
-fn text_part(msg: &Message<'_>, id: usize) -> Result<String, DigestError> {
-    let payload = msg.payload_bytes(id);
+fn text_part(part: &PartRef<'_, '_>) -> Result<String, DigestError> {
+    let payload = part.payload_bytes();
     // `str(get('content-transfer-encoding', '')).lower()`: ASCII + U+FFFD,
     // so ASCII lowering is Python's lower(); never stripped (spec J.8).
-    let cte = msg
-        .get(id, "content-transfer-encoding")
+    let cte = part
+        .get("content-transfer-encoding")
         .map(|v| header_str(v).to_ascii_lowercase());
     let bytes = transfer::decode_payload(cte.as_deref(), payload);
-    let charset = mime::content_charset(msg, id)?.map(|c| c.replace('\0', ""));
+    let charset = mime::content_charset(part)?.map(|c| c.replace('\0', ""));
     let charset = match charset.as_deref() {
         Some(c) if !c.is_empty() => c,
         _ => "ascii",
@@ -301,7 +299,7 @@ fn text_part(msg: &Message<'_>, id: usize) -> Result<String, DigestError> {
             Err(_) => ascii_decode(&bytes, false),
         }
     };
-    if msg.subtype(id) == "html" {
+    if part.subtype() == "html" {
         // `HTMLParser.HTMLParseError` does not exist in Python 3: any parser
         // exception becomes AttributeError (spec §H.1, J.1).
         return html::strip_html(&text).map_err(|e| DigestError::Html(e.to_string()));
@@ -315,12 +313,12 @@ fn text_part(msg: &Message<'_>, id: usize) -> Result<String, DigestError> {
 /// `errors="replace"`, ascii/replace on LookupError. The reference raises on
 /// a NUL in that parameter (ValueError), on an RFC 2231 tuple (TypeError)
 /// and when the codec raises UnicodeError (spec §H.2, J.7).
-fn non_text_part(msg: &Message<'_>, id: usize) -> Result<String, DigestError> {
-    let p = msg.payload_bytes(id);
+fn non_text_part(part: &PartRef<'_, '_>) -> Result<String, DigestError> {
+    let p = part.payload_bytes();
     if p.is_ascii() {
         return Ok(ascii_decode(&p, false));
     }
-    let label = match msg.get_param(id, "charset")? {
+    let label = match part.get_param("charset")? {
         None => "ascii".to_string(),
         Some(ParamValue::Str(s)) => s,
         Some(ParamValue::Tuple(..)) => {
