@@ -12,6 +12,7 @@
 //! chunks because `BufferedSubFile` re-joins partial lines (spec §B.2).
 
 use std::borrow::Cow;
+use std::rc::Rc;
 
 use super::text::{py_isspace, py_strip};
 use super::DigestError;
@@ -105,7 +106,7 @@ pub fn parse_leaves(
         held: None,
         visit,
     };
-    p.parsegen(0)?;
+    p.run()?;
     p.pop_message(); // FeedParser.close() pops the root
     p.flush()
 }
@@ -467,7 +468,7 @@ enum Matcher {
     /// A multipart delimiter; `None` for a boundary holding non-ASCII
     /// characters, which can never match a line (lines hold surrogates,
     /// the boundary holds U+FFFD or decoded text).
-    Boundary(Option<Vec<u8>>),
+    Boundary(Option<Rc<[u8]>>),
 }
 
 impl Matcher {
@@ -564,6 +565,23 @@ impl Input<'_> {
 // ---------------------------------------------------------------------------
 // FeedParser._parsegen
 
+/// A part waiting for its sub-part to be parsed (a suspended `_parsegen`).
+enum Frame {
+    /// `message/delivery-status`: one sub-message per header block.
+    DeliveryStatus,
+    /// `message/*`: exactly one sub-message.
+    Message,
+    /// A multipart between delimiters.
+    Multipart(MultipartState),
+}
+
+struct MultipartState {
+    /// `'--' + boundary`, `None` when the boundary can never match.
+    sep: Option<Rc<[u8]>>,
+    capturing_preamble: bool,
+    preamble: Vec<Span>,
+}
+
 struct Parser<'a, 'v> {
     input: Input<'a>,
     /// The open parts: the current part and its ancestors.
@@ -653,10 +671,31 @@ impl Parser<'_, '_> {
         spans
     }
 
-    fn parsegen(&mut self, depth: usize) -> Result<(), DigestError> {
-        if depth > MAX_DEPTH {
-            return Err(DigestError::TooDeep { limit: MAX_DEPTH });
+    /// `_parsegen` without recursion: Python's generator nesting becomes an
+    /// explicit stack of [`Frame`]s, so nesting depth costs heap, not
+    /// thread stack.
+    fn run(&mut self) -> Result<(), DigestError> {
+        let mut frames: Vec<Frame> = Vec::new();
+        let mut finished = self.start_part(&mut frames)?;
+        loop {
+            if !finished {
+                // The top frame wants a sub-part parsed.
+                if frames.len() > MAX_DEPTH {
+                    return Err(DigestError::TooDeep { limit: MAX_DEPTH });
+                }
+                finished = self.start_part(&mut frames)?;
+                continue;
+            }
+            // A part is complete: resume its parent, if any.
+            let Some(frame) = frames.pop() else { return Ok(()) };
+            finished = self.resume(frame, &mut frames)?;
         }
+    }
+
+    /// Start a part at the current input position: header block, content
+    /// type, then the body by type (spec §B.7). `Ok(true)` when the part is
+    /// complete, `Ok(false)` when it pushed a frame and needs a sub-part.
+    fn start_part(&mut self, frames: &mut Vec<Frame>) -> Result<bool, DigestError> {
         self.new_message()?;
         let data = self.input.data;
         // Header block (spec §B.3 step 1).
@@ -673,67 +712,98 @@ impl Parser<'_, '_> {
         }
         self.parse_headers(&lines);
         let cur = self.cur();
-        cur.ctype = content_type(
-            get_header(data, &cur.headers, "content-type"),
-            cur.default_rfc822,
-        );
+        cur.ctype = content_type(get_header(data, &cur.headers, "content-type"), cur.default_rfc822);
         let ctype = cur.ctype.clone();
 
         if ctype == "message/delivery-status" {
-            loop {
-                self.input.eof.push(Matcher::Blank);
-                self.parsegen(depth + 1)?;
-                self.pop_message();
-                self.input.eof.pop();
-                let _blank = self.input.readline();
-                let line = self.input.readline();
-                if line.is_none() {
-                    break;
-                }
-                self.input.unreadline(line);
-            }
-            return Ok(());
+            // Header blocks separated by blank lines, each a sub-message.
+            self.input.eof.push(Matcher::Blank);
+            frames.push(Frame::DeliveryStatus);
+            return Ok(false);
         }
         if maintype(&ctype) == "message" {
-            self.parsegen(depth + 1)?;
-            self.pop_message();
-            return Ok(());
+            frames.push(Frame::Message);
+            return Ok(false);
         }
         if maintype(&ctype) == "multipart" {
-            return self.parse_multipart(depth);
+            let Some(boundary) = self.get_boundary()? else {
+                // NoBoundaryInMultipartDefect: the rest is a string payload.
+                let spans = self.read_rest();
+                self.cur().payload = Some(spans);
+                return Ok(true);
+            };
+            let sep: Option<Rc<[u8]>> = boundary.is_ascii().then(|| {
+                let mut s = b"--".to_vec();
+                s.extend_from_slice(boundary.as_bytes());
+                Rc::from(s)
+            });
+            let state = MultipartState { sep, capturing_preamble: true, preamble: Vec::new() };
+            return self.multipart_loop(state, frames);
         }
         let spans = self.read_rest();
         self.cur().payload = Some(spans);
-        Ok(())
+        Ok(true)
     }
 
-    fn parse_multipart(&mut self, depth: usize) -> Result<(), DigestError> {
-        let boundary = self.get_boundary()?;
-        let Some(boundary) = boundary else {
-            // NoBoundaryInMultipartDefect: the rest is a string payload.
-            let spans = self.read_rest();
-            self.cur().payload = Some(spans);
-            return Ok(());
-        };
-        let sep: Option<Vec<u8>> = boundary.is_ascii().then(|| {
-            let mut s = b"--".to_vec();
-            s.extend_from_slice(boundary.as_bytes());
-            s
-        });
+    /// Resume `frame` after its sub-part is complete.
+    fn resume(&mut self, frame: Frame, frames: &mut Vec<Frame>) -> Result<bool, DigestError> {
+        match frame {
+            Frame::DeliveryStatus => {
+                self.pop_message();
+                self.input.eof.pop();
+                // Consume the blank line, then look at the next one: EOF
+                // (real or false) ends the delivery-status part.
+                let _blank = self.input.readline();
+                let line = self.input.readline();
+                if line.is_none() {
+                    return Ok(true);
+                }
+                self.input.unreadline(line);
+                self.input.eof.push(Matcher::Blank);
+                frames.push(Frame::DeliveryStatus);
+                Ok(false)
+            }
+            Frame::Message => {
+                self.pop_message();
+                Ok(true)
+            }
+            Frame::Multipart(state) => {
+                // The line end before a delimiter belongs to it: trim it
+                // from the last created part's string payload (Python's
+                // `self._last`, which may be nested deep inside: the
+                // sub-part itself when it is a leaf, else the held leaf,
+                // spec §B.7).
+                let data = self.input.data;
+                let sub_is_leaf = self.stack.last().is_some_and(|p| !p.has_children);
+                let last = if sub_is_leaf { self.stack.last_mut() } else { self.held.as_mut() };
+                if let Some(last) = last {
+                    if maintype(&last.ctype) != "multipart" {
+                        if let Some(spans) = last.payload.as_mut() {
+                            trim_eol(data, spans);
+                        }
+                    }
+                }
+                self.input.eof.pop();
+                self.pop_message();
+                self.multipart_loop(state, frames)
+            }
+        }
+    }
+
+    /// The delimiter loop of a multipart with a boundary (spec §B.7).
+    fn multipart_loop(&mut self, mut st: MultipartState, frames: &mut Vec<Frame>) -> Result<bool, DigestError> {
         let data = self.input.data;
-        let mut capturing_preamble = true;
-        let mut preamble: Vec<Span> = Vec::new();
         let mut close_seen = false;
         while let Some(sp) = self.input.readline() {
             let line = &data[sp.0..sp.1];
-            match boundary_match(sep.as_deref(), line) {
+            match boundary_match(st.sep.as_deref(), line) {
                 Some(true) => {
                     close_seen = true;
                     break;
                 }
                 Some(false) => {
-                    if capturing_preamble {
-                        capturing_preamble = false;
+                    if st.capturing_preamble {
+                        st.capturing_preamble = false;
                         self.input.unreadline(Some(sp));
                         continue;
                     }
@@ -741,56 +811,36 @@ impl Parser<'_, '_> {
                     loop {
                         let l = self.input.readline();
                         match l {
-                            Some(l2)
-                                if boundary_match(sep.as_deref(), &data[l2.0..l2.1]).is_some() => {}
+                            Some(l2) if boundary_match(st.sep.as_deref(), &data[l2.0..l2.1]).is_some() => {}
                             other => {
                                 self.input.unreadline(other);
                                 break;
                             }
                         }
                     }
-                    self.input.eof.push(Matcher::Boundary(sep.clone()));
-                    self.parsegen(depth + 1)?;
-                    // The line end before a delimiter belongs to it: trim it
-                    // from the last created part's string payload (Python's
-                    // `self._last`, which may be nested deep inside; it is
-                    // the sub-part itself when it is a leaf, else the held
-                    // leaf, spec §B.7).
-                    let sub_is_leaf = self.stack.last().is_some_and(|p| !p.has_children);
-                    let last = if sub_is_leaf {
-                        self.stack.last_mut()
-                    } else {
-                        self.held.as_mut()
-                    };
-                    if let Some(last) = last {
-                        if maintype(&last.ctype) != "multipart" {
-                            if let Some(spans) = last.payload.as_mut() {
-                                trim_eol(data, spans);
-                            }
-                        }
-                    }
-                    self.input.eof.pop();
-                    self.pop_message();
+                    self.input.eof.push(Matcher::Boundary(st.sep.clone()));
+                    frames.push(Frame::Multipart(st));
+                    return Ok(false);
                 }
                 None => {
-                    if capturing_preamble {
-                        preamble.push(sp);
+                    if st.capturing_preamble {
+                        st.preamble.push(sp);
                     }
                 }
             }
         }
-        if capturing_preamble {
+        if st.capturing_preamble {
             // StartBoundaryNotFoundDefect: the preamble is the payload, the
             // rest is consumed.
-            self.cur().payload = Some(preamble);
+            self.cur().payload = Some(st.preamble);
             while self.input.readline().is_some() {}
-            return Ok(());
+            return Ok(true);
         }
         if close_seen {
             // Epilogue: never digested, consumed.
             while self.input.readline().is_some() {}
         }
-        Ok(())
+        Ok(true)
     }
 
     /// `_parse_headers` + compat32 `header_source_parse` (spec §B.3 step 2-3).

@@ -43,6 +43,7 @@ use fallback as html;
 
 pub use mbox::{digests_style_lines, MboxReader};
 
+use std::borrow::Cow;
 use std::fmt;
 
 use sha1::{Digest as _, Sha1};
@@ -225,9 +226,6 @@ pub(crate) fn decode_strict(label: &str, bytes: &[u8]) -> Result<String, CodecFa
 /// `bytes.decode("ascii", errors)`: 8-bit bytes dropped (`ignore`) or one
 /// U+FFFD each (`replace`).
 fn ascii_decode(b: &[u8], replace: bool) -> String {
-    if let (true, Ok(s)) = (b.is_ascii(), std::str::from_utf8(b)) {
-        return s.to_string();
-    }
     b.iter()
         .filter_map(|&c| match (c < 0x80, replace) {
             (true, _) => Some(c as char),
@@ -235,6 +233,18 @@ fn ascii_decode(b: &[u8], replace: bool) -> String {
             (false, false) => None,
         })
         .collect()
+}
+
+/// Bytes as text without a copy when they are pure ASCII (every codec on
+/// the fast paths maps ASCII to itself).
+fn cow_ascii(b: Cow<'_, [u8]>) -> Result<Cow<'_, str>, Cow<'_, [u8]>> {
+    if !b.is_ascii() {
+        return Err(b);
+    }
+    Ok(match b {
+        Cow::Borrowed(x) => Cow::Borrowed(std::str::from_utf8(x).unwrap_or_default()),
+        Cow::Owned(x) => Cow::Owned(String::from_utf8(x).unwrap_or_default()),
+    })
 }
 
 /// Labels that decode pure-ASCII bytes to the same text (fast path only).
@@ -254,6 +264,12 @@ fn ascii_transparent(label: &str) -> bool {
 
 // ---------------------------------------------------------------------------
 // digest_payloads (spec §C)
+
+/// `payload.decode(charset, "ignore")`, ascii/ignore after LookupError or
+/// UnicodeError (spec §C).
+fn decode_or_ascii_ignore(charset: &str, bytes: &[u8]) -> String {
+    decode_codec(charset, bytes, Errors::Ignore).unwrap_or_else(|_| ascii_decode(bytes, false))
+}
 
 fn message_lines(raw: &[u8]) -> Result<Lines, DigestError> {
     let mut lines = Lines::default();
@@ -278,7 +294,7 @@ fn message_lines(raw: &[u8]) -> Result<Lines, DigestError> {
 /// Pyzor's `errors = "strict"` branch for quopri-like charset names is dead
 /// code (the codecs module reports those non-text codecs as LookupError
 /// whatever the errors mode, spec §C.2 item 5, J.4), so it is not modelled.
-fn text_part(part: &PartRef<'_, '_>) -> Result<String, DigestError> {
+fn text_part<'a>(part: &PartRef<'_, 'a>) -> Result<Cow<'a, str>, DigestError> {
     let payload = part.payload_bytes();
     // `str(get('content-transfer-encoding', '')).lower()`: ASCII + U+FFFD,
     // so ASCII lowering is Python's lower(); never stripped (spec J.8).
@@ -291,18 +307,17 @@ fn text_part(part: &PartRef<'_, '_>) -> Result<String, DigestError> {
         Some(c) if !c.is_empty() => c,
         _ => "ascii",
     };
-    let text = if bytes.is_ascii() && ascii_transparent(charset) {
-        ascii_decode(&bytes, false)
-    } else {
-        match decode_codec(charset, &bytes, Errors::Ignore) {
-            Ok(s) => s,
-            Err(_) => ascii_decode(&bytes, false),
-        }
+    let text: Cow<'a, str> = match (ascii_transparent(charset), bytes) {
+        (true, bytes) => match cow_ascii(bytes) {
+            Ok(t) => t,
+            Err(bytes) => Cow::Owned(decode_or_ascii_ignore(charset, &bytes)),
+        },
+        (false, bytes) => Cow::Owned(decode_or_ascii_ignore(charset, &bytes)),
     };
     if part.subtype() == "html" {
         // `HTMLParser.HTMLParseError` does not exist in Python 3: any parser
         // exception becomes AttributeError (spec §H.1, J.1).
-        return html::strip_html(&text).map_err(|e| DigestError::Html(e.to_string()));
+        return html::strip_html(&text).map(Cow::Owned).map_err(|e| DigestError::Html(e.to_string()));
     }
     Ok(text)
 }
@@ -313,11 +328,11 @@ fn text_part(part: &PartRef<'_, '_>) -> Result<String, DigestError> {
 /// `errors="replace"`, ascii/replace on LookupError. The reference raises on
 /// a NUL in that parameter (ValueError), on an RFC 2231 tuple (TypeError)
 /// and when the codec raises UnicodeError (spec §H.2, J.7).
-fn non_text_part(part: &PartRef<'_, '_>) -> Result<String, DigestError> {
-    let p = part.payload_bytes();
-    if p.is_ascii() {
-        return Ok(ascii_decode(&p, false));
-    }
+fn non_text_part<'a>(part: &PartRef<'_, 'a>) -> Result<Cow<'a, str>, DigestError> {
+    let p = match cow_ascii(part.payload_bytes()) {
+        Ok(text) => return Ok(text),
+        Err(p) => p,
+    };
     let label = match part.get_param("charset")? {
         None => "ascii".to_string(),
         Some(ParamValue::Str(s)) => s,
@@ -333,8 +348,8 @@ fn non_text_part(part: &PartRef<'_, '_>) -> Result<String, DigestError> {
         });
     }
     match decode_codec(&label, &p, Errors::Replace) {
-        Ok(s) => Ok(s),
-        Err(CodecFailure::Lookup) => Ok(ascii_decode(&p, true)),
+        Ok(s) => Ok(Cow::Owned(s)),
+        Err(CodecFailure::Lookup) => Ok(Cow::Owned(ascii_decode(&p, true))),
         Err(CodecFailure::Unicode) => Err(DigestError::ReferenceCrash {
             what: "non-text part with 8-bit bytes: its charset codec raises UnicodeError (uncaught in the reference)",
         }),
