@@ -50,7 +50,12 @@ fn big_message_and_big_mbox_stay_bounded() {
         return;
     };
     // 1. 100,000 messages streamed: memory must not grow with the count.
-    let gen = MboxGen { n: 100_000, i: 0, buf: Vec::new(), pos: 0 };
+    let gen = MboxGen {
+        n: 100_000,
+        i: 0,
+        buf: Vec::new(),
+        pos: 0,
+    };
     let mut count = 0usize;
     let mut distinct = std::collections::HashSet::new();
     for m in MboxReader::new(BufReader::new(gen)) {
@@ -62,8 +67,15 @@ fn big_message_and_big_mbox_stay_bounded() {
     }
     assert_eq!(count, 100_000);
     let after_mbox = vm_hwm_kib().unwrap();
-    eprintln!("mbox: 100000 messages, peak RSS grew by {} KiB", after_mbox.saturating_sub(base));
-    assert!(after_mbox - base < 32 * 1024, "streaming 100k messages grew RSS by {} KiB", after_mbox - base);
+    eprintln!(
+        "mbox: 100000 messages, peak RSS grew by {} KiB",
+        after_mbox.saturating_sub(base)
+    );
+    assert!(
+        after_mbox - base < 32 * 1024,
+        "streaming 100k messages grew RSS by {} KiB",
+        after_mbox - base
+    );
 
     // 2. A 50 MB message: text with long and short lines, some 8-bit bytes.
     let mut msg = b"Subject: big\nContent-Type: text/plain; charset=utf-8\n\n".to_vec();
@@ -77,5 +89,8 @@ fn big_message_and_big_mbox_stay_bounded() {
     let peak = vm_hwm_kib().unwrap();
     let grew = peak.saturating_sub(before);
     eprintln!("50 MB message: digest {d}, peak RSS grew by {grew} KiB (input {input_kib} KiB)");
-    assert!(grew < 3 * input_kib, "digesting a {input_kib} KiB message grew RSS by {grew} KiB");
+    assert!(
+        grew < 3 * input_kib,
+        "digesting a {input_kib} KiB message grew RSS by {grew} KiB"
+    );
 }

@@ -45,14 +45,51 @@ impl Rng {
 }
 
 const TOKENS: &[&[u8]] = &[
-    b"\r", b"\n", b"\r\n", b"--", b"=", b"=\r", b"==", b";", b"\"", b"'", b"%", b"*", b":", b"@", b"\0", b"\xff",
-    b"\xe9", b"<", b">", b"&", b"&#", b"<![", b"<!--", b"</", b"<script>", b"begin 644 x\n", b"end\n",
-    b"From ", b"\nFrom x\n", b"Content-Type: multipart/mixed; boundary=b\n\n--b\n",
-    b"Content-Type: message/rfc822\n\n", b"Content-Type: message/delivery-status\n\n",
-    b"Content-Type: text/html; charset=utf-7\n\n", b"Content-Transfer-Encoding: base64\n",
-    b"Content-Transfer-Encoding: quoted-printable\n", b"Content-Transfer-Encoding: x-uuencode\n",
-    b"; charset*0*=utf-8''%e9; charset*=x", b"; boundary*=''b", b"\n--b--\n", b"\n--b\n", b"\x1c", b"\x85",
-    b"\xe2\x80\xa8", b"\t", b" ",
+    b"\r",
+    b"\n",
+    b"\r\n",
+    b"--",
+    b"=",
+    b"=\r",
+    b"==",
+    b";",
+    b"\"",
+    b"'",
+    b"%",
+    b"*",
+    b":",
+    b"@",
+    b"\0",
+    b"\xff",
+    b"\xe9",
+    b"<",
+    b">",
+    b"&",
+    b"&#",
+    b"<![",
+    b"<!--",
+    b"</",
+    b"<script>",
+    b"begin 644 x\n",
+    b"end\n",
+    b"From ",
+    b"\nFrom x\n",
+    b"Content-Type: multipart/mixed; boundary=b\n\n--b\n",
+    b"Content-Type: message/rfc822\n\n",
+    b"Content-Type: message/delivery-status\n\n",
+    b"Content-Type: text/html; charset=utf-7\n\n",
+    b"Content-Transfer-Encoding: base64\n",
+    b"Content-Transfer-Encoding: quoted-printable\n",
+    b"Content-Transfer-Encoding: x-uuencode\n",
+    b"; charset*0*=utf-8''%e9; charset*=x",
+    b"; boundary*=''b",
+    b"\n--b--\n",
+    b"\n--b\n",
+    b"\x1c",
+    b"\x85",
+    b"\xe2\x80\xa8",
+    b"\t",
+    b" ",
 ];
 
 fn mutate(r: &mut Rng, data: &mut Vec<u8>) {
@@ -92,14 +129,25 @@ fn seeds() -> Vec<Vec<u8>> {
     let mut v: Vec<_> = std::fs::read_dir(&dir)
         .expect("corpus")
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| matches!(p.extension().and_then(|x| x.to_str()), Some("eml" | "mbox" | "txt")))
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|x| x.to_str()),
+                Some("eml" | "mbox" | "txt")
+            )
+        })
         .collect();
     v.sort();
-    v.into_iter().map(|p| std::fs::read(p).unwrap()).filter(|d| d.len() < 64 * 1024).collect()
+    v.into_iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .filter(|d| d.len() < 64 * 1024)
+        .collect()
 }
 
 fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 #[test]
@@ -127,11 +175,16 @@ fn mutation_fuzz_never_panics() {
 fn pathological_messages() {
     // Nesting beyond the limit: an error, not a stack overflow.
     let deep = b"Content-Type: message/rfc822\n\n".repeat(5000);
-    assert!(matches!(digest::digest_message(&deep), Err(digest::DigestError::TooDeep { .. })));
+    assert!(matches!(
+        digest::digest_message(&deep),
+        Err(digest::DigestError::TooDeep { .. })
+    ));
     // Deep multipart nesting within the limit, then many lines.
     let mut m = Vec::new();
     for i in 0..900 {
-        m.extend_from_slice(format!("Content-Type: multipart/mixed; boundary=b{i}\n\n--b{i}\n").as_bytes());
+        m.extend_from_slice(
+            format!("Content-Type: multipart/mixed; boundary=b{i}\n\n--b{i}\n").as_bytes(),
+        );
     }
     m.extend_from_slice(&b"-- a line of text that is long enough\n".repeat(20_000));
     exercise(&m);

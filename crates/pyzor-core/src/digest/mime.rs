@@ -687,7 +687,9 @@ impl Parser<'_, '_> {
                 continue;
             }
             // A part is complete: resume its parent, if any.
-            let Some(frame) = frames.pop() else { return Ok(()) };
+            let Some(frame) = frames.pop() else {
+                return Ok(());
+            };
             finished = self.resume(frame, &mut frames)?;
         }
     }
@@ -712,7 +714,10 @@ impl Parser<'_, '_> {
         }
         self.parse_headers(&lines);
         let cur = self.cur();
-        cur.ctype = content_type(get_header(data, &cur.headers, "content-type"), cur.default_rfc822);
+        cur.ctype = content_type(
+            get_header(data, &cur.headers, "content-type"),
+            cur.default_rfc822,
+        );
         let ctype = cur.ctype.clone();
 
         if ctype == "message/delivery-status" {
@@ -737,7 +742,11 @@ impl Parser<'_, '_> {
                 s.extend_from_slice(boundary.as_bytes());
                 Rc::from(s)
             });
-            let state = MultipartState { sep, capturing_preamble: true, preamble: Vec::new() };
+            let state = MultipartState {
+                sep,
+                capturing_preamble: true,
+                preamble: Vec::new(),
+            };
             return self.multipart_loop(state, frames);
         }
         let spans = self.read_rest();
@@ -775,7 +784,11 @@ impl Parser<'_, '_> {
                 // spec §B.7).
                 let data = self.input.data;
                 let sub_is_leaf = self.stack.last().is_some_and(|p| !p.has_children);
-                let last = if sub_is_leaf { self.stack.last_mut() } else { self.held.as_mut() };
+                let last = if sub_is_leaf {
+                    self.stack.last_mut()
+                } else {
+                    self.held.as_mut()
+                };
                 if let Some(last) = last {
                     if maintype(&last.ctype) != "multipart" {
                         if let Some(spans) = last.payload.as_mut() {
@@ -791,7 +804,11 @@ impl Parser<'_, '_> {
     }
 
     /// The delimiter loop of a multipart with a boundary (spec §B.7).
-    fn multipart_loop(&mut self, mut st: MultipartState, frames: &mut Vec<Frame>) -> Result<bool, DigestError> {
+    fn multipart_loop(
+        &mut self,
+        mut st: MultipartState,
+        frames: &mut Vec<Frame>,
+    ) -> Result<bool, DigestError> {
         let data = self.input.data;
         let mut close_seen = false;
         while let Some(sp) = self.input.readline() {
@@ -811,7 +828,9 @@ impl Parser<'_, '_> {
                     loop {
                         let l = self.input.readline();
                         match l {
-                            Some(l2) if boundary_match(st.sep.as_deref(), &data[l2.0..l2.1]).is_some() => {}
+                            Some(l2)
+                                if boundary_match(st.sep.as_deref(), &data[l2.0..l2.1])
+                                    .is_some() => {}
                             other => {
                                 self.input.unreadline(other);
                                 break;

@@ -317,7 +317,9 @@ fn text_part<'a>(part: &PartRef<'_, 'a>) -> Result<Cow<'a, str>, DigestError> {
     if part.subtype() == "html" {
         // `HTMLParser.HTMLParseError` does not exist in Python 3: any parser
         // exception becomes AttributeError (spec §H.1, J.1).
-        return html::strip_html(&text).map(Cow::Owned).map_err(|e| DigestError::Html(e.to_string()));
+        return html::strip_html(&text)
+            .map(Cow::Owned)
+            .map_err(|e| DigestError::Html(e.to_string()));
     }
     Ok(text)
 }
