@@ -8,9 +8,8 @@
 //! us, and the selected lines, digests and crash/no-crash must agree.
 //!
 //! Bounded: a fixed number of messages per seed. Skips loudly without the
-//! reference virtualenv. Messages on which a codecs/html stand-in guessed
-//! are not compared (none are generated on purpose: charsets here are
-//! ascii, latin-1 and utf-8, no text/html).
+//! reference virtualenv. Messages that need a codec `digest::codecs` does
+//! not implement are not compared (none are generated on purpose).
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -438,7 +437,7 @@ fn random_mime_messages_match_reference() {
         "mismatches (inputs in $TMPDIR/pyzor-digest-diff):\n{}",
         fails.join("\n")
     );
-    assert!(compared > 2000);
+    assert!(compared > 2900);
 }
 
 #[test]

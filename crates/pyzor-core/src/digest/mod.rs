@@ -2,8 +2,8 @@
 //! 3.11.2 (`digest-spec.md`; overview in `docs/digest.md`).
 //!
 //! ```text
-//! raw bytes ─ mime::Message::parse (compat32)     spec §B
-//!           ─ walk: text/* → transfer::decode_payload → codec → (html) §C
+//! raw bytes ─ mime::parse_leaves (compat32, walk order)  spec §B
+//!           ─ per part: text/* → transfer::decode_payload → codec → (html) §C
 //!                   other  → raw payload string                        §C.4
 //!           ─ normalize::Lines (splitlines, normalize, ≥ 8 code points) §D
 //!           ─ selection (atomic ≤ 4 lines, else 20 %/60 % pieces) + SHA-1 §E
@@ -34,12 +34,8 @@ pub mod normalize;
 pub mod text;
 pub mod transfer;
 
-// TEMPORARY: stand-ins for the codecs and html modules until they land on
-// main (see fallback.rs). Switching = replace these two lines by
-// `pub mod codecs; pub mod html;`.
-mod fallback;
-use fallback as codecs;
-use fallback as html;
+pub mod codecs;
+pub mod html;
 
 pub use mbox::{digests_style_lines, MboxReader};
 
@@ -189,9 +185,9 @@ pub(crate) fn decode_codec(
     codecs::decode(label, bytes, errors).map_err(|e| match e {
         codecs::CodecError::Lookup(..) => CodecFailure::Lookup,
         codecs::CodecError::Unicode(..) => CodecFailure::Unicode,
-        // A Python codec the codecs module does not implement yet: decoded
-        // as after a LookupError, and flagged (the result may differ from
-        // the reference).
+        // A Python codec the codecs module does not implement (yet):
+        // decoded as after a LookupError, and flagged (the result may
+        // differ from the reference).
         codecs::CodecError::Unsupported(..) => {
             mark_approximate();
             CodecFailure::Lookup
@@ -203,8 +199,8 @@ thread_local! {
     static APPROXIMATE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
-/// Record that the current digest used a not-yet-exact code path (an
-/// unimplemented codec, or a temporary stand-in module).
+/// Record that the current digest used a not-yet-exact code path (a codec
+/// the codecs module does not implement).
 pub(crate) fn mark_approximate() {
     APPROXIMATE.with(|a| a.set(true));
 }
@@ -359,8 +355,8 @@ fn non_text_part<'a>(part: &PartRef<'_, 'a>) -> Result<Cow<'a, str>, DigestError
 }
 
 /// Testing aid: digest `raw` and report whether a not-yet-exact path was
-/// taken (a temporary stand-in module or a codec the codecs module does not
-/// implement yet); the result may then differ from the reference.
+/// taken (a codec the codecs module does not implement); the result may
+/// then differ from the reference.
 #[doc(hidden)]
 pub fn __digest_with_shim_flag(raw: &[u8]) -> (Result<Predigest, DigestError>, bool) {
     APPROXIMATE.with(|a| a.set(false));
