@@ -303,12 +303,26 @@ fn text_part<'a>(part: &PartRef<'_, 'a>) -> Result<Cow<'a, str>, DigestError> {
         Some(c) if !c.is_empty() => c,
         _ => "ascii",
     };
-    let text: Cow<'a, str> = match (ascii_transparent(charset), bytes) {
-        (true, bytes) => match cow_ascii(bytes) {
+    let text: Cow<'a, str> = if matches!(charset, "utf-8" | "utf8" | "utf_8") {
+        // Valid UTF-8 decodes to itself with Python's utf-8 codec (both
+        // reject surrogate encodings): no copy.
+        match bytes {
+            Cow::Borrowed(b) => match std::str::from_utf8(b) {
+                Ok(t) => Cow::Borrowed(t),
+                Err(_) => Cow::Owned(decode_or_ascii_ignore(charset, b)),
+            },
+            Cow::Owned(v) => match String::from_utf8(v) {
+                Ok(t) => Cow::Owned(t),
+                Err(e) => Cow::Owned(decode_or_ascii_ignore(charset, e.as_bytes())),
+            },
+        }
+    } else if ascii_transparent(charset) {
+        match cow_ascii(bytes) {
             Ok(t) => t,
             Err(bytes) => Cow::Owned(decode_or_ascii_ignore(charset, &bytes)),
-        },
-        (false, bytes) => Cow::Owned(decode_or_ascii_ignore(charset, &bytes)),
+        }
+    } else {
+        Cow::Owned(decode_or_ascii_ignore(charset, &bytes))
     };
     if part.subtype() == "html" {
         // `HTMLParser.HTMLParseError` does not exist in Python 3: any parser
