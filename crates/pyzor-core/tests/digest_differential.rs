@@ -212,6 +212,8 @@ fn part(r: &mut Rng, out: &mut Vec<u8>, depth: usize, nl: &'static str, bounds: 
             "; charset=\"latin1\"",
             "; CHARSET=l1",
             "; charset*=''latin1",
+            "; x=\"a;b\"; charset=iso-8859-1",
+            "; name=\"q\\\"x;\"; Charset = \"ISO-8859-1\"",
         ]),
         8 => r.pick(&[
             "; charset=utf-8",

@@ -212,17 +212,16 @@ fn content_type(value: Option<&[u8]>, default_rfc822: bool) -> String {
 // ---------------------------------------------------------------------------
 // Parameters (spec §B.6)
 
-/// `email.message._parseparam`: split a header value into `;` items, keeping
-/// `;` inside quotes; an item with `=` gets its name stripped and
-/// lower-cased and its value stripped.
-fn parseparam(value: &str) -> Vec<String> {
-    let mut s = String::with_capacity(value.len() + 1);
-    s.push(';');
-    s.push_str(value);
-    let mut s: &str = &s;
-    let mut out = Vec::new();
-    while let Some(rest) = s.strip_prefix(';') {
-        s = rest;
+/// `email.message._parseparam` followed by the `(name, value)` split of
+/// `_get_params_preserve`: the `;` items of a header value (a `;` inside
+/// quotes does not split), each as `(name, value)`: for an item with `=`,
+/// the stripped, lower-cased text before the first `=` and the stripped
+/// text after it; otherwise the stripped item and `""`. Item 0 is the type
+/// itself. Borrowed slices, no allocation unless a name needs lowering.
+fn param_items(value: &str) -> impl Iterator<Item = (Cow<'_, str>, &str)> {
+    let mut rest = Some(value);
+    std::iter::from_fn(move || {
+        let s = rest?;
         // Python: `while end > 0 and (s.count('"', 0, end) - s.count('\\"', 0, end)) % 2:
         //            end = s.find(';', end + 1)`
         // The counts are kept incrementally (Python recounts from 0, which
@@ -246,17 +245,20 @@ fn parseparam(value: &str) -> Vec<String> {
         }
         let end = if end < 0 { s.len() } else { end as usize };
         let f = &s[..end];
-        let item = match f.find('=') {
+        rest = s[end..].strip_prefix(';');
+        Some(match f.find('=') {
             Some(i) => {
-                let name = py_strip(&f[..i]).to_ascii_lowercase();
-                format!("{}={}", name, py_strip(&f[i + 1..]))
+                let name = py_strip(&f[..i]);
+                let name = if name.bytes().any(|c| c.is_ascii_uppercase()) {
+                    Cow::Owned(name.to_ascii_lowercase())
+                } else {
+                    Cow::Borrowed(name)
+                };
+                (name, py_strip(&f[i + 1..]))
             }
-            None => f.to_string(),
-        };
-        out.push(py_strip(&item).to_string());
-        s = &s[end..];
-    }
-    out
+            None => (Cow::Borrowed(py_strip(f)), ""),
+        })
+    })
 }
 
 /// `email.utils.unquote`.
@@ -351,15 +353,26 @@ type Piece = (Option<String>, String, bool);
 /// that sort compare `int` with `None`, a `TypeError` in the reference,
 /// returned here as [`DigestError::ReferenceCrash`].
 pub fn get_param(value: &str, name: &str) -> Result<Option<ParamValue>, DigestError> {
-    let items = parseparam(value);
-    let mut params: Vec<(String, ParamValue)> = Vec::with_capacity(items.len());
+    if !value.contains('*') {
+        // No RFC 2231 piece is possible: the first name match wins, and only
+        // its value is built.
+        for (idx, (pname, pval)) in param_items(value).enumerate() {
+            if pname.eq_ignore_ascii_case(name) {
+                let v = if idx == 0 {
+                    unquote(pval)
+                } else {
+                    unquote(&format!("\"{}\"", quote(&unquote(pval))))
+                };
+                return Ok(Some(ParamValue::Str(v)));
+            }
+        }
+        return Ok(None);
+    }
+    let mut params: Vec<(String, ParamValue)> = Vec::new();
     // (name, pieces: (num, value, encoded)) in first-appearance order
     let mut pieces: Vec<(String, Vec<Piece>)> = Vec::new();
-    for (idx, p) in items.iter().enumerate() {
-        let (pname, pval) = match p.split_once('=') {
-            Some((n, v)) => (py_strip(n).to_string(), py_strip(v).to_string()),
-            None => (py_strip(p).to_string(), String::new()),
-        };
+    for (idx, (pname, pval)) in param_items(value).enumerate() {
+        let (pname, pval) = (pname.into_owned(), pval.to_string());
         if idx == 0 {
             params.push((pname, ParamValue::Str(pval)));
             continue;

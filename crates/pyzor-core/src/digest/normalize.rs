@@ -28,7 +28,7 @@
 //! Whitespace is Python's `str.isspace()` ([`py_isspace`]); NUL is removed
 //! before tokens are formed, so it joins its neighbours (E35).
 
-use super::text::{encode_utf8_ignore, is_line_boundary, py_isspace};
+use super::text::{encode_utf8_ignore, py_isspace};
 
 /// `[a-z]` under `re.IGNORECASE` on a `str` pattern: ASCII letters plus
 /// U+0130 İ, U+0131 ı, U+017F ſ and U+212A K (Kelvin), whose lower/upper
@@ -38,51 +38,80 @@ pub fn is_url_letter(c: char) -> bool {
     c.is_ascii_alphabetic() || matches!(c, '\u{130}' | '\u{131}' | '\u{17f}' | '\u{212a}')
 }
 
-/// Append the normalised form of one token (NULs already removed) to `out`.
-fn push_token(tok: &[char], out: &mut String) {
-    let n = tok.len();
-    if n == 0 || n >= 10 {
-        return; // \S{10,}
-    }
-    if n >= 3 && tok[1..n - 1].contains(&'@') {
-        return; // \S+@\S+
-    }
-    // [a-z]+:\S+ (re.I)
-    let mut cut = n;
-    for c in 1..n.saturating_sub(1) {
-        if tok[c] == ':' && is_url_letter(tok[c - 1]) {
-            let mut p = c - 1;
-            while p > 0 && is_url_letter(tok[p - 1]) {
-                p -= 1;
-            }
-            cut = p;
-            break;
-        }
-    }
-    out.extend(&tok[..cut]);
-}
-
-/// `normalize(line)` for a line that holds no line boundary; returns the
-/// normalised text and its length in code points (surrogate stand-ins
-/// count, §D.3).
-pub fn normalize_into(line: &str, out: &mut String, tok: &mut Vec<char>) -> usize {
-    out.clear();
-    tok.clear();
-    for c in line.chars() {
-        if c == '\0' {
+/// The byte offset where the `[a-z]+:\S+` removal cuts token `t` (NULs
+/// removed), or `t.len()`: at the first `:` that has a letter right before
+/// it and a character after it, back to the start of that letter run.
+fn url_cut(t: &str) -> usize {
+    let b = t.as_bytes();
+    for c in 1..b.len().saturating_sub(1) {
+        if b[c] != b':' {
             continue;
         }
-        if py_isspace(c) {
-            push_token(tok, out);
-            tok.clear();
-        } else {
-            tok.push(c);
+        let mut p = c;
+        while let Some(ch) = t[..p].chars().next_back() {
+            if !is_url_letter(ch) {
+                break;
+            }
+            p -= ch.len_utf8();
+        }
+        if p < c {
+            return p;
         }
     }
-    push_token(tok, out);
-    tok.clear();
-    out.chars().count()
+    b.len()
 }
+
+/// ASCII twin of [`url_cut`] (only ASCII letters exist in ASCII text).
+fn url_cut_ascii(t: &[u8]) -> usize {
+    for c in 1..t.len().saturating_sub(1) {
+        if t[c] == b':' && t[c - 1].is_ascii_alphabetic() {
+            let mut p = c - 1;
+            while p > 0 && t[p - 1].is_ascii_alphabetic() {
+                p -= 1;
+            }
+            return p;
+        }
+    }
+    t.len()
+}
+
+/// Whether a token (NULs removed) of `len` bytes has an `@` with at least
+/// one character on each side: `@` is ASCII, so this is a byte test.
+fn has_inner_at(t: &[u8]) -> bool {
+    t.len() >= 3 && memchr::memchr(b'@', &t[1..t.len() - 1]).is_some()
+}
+
+/// `normalize(line).encode("utf8", "ignore")` for a line that holds no
+/// line boundary, and `len(normalize(line))` in code points (surrogate
+/// stand-ins count, §D.3).
+pub fn normalize_line(line: &str) -> (Vec<u8>, usize) {
+    let mut l = Lines::default();
+    let n = l.line_tokens(line);
+    (l.buf, n)
+}
+
+const OTHER: u8 = 0;
+const SPACE: u8 = 1;
+const BOUNDARY: u8 = 2;
+const NUL: u8 = 3;
+
+/// Byte classes for ASCII text: `str.splitlines` boundaries (§D.1), other
+/// `str.isspace` characters (`\t`, `\x1f`, space), NUL.
+static ASCII_CLASS: [u8; 256] = {
+    let mut t = [OTHER; 256];
+    t[b'\t' as usize] = SPACE;
+    t[0x1f] = SPACE;
+    t[b' ' as usize] = SPACE;
+    t[b'\n' as usize] = BOUNDARY;
+    t[b'\r' as usize] = BOUNDARY;
+    t[0x0b] = BOUNDARY;
+    t[0x0c] = BOUNDARY;
+    t[0x1c] = BOUNDARY;
+    t[0x1d] = BOUNDARY;
+    t[0x1e] = BOUNDARY;
+    t[0] = NUL;
+    t
+};
 
 /// The digest's line list: every line of every payload, normalised, kept
 /// when it has 8 or more code points, encoded with
@@ -92,8 +121,7 @@ pub fn normalize_into(line: &str, out: &mut String, tok: &mut Vec<char>) -> usiz
 pub struct Lines {
     buf: Vec<u8>,
     ends: Vec<usize>,
-    norm: String,
-    tok: Vec<char>,
+    scratch: Vec<u8>,
 }
 
 impl Lines {
@@ -120,58 +148,93 @@ impl Lines {
             return;
         }
         for line in super::text::py_splitlines(payload) {
-            self.add_line(line);
+            let start = self.buf.len();
+            if self.line_tokens(line) >= 8 {
+                self.ends.push(self.buf.len());
+            } else {
+                self.buf.truncate(start);
+            }
         }
     }
 
-    fn add_line(&mut self, line: &str) {
-        let n = normalize_into(line, &mut self.norm, &mut self.tok);
-        if n >= 8 {
-            encode_utf8_ignore(&self.norm, &mut self.buf);
-            self.ends.push(self.buf.len());
+    /// Normalise one line into `buf`; returns its length in code points.
+    fn line_tokens(&mut self, line: &str) -> usize {
+        let mut count = 0;
+        let mut tok_start = None;
+        for (i, c) in line.char_indices() {
+            if py_isspace(c) {
+                if let Some(s) = tok_start.take() {
+                    count += self.push_token(&line[s..i]);
+                }
+            } else if tok_start.is_none() {
+                tok_start = Some(i);
+            }
         }
+        if let Some(s) = tok_start {
+            count += self.push_token(&line[s..]);
+        }
+        count
     }
 
-    /// Fast path for ASCII payloads: same rules on bytes (one byte is one
-    /// code point, no stand-ins, no NEL/LS/PS).
+    /// One token: NULs removed, then the three removals (module docs).
+    fn push_token(&mut self, t: &str) -> usize {
+        if t.as_bytes().contains(&0) {
+            let clean: String = t.chars().filter(|&c| c != '\0').collect();
+            return self.push_clean_token(&clean);
+        }
+        self.push_clean_token(t)
+    }
+
+    fn push_clean_token(&mut self, t: &str) -> usize {
+        let n = t.chars().take(10).count();
+        if n == 0 || n >= 10 || has_inner_at(t.as_bytes()) {
+            return 0; // \S{10,} or \S+@\S+
+        }
+        let cut = url_cut(t);
+        let kept = &t[..cut];
+        let chars = if cut == t.len() {
+            n
+        } else {
+            kept.chars().count()
+        };
+        encode_utf8_ignore(kept, &mut self.buf);
+        chars
+    }
+
+    /// Fast path for ASCII payloads: the same rules on bytes (one byte is
+    /// one code point; no stand-ins, NEL, LS or PS can occur).
     fn add_ascii_payload(&mut self, p: &[u8]) {
-        let mut i = 0;
         let n = p.len();
+        let mut i = 0;
         while i < n {
-            // One line: up to the next boundary.
-            let line_start_len = self.buf.len();
+            let line_start = self.buf.len();
             let mut kept = 0usize;
-            let mut tok_start = usize::MAX; // start index of current token in p
-            let mut tok_len = 0usize; // non-NUL bytes in token
-            let mut tok_has_nul = false;
+            // One line: tokens up to the next boundary.
             loop {
-                let b = if i < n { p[i] } else { b'\n' };
-                let boundary = i >= n || is_line_boundary(b as char);
-                let space = boundary || py_isspace(b as char);
-                if space {
-                    if tok_len > 0 {
-                        kept += self.push_ascii_token(&p[tok_start..i], tok_len, tok_has_nul);
+                // Skip whitespace.
+                while i < n && ASCII_CLASS[p[i] as usize] == SPACE {
+                    i += 1;
+                }
+                if i >= n || ASCII_CLASS[p[i] as usize] == BOUNDARY {
+                    break;
+                }
+                let s = i;
+                let mut has_nul = false;
+                loop {
+                    match ASCII_CLASS[p[i] as usize] {
+                        OTHER => {}
+                        NUL => has_nul = true,
+                        _ => break,
                     }
-                    tok_start = usize::MAX;
-                    tok_len = 0;
-                    tok_has_nul = false;
-                    if boundary {
+                    i += 1;
+                    if i >= n {
                         break;
                     }
-                } else {
-                    if tok_start == usize::MAX {
-                        tok_start = i;
-                    }
-                    if b == 0 {
-                        tok_has_nul = true;
-                    } else {
-                        tok_len += 1;
-                    }
                 }
-                i += 1;
+                kept += self.push_ascii_token(&p[s..i], has_nul);
             }
-            // i is at the boundary (or n).
             if i < n {
+                // At a boundary; `\r\n` is one.
                 if p[i] == b'\r' && p.get(i + 1) == Some(&b'\n') {
                     i += 1;
                 }
@@ -180,38 +243,25 @@ impl Lines {
             if kept >= 8 {
                 self.ends.push(self.buf.len());
             } else {
-                self.buf.truncate(line_start_len);
+                self.buf.truncate(line_start);
             }
         }
     }
 
-    /// ASCII twin of [`push_token`]; returns the number of bytes appended.
-    fn push_ascii_token(&mut self, raw: &[u8], len: usize, has_nul: bool) -> usize {
-        if len >= 10 {
-            return 0;
-        }
-        let owned: Vec<u8>;
+    /// ASCII twin of [`Lines::push_token`]; returns the bytes appended.
+    fn push_ascii_token(&mut self, raw: &[u8], has_nul: bool) -> usize {
         let tok: &[u8] = if has_nul {
-            owned = raw.iter().copied().filter(|&b| b != 0).collect();
-            &owned
+            self.scratch.clear();
+            self.scratch.extend(raw.iter().copied().filter(|&b| b != 0));
+            &self.scratch
         } else {
             raw
         };
         let n = tok.len();
-        if n >= 3 && tok[1..n - 1].contains(&b'@') {
+        if n == 0 || n >= 10 || has_inner_at(tok) {
             return 0;
         }
-        let mut cut = n;
-        for c in 1..n.saturating_sub(1) {
-            if tok[c] == b':' && tok[c - 1].is_ascii_alphabetic() {
-                let mut p = c - 1;
-                while p > 0 && tok[p - 1].is_ascii_alphabetic() {
-                    p -= 1;
-                }
-                cut = p;
-                break;
-            }
-        }
+        let cut = url_cut_ascii(tok);
         self.buf.extend_from_slice(&tok[..cut]);
         cut
     }
@@ -222,9 +272,7 @@ mod tests {
     use super::*;
 
     fn norm(s: &str) -> String {
-        let mut out = String::new();
-        normalize_into(s, &mut out, &mut Vec::new());
-        out
+        String::from_utf8(normalize_line(s).0).unwrap()
     }
 
     fn lines_of(p: &str) -> Vec<String> {
@@ -276,5 +324,65 @@ mod tests {
         );
         assert!(lines_of("abcd efg").is_empty());
         assert_eq!(lines_of("abcd efgh"), ["abcdefgh"]);
+    }
+
+    /// An independent oracle: the four Python substitutions written as
+    /// `regex` patterns with Python's `\s` set spelled out and `[a-z]` under
+    /// `re.I` spelled as the six-plus-ASCII letter set (§D.2).
+    fn oracle(line: &str) -> String {
+        use regex::Regex;
+        use std::sync::OnceLock;
+        static RES: OnceLock<[Regex; 4]> = OnceLock::new();
+        const WS: &str = r"\t\n\x0b\x0c\r\x1c-\x1f \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}";
+        let [long, email, url, ws] = RES.get_or_init(|| {
+            [
+                Regex::new(&format!("[^{WS}]{{10,}}")).unwrap(),
+                Regex::new(&format!("[^{WS}]+@[^{WS}]+")).unwrap(),
+                Regex::new(&format!("[a-zA-Z\u{130}\u{131}\u{17f}\u{212a}]+:[^{WS}]+")).unwrap(),
+                Regex::new(&format!("[{WS}]")).unwrap(),
+            ]
+        });
+        let s = line.replace('\0', "");
+        let s = long.replace_all(&s, "");
+        let s = email.replace_all(&s, "");
+        let s = url.replace_all(&s, "");
+        ws.replace_all(&s, "").into_owned()
+    }
+
+    #[test]
+    fn random_lines_match_regex_oracle_and_ascii_path() {
+        let alphabet: Vec<char> = "aZk:@@::  \t\x1f\0\u{a0}\u{3000}\u{2000}\u{85}\u{130}\u{131}\u{17f}\u{212a}\u{e9}\u{65e5}\u{200b}\u{feff}.-/1"
+            .chars()
+            .collect();
+        let ascii: Vec<char> = alphabet.iter().copied().filter(char::is_ascii).collect();
+        let mut x: u64 = 0x1234_5678_9abc_def1;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..4000 {
+            let set = if round % 2 == 0 { &alphabet } else { &ascii };
+            let len = (next() % 40) as usize;
+            let line: String = (0..len)
+                .map(|_| set[(next() % set.len() as u64) as usize])
+                .collect();
+            let (got, n) = normalize_line(&line);
+            let want = oracle(&line);
+            assert_eq!(String::from_utf8(got).unwrap(), want, "{line:?}");
+            assert_eq!(n, want.chars().count(), "{line:?}");
+            if line.is_ascii() {
+                let mut l = Lines::default();
+                l.add_payload(&line);
+                let fast: Vec<&[u8]> = (0..l.len()).map(|i| l.get(i)).collect();
+                let expect: Vec<&[u8]> = if n >= 8 {
+                    vec![want.as_bytes()]
+                } else {
+                    vec![]
+                };
+                assert_eq!(fast, expect, "{line:?}");
+            }
+        }
     }
 }
