@@ -22,7 +22,9 @@ fn exercise(data: &[u8]) {
         _ => panic!("digest_message and predigest disagree"),
     }
     for m in MboxReader::new(data).take(64) {
-        let _ = digest::digest_message(&m.expect("reading a slice cannot fail"));
+        if let Ok(m) = m {
+            let _ = digest::digest_message(&m);
+        }
     }
     for l in digest::digests_style_lines(data) {
         if l.is_err() {

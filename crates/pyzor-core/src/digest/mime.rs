@@ -105,6 +105,7 @@ pub fn parse_leaves(
         stack: Vec::new(),
         held: None,
         visit,
+        header_lines: Vec::new(),
     };
     p.run()?;
     p.pop_message(); // FeedParser.close() pops the root
@@ -578,6 +579,15 @@ impl Input<'_> {
 // ---------------------------------------------------------------------------
 // FeedParser._parsegen
 
+/// How a part's body is parsed (spec §B.7, in this order).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    DeliveryStatus,
+    Message,
+    Multipart,
+    Leaf,
+}
+
 /// A part waiting for its sub-part to be parsed (a suspended `_parsegen`).
 enum Frame {
     /// `message/delivery-status`: one sub-message per header block.
@@ -604,6 +614,8 @@ struct Parser<'a, 'v> {
     /// and is handed to the visitor when the next part starts or at the end.
     held: Option<Part>,
     visit: &'v mut dyn FnMut(PartRef<'_, '_>) -> Result<(), DigestError>,
+    /// Reused buffer for the lines of a header block.
+    header_lines: Vec<Span>,
 }
 
 fn push_span(spans: &mut Vec<Span>, sp: Span) {
@@ -714,7 +726,8 @@ impl Parser<'_, '_> {
         self.new_message()?;
         let data = self.input.data;
         // Header block (spec §B.3 step 1).
-        let mut lines: Vec<Span> = Vec::new();
+        let mut lines = std::mem::take(&mut self.header_lines);
+        lines.clear();
         while let Some(sp) = self.input.readline() {
             let line = &data[sp.0..sp.1];
             if !is_header_line(line) {
@@ -726,24 +739,30 @@ impl Parser<'_, '_> {
             lines.push(sp);
         }
         self.parse_headers(&lines);
+        self.header_lines = lines;
         let cur = self.cur();
         cur.ctype = content_type(
             get_header(data, &cur.headers, "content-type"),
             cur.default_rfc822,
         );
-        let ctype = cur.ctype.clone();
+        let kind = match (cur.ctype.as_str(), maintype(&cur.ctype)) {
+            ("message/delivery-status", _) => Kind::DeliveryStatus,
+            (_, "message") => Kind::Message,
+            (_, "multipart") => Kind::Multipart,
+            _ => Kind::Leaf,
+        };
 
-        if ctype == "message/delivery-status" {
+        if kind == Kind::DeliveryStatus {
             // Header blocks separated by blank lines, each a sub-message.
             self.input.eof.push(Matcher::Blank);
             frames.push(Frame::DeliveryStatus);
             return Ok(false);
         }
-        if maintype(&ctype) == "message" {
+        if kind == Kind::Message {
             frames.push(Frame::Message);
             return Ok(false);
         }
-        if maintype(&ctype) == "multipart" {
+        if kind == Kind::Multipart {
             let Some(boundary) = self.get_boundary()? else {
                 // NoBoundaryInMultipartDefect: the rest is a string payload.
                 let spans = self.read_rest();

@@ -7,13 +7,44 @@
 
 use std::borrow::Cow;
 
-/// Which decoder `get_payload(decode=True)` applies for a
-/// Content-Transfer-Encoding value. The value is `str(header).lower()` with
-/// **no strip**: `base64 ` or a folded value is not base64 (spec §C.1, J.8).
-pub fn decode_payload<'a>(cte: Option<&str>, payload: Cow<'a, [u8]>) -> Cow<'a, [u8]> {
-    match cte.unwrap_or("") {
-        "quoted-printable" => Cow::Owned(a2b_qp(&payload)),
-        "base64" => {
+/// The decoders `get_payload(decode=True)` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cte {
+    /// `quoted-printable`
+    QuotedPrintable,
+    /// `base64`
+    Base64,
+    /// `x-uuencode`, `uuencode`, `uue`, `x-uue`
+    Uuencode,
+    /// Anything else: no decoding.
+    Other,
+}
+
+impl Cte {
+    /// Python compares `str(header).lower()` with the names, with **no
+    /// strip**: `base64 ` or a folded value is not base64 (spec §C.1, J.8).
+    /// `str()` turns each 8-bit byte into U+FFFD, which never matches, so an
+    /// ASCII case-insensitive comparison of the raw bytes is exact.
+    pub fn from_header(raw: &[u8]) -> Cte {
+        let is = |name: &str| raw.eq_ignore_ascii_case(name.as_bytes());
+        if is("quoted-printable") {
+            Cte::QuotedPrintable
+        } else if is("base64") {
+            Cte::Base64
+        } else if is("x-uuencode") || is("uuencode") || is("uue") || is("x-uue") {
+            Cte::Uuencode
+        } else {
+            Cte::Other
+        }
+    }
+}
+
+/// `get_payload(decode=True)` for a string payload: the decoder for the
+/// Content-Transfer-Encoding (`None` when the header is absent).
+pub fn decode_payload(cte: Option<Cte>, payload: Cow<'_, [u8]>) -> Cow<'_, [u8]> {
+    match cte.unwrap_or(Cte::Other) {
+        Cte::QuotedPrintable => Cow::Owned(a2b_qp(&payload)),
+        Cte::Base64 => {
             let joined = bytes_splitlines_join(&payload);
             match decode_b(&joined) {
                 Some(v) => Cow::Owned(v),
@@ -21,11 +52,11 @@ pub fn decode_payload<'a>(cte: Option<&str>, payload: Cow<'a, [u8]>) -> Cow<'a, 
                 None => Cow::Owned(joined),
             }
         }
-        "x-uuencode" | "uuencode" | "uue" | "x-uue" => match decode_uu(&payload) {
+        Cte::Uuencode => match decode_uu(&payload) {
             Some(v) => Cow::Owned(v),
             None => payload,
         },
-        _ => payload,
+        Cte::Other => payload,
     }
 }
 
@@ -372,7 +403,15 @@ mod tests {
     #[test]
     fn cte_is_not_stripped() {
         let p = Cow::Borrowed(&b"QUJD"[..]);
-        assert_eq!(&*decode_payload(Some("base64"), p.clone()), b"ABC");
-        assert_eq!(&*decode_payload(Some("base64 "), p), b"QUJD");
+        let b64 = Cte::from_header(b"BASE64");
+        assert_eq!(&*decode_payload(Some(b64), p.clone()), b"ABC");
+        assert_eq!(
+            &*decode_payload(Some(Cte::from_header(b"base64 ")), p.clone()),
+            b"QUJD"
+        );
+        assert_eq!(
+            &*decode_payload(Some(Cte::from_header(b"base64\xe9")), p),
+            b"QUJD"
+        );
     }
 }
