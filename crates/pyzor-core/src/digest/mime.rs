@@ -73,8 +73,8 @@ pub enum ParamValue {
 /// as an `email.header.Header` whose `str()` replaces **each** 8-bit byte by
 /// U+FFFD (spec §B.4). ASCII values are returned as they are.
 pub fn header_str(bytes: &[u8]) -> Cow<'_, str> {
-    match std::str::from_utf8(bytes) {
-        Ok(s) if bytes.is_ascii() => Cow::Borrowed(s),
+    match bytes.is_ascii().then(|| std::str::from_utf8(bytes)) {
+        Some(Ok(s)) => Cow::Borrowed(s),
         _ => Cow::Owned(
             bytes
                 .iter()
@@ -141,7 +141,12 @@ impl<'a> PartRef<'_, 'a> {
 
     /// `get_content_subtype()`.
     pub fn subtype(&self) -> &str {
-        self.part.ctype.split('/').nth(1).unwrap_or("")
+        // `ctype.split('/')[1]`; a content type always has exactly one '/'.
+        let ct = &self.part.ctype;
+        match memchr::memchr(b'/', ct.as_bytes()) {
+            Some(i) => &ct[i + 1..],
+            None => "",
+        }
     }
 
     /// The string payload as raw bytes (what `get_payload(decode=True)`
@@ -183,8 +188,12 @@ fn get_header<'a>(data: &'a [u8], headers: &[Header], name: &str) -> Option<&'a 
         .map(|h| &data[h.value.0..h.value.1])
 }
 
+/// `ctype.split('/')[0]`.
 fn maintype(ctype: &str) -> &str {
-    ctype.split('/').next().unwrap_or("")
+    match memchr::memchr(b'/', ctype.as_bytes()) {
+        Some(i) => &ctype[..i],
+        None => ctype,
+    }
 }
 
 /// `get_content_type()` from the raw Content-Type value (spec §B.5):
@@ -200,11 +209,14 @@ fn content_type(value: Option<&[u8]>, default_rfc822: bool) -> String {
         .to_string();
     };
     let s = header_str(v);
-    let head = s.split(';').next().unwrap_or("");
+    let head = match memchr::memchr(b';', s.as_bytes()) {
+        Some(i) => &s[..i],
+        None => &s[..],
+    };
     // Python str.lower(): the value is ASCII plus U+FFFD, so ASCII lowering
     // is exact.
     let ct = py_strip(head).to_ascii_lowercase();
-    if ct.bytes().filter(|&b| b == b'/').count() != 1 {
+    if memchr::memchr_iter(b'/', ct.as_bytes()).count() != 1 {
         return "text/plain".to_string();
     }
     ct
@@ -228,7 +240,7 @@ fn param_items(value: &str) -> impl Iterator<Item = (Cow<'_, str>, &str)> {
         // The counts are kept incrementally (Python recounts from 0, which
         // is quadratic); a `\"` occurrence is a '"' preceded by '\'.
         let b = s.as_bytes();
-        let mut end = s.find(';').map_or(-1isize, |e| e as isize);
+        let mut end = memchr::memchr(b';', b).map_or(-1isize, |e| e as isize);
         let mut counted = 0usize; // b[..counted] is counted
         let mut odd = false; // (quotes - escaped quotes) % 2
         while end > 0 {
@@ -242,12 +254,12 @@ fn param_items(value: &str) -> impl Iterator<Item = (Cow<'_, str>, &str)> {
             if !odd {
                 break;
             }
-            end = s[e + 1..].find(';').map_or(-1, |x| (x + e + 1) as isize);
+            end = memchr::memchr(b';', &b[e + 1..]).map_or(-1, |x| (x + e + 1) as isize);
         }
         let end = if end < 0 { s.len() } else { end as usize };
         let f = &s[..end];
         rest = s[end..].strip_prefix(';');
-        Some(match f.find('=') {
+        Some(match memchr::memchr(b'=', f.as_bytes()) {
             Some(i) => {
                 let name = py_strip(&f[..i]);
                 let name = if name.bytes().any(|c| c.is_ascii_uppercase()) {
@@ -354,7 +366,7 @@ type Piece = (Option<String>, String, bool);
 /// that sort compare `int` with `None`, a `TypeError` in the reference,
 /// returned here as [`DigestError::ReferenceCrash`].
 pub fn get_param(value: &str, name: &str) -> Result<Option<ParamValue>, DigestError> {
-    if !value.contains('*') {
+    if memchr::memchr(b'*', value.as_bytes()).is_none() {
         // No RFC 2231 piece is possible: the first name match wins, and only
         // its value is built.
         for (idx, (pname, pval)) in param_items(value).enumerate() {
