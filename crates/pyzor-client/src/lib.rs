@@ -14,6 +14,7 @@
 //! | [`net`] | one request/reply over UDP with a timeout |
 //! | [`commands`] | the commands and their output |
 //! | [`output`] | Python reprs and `ctime` |
+//! | [`forwarder`] | the server's forwarder: bounded queue, batches of ≤10, timer flush |
 //! | [`genkey`] | account key generation |
 //! | [`digester`] | input styles to digests |
 //! | [`logging`] | the reference's log format and levels |
@@ -24,6 +25,7 @@ pub mod commands;
 mod config_file;
 pub mod digester;
 pub mod files;
+pub mod forwarder;
 pub mod genkey;
 pub mod logging;
 pub mod net;
