@@ -1,0 +1,644 @@
+#!/usr/bin/env python3
+"""Compare our pyzord, Python pyzord 1.1.2 and the echo ceiling on this machine.
+
+One run starts every server it measures (free ports, temporary home
+directories), prefills each with the same digest pool, drives all of them
+with the same loads from pyzor-bench in alternating (interleaved) rounds,
+records the servers' CPU time from /proc/<pid>/stat, and writes a Markdown
+report (default bench/RESULTS.md) plus the raw runs as JSON lines.
+
+Suites:
+  embedded  our pyzord (default engine, default durability), our pyzord with
+            fsync durability, Python pyzord (gdbm), pyzor-bench echo.
+  redis     our pyzord -e redis (db 13) and Python pyzord -e redis (db 14)
+            on the same Redis, plus the echo ceiling.
+  memory    (--memory N) our pyzord prefilled with N digests through the
+            server, then VmRSS/VmHWM of the server.
+
+It stops only processes it started, flushes only Redis dbs 13/14 and only
+when they are empty or carry its own marker key, and bounds every step in
+time. See docs/benchmarking.md.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+REDIS_MARKER = "pyzor-bench:owner"
+SIGNED_USER = "bench"
+SIGNED_KEY = "5f1d0e3c7a9b2468ace13579bdf02468ace13579"
+
+STARTED = []  # Popen objects we started; only these are ever signalled
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def die(msg):
+    log("ERROR: " + msg)
+    sys.exit(2)
+
+
+# ---------------------------------------------------------------- processes
+
+def stop_all():
+    for p in STARTED:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.time() + 5
+    for p in STARTED:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    STARTED.clear()
+
+
+def on_signal(signum, _frame):
+    log(f"signal {signum}: stopping the servers this script started")
+    stop_all()
+    sys.exit(130)
+
+
+def start(cmd, logpath):
+    log("start: " + " ".join(shlex.quote(c) for c in cmd))
+    out = open(logpath, "ab")
+    p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    STARTED.append(p)
+    return p
+
+
+def stop(p):
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    if p in STARTED:
+        STARTED.remove(p)
+
+
+def free_udp_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_udp_ready(port, proc, timeout=20.0):
+    """Send pings until something answers (any reply means the server reads)."""
+    deadline = time.time() + timeout
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(0.2)
+    try:
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                return False
+            msg = (f"Op: ping\nThread: 1024\nPV: 2.1\nUser: anonymous\nTime: {int(time.time())}\n"
+                   "Sig: 0000000000000000000000000000000000000000\n\n").encode()
+            try:
+                s.sendto(msg, ("127.0.0.1", port))
+                s.recvfrom(8192)
+                return True
+            except (socket.timeout, ConnectionRefusedError):
+                time.sleep(0.1)
+        return False
+    finally:
+        s.close()
+
+
+def proc_cpu_seconds(pid):
+    """utime + stime of a process (all its threads) from /proc/<pid>/stat."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def proc_status(pid):
+    out = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem", "Threads"):
+                    out[k] = v.strip()
+    except OSError:
+        pass
+    return out
+
+
+def pid_of(name):
+    """PIDs of processes named `name` (read-only: for CPU accounting)."""
+    pids = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/comm") as f:
+                    if f.read().strip() == name:
+                        pids.append(int(d))
+            except OSError:
+                pass
+    return pids
+
+
+# ---------------------------------------------------------------- redis
+
+def redis_cli(db, *args):
+    r = subprocess.run(["redis-cli", "-n", str(db), *args], capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        die(f"redis-cli -n {db} {' '.join(args)} failed: {r.stderr.strip()}")
+    return r.stdout.strip()
+
+
+def redis_claim(db):
+    """Flush db only if it is empty or was left by this script."""
+    size = int(redis_cli(db, "DBSIZE") or 0)
+    if size and redis_cli(db, "EXISTS", REDIS_MARKER) != "1":
+        die(f"redis db {db} holds {size} keys that pyzor-bench did not create; "
+            f"empty it yourself or pick other dbs with --redis-dbs")
+    redis_cli(db, "FLUSHDB")
+    redis_cli(db, "SET", REDIS_MARKER, "bench/run.py")
+
+
+def redis_release(db):
+    if redis_cli(db, "EXISTS", REDIS_MARKER) == "1":
+        redis_cli(db, "FLUSHDB")
+
+
+# ---------------------------------------------------------------- servers
+
+class Server:
+    def __init__(self, name, kind, cmd_fn, home, ready_timeout=30.0):
+        self.name, self.kind, self.cmd_fn, self.home = name, kind, cmd_fn, home
+        self.port = None
+        self.proc = None
+        self.ready_timeout = ready_timeout
+
+    def start(self):
+        self.port = free_udp_port()
+        os.makedirs(self.home, exist_ok=True)
+        self.proc = start(self.cmd_fn(self.port, self.home), os.path.join(self.home, "server.log"))
+        if not wait_udp_ready(self.port, self.proc, self.ready_timeout):
+            tail = ""
+            try:
+                with open(os.path.join(self.home, "server.log"), errors="replace") as f:
+                    tail = f.read()[-2000:]
+            except OSError:
+                pass
+            stop(self.proc)
+            raise RuntimeError(f"{self.name} did not answer on port {self.port}; log tail:\n{tail}")
+
+    def stop(self):
+        if self.proc:
+            stop(self.proc)
+
+
+def bench_load(bench_bin, port, extra, bound_s):
+    cmd = [bench_bin, "load", "-p", str(port), "--json", *extra]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=bound_s)
+    except subprocess.TimeoutExpired:
+        return None, "timeout"
+    try:
+        return json.loads(r.stdout.strip().splitlines()[-1]), None
+    except (IndexError, json.JSONDecodeError):
+        return None, f"exit {r.returncode}: {r.stderr.strip()[-500:]}"
+
+
+# ---------------------------------------------------------------- machine
+
+def machine_facts():
+    facts = {"nproc": os.cpu_count(), "kernel": platform.release()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    facts["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        with open("/proc/meminfo") as f:
+            facts["mem"] = f.readline().split(":", 1)[1].strip()
+    except OSError:
+        pass
+    try:
+        facts["loadavg"] = open("/proc/loadavg").read().split()[:3]
+    except OSError:
+        pass
+    for k in ("rmem_max", "rmem_default"):
+        try:
+            facts[k] = open(f"/proc/sys/net/core/{k}").read().strip()
+        except OSError:
+            pass
+    try:
+        facts["commit"] = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"],
+                                         capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return facts
+
+
+def cpu_busy_sample(seconds=1.0):
+    """Share of the machine's CPU that was busy over `seconds` (/proc/stat)."""
+    def read():
+        v = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+        idle = v[3] + v[4]
+        return sum(v), idle
+    t1, i1 = read()
+    time.sleep(seconds)
+    t2, i2 = read()
+    return 100.0 * (1 - (i2 - i1) / max(1, t2 - t1))
+
+
+# ---------------------------------------------------------------- report
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt(x, nd=0):
+    if x is None:
+        return "–"
+    return f"{x:,.{nd}f}" if nd == 0 else f"{x:.{nd}f}"
+
+
+def table(runs, configs, loads, ref_name, ceiling_name):
+    lines = ["| server | load | window | req/s median (min–max) | p50 ms | p99 ms | lost / sent | check hit % "
+             "| server CPU µs/req | × Python | % of echo | n |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    by = {}
+    for r in runs:
+        by.setdefault((r["config"], r["load"]), []).append(r)
+    for load in loads:
+        for c in configs:
+            rs = [r for r in by.get((c, load["name"]), []) if r.get("result")]
+            if not rs:
+                continue
+            res = [r["result"] for r in rs]
+            rps = [x["req_per_s"] for x in res]
+            cpu = [r.get("server_cpu_us_per_req") for r in rs]
+            hits = [x.get("check_hit_pct") for x in res]
+            ratios_py, ratios_ceil = [], []
+            for r in rs:
+                for other, acc in ((ref_name, ratios_py), (ceiling_name, ratios_ceil)):
+                    o = [x for x in by.get((other, load["name"]), []) if x["round"] == r["round"] and x.get("result")]
+                    if o and o[0]["result"]["req_per_s"] > 0:
+                        acc.append(r["result"]["req_per_s"] / o[0]["result"]["req_per_s"])
+            lines.append("| {} | {} | {} | {} ({}–{}) | {} | {} | {} / {} | {} | {} | {} | {} | {} |".format(
+                c, load["ops"], load["window"], fmt(med(rps)), fmt(min(rps)), fmt(max(rps)),
+                fmt(med([x["latency"]["p50_ms"] for x in res]), 3),
+                fmt(med([x["latency"]["p99_ms"] for x in res]), 3),
+                sum(x["lost"] for x in res), sum(x["sent"] for x in res),
+                fmt(med(hits), 1) if med(hits) is not None else "–",
+                fmt(med(cpu), 1),
+                "" if c == ref_name else (fmt(med(ratios_py), 1) if ratios_py else "–"),
+                "" if c == ceiling_name else (fmt(100 * med(ratios_ceil), 0) if ratios_ceil else "–"),
+                len(rs)))
+    return "\n".join(lines)
+
+
+def same_round_ratio(runs, a, b, load, key=lambda r: r["result"]["req_per_s"]):
+    """Median over rounds of key(a) / key(b) for one load."""
+    out = []
+    for r in runs:
+        if r["config"] != a or r["load"] != load or not r.get("result"):
+            continue
+        o = [x for x in runs if x["config"] == b and x["load"] == load and x["round"] == r["round"] and x.get("result")]
+        if o and key(o[0]):
+            out.append(key(r) / key(o[0]))
+    return med(out)
+
+
+def targets(runs):
+    """Issue #6 targets, evaluated on this run's medians (None: not measured)."""
+    def m(config, load, key):
+        return med([key(r) for r in runs if r["config"] == config and r["load"] == load and r.get("result")])
+    rps = lambda r: r["result"]["req_per_s"]
+    p99 = lambda r: r["result"]["latency"]["p99_ms"]
+    cpu = lambda r: r.get("server_cpu_us_per_req")
+    rows = [
+        ("check w64 ≥ 70 % of echo", same_round_ratio(runs, "ours", "echo", "check w64"), 0.70, ">=", "{:.0%}"),
+        ("check w64 ≥ 30× Python (gdbm)", same_round_ratio(runs, "ours", "python-gdbm", "check w64"), 30, ">=", "{:.1f}×"),
+        ("check w64 server CPU ≤ 3 µs/req", m("ours", "check w64", cpu), 3.0, "<=", "{:.2f} µs"),
+        ("report w64 (default durability) ≥ 50 % of echo", same_round_ratio(runs, "ours", "echo", "report w64"), 0.50, ">=", "{:.0%}"),
+        ("report w64 fsync ≥ 20,000/s", m("ours-fsync", "report w64", rps), 20000, ">=", "{:,.0f}/s"),
+        ("check w1 p99 ≤ 2× echo's", same_round_ratio(runs, "ours", "echo", "check w1", p99), 2.0, "<=", "{:.2f}×"),
+        ("redis check w64 ≥ 10× Python redis", same_round_ratio(runs, "ours-redis", "python-redis", "check w64"), 10, ">=", "{:.1f}×"),
+        ("redis report w64 ≥ 10× Python redis", same_round_ratio(runs, "ours-redis", "python-redis", "report w64"), 10, ">=", "{:.1f}×"),
+        ("redis mix w64 ≥ 10× Python redis", same_round_ratio(runs, "ours-redis", "python-redis", "check:90,report:10 w64"), 10, ">=", "{:.1f}×"),
+    ]
+    lines = ["| target (issue #6) | measured | verdict |", "|---|---|---|"]
+    for name, val, goal, op, f in rows:
+        if val is None:
+            lines.append(f"| {name} | not measured | – |")
+            continue
+        ok = val >= goal if op == ">=" else val <= goal
+        lines.append(f"| {name} | {f.format(val)} | {'met' if ok else 'NOT met'} |")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- main
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--suite", choices=["embedded", "redis", "all"], default="all")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=8.0, help="measured seconds per run")
+    ap.add_argument("--warmup", type=float, default=1.0)
+    ap.add_argument("--pool", type=int, default=100_000, help="digests prefilled and then checked/reported")
+    ap.add_argument("--windows", default="1,64")
+    ap.add_argument("--loads", default="check;report;check:90,report:10",
+                    help="loads separated by ';', each a pyzor-bench op mix")
+    ap.add_argument("--gen-threads", type=int, default=1, help="pyzor-bench threads for window > 1")
+    ap.add_argument("--echo-threads", type=int, default=1)
+    ap.add_argument("--ref-venv", default=os.environ.get("PYZOR_REF_VENV", "/work/ref-venv"))
+    ap.add_argument("--ours-args", default="", help="extra arguments for every run of our pyzord")
+    ap.add_argument("--fsync-args", default="--durability fsync",
+                    help="arguments that select fsync durability on our pyzord (docs/server.md)")
+    ap.add_argument("--redis-dbs", default="13,14", help="ours,python")
+    ap.add_argument("--skip-build", action="store_true")
+    ap.add_argument("--only", nargs="*", help="run only these configuration names")
+    ap.add_argument("--memory", type=int, metavar="N", help="memory mode: prefill N digests into our pyzord")
+    ap.add_argument("--out", default=None, help="Markdown report (default bench/RESULTS.md or RESULTS-memory.md)")
+    ap.add_argument("--label", default="", help="text put at the top of the report (e.g. PRELIMINARY)")
+    ap.add_argument("--max-minutes", type=float, default=120.0, help="abort the whole run after this long")
+    args = ap.parse_args()
+    command_line = "python3 bench/run.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGALRM, on_signal)
+    signal.alarm(int(args.max_minutes * 60))
+
+    release = os.path.join(ROOT, "target", "release")
+    if not args.skip_build:
+        log("building release binaries (cargo build --release -p pyzor-bench -p pyzor-server)")
+        r = subprocess.run(["cargo", "build", "--release", "-p", "pyzor-bench", "-p", "pyzor-server"], cwd=ROOT)
+        if r.returncode != 0:
+            die("cargo build --release failed")
+    bench_bin = os.path.join(release, "pyzor-bench")
+    pyzord = os.path.join(release, "pyzord")
+    ref_pyzord = os.path.join(args.ref_venv, "bin", "pyzord")
+    if not os.path.isfile(bench_bin):
+        die(f"{bench_bin} missing; build with cargo build --release -p pyzor-bench")
+    have_ours = os.path.isfile(pyzord)
+    have_ref = os.path.isfile(ref_pyzord)
+    if not have_ours:
+        log(f"SKIPPED: our pyzord: {pyzord} missing (cargo build --release -p pyzor-server)")
+    if not have_ref:
+        log(f"SKIPPED: Python pyzord: {ref_pyzord} missing (scripts/setup-ref-env or --ref-venv)")
+
+    tmp = tempfile.mkdtemp(prefix="pyzor-bench-run.")
+    log(f"homes and logs in {tmp}")
+    ours_extra = shlex.split(args.ours_args)
+    try:
+        if args.memory:
+            return memory_mode(args, bench_bin, pyzord, tmp, ours_extra, command_line)
+        return matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, ours_extra,
+                           command_line)
+    finally:
+        stop_all()
+        if args.suite in ("redis", "all") and not args.memory and shutil.which("redis-cli"):
+            for db in args.redis_dbs.split(","):
+                try:
+                    redis_release(int(db))
+                except SystemExit:
+                    pass
+
+
+def ours_cmd(pyzord, extra):
+    return lambda port, home: [pyzord, "--homedir", home, "-a", "127.0.0.1", "-p", str(port), *extra]
+
+
+def ref_cmd(ref_pyzord, extra):
+    return lambda port, home: [ref_pyzord, "--homedir", home, "-a", "127.0.0.1", "-p", str(port), *extra]
+
+
+def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, ours_extra, command_line):
+    db_ours, db_py = (int(x) for x in args.redis_dbs.split(","))
+    servers = []
+    if args.suite in ("embedded", "all"):
+        if have_ours:
+            servers.append(Server("ours", "ours", ours_cmd(pyzord, ours_extra), f"{tmp}/ours"))
+            servers.append(Server("ours-fsync", "ours",
+                                  ours_cmd(pyzord, ours_extra + shlex.split(args.fsync_args)), f"{tmp}/ours-fsync"))
+        if have_ref:
+            servers.append(Server("python-gdbm", "python", ref_cmd(ref_pyzord, []), f"{tmp}/python-gdbm"))
+    use_redis = args.suite in ("redis", "all")
+    if use_redis:
+        if not shutil.which("redis-cli") or not pid_of("redis-server"):
+            log("SKIPPED: redis suite: redis-server/redis-cli not found")
+            use_redis = False
+    if use_redis:
+        redis_claim(db_ours)
+        redis_claim(db_py)
+        if have_ours:
+            servers.append(Server("ours-redis", "ours", ours_cmd(
+                pyzord, ours_extra + ["-e", "redis", "--dsn", f"127.0.0.1,6379,,{db_ours}"]), f"{tmp}/ours-redis"))
+        if have_ref:
+            servers.append(Server("python-redis", "python", ref_cmd(
+                ref_pyzord, ["-e", "redis", "--dsn", f"127.0.0.1,6379,,{db_py}"]), f"{tmp}/python-redis"))
+    servers.append(Server("echo", "echo", lambda port, home: [
+        bench_bin, "echo", "-a", "127.0.0.1", "-p", str(port), "-T", str(args.echo_threads),
+        "-d", str(int(args.max_minutes * 60))], f"{tmp}/echo"))
+    if args.only:
+        servers = [s for s in servers if s.name in args.only]
+
+    loads = []
+    for ops in (x.strip() for x in args.loads.split(";")):
+        if not ops:
+            continue
+        for w in (int(x) for x in args.windows.split(",")):
+            loads.append({"name": f"{ops} w{w}", "ops": ops, "window": w})
+    loads.sort(key=lambda l: (l["window"], l["ops"]))
+
+    started = []
+    for s in servers:
+        try:
+            s.start()
+            started.append(s)
+        except RuntimeError as e:
+            log(f"SKIPPED: {s.name}: {e}")
+    servers = started
+    prefill = {}
+    for s in servers:
+        if s.kind == "echo":
+            continue
+        log(f"prefill {s.name}: report {args.pool} digests (seq, w64)")
+        cpu0 = proc_cpu_seconds(s.proc.pid)
+        res, err = bench_load(bench_bin, s.port, ["-o", "report", "-m", "seq", "-P", str(args.pool), "-w", "64",
+                                                  "-W", "0", "-d", "900", "-t", "5000"], 960)
+        cpu1 = proc_cpu_seconds(s.proc.pid)
+        if res is None or res["responses"] != args.pool:
+            log(f"WARNING: prefill of {s.name} incomplete: {err or res}")
+        prefill[s.name] = {"result": res, "error": err,
+                           "server_cpu_s": None if cpu0 is None or cpu1 is None else cpu1 - cpu0}
+
+    redis_pids = pid_of("redis-server") if use_redis else []
+    runs = []
+    out = args.out or os.path.join(ROOT, "bench", "RESULTS.md")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    jsonl = os.path.splitext(out)[0] + ".jsonl"
+    open(jsonl, "w").close()
+    t_start = datetime.datetime.now().astimezone()
+    busy_before = cpu_busy_sample(1.0)
+    for rnd in range(args.rounds):
+        for load in loads:
+            order = servers[rnd % max(1, len(servers)):] + servers[:rnd % max(1, len(servers))]
+            for s in order:
+                if s.proc.poll() is not None:
+                    log(f"{s.name} has exited (status {s.proc.returncode}); skipping")
+                    continue
+                extra = ["-o", load["ops"], "-w", str(load["window"]), "-m", "pool", "-P", str(args.pool),
+                         "-d", str(args.duration), "-W", str(args.warmup), "-t", "2000"]
+                if load["window"] > 1 and args.gen_threads > 1:
+                    extra += ["-T", str(args.gen_threads)]
+                cpu0 = proc_cpu_seconds(s.proc.pid)
+                rcpu0 = sum(filter(None, (proc_cpu_seconds(p) for p in redis_pids)))
+                res, err = bench_load(bench_bin, s.port, extra, args.duration + args.warmup + 30)
+                cpu1 = proc_cpu_seconds(s.proc.pid)
+                rcpu1 = sum(filter(None, (proc_cpu_seconds(p) for p in redis_pids)))
+                rec = {"round": rnd, "config": s.name, "load": load["name"], "result": res, "error": err}
+                if res and res["responses"] and cpu0 is not None and cpu1 is not None:
+                    # The whole run's requests (warm-up included) drove the server CPU.
+                    total = res["responses"] * (1 + args.warmup / args.duration)
+                    rec["server_cpu_us_per_req"] = (cpu1 - cpu0) * 1e6 / total
+                    if s.name.endswith("redis"):
+                        rec["redis_cpu_us_per_req"] = (rcpu1 - rcpu0) * 1e6 / total
+                runs.append(rec)
+                with open(jsonl, "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+                if res:
+                    log(f"round {rnd + 1}/{args.rounds} {s.name:<13} {load['name']:<24} {res['req_per_s']:>10,.0f} req/s "
+                        f"p50 {res['latency']['p50_ms']:.3f} p99 {res['latency']['p99_ms']:.3f} ms lost {res['lost']} "
+                        f"cpu {rec.get('server_cpu_us_per_req', 0):.1f} us/req")
+                else:
+                    log(f"round {rnd + 1} {s.name} {load['name']}: FAILED {err}")
+    busy_after = cpu_busy_sample(1.0)
+    status = {s.name: proc_status(s.proc.pid) for s in servers}
+    for s in servers:
+        s.stop()
+
+    facts = machine_facts()
+    names = [s.name for s in servers]
+    with open(out, "w") as f:
+        f.write("# pyzord benchmark results\n\n")
+        if args.label:
+            f.write(f"**{args.label}**\n\n")
+        f.write(f"Generated by `{command_line}` on {t_start:%Y-%m-%d %H:%M %Z} "
+                f"(finished {datetime.datetime.now():%H:%M}), commit {facts.get('commit', '?')}.\n\n")
+        f.write("## Machine\n\n")
+        f.write(f"* {facts.get('nproc')} CPUs: {facts.get('cpu', '?')}; {facts.get('mem', '?')} RAM; "
+                f"kernel {facts.get('kernel')}\n")
+        f.write(f"* net.core.rmem_max {facts.get('rmem_max')}, rmem_default {facts.get('rmem_default')}\n")
+        f.write(f"* load average at the end {' '.join(facts.get('loadavg', []))}; machine CPU busy "
+                f"{busy_before:.0f} % (1 s before the rounds, servers idle) and {busy_after:.0f} % after — "
+                "anything well above 0 % means other tenants shared the cores\n")
+        f.write(f"* load generator: pyzor-bench on the same machine, {args.gen_threads} thread(s) for windows > 1; "
+                f"echo responder {args.echo_threads} thread(s)\n\n")
+        f.write("## Method\n\n")
+        f.write(f"Each server was prefilled with the same {args.pool:,} digests (report, `-m seq`), then every "
+                f"load ran {args.rounds} round(s) of {args.duration:g} s (+{args.warmup:g} s warm-up), servers "
+                "interleaved and rotated each round. Checks and reports draw uniformly from the prefilled pool, so "
+                "check hit % must be 100 (echo answers Count 0). Server CPU µs/req = (utime+stime of the server "
+                "process from /proc/<pid>/stat after − before) ÷ requests of the run including warm-up. "
+                "× Python and % of echo are medians over rounds of the same-round ratio of req/s "
+                "(python-gdbm is the reference for all rows; for the redis engines compare ours-redis with "
+                "python-redis directly, see below).\n\n")
+        f.write("## Targets\n\n" + targets(runs) + "\n\n")
+        f.write("## Results\n\n")
+        f.write(table(runs, names, loads, "python-gdbm", "echo") + "\n\n")
+        if "ours-redis" in names and "python-redis" in names:
+            f.write("### Redis: ours-redis ÷ python-redis (same Redis, same round)\n\n")
+            f.write(table(runs, ["ours-redis", "python-redis"], loads, "python-redis", "echo") + "\n\n")
+            rc = [r.get("redis_cpu_us_per_req") for r in runs if r.get("redis_cpu_us_per_req") is not None]
+            if rc:
+                f.write("redis-server CPU µs/req during the redis runs: median "
+                        f"{statistics.median(rc):.1f} (all redis-server processes on the machine).\n\n")
+        f.write("## Prefill (report of never-seen digests, window 64)\n\n| server | req/s | server CPU µs/req | lost |\n|---|---|---|---|\n")
+        for n, p in prefill.items():
+            r = p["result"]
+            if r:
+                cpu = p["server_cpu_s"]
+                f.write(f"| {n} | {r['req_per_s']:,.0f} | {fmt(cpu * 1e6 / max(1, r['responses']) if cpu is not None else None, 1)} | {r['lost']} |\n")
+            else:
+                f.write(f"| {n} | failed: {p['error']} | | |\n")
+        f.write("\n## Server memory at the end\n\n| server | VmRSS | VmHWM | RssAnon | RssFile | threads |\n|---|---|---|---|---|---|\n")
+        for n, st in status.items():
+            f.write(f"| {n} | {st.get('VmRSS', '–')} | {st.get('VmHWM', '–')} | {st.get('RssAnon', '–')} | "
+                    f"{st.get('RssFile', '–')} | {st.get('Threads', '–')} |\n")
+        bad = [r for r in runs if not r.get("result") or not r["result"].get("ok")]
+        f.write(f"\nRuns: {len(runs)}; runs not OK (no answer, stray/malformed answers, unexpected codes): {len(bad)}. "
+                f"Raw runs: `{os.path.relpath(jsonl, ROOT)}`.\n")
+    log(f"wrote {out}")
+    return 0
+
+
+def memory_mode(args, bench_bin, pyzord, tmp, ours_extra, command_line):
+    if not os.path.isfile(pyzord):
+        die(f"{pyzord} missing")
+    n = args.memory
+    s = Server("ours", "ours", ours_cmd(pyzord, ours_extra), f"{tmp}/ours-memory")
+    s.start()
+    log(f"memory: prefilling {n:,} digests into our pyzord (report, seq, w256)")
+    t0 = time.time()
+    res, err = bench_load(bench_bin, s.port, ["-o", "report", "-m", "seq", "-P", str(n), "-S", "7", "-w", "256",
+                                              "-T", "2", "-W", "0", "-d", str(max(60, n // 5000)), "-t", "5000"],
+                          max(60, n // 5000) + 60)
+    took = time.time() - t0
+    st = proc_status(s.proc.pid)
+    cpu = proc_cpu_seconds(s.proc.pid)
+    # A check pass over part of the pool proves the digests are stored.
+    chk, _ = bench_load(bench_bin, s.port, ["-o", "check", "-m", "pool", "-P", str(min(n, 2_000_000)), "-S", "7",
+                                            "-w", "64", "-d", "3", "-W", "0"], 40)
+    st2 = proc_status(s.proc.pid)
+    du = subprocess.run(["du", "-sh", s.home], capture_output=True, text=True).stdout.split()[0]
+    s.stop()
+    out = args.out or os.path.join(ROOT, "bench", "RESULTS-memory.md")
+    with open(out, "w") as f:
+        f.write("# pyzord memory with many stored digests\n\n")
+        if args.label:
+            f.write(f"**{args.label}**\n\n")
+        f.write(f"Generated by `{command_line}` on {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}.\n\n")
+        if res:
+            f.write(f"Prefill: {res['responses']:,} of {n:,} digests answered, {res['lost']} lost, in {took:.0f} s "
+                    f"({res['req_per_s']:,.0f} req/s); server CPU {cpu:.1f} s in total.\n\n")
+        else:
+            f.write(f"Prefill failed: {err}\n\n")
+        f.write("| when | VmRSS | VmHWM | RssAnon | RssFile | threads |\n|---|---|---|---|---|---|\n")
+        for when, x in (("after prefill", st), ("after a 3 s check pass", st2)):
+            f.write(f"| {when} | {x.get('VmRSS')} | {x.get('VmHWM')} | {x.get('RssAnon')} | {x.get('RssFile')} | "
+                    f"{x.get('Threads')} |\n")
+        if chk:
+            f.write(f"\nCheck pass: {chk['req_per_s']:,.0f} req/s, hit {chk.get('check_hit_pct')} %.\n")
+        f.write(f"\nHome directory (database) size: {du}. RssFile is the memory-mapped database pages the "
+                "kernel can drop under pressure; RssAnon is the server's own memory.\n")
+    log(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
