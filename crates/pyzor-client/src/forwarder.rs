@@ -36,10 +36,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::files::{self, Accounts, ServerAddr};
-use crate::net::{new_thread_id, now_secs};
-use crate::proto::{build_request, Op, Reply};
-use crate::settings::Settings;
+use pyzor_core::config::client::{self as files, Accounts, ClientConfig, ServerAddr};
+use pyzor_core::wire::client::{build_request, Layout};
+use pyzor_core::wire::{Op, MAX_PACKET_SIZE};
+
+use crate::net::{credentials, new_thread_id, now_secs};
 
 /// What to forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -102,12 +103,12 @@ pub enum ForwarderError {
         source: files::FileError,
     },
     /// The config file of the client home directory is invalid.
-    #[error("forwarding client home {path}: {message}")]
+    #[error("forwarding client home {path}: {source}")]
     Config {
         /// The client home directory.
         path: std::path::PathBuf,
         /// What is wrong.
-        message: String,
+        source: files::ClientConfigError,
     },
     /// The sender thread could not be started.
     #[error("cannot start the forwarder thread: {0}")]
@@ -162,16 +163,12 @@ impl Forwarder {
 
     /// [`Forwarder::new`] with explicit tuning.
     pub fn with_config(dir: &Path, config: ForwarderConfig) -> Result<Forwarder, ForwarderError> {
-        let values =
-            crate::config_file::client_section(&dir.join("config")).map_err(|message| {
-                ForwarderError::Config {
-                    path: dir.to_path_buf(),
-                    message,
-                }
-            })?;
-        let settings = Settings::resolve(dir.to_path_buf(), &values, &Default::default());
-        let read = |key: &str| -> Result<String, ForwarderError> {
-            let Some(file) = settings.file(key) else {
+        let settings = ClientConfig::load(dir, &[]).map_err(|source| ForwarderError::Config {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let read = |file: &Option<std::path::PathBuf>| -> Result<String, ForwarderError> {
+            let Some(file) = file.clone() else {
                 return Ok(String::new());
             };
             match std::fs::read(&file) {
@@ -184,19 +181,20 @@ impl Forwarder {
                 }),
             }
         };
-        let mut servers = files::parse_servers(&read("ServersFile")?).map_err(|source| {
-            ForwarderError::Servers {
-                path: dir.to_path_buf(),
-                source,
-            }
-        })?;
+        let mut servers =
+            files::parse_servers(&read(&settings.servers_file)?).map_err(|source| {
+                ForwarderError::Servers {
+                    path: dir.to_path_buf(),
+                    source,
+                }
+            })?;
         if servers.is_empty() {
             servers.push(ServerAddr::new(
                 files::DEFAULT_SERVER.0,
                 files::DEFAULT_SERVER.1,
             ));
         }
-        let (accounts, warnings) = files::parse_accounts(&read("AccountsFile")?);
+        let (accounts, warnings) = files::parse_accounts(&read(&settings.accounts_file)?);
         for w in warnings {
             log::warn!("forwarder: {w}");
         }
@@ -400,19 +398,22 @@ impl Sender {
             return;
         }
         let refs: Vec<&str> = digests.iter().map(String::as_str).collect();
+        let mut datagram = Vec::with_capacity(128 + 52 * refs.len());
         for server in self.servers.clone() {
-            let account = self
-                .accounts
-                .get(&(server.host.clone(), server.port))
-                .cloned();
-            let datagram = build_request(
+            let account = self.accounts.get(&(server.host.clone(), server.port));
+            if let Err(e) = build_request(
                 op.op(),
                 &refs,
-                true,
-                new_thread_id(),
-                account.as_ref(),
+                u32::from(new_thread_id()),
+                &credentials(account),
                 now_secs(),
-            );
+                Layout::Batch,
+                &mut datagram,
+            ) {
+                self.counters.send_errors.fetch_add(1, Ordering::Relaxed);
+                log::warn!("Forwarding to {server}: cannot build the request: {e}");
+                continue;
+            }
             let addr = (server.host.as_str(), server.port)
                 .to_socket_addrs()
                 .ok()
@@ -432,16 +433,22 @@ impl Sender {
 
     /// Read replies that already arrived, without waiting; log errors.
     fn drain_replies(&mut self) {
-        let mut buf = vec![0u8; crate::proto::MAX_PACKET];
+        let mut buf = vec![0u8; MAX_PACKET_SIZE];
         for s in [&self.v4, &self.v6].into_iter().flatten() {
             while let Ok((n, from)) = s.recv_from(&mut buf) {
-                let reply = Reply::parse(&buf[..n]);
-                let code = reply.get("Code").unwrap_or_default();
-                if code.trim() != "200" {
+                // The thread is not checked: several batches may be in
+                // flight and the reference never read these replies at all.
+                let packet = &buf[..n];
+                let ok = packet.starts_with(b"Code: 200\n");
+                if !ok {
                     self.counters.error_replies.fetch_add(1, Ordering::Relaxed);
+                    let first = packet
+                        .split(|&b| b == b'\n')
+                        .take(2)
+                        .map(String::from_utf8_lossy);
                     log::warn!(
-                        "Forwarding to {from} answered {code} {}",
-                        reply.get("Diag").unwrap_or_default()
+                        "Forwarding to {from} answered {}",
+                        first.collect::<Vec<_>>().join(" ")
                     );
                 }
             }
@@ -538,8 +545,9 @@ mod tests {
         let body = req.trim_end();
         let (signed, sig) = body.rsplit_once("\nSig: ").unwrap();
         let time: i64 = signed.rsplit_once("Time: ").unwrap().1.parse().unwrap();
-        let hk = crate::proto::hash_key("cf88277c5d4abdc0a3f56f416011966d04a3f462", "bob");
-        assert_eq!(crate::proto::sign(&hk, time, signed.as_bytes()), sig);
+        let hk = pyzor_core::auth::hash_key("cf88277c5d4abdc0a3f56f416011966d04a3f462", "bob");
+        let expect = pyzor_core::auth::sign(&hk, time, signed.as_bytes());
+        assert_eq!(String::from_utf8_lossy(&expect[..]), sig);
         let st = fwd.stats();
         assert_eq!((st.queued, st.dropped, st.requests_sent), (24, 0, 8));
     }
