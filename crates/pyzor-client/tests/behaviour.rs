@@ -13,6 +13,9 @@ use std::time::Duration;
 
 use common::*;
 
+/// How the scripted server answers one request.
+type Responder = Box<dyn Fn(&str, &str) -> Option<Vec<u8>> + Send>;
+
 /// A UDP server answering each request with `reply(request_text, thread)`.
 struct Fake {
     port: u16,
@@ -189,7 +192,7 @@ fn ipv6_servers_and_inline_comments() {
 #[test]
 fn odd_replies() {
     let clients = Clients::get("odd_replies");
-    let cases: Vec<(&str, Box<dyn Fn(&str, &str) -> Option<Vec<u8>> + Send>)> = vec![
+    let cases: Vec<(&str, Responder)> = vec![
         (
             "wrong_thread",
             Box::new(|_: &str, _: &str| {
@@ -264,7 +267,7 @@ fn odd_replies() {
     }
     // Crashes of the reference (traceback, exit 1, no stdout): an error
     // line and exit 1 from us.
-    let crashers: Vec<(&str, Box<dyn Fn(&str, &str) -> Option<Vec<u8>> + Send>)> = vec![
+    let crashers: Vec<(&str, Responder)> = vec![
         (
             "empty_thread",
             Box::new(|_: &str, _: &str| {
