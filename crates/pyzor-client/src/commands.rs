@@ -154,6 +154,7 @@ impl Runner {
 
     fn error_text(&mut self, server: &ServerAddr, code: i64, diag: &str) -> String {
         self.all_ok = false;
+        log_error(server, code, diag);
         format!("{server}\t{}\n", head_tuple(code, diag))
     }
 
@@ -263,11 +264,12 @@ impl Runner {
         }
     }
 
-    fn handle_json(&mut self, _server: &ServerAddr, outcome: &Outcome) -> Map<String, Value> {
+    fn handle_json(&mut self, server: &ServerAddr, outcome: &Outcome) -> Map<String, Value> {
         let mut obj = Map::new();
         let reply = match outcome {
             Outcome::Error { code, diag } => {
                 self.all_ok = false;
+                log_error(server, *code, diag);
                 obj.insert("code".into(), json_int(*code));
                 obj.insert("diag".into(), Value::from(diag.as_str()));
                 return obj;
@@ -309,6 +311,21 @@ impl Runner {
         }
         obj
     }
+}
+
+/// The reference's `log.error("%s\t%s: %s", server, e.__class__.__name__, e)`
+/// for a failed request (goes to the log file; to stderr only with `-d`).
+fn log_error(server: &ServerAddr, code: i64, diag: &str) {
+    let class = if code == 504 {
+        "TimeoutError"
+    } else {
+        "CommError"
+    };
+    log::error!(
+        "({}, {})\t{class}: {diag}",
+        pyzor_core::config::py_repr_str(&server.host),
+        server.port
+    );
 }
 
 /// Everything a command needs.

@@ -3,6 +3,8 @@
 
 use std::io::Read;
 
+use pyzor_core::digest::text::py_strip;
+
 /// Input could not be read or digested.
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
@@ -82,7 +84,7 @@ pub fn read_digests(style: Style, input: &mut dyn Read) -> Result<Vec<String>, I
 pub fn digest_lines(data: &[u8]) -> Vec<String> {
     let text = String::from_utf8_lossy(data);
     let text = text.replace("\r\n", "\n").replace('\r', "\n");
-    let mut out: Vec<String> = text.split('\n').map(|l| l.trim().to_string()).collect();
+    let mut out: Vec<String> = text.split('\n').map(|l| py_strip(l).to_string()).collect();
     if text.ends_with('\n') || text.is_empty() {
         out.pop();
     }
@@ -98,5 +100,6 @@ mod tests {
         assert_eq!(digest_lines(b"a\n  b \r\n\nc"), vec!["a", "b", "", "c"]);
         assert!(digest_lines(b"").is_empty());
         assert_eq!(digest_lines(b"\n"), vec![""]);
+        assert_eq!(digest_lines(b"x\x1c\n"), vec!["x"], "Python's isspace");
     }
 }
