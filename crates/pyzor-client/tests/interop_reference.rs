@@ -300,6 +300,11 @@ fn command_line_edge_cases() {
     // digest style echoes digests; several commands share stdin.
     c.same(h, &["-s", "digests", "digest", "digest"], b"abc\n  def  \n");
     c.same(h, &["--style=digests", "digest"], b"x\r\ny\n");
+    c.same(
+        h,
+        &["-s", "digests", "digest"],
+        b"a\rb\n \x1c c\x1c\n\n\xc2\xa0d\xc2\xa0\nlast",
+    );
     // Help: the reference's text plus our two --json lines.
     let (r, o) = c.both(h, &[], b"");
     assert_eq!(o.code, r.code);
