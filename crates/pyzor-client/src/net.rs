@@ -13,6 +13,7 @@ use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pyzor_core::config::client::{Account, ServerAddr};
+use pyzor_core::config::py_repr_str;
 use pyzor_core::wire::client::{
     build_request, parse_reply, Credentials, Layout, Reply, ReplyError,
 };
@@ -206,10 +207,19 @@ pub fn request(
     ) {
         return Outcome::err(400, format!("cannot build the request: {e}"));
     }
-    log::debug!("sending: {:?}", String::from_utf8_lossy(&datagram));
+    log::debug!(
+        "sending: {}",
+        py_repr_str(&String::from_utf8_lossy(&datagram))
+    );
     match exchange(server, &datagram, timeout) {
         Ok(packet) => {
-            log::debug!("received: {:?}/{server}", String::from_utf8_lossy(&packet));
+            // The reference logs `received: %r/%r` of the bytes and address.
+            log::debug!(
+                "received: b{}/({}, {})",
+                py_repr_str(&String::from_utf8_lossy(&packet)),
+                py_repr_str(&server.host),
+                server.port
+            );
             validate_reply(&packet, u32::from(thread))
         }
         Err(e) => e,
