@@ -324,7 +324,8 @@ impl Sender {
                 .values()
                 .map(|p| (p.since + self.flush_interval).saturating_duration_since(Instant::now()))
                 .min()
-                .unwrap_or(Duration::from_secs(3600));
+                // Idle: wake up once a second to read late replies.
+                .unwrap_or(Duration::from_secs(1));
             match rx.recv_timeout(wait) {
                 Ok(Msg::Digest(op, digest)) => {
                     let p = pending.entry(op).or_insert_with(|| Pending {
