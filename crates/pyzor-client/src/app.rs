@@ -22,6 +22,23 @@ fn prog_name(argv0: &str) -> String {
         .unwrap_or_else(|| "pyzor".into())
 }
 
+/// What Python's `sys.argv[0]` is for the reference script: the path the
+/// kernel ran, i.e. the `PATH` entry when the command was given by bare
+/// name (`pyzor -V` prints `/usr/bin/pyzor 1.1.2`).
+fn script_path(argv0: &str) -> String {
+    if argv0.contains('/') {
+        return argv0.to_string();
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(argv0))
+                .find(|p| p.is_file())
+        })
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|| argv0.to_string())
+}
+
 /// Print an error that the reference would have shown as a traceback, and
 /// return the exit status 1 (docs/compatibility.md, "client").
 fn fail(err: &mut dyn Write, msg: &str) -> i32 {
@@ -65,7 +82,7 @@ pub fn run(
         return 0;
     }
     if opts.version {
-        let _ = writeln!(out, "{argv0} {VERSION}");
+        let _ = writeln!(out, "{} {VERSION}", script_path(argv0));
         return 0;
     }
     if opts.commands.is_empty() {

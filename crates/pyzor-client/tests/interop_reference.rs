@@ -362,6 +362,18 @@ fn command_line_edge_cases() {
     let (r, o) = c.both(h, &["-V"], b"");
     assert_eq!(o.code, r.code);
     assert!(r.stdout.ends_with(" 1.1.2\n") && o.stdout.ends_with(" 1.1.2\n"));
+    // Run by bare name through PATH, both print the PATH entry.
+    let bin_dir = pyzor_testkit::temp_home();
+    std::os::unix::fs::symlink(&c.ours, bin_dir.path().join("pyzor")).unwrap();
+    let by_name = std::process::Command::new("pyzor")
+        .arg("-V")
+        .env("PATH", bin_dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&by_name.stdout),
+        format!("{} 1.1.2\n", bin_dir.path().join("pyzor").display())
+    );
     // Bad option values: optparse's exit 2, nothing on stdout.
     for args in [
         &["-t", "abc", "ping"][..],
