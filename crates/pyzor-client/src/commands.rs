@@ -557,3 +557,85 @@ fn local_whitelist(ctx: &mut Context<'_>, add: bool) -> Result<bool, CommandErro
     std::fs::write(&path, new).map_err(err)?;
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(text: &str) -> Outcome {
+        Outcome::Reply(parse_reply(text.as_bytes(), 2000).unwrap())
+    }
+
+    fn server() -> ServerAddr {
+        ServerAddr::new("h", 1)
+    }
+
+    #[test]
+    fn check_lines_and_flags() {
+        let mut r = Runner::new(Op::Check, Format::Text, 0, 0);
+        let ok = reply("Code: 200\nDiag: OK\nPV: 2.1\nThread: 2000\nCount: 5\nWL-Count: 0\n\n");
+        assert_eq!(
+            r.handle(&server(), Some("d"), &ok, false),
+            "h:1\t(200, 'OK')\t5\t0\n"
+        );
+        assert!(r.check_ok());
+        let denied = reply("Code: 403\nDiag: Forbidden\nPV: 2.1\nThread: 2000\n\n");
+        assert_eq!(
+            r.handle(&server(), Some("d"), &denied, false),
+            "h:1\t(403, 'Forbidden')\t\n"
+        );
+        assert!(!r.check_ok());
+        let mut r = Runner::new(Op::Check, Format::Text, 0, 0);
+        let wl = reply("Code: 200\nDiag: OK\nPV: 2.1\nThread: 2000\nCount: 5\nWL-Count: 1\n\n");
+        r.handle(&server(), Some("d"), &wl, false);
+        r.handle(&server(), Some("d"), &ok, false);
+        assert!(!r.check_ok(), "any whitelisted reply clears the hit");
+        let mut r = Runner::new(Op::Check, Format::Text, 5, 0);
+        r.handle(&server(), Some("d"), &ok, false);
+        assert!(!r.check_ok(), "count must exceed -r");
+        let timeout = Outcome::Error {
+            code: 504,
+            diag: "Reading response timed-out.".into(),
+        };
+        assert_eq!(
+            r.handle(&server(), Some("d"), &timeout, false),
+            "h:1\t(504, 'Reading response timed-out.')\n"
+        );
+    }
+
+    #[test]
+    fn info_block() {
+        let mut r = Runner::new(Op::Info, Format::Text, 0, 0);
+        let ok = reply(
+            "Code: 200\nDiag: OK\nPV: 2.1\nThread: 2000\nEntered: -1\nCount: 2\nWL-Count: 0\n\n",
+        );
+        assert_eq!(
+            r.handle(&server(), Some("d"), &ok, false),
+            "h:1\t(200, 'OK')\n\tCount: 2\n\tEntered: Never\n\tWL-Count: 0\n\n"
+        );
+        assert!(r.all_ok);
+        let bad = reply("Code: 200\nDiag: OK\nPV: 2.1\nThread: 2000\nCount: x\n\n");
+        assert!(r
+            .handle(&server(), Some("d"), &bad, false)
+            .starts_with("h:1\t(400, "));
+        assert!(!r.all_ok);
+        let mut r = Runner::new(Op::Info, Format::Text, 0, 0);
+        let denied = reply("Code: 403\nDiag: no\nPV: 2.1\nThread: 2000\n\n");
+        assert_eq!(
+            r.handle(&server(), Some("d"), &denied, false),
+            "h:1\t(403, 'no')\n\n"
+        );
+    }
+
+    #[test]
+    fn json_lines() {
+        let mut r = Runner::new(Op::Check, Format::Json, 0, 0);
+        let ok = reply("Code: 200\nDiag: OK\nPV: 2.1\nThread: 2000\nCount: 5\nWL-Count: 0\n\n");
+        let line = r.handle(&server(), Some("d"), &ok, true);
+        let v: Value = serde_json::from_str(line.trim_end()).unwrap();
+        assert_eq!(v["count"], 5);
+        assert_eq!(v["local_whitelist"], true);
+        assert_eq!(v["server"], "h:1");
+        assert!(r.check_ok());
+    }
+}
