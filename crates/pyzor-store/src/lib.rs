@@ -16,7 +16,17 @@
 //! receive batch at once ([`Engine::execute`]) so that a batch of reports is
 //! one transaction and one commit.
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
 use pyzor_core::{Record, Timestamp};
+
+pub mod codec;
+#[cfg(feature = "gdbm")]
+pub mod gdbm;
+#[cfg(feature = "lmdb")]
+pub mod lmdb;
+pub mod pytime;
 
 /// One operation of a batch, in the order the requests arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,5 +138,120 @@ pub trait Engine: Send + Sync {
     /// How many records are stored, if the engine can tell cheaply.
     fn len_hint(&self) -> Option<u64> {
         None
+    }
+}
+
+/// The engines compiled into this build, as accepted by [`open`].
+pub const ENGINES: &[&str] = &[
+    #[cfg(feature = "lmdb")]
+    "lmdb",
+    #[cfg(feature = "gdbm")]
+    "gdbm",
+    #[cfg(feature = "redis")]
+    "redis",
+    #[cfg(feature = "redis")]
+    "redis_v0",
+    #[cfg(feature = "mysql")]
+    "mysql",
+    #[cfg(feature = "postgres")]
+    "postgres",
+];
+
+/// The default engine (`-e` not given).
+pub const DEFAULT_ENGINE: &str = "lmdb";
+
+/// The reference's default CleanupAge: 60*60*24*30*4 seconds (about four
+/// months).
+pub const DEFAULT_CLEANUP_AGE: u64 = 60 * 60 * 24 * 30 * 4;
+
+/// The DSN used when none is given, for the engines that have one
+/// (file engines; relative to the homedir). Network engines need a DSN.
+pub fn default_dsn(engine: &str) -> Option<&'static str> {
+    match engine {
+        "lmdb" => Some("pyzord.lmdb"),
+        "gdbm" => Some("pyzord.db"),
+        _ => None,
+    }
+}
+
+/// Everything needed to open an engine.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// Engine name, one of [`ENGINES`].
+    pub engine: String,
+    /// The DSN (`--dsn`); `None` takes [`default_dsn`].
+    pub dsn: Option<String>,
+    /// The homedir; relative file DSNs resolve against it.
+    pub homedir: PathBuf,
+    pub durability: Durability,
+    /// Connection pool size for network engines (`DBConnections`); 0 means
+    /// the engine's default.
+    pub db_connections: usize,
+    /// CleanupAge in seconds; 0 disables expiry. Engines with native
+    /// expiry (Redis) apply it on every write; the others expire when the
+    /// server calls [`Engine::expire`].
+    pub cleanup_age: u64,
+}
+
+impl EngineOptions {
+    /// Options for `engine` with the defaults of pyzord.
+    pub fn new(engine: &str, homedir: impl Into<PathBuf>) -> Self {
+        EngineOptions {
+            engine: engine.to_string(),
+            dsn: None,
+            homedir: homedir.into(),
+            durability: Durability::default(),
+            db_connections: 0,
+            cleanup_age: DEFAULT_CLEANUP_AGE,
+        }
+    }
+
+    pub fn dsn(mut self, dsn: impl Into<String>) -> Self {
+        self.dsn = Some(dsn.into());
+        self
+    }
+
+    /// The DSN as given, or the engine's default.
+    pub fn dsn_or_default(&self) -> Result<String> {
+        match (&self.dsn, default_dsn(&self.engine)) {
+            (Some(d), _) => Ok(d.clone()),
+            (None, Some(d)) => Ok(d.to_string()),
+            (None, None) => Err(StoreError::Config(format!(
+                "engine {} needs a DSN (--dsn); see docs/engines.md",
+                self.engine
+            ))),
+        }
+    }
+
+    /// A file DSN resolved against the homedir (absolute paths stay).
+    pub fn file_path(&self) -> Result<PathBuf> {
+        let dsn = self.dsn_or_default()?;
+        Ok(resolve(&self.homedir, &dsn))
+    }
+}
+
+fn resolve(home: &Path, dsn: &str) -> PathBuf {
+    let p = Path::new(dsn);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        home.join(p)
+    }
+}
+
+/// Open the engine the options name.
+pub fn open(opts: &EngineOptions) -> Result<Arc<dyn Engine>> {
+    match opts.engine.as_str() {
+        #[cfg(feature = "lmdb")]
+        "lmdb" => Ok(Arc::new(lmdb::LmdbEngine::open(
+            &opts.file_path()?,
+            opts.durability,
+        )?)),
+        #[cfg(feature = "gdbm")]
+        "gdbm" => Ok(Arc::new(gdbm::GdbmEngine::open(&opts.file_path()?)?)),
+        other => Err(StoreError::Config(format!(
+            "unknown or not compiled-in engine {other:?}; this build has: {}",
+            ENGINES.join(", ")
+        ))),
     }
 }

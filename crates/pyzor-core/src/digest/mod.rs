@@ -2,4 +2,6 @@
 //! (`../shared/specs/digest-spec.md`). Work in progress: see the module
 //! list below as it fills in.
 
+pub mod codecs;
+pub mod html;
 pub mod text;

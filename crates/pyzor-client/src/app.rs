@@ -1,0 +1,191 @@
+//! The `pyzor` program: option handling, home directory, files, commands
+//! in order, exit status (scripts/pyzor of the reference).
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::cli;
+use crate::commands::{self, Client, Context, Format};
+use crate::files;
+use crate::settings::{self, Settings};
+
+/// The version string (`pyzor.__version__` of the release we replace).
+pub const VERSION: &str = "1.1.2";
+
+/// The program name as optparse shows it (`%prog` = basename of argv[0]).
+fn prog_name(argv0: &str) -> String {
+    Path::new(argv0)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "pyzor".into())
+}
+
+/// Print an error that the reference would have shown as a traceback, and
+/// return the exit status 1 (docs/compatibility.md, "client").
+fn fail(err: &mut dyn Write, msg: &str) -> i32 {
+    let _ = writeln!(err, "pyzor: error: {msg}");
+    1
+}
+
+/// Read the `[client]` section of `<homedir>/config`.
+fn read_config_file(path: &Path) -> Result<HashMap<String, String>, String> {
+    crate::config_file::client_section(path)
+}
+
+/// Python's `str(OSError)`: `[Errno 2] No such file or directory: '/x'`.
+fn py_os_error(e: &std::io::Error, path: &Path) -> String {
+    match e.raw_os_error() {
+        Some(n) => {
+            // SAFETY: strerror returns a NUL-terminated string we copy at once.
+            let msg = unsafe { std::ffi::CStr::from_ptr(libc::strerror(n)) }.to_string_lossy();
+            format!(
+                "[Errno {n}] {msg}: {}",
+                crate::output::py_repr_str(&path.to_string_lossy())
+            )
+        }
+        None => e.to_string(),
+    }
+}
+
+/// Run the client. `args` excludes argv[0].
+pub fn run(
+    argv0: &str,
+    args: Vec<OsString>,
+    input: &mut dyn Read,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> i32 {
+    let prog = prog_name(argv0);
+    let opts = match cli::parse(args) {
+        Ok(o) => o,
+        Err(e) => {
+            let _ = write!(err, "{}\n{prog}: error: {}\n", cli::usage(&prog), e.0);
+            return 2;
+        }
+    };
+    if opts.help {
+        let _ = out.write_all(cli::help(&prog).as_bytes());
+        return 0;
+    }
+    if opts.version {
+        let _ = writeln!(out, "{argv0} {VERSION}");
+        return 0;
+    }
+    if opts.commands.is_empty() {
+        let _ = out.write_all(cli::help(&prog).as_bytes());
+        return 0;
+    }
+    // B10: the reference always calls os.nice(n), even for 0, which fails
+    // under some sandboxes; we only call it for a non-zero value and ignore
+    // a refusal.
+    if opts.nice != 0 {
+        // SAFETY: nice() has no memory effects.
+        unsafe {
+            libc::nice(opts.nice);
+        }
+    }
+    let homedir = opts
+        .homedir
+        .as_deref()
+        .map(PathBuf::from)
+        .unwrap_or_else(settings::default_homedir);
+    if !homedir.exists() {
+        if let Err(e) = std::fs::create_dir(&homedir) {
+            // Same text as the reference; exit 1 instead of its 0 (B7).
+            let _ = writeln!(out, "ERROR {}.", py_os_error(&e, &homedir));
+            return 1;
+        }
+    }
+    let file_values = match read_config_file(&homedir.join("config")) {
+        Ok(v) => v,
+        Err(e) => return fail(err, &e),
+    };
+    let settings = Settings::resolve(homedir, &file_values, &opts);
+    if let Err(e) = crate::logging::setup(opts.debug, settings.file("LogFile").as_deref()) {
+        return fail(err, &format!("cannot open the log file: {e}"));
+    }
+    let servers = match settings.file("ServersFile") {
+        Some(p) => match read_optional(&p) {
+            Ok(text) => match files::parse_servers(&text) {
+                Ok(s) => s,
+                Err(e) => return fail(err, &format!("{}: {e}", p.display())),
+            },
+            Err(e) => return fail(err, &format!("cannot read {}: {e}", p.display())),
+        },
+        None => Vec::new(),
+    };
+    let servers = if servers.is_empty() {
+        log::info!("No servers specified, defaulting to public.pyzor.org.");
+        vec![files::ServerAddr::new(
+            files::DEFAULT_SERVER.0,
+            files::DEFAULT_SERVER.1,
+        )]
+    } else {
+        servers
+    };
+    let accounts = match settings.file("AccountsFile") {
+        Some(p) if p.exists() => match read_optional(&p) {
+            Ok(text) => {
+                let (accounts, warnings) = files::parse_accounts(&text);
+                for w in warnings {
+                    log::warn!("{w}");
+                }
+                accounts
+            }
+            Err(e) => return fail(err, &format!("cannot read {}: {e}", p.display())),
+        },
+        _ => {
+            log::warn!(
+                "No accounts are setup.  All commands will be executed by the anonymous user."
+            );
+            Default::default()
+        }
+    };
+    let timeout = match settings.timeout() {
+        Ok(t) => t,
+        Err(e) => return fail(err, &e.to_string()),
+    };
+    let client = Client {
+        servers,
+        accounts,
+        timeout,
+    };
+    let format = if opts.json {
+        Format::Json
+    } else {
+        Format::Text
+    };
+    for command in &opts.commands {
+        let mut ctx = Context {
+            settings: &settings,
+            client: &client,
+            input: &mut *input,
+            out: &mut *out,
+            format,
+        };
+        match commands::dispatch(command, &mut ctx) {
+            Ok(None) => crate::critical!("Unknown command: {command}"),
+            Ok(Some(true)) => {}
+            Ok(Some(false)) => {
+                let _ = out.flush();
+                return 1;
+            }
+            Err(e) => {
+                let _ = out.flush();
+                return fail(err, &e.to_string());
+            }
+        }
+    }
+    let _ = out.flush();
+    0
+}
+
+fn read_optional(p: &Path) -> std::io::Result<String> {
+    match std::fs::read(p) {
+        Ok(b) => Ok(String::from_utf8_lossy(&b).into_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(e),
+    }
+}

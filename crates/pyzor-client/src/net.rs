@@ -1,0 +1,297 @@
+//! One request, one reply, over UDP (wire-protocol.md §1, §7).
+//!
+//! Like the reference: a fresh UDP socket per request, the first address of
+//! `getaddrinfo` that accepts the datagram, one receive of at most 8192
+//! bytes with the timeout, no retransmission (a report sent twice would be
+//! counted twice). Unlike the reference (docs/compatibility.md, "client",
+//! B28): the socket is *connected*, so datagrams from other addresses are
+//! ignored by the kernel and an ICMP "port unreachable" ends the wait at
+//! once with the reference's socket-error line instead of a full timeout.
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::files::{Account, ServerAddr};
+use crate::proto::{build_request, py_int, Op, Reply, MAX_PACKET};
+
+/// What one server answered, or why there is no usable answer. The error
+/// variants carry the reference's `(code, 'text')` pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A reply that passed the reference's checks (Code, Diag, PV, Thread
+    /// present; Thread acceptable).
+    Reply(Reply),
+    /// The reference's `CommError` family: `(code, str(e))`.
+    Error {
+        /// 400 for protocol/socket errors, 504 for a timeout.
+        code: i128,
+        /// The message, e.g. `Reading response timed-out.`
+        diag: String,
+    },
+}
+
+impl Outcome {
+    fn err(code: i128, diag: impl Into<String>) -> Outcome {
+        Outcome::Error {
+            code,
+            diag: diag.into(),
+        }
+    }
+}
+
+/// Text of the reference's timeout error.
+pub const TIMEOUT_DIAG: &str = "Reading response timed-out.";
+
+/// A random thread id in 1024..=65535 (`ThreadId.generate()`), from the OS
+/// random source.
+pub fn new_thread_id() -> u16 {
+    let mut b = [0u8; 2];
+    if getrandom::fill(&mut b).is_err() {
+        // The OS source failing is not a reason to fail a query; fall back
+        // to the clock's nanoseconds, which only needs to be unpredictable
+        // enough to tell replies apart.
+        let n = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        b = (n as u16).to_le_bytes();
+    }
+    1024 + (u16::from_le_bytes(b) % (65536 - 1024) as u16)
+}
+
+/// Seconds since the epoch, as `int(time.time())`.
+pub fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Python's rendering of an OS error inside the reference's messages:
+/// `[Errno 111] Connection refused`.
+fn py_oserror(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => {
+            // SAFETY: strerror returns a pointer to a static or thread-local
+            // NUL-terminated string; we copy it immediately.
+            let msg = unsafe { std::ffi::CStr::from_ptr(libc::strerror(n)) }
+                .to_string_lossy()
+                .into_owned();
+            format!("[Errno {n}] {msg}")
+        }
+        None => e.to_string(),
+    }
+}
+
+/// Resolve like `getaddrinfo(host, port, 0, SOCK_DGRAM)`, keeping order.
+fn resolve(server: &ServerAddr) -> io::Result<Vec<SocketAddr>> {
+    Ok((server.host.as_str(), server.port)
+        .to_socket_addrs()?
+        .collect())
+}
+
+/// Send one datagram and wait for the reply (wire-protocol.md §1, §7).
+pub fn exchange(
+    server: &ServerAddr,
+    datagram: &[u8],
+    timeout: Duration,
+) -> Result<Vec<u8>, Outcome> {
+    let addrs = resolve(server).map_err(|e| {
+        Outcome::err(
+            400,
+            format!("Unable to send to {server}: {}", py_oserror(&e)),
+        )
+    })?;
+    let mut sock = None;
+    for addr in addrs {
+        let bind: SocketAddr = if addr.is_ipv6() {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+        };
+        let Ok(s) = UdpSocket::bind(bind) else {
+            continue;
+        };
+        if s.connect(addr).is_err() {
+            continue;
+        }
+        if s.send(datagram).is_err() {
+            continue;
+        }
+        sock = Some(s);
+        break;
+    }
+    let Some(sock) = sock else {
+        return Err(Outcome::err(
+            400,
+            format!("Unable to send to {}:{}", server.host, server.port),
+        ));
+    };
+    // Reference: settimeout(0) makes the receive non-blocking.
+    if timeout.is_zero() {
+        sock.set_nonblocking(true).ok();
+    } else {
+        sock.set_read_timeout(Some(timeout)).ok();
+    }
+    let mut buf = vec![0u8; MAX_PACKET];
+    match sock.recv(&mut buf) {
+        Ok(n) => {
+            buf.truncate(n);
+            Ok(buf)
+        }
+        Err(e)
+            if !timeout.is_zero()
+                && matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+        {
+            Err(Outcome::err(504, TIMEOUT_DIAG))
+        }
+        Err(e) => Err(Outcome::err(
+            400,
+            format!("Socket error while reading response: {}", py_oserror(&e)),
+        )),
+    }
+}
+
+/// Check a reply the way `Client.read_response` and `Response` do
+/// (wire-protocol.md §7). Where the reference crashes (non-numeric or
+/// out-of-range Thread: ValueError → AttributeError traceback, §9.1/§9.14)
+/// we return a 400 error line instead (docs/compatibility.md, "client").
+pub fn validate_reply(packet: &[u8], expected_thread: u16) -> Outcome {
+    let reply = Reply::parse(packet);
+    if !reply.has("Code") || !reply.has("Diag") {
+        return Outcome::err(400, "doesn't have fields for a Response");
+    }
+    if !reply.has("PV") || !reply.has("Thread") {
+        return Outcome::err(400, "Doesn't have fields for a ThreadedMessage.");
+    }
+    let raw_thread = reply.get("Thread").unwrap_or_default();
+    let thread = match py_int(raw_thread) {
+        Some(t) if (0..65536).contains(&t) => t,
+        _ => {
+            return Outcome::err(
+                400,
+                format!(
+                    "invalid thread id {} in response (expected {expected_thread})",
+                    crate::output::py_repr_str(raw_thread)
+                ),
+            )
+        }
+    };
+    if thread != i128::from(expected_thread) {
+        if thread >= 1024 {
+            return Outcome::err(
+                400,
+                format!("received unexpected thread id {thread} (expected {expected_thread})"),
+            );
+        }
+        log::warn!("received error thread id {thread} (expected {expected_thread})");
+    }
+    if py_int(reply.get("Code").unwrap_or_default()).is_none() {
+        return Outcome::err(
+            400,
+            format!(
+                "invalid Code {} in response",
+                crate::output::py_repr_str(reply.get("Code").unwrap_or_default())
+            ),
+        );
+    }
+    Outcome::Reply(reply)
+}
+
+/// Build, sign, send one request and check its reply.
+pub fn request(
+    server: &ServerAddr,
+    op: Op,
+    digests: &[&str],
+    account: Option<&Account>,
+    timeout: Duration,
+) -> Outcome {
+    let thread = new_thread_id();
+    let datagram = build_request(op, digests, false, thread, account, now_secs());
+    log::debug!("sending: {:?}", String::from_utf8_lossy(&datagram));
+    match exchange(server, &datagram, timeout) {
+        Ok(packet) => {
+            log::debug!("received: {:?}/{server}", String::from_utf8_lossy(&packet));
+            validate_reply(&packet, thread)
+        }
+        Err(e) => e,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_ids_in_range() {
+        for _ in 0..1000 {
+            assert!(new_thread_id() >= 1024);
+        }
+    }
+
+    #[test]
+    fn validation_follows_reference() {
+        let ok = b"Code: 200\nDiag: OK\nPV: 2.1\nThread: 5000\n\n";
+        assert!(matches!(validate_reply(ok, 5000), Outcome::Reply(_)));
+        assert_eq!(
+            validate_reply(ok, 5001),
+            Outcome::err(400, "received unexpected thread id 5000 (expected 5001)")
+        );
+        let low = b"Code: 200\nDiag: OK\nPV: 2.1\nThread: 7\n\n";
+        assert!(matches!(validate_reply(low, 5001), Outcome::Reply(_)));
+        assert_eq!(
+            validate_reply(b"PV: 2.1\nThread: 1\n\n", 1),
+            Outcome::err(400, "doesn't have fields for a Response")
+        );
+        assert_eq!(
+            validate_reply(b"Code: 1\nDiag: x\n\n", 1),
+            Outcome::err(400, "Doesn't have fields for a ThreadedMessage.")
+        );
+        assert!(matches!(
+            validate_reply(b"Code: 200\nDiag: OK\nPV: 2.1\nThread: \n\n", 1),
+            Outcome::Error { code: 400, .. }
+        ));
+        assert!(matches!(
+            validate_reply(b"Code: 200\nDiag: OK\nPV: 2.1\nThread: 70000\n\n", 1),
+            Outcome::Error { code: 400, .. }
+        ));
+    }
+
+    #[test]
+    fn silent_server_times_out_and_closed_port_fails_fast() {
+        let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = silent.local_addr().unwrap().port();
+        let t0 = std::time::Instant::now();
+        let out = request(
+            &ServerAddr::new("127.0.0.1", port),
+            Op::Ping,
+            &[],
+            None,
+            Duration::from_millis(300),
+        );
+        assert_eq!(out, Outcome::err(504, TIMEOUT_DIAG));
+        assert!(t0.elapsed() < Duration::from_secs(3));
+        let mut buf = [0u8; 100];
+        let n = silent.recv(&mut buf).unwrap();
+        assert!(buf[..n].starts_with(b"Op: ping\nThread: "));
+        drop(silent);
+        let out = request(
+            &ServerAddr::new("127.0.0.1", port),
+            Op::Ping,
+            &[],
+            None,
+            Duration::from_secs(3),
+        );
+        assert_eq!(
+            out,
+            Outcome::err(
+                400,
+                "Socket error while reading response: [Errno 111] Connection refused"
+            )
+        );
+    }
+}

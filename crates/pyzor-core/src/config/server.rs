@@ -1,0 +1,352 @@
+//! The `[server]` section of `<homedir>/config` and its defaults
+//! (field-survey.md §5.2), with the precedence of the reference `pyzord`:
+//! built-in defaults < config file < command-line flags.
+//!
+//! Every key of the reference is accepted with the same default, except:
+//! * `Engine` defaults to `lmdb` (our embedded engine). A config file that
+//!   says `Engine = gdbm` keeps the reference's GDBM file. See
+//!   docs/compatibility.md.
+//! * `DigestDB`, when no layer sets it, defaults to `pyzord.db` for `gdbm`
+//!   (the reference's file) and `pyzord.lmdb` for `lmdb`, so that the two
+//!   never share a file name.
+//!
+//! Our own keys: `MetricsAddress` (`host:port` of the Prometheus text
+//! endpoint; empty = off) and `Workers` (number of socket workers; empty or
+//! 0 = derived from the reference's concurrency keys, see
+//! [`ServerConfig::worker_count`]).
+
+use std::path::{Path, PathBuf};
+
+use super::home::expand_path;
+use super::ini::{Ini, IniError};
+use super::py_int;
+
+/// The reference's `[server]` defaults (scripts/pyzord `load_configuration`),
+/// plus our keys. `Engine` is ours (see module docs); `DigestDB` is filled
+/// in per engine when no layer sets it.
+pub const SERVER_DEFAULTS: &[(&str, &str)] = &[
+    ("Port", "24441"),
+    ("ListenAddress", "0.0.0.0"),
+    ("Engine", "lmdb"),
+    ("CleanupAge", "10368000"),
+    ("Threads", "False"),
+    ("MaxThreads", "0"),
+    ("Processes", "False"),
+    ("MaxProcesses", "40"),
+    ("DBConnections", "0"),
+    ("PreFork", "0"),
+    ("Gevent", "False"),
+    ("ForwardClientHomeDir", ""),
+    ("PasswdFile", "pyzord.passwd"),
+    ("AccessFile", "pyzord.access"),
+    ("LogFile", ""),
+    ("SentryDSN", ""),
+    ("SentryLogLevel", "WARN"),
+    ("UsageLogFile", ""),
+    ("UsageSentryDSN", ""),
+    ("UsageSentryLogLevel", "WARN"),
+    ("PidFile", "pyzord.pid"),
+    ("MetricsAddress", ""),
+    ("Workers", "0"),
+];
+
+/// Engines whose DSN is a file name relative to the home directory.
+const FILE_ENGINES: &[&str] = &["gdbm", "lmdb"];
+
+/// Why the server configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Ini(#[from] IniError),
+    #[error("[server] {key} = {value:?} is not valid: expected {expected}")]
+    BadValue {
+        key: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("You cannot use both processes and threads at the same time (Threads and Processes are both true)")]
+    ThreadsAndProcesses,
+    #[error("Pre-fork value cannot be lower than 2 (PreFork = {0}); use 0 to disable it")]
+    PreForkTooLow(i64),
+}
+
+/// The effective `pyzord` settings, typed and with file names expanded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub homedir: PathBuf,
+    pub port: u16,
+    pub listen_address: String,
+    pub engine: String,
+    /// The DSN; for file engines an absolute path.
+    pub digest_db: String,
+    /// Whether some layer set `DigestDB` (otherwise it is the engine's default).
+    pub digest_db_explicit: bool,
+    /// Seconds; 0 or negative disables expiry.
+    pub cleanup_age: i64,
+    pub threads: bool,
+    pub max_threads: i64,
+    pub processes: bool,
+    pub max_processes: i64,
+    pub db_connections: i64,
+    pub prefork: i64,
+    pub gevent: bool,
+    /// Not expanded (the reference passes it as given).
+    pub forward_client_homedir: Option<PathBuf>,
+    pub passwd_file: Option<PathBuf>,
+    pub access_file: Option<PathBuf>,
+    pub log_file: Option<PathBuf>,
+    pub usage_log_file: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub sentry_dsn: String,
+    pub usage_sentry_dsn: String,
+    pub metrics_address: Option<String>,
+    /// 0 = automatic.
+    pub workers: usize,
+}
+
+impl ServerConfig {
+    /// Build the layered configuration: defaults, then the `[server]`
+    /// section of `<homedir>/config` (if the file exists), then `overrides`
+    /// (command-line flags, keyed by the reference's config key names, e.g.
+    /// `("Port", "24442")`).
+    pub fn load(homedir: &Path, overrides: &[(&str, String)]) -> Result<Self, ConfigError> {
+        let mut ini = Ini::new();
+        for (k, v) in SERVER_DEFAULTS {
+            ini.set("server", k, v);
+        }
+        let config_file = homedir.join("config");
+        ini.read_file(&config_file)?;
+        for (k, v) in overrides {
+            ini.set("server", k, v);
+        }
+        Self::from_ini(&ini, homedir)
+    }
+
+    /// Typed settings from an [`Ini`] that already holds all layers.
+    pub fn from_ini(ini: &Ini, homedir: &Path) -> Result<Self, ConfigError> {
+        let get = |k: &str| -> Result<String, ConfigError> {
+            Ok(ini.get("server", k)?.unwrap_or_default())
+        };
+        let int = |k: &'static str| -> Result<i64, ConfigError> {
+            let v = get(k)?;
+            py_int(&v).ok_or(ConfigError::BadValue {
+                key: k,
+                value: v,
+                expected: "an integer",
+            })
+        };
+        // `config.get(...).lower() == "true"` (scripts/pyzord)
+        let boolean =
+            |k: &str| -> Result<bool, ConfigError> { Ok(get(k)?.to_lowercase() == "true") };
+        let file = |k: &str| -> Result<Option<PathBuf>, ConfigError> {
+            Ok(expand_path(&get(k)?, homedir))
+        };
+
+        let port_raw = int("Port")?;
+        let port = u16::try_from(port_raw).map_err(|_| ConfigError::BadValue {
+            key: "Port",
+            value: port_raw.to_string(),
+            expected: "a port number 0..65535",
+        })?;
+        let engine = get("Engine")?;
+        let (digest_db_raw, digest_db_explicit) = match ini.get("server", "DigestDB")? {
+            Some(v) => (v, true),
+            None => (
+                if engine == "lmdb" {
+                    "pyzord.lmdb"
+                } else {
+                    "pyzord.db"
+                }
+                .to_owned(),
+                false,
+            ),
+        };
+        let digest_db = if FILE_ENGINES.contains(&engine.as_str()) {
+            expand_path(&digest_db_raw, homedir)
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        } else {
+            digest_db_raw
+        };
+        let threads = boolean("Threads")?;
+        let processes = boolean("Processes")?;
+        let prefork = int("PreFork")?;
+        if threads && processes {
+            return Err(ConfigError::ThreadsAndProcesses);
+        }
+        if prefork != 0 && prefork < 2 {
+            return Err(ConfigError::PreForkTooLow(prefork));
+        }
+        let workers_raw = int("Workers")?;
+        let workers = usize::try_from(workers_raw).map_err(|_| ConfigError::BadValue {
+            key: "Workers",
+            value: workers_raw.to_string(),
+            expected: "a number of workers >= 0",
+        })?;
+        let metrics = get("MetricsAddress")?;
+        let fwd = get("ForwardClientHomeDir")?;
+        Ok(ServerConfig {
+            homedir: homedir.to_owned(),
+            port,
+            listen_address: get("ListenAddress")?,
+            engine,
+            digest_db,
+            digest_db_explicit,
+            cleanup_age: int("CleanupAge")?,
+            threads,
+            max_threads: int("MaxThreads")?,
+            processes,
+            max_processes: int("MaxProcesses")?,
+            db_connections: int("DBConnections")?,
+            prefork,
+            gevent: boolean("Gevent")?,
+            forward_client_homedir: (!fwd.is_empty()).then(|| PathBuf::from(fwd)),
+            passwd_file: file("PasswdFile")?,
+            access_file: file("AccessFile")?,
+            log_file: file("LogFile")?,
+            usage_log_file: file("UsageLogFile")?,
+            pid_file: file("PidFile")?,
+            sentry_dsn: get("SentryDSN")?,
+            usage_sentry_dsn: get("UsageSentryDSN")?,
+            metrics_address: (!metrics.is_empty()).then_some(metrics),
+            workers,
+        })
+    }
+
+    /// How many socket workers to run on a machine with `cores` cores.
+    ///
+    /// `Workers` wins when set. Otherwise the reference's concurrency keys
+    /// map onto workers: `PreFork = N` (N ≥ 2) → N workers; `Threads = true`
+    /// with `MaxThreads = N > 0` → min(N, cores); `Processes = true` →
+    /// min(MaxProcesses, cores); otherwise one worker per core. (The
+    /// reference's default is a single thread; ours uses every core because
+    /// our engines are safe to share.)
+    pub fn worker_count(&self, cores: usize) -> usize {
+        let cores = cores.max(1);
+        if self.workers > 0 {
+            return self.workers;
+        }
+        if self.prefork >= 2 {
+            return self.prefork as usize;
+        }
+        if self.threads && self.max_threads > 0 {
+            return (self.max_threads as usize).min(cores);
+        }
+        if self.processes && self.max_processes > 0 {
+            return (self.max_processes as usize).min(cores);
+        }
+        cores
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn home_with(config: Option<&str>) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        if let Some(c) = config {
+            std::fs::write(t.path().join("config"), c).unwrap();
+        }
+        t
+    }
+
+    #[test]
+    fn defaults_without_config_file() {
+        let t = home_with(None);
+        let c = ServerConfig::load(t.path(), &[]).unwrap();
+        assert_eq!(c.port, 24441);
+        assert_eq!(c.listen_address, "0.0.0.0");
+        assert_eq!(c.engine, "lmdb");
+        assert_eq!(c.digest_db, t.path().join("pyzord.lmdb").to_string_lossy());
+        assert!(!c.digest_db_explicit);
+        assert_eq!(c.cleanup_age, 10368000);
+        assert_eq!(c.passwd_file, Some(t.path().join("pyzord.passwd")));
+        assert_eq!(c.access_file, Some(t.path().join("pyzord.access")));
+        assert_eq!(c.pid_file, Some(t.path().join("pyzord.pid")));
+        assert_eq!(c.log_file, None);
+        assert_eq!(c.usage_log_file, None);
+        assert_eq!(c.forward_client_homedir, None);
+        assert_eq!(c.metrics_address, None);
+        assert!(!c.threads && !c.processes && !c.gevent);
+        assert_eq!(
+            (c.max_threads, c.max_processes, c.db_connections, c.prefork),
+            (0, 40, 0, 0)
+        );
+    }
+
+    #[test]
+    fn precedence_defaults_config_flags() {
+        let t = home_with(Some("[server]\nport = 1000\nEngine = gdbm\nLogFile = logs/pyzord.log\nDigestDB = ~root/db\n"));
+        let c = ServerConfig::load(t.path(), &[]).unwrap();
+        assert_eq!(c.port, 1000);
+        assert_eq!(c.engine, "gdbm");
+        assert_eq!(c.log_file, Some(t.path().join("logs/pyzord.log")));
+        assert_eq!(c.digest_db, "/root/db");
+        let c = ServerConfig::load(
+            t.path(),
+            &[("Port", "2000".into()), ("Engine", "redis".into())],
+        )
+        .unwrap();
+        assert_eq!(c.port, 2000);
+        assert_eq!(c.engine, "redis");
+        // Non-file engines keep the DSN as written.
+        assert_eq!(c.digest_db, "~root/db");
+    }
+
+    #[test]
+    fn gdbm_default_dsn_is_the_reference_file() {
+        let t = home_with(Some("[server]\nEngine = gdbm\n"));
+        let c = ServerConfig::load(t.path(), &[]).unwrap();
+        assert_eq!(c.digest_db, t.path().join("pyzord.db").to_string_lossy());
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let t = home_with(Some("[server]\nPort = 24441 # comment\n"));
+        let e = ServerConfig::load(t.path(), &[]).unwrap_err();
+        assert!(e.to_string().contains("Port"), "{e}");
+        let t = home_with(Some("[server]\nThreads = TRUE\nProcesses = true\n"));
+        assert!(matches!(
+            ServerConfig::load(t.path(), &[]),
+            Err(ConfigError::ThreadsAndProcesses)
+        ));
+        let t = home_with(None);
+        assert!(matches!(
+            ServerConfig::load(t.path(), &[("PreFork", "1".into())]),
+            Err(ConfigError::PreForkTooLow(1))
+        ));
+        let t = home_with(Some("[server]\nport = 1\nPort = 2\n"));
+        assert!(matches!(
+            ServerConfig::load(t.path(), &[]),
+            Err(ConfigError::Ini(_))
+        ));
+    }
+
+    #[test]
+    fn empty_file_values_mean_unset() {
+        let t = home_with(Some("[server]\nPasswdFile =\nAccessFile =\nPidFile=\n"));
+        let c = ServerConfig::load(t.path(), &[]).unwrap();
+        assert_eq!(
+            (c.passwd_file, c.access_file, c.pid_file),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn worker_mapping() {
+        let t = home_with(None);
+        let mut c = ServerConfig::load(t.path(), &[]).unwrap();
+        assert_eq!(c.worker_count(4), 4);
+        c.prefork = 3;
+        assert_eq!(c.worker_count(4), 3);
+        c.prefork = 0;
+        c.threads = true;
+        c.max_threads = 16;
+        assert_eq!(c.worker_count(4), 4);
+        c.max_threads = 2;
+        assert_eq!(c.worker_count(4), 2);
+        c.workers = 7;
+        assert_eq!(c.worker_count(4), 7);
+    }
+}

@@ -1,0 +1,219 @@
+//! Stateless codecs as byte tries generated from CPython 3.11
+//! (tools/gen-codec-tables.py documents the format). This covers every
+//! charmap codec (`decoding_table`, `\ufffe` = undefined byte), `ascii`,
+//! `latin_1`, `charmap`, and the stateless CJK codecs of `_codecs_*`
+//! (digest-spec.md C.2), whose error rules are CPython's
+//! `multibytecodec.c` ones: an invalid unit is skipped by the length the
+//! codec reports, one U+FFFD each with `replace`, and a unit cut short by
+//! the end of the input (`MBERR_TOOFEW`) is one error spanning the rest.
+
+use std::sync::OnceLock;
+
+use super::Out;
+
+const TAG_CHAR: u32 = 0;
+const TAG_ERROR: u32 = 1;
+const TAG_CHILD: u32 = 2;
+const VALUE: u32 = (1 << 30) - 1;
+const SPECIAL_MULTI: u32 = 0;
+const SPECIAL_GB18030_FOUR: u32 = 1;
+const SPECIAL_EUCKR_MAKEUP: u32 = 2;
+
+/// A generated trie, parsed on first use.
+pub(crate) struct Trie {
+    bytes: &'static [u8],
+    parsed: OnceLock<Parsed>,
+}
+
+struct Parsed {
+    /// `node * 256 + byte` → entry.
+    entries: Vec<u32>,
+    pool: Vec<u32>,
+    /// Bytes 0x00..=0x7F decode to themselves (ASCII fast path).
+    ascii_identity: bool,
+}
+
+fn read_u32s(bytes: &[u8]) -> impl Iterator<Item = u32> + '_ {
+    bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+}
+
+impl Trie {
+    pub(crate) const fn new(bytes: &'static [u8]) -> Self {
+        Trie {
+            bytes,
+            parsed: OnceLock::new(),
+        }
+    }
+
+    fn parsed(&self) -> &Parsed {
+        self.parsed.get_or_init(|| {
+            // The file is produced by our generator and compiled in; a bad
+            // one is a build defect, caught by every codec test.
+            assert_eq!(&self.bytes[..4], b"PZCT", "corrupt generated codec table");
+            let mut head = read_u32s(&self.bytes[4..12]);
+            let nodes = head.next().unwrap_or(0) as usize;
+            let pool_len = head.next().unwrap_or(0) as usize;
+            let body = &self.bytes[12..];
+            assert_eq!(
+                body.len(),
+                (nodes * 256 + pool_len) * 4,
+                "corrupt generated codec table"
+            );
+            let entries: Vec<u32> = read_u32s(&body[..nodes * 1024]).collect();
+            let pool = read_u32s(&body[nodes * 1024..]).collect();
+            let ascii_identity = (0..128u32).all(|b| entries[b as usize] == b);
+            Parsed {
+                entries,
+                pool,
+                ascii_identity,
+            }
+        })
+    }
+
+    pub(crate) fn decode(&self, input: &[u8], out: &mut Out) {
+        let p = self.parsed();
+        let n = input.len();
+        let mut i = 0;
+        while i < n {
+            if p.ascii_identity {
+                let run = input[i..].iter().position(|&b| b >= 0x80).unwrap_or(n - i);
+                if run > 0 {
+                    // An all-ASCII slice is always valid UTF-8.
+                    if let Ok(s) = std::str::from_utf8(&input[i..i + run]) {
+                        out.s.push_str(s);
+                    }
+                    i += run;
+                    continue;
+                }
+            }
+            i = decode_unit(p, input, i, out);
+        }
+    }
+}
+
+/// Decodes the unit starting at `i`; returns where the next one starts.
+#[inline]
+fn decode_unit(p: &Parsed, input: &[u8], i: usize, out: &mut Out) -> usize {
+    let n = input.len();
+    let mut node = 0usize;
+    let mut j = i;
+    loop {
+        let Some(&b) = input.get(j) else {
+            // MBERR_TOOFEW: "incomplete multibyte sequence" up to the end.
+            out.error();
+            return n;
+        };
+        let e = p.entries[node * 256 + usize::from(b)];
+        let value = e & VALUE;
+        match e >> 30 {
+            TAG_CHAR => {
+                out.push_cp(value);
+                return j + 1;
+            }
+            TAG_ERROR => {
+                out.error();
+                return i + value as usize;
+            }
+            TAG_CHILD => {
+                node = value as usize;
+                j += 1;
+            }
+            _ => {
+                return match value >> 24 {
+                    SPECIAL_MULTI => {
+                        let off = (value & 0xFFFF) as usize;
+                        let len = ((value >> 16) & 0xF) as usize;
+                        for &cp in &p.pool[off..off + len] {
+                            out.push_cp(cp);
+                        }
+                        j + 1
+                    }
+                    SPECIAL_GB18030_FOUR => gb18030_four(input, i, out),
+                    SPECIAL_EUCKR_MAKEUP => euckr_makeup(input, i, out),
+                    _ => unreachable!("unknown special entry in generated codec table"),
+                };
+            }
+        }
+    }
+}
+
+static GB18030_BMP: &[u8] = include_bytes!("tables/gb18030_bmp.bin");
+
+/// A GB18030 four-byte unit at `i` (second byte 0x30..=0x39 already seen):
+/// CPython's `_codecs_cn.c` rule, checked against CPython over a broad grid
+/// by the generator. BMP code points come from a generated linear table
+/// (0 = unmapped); `0x90308130` onwards is linear from U+10000.
+fn gb18030_four(input: &[u8], i: usize, out: &mut Out) -> usize {
+    let Some(u) = input.get(i..i + 4) else {
+        out.error();
+        return input.len();
+    };
+    let (c, c2, c3, c4) = (
+        u32::from(u[0]),
+        u32::from(u[1]),
+        u32::from(u[2]),
+        u32::from(u[3]),
+    );
+    if (0x81..=0xFE).contains(&c) && (0x81..=0xFE).contains(&c3) && (0x30..=0x39).contains(&c4) {
+        let (c, c2, c3, c4) = (c - 0x81, c2 - 0x30, c3 - 0x81, c4 - 0x30);
+        if c < 4 {
+            let lseq = ((c * 10 + c2) * 1260 + c3 * 10 + c4) as usize;
+            if lseq < 39420 {
+                let cp = u16::from_le_bytes([GB18030_BMP[2 * lseq], GB18030_BMP[2 * lseq + 1]]);
+                if cp != 0 {
+                    out.push_cp(u32::from(cp));
+                    return i + 4;
+                }
+            }
+        } else if c >= 15 {
+            let cp = 0x10000 + ((c - 15) * 10 + c2) * 1260 + c3 * 10 + c4;
+            if cp <= 0x10FFFF {
+                out.push_cp(cp);
+                return i + 4;
+            }
+        }
+    }
+    out.error();
+    i + 1
+}
+
+static EUCKR_MAKEUP: &[u8] = include_bytes!("tables/euckr_makeup.bin");
+
+/// EUC-KR "KS X 1001:1998 Annex 3" make-up sequence
+/// `A4 D4 A4 cho A4 jung A4 jong` (CPython `_codecs_kr.c`): needs all 8
+/// bytes, any mismatch is a 1-byte error. The jamo index tables are
+/// generated from CPython.
+fn euckr_makeup(input: &[u8], i: usize, out: &mut Out) -> usize {
+    const NONE: u8 = 0xFF;
+    let Some(u) = input.get(i..i + 8) else {
+        out.error();
+        return input.len();
+    };
+    if u[2] == 0xA4 && u[4] == 0xA4 && u[6] == 0xA4 {
+        let cho = EUCKR_MAKEUP[usize::from(u[3])];
+        let jung = EUCKR_MAKEUP[256 + usize::from(u[5])];
+        let jong = EUCKR_MAKEUP[512 + usize::from(u[7])];
+        if cho != NONE && jung != NONE && jong != NONE {
+            out.push_cp(0xAC00 + u32::from(cho) * 588 + u32::from(jung) * 28 + u32::from(jong));
+            return i + 8;
+        }
+    }
+    out.error();
+    i + 1
+}
+
+impl Trie {
+    /// The single code point a complete two-byte unit `b1 b2` decodes to,
+    /// if it is valid (used by the stateful codecs that share a table).
+    pub(crate) fn lookup2(&self, b1: u8, b2: u8) -> Option<u32> {
+        let p = self.parsed();
+        let e = p.entries[usize::from(b1)];
+        if e >> 30 != TAG_CHILD {
+            return None;
+        }
+        let e = p.entries[(e & VALUE) as usize * 256 + usize::from(b2)];
+        (e >> 30 == TAG_CHAR).then_some(e & VALUE)
+    }
+}

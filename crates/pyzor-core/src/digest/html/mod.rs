@@ -1,0 +1,108 @@
+//! Text of an HTML part exactly as pyzor 1.1.2's `HTMLStripper` extracts it
+//! (digest-spec.md C.3, H.1, I #10, J 1–3; docs/html.md).
+//!
+//! `HTMLStripper` subclasses `html.parser.HTMLParser` of **CPython 3.11.2 as
+//! built by Debian bookworm (3.11.2-6+deb12u6)**: the `html.parser` from
+//! before the 2025 upstream rewrite (python/cpython#135661: comment
+//! termination with `--!>`, CDATA, bogus comments, `</ script>`, ...). This
+//! module pins that older behaviour; a newer Python gives different text on
+//! some inputs, and the reference does not.
+//!
+//! * [`strip_html`]: `HTMLStripper(data).feed(text)` (never `close()`d),
+//!   then `" ".join(data)`.
+//! * [`unescape`] / [`try_unescape`]: `html.unescape` (HTML5 rules).
+//!
+//! The parser is a hand-written linear-time port of the regex-driven
+//! Python code ([`parser`]); the HTML5 entity table ([`entities`]) is
+//! generated from the reference Python by `tools/gen-html-entities.py`.
+
+mod entities;
+mod parser;
+mod unescape;
+
+pub use unescape::{try_unescape, unescape, PY_INT_MAX_STR_DIGITS};
+
+/// Inputs on which the reference's `HTMLParser.feed()` raises. In pyzor any
+/// exception there turns into `AttributeError` (its `except` clause names
+/// the non-existent `HTMLParser.HTMLParseError`, digest-spec.md H.1, J.1):
+/// the message then has **no digest**. Offsets are byte offsets into the
+/// text given to [`strip_html`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HtmlError {
+    /// `<![` not followed by a keyword (`<![ CDATA[`, `<![123[`): Python's
+    /// `_markupbase._scan_name` raises `AssertionError("expected name token")`.
+    #[error(
+        "HTML marked section `<![` at byte {offset} has no keyword (Python raises \
+         AssertionError \"expected name token\"): the reference cannot digest this part, \
+         so no digest is produced"
+    )]
+    MarkedSectionName {
+        /// Offset of the `<`.
+        offset: usize,
+    },
+    /// `<![keyword` with a keyword other than `temp`, `cdata`, `ignore`,
+    /// `include`, `rcdata`, `if`, `else`, `endif` (any case): Python's
+    /// `parse_marked_section` raises `AssertionError("unknown status keyword")`.
+    #[error(
+        "HTML marked section `<![{keyword}` at byte {offset} has an unknown status keyword \
+         (Python raises AssertionError): the reference cannot digest this part, so no digest \
+         is produced"
+    )]
+    MarkedSection {
+        /// The keyword as written.
+        keyword: String,
+        /// Offset of the `<`.
+        offset: usize,
+    },
+    /// A decimal character reference (`&#` + digits) with more than 4300
+    /// digits, leading zeros included, in text or in an attribute value:
+    /// Python's `int()` raises `ValueError` (the integer string conversion
+    /// limit of CPython 3.11).
+    #[error(
+        "HTML character reference at byte {offset} has {digits} decimal digits; Python's int() \
+         refuses more than 4300 (ValueError): the reference cannot digest this part, so no \
+         digest is produced"
+    )]
+    CharrefTooLong {
+        /// Number of digits.
+        digits: usize,
+        /// Offset of the `&`.
+        offset: usize,
+    },
+}
+
+impl HtmlError {
+    /// The same error with its offset moved by `by` bytes (an error found
+    /// in a slice, reported against the whole text).
+    fn shifted(self, by: usize) -> Self {
+        match self {
+            HtmlError::MarkedSectionName { offset } => HtmlError::MarkedSectionName {
+                offset: offset + by,
+            },
+            HtmlError::MarkedSection { keyword, offset } => HtmlError::MarkedSection {
+                keyword,
+                offset: offset + by,
+            },
+            HtmlError::CharrefTooLong { digits, offset } => HtmlError::CharrefTooLong {
+                digits,
+                offset: offset + by,
+            },
+        }
+    }
+}
+
+/// pyzor's `HTMLStripper`: `feed(text)` without `close()`; every data chunk
+/// `str.strip()`ped, empty ones dropped, collection off between `<script>`/
+/// `<style>` start and end tags; chunks joined with one space.
+///
+/// Text that the parser holds back at the end (an unterminated construct,
+/// or a tail with an `&` close to the end) is lost, as in the reference.
+/// Lone-surrogate stand-ins (`digest::text`) are ordinary characters here.
+pub fn strip_html(text: &str) -> Result<String, HtmlError> {
+    let mut p = parser::Stripper::new(text);
+    p.feed()?;
+    Ok(p.into_text())
+}
+
+#[cfg(test)]
+mod tests;
