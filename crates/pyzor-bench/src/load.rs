@@ -201,7 +201,9 @@ pub fn run(args: &LoadArgs, stop: Arc<AtomicBool>) -> Result<Stats, BenchError> 
         n => (n as usize).min(window / threads).max(1),
     };
     let table = if args.mode == Population::Pool && args.pool <= POOL_TABLE_MAX {
-        (0..args.pool).map(|i| population_digest(args.seed, i)).collect()
+        (0..args.pool)
+            .map(|i| population_digest(args.seed, i))
+            .collect()
     } else {
         Vec::new()
     };
@@ -362,9 +364,14 @@ impl Worker {
                         };
                         let thread = sock.next_thread;
                         sock.next_thread += 1;
-                        let n =
-                            self.writer
-                                .write(sendb.slot_mut(i), op, &digest, thread, &time_str);
+                        let n = self.writer.write(
+                            sendb.slot_mut(i),
+                            op,
+                            &digest,
+                            thread,
+                            time_secs as i64,
+                            &time_str,
+                        );
                         sendb.set_len(i, n);
                         ops_in_batch.push((thread, op));
                     }
