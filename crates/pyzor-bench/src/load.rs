@@ -321,6 +321,8 @@ impl Worker {
         let drain_deadline_after =
             |t: Instant, timeout: Duration| t + timeout + Duration::from_millis(50);
         let mut drain_deadline: Option<Instant> = None;
+        // Whether the last receive round left datagrams queued (a full batch).
+        let mut backlog = false;
 
         loop {
             let now = Instant::now();
@@ -413,34 +415,6 @@ impl Worker {
                 }
             }
 
-            // Receive whatever is there without blocking.
-            let mut got_any = false;
-            for si in 0..self.socks.len() {
-                loop {
-                    let fd = self.socks[si].sock.as_raw_fd();
-                    match recvb.recv(fd, libc::MSG_DONTWAIT) {
-                        Ok(0) => break,
-                        Ok(n) => {
-                            got_any = true;
-                            let at = Instant::now();
-                            for i in 0..n {
-                                self.on_reply(si, recvb.msg(i), at, &mut st);
-                            }
-                            if n < recvb.capacity() {
-                                break;
-                            }
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                        Err(_) => {
-                            // e.g. ECONNREFUSED from an ICMP port unreachable.
-                            st.recv_errors += 1;
-                            break;
-                        }
-                    }
-                }
-            }
-
             // Timeouts: the oldest pending request of each socket first.
             let now = Instant::now();
             for sock in self.socks.iter_mut() {
@@ -460,9 +434,11 @@ impl Worker {
             if !sending && (outstanding == 0 || drain_deadline.is_some_and(|d| now >= d)) {
                 break;
             }
-            if !got_any {
-                // Nothing arrived: sleep in poll until a socket is readable,
-                // the oldest request times out, or the period ends.
+            let polled = !backlog;
+            if polled {
+                // Queues drained last time: sleep in poll until a socket is
+                // readable, the oldest request times out, or the period ends.
+                // (At window 1 this makes a request cost send, poll, receive.)
                 let mut wake = now + Duration::from_millis(20);
                 if sending {
                     wake = wake.min(self.measure_end.max(now));
@@ -485,6 +461,38 @@ impl Worker {
                 }
                 // SAFETY: pollfds is a valid array of pollfd for the call.
                 unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, ms) };
+            }
+
+            // Receive without blocking from every readable socket (every
+            // socket when poll was skipped because of a backlog).
+            backlog = false;
+            for (si, pfd) in pollfds.iter().enumerate() {
+                if polled && pfd.revents == 0 {
+                    continue;
+                }
+                loop {
+                    let fd = self.socks[si].sock.as_raw_fd();
+                    match recvb.recv(fd, libc::MSG_DONTWAIT) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            let at = Instant::now();
+                            for i in 0..n {
+                                self.on_reply(si, recvb.msg(i), at, &mut st);
+                            }
+                            if n < recvb.capacity() {
+                                break;
+                            }
+                            backlog = true;
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(_) => {
+                            // e.g. ECONNREFUSED from an ICMP port unreachable.
+                            st.recv_errors += 1;
+                            break;
+                        }
+                    }
+                }
             }
         }
         // Whatever is still pending after the drain deadline is lost.
