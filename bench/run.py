@@ -380,7 +380,7 @@ def main():
     ap.add_argument("--windows", default="1,64")
     ap.add_argument("--loads", default="check;report;check:90,report:10",
                     help="loads separated by ';', each a pyzor-bench op mix")
-    ap.add_argument("--gen-threads", type=int, default=1, help="pyzor-bench threads for window > 1")
+    ap.add_argument("--gen-threads", type=int, default=2, help="pyzor-bench threads for window > 1")
     ap.add_argument("--echo-threads", default="1,2",
                     help="echo responders to run (thread counts); the ceiling is the best of them each round")
     ap.add_argument("--ref-venv", default=os.environ.get("PYZOR_REF_VENV", "/work/ref-venv"))
