@@ -13,7 +13,7 @@ use crate::proto::{parse_reply, population_digest, time_string, Op, RequestWrite
 use crate::stats::{Stats, ThreadStats};
 use crate::{BenchError, LoadArgs, Population};
 use socket2::{Domain, Protocol, Socket, Type};
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -143,18 +143,19 @@ struct Sock {
     /// Outstanding requests by Thread; Threads grow, so the first entry is
     /// always the oldest (used for timeouts).
     pending: BTreeMap<u64, Pending>,
-    lost: HashSet<u64>,
+    /// Timed-out Threads (value: whether the request was measured).
+    lost: HashMap<u64, bool>,
     lost_order: VecDeque<u64>,
 }
 
 impl Sock {
-    fn remember_lost(&mut self, thread: u64) {
+    fn remember_lost(&mut self, thread: u64, measured: bool) {
         if self.lost_order.len() == LOST_MEMORY {
             if let Some(old) = self.lost_order.pop_front() {
                 self.lost.remove(&old);
             }
         }
-        self.lost.insert(thread);
+        self.lost.insert(thread, measured);
         self.lost_order.push_back(thread);
     }
 }
@@ -242,7 +243,7 @@ pub fn run(args: &LoadArgs, stop: Arc<AtomicBool>) -> Result<Stats, BenchError> 
                 window: w,
                 next_thread: FIRST_THREAD,
                 pending: BTreeMap::new(),
-                lost: HashSet::new(),
+                lost: HashMap::new(),
                 lost_order: VecDeque::new(),
             });
         }
@@ -422,11 +423,12 @@ impl Worker {
                     if now.duration_since(p.sent) < self.timeout {
                         break;
                     }
-                    if p.measured {
+                    let measured = p.measured;
+                    if measured {
                         st.lost += 1;
                     }
                     sock.pending.remove(&thread);
-                    sock.remember_lost(thread);
+                    sock.remember_lost(thread, measured);
                 }
             }
 
@@ -513,10 +515,10 @@ impl Worker {
             return;
         };
         let Some(p) = sock.pending.remove(&thread) else {
-            if sock.lost.remove(&thread) {
-                st.late += 1;
-            } else {
-                st.stray += 1;
+            match sock.lost.remove(&thread) {
+                Some(true) => st.late += 1,
+                Some(false) => {} // late answer to a warm-up request
+                None => st.stray += 1,
             }
             return;
         };

@@ -156,3 +156,19 @@ fn unanswered_requests_are_lost_and_the_exit_status_says_so() {
     assert_eq!(u(&v, "sent"), u(&v, "lost"), "{v}");
     assert!(u(&v, "sent") > 0, "{v}");
 }
+
+#[test]
+fn a_tiny_timeout_turns_answers_into_lost_and_late_without_strays() {
+    // With a 1 ms timeout and a deep window many answers arrive after their
+    // request was given up: they must be counted late (never stray), and
+    // every sent request is still either answered or lost.
+    let echo = Echo::start(1);
+    let port = echo.port.to_string();
+    let (v, _) = load(&[
+        "-p", &port, "-w", "1024", "-c", "50000", "-d", "5", "-W", "0", "-t", "1",
+    ]);
+    assert_eq!(u(&v, "sent"), u(&v, "responses") + u(&v, "lost"), "{v}");
+    assert!(u(&v, "late") <= u(&v, "lost"), "{v}");
+    assert_eq!(u(&v, "stray"), 0, "{v}");
+    assert_eq!(u(&v, "malformed"), 0, "{v}");
+}
