@@ -6,11 +6,14 @@ reference Pyzor 1.1.2 runs on):
 
     /usr/bin/python3 tools/gen-codec-tables.py [NameAliases.txt]
 
+(default alias candidates: crates/pyzor-core/src/digest/codecs/tables/name-aliases.txt)
+
 Writes into crates/pyzor-core/src/digest/codecs/:
   * generated.rs        the `Codec` enum, codec names, alias and module tables
   * tables/<module>.bin one byte-trie per stateless codec (format below)
   * tables/gb18030_bmp.bin  GB18030 four-byte BMP table (u16 LE, 0 = invalid)
   * tables/euckr_makeup.bin EUC-KR KS X 1001:1998 Annex 3 jamo index tables
+  * tables/iso2022_*.bin  ISO-2022 double-byte sets and the G2 ISO-8859-7 table
   * tables/names.bin    FNV-1a-64 hashes of the character names (and, given
                         a NameAliases.txt, the aliases) that CPython's
                         `\\N{...}` escape accepts, with their code points
@@ -313,9 +316,63 @@ def gen_names(aliases_file):
     return ranges
 
 
+# ISO-2022 double-byte character sets: (file, codec, escape sequence that
+# designates the set and makes it current).
+ISO2022_SETS = [
+    ("jisx0208", "iso2022_jp", b"\x1b$B"),
+    ("jisx0212", "iso2022_jp_1", b"\x1b$(D"),
+    ("ksx1001", "iso2022_kr", b"\x1b$)C\x0e"),
+    ("gb2312", "iso2022_jp_2", b"\x1b$A"),
+    ("jisx0213_2000_1", "iso2022_jp_3", b"\x1b$(O"),
+    ("jisx0213_2000_2", "iso2022_jp_3", b"\x1b$(P"),
+    ("jisx0213_2004_1", "iso2022_jp_2004", b"\x1b$(Q"),
+    ("jisx0213_2004_2", "iso2022_jp_2004", b"\x1b$(P"),
+]
+
+
+def gen_iso2022():
+    """96x96 u32 tables (lead and trail byte 0x20..0x7F) of the ISO-2022
+    double-byte sets, probed through the iso2022 codecs: 0 = unmappable,
+    bit 31 = a pair of BMP code points (high half first), else a code point.
+    Trail bytes outside 0x20..0x7F are checked to be unmappable. Also the
+    G2 ISO-8859-7 single-shift table of iso2022_jp_2 (u16, 0xFFFF = invalid)."""
+    for name, codec, esc in ISO2022_SETS:
+        table = [0] * (96 * 96)
+        for b1 in range(0x20, 0x80):
+            for b2 in range(256):
+                try:
+                    out = (esc + bytes([b1, b2])).decode(codec)
+                except UnicodeDecodeError as e:
+                    assert e.start == len(esc) and e.end == e.start + 2, (name, b1, b2, e)
+                    continue
+                assert 0x20 <= b2 < 0x80, (name, b1, b2)
+                cps = [ord(c) for c in out]
+                if len(cps) == 1:
+                    v = cps[0]
+                    assert 0 < v < 1 << 31
+                else:
+                    assert len(cps) == 2 and all(c < 0x10000 for c in cps), (name, b1, b2)
+                    v = (1 << 31) | (cps[0] << 16) | cps[1]
+                table[(b1 - 0x20) * 96 + (b2 - 0x20)] = v
+        with open(os.path.join(TABLES, f"iso2022_{name}.bin"), "wb") as f:
+            f.write(struct.pack("<9216I", *table))
+    g2 = [0xFFFF] * 256
+    for b in range(256):
+        try:
+            out = (b"\x1b.F\x1bN" + bytes([b])).decode("iso2022_jp_2")
+        except UnicodeDecodeError as e:
+            assert e.start == 3 and e.end == 6, (b, e)
+            continue
+        assert len(out) == 1 and ord(out) < 0xFFFF
+        g2[b] = ord(out)
+    with open(os.path.join(TABLES, "iso2022_g2_iso8859_7.bin"), "wb") as f:
+        f.write(struct.pack("<256H", *g2))
+
+
 def main():
     os.makedirs(TABLES, exist_ok=True)
-    aliases_file = sys.argv[1] if len(sys.argv) > 1 else None
+    gen_iso2022()
+    aliases_file = sys.argv[1] if len(sys.argv) > 1 else os.path.join(TABLES, "name-aliases.txt")
     cjk_ranges = gen_names(aliases_file)
     mods = text_modules()
     # Resolution tables: alias keys and module names, as bytes.decode sees them.

@@ -48,7 +48,7 @@ pub struct Record {
 impl Record {
     /// Count one spam report at `now` (the reference's `r_increment`).
     pub fn report(&mut self, now: Timestamp) {
-        self.r_count = self.r_count.saturating_add(1).min(MAX_COUNT);
+        self.r_count = self.r_count.saturating_add(1);
         if self.r_entered.is_none() {
             self.r_entered = Some(now);
         }
@@ -57,7 +57,7 @@ impl Record {
 
     /// Count one whitelist request at `now` (the reference's `wl_increment`).
     pub fn whitelist(&mut self, now: Timestamp) {
-        self.wl_count = self.wl_count.saturating_add(1).min(MAX_COUNT);
+        self.wl_count = self.wl_count.saturating_add(1);
         if self.wl_entered.is_none() {
             self.wl_entered = Some(now);
         }

@@ -21,9 +21,18 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Print the loud skip line.
+/// Print the loud skip line, and append it to the file named by
+/// `PYZOR_SKIP_LOG` (set by `scripts/test`, which lists every skip at the
+/// end of the run).
 pub fn skip(test: &str, reason: &str) {
-    eprintln!("SKIPPED: {test}: {reason}");
+    let line = format!("SKIPPED: {test}: {reason}");
+    eprintln!("{line}");
+    if let Some(path) = std::env::var_os("PYZOR_SKIP_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = writeln!(f, "{line}");
+        }
+    }
 }
 
 /// A UDP port on 127.0.0.1 that is free right now (the OS picks it).

@@ -978,7 +978,7 @@ impl Parser<'_, '_> {
                 match super::decode_codec(&cs, &raw, super::Errors::Replace) {
                     Ok(s) => s,
                     Err(super::CodecFailure::Lookup) => unquote(&text),
-                    Err(super::CodecFailure::Unicode) => {
+                    Err(super::CodecFailure::Unicode | super::CodecFailure::Runtime) => {
                         return Err(DigestError::ReferenceCrash {
                             what: "RFC 2231 boundary charset raises UnicodeError",
                         })
@@ -1027,6 +1027,11 @@ pub fn content_charset(part: &PartRef<'_, '_>) -> Result<Option<String>, DigestE
             let raw = raw_unicode_escape(&text);
             match super::decode_strict(&pcs, &raw) {
                 Ok(s) => s,
+                Err(super::CodecFailure::Runtime) => {
+                    return Err(DigestError::ReferenceCrash {
+                        what: "RFC 2231 charset parameter: its codec raises RuntimeError (uncaught in the reference)",
+                    })
+                }
                 Err(_) => text,
             }
         }

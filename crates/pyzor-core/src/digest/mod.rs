@@ -173,6 +173,10 @@ pub fn selection(n: usize) -> Vec<usize> {
 pub(crate) enum CodecFailure {
     Lookup,
     Unicode,
+    /// The codec raised something other than LookupError/UnicodeError
+    /// (iso2022_jp_2's "internal codec error" RuntimeError): no `except`
+    /// clause of the reference catches it, so it never digests the message.
+    Runtime,
 }
 
 pub(crate) use codecs::Errors;
@@ -185,6 +189,7 @@ pub(crate) fn decode_codec(
     codecs::decode(label, bytes, errors).map_err(|e| match e {
         codecs::CodecError::Lookup(..) => CodecFailure::Lookup,
         codecs::CodecError::Unicode(..) => CodecFailure::Unicode,
+        codecs::CodecError::PythonRuntimeError(..) => CodecFailure::Runtime,
         // A Python codec the codecs module does not implement (yet):
         // decoded as after a LookupError, and flagged (the result may
         // differ from the reference).
@@ -262,9 +267,15 @@ fn ascii_transparent(label: &str) -> bool {
 // digest_payloads (spec §C)
 
 /// `payload.decode(charset, "ignore")`, ascii/ignore after LookupError or
-/// UnicodeError (spec §C).
-fn decode_or_ascii_ignore(charset: &str, bytes: &[u8]) -> String {
-    decode_codec(charset, bytes, Errors::Ignore).unwrap_or_else(|_| ascii_decode(bytes, false))
+/// UnicodeError (spec §C); a RuntimeError escapes the reference's `except`.
+fn decode_or_ascii_ignore(charset: &str, bytes: &[u8]) -> Result<String, DigestError> {
+    match decode_codec(charset, bytes, Errors::Ignore) {
+        Ok(s) => Ok(s),
+        Err(CodecFailure::Lookup | CodecFailure::Unicode) => Ok(ascii_decode(bytes, false)),
+        Err(CodecFailure::Runtime) => Err(DigestError::ReferenceCrash {
+            what: "text part: its codec raises RuntimeError (uncaught in the reference)",
+        }),
+    }
 }
 
 fn message_lines(raw: &[u8]) -> Result<Lines, DigestError> {
@@ -315,20 +326,20 @@ fn text_part<'a>(part: &PartRef<'_, 'a>) -> Result<Cow<'a, str>, DigestError> {
         match bytes {
             Cow::Borrowed(b) => match std::str::from_utf8(b) {
                 Ok(t) => Cow::Borrowed(t),
-                Err(_) => Cow::Owned(decode_or_ascii_ignore(charset, b)),
+                Err(_) => Cow::Owned(decode_or_ascii_ignore(charset, b)?),
             },
             Cow::Owned(v) => match String::from_utf8(v) {
                 Ok(t) => Cow::Owned(t),
-                Err(e) => Cow::Owned(decode_or_ascii_ignore(charset, e.as_bytes())),
+                Err(e) => Cow::Owned(decode_or_ascii_ignore(charset, e.as_bytes())?),
             },
         }
     } else if ascii_transparent(charset) {
         match cow_ascii(bytes) {
             Ok(t) => t,
-            Err(bytes) => Cow::Owned(decode_or_ascii_ignore(charset, &bytes)),
+            Err(bytes) => Cow::Owned(decode_or_ascii_ignore(charset, &bytes)?),
         }
     } else {
-        Cow::Owned(decode_or_ascii_ignore(charset, &bytes))
+        Cow::Owned(decode_or_ascii_ignore(charset, &bytes)?)
     };
     if part.subtype() == "html" {
         // `HTMLParser.HTMLParseError` does not exist in Python 3: any parser
@@ -368,7 +379,7 @@ fn non_text_part<'a>(part: &PartRef<'_, 'a>) -> Result<Cow<'a, str>, DigestError
     match decode_codec(&label, &p, Errors::Replace) {
         Ok(s) => Ok(Cow::Owned(s)),
         Err(CodecFailure::Lookup) => Ok(Cow::Owned(ascii_decode(&p, true))),
-        Err(CodecFailure::Unicode) => Err(DigestError::ReferenceCrash {
+        Err(CodecFailure::Unicode | CodecFailure::Runtime) => Err(DigestError::ReferenceCrash {
             what: "non-text part with 8-bit bytes: its charset codec raises UnicodeError (uncaught in the reference)",
         }),
     }

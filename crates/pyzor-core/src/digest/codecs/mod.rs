@@ -44,6 +44,13 @@ pub enum CodecError {
     /// `idna` with a non-strict error handler).
     #[error("decoding with {0} failed (Python raises UnicodeError)")]
     Unicode(String),
+    /// Python `RuntimeError("internal codec error")`: CPython's
+    /// iso2022_jp_2 decoder fails this way on `ESC N` after a G2
+    /// designation it cannot single-shift (e.g. `ESC . J ESC N x`). The
+    /// reference digest does not catch it, so that message gets no digest
+    /// (like digest-spec.md section H).
+    #[error("{0} (Python raises RuntimeError; the reference digest fails)")]
+    PythonRuntimeError(String),
     /// A codec this crate cannot decode exactly yet (see docs/codecs.md).
     /// This is a gap in pyzor-rs, not Python behaviour: the caller should
     /// treat the digest of this part as unavailable rather than guess.
@@ -109,6 +116,11 @@ impl Out {
         }
     }
 
+    /// Whether the handler is `replace`.
+    pub(crate) fn replaces(&self) -> bool {
+        self.errors == Errors::Replace
+    }
+
     /// Latin-1 byte as a code point.
     #[inline]
     pub(crate) fn push_byte(&mut self, b: u8) {
@@ -171,6 +183,10 @@ fn normalize(label: &str) -> String {
 }
 
 /// `bytes.decode(label, errors)` of CPython 3.11.
+///
+/// A label holding NUL is treated like any other punctuation here; Python
+/// raises ValueError for it before any lookup, which the caller must handle
+/// (digest-spec.md H.2).
 ///
 /// Python quirk: an empty input decodes to `""` whatever the label, even an
 /// unknown one (CPython returns the empty string before looking the codec

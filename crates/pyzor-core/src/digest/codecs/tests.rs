@@ -170,3 +170,60 @@ fn escapes_e32() {
         "\\\\u0041A\\x"
     );
 }
+
+#[test]
+fn hz_tilde_escapes_only_in_ascii_mode() {
+    assert_eq!(ig("hz", b"~~a~\nb"), "~ab");
+    assert_eq!(rp("hz", b"~{~~~}"), "\u{fffd}\u{fffd}");
+    assert_eq!(ig("hz", b"~{\x30\x21~}x"), "\u{554a}x");
+    assert_eq!(rp("hz", b"~}"), "\u{fffd}}");
+}
+
+#[test]
+fn iso2022_escapes_and_errors() {
+    // ESC $ B designates JIS X 0208; `ESC & @` prefix accepted.
+    assert_eq!(ig("iso-2022-jp", b"\x1b$B\x30\x21\x1b(Bx"), "\u{4e9c}x");
+    assert_eq!(ig("iso2022_jp", b"\x1b&@\x1b$B\x30\x21"), "\u{4e9c}");
+    // Unknown escape: passed through up to the final byte; 8-bit is an error.
+    assert_eq!(
+        rp("iso2022_jp", b"\x1bxyzB\xe9abc"),
+        "\u{1b}xyzB\u{fffd}abc"
+    );
+    // No final byte within 16 bytes: a 1-byte error; input ending before
+    // that: one error to the end.
+    assert_eq!(
+        rp("iso2022_jp", b"\x1b(aaaaaaaaaaaaaaaaaa"),
+        "\u{fffd}(aaaaaaaaaaaaaaaaaa"
+    );
+    assert_eq!(rp("iso2022_jp", b"\x1b(aaaa"), "\u{fffd}");
+    // Truncated escape at the end: one error.
+    assert_eq!(rp("iso2022_jp", b"a\x1b("), "a\u{fffd}");
+    // iso2022_kr uses SO/SI; iso2022_jp passes them through.
+    assert_eq!(ig("iso2022_kr", b"\x1b$)C\x0e\x30\x21\x0fa"), "\u{ac00}a");
+    assert_eq!(ig("iso2022_jp", b"\x1b$)Ba\x0eab"), "a\u{e}ab");
+    // Python raises RuntimeError here; the reference digest fails.
+    assert!(matches!(
+        decode("iso2022_jp_2", b"\x1b.J\x1bNa", Errors::Ignore),
+        Err(CodecError::PythonRuntimeError(_))
+    ));
+}
+
+#[test]
+fn gb18030_four_byte_and_euc_kr_makeup() {
+    assert_eq!(ig("gb18030", b"\x90\x30\x81\x30"), "\u{10000}");
+    assert_eq!(ig("gb18030", b"\x84\x31\xa4\x39"), "\u{ffff}");
+    assert_eq!(rp("gb18030", b"\x81\x30\xff\x30"), "\u{fffd}0\u{fffd}");
+    assert_eq!(rp("gb18030", b"\x81\x30\x81"), "\u{fffd}");
+    assert_eq!(
+        ig("euc-kr", b"\xa4\xd4\xa4\xa1\xa4\xbf\xa4\xd4"),
+        "\u{ac00}"
+    );
+    assert_eq!(rp("euc-kr", b"\xa4\xd4\xa4\xa1"), "\u{fffd}");
+}
+
+#[test]
+fn empty_input_never_fails() {
+    for l in ["no-such-codec", "base64", "undefined", "idna", "utf-16"] {
+        assert_eq!(decode(l, b"", Errors::Ignore).unwrap(), "", "{l}");
+    }
+}

@@ -25,12 +25,18 @@ pub(crate) struct Trie {
     parsed: OnceLock<Parsed>,
 }
 
+/// A char's UTF-8 encoding: (length, bytes); length 0 = undefined.
+type Utf8Char = (u8, [u8; 4]);
+
 struct Parsed {
     /// `node * 256 + byte` → entry.
     entries: Vec<u32>,
     pool: Vec<u32>,
     /// Bytes 0x00..=0x7F decode to themselves (ASCII fast path).
     ascii_identity: bool,
+    /// For single-byte codecs (the trie is one node of plain entries):
+    /// each byte's UTF-8 encoding, length 0 for an undefined byte.
+    single: Option<Box<[Utf8Char]>>,
 }
 
 fn read_u32s(bytes: &[u8]) -> impl Iterator<Item = u32> + '_ {
@@ -64,16 +70,37 @@ impl Trie {
             let entries: Vec<u32> = read_u32s(&body[..nodes * 1024]).collect();
             let pool = read_u32s(&body[nodes * 1024..]).collect();
             let ascii_identity = (0..128u32).all(|b| entries[b as usize] == b);
+            let single = (nodes == 1
+                && entries
+                    .iter()
+                    .all(|e| matches!(e >> 30, TAG_CHAR | TAG_ERROR)))
+            .then(|| {
+                entries
+                    .iter()
+                    .map(|&e| {
+                        let mut buf = [0u8; 4];
+                        match (e >> 30 == TAG_CHAR).then(|| char::from_u32(e)).flatten() {
+                            Some(c) => (c.encode_utf8(&mut buf).len() as u8, buf),
+                            None => (0, buf),
+                        }
+                    })
+                    .collect()
+            });
             Parsed {
                 entries,
                 pool,
                 ascii_identity,
+                single,
             }
         })
     }
 
     pub(crate) fn decode(&self, input: &[u8], out: &mut Out) {
         let p = self.parsed();
+        if let Some(single) = &p.single {
+            decode_single(single, p.ascii_identity, input, out);
+            return;
+        }
         let n = input.len();
         let mut i = 0;
         while i < n {
@@ -90,6 +117,33 @@ impl Trie {
             }
             i = decode_unit(p, input, i, out);
         }
+    }
+}
+
+/// Single-byte codecs: a byte → UTF-8 table, written straight into the
+/// output buffer.
+fn decode_single(table: &[Utf8Char], ascii_identity: bool, input: &[u8], out: &mut Out) {
+    let mut buf: Vec<u8> = Vec::with_capacity(input.len() + input.len() / 2);
+    let replace = out.replaces();
+    let mut rest = input;
+    while let Some((&b, tail)) = rest.split_first() {
+        if ascii_identity && b < 0x80 {
+            let run = rest.iter().position(|&x| x >= 0x80).unwrap_or(rest.len());
+            buf.extend_from_slice(&rest[..run]);
+            rest = &rest[run..];
+            continue;
+        }
+        rest = tail;
+        let (len, ref utf8) = table[usize::from(b)];
+        if len != 0 {
+            buf.extend_from_slice(&utf8[..usize::from(len)]);
+        } else if replace {
+            buf.extend_from_slice("\u{FFFD}".as_bytes());
+        }
+    }
+    // Every table entry is a char's UTF-8 encoding, so this cannot fail.
+    if let Ok(s) = std::str::from_utf8(&buf) {
+        out.s.push_str(s);
     }
 }
 

@@ -13,7 +13,7 @@
 //! * [`unescape`] / [`try_unescape`]: `html.unescape` (HTML5 rules).
 //!
 //! The parser is a hand-written linear-time port of the regex-driven
-//! Python code ([`parser`]); the HTML5 entity table ([`entities`]) is
+//! Python code (`parser.rs`); the HTML5 entity table (`entities.rs`) is
 //! generated from the reference Python by `tools/gen-html-entities.py`.
 
 mod entities;

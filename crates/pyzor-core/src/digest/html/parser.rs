@@ -10,7 +10,7 @@
 //! linear, and closing quotes are found through a memo, so the whole parse
 //! is linear in the input length where Python may be quadratic.
 
-use super::unescape::try_unescape;
+use super::unescape::{check_unescape, try_unescape};
 use super::HtmlError;
 use crate::digest::text::{py_isspace, py_strip};
 
@@ -138,12 +138,28 @@ impl<'a> Stripper<'a> {
         }
     }
 
-    /// `\s*` from `pos`.
-    fn skip_ws(&self, mut pos: usize) -> usize {
-        while let Some(l) = self.ws_at(pos) {
-            pos += l;
+    /// The end of the run of characters satisfying `pred` from `pos`
+    /// (ASCII bytes are tested without decoding).
+    fn scan_while(&self, mut pos: usize, pred: impl Fn(char) -> bool) -> usize {
+        while let Some(&byte) = self.b.get(pos) {
+            if byte < 0x80 {
+                if !pred(byte as char) {
+                    break;
+                }
+                pos += 1;
+            } else {
+                match self.char_at(pos) {
+                    Some(c) if pred(c) => pos += c.len_utf8(),
+                    _ => break,
+                }
+            }
         }
         pos
+    }
+
+    /// `\s*` from `pos`.
+    fn skip_ws(&self, pos: usize) -> usize {
+        self.scan_while(pos, py_isspace)
     }
 
     fn find_byte(&self, c: u8, from: usize) -> Option<usize> {
@@ -300,14 +316,8 @@ impl<'a> Stripper<'a> {
     }
 
     /// `[^>\s]*` from `pos`.
-    fn skip_bare_value(&self, mut pos: usize) -> usize {
-        while let Some(c) = self.char_at(pos) {
-            if c == '>' || py_isspace(c) {
-                break;
-            }
-            pos += c.len_utf8();
-        }
-        pos
+    fn skip_bare_value(&self, pos: usize) -> usize {
+        self.scan_while(pos, |c| c != '>' && !py_isspace(c))
     }
 
     /// `(?<=['"\s/])[^\s/>][^\s/=>]*` at `pos`: the end of an attribute
@@ -321,14 +331,9 @@ impl<'a> Stripper<'a> {
         if first == '/' || first == '>' || py_isspace(first) {
             return None;
         }
-        let mut p = pos + first.len_utf8();
-        while let Some(c) = self.char_at(p) {
-            if c == '/' || c == '=' || c == '>' || py_isspace(c) {
-                break;
-            }
-            p += c.len_utf8();
-        }
-        Some(p)
+        Some(self.scan_while(pos + first.len_utf8(), |c| {
+            !matches!(c, '/' | '=' | '>') && !py_isspace(c)
+        }))
     }
 
     /// The optional attribute value group at `pos` (right after a name):
@@ -455,7 +460,7 @@ impl<'a> Stripper<'a> {
                 // `if attrvalue: attrvalue = unescape(attrvalue)`: the value
                 // itself is ignored, but unescape can raise.
                 if vs < ve {
-                    try_unescape(&raw[vs..ve]).map_err(|e| e.shifted(vs))?;
+                    check_unescape(&raw[vs..ve]).map_err(|e| e.shifted(vs))?;
                 }
                 m_end = v.end;
             }

@@ -1,6 +1,7 @@
-//! The client's own files: `servers`, `accounts` and the local `whitelist`
-//! (field-survey.md §5.6, §5.7, §5.10). Pure functions over the file text;
-//! the caller reads the files.
+//! The client's configuration: the `[client]` section of `<homedir>/config`
+//! with the reference's defaults and precedence (field-survey.md §5.1,
+//! §5.2), and the client's own files: `servers`, `accounts` and the local
+//! `whitelist` (§5.6, §5.7, §5.10) as pure functions over the file text.
 //!
 //! Deliberate differences from the reference (docs/compatibility.md,
 //! "client"): inline `# comments` after a server are accepted (the
@@ -10,6 +11,144 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::home::expand_path;
+use super::ini::{Ini, IniError};
+use super::{py_int, py_repr_str};
+
+/// The reference client's `[client]` defaults (scripts/pyzor
+/// `load_configuration`).
+pub const CLIENT_DEFAULTS: &[(&str, &str)] = &[
+    ("ServersFile", "servers"),
+    ("AccountsFile", "accounts"),
+    ("LocalWhitelist", "whitelist"),
+    ("LogFile", ""),
+    ("Timeout", "5"),
+    ("Style", "msg"),
+    ("ReportThreshold", "0"),
+    ("WhitelistThreshold", "0"),
+];
+
+/// The `[client]` configuration cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ClientConfigError {
+    /// The config file is not valid INI, or a value has a bad `%`.
+    #[error(transparent)]
+    Ini(#[from] IniError),
+    /// A value is not what the key needs.
+    #[error("[client] {key} = {value:?} is not valid: expected {expected}; fix it in the config file or on the command line")]
+    BadValue {
+        /// The key (`Timeout`, `ReportThreshold`, …).
+        key: &'static str,
+        /// The value found.
+        value: String,
+        /// What was expected.
+        expected: &'static str,
+    },
+}
+
+/// The `[client]` settings after defaults < config file < command line.
+/// File names are expanded (`~`, relative to the home directory; empty =
+/// unset). Numbers are kept as text and checked when used, as the
+/// reference does (a bad `ReportThreshold` only matters to `check`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientConfig {
+    /// The home directory.
+    pub homedir: PathBuf,
+    /// `ServersFile`.
+    pub servers_file: Option<PathBuf>,
+    /// `AccountsFile`.
+    pub accounts_file: Option<PathBuf>,
+    /// `LocalWhitelist`.
+    pub local_whitelist: Option<PathBuf>,
+    /// `LogFile`.
+    pub log_file: Option<PathBuf>,
+    /// `Timeout`, as written.
+    pub timeout: String,
+    /// `Style`, as written.
+    pub style: String,
+    /// `ReportThreshold`, as written.
+    pub report_threshold: String,
+    /// `WhitelistThreshold`, as written.
+    pub whitelist_threshold: String,
+}
+
+impl ClientConfig {
+    /// Layer defaults, the `[client]` section of `<homedir>/config` (if the
+    /// file exists) and `overrides` (command-line options keyed by the
+    /// reference's key names, e.g. `("Timeout", "3")`).
+    pub fn load(homedir: &Path, overrides: &[(&str, String)]) -> Result<Self, ClientConfigError> {
+        let mut ini = Ini::new();
+        for (k, v) in CLIENT_DEFAULTS {
+            ini.set("client", k, v);
+        }
+        ini.read_file(&homedir.join("config"))?;
+        for (k, v) in overrides {
+            ini.set("client", k, v);
+        }
+        Self::from_ini(&ini, homedir)
+    }
+
+    /// Typed settings from an [`Ini`] holding all layers.
+    pub fn from_ini(ini: &Ini, homedir: &Path) -> Result<Self, ClientConfigError> {
+        let get = |k: &str| -> Result<String, ClientConfigError> {
+            Ok(ini.get("client", k)?.unwrap_or_default())
+        };
+        let file = |k: &str| -> Result<Option<PathBuf>, ClientConfigError> {
+            Ok(expand_path(&get(k)?, homedir))
+        };
+        Ok(ClientConfig {
+            homedir: homedir.to_path_buf(),
+            servers_file: file("ServersFile")?,
+            accounts_file: file("AccountsFile")?,
+            local_whitelist: file("LocalWhitelist")?,
+            log_file: file("LogFile")?,
+            timeout: get("Timeout")?,
+            style: get("Style")?,
+            report_threshold: get("ReportThreshold")?,
+            whitelist_threshold: get("WhitelistThreshold")?,
+        })
+    }
+
+    /// `Timeout` in seconds. The reference takes `int()` only and crashes
+    /// on `2.5`; we also accept a non-negative decimal fraction (B11).
+    pub fn timeout(&self) -> Result<Duration, ClientConfigError> {
+        let v = &self.timeout;
+        let bad = || ClientConfigError::BadValue {
+            key: "Timeout",
+            value: v.clone(),
+            expected: "a number of seconds (>= 0)",
+        };
+        let secs: f64 = match py_int(v) {
+            Some(n) => n as f64,
+            None => v.trim().parse().map_err(|_| bad())?,
+        };
+        if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
+            return Err(bad());
+        }
+        Ok(Duration::from_secs_f64(secs))
+    }
+
+    /// `ReportThreshold` (`int()`).
+    pub fn report_threshold(&self) -> Result<i64, ClientConfigError> {
+        Self::int("ReportThreshold", &self.report_threshold)
+    }
+
+    /// `WhitelistThreshold` (`int()`).
+    pub fn whitelist_threshold(&self) -> Result<i64, ClientConfigError> {
+        Self::int("WhitelistThreshold", &self.whitelist_threshold)
+    }
+
+    fn int(key: &'static str, v: &str) -> Result<i64, ClientConfigError> {
+        py_int(v).ok_or_else(|| ClientConfigError::BadValue {
+            key,
+            value: v.to_string(),
+            expected: "an integer",
+        })
+    }
+}
 
 /// The server used when the servers file is missing or lists nothing.
 pub const DEFAULT_SERVER: (&str, u16) = ("public.pyzor.org", 24441);
@@ -203,7 +342,7 @@ pub fn parse_accounts(text: &str) -> (Accounts, Vec<String>) {
         let Some(port) = parse_port(port) else {
             warnings.push(format!(
                 "account file: invalid line {lineno}: invalid literal for int() with base 10: {}",
-                crate::output::py_repr_str(port)
+                py_repr_str(port)
             ));
             continue;
         };
@@ -339,6 +478,47 @@ mod tests {
                 "account file: invalid line 6: keystuff can't be all None's".to_string(),
             ]
         );
+    }
+
+    #[test]
+    fn config_precedence_and_paths() {
+        let home = tempfile::tempdir().unwrap();
+        std::fs::write(
+            home.path().join("config"),
+            "[client]\ntimeout = 7\nSERVERSFILE = /abs/servers\nlogfile =\nstyle = %(timeout)s\n",
+        )
+        .unwrap();
+        let c = ClientConfig::load(
+            home.path(),
+            &[("Timeout", "2.5".into()), ("AccountsFile", "acc".into())],
+        )
+        .unwrap();
+        assert_eq!(c.timeout().unwrap(), Duration::from_millis(2500));
+        assert_eq!(c.servers_file, Some(PathBuf::from("/abs/servers")));
+        assert_eq!(c.accounts_file, Some(home.path().join("acc")));
+        assert_eq!(c.local_whitelist, Some(home.path().join("whitelist")));
+        assert_eq!(c.log_file, None);
+        assert_eq!(c.style, "2.5", "interpolation sees the override");
+        assert_eq!(c.report_threshold().unwrap(), 0);
+        std::fs::write(
+            home.path().join("config"),
+            "[client]\nTimeout = 5 # seconds\nReportThreshold = x\n",
+        )
+        .unwrap();
+        let c = ClientConfig::load(home.path(), &[]).unwrap();
+        assert!(matches!(
+            c.timeout(),
+            Err(ClientConfigError::BadValue { key: "Timeout", .. })
+        ));
+        assert!(c.report_threshold().is_err());
+        std::fs::write(home.path().join("config"), "[client]\nTimeout = 5%\n").unwrap();
+        assert!(matches!(
+            ClientConfig::load(home.path(), &[]),
+            Err(ClientConfigError::Ini(_))
+        ));
+        let none = tempfile::tempdir().unwrap();
+        let c = ClientConfig::load(none.path(), &[]).unwrap();
+        assert_eq!((c.timeout.as_str(), c.style.as_str()), ("5", "msg"));
     }
 
     #[test]
