@@ -3,6 +3,8 @@
 
 use std::io::Read;
 
+use pyzor_core::digest::text::py_strip;
+
 /// Input could not be read or digested.
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
@@ -75,14 +77,14 @@ pub fn read_digests(style: Style, input: &mut dyn Read) -> Result<Vec<String>, I
     }
 }
 
-/// `for line in sys.stdin: yield line.strip()` — Python text-mode lines
-/// (split after `\n`; `\r\n` and `\r` are translated by universal newlines),
-/// stripped of Unicode whitespace. Invalid UTF-8 is replaced rather than
-/// crashing (the reference raises UnicodeDecodeError).
+/// `for line in sys.stdin: yield line.strip()` (digest-spec.md §A): on
+/// POSIX Python's stdin uses `newline="\n"`, so lines end at LF only and a
+/// lone CR stays inside a line; each line is stripped of Python whitespace.
+/// Invalid UTF-8 is replaced rather than crashing (the reference raises
+/// UnicodeDecodeError).
 pub fn digest_lines(data: &[u8]) -> Vec<String> {
     let text = String::from_utf8_lossy(data);
-    let text = text.replace("\r\n", "\n").replace('\r', "\n");
-    let mut out: Vec<String> = text.split('\n').map(|l| l.trim().to_string()).collect();
+    let mut out: Vec<String> = text.split('\n').map(|l| py_strip(l).to_string()).collect();
     if text.ends_with('\n') || text.is_empty() {
         out.pop();
     }
@@ -96,7 +98,9 @@ mod tests {
     #[test]
     fn digest_lines_like_python() {
         assert_eq!(digest_lines(b"a\n  b \r\n\nc"), vec!["a", "b", "", "c"]);
+        assert_eq!(digest_lines(b"a\rb\n"), vec!["a\rb"], "LF-only lines");
         assert!(digest_lines(b"").is_empty());
         assert_eq!(digest_lines(b"\n"), vec![""]);
+        assert_eq!(digest_lines(b"x\x1c\n"), vec!["x"], "Python's isspace");
     }
 }
