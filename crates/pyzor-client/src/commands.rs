@@ -86,6 +86,45 @@ impl Client {
     }
 }
 
+/// Digests in flight at once for multi-message input (mbox, digests).
+/// The reference sends one digest after the other; output order and exit
+/// status do not depend on this.
+pub const WINDOW: usize = 8;
+
+impl Client {
+    /// [`Client::query_all`] for several digests at once (up to [`WINDOW`]
+    /// in parallel); one result vector per digest, in input order.
+    pub fn query_many(&self, op: Op, digests: &[&str]) -> Vec<Vec<Outcome>> {
+        if digests.len() <= 1 {
+            return digests
+                .iter()
+                .map(|d| self.query_all(op, Some(d)))
+                .collect();
+        }
+        let mut out = Vec::with_capacity(digests.len());
+        for chunk in digests.chunks(WINDOW) {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = chunk
+                    .iter()
+                    .map(|d| scope.spawn(move || self.query_all(op, Some(d))))
+                    .collect();
+                for h in handles {
+                    out.push(h.join().unwrap_or_else(|_| {
+                        vec![
+                            Outcome::Error {
+                                code: 400,
+                                diag: "internal error while querying the servers".into(),
+                            };
+                            self.servers.len()
+                        ]
+                    }));
+                }
+            });
+        }
+        out
+    }
+}
+
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -417,11 +456,18 @@ fn ping(ctx: &mut Context<'_>) -> Result<bool, CommandError> {
 fn info(ctx: &mut Context<'_>) -> Result<bool, CommandError> {
     let digests = ctx.digests()?;
     let mut runner = Runner::new(Op::Info, ctx.format, 0, 0);
-    for d in digests.iter().filter(|d| !d.is_empty()) {
-        let outcomes = ctx.client.query_all(Op::Info, Some(d));
+    let digests: Vec<&str> = digests
+        .iter()
+        .map(String::as_str)
+        .filter(|d| !d.is_empty())
+        .collect();
+    for chunk in digests.chunks(WINDOW) {
+        let results = ctx.client.query_many(Op::Info, chunk);
         let mut text = String::new();
-        for (server, o) in ctx.client.servers.iter().zip(&outcomes) {
-            text.push_str(&runner.handle(server, Some(d), o, false));
+        for (d, outcomes) in chunk.iter().zip(&results) {
+            for (server, o) in ctx.client.servers.iter().zip(outcomes) {
+                text.push_str(&runner.handle(server, Some(d), o, false));
+            }
         }
         ctx.write(&text)?;
     }
@@ -453,26 +499,33 @@ fn check_like(ctx: &mut Context<'_>, op: Op) -> Result<bool, CommandError> {
     let mut mock = Runner::new(op, ctx.format, r, w);
     let mut mock_text = String::new();
     let mut real_text = String::new();
-    for d in digests.iter().filter(|d| !d.is_empty()) {
-        if local.contains(d.as_str()) {
-            log::debug!("digest {d} is in the local whitelist");
-            // The reference's `Client._mock_check` reply.
-            let fake = match parse_reply(
-                b"Code: 200\nDiag: OK\nPV: 2.1\nThread: 1024\nCount: 0\nWL-Count: 0",
-                1024,
-            ) {
-                Ok(r) => Outcome::Reply(r),
-                Err(e) => Outcome::Error {
-                    code: 400,
-                    diag: e.to_string(),
-                },
-            };
-            for server in &ctx.client.servers {
-                mock_text.push_str(&mock.handle(server, Some(d), &fake, true));
-            }
-        } else {
-            let outcomes = ctx.client.query_all(op, Some(d));
-            for (server, o) in ctx.client.servers.iter().zip(&outcomes) {
+    let mut remote: Vec<&str> = Vec::new();
+    for d in digests.iter().map(String::as_str).filter(|d| !d.is_empty()) {
+        if !local.contains(d) {
+            remote.push(d);
+            continue;
+        }
+        log::debug!("digest {d} is in the local whitelist");
+        // The reference's `Client._mock_check` reply.
+        let fake = match parse_reply(
+            b"Code: 200\nDiag: OK\nPV: 2.1\nThread: 1024\nCount: 0\nWL-Count: 0",
+            1024,
+        ) {
+            Ok(r) => Outcome::Reply(r),
+            Err(e) => Outcome::Error {
+                code: 400,
+                diag: e.to_string(),
+            },
+        };
+        for server in &ctx.client.servers {
+            mock_text.push_str(&mock.handle(server, Some(d), &fake, true));
+        }
+    }
+    // The reference prints all local answers before the real ones.
+    for chunk in remote.chunks(WINDOW) {
+        let results = ctx.client.query_many(op, chunk);
+        for (d, outcomes) in chunk.iter().zip(&results) {
+            for (server, o) in ctx.client.servers.iter().zip(outcomes) {
                 real_text.push_str(&runner.handle(server, Some(d), o, false));
             }
         }
@@ -485,15 +538,22 @@ fn check_like(ctx: &mut Context<'_>, op: Op) -> Result<bool, CommandError> {
 fn report_like(ctx: &mut Context<'_>, op: Op) -> Result<bool, CommandError> {
     let digests = ctx.digests()?;
     let mut all_ok = true;
-    for d in digests.iter().filter(|d| !d.is_empty()) {
-        let mut runner = Runner::new(op, ctx.format, 0, 0);
-        let outcomes = ctx.client.query_all(op, Some(d));
+    let digests: Vec<&str> = digests
+        .iter()
+        .map(String::as_str)
+        .filter(|d| !d.is_empty())
+        .collect();
+    for chunk in digests.chunks(WINDOW) {
+        let results = ctx.client.query_many(op, chunk);
         let mut text = String::new();
-        for (server, o) in ctx.client.servers.iter().zip(&outcomes) {
-            text.push_str(&runner.handle(server, Some(d), o, false));
+        for (d, outcomes) in chunk.iter().zip(&results) {
+            let mut runner = Runner::new(op, ctx.format, 0, 0);
+            for (server, o) in ctx.client.servers.iter().zip(outcomes) {
+                text.push_str(&runner.handle(server, Some(d), o, false));
+            }
+            all_ok &= runner.all_ok;
         }
         ctx.write(&text)?;
-        all_ok &= runner.all_ok;
     }
     Ok(all_ok)
 }
