@@ -285,6 +285,14 @@ def fmt(x, nd=0):
     return f"{x:,.{nd}f}" if nd == 0 else f"{x:.{nd}f}"
 
 
+def ref_run(runs, name, load, rnd):
+    """The run of `name` for `load` in round `rnd`. `name` "echo" means the
+    ceiling: the echo configuration (any thread count) with the most req/s."""
+    cands = [x for x in runs if x["load"] == load and x["round"] == rnd and x.get("result")
+             and (x["config"] == name or (name == "echo" and x["config"].startswith("echo")))]
+    return max(cands, key=lambda x: x["result"]["req_per_s"], default=None)
+
+
 def table(runs, configs, loads, ref_name, ceiling_name):
     lines = ["| server | load | window | req/s median (min–max) | p50 ms | p99 ms | lost / sent | check hit % "
              "| server CPU µs/req | × Python | % of echo | n |",
@@ -304,9 +312,9 @@ def table(runs, configs, loads, ref_name, ceiling_name):
             ratios_py, ratios_ceil = [], []
             for r in rs:
                 for other, acc in ((ref_name, ratios_py), (ceiling_name, ratios_ceil)):
-                    o = [x for x in by.get((other, load["name"]), []) if x["round"] == r["round"] and x.get("result")]
-                    if o and o[0]["result"]["req_per_s"] > 0:
-                        acc.append(r["result"]["req_per_s"] / o[0]["result"]["req_per_s"])
+                    o = ref_run(runs, other, load["name"], r["round"])
+                    if o and o["result"]["req_per_s"] > 0:
+                        acc.append(r["result"]["req_per_s"] / o["result"]["req_per_s"])
             lines.append("| {} | {} | {} | {} ({}–{}) | {} | {} | {} / {} | {} | {} | {} | {} | {} |".format(
                 c, load["ops"], load["window"], fmt(med(rps)), fmt(min(rps)), fmt(max(rps)),
                 fmt(med([x["latency"]["p50_ms"] for x in res]), 3),
@@ -315,7 +323,7 @@ def table(runs, configs, loads, ref_name, ceiling_name):
                 fmt(med(hits), 1) if med(hits) is not None else "–",
                 fmt(med(cpu), 1),
                 "" if c == ref_name else (fmt(med(ratios_py), 1) if ratios_py else "–"),
-                "" if c == ceiling_name else (fmt(100 * med(ratios_ceil), 0) if ratios_ceil else "–"),
+                fmt(100 * med(ratios_ceil), 0) if ratios_ceil else "–",
                 len(rs)))
     return "\n".join(lines)
 
@@ -326,9 +334,9 @@ def same_round_ratio(runs, a, b, load, key=lambda r: r["result"]["req_per_s"]):
     for r in runs:
         if r["config"] != a or r["load"] != load or not r.get("result"):
             continue
-        o = [x for x in runs if x["config"] == b and x["load"] == load and x["round"] == r["round"] and x.get("result")]
-        if o and key(o[0]):
-            out.append(key(r) / key(o[0]))
+        o = ref_run(runs, b, load, r["round"])
+        if o and key(o):
+            out.append(key(r) / key(o))
     return med(out)
 
 
@@ -372,8 +380,9 @@ def main():
     ap.add_argument("--windows", default="1,64")
     ap.add_argument("--loads", default="check;report;check:90,report:10",
                     help="loads separated by ';', each a pyzor-bench op mix")
-    ap.add_argument("--gen-threads", type=int, default=1, help="pyzor-bench threads for window > 1")
-    ap.add_argument("--echo-threads", type=int, default=1)
+    ap.add_argument("--gen-threads", type=int, default=2, help="pyzor-bench threads for window > 1")
+    ap.add_argument("--echo-threads", default="1,2",
+                    help="echo responders to run (thread counts); the ceiling is the best of them each round")
     ap.add_argument("--ref-venv", default=os.environ.get("PYZOR_REF_VENV", "/work/ref-venv"))
     ap.add_argument("--ours-args", default="", help="extra arguments for every run of our pyzord")
     ap.add_argument("--fsync-args", default="--durability fsync",
@@ -461,11 +470,12 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
         if have_ref:
             servers.append(Server("python-redis", "python", ref_cmd(
                 ref_pyzord, ["-e", "redis", "--dsn", f"127.0.0.1,6379,,{db_py}"]), f"{tmp}/python-redis"))
-    servers.append(Server("echo", "echo", lambda port, home: [
-        bench_bin, "echo", "-a", "127.0.0.1", "-p", str(port), "-T", str(args.echo_threads),
-        "-d", str(int(args.max_minutes * 60))], f"{tmp}/echo"))
+    for t in (int(x) for x in args.echo_threads.split(",") if x.strip()):
+        servers.append(Server(f"echo-{t}t", "echo", lambda port, home, t=t: [
+            bench_bin, "echo", "-a", "127.0.0.1", "-p", str(port), "-T", str(t),
+            "-d", str(int(args.max_minutes * 60))], f"{tmp}/echo-{t}t"))
     if args.only:
-        servers = [s for s in servers if s.name in args.only]
+        servers = [s for s in servers if s.name in args.only or (s.kind == "echo" and "echo" in args.only)]
 
     loads = []
     for ops in (x.strip() for x in args.loads.split(";")):
@@ -558,7 +568,7 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
                 f"{busy_before:.0f} % (1 s before the rounds, servers idle) and {busy_after:.0f} % after — "
                 "anything well above 0 % means other tenants shared the cores\n")
         f.write(f"* load generator: pyzor-bench on the same machine, {args.gen_threads} thread(s) for windows > 1; "
-                f"echo responder {args.echo_threads} thread(s)\n\n")
+                f"echo responders with {args.echo_threads} thread(s); \"% of echo\" uses the best echo of each round\n\n")
         f.write("## Method\n\n")
         f.write(f"Each server was prefilled with the same {args.pool:,} digests (report, `-m seq`), then every "
                 f"load ran {args.rounds} round(s) of {args.duration:g} s (+{args.warmup:g} s warm-up), servers "

@@ -26,7 +26,15 @@ pub mod codec;
 pub mod gdbm;
 #[cfg(feature = "lmdb")]
 pub mod lmdb;
+#[cfg(feature = "mysql")]
+pub mod mysql;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod pytime;
+#[cfg(feature = "redis")]
+pub mod redis;
+#[cfg(any(feature = "mysql", feature = "postgres"))]
+pub mod sql;
 
 /// One operation of a batch, in the order the requests arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -249,6 +257,30 @@ pub fn open(opts: &EngineOptions) -> Result<Arc<dyn Engine>> {
         )?)),
         #[cfg(feature = "gdbm")]
         "gdbm" => Ok(Arc::new(gdbm::GdbmEngine::open(&opts.file_path()?)?)),
+        #[cfg(feature = "redis")]
+        "redis" | "redis_v0" => {
+            let layout = if opts.engine == "redis" {
+                redis::Layout::V1
+            } else {
+                redis::Layout::V0
+            };
+            Ok(Arc::new(redis::RedisEngine::open(
+                &opts.dsn_or_default()?,
+                layout,
+                opts.cleanup_age,
+                opts.db_connections,
+            )?))
+        }
+        #[cfg(feature = "mysql")]
+        "mysql" => Ok(Arc::new(mysql::MysqlEngine::open(
+            &opts.dsn_or_default()?,
+            opts.db_connections,
+        )?)),
+        #[cfg(feature = "postgres")]
+        "postgres" => Ok(Arc::new(postgres::PostgresEngine::open(
+            &opts.dsn_or_default()?,
+            opts.db_connections,
+        )?)),
         other => Err(StoreError::Config(format!(
             "unknown or not compiled-in engine {other:?}; this build has: {}",
             ENGINES.join(", ")

@@ -49,7 +49,15 @@ pub fn py_strip(s: &str) -> &str {
 pub fn is_line_boundary(c: char) -> bool {
     matches!(
         c,
-        '\n' | '\r' | '\x0b' | '\x0c' | '\x1c' | '\x1d' | '\x1e' | '\u{85}' | '\u{2028}' | '\u{2029}'
+        '\n' | '\r'
+            | '\x0b'
+            | '\x0c'
+            | '\x1c'
+            | '\x1d'
+            | '\x1e'
+            | '\u{85}'
+            | '\u{2028}'
+            | '\u{2029}'
     )
 }
 
@@ -99,7 +107,9 @@ mod tests {
 
     #[test]
     fn isspace_matches_python_including_unit_separators() {
-        for c in ['\x1c', '\x1d', '\x1e', '\x1f', '\u{85}', '\u{a0}', '\u{3000}'] {
+        for c in [
+            '\x1c', '\x1d', '\x1e', '\x1f', '\u{85}', '\u{a0}', '\u{3000}',
+        ] {
             assert!(py_isspace(c), "{c:?}");
         }
         for c in ['\u{200b}', '\u{feff}', '\u{180e}', '\u{2060}', 'a', '\0'] {
@@ -117,7 +127,14 @@ mod tests {
 
     #[test]
     fn surrogates_are_dropped_on_encode() {
-        let s: String = ['a', surrogate_stand_in(0xD800), 'b', surrogate_stand_in(0xDFFF)].iter().collect();
+        let s: String = [
+            'a',
+            surrogate_stand_in(0xD800),
+            'b',
+            surrogate_stand_in(0xDFFF),
+        ]
+        .iter()
+        .collect();
         assert_eq!(s.chars().count(), 4);
         let mut out = Vec::new();
         encode_utf8_ignore(&s, &mut out);

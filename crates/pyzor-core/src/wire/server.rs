@@ -24,7 +24,7 @@ use std::borrow::Cow;
 
 use super::client::py_strip_bytes;
 use super::email::{slice, Headers};
-use super::render::render_value;
+use super::render::{render_field_value, render_value};
 use super::{Op, MAX_PACKET_SIZE, PROTO_VERSION};
 use crate::auth::{sig_eq, sign, timestamp_ok, Accounts, Acl, ANONYMOUS};
 use crate::config::{py_int, py_repr_str};
@@ -350,7 +350,7 @@ fn signed_text<'s>(req: &Parsed, scratch: &'s mut Vec<u8>) -> Result<Option<&'s 
         }
         scratch.extend_from_slice(name);
         scratch.extend_from_slice(b": ");
-        render_value(slice(buf, &f.value), scratch).map_err(Failure::internal)?;
+        render_field_value(name, slice(buf, &f.value), scratch).map_err(Failure::internal)?;
         scratch.push(b'\n');
     }
     scratch.push(b'\n');

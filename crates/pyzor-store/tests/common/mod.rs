@@ -335,4 +335,22 @@ pub fn run_all(e: Arc<dyn Engine>, caps: Caps, p: &str) {
     expiry_rule(&*e, p);
     concurrent_reports(e.clone(), p);
     e.flush().unwrap();
+    cleanup(&*e, p);
+}
+
+/// Delete every record of this run (shared services keep nothing).
+pub fn cleanup(e: &dyn Engine, p: &str) {
+    let mine: Vec<Vec<u8>> = e
+        .scan()
+        .unwrap()
+        .filter_map(|x| x.ok())
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with(p.as_bytes()))
+        .collect();
+    e.delete_many(&mine).unwrap();
+    assert!(e
+        .scan()
+        .unwrap()
+        .filter_map(|x| x.ok())
+        .all(|(k, _)| !k.starts_with(p.as_bytes())));
 }

@@ -38,6 +38,8 @@ def main():
         db = GdbmDBHandle(fn, "c", max_age=None)
         base = datetime.datetime(2026, 3, 1, 12, 0, 0, 250000)
         keys = [b"a" * 40, b"", b"x\x00y", "caf\u00e9".encode(), b"UPPER  ", b"l" * 300]
+        if len(sys.argv) > 3 and sys.argv[3] == "hexonly":
+            keys = [b"a" * 40]
         for i in range(200):
             keys.append(("%040x" % (i * 7919)).encode())
         for i, k in enumerate(keys):

@@ -1,0 +1,379 @@
+//! pyzor-migrate end to end: the binary against real files and services.
+
+#[path = "../../pyzor-store/tests/common/mydb.rs"]
+mod mydb;
+#[path = "../../pyzor-store/tests/common/pgdb.rs"]
+mod pgdb;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use pyzor_core::{Record, Timestamp};
+use pyzor_store::{open, EngineOptions, Op};
+
+fn migrate(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pyzor-migrate"))
+        .current_dir(cwd)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn gdbm_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../pyzor-store/tests/py/gdbm_ref.py")
+}
+
+fn py_gdbm(venv: &Path, args: &[&str]) -> String {
+    let o = Command::new(venv.join("bin/python"))
+        .arg(gdbm_script())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8(o.stdout).unwrap()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn parse_py(s: &str) -> BTreeMap<Vec<u8>, Record> {
+    s.lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let ts = |f: &str| v[f].as_i64().map(Timestamp);
+            (
+                unhex(v["key"].as_str().unwrap()),
+                Record {
+                    r_count: v["r_count"].as_i64().unwrap(),
+                    wl_count: v["wl_count"].as_i64().unwrap(),
+                    r_entered: ts("r_entered"),
+                    r_updated: ts("r_updated"),
+                    wl_entered: ts("wl_entered"),
+                    wl_updated: ts("wl_updated"),
+                },
+            )
+        })
+        .collect()
+}
+
+fn to_secs(r: Record) -> Record {
+    let f = |t: Option<Timestamp>| t.map(|t| Timestamp::from_secs(t.secs()));
+    Record {
+        r_entered: f(r.r_entered),
+        r_updated: f(r.r_updated),
+        wl_entered: f(r.wl_entered),
+        wl_updated: f(r.wl_updated),
+        ..r
+    }
+}
+
+fn assert_ok(o: &Output, n: usize) {
+    let out = stdout(o);
+    assert!(
+        o.status.success(),
+        "exit {:?}: {out} {}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains(&format!(
+            "Migration complete, {n} records transferred successfully, 0 records failed"
+        )),
+        "{out}"
+    );
+}
+
+/// gdbm (written by the reference) → lmdb → redis → mysql → postgres →
+/// gdbm, read back by the reference: every count and every timestamp (to
+/// the second, which is what Redis and MySQL keep) survives.
+#[test]
+fn migrate_round_trip_through_every_engine() {
+    let test = "migrate_round_trip_through_every_engine";
+    let Some(venv) = pyzor_testkit::ref_venv(test) else {
+        return;
+    };
+    if !pyzor_testkit::redis_available(test) {
+        return;
+    }
+    let Some(my) = mydb::MyDb::create(test) else {
+        return;
+    };
+    let Some(pg) = pgdb::PgDb::create(test) else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let want = parse_py(&py_gdbm(
+        &venv,
+        &["write", h.join("pyzord.db").to_str().unwrap(), "hexonly"],
+    ));
+    assert_eq!(want.len(), 201);
+    // db 8 belongs to this test alone
+    let mut con = redis::Client::open("redis://127.0.0.1:6379/8")
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("FLUSHDB").query(&mut con).unwrap();
+    let redis_dsn = "127.0.0.1,6379,,8";
+    let my_dsn = my.dsn_tcp(3306, "digests");
+    let pg_dsn = pg.dsn("digests");
+    let hops = [
+        ("gdbm", "pyzord.db", "lmdb", "pyzord.lmdb"),
+        ("lmdb", "pyzord.lmdb", "redis", redis_dsn),
+        ("redis", redis_dsn, "mysql", my_dsn.as_str()),
+        ("mysql", my_dsn.as_str(), "postgres", pg_dsn.as_str()),
+        ("postgres", pg_dsn.as_str(), "gdbm", "back.db"),
+    ];
+    for (se, sd, de, dd) in hops {
+        let o = migrate(h, &["--se", se, "--sd", sd, "--de", de, "--dd", dd]);
+        assert_ok(&o, want.len());
+    }
+    let _: () = redis::cmd("FLUSHDB").query(&mut con).unwrap();
+    let back = parse_py(&py_gdbm(
+        &venv,
+        &["read", h.join("back.db").to_str().unwrap()],
+    ));
+    let want_s: BTreeMap<_, _> = want.iter().map(|(k, r)| (k.clone(), to_secs(*r))).collect();
+    assert_eq!(back, want_s);
+    // lmdb kept the microseconds
+    let lm = open(&EngineOptions::new("lmdb", h)).unwrap();
+    let got: BTreeMap<_, _> = lm.scan().unwrap().map(|x| x.unwrap()).collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn migrate_export_import_dry_run_and_delete() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let mut want = BTreeMap::new();
+    {
+        let src = open(&EngineOptions::new("lmdb", h).dsn("src.lmdb")).unwrap();
+        let mut out = Vec::new();
+        for i in 0..2500u32 {
+            let d = if i % 500 == 0 {
+                vec![0xff, (i / 500) as u8, 0]
+            } else {
+                format!("{i:x}").into_bytes()
+            };
+            let ops = if i % 3 == 0 {
+                vec![Op::Whitelist(&d)]
+            } else {
+                vec![Op::Report(&d), Op::Report(&d)]
+            };
+            out.clear();
+            src.execute(
+                &ops,
+                Timestamp(1_790_000_000_000_000 + i as i64 * 1_000_003),
+                &mut out,
+            )
+            .unwrap();
+            want.insert(d.clone(), out.last().unwrap().unwrap());
+        }
+    }
+    let o = migrate(
+        h,
+        &[
+            "--se",
+            "lmdb",
+            "--sd",
+            "src.lmdb",
+            "--dry-run",
+            "--de",
+            "gdbm",
+            "--dd",
+            "never.db",
+        ],
+    );
+    assert!(o.status.success());
+    assert!(stdout(&o)
+        .contains("Migration complete, 2500 records would be transferred, 0 records failed"));
+    assert!(!h.join("never.db").exists(), "a dry run writes nothing");
+
+    let o = migrate(
+        h,
+        &[
+            "--se",
+            "lmdb",
+            "--sd",
+            "src.lmdb",
+            "--export",
+            "backup.jsonl",
+        ],
+    );
+    assert_ok(&o, 2500);
+    assert_eq!(
+        std::fs::read_to_string(h.join("backup.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        2500
+    );
+    let o = migrate(
+        h,
+        &[
+            "--import",
+            "backup.jsonl",
+            "--de",
+            "gdbm",
+            "--dd",
+            "restored.db",
+            "--batch-size",
+            "64",
+        ],
+    );
+    assert_ok(&o, 2500);
+    // gdbm → lmdb with --delete empties the source
+    let o = migrate(
+        h,
+        &[
+            "--se",
+            "gdbm",
+            "--sd",
+            "restored.db",
+            "--de",
+            "lmdb",
+            "--dd",
+            "dst.lmdb",
+            "--delete",
+        ],
+    );
+    assert_ok(&o, 2500);
+    let g = open(&EngineOptions::new("gdbm", h).dsn("restored.db")).unwrap();
+    assert_eq!(
+        g.scan().unwrap().count(),
+        0,
+        "--delete removed every transferred record"
+    );
+    drop(g);
+    let dst = open(&EngineOptions::new("lmdb", h).dsn("dst.lmdb")).unwrap();
+    let got: BTreeMap<_, _> = dst.scan().unwrap().map(|x| x.unwrap()).collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn migrate_counts_failures_and_exits_non_zero() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    std::fs::write(
+        h.join("in.jsonl"),
+        "{\"digest\":\"ok1\",\"r_count\":1}\nnot json\n{\"digest\":\"ok2\",\"wl_count\":2,\"wl_updated\":5}\n{\"r_count\":1}\n",
+    )
+    .unwrap();
+    let o = migrate(
+        h,
+        &["--import", "in.jsonl", "--de", "lmdb", "--dd", "x.lmdb"],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    let out = stdout(&o);
+    assert!(
+        out.contains("Migration complete, 2 records transferred successfully, 2 records failed"),
+        "{out}"
+    );
+    assert!(out.contains("Record line 2 failed"), "{out}");
+    // A record the destination refuses (a digest MySQL's char(40) cannot hold).
+    let test = "migrate_counts_failures_and_exits_non_zero";
+    let Some(my) = mydb::MyDb::create(test) else {
+        return;
+    };
+    let src = open(&EngineOptions::new("lmdb", h).dsn("odd.lmdb")).unwrap();
+    let mut out = Vec::new();
+    src.execute(
+        &[Op::Report(&[b'x'; 41]), Op::Report(b"fine")],
+        Timestamp::now(),
+        &mut out,
+    )
+    .unwrap();
+    drop(src);
+    let o = migrate(
+        h,
+        &[
+            "--se",
+            "lmdb",
+            "--sd",
+            "odd.lmdb",
+            "--de",
+            "mysql",
+            "--dd",
+            &my.dsn_tcp(3306, "digests"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stdout(&o).contains("1 records transferred successfully, 1 records failed"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn migrate_usage_errors_match_the_reference() {
+    let home = tempfile::tempdir().unwrap();
+    let o = migrate(home.path(), &["--se", "gdbm", "--sd", "x"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o), "options --se/--sd/--de/--dd are required\n");
+    let o = migrate(
+        home.path(),
+        &["--se", "nosuch", "--sd", "x", "--de", "lmdb", "--dd", "y"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stdout(&o), "Unsupported source engine: nosuch\n");
+    // unique prefixes of long options work, as with optparse
+    let o = migrate(
+        home.path(),
+        &[
+            "--source-e",
+            "gdbm",
+            "--source-d",
+            "missing.db",
+            "--de",
+            "lmdb",
+            "--dd",
+            "y",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("does not exist"), "{}", stdout(&o));
+    assert!(
+        !home.path().join("missing.db").exists(),
+        "a missing source is not created"
+    );
+}
+
+#[test]
+fn migrate_prints_plain_progress_lines_off_a_terminal() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let mut f = String::new();
+    for i in 0..100_001 {
+        f.push_str(&format!("{{\"digest\":\"{i:040x}\",\"r_count\":{i}}}\n"));
+    }
+    std::fs::write(h.join("big.jsonl"), f).unwrap();
+    let o = migrate(
+        h,
+        &[
+            "--import",
+            "big.jsonl",
+            "--de",
+            "lmdb",
+            "--dd",
+            "big.lmdb",
+            "--batch-size",
+            "5000",
+        ],
+    );
+    assert_ok(&o, 100_001);
+    assert!(
+        stdout(&o).contains("100000 records transferred..."),
+        "{}",
+        stdout(&o)
+    );
+}

@@ -1,0 +1,494 @@
+//! The reference's MySQL/MariaDB engine: its `digests` table, schema and
+//! DSN `host,user,password,database,table`.
+//!
+//! Schema (created when the table is missing, as the reference documents
+//! it): `digest char(40) PRIMARY KEY, r_count int, wl_count int,
+//! r_entered/wl_entered/r_updated/wl_updated datetime`.
+//!
+//! * **Host.** As with Python's MySQLdb, `localhost` (or empty) means the
+//!   server's unix socket (the first of `/run/mysqld/mysqld.sock`,
+//!   `/var/run/mysqld/mysqld.sock`, `/tmp/mysql.sock` that exists); a host
+//!   containing `/` is a socket path; `host:port` selects a TCP port (an
+//!   extension; the reference always uses 3306).
+//! * **Keys.** `char(40)`: a digest longer than 40 characters, not UTF-8,
+//!   or containing NUL is refused with [`StoreError::BadKey`] (the
+//!   reference fails those with 500 in strict mode). The column's collation
+//!   decides equality: with the default one, case and trailing blanks do
+//!   not distinguish digests.
+//! * **Timestamps.** DATETIME is naive. Like Python pyzord, which writes
+//!   `NOW()` in the session time zone and reads values back as *its* local
+//!   time, we read naive values as the local time of this process, and we
+//!   write our own clock's local time in whole seconds (instead of
+//!   `NOW()`), so our reads and writes agree whatever the server's time
+//!   zone is, and agree with Python pyzord's whenever the database session
+//!   time zone is the operating system's (the usual set-up).
+//! * **First insert.** The reference sets all four timestamps on the first
+//!   report or whitelist. We set only the side that was counted and leave
+//!   the other NULL ("never"), which Python reads as `None` too; an
+//!   existing row's `*_entered` that is NULL is filled on the first count.
+//! * **Writes.** One transaction per batch; each report/whitelist is
+//!   `INSERT … ON DUPLICATE KEY UPDATE` (atomic in InnoDB) followed by a
+//!   read of the row. Pool of `DBConnections` connections (default 8),
+//!   health-checked, re-made after an outage.
+
+use std::path::Path;
+use std::time::Duration;
+
+use mysql::prelude::Queryable;
+use mysql::{OptsBuilder, Pool, PoolConstraints, PoolOpts, PooledConn, TxOpts, Value};
+use pyzor_core::{Record, Timestamp};
+
+use crate::pytime::{naive_local_to_ts, ts_to_naive_local};
+use crate::{Engine, Op, RecordIter, Result, StoreError};
+
+const DEFAULT_POOL: usize = 8;
+const PAGE: usize = 5000;
+const SOCKETS: &[&str] = &[
+    "/run/mysqld/mysqld.sock",
+    "/var/run/mysqld/mysqld.sock",
+    "/tmp/mysql.sock",
+];
+
+/// The parsed DSN.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MysqlDsn {
+    pub host: String,
+    pub port: u16,
+    /// A unix socket path, when the host asks for one.
+    pub socket: Option<String>,
+    pub user: String,
+    pub password: String,
+    pub database: String,
+    pub table: String,
+}
+
+/// The table name quoted for MySQL.
+pub fn check_table(t: &str) -> Result<String> {
+    Ok(crate::sql::check_table(t)?
+        .iter()
+        .map(|p| format!("`{p}`"))
+        .collect::<Vec<_>>()
+        .join("."))
+}
+
+/// Parse `host,user,password,database,table`.
+pub fn parse_dsn(dsn: &str) -> Result<MysqlDsn> {
+    let f = crate::sql::split_dsn(dsn, "MySQL")?;
+    let (host, port, socket) = if f.host.contains('/') {
+        ("localhost".to_string(), 3306, Some(f.host.clone()))
+    } else if f.host.is_empty() || f.host == "localhost" {
+        let sock = SOCKETS
+            .iter()
+            .find(|p| Path::new(p).exists())
+            .map(|s| s.to_string());
+        ("localhost".to_string(), 3306, sock)
+    } else if let Some((h, p)) = f.host.rsplit_once(':') {
+        let port = p
+            .parse()
+            .map_err(|_| StoreError::Config(format!("MySQL DSN {dsn:?}: bad port {p:?}")))?;
+        (h.to_string(), port, None)
+    } else {
+        (f.host.clone(), 3306, None)
+    };
+    Ok(MysqlDsn {
+        host,
+        port,
+        socket,
+        user: f.user,
+        password: f.password,
+        database: f.database,
+        table: f.table,
+    })
+}
+
+fn my_err(what: &str, e: mysql::Error) -> StoreError {
+    match e {
+        mysql::Error::MySqlError(ref m) if matches!(m.code, 1406 | 1366 | 1264) => {
+            StoreError::BadKey(format!("MySQL {what}: {e}"))
+        }
+        _ => StoreError::Unavailable(format!("MySQL {what}: {e}")),
+    }
+}
+
+/// The `char(40)` rule (module documentation).
+fn check_key(d: &[u8]) -> Result<&str> {
+    let s = std::str::from_utf8(d)
+        .map_err(|_| StoreError::BadKey("MySQL digests must be UTF-8".into()))?;
+    if s.contains('\0') {
+        return Err(StoreError::BadKey(
+            "MySQL digests cannot contain NUL".into(),
+        ));
+    }
+    if s.chars().count() > 40 {
+        return Err(StoreError::BadKey(format!(
+            "MySQL digests are char(40); this one has {} characters",
+            s.chars().count()
+        )));
+    }
+    Ok(s)
+}
+
+fn dt_value(t: Option<Timestamp>) -> Value {
+    use chrono::{Datelike, Timelike};
+    match t.and_then(ts_to_naive_local) {
+        None => Value::NULL,
+        Some(n) => Value::Date(
+            n.year().clamp(0, 9999) as u16,
+            n.month() as u8,
+            n.day() as u8,
+            n.hour() as u8,
+            n.minute() as u8,
+            n.second() as u8,
+            0,
+        ),
+    }
+}
+
+fn value_ts(v: &Value) -> Option<Timestamp> {
+    match *v {
+        Value::Date(y, mo, d, h, mi, s, us) => {
+            let n = chrono::NaiveDate::from_ymd_opt(i32::from(y), u32::from(mo), u32::from(d))?
+                .and_hms_micro_opt(u32::from(h), u32::from(mi), u32::from(s), us)?;
+            Some(naive_local_to_ts(n))
+        }
+        Value::Bytes(ref b) => {
+            let s = std::str::from_utf8(b).ok()?;
+            crate::pytime::py_parse_datetime(s).map(naive_local_to_ts)
+        }
+        _ => None,
+    }
+}
+
+fn value_int(v: &Value) -> Option<i64> {
+    match *v {
+        Value::NULL => Some(0),
+        Value::Int(i) => Some(i),
+        Value::UInt(u) => i64::try_from(u).ok(),
+        Value::Bytes(ref b) => std::str::from_utf8(b).ok()?.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A row `r_count, wl_count, r_entered, r_updated, wl_entered, wl_updated`.
+fn row_record(d: &[u8], v: &[Value]) -> Result<Record> {
+    let bad = || StoreError::Corrupt {
+        digest: String::from_utf8_lossy(d).into_owned(),
+        reason: format!("row {v:?}"),
+    };
+    if v.len() < 6 {
+        return Err(bad());
+    }
+    Ok(Record {
+        r_count: value_int(&v[0]).ok_or_else(bad)?,
+        wl_count: value_int(&v[1]).ok_or_else(bad)?,
+        r_entered: value_ts(&v[2]),
+        r_updated: value_ts(&v[3]),
+        wl_entered: value_ts(&v[4]),
+        wl_updated: value_ts(&v[5]),
+    })
+}
+
+/// The `mysql` engine.
+pub struct MysqlEngine {
+    pool: Pool,
+    table: String,
+    sql_report: String,
+    sql_whitelist: String,
+    sql_get: String,
+    sql_put: String,
+}
+
+impl MysqlEngine {
+    pub fn open(dsn: &str, connections: usize) -> Result<Self> {
+        let d = parse_dsn(dsn)?;
+        let max = if connections == 0 {
+            DEFAULT_POOL
+        } else {
+            connections
+        };
+        let constraints = PoolConstraints::new(1, max.max(1)).expect("1 <= max");
+        let opts = OptsBuilder::new()
+            .ip_or_hostname(Some(d.host.clone()))
+            .tcp_port(d.port)
+            .socket(d.socket.clone())
+            .user(Some(d.user.clone()))
+            .pass(Some(d.password.clone()))
+            .db_name(Some(d.database.clone()))
+            .prefer_socket(false)
+            .tcp_connect_timeout(Some(Duration::from_secs(2)))
+            .read_timeout(Some(Duration::from_secs(5)))
+            .write_timeout(Some(Duration::from_secs(5)))
+            .pool_opts(
+                PoolOpts::default()
+                    .with_constraints(constraints)
+                    .with_check_health(true),
+            );
+        let pool = Pool::new(opts).map_err(|e| my_err("connect", e))?;
+        let t = check_table(&d.table)?;
+        let upsert = |side: &str, other: &str| {
+            format!(
+                "INSERT INTO {t} (digest, {side}_count, {other}_count, {side}_entered, {side}_updated) \
+                 VALUES (?, 1, 0, ?, ?) ON DUPLICATE KEY UPDATE \
+                 {side}_count = COALESCE({side}_count, 0) + 1, \
+                 {side}_entered = COALESCE({side}_entered, VALUES({side}_entered)), \
+                 {side}_updated = VALUES({side}_updated)"
+            )
+        };
+        let e = MysqlEngine {
+            sql_report: upsert("r", "wl"),
+            sql_whitelist: upsert("wl", "r"),
+            sql_get: format!(
+                "SELECT r_count, wl_count, r_entered, r_updated, wl_entered, wl_updated FROM {t} WHERE digest = ?"
+            ),
+            sql_put: format!(
+                "INSERT INTO {t} (digest, r_count, wl_count, r_entered, r_updated, wl_entered, wl_updated) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE r_count = VALUES(r_count), \
+                 wl_count = VALUES(wl_count), r_entered = VALUES(r_entered), r_updated = VALUES(r_updated), \
+                 wl_entered = VALUES(wl_entered), wl_updated = VALUES(wl_updated)"
+            ),
+            table: t,
+            pool,
+        };
+        e.conn()?
+            .query_drop(format!(
+                "CREATE TABLE IF NOT EXISTS {} (digest char(40) NOT NULL, r_count int(11) DEFAULT NULL, \
+                 wl_count int(11) DEFAULT NULL, r_entered datetime DEFAULT NULL, wl_entered datetime DEFAULT NULL, \
+                 r_updated datetime DEFAULT NULL, wl_updated datetime DEFAULT NULL, PRIMARY KEY (digest))",
+                e.table
+            ))
+            .map_err(|e| my_err("create table", e))?;
+        Ok(e)
+    }
+
+    fn conn(&self) -> Result<PooledConn> {
+        self.pool
+            .try_get_conn(Duration::from_secs(3))
+            .map_err(|e| my_err("connection", e))
+    }
+
+    fn get_in(&self, q: &mut impl Queryable, d: &[u8], key: &str) -> Result<Option<Record>> {
+        let row: Option<mysql::Row> = q
+            .exec_first(&self.sql_get, (key,))
+            .map_err(|e| my_err("select", e))?;
+        row.map(|r| row_record(d, &r.unwrap())).transpose()
+    }
+}
+
+impl Engine for MysqlEngine {
+    fn name(&self) -> &'static str {
+        "mysql"
+    }
+
+    fn execute(&self, ops: &[Op<'_>], now: Timestamp, out: &mut Vec<Option<Record>>) -> Result<()> {
+        // Refuse the whole batch before touching the database.
+        let keys: Vec<&str> = ops
+            .iter()
+            .map(|o| check_key(o.digest()))
+            .collect::<Result<_>>()?;
+        let start = out.len();
+        let mut c = self.conn()?;
+        let r = (|| {
+            if !ops.iter().any(Op::is_write) {
+                for (op, k) in ops.iter().zip(&keys) {
+                    out.push(self.get_in(&mut c, op.digest(), k)?);
+                }
+                return Ok(());
+            }
+            let now_v = dt_value(Some(now));
+            let mut tx = c
+                .start_transaction(TxOpts::default())
+                .map_err(|e| my_err("begin", e))?;
+            for (op, k) in ops.iter().zip(&keys) {
+                let sql = match op {
+                    Op::Get(_) => None,
+                    Op::Report(_) => Some(&self.sql_report),
+                    Op::Whitelist(_) => Some(&self.sql_whitelist),
+                };
+                if let Some(sql) = sql {
+                    tx.exec_drop(sql, (*k, now_v.clone(), now_v.clone()))
+                        .map_err(|e| my_err("upsert", e))?;
+                }
+                out.push(self.get_in(&mut tx, op.digest(), k)?);
+            }
+            tx.commit().map_err(|e| my_err("commit", e))
+        })();
+        if r.is_err() {
+            out.truncate(start);
+        }
+        r
+    }
+
+    fn put_many(&self, records: &[(Vec<u8>, Record)]) -> Result<()> {
+        let mut c = self.conn()?;
+        let mut tx = c
+            .start_transaction(TxOpts::default())
+            .map_err(|e| my_err("begin", e))?;
+        for (d, r) in records {
+            let k = check_key(d)?;
+            tx.exec_drop(
+                &self.sql_put,
+                (
+                    k,
+                    r.r_count,
+                    r.wl_count,
+                    dt_value(r.r_entered),
+                    dt_value(r.r_updated),
+                    dt_value(r.wl_entered),
+                    dt_value(r.wl_updated),
+                ),
+            )
+            .map_err(|e| my_err("insert", e))?;
+        }
+        tx.commit().map_err(|e| my_err("commit", e))
+    }
+
+    fn delete_many(&self, digests: &[Vec<u8>]) -> Result<()> {
+        let mut c = self.conn()?;
+        let mut tx = c
+            .start_transaction(TxOpts::default())
+            .map_err(|e| my_err("begin", e))?;
+        let sql = format!("DELETE FROM {} WHERE digest = ?", self.table);
+        for d in digests {
+            // A digest this table cannot hold is not in it.
+            if let Ok(k) = check_key(d) {
+                tx.exec_drop(&sql, (k,)).map_err(|e| my_err("delete", e))?;
+            }
+        }
+        tx.commit().map_err(|e| my_err("commit", e))
+    }
+
+    /// Keyset pagination in primary-key order, [`PAGE`] rows per query:
+    /// constant memory, and no connection is held between pages.
+    fn scan(&self) -> Result<RecordIter<'_>> {
+        Ok(Box::new(KeysetScan {
+            e: self,
+            last: None,
+            buf: Vec::new().into_iter(),
+            done: false,
+        }))
+    }
+
+    fn expire(&self, cutoff: Timestamp) -> Result<u64> {
+        // Stored whole seconds s expire when s*1e6 < cutoff, i.e. s < ceil(cutoff).
+        let c = Timestamp::from_secs(
+            cutoff.0.div_euclid(1_000_000) + i64::from(cutoff.0.rem_euclid(1_000_000) != 0),
+        );
+        let sql = format!(
+            "DELETE FROM {} WHERE GREATEST(COALESCE(r_updated, wl_updated), COALESCE(wl_updated, r_updated)) < ? LIMIT 10000",
+            self.table
+        );
+        let mut total = 0;
+        loop {
+            let mut conn = self.conn()?;
+            conn.exec_drop(&sql, (dt_value(Some(c)),))
+                .map_err(|e| my_err("expire", e))?;
+            let n = conn.affected_rows();
+            total += n;
+            if n < 10000 {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Commits are durable by InnoDB's own settings.
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+type Item = Result<(Vec<u8>, Record)>;
+
+struct KeysetScan<'a> {
+    e: &'a MysqlEngine,
+    last: Option<String>,
+    buf: std::vec::IntoIter<Item>,
+    done: bool,
+}
+
+impl KeysetScan<'_> {
+    fn page(&mut self) -> Result<Vec<Item>> {
+        let t = &self.e.table;
+        let cols = "digest, r_count, wl_count, r_entered, r_updated, wl_entered, wl_updated";
+        let mut c = self.e.conn()?;
+        let rows: Vec<mysql::Row> = match &self.last {
+            None => c.query(format!(
+                "SELECT {cols} FROM {t} ORDER BY digest LIMIT {PAGE}"
+            )),
+            Some(l) => c.exec(
+                format!("SELECT {cols} FROM {t} WHERE digest > ? ORDER BY digest LIMIT {PAGE}"),
+                (l,),
+            ),
+        }
+        .map_err(|e| my_err("scan", e))?;
+        if rows.len() < PAGE {
+            self.done = true;
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let v = row.unwrap();
+            let d = match v.first() {
+                Some(Value::Bytes(b)) => b.clone(),
+                _ => {
+                    out.push(Err(StoreError::Corrupt {
+                        digest: String::new(),
+                        reason: format!("row {v:?}"),
+                    }));
+                    continue;
+                }
+            };
+            self.last = Some(String::from_utf8_lossy(&d).into_owned());
+            out.push(row_record(&d, &v[1..]).map(|r| (d, r)));
+        }
+        Ok(out)
+    }
+}
+
+impl Iterator for KeysetScan<'_> {
+    type Item = Item;
+    fn next(&mut self) -> Option<Item> {
+        loop {
+            if let Some(x) = self.buf.next() {
+                return Some(x);
+            }
+            if self.done {
+                return None;
+            }
+            match self.page() {
+                Ok(v) => self.buf = v.into_iter(),
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dsn_and_table_names() {
+        let d = parse_dsn("db.example:3307,u,p,pyzor,digests").unwrap();
+        assert_eq!(
+            (d.host.as_str(), d.port, d.socket.as_deref()),
+            ("db.example", 3307, None)
+        );
+        let d = parse_dsn("/tmp/my.sock,u,,pyzor,digests").unwrap();
+        assert_eq!(d.socket.as_deref(), Some("/tmp/my.sock"));
+        assert!(parse_dsn("a,b,c,d").is_err());
+        assert!(parse_dsn("a,b,c,d,x; DROP TABLE y").is_err());
+        assert_eq!(check_table("db.t_1").unwrap(), "`db`.`t_1`");
+        assert!(check_table("a.b.c").is_err());
+    }
+
+    #[test]
+    fn keys_fit_char40() {
+        assert!(check_key(&[b'a'; 40]).is_ok());
+        assert!(check_key(&[b'a'; 41]).is_err());
+        assert!(check_key("é".repeat(40).as_bytes()).is_ok());
+        assert!(check_key(b"a\0b").is_err());
+        assert!(check_key(b"\xff").is_err());
+    }
+}

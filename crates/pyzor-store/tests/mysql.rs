@@ -1,0 +1,137 @@
+#![cfg(feature = "mysql")]
+mod common;
+#[path = "common/mydb.rs"]
+mod mydb;
+#[path = "common/refpy.rs"]
+mod refpy;
+
+use std::sync::Arc;
+
+use mysql::prelude::Queryable;
+use pyzor_core::{Record, Timestamp};
+use pyzor_store::{open, Engine, EngineOptions, Op, StoreError};
+use serde_json::json;
+
+fn engine(dsn: &str) -> Arc<dyn Engine> {
+    open(&EngineOptions::new("mysql", "/nonexistent").dsn(dsn)).unwrap()
+}
+
+#[test]
+fn mysql_contract() {
+    let Some(db) = mydb::MyDb::create("mysql_contract") else {
+        return;
+    };
+    let e = engine(&db.dsn_tcp(3306, "digests"));
+    assert_eq!(e.name(), "mysql");
+    common::run_all(
+        e,
+        common::Caps {
+            micros: false,
+            exact_keys: false,
+        },
+        "c-",
+    );
+}
+
+#[test]
+fn mysql_refuses_digests_char40_cannot_hold() {
+    let Some(db) = mydb::MyDb::create("mysql_refuses_digests_char40_cannot_hold") else {
+        return;
+    };
+    let e = engine(&db.dsn_local("digests"));
+    let mut out = Vec::new();
+    for d in [&[b'a'; 41][..], b"a\0b", b"\xff\xfe"] {
+        let r = e.execute(
+            &[Op::Report(b"fine"), Op::Report(d)],
+            Timestamp::now(),
+            &mut out,
+        );
+        assert!(matches!(r, Err(StoreError::BadKey(_))), "{r:?}");
+        assert!(out.is_empty());
+    }
+    // the refused batch wrote nothing
+    assert_eq!(e.get(b"fine").unwrap(), None);
+}
+
+#[test]
+fn mysql_python_and_rust_share_one_table() {
+    let test = "mysql_python_and_rust_share_one_table";
+    let Some(db) = mydb::MyDb::create(test) else {
+        return;
+    };
+    let dsn = db.dsn_local("digests");
+    let e = engine(&dsn);
+    let keys: Vec<String> = (0..5).map(|i| format!("{:040x}", i * 7 + 1)).collect();
+    // Python counts, we read.
+    let Some(_) = refpy::run(test, "mysql", &dsn, "report", json!(keys)) else {
+        return;
+    };
+    refpy::run(test, "mysql", &dsn, "report", json!(keys[..2])).unwrap();
+    refpy::run(test, "mysql", &dsn, "whitelist", json!(keys[..1])).unwrap();
+    let r = e.get(keys[0].as_bytes()).unwrap().unwrap();
+    assert_eq!((r.r_count, r.wl_count), (2, 1));
+    // the reference sets all four dates on the first insert; we read them
+    assert!(r.wl_entered.is_some() && r.r_entered.is_some());
+    let now_s = Timestamp::now().secs();
+    assert!(
+        (r.r_updated.unwrap().secs() - now_s).abs() < 60,
+        "local-time reading agrees with the clock"
+    );
+    // We count, Python reads exactly what we read.
+    let mut out = Vec::new();
+    let ops: Vec<Op> = keys.iter().map(|k| Op::Whitelist(k.as_bytes())).collect();
+    e.execute(&ops, Timestamp::now(), &mut out).unwrap();
+    let read = refpy::parse_read(&refpy::run(test, "mysql", &dsn, "read", json!(keys)).unwrap());
+    assert_eq!(
+        read.iter().map(|r| r.unwrap()).collect::<Vec<_>>(),
+        out.iter().map(|r| r.unwrap()).collect::<Vec<_>>()
+    );
+    // A row we create has NULL (never) on the side not counted; Python reads None.
+    let fresh = "f".repeat(40);
+    e.execute(&[Op::Report(fresh.as_bytes())], Timestamp::now(), &mut out)
+        .unwrap();
+    let read = refpy::parse_read(&refpy::run(test, "mysql", &dsn, "read", json!([fresh])).unwrap());
+    let r = read[0].unwrap();
+    assert_eq!(
+        (r.r_count, r.wl_count, r.wl_entered, r.wl_updated),
+        (1, 0, None, None)
+    );
+    // Python's __setitem__ (its migration) and our put_many agree.
+    let rec = Record {
+        r_count: 11,
+        wl_count: 2,
+        r_entered: Some(Timestamp::from_secs(1_700_000_000)),
+        r_updated: Some(Timestamp::from_secs(1_700_000_100)),
+        wl_entered: None,
+        wl_updated: Some(Timestamp::from_secs(1_700_000_200)),
+    };
+    refpy::run(
+        test,
+        "mysql",
+        &dsn,
+        "set",
+        json!([["setbypython", refpy::record_json(&rec)]]),
+    )
+    .unwrap();
+    assert_eq!(e.get(b"setbypython").unwrap(), Some(rec));
+    e.put_many(&[(b"setbyrust".to_vec(), rec)]).unwrap();
+    let read =
+        refpy::parse_read(&refpy::run(test, "mysql", &dsn, "read", json!(["setbyrust"])).unwrap());
+    assert_eq!(read, vec![Some(rec)]);
+}
+
+#[test]
+fn mysql_wrong_password_is_reported() {
+    let Some(db) = mydb::MyDb::create("mysql_wrong_password_is_reported") else {
+        return;
+    };
+    let dsn = format!("127.0.0.1,{},wrong,{},digests", db.user, db.db);
+    let r = open(&EngineOptions::new("mysql", "/").dsn(dsn));
+    assert!(r.is_err());
+    // the reference's table name is used as SQL text: refuse anything odd
+    let r = open(&EngineOptions::new("mysql", "/").dsn(db.dsn_tcp(3306, "x`;drop")));
+    assert!(matches!(r, Err(StoreError::Config(_))));
+    let mut db = db;
+    let n: Option<i64> = db.root().query_first("SELECT 1").unwrap();
+    assert_eq!(n, Some(1));
+}

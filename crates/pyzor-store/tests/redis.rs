@@ -1,0 +1,316 @@
+#![cfg(feature = "redis")]
+mod common;
+
+use std::sync::Arc;
+
+use pyzor_core::{Record, Timestamp};
+use pyzor_store::redis::{Layout, RedisEngine};
+use pyzor_store::{open, Engine, EngineOptions, Op, StoreError};
+use serde_json::json;
+
+#[path = "common/refpy.rs"]
+mod refpy;
+
+fn engine(test: &str, db: u8, cleanup_age: u64) -> Option<Arc<dyn Engine>> {
+    if !pyzor_testkit::redis_available(test) {
+        return None;
+    }
+    let mut o = EngineOptions::new("redis", "/nonexistent").dsn(format!("127.0.0.1,6379,,{db}"));
+    o.cleanup_age = cleanup_age;
+    Some(open(&o).unwrap())
+}
+
+#[test]
+fn redis_contract() {
+    let Some(e) = engine("redis_contract", 5, 0) else {
+        return;
+    };
+    assert_eq!(e.name(), "redis");
+    common::run_all(e, common::SECONDS, &common::uniq("rc-"));
+}
+
+#[test]
+fn redis_sets_a_sliding_ttl_of_cleanup_age() {
+    let Some(e) = engine("redis_sets_a_sliding_ttl_of_cleanup_age", 6, 1000) else {
+        return;
+    };
+    let d = common::uniq("ttl-").into_bytes();
+    let mut out = Vec::new();
+    e.execute(&[Op::Report(&d)], Timestamp::now(), &mut out)
+        .unwrap();
+    let mut con = redis::Client::open("redis://127.0.0.1:6379/6")
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let key = [b"pyzord.digest_v1.".as_slice(), &d].concat();
+    let ttl: i64 = redis::cmd("TTL").arg(&key).query(&mut con).unwrap();
+    assert!((990..=1000).contains(&ttl), "ttl {ttl}");
+    // the fields are the reference's, as epoch-second integers
+    let h: std::collections::HashMap<String, String> =
+        redis::cmd("HGETALL").arg(&key).query(&mut con).unwrap();
+    assert_eq!(h["r_count"], "1");
+    assert_eq!(h["r_entered"], h["r_updated"]);
+    assert!(!h.contains_key("wl_entered"));
+    e.delete_many(&[d]).unwrap();
+}
+
+#[test]
+fn redis_python_and_rust_see_each_others_counts() {
+    let test = "redis_python_and_rust_see_each_others_counts";
+    let Some(e) = engine(test, 6, 0) else { return };
+    let dsn = "127.0.0.1,6379,,6";
+    let p = common::uniq("py-");
+    let keys: Vec<String> = ["a", "b", "caf\u{e9}", "has.dots.in.it"]
+        .iter()
+        .map(|k| format!("{p}{k}"))
+        .collect();
+    // Python reports twice and whitelists once; we read.
+    let Some(_) = refpy::run(test, "redis", dsn, "report", json!(keys)) else {
+        return;
+    };
+    refpy::run(test, "redis", dsn, "report", json!(keys[..2])).unwrap();
+    refpy::run(test, "redis", dsn, "whitelist", json!(keys[..1])).unwrap();
+    let r = e.get(keys[0].as_bytes()).unwrap().unwrap();
+    assert_eq!((r.r_count, r.wl_count), (2, 1));
+    assert!(r.r_entered.is_some() && r.wl_updated.is_some());
+    assert_eq!(e.get(keys[2].as_bytes()).unwrap().unwrap().r_count, 1);
+    // We report; Python reads.
+    let mut out = Vec::new();
+    let now = Timestamp::from_secs(Timestamp::now().secs());
+    let ops: Vec<Op> = keys.iter().map(|k| Op::Report(k.as_bytes())).collect();
+    e.execute(&ops, now, &mut out).unwrap();
+    let read = refpy::parse_read(&refpy::run(test, "redis", dsn, "read", json!(keys)).unwrap());
+    assert_eq!(read.len(), 4);
+    for (k, (py, ours)) in keys.iter().zip(read.iter().zip(&out)) {
+        assert_eq!(py.as_ref(), ours.as_ref(), "{k}");
+    }
+    // Python's __setitem__ (migration) writes 0 for never; we read never.
+    let rec = Record {
+        r_count: 7,
+        r_entered: Some(Timestamp::from_secs(1_700_000_000)),
+        ..Record::default()
+    };
+    let k = format!("{p}set");
+    refpy::run(
+        test,
+        "redis",
+        dsn,
+        "set",
+        json!([[k, refpy::record_json(&rec)]]),
+    )
+    .unwrap();
+    assert_eq!(e.get(k.as_bytes()).unwrap(), Some(rec));
+    // ... and our put_many is what Python reads back.
+    let rec2 = Record {
+        r_count: 3,
+        wl_count: 4,
+        r_entered: Some(Timestamp::from_secs(1_700_000_000)),
+        r_updated: Some(Timestamp::from_secs(1_700_000_500)),
+        wl_entered: None,
+        wl_updated: Some(Timestamp::from_secs(1_700_000_900)),
+    };
+    let k2 = format!("{p}put");
+    e.put_many(&[(k2.clone().into_bytes(), rec2)]).unwrap();
+    let read = refpy::parse_read(&refpy::run(test, "redis", dsn, "read", json!([k2])).unwrap());
+    assert_eq!(read, vec![Some(rec2)]);
+    let mut all: Vec<Vec<u8>> = keys.iter().map(|k| k.clone().into_bytes()).collect();
+    all.push(k.into_bytes());
+    all.push(k2.into_bytes());
+    e.delete_many(&all).unwrap();
+}
+
+#[test]
+fn redis_v0_is_readable_as_a_migration_source() {
+    let test = "redis_v0_is_readable_as_a_migration_source";
+    if !pyzor_testkit::redis_available(test) {
+        return;
+    }
+    let dsn = "127.0.0.1,6379,,7";
+    let v0 = RedisEngine::open(dsn, Layout::V0, 0, 0).unwrap();
+    let p = common::uniq("v0-");
+    let rec = Record {
+        r_count: 9,
+        wl_count: 1,
+        r_entered: Some(Timestamp::from_secs(1_700_000_000)),
+        r_updated: Some(Timestamp::from_secs(1_700_000_100)),
+        wl_entered: Some(Timestamp::from_secs(1_700_000_200)),
+        wl_updated: Some(Timestamp::from_secs(1_700_000_300)),
+    };
+    let Some(_) = refpy::run(
+        test,
+        "redis_v0",
+        dsn,
+        "set",
+        json!([[format!("{p}x"), refpy::record_json(&rec)]]),
+    ) else {
+        return;
+    };
+    assert_eq!(v0.get(format!("{p}x").as_bytes()).unwrap(), Some(rec));
+    let found: Vec<_> = v0
+        .scan()
+        .unwrap()
+        .map(|x| x.unwrap())
+        .filter(|(k, _)| k.starts_with(p.as_bytes()))
+        .collect();
+    assert_eq!(found, vec![(format!("{p}x").into_bytes(), rec)]);
+    // our v0 writer matches the reference's reader
+    v0.put_many(&[(format!("{p}y").into_bytes(), rec)]).unwrap();
+    let read = refpy::parse_read(
+        &refpy::run(test, "redis_v0", dsn, "read", json!([format!("{p}y")])).unwrap(),
+    );
+    assert_eq!(read, vec![Some(rec)]);
+    let mut out = Vec::new();
+    assert!(matches!(
+        v0.execute(&[Op::Report(b"x")], Timestamp::now(), &mut out),
+        Err(StoreError::Config(_))
+    ));
+    v0.delete_many(&[format!("{p}x").into_bytes(), format!("{p}y").into_bytes()])
+        .unwrap();
+}
+
+#[test]
+fn redis_unreachable_is_unavailable_not_a_panic() {
+    let port = pyzor_testkit::free_udp_port(); // nothing listens on TCP there either, most likely
+    match RedisEngine::open(&format!("127.0.0.1,{port},,0"), Layout::V1, 0, 0) {
+        Err(StoreError::Unavailable(_)) => {}
+        Err(e) => panic!("wrong error {e}"),
+        Ok(_) => panic!("connected to nothing"),
+    }
+    assert!(matches!(
+        RedisEngine::open("pyzord.db", Layout::V1, 0, 0),
+        Err(StoreError::Config(_))
+    ));
+}
+
+/// A child process killed when dropped.
+struct Proc(std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A TCP port that is free, whose cluster-bus port (+10000) is free too.
+fn cluster_port() -> u16 {
+    loop {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let p = l.local_addr().unwrap().port();
+        if p < 55_000 && std::net::TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
+            return p;
+        }
+    }
+}
+
+#[test]
+fn redis_cluster_contract() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let test = "redis_cluster_contract";
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+        || Command::new("redis-cli").arg("--version").output().is_err()
+    {
+        pyzor_testkit::skip(test, "redis-server / redis-cli are not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..3).map(|_| cluster_port()).collect();
+    let _servers: Vec<Proc> = ports
+        .iter()
+        .map(|p| {
+            let d = dir.path().join(p.to_string());
+            std::fs::create_dir(&d).unwrap();
+            Proc(
+                Command::new("redis-server")
+                    .args([
+                        "--port",
+                        &p.to_string(),
+                        "--bind",
+                        "127.0.0.1",
+                        "--cluster-enabled",
+                        "yes",
+                    ])
+                    .args(["--save", "", "--appendonly", "no", "--dir"])
+                    .arg(&d)
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            )
+        })
+        .collect();
+    for p in &ports {
+        let end = Instant::now() + Duration::from_secs(10);
+        while !pyzor_testkit::tcp_service_up(*p) {
+            assert!(Instant::now() < end, "cluster node {p} did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let st = Command::new("redis-cli")
+        .arg("--cluster")
+        .arg("create")
+        .args(&addrs)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "redis-cli --cluster create failed");
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ok = ports.iter().all(|p| {
+            Command::new("redis-cli")
+                .args(["-p", &p.to_string(), "cluster", "info"])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains("cluster_state:ok"))
+                .unwrap_or(false)
+        });
+        if ok {
+            break;
+        }
+        assert!(Instant::now() < end, "cluster did not become ok");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let dsn = format!("cluster:{};{},,,", addrs[0], addrs[1]);
+    let e = open(&EngineOptions::new("redis", "/").dsn(dsn)).unwrap();
+    common::run_all(e.clone(), common::SECONDS, "cl-");
+    // keys really are spread over the masters, and a scan finds them all
+    let recs: Vec<(Vec<u8>, Record)> = (0..300)
+        .map(|i| {
+            (
+                format!("spread{i}").into_bytes(),
+                Record {
+                    r_count: i,
+                    ..Record::default()
+                },
+            )
+        })
+        .collect();
+    e.put_many(&recs).unwrap();
+    assert_eq!(
+        e.scan()
+            .unwrap()
+            .filter(|x| x.as_ref().unwrap().0.starts_with(b"spread"))
+            .count(),
+        300
+    );
+    let with_keys = ports
+        .iter()
+        .filter(|p| {
+            let o = Command::new("redis-cli")
+                .args(["-p", &p.to_string(), "dbsize"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .parse::<u64>()
+                .unwrap_or(0)
+                > 0
+        })
+        .count();
+    assert_eq!(with_keys, 3);
+}
