@@ -367,6 +367,9 @@ fn log_error(server: &ServerAddr, code: i64, diag: &str) {
     );
 }
 
+/// Digests read before an input error, and the error.
+type Partial = (Vec<String>, Option<InputError>);
+
 /// Everything a command needs.
 pub struct Context<'a> {
     /// Resolved settings.
@@ -386,9 +389,18 @@ impl Context<'_> {
         Style::parse(&self.settings.style)
     }
 
+    /// All digests of the input, or the error the reference would stop
+    /// with (after handling the earlier messages: see [`Partial`]).
     fn digests(&mut self) -> Result<Vec<String>, InputError> {
+        match self.digests_partial()? {
+            (d, None) => Ok(d),
+            (_, Some(e)) => Err(e),
+        }
+    }
+
+    fn digests_partial(&mut self) -> Result<Partial, InputError> {
         let style = self.style()?;
-        digester::read_digests(style, self.input)
+        Ok(digester::read_digests(style, self.input))
     }
 
     fn write(&mut self, s: &str) -> Result<(), CommandError> {
@@ -535,8 +547,11 @@ fn check_like(ctx: &mut Context<'_>, op: Op) -> Result<bool, CommandError> {
     Ok(runner.check_ok())
 }
 
+/// `report` and `whitelist` print per message, so on an undigestible
+/// message the earlier messages' lines are out (and sent) before the
+/// error, as in the reference.
 fn report_like(ctx: &mut Context<'_>, op: Op) -> Result<bool, CommandError> {
-    let digests = ctx.digests()?;
+    let (digests, failure) = ctx.digests_partial()?;
     let mut all_ok = true;
     let digests: Vec<&str> = digests
         .iter()
@@ -555,25 +570,37 @@ fn report_like(ctx: &mut Context<'_>, op: Op) -> Result<bool, CommandError> {
         }
         ctx.write(&text)?;
     }
+    if let Some(e) = failure {
+        return Err(e.into());
+    }
     Ok(all_ok)
 }
 
+/// `digest` prints as it goes: the digests before an undigestible message
+/// are printed, then the error (as the reference).
 fn digest(ctx: &mut Context<'_>) -> Result<bool, CommandError> {
-    for d in ctx.digests()? {
+    let (digests, failure) = ctx.digests_partial()?;
+    for d in digests {
         if !d.is_empty() {
             ctx.write(&format!("{d}\n"))?;
         }
     }
-    Ok(true)
+    match failure {
+        Some(e) => Err(e.into()),
+        None => Ok(true),
+    }
 }
 
 /// `predigest` always reads one message (msg style), as the reference.
 fn predigest(ctx: &mut Context<'_>) -> Result<bool, CommandError> {
     let mut data = Vec::new();
     ctx.input.read_to_end(&mut data).map_err(InputError::Read)?;
+    let mut text = Vec::new();
     for line in digester::predigest_lines(&data)? {
-        ctx.write(&format!("{line}\n"))?;
+        text.extend_from_slice(&line);
+        text.push(b'\n');
     }
+    ctx.out.write_all(&text).map_err(CommandError::Output)?;
     Ok(true)
 }
 
