@@ -38,6 +38,10 @@ pub enum CommandError {
         /// The cause.
         source: std::io::Error,
     },
+    /// `LocalWhitelist` is set to an empty value (the reference crashes
+    /// opening `""`).
+    #[error("no local whitelist file: LocalWhitelist is empty; set it in the config file or with --local-whitelist")]
+    NoLocalWhitelist,
     /// `genkey` failed.
     #[error(transparent)]
     Genkey(#[from] crate::genkey::GenkeyError),
@@ -616,7 +620,7 @@ fn read_optional(p: &std::path::Path) -> std::io::Result<String> {
 /// and comments (B14).
 fn local_whitelist(ctx: &mut Context<'_>, add: bool) -> Result<bool, CommandError> {
     let Some(path) = ctx.settings.local_whitelist.clone() else {
-        return Ok(true);
+        return Err(CommandError::NoLocalWhitelist);
     };
     let err = |source| CommandError::Whitelist {
         path: path.clone(),
