@@ -655,6 +655,10 @@ def memory_mode(args, bench_bin, pyzord, tmp, ours_extra, command_line):
         for when, x in (("after prefill", st), ("after a 3 s check pass", st2)):
             f.write(f"| {when} | {x.get('VmRSS')} | {x.get('VmHWM')} | {x.get('RssAnon')} | {x.get('RssFile')} | "
                     f"{x.get('Threads')} |\n")
+        hwm_kb = int(st2.get("VmHWM", "0 kB").split()[0] or 0)
+        f.write(f"\nTarget (issue #6): resident size with 10 million stored digests ≤ 1.5 GB — VmHWM "
+                f"{hwm_kb / 1024 / 1024:.2f} GiB with {n:,} digests: "
+                f"{'met' if hwm_kb and hwm_kb <= 1.5 * 1024 * 1024 and n >= 10_000_000 else 'NOT met or not applicable'}.\n")
         if chk:
             f.write(f"\nCheck pass: {chk['req_per_s']:,.0f} req/s, hit {chk.get('check_hit_pct')} %.\n")
         f.write(f"\nHome directory (database) size: {du}. RssFile is the memory-mapped database pages the "
