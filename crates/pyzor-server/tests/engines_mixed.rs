@@ -225,9 +225,10 @@ fn run_scenario(f: &Fleet, m: &Msgs, shared: Shared, skew_py: i64) {
     assert_eq!(check(f.rs.port, dd), (6, 1));
 }
 
-#[test]
-fn redis_python_and_rust_pyzord_share_one_db() {
-    let test = "redis_python_and_rust_pyzord_share_one_db";
+/// The Redis scenario with both servers and clients in time zone `tz`
+/// (`None` = inherited). Redis keeps epoch seconds, so no zone skews
+/// anything (wire-protocol.md §6: fromtimestamp/mktime round trip).
+fn redis_fleet(test: &str, tz: Option<&str>) {
     let Some(venv) = pyzor_testkit::ref_venv(test) else {
         return;
     };
@@ -239,7 +240,8 @@ fn redis_python_and_rust_pyzord_share_one_db() {
         return;
     }
     const DB: u32 = 9;
-    let f = Fleet::start(&venv, "redis", &format!("127.0.0.1,6379,,{DB}"), &[]);
+    let env: Vec<(&str, &str)> = tz.map(|z| ("TZ", z)).into_iter().collect();
+    let f = Fleet::start(&venv, "redis", &format!("127.0.0.1,6379,,{DB}"), &env);
     let m = messages(&f);
     let keys: Vec<String> = [&m.a, &m.b, &m.c, &m.d]
         .iter()
@@ -264,6 +266,19 @@ fn redis_python_and_rust_pyzord_share_one_db() {
         within(&format!("TTL of {k}"), ttl, 10_368_000 - 120, 10_368_000);
     }
     assert_eq!(f.rs.stop(), Some(0));
+}
+
+#[test]
+fn redis_python_and_rust_pyzord_share_one_db() {
+    redis_fleet("redis_python_and_rust_pyzord_share_one_db", None);
+}
+
+#[test]
+fn redis_shared_db_with_pyzord_in_another_zone() {
+    redis_fleet(
+        "redis_shared_db_with_pyzord_in_another_zone",
+        Some("America/New_York"),
+    );
 }
 
 /// The MySQL scenario with both servers and clients in time zone `tz`.

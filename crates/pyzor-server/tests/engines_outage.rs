@@ -417,3 +417,34 @@ fn lmdb_acknowledged_reports_survive_kill_9_of_pyzord_at_random_points() {
     assert!(TOTAL <= total && total <= TOTAL + in_flight);
     assert_eq!(srv.stop(), Some(0));
 }
+
+#[test]
+fn pyzord_exits_with_a_message_when_redis_is_down_at_start() {
+    // Like the reference (its start-up KEYS call raises ConnectionError),
+    // ours does not start without its database; it must say why and exit
+    // promptly rather than hang, so a supervisor can restart it.
+    let home = pyzor_testkit::temp_home();
+    let dead = free_tcp_port(); // nothing listens there
+    let port = pyzor_testkit::free_udp_port();
+    let dsn = format!("127.0.0.1,{dead},,0");
+    let args = ["-e", "redis", "--dsn", dsn.as_str()];
+    let child = spawn_pyzord(Impl::Rust, None, home.path(), port, &args, &[], "start.log");
+    let mut p = Proc { child, port };
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(st) = p.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "pyzord neither served nor exited within 30 s with Redis down"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = std::fs::read_to_string(home.path().join("start.log")).unwrap();
+    assert!(!status.success(), "exit status {status}: {log}");
+    assert!(
+        log.contains("redis") && log.contains(&dead.to_string()),
+        "the message names the engine and DSN: {log}"
+    );
+}
