@@ -341,6 +341,28 @@ fn mysql_shared_table_with_pyzord_zone_unlike_the_db() {
     );
 }
 
+/// Start `which` on `home`'s pyzord.db while the other server has it open:
+/// it must exit non-zero within 30 s (GDBM's file lock), never serve.
+fn refused_while_locked(which: Impl, venv: &Path, home: &Path) -> String {
+    let port = pyzor_testkit::free_udp_port();
+    let log = format!("{which:?}-locked.log");
+    let child = spawn_pyzord(which, Some(venv), home, port, &["-e", "gdbm"], &[], &log);
+    let mut p = Proc { child, port };
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < std::time::Duration::from_secs(30) {
+        if let Ok(Some(st)) = p.child.try_wait() {
+            assert!(
+                !st.success(),
+                "{which:?} pyzord exited {st} on a locked file"
+            );
+            return std::fs::read_to_string(home.join(&log)).unwrap_or_default();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    kill_9(&mut p);
+    panic!("{which:?} pyzord kept running on a pyzord.db that another server holds");
+}
+
 /// Start the reference on `home`'s pyzord.db with default CleanupAge and
 /// expect it to die at start-up (it reads `r_updated` of a whitelist-only
 /// record as a date: field-survey / docs/engines.md).
@@ -405,6 +427,8 @@ fn gdbm_reference_file_taken_over_in_place_and_handed_back() {
     client_op(&venv, &anon, "report", &b.0);
     client_op(&venv, &wl, "whitelist", &b.0);
     client_op(&venv, &wl, "whitelist", &c.0); // whitelist-only record
+    let log = refused_while_locked(Impl::Rust, &venv, &home);
+    assert!(log.contains("locked by another process"), "{log}");
     let before: Vec<Info> = msgs.iter().map(|(_, dg)| info(py.port, dg)).collect();
     let texts: Vec<String> = msgs
         .iter()
@@ -465,6 +489,14 @@ fn gdbm_reference_file_taken_over_in_place_and_handed_back() {
         (1, 0, 0)
     );
     within("D Entered (ours)", after[3].entered, t0, t1);
+    // GDBM's lock (EAGAIN in gdbm.open), before any record is read.
+    let log = refused_while_locked(Impl::Python, &venv, &home);
+    assert!(log.contains("Resource temporarily unavailable"), "{log}");
+    assert_eq!(
+        info(rs.port, &a.1),
+        after[0],
+        "ours unaffected by the refused start"
+    );
     assert_eq!(rs.stop(), Some(0));
 
     // 3. The reference with its default CleanupAge dies on the
