@@ -13,7 +13,7 @@ use crate::proto::{parse_reply, population_digest, time_string, Op, RequestWrite
 use crate::stats::{Stats, ThreadStats};
 use crate::{BenchError, LoadArgs, Population};
 use socket2::{Domain, Protocol, Socket, Type};
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -143,18 +143,19 @@ struct Sock {
     /// Outstanding requests by Thread; Threads grow, so the first entry is
     /// always the oldest (used for timeouts).
     pending: BTreeMap<u64, Pending>,
-    lost: HashSet<u64>,
+    /// Timed-out Threads (value: whether the request was measured).
+    lost: HashMap<u64, bool>,
     lost_order: VecDeque<u64>,
 }
 
 impl Sock {
-    fn remember_lost(&mut self, thread: u64) {
+    fn remember_lost(&mut self, thread: u64, measured: bool) {
         if self.lost_order.len() == LOST_MEMORY {
             if let Some(old) = self.lost_order.pop_front() {
                 self.lost.remove(&old);
             }
         }
-        self.lost.insert(thread);
+        self.lost.insert(thread, measured);
         self.lost_order.push_back(thread);
     }
 }
@@ -201,7 +202,9 @@ pub fn run(args: &LoadArgs, stop: Arc<AtomicBool>) -> Result<Stats, BenchError> 
         n => (n as usize).min(window / threads).max(1),
     };
     let table = if args.mode == Population::Pool && args.pool <= POOL_TABLE_MAX {
-        (0..args.pool).map(|i| population_digest(args.seed, i)).collect()
+        (0..args.pool)
+            .map(|i| population_digest(args.seed, i))
+            .collect()
     } else {
         Vec::new()
     };
@@ -240,7 +243,7 @@ pub fn run(args: &LoadArgs, stop: Arc<AtomicBool>) -> Result<Stats, BenchError> 
                 window: w,
                 next_thread: FIRST_THREAD,
                 pending: BTreeMap::new(),
-                lost: HashSet::new(),
+                lost: HashMap::new(),
                 lost_order: VecDeque::new(),
             });
         }
@@ -319,6 +322,8 @@ impl Worker {
         let drain_deadline_after =
             |t: Instant, timeout: Duration| t + timeout + Duration::from_millis(50);
         let mut drain_deadline: Option<Instant> = None;
+        // Whether the last receive round left datagrams queued (a full batch).
+        let mut backlog = false;
 
         loop {
             let now = Instant::now();
@@ -362,9 +367,14 @@ impl Worker {
                         };
                         let thread = sock.next_thread;
                         sock.next_thread += 1;
-                        let n =
-                            self.writer
-                                .write(sendb.slot_mut(i), op, &digest, thread, &time_str);
+                        let n = self.writer.write(
+                            sendb.slot_mut(i),
+                            op,
+                            &digest,
+                            thread,
+                            time_secs as i64,
+                            &time_str,
+                        );
                         sendb.set_len(i, n);
                         ops_in_batch.push((thread, op));
                     }
@@ -406,34 +416,6 @@ impl Worker {
                 }
             }
 
-            // Receive whatever is there without blocking.
-            let mut got_any = false;
-            for si in 0..self.socks.len() {
-                loop {
-                    let fd = self.socks[si].sock.as_raw_fd();
-                    match recvb.recv(fd, libc::MSG_DONTWAIT) {
-                        Ok(0) => break,
-                        Ok(n) => {
-                            got_any = true;
-                            let at = Instant::now();
-                            for i in 0..n {
-                                self.on_reply(si, recvb.msg(i), at, &mut st);
-                            }
-                            if n < recvb.capacity() {
-                                break;
-                            }
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                        Err(_) => {
-                            // e.g. ECONNREFUSED from an ICMP port unreachable.
-                            st.recv_errors += 1;
-                            break;
-                        }
-                    }
-                }
-            }
-
             // Timeouts: the oldest pending request of each socket first.
             let now = Instant::now();
             for sock in self.socks.iter_mut() {
@@ -441,11 +423,12 @@ impl Worker {
                     if now.duration_since(p.sent) < self.timeout {
                         break;
                     }
-                    if p.measured {
+                    let measured = p.measured;
+                    if measured {
                         st.lost += 1;
                     }
                     sock.pending.remove(&thread);
-                    sock.remember_lost(thread);
+                    sock.remember_lost(thread, measured);
                 }
             }
 
@@ -453,9 +436,11 @@ impl Worker {
             if !sending && (outstanding == 0 || drain_deadline.is_some_and(|d| now >= d)) {
                 break;
             }
-            if !got_any {
-                // Nothing arrived: sleep in poll until a socket is readable,
-                // the oldest request times out, or the period ends.
+            let polled = !backlog;
+            if polled {
+                // Queues drained last time: sleep in poll until a socket is
+                // readable, the oldest request times out, or the period ends.
+                // (At window 1 this makes a request cost send, poll, receive.)
                 let mut wake = now + Duration::from_millis(20);
                 if sending {
                     wake = wake.min(self.measure_end.max(now));
@@ -479,6 +464,38 @@ impl Worker {
                 // SAFETY: pollfds is a valid array of pollfd for the call.
                 unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, ms) };
             }
+
+            // Receive without blocking from every readable socket (every
+            // socket when poll was skipped because of a backlog).
+            backlog = false;
+            for (si, pfd) in pollfds.iter().enumerate() {
+                if polled && pfd.revents == 0 {
+                    continue;
+                }
+                loop {
+                    let fd = self.socks[si].sock.as_raw_fd();
+                    match recvb.recv(fd, libc::MSG_DONTWAIT) {
+                        Ok(0) => break,
+                        Ok(n) => {
+                            let at = Instant::now();
+                            for i in 0..n {
+                                self.on_reply(si, recvb.msg(i), at, &mut st);
+                            }
+                            if n < recvb.capacity() {
+                                break;
+                            }
+                            backlog = true;
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(_) => {
+                            // e.g. ECONNREFUSED from an ICMP port unreachable.
+                            st.recv_errors += 1;
+                            break;
+                        }
+                    }
+                }
+            }
         }
         // Whatever is still pending after the drain deadline is lost.
         for sock in &self.socks {
@@ -498,10 +515,10 @@ impl Worker {
             return;
         };
         let Some(p) = sock.pending.remove(&thread) else {
-            if sock.lost.remove(&thread) {
-                st.late += 1;
-            } else {
-                st.stray += 1;
+            match sock.lost.remove(&thread) {
+                Some(true) => st.late += 1,
+                Some(false) => {} // late answer to a warm-up request
+                None => st.stray += 1,
             }
             return;
         };

@@ -6,7 +6,10 @@
 //! into the send buffers instead of going through a message type, because the
 //! generator builds one per request at a few hundred thousand per second and
 //! must not be the bottleneck; only Thread, Time, digest and Sig change.
+//! The signature itself is `pyzor_core::auth::sign`, and a test checks the
+//! bytes against `pyzor_core::wire::client::build_request`.
 
+use pyzor_core::auth::{hash_key, sign, Hex40};
 use sha1::{Digest, Sha1};
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -98,58 +101,30 @@ pub fn population_digest(seed: u64, i: u64) -> [u8; 40] {
     out
 }
 
-/// `hash_key = lower(hex(SHA1(user + ":" + lower(key))))` (wire-protocol.md
-/// §4.2); anonymous uses user `anonymous` and the empty key.
-pub fn hash_key(user: &str, key: &str) -> [u8; 40] {
-    let mut h = Sha1::new();
-    h.update(user.as_bytes());
-    h.update(b":");
-    h.update(key.to_lowercase().as_bytes());
-    let d: [u8; 20] = h.finalize().into();
-    let mut out = [0u8; 40];
-    hex40(&d, &mut out);
-    out
-}
-
-/// `Sig = lower(hex(SHA1(SHA1(M) + ":" + Time + ":" + hash_key)))` where `M`
-/// is the header block without its final newline (wire-protocol.md §4.2).
-pub fn signature(m: &[u8], time: &[u8], hash_key: &[u8; 40]) -> [u8; 40] {
-    let inner: [u8; 20] = Sha1::digest(m).into();
-    let mut h = Sha1::new();
-    h.update(inner);
-    h.update(b":");
-    h.update(time);
-    h.update(b":");
-    h.update(hash_key);
-    let d: [u8; 20] = h.finalize().into();
-    let mut out = [0u8; 40];
-    hex40(&d, &mut out);
-    out
-}
-
 /// Writes requests into caller buffers.
 pub struct RequestWriter {
     user: String,
-    hash_key: [u8; 40],
+    hash_key: Hex40,
 }
 
 impl RequestWriter {
     pub fn new(user: &str, key: &str) -> RequestWriter {
         RequestWriter {
             user: user.to_owned(),
-            hash_key: hash_key(user, key),
+            hash_key: hash_key(key, user),
         }
     }
 
-    /// Write the request into `buf`, return its length. `time` is the decimal
-    /// Unix time, formatted once per batch by the caller.
+    /// Write the request into `buf`, return its length. `time` is the Unix
+    /// time and `time_str` its decimal text (formatted once per batch).
     pub fn write(
         &self,
         buf: &mut [u8],
         op: Op,
         digest: &[u8; 40],
         thread: u64,
-        time: &str,
+        time: i64,
+        time_str: &str,
     ) -> usize {
         let mut cur = std::io::Cursor::new(&mut buf[..]);
         // Writes to a Cursor over a buffer of MAX_REQUEST bytes cannot fail
@@ -165,11 +140,12 @@ impl RequestWriter {
         }
         let _ = write!(
             cur,
-            "Thread: {thread}\nPV: 2.1\nUser: {}\nTime: {time}",
+            "Thread: {thread}\nPV: 2.1\nUser: {}\nTime: {time_str}",
             self.user
         );
+        // M is the header block without its final newline (wire-protocol.md §4.2).
         let m_len = cur.position() as usize;
-        let sig = signature(&cur.get_ref()[..m_len], time.as_bytes(), &self.hash_key);
+        let sig = sign(&self.hash_key, time, &cur.get_ref()[..m_len]);
         let _ = cur.write_all(b"\nSig: ");
         let _ = cur.write_all(&sig);
         let _ = cur.write_all(b"\n\n");
@@ -285,12 +261,17 @@ mod tests {
     /// The worked example of wire-protocol.md §4.2.
     #[test]
     fn signature_matches_spec_worked_example() {
-        let hk = hash_key("bob", "cf88277c5d4abdc0a3f56f416011966d04a3f462");
-        assert_eq!(&hk, b"6919bdf67c7e0fe558e00bd71c2a9659522a6e8f");
         let w = RequestWriter::new("bob", "cf88277c5d4abdc0a3f56f416011966d04a3f462");
         let mut buf = [0u8; MAX_REQUEST];
         let digest: [u8; 40] = *b"7421216f915a87e02da034cc483f5c876e1a1338";
-        let n = w.write(&mut buf, Op::Check, &digest, 12345, "1700000000");
+        let n = w.write(
+            &mut buf,
+            Op::Check,
+            &digest,
+            12345,
+            1700000000,
+            "1700000000",
+        );
         assert_eq!(
             &buf[..n],
             &b"Op: check\nOp-Digest: 7421216f915a87e02da034cc483f5c876e1a1338\nThread: 12345\nPV: 2.1\nUser: bob\nTime: 1700000000\nSig: ca0c1d537e3234782f24c1418426f67caa48fe51\n\n"[..]
@@ -300,12 +281,19 @@ mod tests {
     #[test]
     fn anonymous_ping_matches_spec_example() {
         assert_eq!(
-            &hash_key("anonymous", ""),
+            &hash_key("", "anonymous"),
             b"993fddad78000f2246ee74c4b1b9edcb89f91937"
         );
         let w = RequestWriter::new("anonymous", "");
         let mut buf = [0u8; MAX_REQUEST];
-        let n = w.write(&mut buf, Op::Ping, &[b'0'; 40], 4242, "1700000000");
+        let n = w.write(
+            &mut buf,
+            Op::Ping,
+            &[b'0'; 40],
+            4242,
+            1700000000,
+            "1700000000",
+        );
         assert_eq!(
             &buf[..n],
             &b"Op: ping\nThread: 4242\nPV: 2.1\nUser: anonymous\nTime: 1700000000\nSig: 6c75b1ab69b38151e681e4ac6b3d93727f9212b5\n\n"[..]
@@ -316,10 +304,51 @@ mod tests {
     fn report_carries_op_spec_after_digest() {
         let w = RequestWriter::new("anonymous", "");
         let mut buf = [0u8; MAX_REQUEST];
-        let n = w.write(&mut buf, Op::Report, &[b'a'; 40], 1024, "1");
+        let n = w.write(&mut buf, Op::Report, &[b'a'; 40], 1024, 1, "1");
         let s = std::str::from_utf8(&buf[..n]).unwrap();
         assert!(s.starts_with("Op: report\nOp-Digest: aaaa"), "{s}");
         assert!(s.contains("\nOp-Spec: 20,3,60,3\nThread: 1024\n"), "{s}");
+    }
+
+    /// The hot-loop writer and the core's reference-layout builder agree
+    /// byte for byte on every op, anonymous and signed.
+    #[test]
+    fn same_bytes_as_core_build_request() {
+        use pyzor_core::wire::client::{build_request, Credentials, Layout};
+        use pyzor_core::wire::Op as CoreOp;
+        let pairs = [
+            (Op::Check, CoreOp::Check),
+            (Op::Report, CoreOp::Report),
+            (Op::Whitelist, CoreOp::Whitelist),
+            (Op::Info, CoreOp::Info),
+            (Op::Ping, CoreOp::Ping),
+            (Op::Pong, CoreOp::Pong),
+        ];
+        let digest = population_digest(3, 99);
+        let digest_str = std::str::from_utf8(&digest).unwrap();
+        for (user, key) in [
+            ("anonymous", ""),
+            ("bench", "5F1D0E3C7A9B2468ACE13579BDF02468ACE13579"),
+        ] {
+            let w = RequestWriter::new(user, key);
+            let creds = Credentials::new(user, key);
+            for (ours, core) in pairs {
+                let mut buf = [0u8; MAX_REQUEST];
+                let n = w.write(&mut buf, ours, &digest, 65535, 1764240000, "1764240000");
+                let mut want = Vec::new();
+                build_request(
+                    core,
+                    &[digest_str],
+                    65535,
+                    &creds,
+                    1764240000,
+                    Layout::Single,
+                    &mut want,
+                )
+                .unwrap();
+                assert_eq!(&buf[..n], &want[..], "{user} {}", ours.name());
+            }
+        }
     }
 
     #[test]

@@ -16,12 +16,24 @@ struct Echo {
 impl Echo {
     fn start(threads: u32) -> Echo {
         let mut child = Command::new(BIN)
-            .args(["echo", "-a", "127.0.0.1", "-p", "0", "-d", "30", "-T", &threads.to_string()])
+            .args([
+                "echo",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                "0",
+                "-d",
+                "30",
+                "-T",
+                &threads.to_string(),
+            ])
             .stdout(Stdio::piped())
             .spawn()
             .expect("start pyzor-bench echo");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("read first line");
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read first line");
         // "pyzor-bench echo: listening on 127.0.0.1:PORT with N thread(s)"
         let port = line
             .split_whitespace()
@@ -40,14 +52,21 @@ impl Drop for Echo {
 }
 
 fn load(args: &[&str]) -> (Value, i32) {
-    let out = Command::new(BIN).arg("load").args(args).arg("--json").output().expect("run pyzor-bench load");
+    let out = Command::new(BIN)
+        .arg("load")
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("run pyzor-bench load");
     let text = String::from_utf8_lossy(&out.stdout);
-    let v: Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("bad JSON {text:?}: {e}"));
+    let v: Value =
+        serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("bad JSON {text:?}: {e}"));
     (v, out.status.code().unwrap_or(-1))
 }
 
 fn u(v: &Value, k: &str) -> u64 {
-    v[k].as_u64().unwrap_or_else(|| panic!("{k} missing in {v}"))
+    v[k].as_u64()
+        .unwrap_or_else(|| panic!("{k} missing in {v}"))
 }
 
 fn assert_consistent(v: &Value, count: u64) {
@@ -69,23 +88,46 @@ fn assert_consistent(v: &Value, count: u64) {
 fn load_against_echo_counts_are_consistent() {
     let echo = Echo::start(1);
     let port = echo.port.to_string();
-    let (v, code) = load(&["-p", &port, "-w", "64", "-c", "20000", "-d", "5", "-W", "0", "-o", "check:90,report:10"]);
+    let (v, code) = load(&[
+        "-p",
+        &port,
+        "-w",
+        "64",
+        "-c",
+        "20000",
+        "-d",
+        "5",
+        "-W",
+        "0",
+        "-o",
+        "check:90,report:10",
+    ]);
     assert_eq!(code, 0, "{v}");
     assert_consistent(&v, 20000);
     let per_op = v["per_op"].as_array().expect("per_op");
     let ops: Vec<&str> = per_op.iter().map(|o| o["op"].as_str().unwrap()).collect();
     assert_eq!(ops, ["check", "report"], "{v}");
-    assert_eq!(per_op.iter().map(|o| o["sent"].as_u64().unwrap()).sum::<u64>(), 20000);
+    assert_eq!(
+        per_op
+            .iter()
+            .map(|o| o["sent"].as_u64().unwrap())
+            .sum::<u64>(),
+        20000
+    );
 }
 
 #[test]
 fn window_one_signed_and_two_threads_against_two_echo_threads() {
     let echo = Echo::start(2);
     let port = echo.port.to_string();
-    let (v, code) = load(&["-p", &port, "-w", "1", "-c", "3000", "-d", "5", "-W", "0", "-u", "bench", "-k", "ABC"]);
+    let (v, code) = load(&[
+        "-p", &port, "-w", "1", "-c", "3000", "-d", "5", "-W", "0", "-u", "bench", "-k", "ABC",
+    ]);
     assert_eq!(code, 0, "{v}");
     assert_consistent(&v, 3000);
-    let (v, code) = load(&["-p", &port, "-w", "256", "-T", "2", "-c", "30000", "-d", "5", "-W", "0", "-m", "new"]);
+    let (v, code) = load(&[
+        "-p", &port, "-w", "256", "-T", "2", "-c", "30000", "-d", "5", "-W", "0", "-m", "new",
+    ]);
     assert_eq!(code, 0, "{v}");
     assert_consistent(&v, 30000);
     assert_eq!(u(&v, "threads"), 2);
@@ -95,7 +137,9 @@ fn window_one_signed_and_two_threads_against_two_echo_threads() {
 fn seq_population_sends_each_digest_once() {
     let echo = Echo::start(1);
     let port = echo.port.to_string();
-    let (v, code) = load(&["-p", &port, "-o", "report", "-m", "seq", "-P", "5000", "-w", "32", "-d", "5", "-W", "0"]);
+    let (v, code) = load(&[
+        "-p", &port, "-o", "report", "-m", "seq", "-P", "5000", "-w", "32", "-d", "5", "-W", "0",
+    ]);
     assert_eq!(code, 0, "{v}");
     assert_consistent(&v, 5000);
 }
@@ -104,9 +148,27 @@ fn seq_population_sends_each_digest_once() {
 fn unanswered_requests_are_lost_and_the_exit_status_says_so() {
     // A port nobody listens on: every request is lost, none answered.
     let port = pyzor_testkit::free_udp_port().to_string();
-    let (v, code) = load(&["-p", &port, "-w", "4", "-c", "8", "-d", "1", "-W", "0", "-t", "100"]);
+    let (v, code) = load(&[
+        "-p", &port, "-w", "4", "-c", "8", "-d", "1", "-W", "0", "-t", "100",
+    ]);
     assert_eq!(code, 1, "{v}");
     assert_eq!(u(&v, "responses"), 0, "{v}");
     assert_eq!(u(&v, "sent"), u(&v, "lost"), "{v}");
     assert!(u(&v, "sent") > 0, "{v}");
+}
+
+#[test]
+fn a_tiny_timeout_turns_answers_into_lost_and_late_without_strays() {
+    // With a 1 ms timeout and a deep window many answers arrive after their
+    // request was given up: they must be counted late (never stray), and
+    // every sent request is still either answered or lost.
+    let echo = Echo::start(1);
+    let port = echo.port.to_string();
+    let (v, _) = load(&[
+        "-p", &port, "-w", "1024", "-c", "50000", "-d", "5", "-W", "0", "-t", "1",
+    ]);
+    assert_eq!(u(&v, "sent"), u(&v, "responses") + u(&v, "lost"), "{v}");
+    assert!(u(&v, "late") <= u(&v, "lost"), "{v}");
+    assert_eq!(u(&v, "stray"), 0, "{v}");
+    assert_eq!(u(&v, "malformed"), 0, "{v}");
 }

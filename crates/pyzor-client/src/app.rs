@@ -1,15 +1,15 @@
 //! The `pyzor` program: option handling, home directory, files, commands
 //! in order, exit status (scripts/pyzor of the reference).
 
-use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::cli;
 use crate::commands::{self, Client, Context, Format};
-use crate::files;
-use crate::settings::{self, Settings};
+use pyzor_core::config::client::{self as files, ClientConfig};
+use pyzor_core::config::home::process_default_homedir;
+use pyzor_core::config::py_repr_str;
 
 /// The version string (`pyzor.__version__` of the release we replace).
 pub const VERSION: &str = "1.1.2";
@@ -22,16 +22,28 @@ fn prog_name(argv0: &str) -> String {
         .unwrap_or_else(|| "pyzor".into())
 }
 
+/// What Python's `sys.argv[0]` is for the reference script: the path the
+/// kernel ran, i.e. the `PATH` entry when the command was given by bare
+/// name (`pyzor -V` prints `/usr/bin/pyzor 1.1.2`).
+fn script_path(argv0: &str) -> String {
+    if argv0.contains('/') {
+        return argv0.to_string();
+    }
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(argv0))
+                .find(|p| p.is_file())
+        })
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|| argv0.to_string())
+}
+
 /// Print an error that the reference would have shown as a traceback, and
 /// return the exit status 1 (docs/compatibility.md, "client").
 fn fail(err: &mut dyn Write, msg: &str) -> i32 {
     let _ = writeln!(err, "pyzor: error: {msg}");
     1
-}
-
-/// Read the `[client]` section of `<homedir>/config`.
-fn read_config_file(path: &Path) -> Result<HashMap<String, String>, String> {
-    crate::config_file::client_section(path)
 }
 
 /// Python's `str(OSError)`: `[Errno 2] No such file or directory: '/x'`.
@@ -42,7 +54,7 @@ fn py_os_error(e: &std::io::Error, path: &Path) -> String {
             let msg = unsafe { std::ffi::CStr::from_ptr(libc::strerror(n)) }.to_string_lossy();
             format!(
                 "[Errno {n}] {msg}: {}",
-                crate::output::py_repr_str(&path.to_string_lossy())
+                py_repr_str(&path.to_string_lossy())
             )
         }
         None => e.to_string(),
@@ -70,7 +82,7 @@ pub fn run(
         return 0;
     }
     if opts.version {
-        let _ = writeln!(out, "{argv0} {VERSION}");
+        let _ = writeln!(out, "{} {VERSION}", script_path(argv0));
         return 0;
     }
     if opts.commands.is_empty() {
@@ -90,7 +102,7 @@ pub fn run(
         .homedir
         .as_deref()
         .map(PathBuf::from)
-        .unwrap_or_else(settings::default_homedir);
+        .unwrap_or_else(process_default_homedir);
     if !homedir.exists() {
         if let Err(e) = std::fs::create_dir(&homedir) {
             // Same text as the reference; exit 1 instead of its 0 (B7).
@@ -98,16 +110,28 @@ pub fn run(
             return 1;
         }
     }
-    let file_values = match read_config_file(&homedir.join("config")) {
-        Ok(v) => v,
-        Err(e) => return fail(err, &e),
+    let overrides: Vec<(&str, String)> = [
+        ("ServersFile", &opts.servers_file),
+        ("AccountsFile", &opts.accounts_file),
+        ("LocalWhitelist", &opts.local_whitelist),
+        ("LogFile", &opts.log_file),
+        ("Timeout", &opts.timeout),
+        ("Style", &opts.style),
+        ("ReportThreshold", &opts.report_threshold),
+        ("WhitelistThreshold", &opts.whitelist_threshold),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.clone().map(|v| (k, v)))
+    .collect();
+    let settings = match ClientConfig::load(&homedir, &overrides) {
+        Ok(c) => c,
+        Err(e) => return fail(err, &e.to_string()),
     };
-    let settings = Settings::resolve(homedir, &file_values, &opts);
-    if let Err(e) = crate::logging::setup(opts.debug, settings.file("LogFile").as_deref()) {
+    if let Err(e) = crate::logging::setup(opts.debug, settings.log_file.as_deref()) {
         return fail(err, &format!("cannot open the log file: {e}"));
     }
-    let servers = match settings.file("ServersFile") {
-        Some(p) => match read_optional(&p) {
+    let servers = match &settings.servers_file {
+        Some(p) => match read_optional(p) {
             Ok(text) => match files::parse_servers(&text) {
                 Ok(s) => s,
                 Err(e) => return fail(err, &format!("{}: {e}", p.display())),
@@ -125,8 +149,8 @@ pub fn run(
     } else {
         servers
     };
-    let accounts = match settings.file("AccountsFile") {
-        Some(p) if p.exists() => match read_optional(&p) {
+    let accounts = match &settings.accounts_file {
+        Some(p) if p.exists() => match read_optional(p) {
             Ok(text) => {
                 let (accounts, warnings) = files::parse_accounts(&text);
                 for w in warnings {

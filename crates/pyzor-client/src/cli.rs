@@ -158,7 +158,7 @@ fn optparse_message(e: &clap::Error) -> String {
 /// Check an integer option the way optparse's `type="int"` does.
 fn int_option(name: &str, v: Option<&String>) -> Result<(), UsageError> {
     if let Some(v) = v {
-        if crate::proto::py_int(v).is_none() {
+        if pyzor_core::config::py_int(v).is_none() {
             return Err(UsageError(format!(
                 "option {name}: invalid integer value: '{v}'"
             )));
@@ -192,7 +192,7 @@ where
     }
     Ok(CliOptions {
         nice: nice
-            .and_then(|n| crate::proto::py_int(&n))
+            .and_then(|n| pyzor_core::config::py_int(&n))
             .map(|n| n.clamp(-40, 40) as i32)
             .unwrap_or(0),
         debug: m.get_flag("debug"),

@@ -9,11 +9,13 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use crate::digester::{self, InputError, Style};
-use crate::files::{self, Accounts, ServerAddr};
 use crate::net::{self, Outcome};
 use crate::output::{ctime, head_tuple};
-use crate::proto::{py_int, Op};
-use crate::settings::{Settings, SettingsError};
+use pyzor_core::config::client::{
+    self as files, Accounts, ClientConfig, ClientConfigError, ServerAddr,
+};
+use pyzor_core::wire::client::parse_reply;
+use pyzor_core::wire::Op;
 
 /// A command could not run at all (the reference would crash with a
 /// traceback; we print this message and exit 1).
@@ -24,7 +26,7 @@ pub enum CommandError {
     Input(#[from] InputError),
     /// Bad setting.
     #[error(transparent)]
-    Settings(#[from] SettingsError),
+    Settings(#[from] ClientConfigError),
     /// Writing the output failed.
     #[error("cannot write output: {0}")]
     Output(std::io::Error),
@@ -36,6 +38,10 @@ pub enum CommandError {
         /// The cause.
         source: std::io::Error,
     },
+    /// `LocalWhitelist` is set to an empty value (the reference crashes
+    /// opening `""`).
+    #[error("no local whitelist file: LocalWhitelist is empty; set it in the config file or with --local-whitelist")]
+    NoLocalWhitelist,
     /// `genkey` failed.
     #[error(transparent)]
     Genkey(#[from] crate::genkey::GenkeyError),
@@ -84,6 +90,45 @@ impl Client {
     }
 }
 
+/// Digests in flight at once for multi-message input (mbox, digests).
+/// The reference sends one digest after the other; output order and exit
+/// status do not depend on this.
+pub const WINDOW: usize = 8;
+
+impl Client {
+    /// [`Client::query_all`] for several digests at once (up to [`WINDOW`]
+    /// in parallel); one result vector per digest, in input order.
+    pub fn query_many(&self, op: Op, digests: &[&str]) -> Vec<Vec<Outcome>> {
+        if digests.len() <= 1 {
+            return digests
+                .iter()
+                .map(|d| self.query_all(op, Some(d)))
+                .collect();
+        }
+        let mut out = Vec::with_capacity(digests.len());
+        for chunk in digests.chunks(WINDOW) {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = chunk
+                    .iter()
+                    .map(|d| scope.spawn(move || self.query_all(op, Some(d))))
+                    .collect();
+                for h in handles {
+                    out.push(h.join().unwrap_or_else(|_| {
+                        vec![
+                            Outcome::Error {
+                                code: 400,
+                                diag: "internal error while querying the servers".into(),
+                            };
+                            self.servers.len()
+                        ]
+                    }));
+                }
+            });
+        }
+        out
+    }
+}
+
 /// How results are printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -109,14 +154,12 @@ struct Runner {
     all_ok: bool,
     found_hit: bool,
     whitelisted: bool,
-    r_threshold: i128,
-    w_threshold: i128,
+    r_threshold: i64,
+    w_threshold: i64,
 }
 
-fn json_int(v: i128) -> Value {
-    i64::try_from(v)
-        .map(Value::from)
-        .unwrap_or_else(|_| Value::String(v.to_string()))
+fn json_int(v: i64) -> Value {
+    Value::from(v)
 }
 
 const INFO_KEYS: [&str; 6] = [
@@ -129,7 +172,7 @@ const INFO_KEYS: [&str; 6] = [
 ];
 
 impl Runner {
-    fn new(op: Op, format: Format, r: i128, w: i128) -> Runner {
+    fn new(op: Op, format: Format, r: i64, w: i64) -> Runner {
         let kind = match op {
             Op::Check | Op::Pong => Kind::Check,
             Op::Info => Kind::Info,
@@ -152,8 +195,9 @@ impl Runner {
         self.all_ok && self.found_hit && !self.whitelisted
     }
 
-    fn error_text(&mut self, server: &ServerAddr, code: i128, diag: &str) -> String {
+    fn error_text(&mut self, server: &ServerAddr, code: i64, diag: &str) -> String {
         self.all_ok = false;
+        log_error(server, code, diag);
         format!("{server}\t{}\n", head_tuple(code, diag))
     }
 
@@ -187,10 +231,8 @@ impl Runner {
             Outcome::Error { code, diag } => return self.error_text(server, *code, diag),
             Outcome::Reply(r) => r,
         };
-        let code = py_int(reply.get("Code").unwrap_or_default()).unwrap_or(0);
-        let diag = reply.get("Diag").unwrap_or_default();
-        let ok = code == 200;
-        let head = head_tuple(code, diag);
+        let ok = reply.is_ok();
+        let head = head_tuple(reply.code, &reply.diag);
         match self.kind {
             Kind::Plain => {
                 if !ok {
@@ -205,10 +247,8 @@ impl Runner {
                 }
                 // Reference crash (KeyError/ValueError → AttributeError)
                 // on a 200 without usable counts: an error line instead.
-                let (Some(count), Some(wl)) = (
-                    reply.get("Count").and_then(py_int),
-                    reply.get("WL-Count").and_then(py_int),
-                ) else {
+                let (Some(count), Some(wl)) = (reply.get_int("Count"), reply.get_int("WL-Count"))
+                else {
                     return self.error_text(
                         server,
                         400,
@@ -225,8 +265,10 @@ impl Runner {
                 }
                 let mut text = format!("{server}\t{head}\n");
                 for key in INFO_KEYS {
-                    let Some(raw) = reply.get(key) else { continue };
-                    let Some(val) = py_int(raw) else {
+                    if reply.get(key).is_none() {
+                        continue;
+                    }
+                    let Some(val) = reply.get_int(key) else {
                         return self.error_text(
                             server,
                             400,
@@ -257,7 +299,7 @@ impl Runner {
         }
     }
 
-    fn count_flags(&mut self, count: i128, wl: i128) {
+    fn count_flags(&mut self, count: i64, wl: i64) {
         if wl > self.w_threshold {
             self.whitelisted = true;
         } else if count > self.r_threshold {
@@ -265,24 +307,21 @@ impl Runner {
         }
     }
 
-    fn handle_json(&mut self, _server: &ServerAddr, outcome: &Outcome) -> Map<String, Value> {
+    fn handle_json(&mut self, server: &ServerAddr, outcome: &Outcome) -> Map<String, Value> {
         let mut obj = Map::new();
         let reply = match outcome {
             Outcome::Error { code, diag } => {
                 self.all_ok = false;
+                log_error(server, *code, diag);
                 obj.insert("code".into(), json_int(*code));
                 obj.insert("diag".into(), Value::from(diag.as_str()));
                 return obj;
             }
             Outcome::Reply(r) => r,
         };
-        let code = py_int(reply.get("Code").unwrap_or_default()).unwrap_or(0);
-        obj.insert("code".into(), json_int(code));
-        obj.insert(
-            "diag".into(),
-            Value::from(reply.get("Diag").unwrap_or_default()),
-        );
-        if code != 200 {
+        obj.insert("code".into(), json_int(reply.code));
+        obj.insert("diag".into(), Value::from(reply.diag.as_str()));
+        if !reply.is_ok() {
             self.all_ok = false;
             return obj;
         }
@@ -292,10 +331,7 @@ impl Runner {
             Kind::Info => &INFO_KEYS,
         };
         if self.kind == Kind::Check {
-            match (
-                reply.get("Count").and_then(py_int),
-                reply.get("WL-Count").and_then(py_int),
-            ) {
+            match (reply.get_int("Count"), reply.get_int("WL-Count")) {
                 (Some(c), Some(w)) => {
                     self.count_flags(c, w);
                     obj.insert("count".into(), json_int(c));
@@ -312,7 +348,7 @@ impl Runner {
             }
         }
         for key in keys {
-            if let Some(v) = reply.get(key).and_then(py_int) {
+            if let Some(v) = reply.get_int(key) {
                 obj.insert(key.to_ascii_lowercase().replace('-', "_"), json_int(v));
             }
         }
@@ -320,10 +356,28 @@ impl Runner {
     }
 }
 
+/// The reference's `log.error("%s\t%s: %s", server, e.__class__.__name__, e)`
+/// for a failed request (goes to the log file; to stderr only with `-d`).
+fn log_error(server: &ServerAddr, code: i64, diag: &str) {
+    let class = if code == 504 {
+        "TimeoutError"
+    } else {
+        "CommError"
+    };
+    log::error!(
+        "({}, {})\t{class}: {diag}",
+        pyzor_core::config::py_repr_str(&server.host),
+        server.port
+    );
+}
+
+/// Digests read before an input error, and the error.
+type Partial = (Vec<String>, Option<InputError>);
+
 /// Everything a command needs.
 pub struct Context<'a> {
     /// Resolved settings.
-    pub settings: &'a Settings,
+    pub settings: &'a ClientConfig,
     /// Network side.
     pub client: &'a Client,
     /// Standard input.
@@ -336,12 +390,21 @@ pub struct Context<'a> {
 
 impl Context<'_> {
     fn style(&self) -> Result<Style, InputError> {
-        Style::parse(self.settings.get("Style"))
+        Style::parse(&self.settings.style)
     }
 
+    /// All digests of the input, or the error the reference would stop
+    /// with (after handling the earlier messages: see [`Partial`]).
     fn digests(&mut self) -> Result<Vec<String>, InputError> {
+        match self.digests_partial()? {
+            (d, None) => Ok(d),
+            (_, Some(e)) => Err(e),
+        }
+    }
+
+    fn digests_partial(&mut self) -> Result<Partial, InputError> {
         let style = self.style()?;
-        digester::read_digests(style, self.input)
+        Ok(digester::read_digests(style, self.input))
     }
 
     fn write(&mut self, s: &str) -> Result<(), CommandError> {
@@ -409,11 +472,18 @@ fn ping(ctx: &mut Context<'_>) -> Result<bool, CommandError> {
 fn info(ctx: &mut Context<'_>) -> Result<bool, CommandError> {
     let digests = ctx.digests()?;
     let mut runner = Runner::new(Op::Info, ctx.format, 0, 0);
-    for d in digests.iter().filter(|d| !d.is_empty()) {
-        let outcomes = ctx.client.query_all(Op::Info, Some(d));
+    let digests: Vec<&str> = digests
+        .iter()
+        .map(String::as_str)
+        .filter(|d| !d.is_empty())
+        .collect();
+    for chunk in digests.chunks(WINDOW) {
+        let results = ctx.client.query_many(Op::Info, chunk);
         let mut text = String::new();
-        for (server, o) in ctx.client.servers.iter().zip(&outcomes) {
-            text.push_str(&runner.handle(server, Some(d), o, false));
+        for (d, outcomes) in chunk.iter().zip(&results) {
+            for (server, o) in ctx.client.servers.iter().zip(outcomes) {
+                text.push_str(&runner.handle(server, Some(d), o, false));
+            }
         }
         ctx.write(&text)?;
     }
@@ -425,13 +495,16 @@ fn info(ctx: &mut Context<'_>) -> Result<bool, CommandError> {
 /// read it), printed before the real results as the reference does, and do
 /// not count for the exit status.
 fn check_like(ctx: &mut Context<'_>, op: Op) -> Result<bool, CommandError> {
-    let r = ctx.settings.threshold("ReportThreshold")?;
-    let w = ctx.settings.threshold("WhitelistThreshold")?;
+    let r = ctx.settings.report_threshold()?;
+    let w = ctx.settings.whitelist_threshold()?;
     let local = if op == Op::Check {
-        match ctx.settings.file("LocalWhitelist") {
-            Some(p) => read_optional(&p)
+        match &ctx.settings.local_whitelist {
+            Some(p) => read_optional(p)
                 .map(|t| files::parse_local_whitelist(&t))
-                .map_err(|source| CommandError::Whitelist { path: p, source })?,
+                .map_err(|source| CommandError::Whitelist {
+                    path: p.clone(),
+                    source,
+                })?,
             None => Default::default(),
         }
     } else {
@@ -442,18 +515,33 @@ fn check_like(ctx: &mut Context<'_>, op: Op) -> Result<bool, CommandError> {
     let mut mock = Runner::new(op, ctx.format, r, w);
     let mut mock_text = String::new();
     let mut real_text = String::new();
-    for d in digests.iter().filter(|d| !d.is_empty()) {
-        if local.contains(d.as_str()) {
-            log::debug!("digest {d} is in the local whitelist");
-            let fake = Outcome::Reply(crate::proto::Reply::parse(
-                b"Code: 200\nDiag: OK\nPV: 2.1\nThread: 1024\nCount: 0\nWL-Count: 0",
-            ));
-            for server in &ctx.client.servers {
-                mock_text.push_str(&mock.handle(server, Some(d), &fake, true));
-            }
-        } else {
-            let outcomes = ctx.client.query_all(op, Some(d));
-            for (server, o) in ctx.client.servers.iter().zip(&outcomes) {
+    let mut remote: Vec<&str> = Vec::new();
+    for d in digests.iter().map(String::as_str).filter(|d| !d.is_empty()) {
+        if !local.contains(d) {
+            remote.push(d);
+            continue;
+        }
+        log::debug!("digest {d} is in the local whitelist");
+        // The reference's `Client._mock_check` reply.
+        let fake = match parse_reply(
+            b"Code: 200\nDiag: OK\nPV: 2.1\nThread: 1024\nCount: 0\nWL-Count: 0",
+            1024,
+        ) {
+            Ok(r) => Outcome::Reply(r),
+            Err(e) => Outcome::Error {
+                code: 400,
+                diag: e.to_string(),
+            },
+        };
+        for server in &ctx.client.servers {
+            mock_text.push_str(&mock.handle(server, Some(d), &fake, true));
+        }
+    }
+    // The reference prints all local answers before the real ones.
+    for chunk in remote.chunks(WINDOW) {
+        let results = ctx.client.query_many(op, chunk);
+        for (d, outcomes) in chunk.iter().zip(&results) {
+            for (server, o) in ctx.client.servers.iter().zip(outcomes) {
                 real_text.push_str(&runner.handle(server, Some(d), o, false));
             }
         }
@@ -463,38 +551,60 @@ fn check_like(ctx: &mut Context<'_>, op: Op) -> Result<bool, CommandError> {
     Ok(runner.check_ok())
 }
 
+/// `report` and `whitelist` print per message, so on an undigestible
+/// message the earlier messages' lines are out (and sent) before the
+/// error, as in the reference.
 fn report_like(ctx: &mut Context<'_>, op: Op) -> Result<bool, CommandError> {
-    let digests = ctx.digests()?;
+    let (digests, failure) = ctx.digests_partial()?;
     let mut all_ok = true;
-    for d in digests.iter().filter(|d| !d.is_empty()) {
-        let mut runner = Runner::new(op, ctx.format, 0, 0);
-        let outcomes = ctx.client.query_all(op, Some(d));
+    let digests: Vec<&str> = digests
+        .iter()
+        .map(String::as_str)
+        .filter(|d| !d.is_empty())
+        .collect();
+    for chunk in digests.chunks(WINDOW) {
+        let results = ctx.client.query_many(op, chunk);
         let mut text = String::new();
-        for (server, o) in ctx.client.servers.iter().zip(&outcomes) {
-            text.push_str(&runner.handle(server, Some(d), o, false));
+        for (d, outcomes) in chunk.iter().zip(&results) {
+            let mut runner = Runner::new(op, ctx.format, 0, 0);
+            for (server, o) in ctx.client.servers.iter().zip(outcomes) {
+                text.push_str(&runner.handle(server, Some(d), o, false));
+            }
+            all_ok &= runner.all_ok;
         }
         ctx.write(&text)?;
-        all_ok &= runner.all_ok;
+    }
+    if let Some(e) = failure {
+        return Err(e.into());
     }
     Ok(all_ok)
 }
 
+/// `digest` prints as it goes: the digests before an undigestible message
+/// are printed, then the error (as the reference).
 fn digest(ctx: &mut Context<'_>) -> Result<bool, CommandError> {
-    for d in ctx.digests()? {
+    let (digests, failure) = ctx.digests_partial()?;
+    for d in digests {
         if !d.is_empty() {
             ctx.write(&format!("{d}\n"))?;
         }
     }
-    Ok(true)
+    match failure {
+        Some(e) => Err(e.into()),
+        None => Ok(true),
+    }
 }
 
 /// `predigest` always reads one message (msg style), as the reference.
 fn predigest(ctx: &mut Context<'_>) -> Result<bool, CommandError> {
     let mut data = Vec::new();
     ctx.input.read_to_end(&mut data).map_err(InputError::Read)?;
+    let mut text = Vec::new();
     for line in digester::predigest_lines(&data)? {
-        ctx.write(&format!("{line}\n"))?;
+        text.extend_from_slice(&line);
+        text.push(b'\n');
     }
+    ctx.out.write_all(&text).map_err(CommandError::Output)?;
     Ok(true)
 }
 
@@ -509,8 +619,8 @@ fn read_optional(p: &std::path::Path) -> std::io::Result<String> {
 /// `local_whitelist` / `local_unwhitelist`: the file keeps its other lines
 /// and comments (B14).
 fn local_whitelist(ctx: &mut Context<'_>, add: bool) -> Result<bool, CommandError> {
-    let Some(path) = ctx.settings.file("LocalWhitelist") else {
-        return Ok(true);
+    let Some(path) = ctx.settings.local_whitelist.clone() else {
+        return Err(CommandError::NoLocalWhitelist);
     };
     let err = |source| CommandError::Whitelist {
         path: path.clone(),
@@ -537,4 +647,86 @@ fn local_whitelist(ctx: &mut Context<'_>, add: bool) -> Result<bool, CommandErro
     };
     std::fs::write(&path, new).map_err(err)?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(text: &str) -> Outcome {
+        Outcome::Reply(parse_reply(text.as_bytes(), 2000).unwrap())
+    }
+
+    fn server() -> ServerAddr {
+        ServerAddr::new("h", 1)
+    }
+
+    #[test]
+    fn check_lines_and_flags() {
+        let mut r = Runner::new(Op::Check, Format::Text, 0, 0);
+        let ok = reply("Code: 200\nDiag: OK\nPV: 2.1\nThread: 2000\nCount: 5\nWL-Count: 0\n\n");
+        assert_eq!(
+            r.handle(&server(), Some("d"), &ok, false),
+            "h:1\t(200, 'OK')\t5\t0\n"
+        );
+        assert!(r.check_ok());
+        let denied = reply("Code: 403\nDiag: Forbidden\nPV: 2.1\nThread: 2000\n\n");
+        assert_eq!(
+            r.handle(&server(), Some("d"), &denied, false),
+            "h:1\t(403, 'Forbidden')\t\n"
+        );
+        assert!(!r.check_ok());
+        let mut r = Runner::new(Op::Check, Format::Text, 0, 0);
+        let wl = reply("Code: 200\nDiag: OK\nPV: 2.1\nThread: 2000\nCount: 5\nWL-Count: 1\n\n");
+        r.handle(&server(), Some("d"), &wl, false);
+        r.handle(&server(), Some("d"), &ok, false);
+        assert!(!r.check_ok(), "any whitelisted reply clears the hit");
+        let mut r = Runner::new(Op::Check, Format::Text, 5, 0);
+        r.handle(&server(), Some("d"), &ok, false);
+        assert!(!r.check_ok(), "count must exceed -r");
+        let timeout = Outcome::Error {
+            code: 504,
+            diag: "Reading response timed-out.".into(),
+        };
+        assert_eq!(
+            r.handle(&server(), Some("d"), &timeout, false),
+            "h:1\t(504, 'Reading response timed-out.')\n"
+        );
+    }
+
+    #[test]
+    fn info_block() {
+        let mut r = Runner::new(Op::Info, Format::Text, 0, 0);
+        let ok = reply(
+            "Code: 200\nDiag: OK\nPV: 2.1\nThread: 2000\nEntered: -1\nCount: 2\nWL-Count: 0\n\n",
+        );
+        assert_eq!(
+            r.handle(&server(), Some("d"), &ok, false),
+            "h:1\t(200, 'OK')\n\tCount: 2\n\tEntered: Never\n\tWL-Count: 0\n\n"
+        );
+        assert!(r.all_ok);
+        let bad = reply("Code: 200\nDiag: OK\nPV: 2.1\nThread: 2000\nCount: x\n\n");
+        assert!(r
+            .handle(&server(), Some("d"), &bad, false)
+            .starts_with("h:1\t(400, "));
+        assert!(!r.all_ok);
+        let mut r = Runner::new(Op::Info, Format::Text, 0, 0);
+        let denied = reply("Code: 403\nDiag: no\nPV: 2.1\nThread: 2000\n\n");
+        assert_eq!(
+            r.handle(&server(), Some("d"), &denied, false),
+            "h:1\t(403, 'no')\n\n"
+        );
+    }
+
+    #[test]
+    fn json_lines() {
+        let mut r = Runner::new(Op::Check, Format::Json, 0, 0);
+        let ok = reply("Code: 200\nDiag: OK\nPV: 2.1\nThread: 2000\nCount: 5\nWL-Count: 0\n\n");
+        let line = r.handle(&server(), Some("d"), &ok, true);
+        let v: Value = serde_json::from_str(line.trim_end()).unwrap();
+        assert_eq!(v["count"], 5);
+        assert_eq!(v["local_whitelist"], true);
+        assert_eq!(v["server"], "h:1");
+        assert!(r.check_ok());
+    }
 }

@@ -4,16 +4,17 @@
 //! commands, options, files and output (docs/client.md), plus the
 //! forwarder library the server uses to pass reports on.
 //!
+//! Configuration and file formats live in `pyzor_core::config::client`;
+//! request building and reply parsing in `pyzor_core::wire::client`.
+//!
 //! | module | concern |
 //! | --- | --- |
 //! | [`app`] | the program: options, home directory, files, commands, exit status |
 //! | [`cli`] | optparse-compatible command line |
-//! | [`settings`] | `[client]` defaults, config file, command line |
-//! | [`files`] | servers, accounts and local whitelist files |
-//! | [`proto`] | request datagrams and reply parsing as the reference client |
 //! | [`net`] | one request/reply over UDP with a timeout |
 //! | [`commands`] | the commands and their output |
 //! | [`output`] | Python reprs and `ctime` |
+//! | [`forwarder`] | the server's forwarder: bounded queue, batches of ≤10, timer flush |
 //! | [`genkey`] | account key generation |
 //! | [`digester`] | input styles to digests |
 //! | [`logging`] | the reference's log format and levels |
@@ -21,12 +22,9 @@
 pub mod app;
 pub mod cli;
 pub mod commands;
-mod config_file;
 pub mod digester;
-pub mod files;
+pub mod forwarder;
 pub mod genkey;
 pub mod logging;
 pub mod net;
 pub mod output;
-pub mod proto;
-pub mod settings;

@@ -12,8 +12,12 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::files::{Account, ServerAddr};
-use crate::proto::{build_request, py_int, Op, Reply, MAX_PACKET};
+use pyzor_core::config::client::{Account, ServerAddr};
+use pyzor_core::config::py_repr_str;
+use pyzor_core::wire::client::{
+    build_request, parse_reply, Credentials, Layout, Reply, ReplyError,
+};
+use pyzor_core::wire::{Op, MAX_PACKET_SIZE};
 
 /// What one server answered, or why there is no usable answer. The error
 /// variants carry the reference's `(code, 'text')` pair.
@@ -25,14 +29,14 @@ pub enum Outcome {
     /// The reference's `CommError` family: `(code, str(e))`.
     Error {
         /// 400 for protocol/socket errors, 504 for a timeout.
-        code: i128,
+        code: i64,
         /// The message, e.g. `Reading response timed-out.`
         diag: String,
     },
 }
 
 impl Outcome {
-    fn err(code: i128, diag: impl Into<String>) -> Outcome {
+    fn err(code: i64, diag: impl Into<String>) -> Outcome {
         Outcome::Error {
             code,
             diag: diag.into(),
@@ -134,7 +138,7 @@ pub fn exchange(
     } else {
         sock.set_read_timeout(Some(timeout)).ok();
     }
-    let mut buf = vec![0u8; MAX_PACKET];
+    let mut buf = vec![0u8; MAX_PACKET_SIZE];
     match sock.recv(&mut buf) {
         Ok(n) => {
             buf.truncate(n);
@@ -156,50 +160,30 @@ pub fn exchange(
     }
 }
 
-/// Check a reply the way `Client.read_response` and `Response` do
-/// (wire-protocol.md §7). Where the reference crashes (non-numeric or
-/// out-of-range Thread: ValueError → AttributeError traceback, §9.1/§9.14)
-/// we return a 400 error line instead (docs/compatibility.md, "client").
-pub fn validate_reply(packet: &[u8], expected_thread: u16) -> Outcome {
-    let reply = Reply::parse(packet);
-    if !reply.has("Code") || !reply.has("Diag") {
-        return Outcome::err(400, "doesn't have fields for a Response");
-    }
-    if !reply.has("PV") || !reply.has("Thread") {
-        return Outcome::err(400, "Doesn't have fields for a ThreadedMessage.");
-    }
-    let raw_thread = reply.get("Thread").unwrap_or_default();
-    let thread = match py_int(raw_thread) {
-        Some(t) if (0..65536).contains(&t) => t,
-        _ => {
-            return Outcome::err(
-                400,
-                format!(
-                    "invalid thread id {} in response (expected {expected_thread})",
-                    crate::output::py_repr_str(raw_thread)
-                ),
-            )
+/// Check a reply with `pyzor_core::wire::client::parse_reply` (the
+/// reference's `read_response` order of checks). Where the reference
+/// crashes (non-numeric or out-of-range Thread or Code: ValueError →
+/// AttributeError traceback, wire-protocol.md §9.1/§9.14) we return a 400
+/// error line instead (docs/compatibility.md, "client").
+pub fn validate_reply(packet: &[u8], expected_thread: u32) -> Outcome {
+    match parse_reply(packet, expected_thread) {
+        Ok(reply) => {
+            if let Some(w) = &reply.thread_warning {
+                log::warn!("{w}");
+            }
+            Outcome::Reply(reply)
         }
-    };
-    if thread != i128::from(expected_thread) {
-        if thread >= 1024 {
-            return Outcome::err(
-                400,
-                format!("received unexpected thread id {thread} (expected {expected_thread})"),
-            );
-        }
-        log::warn!("received error thread id {thread} (expected {expected_thread})");
+        Err(e @ ReplyError::Protocol(_)) => Outcome::err(e.code(), e.to_string()),
+        Err(e @ ReplyError::Malformed(_)) => Outcome::err(400, e.to_string()),
     }
-    if py_int(reply.get("Code").unwrap_or_default()).is_none() {
-        return Outcome::err(
-            400,
-            format!(
-                "invalid Code {} in response",
-                crate::output::py_repr_str(reply.get("Code").unwrap_or_default())
-            ),
-        );
+}
+
+/// The credentials for `account` (anonymous when `None`).
+pub fn credentials(account: Option<&Account>) -> Credentials {
+    match account {
+        Some(a) => Credentials::new(&a.username, &a.key),
+        None => Credentials::anonymous(),
     }
-    Outcome::Reply(reply)
 }
 
 /// Build, sign, send one request and check its reply.
@@ -211,12 +195,32 @@ pub fn request(
     timeout: Duration,
 ) -> Outcome {
     let thread = new_thread_id();
-    let datagram = build_request(op, digests, false, thread, account, now_secs());
-    log::debug!("sending: {:?}", String::from_utf8_lossy(&datagram));
+    let mut datagram = Vec::with_capacity(256);
+    if let Err(e) = build_request(
+        op,
+        digests,
+        u32::from(thread),
+        &credentials(account),
+        now_secs(),
+        Layout::Single,
+        &mut datagram,
+    ) {
+        return Outcome::err(400, format!("cannot build the request: {e}"));
+    }
+    log::debug!(
+        "sending: {}",
+        py_repr_str(&String::from_utf8_lossy(&datagram))
+    );
     match exchange(server, &datagram, timeout) {
         Ok(packet) => {
-            log::debug!("received: {:?}/{server}", String::from_utf8_lossy(&packet));
-            validate_reply(&packet, thread)
+            // The reference logs `received: %r/%r` of the bytes and address.
+            log::debug!(
+                "received: b{}/({}, {})",
+                py_repr_str(&String::from_utf8_lossy(&packet)),
+                py_repr_str(&server.host),
+                server.port
+            );
+            validate_reply(&packet, u32::from(thread))
         }
         Err(e) => e,
     }
@@ -225,6 +229,42 @@ pub fn request(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn garbage_replies_never_panic() {
+        // Deterministic xorshift; bounded count.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let pieces: [&[u8]; 10] = [
+            b"Code: ",
+            b"Diag: ",
+            b"PV: ",
+            b"Thread: ",
+            b"Count: ",
+            b"200",
+            b"\n",
+            b"\r\n",
+            b"\xff\xfe",
+            b" 5000 ",
+        ];
+        for _ in 0..20_000 {
+            let mut pkt = Vec::new();
+            for _ in 0..(x % 24) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                if x % 3 == 0 {
+                    pkt.push((x >> 8) as u8);
+                } else {
+                    pkt.extend_from_slice(pieces[(x % 10) as usize]);
+                }
+            }
+            let out = validate_reply(&pkt, 5000);
+            if let Outcome::Reply(r) = out {
+                let _ = r.head_tuple();
+                let _ = r.get_int("Count");
+            }
+        }
+    }
 
     #[test]
     fn thread_ids_in_range() {
@@ -253,6 +293,10 @@ mod tests {
         );
         assert!(matches!(
             validate_reply(b"Code: 200\nDiag: OK\nPV: 2.1\nThread: \n\n", 1),
+            Outcome::Error { code: 400, .. }
+        ));
+        assert!(matches!(
+            validate_reply(b"Code: OK\nDiag: OK\nPV: 2.1\nThread: 1\n\n", 1),
             Outcome::Error { code: 400, .. }
         ));
         assert!(matches!(

@@ -107,6 +107,10 @@ fn single_server_scenario(c: &Clients, port: u16) {
     );
     let out = c.same(unknown.path(), &["ping", "-s", "digests", "info"], &ia);
     assert!(out.stdout.contains("Unknown user"), "{}", out.stdout);
+    // Messages (the default style, as SpamAssassin runs it) and mbox, when
+    // the digest is available in our build.
+    messages_scenario(c, home);
+
     // An account for another port of the same host is not used.
     let other = ClientHome::new(
         std::slice::from_ref(&server),
@@ -118,6 +122,45 @@ fn single_server_scenario(c: &Clients, port: u16) {
         )],
     );
     c.same(other.path(), &["ping"], b"");
+}
+
+/// Two corpus messages and an mbox file through msg and mbox styles.
+fn messages_scenario(c: &Clients, home: &Path) {
+    let corpus = Path::new("/work/shared/digest-corpus");
+    let probe = run_client(
+        &c.ours,
+        home,
+        &["digest"],
+        b"Subject: x\n\nhello world line\n",
+    );
+    if probe.code != 0 || !corpus.is_dir() {
+        pyzor_testkit::skip(
+            "messages_scenario",
+            "pyzor_core::digest not available yet (or corpus missing): msg/mbox styles not compared",
+        );
+        return;
+    }
+    let a = std::fs::read(corpus.join("case-0001.eml")).unwrap();
+    let b = std::fs::read(corpus.join("case-0002.eml")).unwrap();
+    let mbox = std::fs::read(corpus.join("mbox-01.mbox")).unwrap();
+    for input in [&a, &b] {
+        c.same(home, &["digest"], input);
+        c.same(home, &["check"], input);
+        c.same(home, &["predigest"], input);
+    }
+    let rr = run_client(&c.reference, home, &["report"], &a);
+    let ro = run_client(&c.ours, home, &["report"], &b);
+    assert_eq!((ro.stdout.as_str(), ro.code), (rr.stdout.as_str(), rr.code));
+    for input in [&a, &b] {
+        let out = c.same(home, &["check"], input);
+        assert_eq!(out.code, 0, "reported: a hit");
+        c.same(home, &["info"], input);
+        c.same(home, &["digest", "check", "info"], input);
+    }
+    c.same(home, &["-s", "mbox", "digest"], &mbox);
+    c.same(home, &["-s", "mbox", "check"], &mbox);
+    c.same(home, &["-s", "mbox", "info"], &mbox);
+    c.same(home, &["check"], b"");
 }
 
 #[test]
@@ -158,6 +201,28 @@ fn several_servers_and_a_silent_one() {
     };
     let s1 = start_server(&c.pyzord(), &[], true).expect("pyzord 1");
     let s2 = start_server(&c.pyzord(), &[], true).expect("pyzord 2");
+    several_servers_scenario(&c, &s1, &s2);
+}
+
+/// The same with one reference pyzord and one of ours.
+#[test]
+fn several_servers_reference_and_ours() {
+    let test = "several_servers_reference_and_ours";
+    let Some(c) = Clients::get(test) else { return };
+    let ours = c.ours.with_file_name("pyzord");
+    if !ours.is_file() {
+        pyzor_testkit::skip(test, &format!("{} is not built", ours.display()));
+        return;
+    }
+    let s1 = start_server(&c.pyzord(), &[], true).expect("reference pyzord");
+    let Some(s2) = start_server(&ours, &[], true) else {
+        pyzor_testkit::skip(test, "our pyzord does not answer");
+        return;
+    };
+    several_servers_scenario(&c, &s1, &s2);
+}
+
+fn several_servers_scenario(c: &Clients, s1: &Server, s2: &Server) {
     let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
     let silent_port = silent.local_addr().unwrap().port();
     let servers = vec![
@@ -300,6 +365,11 @@ fn command_line_edge_cases() {
     // digest style echoes digests; several commands share stdin.
     c.same(h, &["-s", "digests", "digest", "digest"], b"abc\n  def  \n");
     c.same(h, &["--style=digests", "digest"], b"x\r\ny\n");
+    c.same(
+        h,
+        &["-s", "digests", "digest"],
+        b"a\rb\n \x1c c\x1c\n\n\xc2\xa0d\xc2\xa0\nlast",
+    );
     // Help: the reference's text plus our two --json lines.
     let (r, o) = c.both(h, &[], b"");
     assert_eq!(o.code, r.code);
@@ -314,6 +384,18 @@ fn command_line_edge_cases() {
     let (r, o) = c.both(h, &["-V"], b"");
     assert_eq!(o.code, r.code);
     assert!(r.stdout.ends_with(" 1.1.2\n") && o.stdout.ends_with(" 1.1.2\n"));
+    // Run by bare name through PATH, both print the PATH entry.
+    let bin_dir = pyzor_testkit::temp_home();
+    std::os::unix::fs::symlink(&c.ours, bin_dir.path().join("pyzor")).unwrap();
+    let by_name = std::process::Command::new("pyzor")
+        .arg("-V")
+        .env("PATH", bin_dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&by_name.stdout),
+        format!("{} 1.1.2\n", bin_dir.path().join("pyzor").display())
+    );
     // Bad option values: optparse's exit 2, nothing on stdout.
     for args in [
         &["-t", "abc", "ping"][..],

@@ -99,7 +99,10 @@ mod tests {
 
     #[test]
     fn counts_saturate_at_sys_maxsize() {
-        let mut r = Record { r_count: MAX_COUNT, ..Record::default() };
+        let mut r = Record {
+            r_count: MAX_COUNT,
+            ..Record::default()
+        };
         r.report(Timestamp::from_secs(1));
         assert_eq!(r.r_count, MAX_COUNT);
     }

@@ -8,9 +8,10 @@
 //! * [`py_int`]: Python's `int(str)` (used for every integer setting and for
 //!   the `Time` header).
 //!
-//! The client side (`[client]`, servers/accounts/whitelist files) lives in
-//! `config::client` (added by the client work).
+//! * [`client`]: the `[client]` keys of `pyzor` and the servers, accounts
+//!   and local whitelist files.
 
+pub mod client;
 pub mod home;
 pub mod ini;
 pub mod server;

@@ -20,9 +20,13 @@
 //!   header`), which the server turns into 500 when signing and into "no
 //!   reply" when echoing `Thread`.
 
-/// The rendered value would contain an embedded header line.
+/// Python's serialiser refuses the value; the text is the exception
+/// message (`header value appears to contain an embedded header: ...` from
+/// `Header.encode`, or `folded header contains newline: ...` from the
+/// generator's header check that Debian's CPython 3.11.2 carries, the
+/// CVE-2024-6923 fix).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("header value appears to contain an embedded header: {0}")]
+#[error("{0}")]
 pub struct EmbeddedHeader(pub String);
 
 /// Charset used for values with non-ASCII bytes.
@@ -59,6 +63,16 @@ fn is_py_space_byte(b: u8) -> bool {
 
 /// Append the rendered form of a header value received as bytes.
 pub fn render_value(value: &[u8], out: &mut Vec<u8>) -> Result<(), EmbeddedHeader> {
+    render_field_value(b"", value, out)
+}
+
+/// [`render_value`] for the field `name` (the name only appears in the
+/// error text).
+pub fn render_field_value(
+    name: &[u8],
+    value: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), EmbeddedHeader> {
     if value.is_ascii() && !value.iter().any(|&b| is_ascii_boundary(b)) {
         out.extend_from_slice(value);
         return Ok(());
@@ -66,7 +80,27 @@ pub fn render_value(value: &[u8], out: &mut Vec<u8>) -> Result<(), EmbeddedHeade
     let lines = split_lines_bytes(value);
     let s = format_lines(&lines, !value.is_ascii(), Charset8::Unknown8bit);
     check_embedded(&s)?;
+    check_newlines(name, &s)?;
     out.extend_from_slice(&s);
+    Ok(())
+}
+
+/// The generator's check (`NEWLINE_WITHOUT_FWSP`): every line break of
+/// the written header must be followed by a blank or a tab.
+fn check_newlines(name: &[u8], s: &[u8]) -> Result<(), EmbeddedHeader> {
+    let bad = s
+        .windows(2)
+        .any(|w| w[0] == b'\n' && !matches!(w[1], b' ' | b'\t'));
+    if bad {
+        let mut folded = String::from_utf8_lossy(name).into_owned();
+        folded.push_str(": ");
+        folded.push_str(&String::from_utf8_lossy(s));
+        folded.push('\n');
+        return Err(EmbeddedHeader(format!(
+            "folded header contains newline: {}",
+            crate::config::py_repr_str(&folded)
+        )));
+    }
     Ok(())
 }
 
@@ -87,6 +121,7 @@ pub fn render_str(value: &str, out: &mut Vec<u8>) -> Result<(), EmbeddedHeader> 
     };
     let s = format_lines(&lines, !value.is_ascii(), Charset8::Utf8);
     check_embedded(&s)?;
+    check_newlines(b"", &s)?;
     out.extend_from_slice(&s);
     Ok(())
 }
@@ -293,8 +328,9 @@ fn check_embedded(s: &[u8]) -> Result<(), EmbeddedHeader> {
                 .take_while(|&&c| c != b' ' && c != b'\t')
                 .count();
             if run > 1 && rest[1..run].contains(&b':') {
-                return Err(EmbeddedHeader(crate::config::py_repr_str(
-                    &String::from_utf8_lossy(s),
+                return Err(EmbeddedHeader(format!(
+                    "header value appears to contain an embedded header: {}",
+                    crate::config::py_repr_str(&String::from_utf8_lossy(s))
                 )));
             }
         }
@@ -328,7 +364,14 @@ mod tests {
         assert_eq!(r(b"1\n ").unwrap(), "1");
         assert_eq!(r(b"1\n\t").unwrap(), "1\t");
         assert_eq!(r(b"\n 1234").unwrap(), "\n 1234");
-        assert!(r(b"12\x0bX: y").is_err());
+        assert!(r(b"12\x0bX: y")
+            .unwrap_err()
+            .0
+            .starts_with("header value appears to contain an embedded header: "));
+        let mut o = Vec::new();
+        let e = render_field_value(b"Op-Digest", b"1\x0c2", &mut o).unwrap_err();
+        assert_eq!(e.0, "folded header contains newline: 'Op-Digest: 1\\n2\\n'");
+        assert_eq!(r(b"a 1\x0c 2").unwrap(), "a 1\n 2");
     }
 
     #[test]

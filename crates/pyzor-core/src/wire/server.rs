@@ -24,7 +24,7 @@ use std::borrow::Cow;
 
 use super::client::py_strip_bytes;
 use super::email::{slice, Headers};
-use super::render::render_value;
+use super::render::{render_field_value, render_value};
 use super::{Op, MAX_PACKET_SIZE, PROTO_VERSION};
 use crate::auth::{sig_eq, sign, timestamp_ok, Accounts, Acl, ANONYMOUS};
 use crate::config::{py_int, py_repr_str};
@@ -82,19 +82,18 @@ impl Parsed {
 /// wire-protocol.md §3.1 (legacy clients): `packet.replace(b"\n\n", b"\n")
 /// + b"\n"` — all non-overlapping pairs, left to right.
 fn legacy_rewrite(d: &[u8], out: &mut Vec<u8>) {
+    let mut start = 0;
     let mut i = 0;
-    while i < d.len() {
-        match d[i..].windows(2).position(|w| w == b"\n\n") {
-            Some(p) => {
-                out.extend_from_slice(&d[i..i + p + 1]);
-                i += p + 2;
-            }
-            None => {
-                out.extend_from_slice(&d[i..]);
-                break;
-            }
+    while i + 1 < d.len() {
+        if d[i] == b'\n' && d[i + 1] == b'\n' {
+            out.extend_from_slice(&d[start..=i]);
+            i += 2;
+            start = i;
+        } else {
+            i += 1;
         }
     }
+    out.extend_from_slice(&d[start..]);
     out.push(b'\n');
 }
 
@@ -350,7 +349,7 @@ fn signed_text<'s>(req: &Parsed, scratch: &'s mut Vec<u8>) -> Result<Option<&'s 
         }
         scratch.extend_from_slice(name);
         scratch.extend_from_slice(b": ");
-        render_value(slice(buf, &f.value), scratch).map_err(Failure::internal)?;
+        render_field_value(name, slice(buf, &f.value), scratch).map_err(Failure::internal)?;
         scratch.push(b'\n');
     }
     scratch.push(b'\n');

@@ -1,1 +1,8 @@
-fn main() {}
+//! `pyzord`: see the pyzor-server crate.
+use clap::Parser;
+
+fn main() {
+    let argv0 = std::env::args().next().unwrap_or_else(|| "pyzord".into());
+    let cli = pyzor_server::cli::Cli::parse();
+    std::process::exit(pyzor_server::run(cli, &argv0));
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Digest benchmark: ours vs the reference Pyzor 1.1.2, same inputs, same run.
+#
+#   bench/digest.sh [--rounds N] [--mbox-mb MB] [--cli-sample K]
+#
+# Builds the release example binaries of pyzor-core (pyzor-digest, digest-bench),
+# runs them pinned to one core when `taskset` exists, and writes the table to
+# bench/RESULTS-digest.md. The reference venv comes from $PYZOR_REF_VENV
+# (default /work/ref-venv).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+cargo build --release -q -p pyzor-core --example pyzor-digest --example digest-bench
+pin=()
+if command -v taskset >/dev/null; then pin=(taskset -c 0); fi
+out="$(mktemp)"
+"${pin[@]}" target/release/examples/digest-bench --venv "${PYZOR_REF_VENV:-/work/ref-venv}" --write "$out" "$@"
+{
+    echo "# Digest benchmark results"
+    echo
+    echo "Produced by \`bench/digest.sh $*\` on $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -m), $(nproc) cores (pinned to one: ${pin[*]:-no})."
+    echo "Reference: Pyzor 1.1.2 on $("${PYZOR_REF_VENV:-/work/ref-venv}/bin/python" --version 2>&1)."
+    echo "Ours: pyzor-core release build (\`digest_message\` in-process, and the \`pyzor-digest\` example CLI)."
+    echo
+    cat "$out"
+} > bench/RESULTS-digest.md
+rm -f "$out"
+echo "wrote bench/RESULTS-digest.md"

@@ -1,0 +1,191 @@
+//! Input styles `mbox` and `digests` of the `pyzor` CLI (digest-spec.md §A).
+
+use std::io::{self, BufRead};
+
+use super::text::py_strip;
+
+/// Streams the messages of an mbox with the semantics of Python's
+/// `mailbox.mbox` table of contents (`_generate_toc`), without holding more
+/// than one message in memory:
+///
+/// * lines end at `\n` only;
+/// * every line starting with the bytes `From ` starts a message (`>From `
+///   is not unquoted, unquoted `From ` body lines split; spec J.10); bytes
+///   before the first one are ignored;
+/// * a message ends where the next `From ` line starts; if the line before
+///   it is exactly `\n`, that one line is dropped (a `\r\n` line is not
+///   blank). The same holds at end of input;
+/// * the message bytes are the bytes after the `From ` line.
+///
+/// Yields `io::Result<Vec<u8>>`; each item can go to
+/// [`super::digest_message`].
+///
+/// A message whose `From ` line (after `From `, without the `\n`) holds a
+/// byte ≥ 0x80 is yielded as an `io::ErrorKind::InvalidData` error: the
+/// reference's `mailbox.mbox.get_message` decodes that line as ASCII and
+/// raises `UnicodeDecodeError` there, so `pyzor -s mbox` stops at that
+/// message. Iteration may continue after such an error (best effort); to
+/// match the reference, stop at the first error.
+pub struct MboxReader<R> {
+    reader: R,
+    /// The message being read (`None` before the first `From ` line); each
+    /// line is appended straight into it (one copy).
+    cur: Option<Vec<u8>>,
+    /// Lines before the first `From ` line go here and are dropped.
+    junk: Vec<u8>,
+    last_was_empty: bool,
+    /// The current message's `From ` line is not ASCII.
+    bad_from: bool,
+    done: bool,
+}
+
+impl<R: BufRead> MboxReader<R> {
+    /// Read messages from `reader`.
+    pub fn new(reader: R) -> Self {
+        MboxReader {
+            reader,
+            cur: None,
+            junk: Vec::new(),
+            last_was_empty: false,
+            bad_from: false,
+            done: false,
+        }
+    }
+
+    fn finish(&mut self, mut m: Vec<u8>) -> io::Result<Vec<u8>> {
+        if self.last_was_empty {
+            m.pop(); // the "\n" line before the next From_ line / EOF
+        }
+        if self.bad_from {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "mbox From_ line is not ASCII; Pyzor 1.1.2 raises UnicodeDecodeError at this message",
+            ));
+        }
+        Ok(m)
+    }
+}
+
+impl<R: BufRead> Iterator for MboxReader<R> {
+    type Item = io::Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        loop {
+            let buf = match self.cur.as_mut() {
+                Some(m) => m,
+                None => {
+                    self.junk.clear();
+                    &mut self.junk
+                }
+            };
+            let start = buf.len();
+            match self.reader.read_until(b'\n', buf) {
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+                Ok(0) => {
+                    self.done = true;
+                    let m = self.cur.take()?;
+                    return Some(self.finish(m));
+                }
+                Ok(_) => {}
+            }
+            let line = &buf[start..];
+            if line.starts_with(b"From ") {
+                let from_ascii = line[5..].iter().all(|&b| b < 0x80);
+                buf.truncate(start);
+                let prev = self.cur.replace(Vec::new());
+                let prev = prev.map(|m| self.finish(m));
+                self.last_was_empty = false;
+                self.bad_from = !from_ascii;
+                if let Some(m) = prev {
+                    return Some(m);
+                }
+                continue;
+            }
+            self.last_was_empty = line == b"\n";
+        }
+    }
+}
+
+/// Style `digests`: each input line (ending at `\n` only; a CR stays in the
+/// line) passed through Python's `str.strip()`; non-empty results are what
+/// `pyzor -s digests digest` prints, unchecked.
+///
+/// The reference reads stdin as text in the locale encoding (UTF-8): a line
+/// that is not valid UTF-8 makes it raise `UnicodeDecodeError`. Here such a
+/// line yields an `io::ErrorKind::InvalidData` error; the caller stops
+/// there, as the reference does.
+pub fn digests_style_lines<R: BufRead>(mut reader: R) -> impl Iterator<Item = io::Result<String>> {
+    let mut buf = Vec::new();
+    let mut done = false;
+    std::iter::from_fn(move || loop {
+        if done {
+            return None;
+        }
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf) {
+            Err(e) => {
+                done = true;
+                return Some(Err(e));
+            }
+            Ok(0) => return None,
+            Ok(_) => {}
+        }
+        let s = match std::str::from_utf8(&buf) {
+            Ok(s) => s,
+            Err(e) => {
+                done = true;
+                return Some(Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("digests input is not UTF-8 ({e}); Pyzor 1.1.2 raises UnicodeDecodeError here"),
+                )));
+            }
+        };
+        let t = py_strip(s);
+        if !t.is_empty() {
+            return Some(Ok(t.to_string()));
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msgs(s: &[u8]) -> Vec<Vec<u8>> {
+        MboxReader::new(s).collect::<io::Result<_>>().unwrap()
+    }
+
+    #[test]
+    fn mbox_splitting() {
+        assert!(msgs(b"no from line\n").is_empty());
+        assert_eq!(
+            msgs(b"junk\nFrom a\nX: 1\n\nbody\n\nFrom b\nY\n\n"),
+            [&b"X: 1\n\nbody\n"[..], b"Y\n"]
+        );
+        assert_eq!(msgs(b"From a\nx\r\n\r\nFrom b\n"), [&b"x\r\n\r\n"[..], b""]);
+        assert_eq!(msgs(b"From a\n>From x\nFrom y\n"), [&b">From x\n"[..], b""]);
+        assert_eq!(msgs(b"From a"), [b""]);
+        // A non-ASCII From_ line: an error for that message only.
+        let r: Vec<_> = MboxReader::new(&b"From a\xe9\nx\nFrom b\ny\n"[..]).collect();
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            r[0].as_ref().unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        assert_eq!(r[1].as_ref().unwrap(), b"y\n");
+    }
+
+    #[test]
+    fn digests_lines() {
+        let v: Vec<String> = digests_style_lines(&b" abc \n\n\r\nx\ry\r\n\x1cz"[..])
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(v, ["abc", "x\ry", "z"]);
+    }
+}

@@ -1,0 +1,1169 @@
+//! The subset of CPython 3.11's `email` package (policy `compat32`) that the
+//! Pyzor digest depends on: `email.message_from_bytes`, `Message.walk()`,
+//! header lookup, content types, parameters (RFC 2231 included), the
+//! boundary and the charset (digest-spec.md §B, §C.4).
+//!
+//! The message is never copied: it stays a `&[u8]`, every byte ≥ 0x80 is an
+//! opaque unit (Python's surrogate-escaped byte, spec §B.1), headers and
+//! payloads are byte ranges into it. The parser is a literal port of
+//! `email.feedparser.FeedParser._parsegen` with its `BufferedSubFile`
+//! (physical lines, push-back stack and stack of false-EOF matchers). The
+//! input is fed whole, which gives the same tree as Python's 8192-character
+//! chunks because `BufferedSubFile` re-joins partial lines (spec §B.2).
+
+use std::borrow::Cow;
+use std::rc::Rc;
+
+use super::text::{py_isspace, py_strip};
+use super::DigestError;
+
+/// Deepest nesting of `multipart`/`message` parts we parse. CPython raises
+/// `RecursionError` a little below 990 levels (measured with the reference:
+/// 980 nested `message/rfc822` digest fine, 990 crash); we go up to this
+/// depth and return [`DigestError::TooDeep`] beyond it.
+pub const MAX_DEPTH: usize = 1000;
+
+/// A byte range `[start, end)` of the message.
+pub type Span = (usize, usize);
+
+/// One stored header: name and raw value (compat32 `header_source_parse`).
+#[derive(Debug, Clone, Copy)]
+pub struct Header {
+    /// The name, verbatim (`line[:line.find(':')]`).
+    pub name: Span,
+    /// The value: first line after the colon with leading spaces/tabs
+    /// removed, continuation lines with their line ends, then trailing CR/LF
+    /// removed (spec §B.3 step 3).
+    pub value: Span,
+}
+
+/// One part of the message tree, as far as the digest needs it.
+#[derive(Debug, Clone, Default)]
+pub struct Part {
+    /// Headers in order.
+    pub headers: Vec<Header>,
+    /// The string payload as byte ranges (usually one); `None` while unset
+    /// and for parts whose payload is a list of sub-parts.
+    pub payload: Option<Vec<Span>>,
+    /// `get_content_type()`, computed once the headers are known.
+    pub ctype: String,
+    /// The default type is `message/rfc822` (child of `multipart/digest`).
+    default_rfc822: bool,
+    /// Sub-parts were attached (the payload is a list).
+    has_children: bool,
+}
+
+/// A leaf part (string payload) handed to the visitor of [`parse_leaves`].
+#[derive(Debug, Clone, Copy)]
+pub struct PartRef<'p, 'a> {
+    data: &'a [u8],
+    part: &'p Part,
+}
+
+/// A parameter value as `Message.get_param` returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParamValue {
+    /// A plain (unquoted) string.
+    Str(String),
+    /// An RFC 2231 `(charset, language, value)` tuple.
+    Tuple(Option<String>, Option<String>, String),
+}
+
+/// `str(header_value)` for compat32: a value holding 8-bit bytes comes back
+/// as an `email.header.Header` whose `str()` replaces **each** 8-bit byte by
+/// U+FFFD (spec §B.4). ASCII values are returned as they are.
+pub fn header_str(bytes: &[u8]) -> Cow<'_, str> {
+    match bytes.is_ascii().then(|| std::str::from_utf8(bytes)) {
+        Some(Ok(s)) => Cow::Borrowed(s),
+        _ => Cow::Owned(
+            bytes
+                .iter()
+                .map(|&b| if b < 0x80 { b as char } else { '\u{FFFD}' })
+                .collect(),
+        ),
+    }
+}
+
+/// `email.message_from_bytes(data)` (policy compat32) followed by
+/// `msg.walk()`, streamed: `visit` is called for every part whose payload is
+/// a string, in walk order (depth-first pre-order, spec §B.8). Parts whose
+/// payload is a list (multipart with parts, `message/*`, delivery-status)
+/// are not visited: the digest skips them (spec §C). Only the open
+/// ancestors of the current part are kept, so memory does not grow with the
+/// number of parts.
+pub fn parse_leaves(
+    data: &[u8],
+    visit: &mut dyn FnMut(PartRef<'_, '_>) -> Result<(), DigestError>,
+) -> Result<(), DigestError> {
+    let mut p = Parser {
+        input: Input {
+            data,
+            pos: 0,
+            pushback: Vec::new(),
+            eof: Vec::new(),
+        },
+        stack: Vec::new(),
+        held: None,
+        visit,
+        header_lines: Vec::new(),
+    };
+    p.run()?;
+    p.pop_message(); // FeedParser.close() pops the root
+    p.flush()
+}
+
+impl<'a> PartRef<'_, 'a> {
+    /// The whole message.
+    pub fn data(&self) -> &'a [u8] {
+        self.data
+    }
+
+    /// The part.
+    pub fn part(&self) -> &Part {
+        self.part
+    }
+
+    /// `msg.get(name)`: first header whose name equals `name` ignoring ASCII
+    /// case, exactly (no trimming; spec §B.4). Returns the raw value bytes.
+    pub fn get(&self, name: &str) -> Option<&'a [u8]> {
+        get_header(self.data, &self.part.headers, name)
+    }
+
+    /// `get_content_type()`.
+    pub fn ctype(&self) -> &str {
+        &self.part.ctype
+    }
+
+    /// `get_content_maintype()`.
+    pub fn maintype(&self) -> &str {
+        maintype(&self.part.ctype)
+    }
+
+    /// `get_content_subtype()`.
+    pub fn subtype(&self) -> &str {
+        // `ctype.split('/')[1]`; a content type always has exactly one '/'.
+        let ct = &self.part.ctype;
+        match memchr::memchr(b'/', ct.as_bytes()) {
+            Some(i) => &ct[i + 1..],
+            None => "",
+        }
+    }
+
+    /// The string payload as raw bytes (what `get_payload(decode=True)`
+    /// starts from, spec §C.1): borrowed when it is one range.
+    pub fn payload_bytes(&self) -> Cow<'a, [u8]> {
+        match &self.part.payload {
+            Some(spans) => join_spans(self.data, spans),
+            None => Cow::Borrowed(&[]),
+        }
+    }
+
+    /// `get_param(name)` on Content-Type (see [`get_param`]).
+    pub fn get_param(&self, name: &str) -> Result<Option<ParamValue>, DigestError> {
+        match self.get("content-type") {
+            None => Ok(None),
+            Some(v) => get_param(&header_str(v), name),
+        }
+    }
+}
+
+fn join_spans<'a>(data: &'a [u8], spans: &[Span]) -> Cow<'a, [u8]> {
+    match spans {
+        [] => Cow::Borrowed(&[]),
+        [(s, e)] => Cow::Borrowed(&data[*s..*e]),
+        many => {
+            let mut v = Vec::with_capacity(many.iter().map(|(s, e)| e - s).sum());
+            for &(s, e) in many {
+                v.extend_from_slice(&data[s..e]);
+            }
+            Cow::Owned(v)
+        }
+    }
+}
+
+fn get_header<'a>(data: &'a [u8], headers: &[Header], name: &str) -> Option<&'a [u8]> {
+    headers
+        .iter()
+        .find(|h| data[h.name.0..h.name.1].eq_ignore_ascii_case(name.as_bytes()))
+        .map(|h| &data[h.value.0..h.value.1])
+}
+
+/// `ctype.split('/')[0]`.
+fn maintype(ctype: &str) -> &str {
+    match memchr::memchr(b'/', ctype.as_bytes()) {
+        Some(i) => &ctype[..i],
+        None => ctype,
+    }
+}
+
+/// `get_content_type()` from the raw Content-Type value (spec §B.5):
+/// `str(v).partition(';')[0].strip().lower()`, and anything without exactly
+/// one `/` is `text/plain`. No trimming around the slash.
+fn content_type(value: Option<&[u8]>, default_rfc822: bool) -> String {
+    let Some(v) = value else {
+        return if default_rfc822 {
+            "message/rfc822"
+        } else {
+            "text/plain"
+        }
+        .to_string();
+    };
+    let s = header_str(v);
+    let head = match memchr::memchr(b';', s.as_bytes()) {
+        Some(i) => &s[..i],
+        None => &s[..],
+    };
+    // Python str.lower(): the value is ASCII plus U+FFFD, so ASCII lowering
+    // is exact.
+    let ct = py_strip(head).to_ascii_lowercase();
+    if memchr::memchr_iter(b'/', ct.as_bytes()).count() != 1 {
+        return "text/plain".to_string();
+    }
+    ct
+}
+
+// ---------------------------------------------------------------------------
+// Parameters (spec §B.6)
+
+/// `email.message._parseparam` followed by the `(name, value)` split of
+/// `_get_params_preserve`: the `;` items of a header value (a `;` inside
+/// quotes does not split), each as `(name, value)`: for an item with `=`,
+/// the stripped, lower-cased text before the first `=` and the stripped
+/// text after it; otherwise the stripped item and `""`. Item 0 is the type
+/// itself. Borrowed slices, no allocation unless a name needs lowering.
+fn param_items(value: &str) -> impl Iterator<Item = (Cow<'_, str>, &str)> {
+    let mut rest = Some(value);
+    std::iter::from_fn(move || {
+        let s = rest?;
+        // Python: `while end > 0 and (s.count('"', 0, end) - s.count('\\"', 0, end)) % 2:
+        //            end = s.find(';', end + 1)`
+        // The counts are kept incrementally (Python recounts from 0, which
+        // is quadratic); a `\"` occurrence is a '"' preceded by '\'.
+        let b = s.as_bytes();
+        let mut end = memchr::memchr(b';', b).map_or(-1isize, |e| e as isize);
+        let mut counted = 0usize; // b[..counted] is counted
+        let mut odd = false; // (quotes - escaped quotes) % 2
+        while end > 0 {
+            let e = end as usize;
+            for j in counted..e {
+                if b[j] == b'"' && !(j > 0 && b[j - 1] == b'\\') {
+                    odd = !odd;
+                }
+            }
+            counted = e;
+            if !odd {
+                break;
+            }
+            end = memchr::memchr(b';', &b[e + 1..]).map_or(-1, |x| (x + e + 1) as isize);
+        }
+        let end = if end < 0 { s.len() } else { end as usize };
+        let f = &s[..end];
+        rest = s[end..].strip_prefix(';');
+        Some(match memchr::memchr(b'=', f.as_bytes()) {
+            Some(i) => {
+                let name = py_strip(&f[..i]);
+                let name = if name.bytes().any(|c| c.is_ascii_uppercase()) {
+                    Cow::Owned(name.to_ascii_lowercase())
+                } else {
+                    Cow::Borrowed(name)
+                };
+                (name, py_strip(&f[i + 1..]))
+            }
+            None => (Cow::Borrowed(py_strip(f)), ""),
+        })
+    })
+}
+
+/// `email.utils.unquote`.
+pub fn unquote(s: &str) -> String {
+    if s.len() > 1 {
+        if s.starts_with('"') && s.ends_with('"') {
+            return s[1..s.len() - 1]
+                .replace("\\\\", "\\")
+                .replace("\\\"", "\"");
+        }
+        if s.starts_with('<') && s.ends_with('>') {
+            return s[1..s.len() - 1].to_string();
+        }
+    }
+    s.to_string()
+}
+
+/// `email.utils.quote`.
+fn quote(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// `urllib.parse.unquote(s, encoding="latin-1")`: `%XX` (either case) in
+/// ASCII runs becomes the byte, read as latin-1; anything else stays.
+fn percent_unquote_latin1(s: &str) -> String {
+    if !s.contains('%') {
+        return s.to_string();
+    }
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(x), Some(y)) = (hexval(b[i + 1]), hexval(b[i + 2])) {
+                out.push(char::from(x * 16 + y));
+                i += 3;
+                continue;
+            }
+        }
+        // copy one char
+        let c = s[i..].chars().next().unwrap_or('\u{FFFD}');
+        out.push(c);
+        i += c.len_utf8();
+    }
+    out
+}
+
+fn hexval(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// `^(\w+)\*((\d+)\*?)?$` with `re.ASCII`: `(name, number)` of an RFC 2231
+/// piece. The number is kept as its digit string (Python ints are unbounded).
+fn rfc2231_piece(name: &str) -> Option<(&str, Option<&str>)> {
+    let star = name.find('*')?;
+    let base = &name[..star];
+    if base.is_empty() || !base.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return None;
+    }
+    let rest = &name[star + 1..];
+    if rest.is_empty() {
+        return Some((base, None));
+    }
+    let digits = rest.strip_suffix('*').unwrap_or(rest);
+    if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+        Some((base, Some(digits)))
+    } else {
+        None
+    }
+}
+
+/// Compare two decimal digit strings as integers.
+fn cmp_decimal(a: &str, b: &str) -> std::cmp::Ordering {
+    let a = a.trim_start_matches('0');
+    let b = b.trim_start_matches('0');
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+/// One RFC 2231 piece: (number as digits, value, `*`-encoded).
+type Piece = (Option<String>, String, bool);
+
+/// `Message.get_param(name)` on a Content-Type value (`_parseparam`,
+/// `utils.decode_params`, `_unquotevalue`; spec §B.6). Item 0 (the type
+/// itself) takes part in the lookup. Plain parameters come before RFC 2231
+/// ones. Python sorts the RFC 2231 pieces of a name as `(num, value,
+/// encoded)` tuples; mixing a numbered piece with an unnumbered one makes
+/// that sort compare `int` with `None`, a `TypeError` in the reference,
+/// returned here as [`DigestError::ReferenceCrash`].
+pub fn get_param(value: &str, name: &str) -> Result<Option<ParamValue>, DigestError> {
+    if memchr::memchr(b'*', value.as_bytes()).is_none() {
+        // No RFC 2231 piece is possible: the first name match wins, and only
+        // its value is built.
+        for (idx, (pname, pval)) in param_items(value).enumerate() {
+            if pname.eq_ignore_ascii_case(name) {
+                let v = if idx == 0 {
+                    unquote(pval)
+                } else {
+                    unquote(&format!("\"{}\"", quote(&unquote(pval))))
+                };
+                return Ok(Some(ParamValue::Str(v)));
+            }
+        }
+        return Ok(None);
+    }
+    let mut params: Vec<(String, ParamValue)> = Vec::new();
+    // (name, pieces: (num, value, encoded)) in first-appearance order
+    let mut pieces: Vec<(String, Vec<Piece>)> = Vec::new();
+    for (idx, (pname, pval)) in param_items(value).enumerate() {
+        let (pname, pval) = (pname.into_owned(), pval.to_string());
+        if idx == 0 {
+            params.push((pname, ParamValue::Str(pval)));
+            continue;
+        }
+        let encoded = pname.ends_with('*');
+        let v = unquote(&pval);
+        if let Some((base, num)) = rfc2231_piece(&pname) {
+            let entry = match pieces.iter_mut().position(|(n, _)| n == base) {
+                Some(i) => &mut pieces[i].1,
+                None => {
+                    pieces.push((base.to_string(), Vec::new()));
+                    &mut pieces.last_mut().expect("just pushed").1
+                }
+            };
+            entry.push((num.map(str::to_string), v, encoded));
+        } else {
+            params.push((pname, ParamValue::Str(format!("\"{}\"", quote(&v)))));
+        }
+    }
+    for (pname, mut conts) in pieces {
+        // Python sorts (num, value, encoded) tuples: a numbered piece next to
+        // an unnumbered one compares int with None -> TypeError, raised by
+        // *every* get_param on this header (decode_params runs on all).
+        let mixed = conts.iter().any(|c| c.0.is_none()) && conts.iter().any(|c| c.0.is_some());
+        if mixed {
+            return Err(DigestError::ReferenceCrash {
+                what: "an RFC 2231 parameter mixes numbered and unnumbered pieces (TypeError in the reference)",
+            });
+        }
+        conts.sort_by(|a, b| {
+            let num = match (&a.0, &b.0) {
+                (Some(x), Some(y)) => cmp_decimal(x, y),
+                _ => std::cmp::Ordering::Equal,
+            };
+            num.then_with(|| a.1.cmp(&b.1)).then_with(|| a.2.cmp(&b.2))
+        });
+        let mut joined = String::new();
+        let mut extended = false;
+        for (_, s, enc) in &conts {
+            if *enc {
+                joined.push_str(&percent_unquote_latin1(s));
+                extended = true;
+            } else {
+                joined.push_str(s);
+            }
+        }
+        let q = quote(&joined);
+        if extended {
+            // decode_rfc2231: split on "'" at most twice
+            let mut it = q.splitn(3, '\'');
+            let (a, b, c) = (it.next(), it.next(), it.next());
+            let v = match (a, b, c) {
+                (Some(cs), Some(lang), Some(val)) => ParamValue::Tuple(
+                    Some(cs.to_string()),
+                    Some(lang.to_string()),
+                    format!("\"{val}\""),
+                ),
+                _ => ParamValue::Tuple(None, None, format!("\"{q}\"")),
+            };
+            params.push((pname, v));
+        } else {
+            params.push((pname, ParamValue::Str(format!("\"{q}\""))));
+        }
+    }
+    // get_param: first name match (Python str.lower() on ASCII+U+FFFD names),
+    // then _unquotevalue.
+    let lname = name.to_ascii_lowercase();
+    Ok(params
+        .into_iter()
+        .find(|(k, _)| k.to_ascii_lowercase() == lname)
+        .map(|(_, v)| match v {
+            ParamValue::Str(s) => ParamValue::Str(unquote(&s)),
+            ParamValue::Tuple(a, b, c) => ParamValue::Tuple(a, b, unquote(&c)),
+        }))
+}
+
+/// `str.encode('raw-unicode-escape')`.
+pub fn raw_unicode_escape(s: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    for c in s.chars() {
+        let u = c as u32;
+        if u < 0x100 {
+            out.push(u as u8);
+        } else if u < 0x10000 {
+            out.extend_from_slice(format!("\\u{u:04x}").as_bytes());
+        } else {
+            out.extend_from_slice(format!("\\U{u:08x}").as_bytes());
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// BufferedSubFile
+
+#[derive(Clone, Copy, Debug)]
+enum Line {
+    Data(Span),
+    /// A pushed-back `''` (the parser re-pushes the false EOF it read).
+    Empty,
+}
+
+enum Matcher {
+    /// `NLCRE.match`: a line that starts with CR or LF (delivery-status).
+    Blank,
+    /// A multipart delimiter; `None` for a boundary holding non-ASCII
+    /// characters, which can never match a line (lines hold surrogates,
+    /// the boundary holds U+FFFD or decoded text).
+    Boundary(Option<Rc<[u8]>>),
+}
+
+impl Matcher {
+    fn matches(&self, line: &[u8]) -> bool {
+        match self {
+            Matcher::Blank => matches!(line.first(), Some(b'\r' | b'\n')),
+            Matcher::Boundary(sep) => boundary_match(sep.as_deref(), line).is_some(),
+        }
+    }
+}
+
+/// `re.escape(sep) + r'(?P<end>--)?(?P<ws>[ \t]*)(?P<linesep>\r\n|\r|\n)?$'`
+/// anchored at the line start (spec §B.7). `Some(true)` for a close
+/// delimiter.
+fn boundary_match(sep: Option<&[u8]>, line: &[u8]) -> Option<bool> {
+    let rest = line.strip_prefix(sep?)?;
+    fn tail_ok(r: &[u8]) -> bool {
+        let i = r
+            .iter()
+            .position(|&b| b != b' ' && b != b'\t')
+            .unwrap_or(r.len());
+        matches!(&r[i..], b"" | b"\r\n" | b"\r" | b"\n")
+    }
+    if let Some(r) = rest.strip_prefix(b"--") {
+        if tail_ok(r) {
+            return Some(true);
+        }
+    }
+    tail_ok(rest).then_some(false)
+}
+
+struct Input<'a> {
+    data: &'a [u8],
+    pos: usize,
+    pushback: Vec<Line>,
+    eof: Vec<Matcher>,
+}
+
+impl Input<'_> {
+    /// The next physical line, ending at `\r\n`, `\r` or `\n` (kept).
+    fn next_raw(&mut self) -> Option<Span> {
+        let d = self.data;
+        if self.pos >= d.len() {
+            return None;
+        }
+        let s = self.pos;
+        let e = match memchr::memchr2(b'\r', b'\n', &d[s..]) {
+            Some(i) => {
+                let i = s + i;
+                if d[i] == b'\r' && d.get(i + 1) == Some(&b'\n') {
+                    i + 2
+                } else {
+                    i + 1
+                }
+            }
+            None => d.len(),
+        };
+        self.pos = e;
+        Some((s, e))
+    }
+
+    /// `BufferedSubFile.readline()`; `None` is Python's `''` (EOF, a false
+    /// EOF from a matcher, or a pushed-back `''`).
+    fn readline(&mut self) -> Option<Span> {
+        let line = match self.pushback.pop() {
+            Some(l) => l,
+            None => Line::Data(self.next_raw()?),
+        };
+        match line {
+            Line::Empty => None,
+            Line::Data(sp) => {
+                let text = &self.data[sp.0..sp.1];
+                // Every matcher needs a line starting with '-' (delimiters)
+                // or CR/LF (blank): test the first byte before walking the
+                // stack, so deep nesting costs nothing on ordinary lines.
+                let may_match = matches!(text.first(), Some(b'-' | b'\r' | b'\n'));
+                if may_match && self.eof.iter().rev().any(|m| m.matches(text)) {
+                    self.pushback.push(line);
+                    return None;
+                }
+                Some(sp)
+            }
+        }
+    }
+
+    fn unreadline(&mut self, line: Option<Span>) {
+        self.pushback.push(match line {
+            Some(sp) => Line::Data(sp),
+            None => Line::Empty,
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------
+// FeedParser._parsegen
+
+/// How a part's body is parsed (spec §B.7, in this order).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    DeliveryStatus,
+    Message,
+    Multipart,
+    Leaf,
+}
+
+/// A part waiting for its sub-part to be parsed (a suspended `_parsegen`).
+enum Frame {
+    /// `message/delivery-status`: one sub-message per header block.
+    DeliveryStatus,
+    /// `message/*`: exactly one sub-message.
+    Message,
+    /// A multipart between delimiters.
+    Multipart(MultipartState),
+}
+
+struct MultipartState {
+    /// `'--' + boundary`, `None` when the boundary can never match.
+    sep: Option<Rc<[u8]>>,
+    capturing_preamble: bool,
+    preamble: Vec<Span>,
+}
+
+struct Parser<'a, 'v> {
+    input: Input<'a>,
+    /// The open parts: the current part and its ancestors.
+    stack: Vec<Part>,
+    /// The most recently created part once finished, if it is a leaf: it is
+    /// Python's `self._last` when a delimiter trims a line end (spec §B.7),
+    /// and is handed to the visitor when the next part starts or at the end.
+    held: Option<Part>,
+    visit: &'v mut dyn FnMut(PartRef<'_, '_>) -> Result<(), DigestError>,
+    /// Reused buffer for the lines of a header block.
+    header_lines: Vec<Span>,
+}
+
+fn push_span(spans: &mut Vec<Span>, sp: Span) {
+    if let Some(last) = spans.last_mut() {
+        if last.1 == sp.0 {
+            last.1 = sp.1;
+            return;
+        }
+    }
+    spans.push(sp);
+}
+
+/// `headerRE = ^(From |[\041-\071\073-\176]*:|[\t ])`.
+fn is_header_line(line: &[u8]) -> bool {
+    if line.starts_with(b"From ") || matches!(line.first(), Some(b'\t' | b' ')) {
+        return true;
+    }
+    for &b in line {
+        if b == b':' {
+            return true;
+        }
+        if !(0x21..=0x7e).contains(&b) {
+            return false;
+        }
+    }
+    false
+}
+
+impl Parser<'_, '_> {
+    fn flush(&mut self) -> Result<(), DigestError> {
+        if let Some(part) = self.held.take() {
+            (self.visit)(PartRef {
+                data: self.input.data,
+                part: &part,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// `_new_message`: the previous leaf is final now; the new part's
+    /// default type depends on its parent (`multipart/digest`).
+    fn new_message(&mut self) -> Result<(), DigestError> {
+        self.flush()?;
+        let default_rfc822 = self
+            .stack
+            .last()
+            .is_some_and(|p| p.ctype == "multipart/digest");
+        if let Some(parent) = self.stack.last_mut() {
+            parent.has_children = true;
+        }
+        self.stack.push(Part {
+            default_rfc822,
+            ..Part::default()
+        });
+        Ok(())
+    }
+
+    /// `_pop_message`: a finished leaf is held for the visitor; a finished
+    /// part with sub-parts is dropped (the digest skips it).
+    fn pop_message(&mut self) {
+        if let Some(part) = self.stack.pop() {
+            if !part.has_children {
+                debug_assert!(self.held.is_none());
+                self.held = Some(part);
+            }
+        }
+    }
+
+    fn cur(&mut self) -> &mut Part {
+        self.stack.last_mut().expect("parsegen runs inside a part")
+    }
+
+    fn read_rest(&mut self) -> Vec<Span> {
+        let mut spans = Vec::new();
+        while let Some(sp) = self.input.readline() {
+            push_span(&mut spans, sp);
+        }
+        spans
+    }
+
+    /// `_parsegen` without recursion: Python's generator nesting becomes an
+    /// explicit stack of [`Frame`]s, so nesting depth costs heap, not
+    /// thread stack.
+    fn run(&mut self) -> Result<(), DigestError> {
+        let mut frames: Vec<Frame> = Vec::new();
+        let mut finished = self.start_part(&mut frames)?;
+        loop {
+            if !finished {
+                // The top frame wants a sub-part parsed.
+                if frames.len() > MAX_DEPTH {
+                    return Err(DigestError::TooDeep { limit: MAX_DEPTH });
+                }
+                finished = self.start_part(&mut frames)?;
+                continue;
+            }
+            // A part is complete: resume its parent, if any.
+            let Some(frame) = frames.pop() else {
+                return Ok(());
+            };
+            finished = self.resume(frame, &mut frames)?;
+        }
+    }
+
+    /// Start a part at the current input position: header block, content
+    /// type, then the body by type (spec §B.7). `Ok(true)` when the part is
+    /// complete, `Ok(false)` when it pushed a frame and needs a sub-part.
+    fn start_part(&mut self, frames: &mut Vec<Frame>) -> Result<bool, DigestError> {
+        self.new_message()?;
+        let data = self.input.data;
+        // Header block (spec §B.3 step 1).
+        let mut lines = std::mem::take(&mut self.header_lines);
+        lines.clear();
+        while let Some(sp) = self.input.readline() {
+            let line = &data[sp.0..sp.1];
+            if !is_header_line(line) {
+                if !matches!(line.first(), Some(b'\r' | b'\n')) {
+                    self.input.unreadline(Some(sp));
+                }
+                break;
+            }
+            lines.push(sp);
+        }
+        self.parse_headers(&lines);
+        self.header_lines = lines;
+        let cur = self.cur();
+        cur.ctype = content_type(
+            get_header(data, &cur.headers, "content-type"),
+            cur.default_rfc822,
+        );
+        let kind = match (cur.ctype.as_str(), maintype(&cur.ctype)) {
+            ("message/delivery-status", _) => Kind::DeliveryStatus,
+            (_, "message") => Kind::Message,
+            (_, "multipart") => Kind::Multipart,
+            _ => Kind::Leaf,
+        };
+
+        if kind == Kind::DeliveryStatus {
+            // Header blocks separated by blank lines, each a sub-message.
+            self.input.eof.push(Matcher::Blank);
+            frames.push(Frame::DeliveryStatus);
+            return Ok(false);
+        }
+        if kind == Kind::Message {
+            frames.push(Frame::Message);
+            return Ok(false);
+        }
+        if kind == Kind::Multipart {
+            let Some(boundary) = self.get_boundary()? else {
+                // NoBoundaryInMultipartDefect: the rest is a string payload.
+                let spans = self.read_rest();
+                self.cur().payload = Some(spans);
+                return Ok(true);
+            };
+            let sep: Option<Rc<[u8]>> = boundary.is_ascii().then(|| {
+                let mut s = b"--".to_vec();
+                s.extend_from_slice(boundary.as_bytes());
+                Rc::from(s)
+            });
+            let state = MultipartState {
+                sep,
+                capturing_preamble: true,
+                preamble: Vec::new(),
+            };
+            return self.multipart_loop(state, frames);
+        }
+        let spans = self.read_rest();
+        self.cur().payload = Some(spans);
+        Ok(true)
+    }
+
+    /// Resume `frame` after its sub-part is complete.
+    fn resume(&mut self, frame: Frame, frames: &mut Vec<Frame>) -> Result<bool, DigestError> {
+        match frame {
+            Frame::DeliveryStatus => {
+                self.pop_message();
+                self.input.eof.pop();
+                // Consume the blank line, then look at the next one: EOF
+                // (real or false) ends the delivery-status part.
+                let _blank = self.input.readline();
+                let line = self.input.readline();
+                if line.is_none() {
+                    return Ok(true);
+                }
+                self.input.unreadline(line);
+                self.input.eof.push(Matcher::Blank);
+                frames.push(Frame::DeliveryStatus);
+                Ok(false)
+            }
+            Frame::Message => {
+                self.pop_message();
+                Ok(true)
+            }
+            Frame::Multipart(state) => {
+                // The line end before a delimiter belongs to it: trim it
+                // from the last created part's string payload (Python's
+                // `self._last`, which may be nested deep inside: the
+                // sub-part itself when it is a leaf, else the held leaf,
+                // spec §B.7).
+                let data = self.input.data;
+                let sub_is_leaf = self.stack.last().is_some_and(|p| !p.has_children);
+                let last = if sub_is_leaf {
+                    self.stack.last_mut()
+                } else {
+                    self.held.as_mut()
+                };
+                if let Some(last) = last {
+                    if maintype(&last.ctype) != "multipart" {
+                        if let Some(spans) = last.payload.as_mut() {
+                            trim_eol(data, spans);
+                        }
+                    }
+                }
+                self.input.eof.pop();
+                self.pop_message();
+                self.multipart_loop(state, frames)
+            }
+        }
+    }
+
+    /// The delimiter loop of a multipart with a boundary (spec §B.7).
+    fn multipart_loop(
+        &mut self,
+        mut st: MultipartState,
+        frames: &mut Vec<Frame>,
+    ) -> Result<bool, DigestError> {
+        let data = self.input.data;
+        let mut close_seen = false;
+        while let Some(sp) = self.input.readline() {
+            let line = &data[sp.0..sp.1];
+            match boundary_match(st.sep.as_deref(), line) {
+                Some(true) => {
+                    close_seen = true;
+                    break;
+                }
+                Some(false) => {
+                    if st.capturing_preamble {
+                        st.capturing_preamble = false;
+                        self.input.unreadline(Some(sp));
+                        continue;
+                    }
+                    // Consecutive delimiter lines (close ones too) are skipped.
+                    loop {
+                        let l = self.input.readline();
+                        match l {
+                            Some(l2)
+                                if boundary_match(st.sep.as_deref(), &data[l2.0..l2.1])
+                                    .is_some() => {}
+                            other => {
+                                self.input.unreadline(other);
+                                break;
+                            }
+                        }
+                    }
+                    self.input.eof.push(Matcher::Boundary(st.sep.clone()));
+                    frames.push(Frame::Multipart(st));
+                    return Ok(false);
+                }
+                None => {
+                    if st.capturing_preamble {
+                        st.preamble.push(sp);
+                    }
+                }
+            }
+        }
+        if st.capturing_preamble {
+            // StartBoundaryNotFoundDefect: the preamble is the payload, the
+            // rest is consumed.
+            self.cur().payload = Some(st.preamble);
+            while self.input.readline().is_some() {}
+            return Ok(true);
+        }
+        if close_seen {
+            // Epilogue: never digested, consumed.
+            while self.input.readline().is_some() {}
+        }
+        Ok(true)
+    }
+
+    /// `_parse_headers` + compat32 `header_source_parse` (spec §B.3 step 2-3).
+    fn parse_headers(&mut self, lines: &[Span]) {
+        let data = self.input.data;
+        let mut cur: Option<(Span, usize, usize)> = None; // name, value start, end
+        let mut headers = Vec::new();
+        let finish = |h: (Span, usize, usize), headers: &mut Vec<Header>| {
+            let (name, start, mut end) = h;
+            while end > start && matches!(data[end - 1], b'\r' | b'\n') {
+                end -= 1;
+            }
+            headers.push(Header {
+                name,
+                value: (start, end),
+            });
+        };
+        for (lineno, &(s, e)) in lines.iter().enumerate() {
+            let line = &data[s..e];
+            if matches!(line.first(), Some(b' ' | b'\t')) {
+                if let Some(h) = cur.as_mut() {
+                    h.2 = e;
+                }
+                continue;
+            }
+            if let Some(h) = cur.take() {
+                finish(h, &mut headers);
+            }
+            if line.starts_with(b"From ") {
+                if lineno == 0 {
+                    continue; // unix-from
+                } else if lineno == lines.len() - 1 {
+                    // Pushed back: becomes the first body line.
+                    self.input.unreadline(Some((s, e)));
+                    break;
+                } else {
+                    continue; // MisplacedEnvelopeHeaderDefect
+                }
+            }
+            let Some(i) = memchr::memchr(b':', line) else {
+                continue;
+            };
+            if i == 0 {
+                continue; // "Missing header name."
+            }
+            let mut vs = s + i + 1;
+            while vs < e && matches!(data[vs], b' ' | b'\t') {
+                vs += 1;
+            }
+            cur = Some(((s, s + i), vs, e));
+        }
+        if let Some(h) = cur {
+            finish(h, &mut headers);
+        }
+        self.cur().headers = headers;
+    }
+
+    /// `get_boundary()`: `collapse_rfc2231_value(get_param('boundary')).rstrip()`.
+    fn get_boundary(&mut self) -> Result<Option<String>, DigestError> {
+        let data = self.input.data;
+        let Some(v) = get_header(data, &self.cur().headers, "content-type") else {
+            return Ok(None);
+        };
+        let b = match get_param(&header_str(v), "boundary")? {
+            None => return Ok(None),
+            Some(ParamValue::Str(s)) => unquote(&s),
+            Some(ParamValue::Tuple(cs, _lang, text)) => {
+                // collapse_rfc2231_value: charset None -> us-ascii; errors=replace;
+                // LookupError -> unquote(text).
+                let cs = cs.unwrap_or_else(|| "us-ascii".to_string());
+                let raw = raw_unicode_escape(&text);
+                match super::decode_codec(&cs, &raw, super::Errors::Replace) {
+                    Ok(s) => s,
+                    Err(super::CodecFailure::Lookup) => unquote(&text),
+                    Err(super::CodecFailure::Unicode | super::CodecFailure::Runtime) => {
+                        return Err(DigestError::ReferenceCrash {
+                            what: "RFC 2231 boundary charset raises UnicodeError",
+                        })
+                    }
+                }
+            }
+        };
+        Ok(Some(b.trim_end_matches(py_isspace).to_string()))
+    }
+}
+
+/// `NLCRE_eol`: remove one trailing `\r\n`, `\r` or `\n`.
+fn trim_eol(data: &[u8], spans: &mut Vec<Span>) {
+    while let Some(last) = spans.last_mut() {
+        if last.0 == last.1 {
+            spans.pop();
+            continue;
+        }
+        let (s, e) = *last;
+        let seg = &data[s..e];
+        let cut = if seg.ends_with(b"\r\n") {
+            2
+        } else if seg.ends_with(b"\r") || seg.ends_with(b"\n") {
+            1
+        } else {
+            // A `\r\n` split over two spans cannot happen: spans are whole lines.
+            0
+        };
+        last.1 = e - cut;
+        return;
+    }
+}
+
+/// `get_content_charset()` (spec §B.6): the charset parameter, RFC 2231
+/// tuples decoded strictly with their charset, `None` unless ASCII,
+/// lower-cased.
+pub fn content_charset(part: &PartRef<'_, '_>) -> Result<Option<String>, DigestError> {
+    let cs = match part.get_param("charset")? {
+        None => return Ok(None),
+        Some(ParamValue::Str(s)) => s,
+        Some(ParamValue::Tuple(cs, _lang, text)) => {
+            let pcs = match cs {
+                Some(c) if !c.is_empty() => c,
+                _ => "us-ascii".to_string(),
+            };
+            let raw = raw_unicode_escape(&text);
+            match super::decode_strict(&pcs, &raw) {
+                Ok(s) => s,
+                Err(super::CodecFailure::Runtime) => {
+                    return Err(DigestError::ReferenceCrash {
+                        what: "RFC 2231 charset parameter: its codec raises RuntimeError (uncaught in the reference)",
+                    })
+                }
+                Err(_) => text,
+            }
+        }
+    };
+    if !cs.is_ascii() {
+        return Ok(None);
+    }
+    Ok(Some(cs.to_ascii_lowercase()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (content type, payload, first header value) of every leaf.
+    fn leaves(raw: &[u8]) -> Vec<(String, Vec<u8>, Option<Vec<u8>>)> {
+        let mut v = Vec::new();
+        parse_leaves(raw, &mut |p| {
+            let first = p
+                .part()
+                .headers
+                .first()
+                .map(|h| p.data()[h.value.0..h.value.1].to_vec());
+            v.push((p.ctype().to_string(), p.payload_bytes().into_owned(), first));
+            Ok(())
+        })
+        .unwrap();
+        v
+    }
+
+    fn ctypes(raw: &[u8]) -> Vec<String> {
+        leaves(raw).into_iter().map(|l| l.0).collect()
+    }
+
+    #[test]
+    fn header_block_ends_at_non_header_line() {
+        let l = leaves(b"Subject: x\nContent-Type : text/html\n\nbody\n");
+        assert_eq!(l[0].0, "text/plain");
+        assert_eq!(l[0].1, b"Content-Type : text/html\n\nbody\n");
+    }
+
+    #[test]
+    fn folded_value_keeps_line_ends() {
+        let l = leaves(b"X-A:  a\r\n b \r\n\r\nbody");
+        assert_eq!(l[0].2.as_deref(), Some(&b"a\r\n b "[..]));
+        assert_eq!(l[0].1, b"body");
+    }
+
+    #[test]
+    fn content_type_quirks() {
+        assert_eq!(content_type(Some(b"text / html"), false), "text / html");
+        assert_eq!(content_type(Some(b"multipart"), false), "text/plain");
+        assert_eq!(content_type(Some(b" TEXT/HTML ; x=y"), false), "text/html");
+        assert_eq!(content_type(None, true), "message/rfc822");
+    }
+
+    #[test]
+    fn params() {
+        let g = |v: &str, n: &str| get_param(v, n).unwrap();
+        assert_eq!(
+            g("text/plain; charset=\"koi8-r\"", "charset"),
+            Some(ParamValue::Str("koi8-r".into()))
+        );
+        assert_eq!(
+            g("charset=koi8-r", "charset"),
+            Some(ParamValue::Str("koi8-r".into()))
+        );
+        assert_eq!(
+            g("text/plain; charset=latin1; charset*=utf-8''x", "charset"),
+            Some(ParamValue::Str("latin1".into()))
+        );
+        assert_eq!(
+            g("a/b; boundary*0=\"ab\"; boundary*1=\"cd\"", "boundary"),
+            Some(ParamValue::Str("abcd".into()))
+        );
+        assert_eq!(
+            g("a/b; name*=utf-8'en'%41%e9", "name"),
+            Some(ParamValue::Tuple(
+                Some("utf-8".into()),
+                Some("en".into()),
+                "A\u{e9}".into()
+            ))
+        );
+        assert_eq!(
+            g("a/b; x=\"a;b\"; y=1", "y"),
+            Some(ParamValue::Str("1".into()))
+        );
+        assert!(get_param("a/b; n*=x; n*0=y", "charset").is_err());
+    }
+
+    #[test]
+    fn multipart_tree_and_trim() {
+        let raw = b"Content-Type: multipart/mixed; boundary=b\n\npre\n--b\n\none\n--b\nContent-Type: text/html\n\ntwo\n--b--\nepi\n";
+        let l = leaves(raw);
+        assert_eq!(ctypes(raw), ["text/plain", "text/html"]);
+        assert_eq!(l[0].1, b"one");
+        assert_eq!(l[1].1, b"two");
+        // A text part inside message/rfc822 inside a multipart is trimmed too.
+        let raw = b"Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: message/rfc822\n\nX: y\n\ninner\r\n--b--\n";
+        assert_eq!(leaves(raw)[0].1, b"inner");
+    }
+
+    #[test]
+    fn boundary_lines() {
+        assert_eq!(boundary_match(Some(b"--b"), b"--b  \t\r\n"), Some(false));
+        assert_eq!(boundary_match(Some(b"--b"), b"--b--"), Some(true));
+        assert_eq!(boundary_match(Some(b"--b"), b"--bX\n"), None);
+    }
+
+    #[test]
+    fn from_line_last_header_goes_to_body() {
+        assert_eq!(
+            leaves(b"Subject: a\nFrom me\n\nbody\n")[0].1,
+            b"From me\nbody\n"
+        );
+    }
+
+    #[test]
+    fn delivery_status_blocks() {
+        let raw = b"Content-Type: message/delivery-status\n\nA: 1\n\nB: 2\ntext here\n";
+        // The delivery-status part itself has a list payload: not visited.
+        assert_eq!(ctypes(raw), ["text/plain", "text/plain"]);
+        assert_eq!(leaves(raw)[0].1, b"");
+        assert_eq!(leaves(raw)[1].1, b"text here\n");
+    }
+
+    #[test]
+    fn too_deep_is_an_error_not_a_crash() {
+        let raw = b"Content-Type: message/rfc822\n\n".repeat(MAX_DEPTH + 5);
+        assert!(matches!(
+            parse_leaves(&raw, &mut |_| Ok(())),
+            Err(DigestError::TooDeep { .. })
+        ));
+    }
+}

@@ -1,0 +1,496 @@
+//! `DataDigester.normalize` and the line filter (digest-spec.md §D), as one
+//! hand-written scanner instead of four regex passes.
+//!
+//! Python runs, on each line `s` from `str.splitlines()`:
+//!
+//! ```text
+//! s = s.replace("\x00", "")
+//! s = re.sub(r"\S{10,}", "", s)
+//! s = re.sub(r"\S+@\S+", "", s)
+//! s = re.sub(r"[a-z]+:\S+", "", s, flags=re.I)
+//! s = re.sub(r"\s", "", s).strip()
+//! ```
+//!
+//! None of the three token patterns can match across whitespace and a
+//! removal never joins two tokens (the whitespace around them stays until
+//! the last step), so the passes act on each maximal run of non-whitespace
+//! characters (a *token*) independently:
+//!
+//! 1. a token of 10 or more code points is removed;
+//! 2. a token with an `@` that has at least one character on each side
+//!    (within the token) is removed; the leftmost match starts at the token
+//!    start and the greedy `\S+` runs to its end;
+//! 3. at the first `:` that has a "letter" right before it and at least one
+//!    character after it, the token is cut at the start of the letter run
+//!    that ends at that `:` (leftmost match, greedy to the token end);
+//! 4. the surviving token texts are concatenated.
+//!
+//! Whitespace is Python's `str.isspace()` ([`py_isspace`]); NUL is removed
+//! before tokens are formed, so it joins its neighbours (E35).
+
+use super::text::encode_utf8_ignore;
+
+/// `[a-z]` under `re.IGNORECASE` on a `str` pattern: ASCII letters plus
+/// U+0130 İ, U+0131 ı, U+017F ſ and U+212A K (Kelvin), whose lower/upper
+/// case is an ASCII letter (digest-spec.md §D.2, E23).
+#[inline]
+pub fn is_url_letter(c: char) -> bool {
+    c.is_ascii_alphabetic() || matches!(c, '\u{130}' | '\u{131}' | '\u{17f}' | '\u{212a}')
+}
+
+/// The byte offset where the `[a-z]+:\S+` removal cuts token `t` (UTF-8,
+/// NULs removed), or `t.len()`: at the first `:` that has a letter right
+/// before it and a character after it, back to the start of that letter
+/// run. Letters are ASCII plus İ (C4 B0), ı (C4 B1), ſ (C5 BF) and K
+/// (E2 84 AA), [`is_url_letter`].
+fn url_cut(t: &[u8]) -> usize {
+    for c in 1..t.len().saturating_sub(1) {
+        if t[c] != b':' {
+            continue;
+        }
+        let mut p = c;
+        loop {
+            if p >= 1 && t[p - 1].is_ascii_alphabetic() {
+                p -= 1;
+            } else if p >= 2 && matches!(&t[p - 2..p], [0xC4, 0xB0 | 0xB1] | [0xC5, 0xBF]) {
+                p -= 2;
+            } else if p >= 3 && t[p - 3..p] == [0xE2, 0x84, 0xAA] {
+                p -= 3;
+            } else {
+                break;
+            }
+        }
+        if p < c {
+            return p;
+        }
+    }
+    t.len()
+}
+
+/// Whether a token (NULs removed) has an `@` with at least one character on
+/// each side: `@` is ASCII, so this is a byte test.
+fn has_inner_at(t: &[u8]) -> bool {
+    t.len() >= 3 && memchr::memchr(b'@', &t[1..t.len() - 1]).is_some()
+}
+
+/// `normalize(line).encode("utf8", "ignore")` for a line that holds no
+/// line boundary, and `len(normalize(line))` in code points (surrogate
+/// stand-ins count, §D.3).
+pub fn normalize_line(line: &str) -> (Vec<u8>, usize) {
+    let mut l = Lines::default();
+    let (n, _) = l.scan_line(line.as_bytes(), 0);
+    (l.buf, n)
+}
+
+const OTHER: u8 = 0;
+const SPACE: u8 = 1;
+const BOUNDARY: u8 = 2;
+const NUL: u8 = 3;
+/// A UTF-8 lead byte of a character that may be whitespace or a line
+/// boundary (C2: U+0085, U+00A0; E1: U+1680; E2: U+2000-U+200A, U+2028,
+/// U+2029, U+202F, U+205F; E3: U+3000).
+const SPECIAL: u8 = 4;
+/// Any other lead byte of a multi-byte character (never whitespace).
+const LEAD2: u8 = 5;
+const LEAD3: u8 = 6;
+const LEAD4: u8 = 7;
+/// `@` or `:` (ordinary characters that the token rules look at).
+const MARK: u8 = 8;
+/// F4: the lead byte of U+100000..U+10FFFF, where the lone-surrogate
+/// stand-ins live.
+const LEAD4_F4: u8 = 9;
+
+/// Byte classes for one pass over UTF-8 text: `str.splitlines` boundaries
+/// (§D.1), other `str.isspace` characters, NUL, and lead bytes.
+static CLASS: [u8; 256] = {
+    let mut t = [OTHER; 256];
+    t[b'\t' as usize] = SPACE;
+    t[0x1f] = SPACE;
+    t[b' ' as usize] = SPACE;
+    t[b'\n' as usize] = BOUNDARY;
+    t[b'\r' as usize] = BOUNDARY;
+    t[0x0b] = BOUNDARY;
+    t[0x0c] = BOUNDARY;
+    t[0x1c] = BOUNDARY;
+    t[0x1d] = BOUNDARY;
+    t[0x1e] = BOUNDARY;
+    t[0] = NUL;
+    let mut b = 0xC0;
+    while b < 0x100 {
+        t[b] = if b < 0xE0 {
+            LEAD2
+        } else if b < 0xF0 {
+            LEAD3
+        } else {
+            LEAD4
+        };
+        b += 1;
+    }
+    t[b'@' as usize] = MARK;
+    t[b':' as usize] = MARK;
+    t[0xF4] = LEAD4_F4;
+    t[0xC2] = SPECIAL;
+    t[0xE1] = SPECIAL;
+    t[0xE2] = SPECIAL;
+    t[0xE3] = SPECIAL;
+    t
+};
+
+/// Class and width of the character starting with a [`SPECIAL`] lead byte
+/// at `p[i]` (the text is valid UTF-8).
+fn special(p: &[u8], i: usize) -> (u8, usize) {
+    let b1 = p.get(i + 1).copied().unwrap_or(0);
+    match p[i] {
+        0xC2 => (
+            match b1 {
+                0x85 => BOUNDARY, // NEL
+                0xA0 => SPACE,    // NBSP
+                _ => OTHER,
+            },
+            2,
+        ),
+        0xE1 => (
+            if b1 == 0x9A && p.get(i + 2) == Some(&0x80) {
+                SPACE
+            } else {
+                OTHER
+            },
+            3,
+        ),
+        0xE2 => {
+            let b2 = p.get(i + 2).copied().unwrap_or(0);
+            let class = match (b1, b2) {
+                (0x80, 0x80..=0x8A) | (0x80, 0xAF) | (0x81, 0x9F) => SPACE,
+                (0x80, 0xA8 | 0xA9) => BOUNDARY, // LS, PS
+                _ => OTHER,
+            };
+            (class, 3)
+        }
+        // 0xE3
+        _ => (
+            if b1 == 0x80 && p.get(i + 2) == Some(&0x80) {
+                SPACE
+            } else {
+                OTHER
+            },
+            3,
+        ),
+    }
+}
+
+/// The token being scanned.
+#[derive(Clone, Copy)]
+struct Token {
+    /// Byte offset of its first byte, `usize::MAX` when outside a token.
+    start: usize,
+    /// Code points, NULs not counted.
+    chars: usize,
+    /// Holds a NUL.
+    nul: bool,
+    /// Holds `@` or `:`.
+    marks: bool,
+    /// Holds a character from U+100000 (a possible stand-in).
+    f4: bool,
+}
+
+impl Default for Token {
+    fn default() -> Self {
+        Token {
+            start: usize::MAX,
+            chars: 0,
+            nul: false,
+            marks: false,
+            f4: false,
+        }
+    }
+}
+
+/// The digest's line list: every line of every payload, normalised, kept
+/// when it has 8 or more code points, encoded with
+/// `encode("utf8", "ignore")`. Stored in one buffer to avoid an allocation
+/// per line.
+#[derive(Default, Debug, Clone)]
+pub struct Lines {
+    buf: Vec<u8>,
+    ends: Vec<usize>,
+    scratch: Vec<u8>,
+}
+
+impl Lines {
+    /// Number of kept lines.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Whether no line was kept.
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Kept line `i` (UTF-8, possibly empty, §D.3).
+    pub fn get(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.buf[start..self.ends[i]]
+    }
+
+    /// Feed one payload: `for line in payload.splitlines()`, normalise, keep
+    /// lines of 8 or more code points (§D). One pass over the UTF-8 bytes.
+    pub fn add_payload(&mut self, payload: &str) {
+        let p = payload.as_bytes();
+        let mut i = 0;
+        while i < p.len() {
+            let start = self.buf.len();
+            let (kept, next) = self.scan_line(p, i);
+            if kept >= 8 {
+                self.ends.push(self.buf.len());
+            } else {
+                self.buf.truncate(start);
+            }
+            i = next;
+        }
+    }
+
+    /// Normalise the line starting at `p[i]` into `buf`. Returns its length
+    /// in code points and the index after its boundary (`\r\n` is one).
+    fn scan_line(&mut self, p: &[u8], mut i: usize) -> (usize, usize) {
+        let n = p.len();
+        let mut kept = 0usize;
+        let mut tok = Token::default();
+        while i < n {
+            let class = CLASS[p[i] as usize];
+            if class == OTHER {
+                // The common case: an ASCII character inside a token.
+                if tok.start == usize::MAX {
+                    tok = Token {
+                        start: i,
+                        ..Token::default()
+                    };
+                }
+                tok.chars += 1;
+                i += 1;
+                continue;
+            }
+            let (class, width) = match class {
+                SPECIAL => special(p, i),
+                LEAD2 => (OTHER, 2),
+                LEAD3 => (OTHER, 3),
+                LEAD4 => (OTHER, 4),
+                LEAD4_F4 => {
+                    tok.f4 = true;
+                    (OTHER, 4)
+                }
+                MARK => {
+                    tok.marks = true;
+                    (OTHER, 1)
+                }
+                c => (c, 1),
+            };
+            match class {
+                OTHER | NUL => {
+                    if tok.start == usize::MAX {
+                        let (marks, f4) = (tok.marks, tok.f4);
+                        tok = Token {
+                            start: i,
+                            marks,
+                            f4,
+                            ..Token::default()
+                        };
+                    }
+                    if class == NUL {
+                        tok.nul = true;
+                    } else {
+                        tok.chars += 1;
+                    }
+                }
+                _ => {
+                    if tok.start != usize::MAX {
+                        kept += self.push_token(&p[tok.start..i], &tok);
+                    }
+                    tok = Token::default();
+                    if class == BOUNDARY {
+                        let mut next = i + width;
+                        if p[i] == b'\r' && p.get(next) == Some(&b'\n') {
+                            next += 1;
+                        }
+                        return (kept, next);
+                    }
+                }
+            }
+            i += width;
+        }
+        if tok.start != usize::MAX {
+            kept += self.push_token(&p[tok.start..n], &tok);
+        }
+        (kept, n)
+    }
+
+    /// One token (a maximal run of non-whitespace): NULs removed (E35),
+    /// then the three removals (module docs). Returns the code points
+    /// appended.
+    #[inline]
+    fn push_token(&mut self, raw: &[u8], t: &Token) -> usize {
+        if t.chars == 0 || t.chars >= 10 {
+            return 0; // \S{10,}
+        }
+        if !(t.nul || t.marks || t.f4) {
+            self.buf.extend_from_slice(raw);
+            return t.chars;
+        }
+        let tok: &[u8] = if t.nul {
+            self.scratch.clear();
+            self.scratch.extend(raw.iter().copied().filter(|&b| b != 0));
+            &self.scratch
+        } else {
+            raw
+        };
+        if t.marks && has_inner_at(tok) {
+            return 0; // \S+@\S+
+        }
+        let cut = if t.marks { url_cut(tok) } else { tok.len() }; // [a-z]+:\S+
+        let kept = &tok[..cut];
+        let kept_chars = if cut == tok.len() {
+            t.chars
+        } else {
+            kept.iter().filter(|&&b| !(0x80..0xC0).contains(&b)).count()
+        };
+        if t.f4 {
+            // May hold lone-surrogate stand-ins: encode("utf8", "ignore")
+            // drops them (they still counted above, §D.3).
+            let s = std::str::from_utf8(kept).unwrap_or_default();
+            encode_utf8_ignore(s, &mut self.buf);
+        } else {
+            self.buf.extend_from_slice(kept);
+        }
+        kept_chars
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(s: &str) -> String {
+        String::from_utf8(normalize_line(s).0).unwrap()
+    }
+
+    fn lines_of(p: &str) -> Vec<String> {
+        let mut l = Lines::default();
+        l.add_payload(p);
+        (0..l.len())
+            .map(|i| String::from_utf8(l.get(i).to_vec()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn spec_d2_examples() {
+        // E01: \x1f is whitespace.
+        assert_eq!(norm("abcde\x1ffghij klmno pqrst"), "abcdefghijklmnopqrst");
+        assert_eq!(norm("a@b x:y @@ a@ @@@"), "@@a@");
+        assert_eq!(norm("Note:this re:x 12:30"), "12:30");
+        assert_eq!(norm("a@ b"), "a@b");
+        assert_eq!(norm("12ab:cd"), "12");
+        assert_eq!(norm("\u{131}:x \u{212a}:y \u{f1}:x"), "\u{f1}:x");
+        assert_eq!(norm("abc\0defghij klm"), "klm");
+        assert_eq!(norm("x:"), "x:");
+    }
+
+    #[test]
+    fn ascii_fast_path_agrees_with_general_path() {
+        let samples = [
+            "Hello world, this is a line\r\nsecond line here ok\rthird\x0bfour five six seven\x1ceight nine ten eleven",
+            "a\0b\0c\0d\0e\0f\0g\0h\n\n\nmailto:user@example.com visit http://x now ok fine",
+            "Note:this is   x@y  a:b::c 12:30 long-token-here trailing",
+        ];
+        for s in samples {
+            let fast = lines_of(s);
+            let mut slow = Vec::new();
+            for line in crate::digest::text::py_splitlines(s) {
+                let n = norm(line);
+                if n.chars().count() >= 8 {
+                    slow.push(n);
+                }
+            }
+            assert_eq!(fast, slow, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn code_point_length_threshold() {
+        assert_eq!(
+            lines_of("\u{e9}\u{e9}\u{e9}\u{e9} \u{e9}\u{e9}\u{e9}\u{e9}"),
+            ["\u{e9}".repeat(8)]
+        );
+        assert!(lines_of("abcd efg").is_empty());
+        assert_eq!(lines_of("abcd efgh"), ["abcdefgh"]);
+    }
+
+    /// An independent oracle: the four Python substitutions written as
+    /// `regex` patterns with Python's `\s` set spelled out and `[a-z]` under
+    /// `re.I` spelled as the six-plus-ASCII letter set (§D.2).
+    fn oracle(line: &str) -> String {
+        use regex::Regex;
+        use std::sync::OnceLock;
+        static RES: OnceLock<[Regex; 4]> = OnceLock::new();
+        const WS: &str = r"\t\n\x0b\x0c\r\x1c-\x1f \x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000}";
+        let [long, email, url, ws] = RES.get_or_init(|| {
+            [
+                Regex::new(&format!("[^{WS}]{{10,}}")).unwrap(),
+                Regex::new(&format!("[^{WS}]+@[^{WS}]+")).unwrap(),
+                Regex::new(&format!("[a-zA-Z\u{130}\u{131}\u{17f}\u{212a}]+:[^{WS}]+")).unwrap(),
+                Regex::new(&format!("[{WS}]")).unwrap(),
+            ]
+        });
+        let s = line.replace('\0', "");
+        let s = long.replace_all(&s, "");
+        let s = email.replace_all(&s, "");
+        let s = url.replace_all(&s, "");
+        ws.replace_all(&s, "").into_owned()
+    }
+
+    #[test]
+    fn random_lines_match_regex_oracle_and_ascii_path() {
+        let alphabet: Vec<char> = "aZk:@@::  \t\x1f\0\r\n\x0b\x1c\u{2028}\u{2029}\u{1680}\u{205f}\u{202f}\u{200a}\u{a0}\u{3000}\u{2000}\u{85}\u{e2}\u{2029}x\u{2060}\u{1681}\u{2030}\u{10f800}\u{10ffff}\u{130}\u{131}\u{17f}\u{212a}\u{e9}\u{65e5}\u{200b}\u{feff}.-/1"
+            .chars()
+            .collect();
+        let ascii: Vec<char> = alphabet.iter().copied().filter(char::is_ascii).collect();
+        let mut x: u64 = 0x1234_5678_9abc_def1;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..4000 {
+            let set = if round % 2 == 0 { &alphabet } else { &ascii };
+            let len = (next() % 40) as usize;
+            let payload: String = (0..len)
+                .map(|_| set[(next() % set.len() as u64) as usize])
+                .collect();
+            // The pipeline: splitlines, normalize, keep >= 8 code points.
+            let mut l = Lines::default();
+            l.add_payload(&payload);
+            let got: Vec<&[u8]> = (0..l.len()).map(|i| l.get(i)).collect();
+            // Kept by length with stand-ins counted, then encoded without them.
+            let drop = |w: String| -> String {
+                w.chars()
+                    .filter(|&c| !crate::digest::text::is_surrogate_stand_in(c))
+                    .collect()
+            };
+            let want: Vec<String> = crate::digest::text::py_splitlines(&payload)
+                .map(oracle)
+                .filter(|n| n.chars().count() >= 8)
+                .map(drop)
+                .collect();
+            let want: Vec<&[u8]> = want.iter().map(|w| w.as_bytes()).collect();
+            assert_eq!(got, want, "{payload:?}");
+            // One boundary-free line through normalize_line.
+            let line = crate::digest::text::py_splitlines(&payload)
+                .next()
+                .unwrap_or("");
+            let (bytes, n) = normalize_line(line);
+            let w = oracle(line);
+            assert_eq!(n, w.chars().count(), "{line:?}");
+            assert_eq!(String::from_utf8(bytes).unwrap(), drop(w), "{line:?}");
+        }
+    }
+}

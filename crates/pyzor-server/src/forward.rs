@@ -1,0 +1,46 @@
+//! The hook for `ForwardClientHomeDir` / `--forward-client-homedir`:
+//! accepted reports and whitelists (never checks) are handed to a
+//! [`ForwardSink`], which queues them (bounded, never blocking the worker)
+//! and sends them in batches of at most 10 digests to the servers of a
+//! client home directory, signed with its accounts.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use crate::metrics::Metrics;
+
+/// Where forwarded digests go. `submit` must not block: when its queue is
+/// full it drops the digest and returns `false`.
+pub trait ForwardSink: Send + Sync {
+    fn submit(&self, whitelist: bool, digest: &str) -> bool;
+    /// Send what is pending and stop (shutdown).
+    fn shutdown(&self) {}
+}
+
+/// The workers' handle to the forwarder.
+#[derive(Clone)]
+pub struct ForwardQueue {
+    sink: Arc<dyn ForwardSink>,
+}
+
+impl ForwardQueue {
+    pub fn new(sink: Arc<dyn ForwardSink>) -> Self {
+        ForwardQueue { sink }
+    }
+
+    /// Queue one accepted digest (ASCII: the server refuses others).
+    pub fn push(&self, whitelist: bool, digest: &[u8], metrics: &Metrics) {
+        let Ok(d) = std::str::from_utf8(digest) else {
+            return;
+        };
+        if self.sink.submit(whitelist, d) {
+            metrics.forwarded.fetch_add(1, Relaxed);
+        } else {
+            metrics.dropped_forward.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn shutdown(&self) {
+        self.sink.shutdown();
+    }
+}

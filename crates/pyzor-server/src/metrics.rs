@@ -1,0 +1,220 @@
+//! Counters of the server, exported in the Prometheus text format on an
+//! optional HTTP endpoint (`--metrics-address host:port`, config key
+//! `MetricsAddress`). Every counter is a relaxed atomic: updating one costs
+//! a few nanoseconds and never blocks.
+//!
+//! Exported series:
+//! * `pyzord_requests_total{op,code}` — replies sent, by op (`ping` …
+//!   `whitelist`, `other` for unknown/missing ops) and code;
+//! * `pyzord_engine_errors_total` — failed engine batches;
+//! * `pyzord_dropped_total{what}` — log lines (`log`, `usage_log`) and
+//!   forwarded digests (`forward`) dropped because a queue was full;
+//! * `pyzord_batches_total`, `pyzord_batch_requests_total`,
+//!   `pyzord_batch_max` — receive batches, the datagrams in them, the
+//!   largest batch;
+//! * `pyzord_send_errors_total` — replies the kernel refused;
+//! * `pyzord_forwarded_total` — digests queued for the forward servers;
+//! * `pyzord_reloads_total{result}` — SIGUSR1 reloads.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyzor_core::wire::Op;
+
+const CODES: [u16; 7] = [200, 400, 401, 403, 500, 501, 505];
+const OPS: [&str; 7] = [
+    "ping",
+    "pong",
+    "check",
+    "info",
+    "report",
+    "whitelist",
+    "other",
+];
+
+/// All counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: [[AtomicU64; 8]; 7],
+    pub engine_errors: AtomicU64,
+    pub dropped_log: AtomicU64,
+    pub dropped_usage: AtomicU64,
+    pub dropped_forward: AtomicU64,
+    pub forwarded: AtomicU64,
+    pub batches: AtomicU64,
+    pub batch_requests: AtomicU64,
+    pub batch_max: AtomicU64,
+    pub send_errors: AtomicU64,
+    pub reloads_ok: AtomicU64,
+    pub reloads_failed: AtomicU64,
+}
+
+fn op_index(op: Option<Op>) -> usize {
+    match op {
+        Some(Op::Ping) => 0,
+        Some(Op::Pong) => 1,
+        Some(Op::Check) => 2,
+        Some(Op::Info) => 3,
+        Some(Op::Report) => 4,
+        Some(Op::Whitelist) => 5,
+        None => 6,
+    }
+}
+
+fn code_index(code: u16) -> usize {
+    CODES.iter().position(|&c| c == code).unwrap_or(7)
+}
+
+impl Metrics {
+    /// Count one reply.
+    #[inline]
+    pub fn request(&self, op: Option<Op>, code: u16) {
+        self.requests[op_index(op)][code_index(code)].fetch_add(1, Relaxed);
+    }
+
+    /// Count one receive batch of `n` datagrams.
+    #[inline]
+    pub fn batch(&self, n: usize) {
+        self.batches.fetch_add(1, Relaxed);
+        self.batch_requests.fetch_add(n as u64, Relaxed);
+        self.batch_max.fetch_max(n as u64, Relaxed);
+    }
+
+    /// Replies counted for `op` and `code` so far.
+    pub fn requests_for(&self, op: Option<Op>, code: u16) -> u64 {
+        self.requests[op_index(op)][code_index(code)].load(Relaxed)
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        s.push_str("# HELP pyzord_requests_total Replies sent, by operation and code.\n# TYPE pyzord_requests_total counter\n");
+        for (oi, op) in OPS.iter().enumerate() {
+            for (ci, code) in CODES
+                .iter()
+                .map(|c| c.to_string())
+                .chain(["other".to_string()])
+                .enumerate()
+            {
+                let v = self.requests[oi][ci].load(Relaxed);
+                if v > 0 {
+                    s.push_str(&format!(
+                        "pyzord_requests_total{{op=\"{op}\",code=\"{code}\"}} {v}\n"
+                    ));
+                }
+            }
+        }
+        let simple = |s: &mut String, name: &str, help: &str, kind: &str, v: u64| {
+            s.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"
+            ));
+        };
+        simple(
+            &mut s,
+            "pyzord_engine_errors_total",
+            "Engine batches that failed.",
+            "counter",
+            self.engine_errors.load(Relaxed),
+        );
+        s.push_str("# HELP pyzord_dropped_total Items dropped because a queue was full.\n# TYPE pyzord_dropped_total counter\n");
+        for (what, v) in [
+            ("log", &self.dropped_log),
+            ("usage_log", &self.dropped_usage),
+            ("forward", &self.dropped_forward),
+        ] {
+            s.push_str(&format!(
+                "pyzord_dropped_total{{what=\"{what}\"}} {}\n",
+                v.load(Relaxed)
+            ));
+        }
+        simple(
+            &mut s,
+            "pyzord_forwarded_total",
+            "Digests sent to forward servers.",
+            "counter",
+            self.forwarded.load(Relaxed),
+        );
+        simple(
+            &mut s,
+            "pyzord_batches_total",
+            "Receive batches.",
+            "counter",
+            self.batches.load(Relaxed),
+        );
+        simple(
+            &mut s,
+            "pyzord_batch_requests_total",
+            "Datagrams received in batches.",
+            "counter",
+            self.batch_requests.load(Relaxed),
+        );
+        simple(
+            &mut s,
+            "pyzord_batch_max",
+            "Largest receive batch.",
+            "gauge",
+            self.batch_max.load(Relaxed),
+        );
+        simple(
+            &mut s,
+            "pyzord_send_errors_total",
+            "Replies the kernel refused to send.",
+            "counter",
+            self.send_errors.load(Relaxed),
+        );
+        s.push_str("# HELP pyzord_reloads_total SIGUSR1 reloads of passwd/access.\n# TYPE pyzord_reloads_total counter\n");
+        s.push_str(&format!(
+            "pyzord_reloads_total{{result=\"ok\"}} {}\n",
+            self.reloads_ok.load(Relaxed)
+        ));
+        s.push_str(&format!(
+            "pyzord_reloads_total{{result=\"failed\"}} {}\n",
+            self.reloads_failed.load(Relaxed)
+        ));
+        s
+    }
+}
+
+/// Serve `GET /metrics` (any path, in fact) on `addr` until `stop` is set.
+/// Returns the bound address (useful with port 0).
+pub fn serve(
+    addr: &str,
+    metrics: Arc<Metrics>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<(std::net::SocketAddr, std::thread::JoinHandle<()>)> {
+    let sa = addr.to_socket_addrs()?.next().ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("cannot resolve {addr}"),
+        )
+    })?;
+    let listener = TcpListener::bind(sa)?;
+    listener.set_nonblocking(true)?;
+    let local = listener.local_addr()?;
+    let h = std::thread::Builder::new().name("metrics".into()).spawn(move || {
+        while !stop.load(Relaxed) {
+            match listener.accept() {
+                Ok((mut conn, _)) => {
+                    let _ = conn.set_nonblocking(false);
+                    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
+                    let _ = conn.set_write_timeout(Some(Duration::from_secs(2)));
+                    let mut req = [0u8; 2048];
+                    let _ = conn.read(&mut req);
+                    let body = metrics.render();
+                    let head = format!(
+                        "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = conn.write_all(head.as_bytes());
+                    let _ = conn.write_all(body.as_bytes());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(100)),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    })?;
+    Ok((local, h))
+}

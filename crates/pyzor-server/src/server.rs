@@ -1,0 +1,202 @@
+//! Starting and stopping the server: worker threads (one `SO_REUSEPORT`
+//! socket each), the engine timers (flush every second, CleanupAge expiry
+//! at start and hourly), the metrics endpoint, SIGUSR1 reloads and a clean
+//! shutdown (in-flight batches answered, engine flushed).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use pyzor_core::Timestamp;
+use pyzor_store::Engine;
+
+use crate::forward::ForwardQueue;
+use crate::logging::Logs;
+use crate::metrics::Metrics;
+use crate::net::{bind_worker_socket, listen_addr};
+use crate::rules::RuleSet;
+use crate::worker::{run_worker, Shared};
+
+/// How often the workers look at the stop flag while idle.
+const POLL: Duration = Duration::from_millis(200);
+/// Engine flush period.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// CleanupAge expiry period (also run once at start).
+const EXPIRE_EVERY: Duration = Duration::from_secs(3600);
+
+/// What [`Server::start`] needs besides the engine and rules.
+#[derive(Clone, Debug)]
+pub struct StartOptions {
+    /// `ListenAddress` (an address with `:` is IPv6).
+    pub address: String,
+    /// `Port` (0 = any free port; see [`Server::local_addr`]).
+    pub port: u16,
+    /// Number of worker threads (≥ 1).
+    pub workers: usize,
+    /// `CleanupAge` in seconds; ≤ 0 disables expiry.
+    pub cleanup_age: i64,
+    /// `MetricsAddress`.
+    pub metrics_address: Option<String>,
+}
+
+/// A running server.
+pub struct Server {
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+    timers: Option<JoinHandle<()>>,
+    metrics_thread: Option<JoinHandle<()>>,
+    local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+}
+
+impl Server {
+    /// Bind the sockets and start every thread.
+    pub fn start(
+        opts: &StartOptions,
+        engine: Arc<dyn Engine>,
+        rules: Arc<RuleSet>,
+        logs: Option<Logs>,
+        forward: Option<ForwardQueue>,
+    ) -> std::io::Result<Server> {
+        let metrics = Arc::new(Metrics::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut addr = listen_addr(&opts.address, opts.port)?;
+        let n = opts.workers.max(1);
+        let mut sockets = Vec::with_capacity(n);
+        for _ in 0..n {
+            let s = bind_worker_socket(addr, true, POLL)?;
+            if addr.port() == 0 {
+                addr = s.local_addr()?;
+            }
+            sockets.push(s);
+        }
+        let shared = Arc::new(Shared {
+            engine,
+            rules,
+            metrics: Arc::clone(&metrics),
+            logs,
+            forward,
+            stop: Arc::clone(&stop),
+        });
+        let mut workers = Vec::with_capacity(n);
+        for (i, s) in sockets.into_iter().enumerate() {
+            let sh = Arc::clone(&shared);
+            workers.push(
+                std::thread::Builder::new()
+                    .name(format!("worker-{i}"))
+                    .spawn(move || run_worker(sh, s))?,
+            );
+        }
+        let timers = {
+            let sh = Arc::clone(&shared);
+            let age = opts.cleanup_age;
+            Some(
+                std::thread::Builder::new()
+                    .name("engine-timers".into())
+                    .spawn(move || timers(sh, age))?,
+            )
+        };
+        let (metrics_addr, metrics_thread) = match &opts.metrics_address {
+            Some(a) => {
+                let (la, h) = crate::metrics::serve(a, Arc::clone(&metrics), Arc::clone(&stop))?;
+                (Some(la), Some(h))
+            }
+            None => (None, None),
+        };
+        log::debug!("Listening on {addr} with {n} workers");
+        Ok(Server {
+            shared,
+            workers,
+            timers,
+            metrics_thread,
+            local_addr: addr,
+            metrics_addr,
+        })
+    }
+
+    /// The bound address (the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Where the metrics endpoint listens.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
+    }
+
+    /// SIGUSR1: re-read pyzord.passwd and pyzord.access; on failure the old
+    /// rules stay in force and the reason is logged.
+    pub fn reload(&self) {
+        match self.shared.rules.reload() {
+            Ok(()) => {
+                self.shared.metrics.reloads_ok.fetch_add(1, Relaxed);
+            }
+            Err(e) => {
+                self.shared.metrics.reloads_failed.fetch_add(1, Relaxed);
+                log::error!("Reload failed, the previous accounts and ACL stay in force: {e}");
+            }
+        }
+    }
+
+    /// Stop: workers finish (and answer) the batch in hand, the engine is
+    /// flushed, the forwarder sends what it holds.
+    pub fn shutdown(mut self) {
+        self.shared.stop.store(true, Relaxed);
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        if let Some(t) = self.timers.take() {
+            let _ = t.join();
+        }
+        if let Some(t) = self.metrics_thread.take() {
+            let _ = t.join();
+        }
+        if let Err(e) = self.shared.engine.flush() {
+            log::error!("Engine flush at shutdown failed: {e}");
+        }
+        if let Some(f) = &self.shared.forward {
+            f.shutdown();
+        }
+        if let Some(l) = &self.shared.logs {
+            let (m, u) = l.dropped();
+            if m + u > 0 {
+                log::warn!("{m} log lines and {u} usage-log lines were dropped (queue full)");
+            }
+        }
+    }
+}
+
+fn timers(sh: Arc<Shared>, cleanup_age: i64) {
+    let mut last_flush = Instant::now();
+    let mut next_expire = Instant::now();
+    while !sh.stop.load(Relaxed) {
+        let now = Instant::now();
+        if cleanup_age > 0 && now >= next_expire {
+            let cutoff = Timestamp(
+                Timestamp::now()
+                    .0
+                    .saturating_sub(cleanup_age.saturating_mul(1_000_000)),
+            );
+            match sh.engine.expire(cutoff) {
+                Ok(n) if n > 0 => log::info!("Expired {n} records not updated for {cleanup_age} s"),
+                Ok(_) => {}
+                Err(e) => log::error!("Expiry failed: {e}"),
+            }
+            next_expire = now + EXPIRE_EVERY;
+        }
+        if now.duration_since(last_flush) >= FLUSH_EVERY {
+            if let Err(e) = sh.engine.flush() {
+                sh.metrics.engine_errors.fetch_add(1, Relaxed);
+                log::error!("Engine flush failed: {e}");
+            }
+            last_flush = now;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
