@@ -257,3 +257,119 @@ fn mysql_outage_loses_no_acknowledged_report() {
         res.ok, res.unavailable, res.ok_after_restart
     );
 }
+
+#[cfg(feature = "postgres")]
+#[test]
+fn postgres_outage_loses_no_acknowledged_report() {
+    use std::os::unix::fs::PermissionsExt;
+    let test = "postgres_outage_loses_no_acknowledged_report";
+    let bin = Path::new("/usr/lib/postgresql/15/bin");
+    let as_postgres = |prog: &str| {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid",
+            "postgres",
+            "--regid",
+            "postgres",
+            "--init-groups",
+        ])
+        .arg(bin.join(prog));
+        c
+    };
+    let is_root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    if !bin.join("initdb").is_file()
+        || !is_root
+        || Command::new("setpriv").arg("--version").output().is_err()
+    {
+        pyzor_testkit::skip(
+            test,
+            "needs /usr/lib/postgresql/15/bin, setpriv and root (to run PostgreSQL as postgres)",
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let data = dir.path().join("data");
+    let st = as_postgres("initdb")
+        .args(["-A", "trust", "-U", "postgres", "-D"])
+        .arg(&data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    if !st.success() {
+        pyzor_testkit::skip(test, "initdb as the postgres user failed");
+        return;
+    }
+    let port = free_tcp_port();
+    let start = || {
+        let c = as_postgres("postgres")
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-p",
+                &port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-k",
+            ])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let p = Proc(c);
+        // accepting TCP is not yet accepting queries (recovery after kill -9)
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ok = postgres::Config::new()
+                .host("127.0.0.1")
+                .port(port)
+                .user("postgres")
+                .dbname("postgres")
+                .connect(postgres::NoTls)
+                .is_ok();
+            if ok {
+                break;
+            }
+            assert!(Instant::now() < end, "private postgres did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        p
+    };
+    let server = std::sync::Mutex::new(Some(start()));
+    let e: Arc<dyn Engine> = Arc::new(
+        pyzor_store::postgres::PostgresEngine::open(
+            &format!("127.0.0.1:{port},postgres,,postgres,digests"),
+            4,
+        )
+        .unwrap(),
+    );
+    let res = load(e.clone(), 12, || {
+        // SIGKILL of the postmaster; its backends notice and exit, and the
+        // next start recovers from the WAL
+        drop(server.lock().unwrap().take());
+        std::thread::sleep(Duration::from_secs(1));
+        *server.lock().unwrap() = Some(start());
+    });
+    assert!(res.other.is_empty(), "unexpected errors: {:?}", res.other);
+    assert!(res.unavailable > 0, "the outage was noticed: {res:?}");
+    assert!(
+        res.ok_after_restart > 0,
+        "the engine recovered without being reopened: {res:?}"
+    );
+    for (d, n) in &res.acked {
+        let got = e.get(d).unwrap().map(|r| r.r_count).unwrap_or(0);
+        assert!(
+            got >= *n,
+            "{}: acknowledged {n}, stored {got}",
+            String::from_utf8_lossy(d)
+        );
+    }
+    eprintln!(
+        "postgres outage: {} acknowledged, {} unavailable, {} after restart",
+        res.ok, res.unavailable, res.ok_after_restart
+    );
+}
