@@ -261,7 +261,7 @@ fn run(args: Args) -> Result<ExitCode, StartError> {
     } else {
         None
     };
-    let total = source.as_ref().and_then(|s| s.len_hint());
+    let total = source.as_ref().and_then(|s| s.approx_len());
     // Progress goes to stderr when the records go to stdout.
     let to_stdout = args.export.as_deref() == Some("-");
     let mut sink = Sink {

@@ -153,6 +153,12 @@ pub trait Engine: Send + Sync {
     fn len_hint(&self) -> Option<u64> {
         None
     }
+
+    /// A cheap estimate of the number of records, for progress bars (the
+    /// SQL engines' table statistics, Redis's `DBSIZE`); it may be off.
+    fn approx_len(&self) -> Option<u64> {
+        self.len_hint()
+    }
 }
 
 /// The engines compiled into this build, as accepted by [`open`].

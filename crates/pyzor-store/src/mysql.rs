@@ -190,6 +190,7 @@ fn row_record(d: &[u8], v: &[Value]) -> Result<Record> {
 
 /// The `mysql` engine.
 pub struct MysqlEngine {
+    dsn: String,
     pool: Pool,
     backoff: crate::backoff::Backoff,
     table: String,
@@ -248,6 +249,7 @@ impl MysqlEngine {
                  wl_entered = VALUES(wl_entered), wl_updated = VALUES(wl_updated)"
             ),
             table: t,
+            dsn: dsn.to_string(),
             pool,
             backoff: crate::backoff::Backoff::new("MySQL"),
         };
@@ -392,6 +394,20 @@ impl Engine for MysqlEngine {
                 return Ok(total);
             }
         }
+    }
+
+    /// InnoDB's row estimate from `information_schema`.
+    fn approx_len(&self) -> Option<u64> {
+        let d = parse_dsn(&self.dsn).ok()?;
+        let (db, table) = match d.table.split_once('.') {
+            Some((a, b)) => (a.to_string(), b.to_string()),
+            None => (d.database.clone(), d.table.clone()),
+        };
+        let mut c = self.conn().ok()?;
+        let n: Option<Option<u64>> = c
+            .exec_first("SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", (db, table))
+            .ok()?;
+        n.flatten()
     }
 
     /// Commits are durable by InnoDB's own settings.

@@ -306,6 +306,24 @@ impl Engine for PostgresEngine {
         self.with(|cl| cl.execute(&sql, &[&c]).map_err(|e| pg_err("expire", e)))
     }
 
+    /// The planner's estimate (`pg_class.reltuples`; unknown before the
+    /// table was first analysed).
+    fn approx_len(&self) -> Option<u64> {
+        let t = self.table.replace('"', "");
+        self.with(|c| {
+            let row = c
+                .query_opt(
+                    "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass($1)",
+                    &[&t],
+                )
+                .map_err(|e| pg_err("estimate", e))?;
+            Ok(row.and_then(|r| r.try_get::<_, i64>(0).ok()))
+        })
+        .ok()
+        .flatten()
+        .and_then(|n| u64::try_from(n).ok())
+    }
+
     /// Commits are durable by PostgreSQL's own settings (`synchronous_commit`).
     fn flush(&self) -> Result<()> {
         Ok(())

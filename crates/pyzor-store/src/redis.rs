@@ -828,6 +828,18 @@ impl Engine for RedisEngine {
         Ok(removed)
     }
 
+    /// `DBSIZE` summed over the nodes: counts every key of the database,
+    /// not only Pyzor's.
+    fn approx_len(&self) -> Option<u64> {
+        let mut n = 0u64;
+        for node in self.nodes().ok()? {
+            let mut c = connect_target(&node).ok()?;
+            let k: u64 = redis::cmd("DBSIZE").query(c.like()).ok()?;
+            n += k;
+        }
+        Some(n)
+    }
+
     /// Redis persists by its own configuration (`appendfsync`).
     fn flush(&self) -> Result<()> {
         Ok(())

@@ -334,6 +334,8 @@ pub fn run_all(e: Arc<dyn Engine>, caps: Caps, p: &str) {
     put_scan_delete(&*e, caps, p);
     expiry_rule(&*e, p);
     concurrent_reports(e.clone(), p);
+    // an estimate for progress bars: whatever it is, it must not fail loudly
+    let _ = e.approx_len();
     e.flush().unwrap();
     cleanup(&*e, p);
 }
