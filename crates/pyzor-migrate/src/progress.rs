@@ -73,6 +73,8 @@ impl Progress {
     pub fn finish(&self) {
         if let Some(b) = &self.bar {
             b.finish();
+            // the bar leaves the cursor at the end of its line
+            eprintln!();
         }
     }
 }
