@@ -13,6 +13,7 @@ mod common;
 mod mixed_support;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use common::Proc;
 use mixed_support::*;
@@ -243,9 +244,10 @@ fn redis_fleet(test: &str, tz: Option<&str>) {
     let env: Vec<(&str, &str)> = tz.map(|z| ("TZ", z)).into_iter().collect();
     let f = Fleet::start(&venv, "redis", &format!("127.0.0.1,6379,,{DB}"), &env);
     let m = messages(&f);
-    let keys: Vec<String> = [&m.a, &m.b, &m.c, &m.d]
+    let hot = unique_hex_digest();
+    let keys: Vec<String> = [&m.a.1, &m.b.1, &m.c.1, &m.d.1, &hot]
         .iter()
-        .map(|(_, d)| format!("pyzord.digest_v1.{d}"))
+        .map(|d| format!("pyzord.digest_v1.{d}"))
         .collect();
     for k in &keys {
         assert_eq!(
@@ -260,12 +262,53 @@ fn redis_fleet(test: &str, tz: Option<&str>) {
         keys: keys.clone(),
     };
     run_scenario(&f, &m, Shared::Redis, 0);
+    concurrent_reports(&f, &hot);
     // Both servers keep the reference's sliding TTL of CleanupAge.
     for k in &keys {
         let ttl: i64 = redis_cli(6379, DB, &["TTL", k]).parse().unwrap();
         within(&format!("TTL of {k}"), ttl, 10_368_000 - 120, 10_368_000);
     }
     assert_eq!(f.rs.stop(), Some(0));
+}
+
+/// A 40-hex digest nobody else uses (fits MySQL's char(40)).
+fn unique_hex_digest() -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{:08x}{:032x}", std::process::id(), n)
+}
+
+/// Two threads per server report `digest` at the same time (raw UDP,
+/// 100 each, every answer awaited ≤ 10 s): every report is acknowledged
+/// and the shared count is exactly their number through both servers.
+fn concurrent_reports(f: &Fleet, digest: &str) {
+    const PER_THREAD: u32 = 100;
+    let acked: u32 = std::thread::scope(|s| {
+        let hs: Vec<_> = [f.py.port, f.py.port, f.rs.port, f.rs.port]
+            .into_iter()
+            .enumerate()
+            .map(|(t, port)| {
+                s.spawn(move || {
+                    let mut ok = 0;
+                    for i in 0..PER_THREAD {
+                        let thread = t as u32 * 1000 + i;
+                        let r = request(port, "report", digest, thread, Duration::from_secs(10))
+                            .unwrap_or_else(|| panic!("no answer from port {port}"));
+                        assert_eq!(reply_code(&r), 200, "{}", String::from_utf8_lossy(&r));
+                        ok += 1;
+                    }
+                    ok
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert_eq!(acked, 4 * PER_THREAD);
+    let want = (i64::from(acked), 0);
+    assert_eq!(check(f.py.port, digest), want, "through Python pyzord");
+    assert_eq!(check(f.rs.port, digest), want, "through ours");
 }
 
 #[test]
@@ -314,8 +357,9 @@ fn mysql_fleet(test: &str, name: &str, tz: &str) {
     let f = Fleet::start(&venv, "mysql", &scratch.dsn(), &[("TZ", tz)]);
     let m = messages(&f);
     run_scenario(&f, &m, Shared::Mysql, skew_py);
+    concurrent_reports(&f, &unique_hex_digest());
     let rows = mysql_root(&format!("SELECT COUNT(*) FROM `{}`.digests", scratch.db)).unwrap();
-    assert_eq!(rows, "4", "one row per digest, shared by both servers");
+    assert_eq!(rows, "5", "one row per digest, shared by both servers");
     assert_eq!(f.rs.stop(), Some(0));
 }
 
