@@ -748,3 +748,60 @@ fn mysql_bad_digest_does_not_fail_other_requests_in_its_batch() {
         );
     }
 }
+
+#[test]
+fn gdbm_dates_shift_when_the_servers_run_in_different_zones() {
+    // pyzord.db holds naive local times (docs/engines.md "gdbm"): a file
+    // written by the reference in UTC and read by ours in New York shows
+    // every date off by the zone difference, and vice versa. This is the
+    // caveat of docs/mixed-fleet.md: run both with the same TZ.
+    let test = "gdbm_dates_shift_when_the_servers_run_in_different_zones";
+    let Some(venv) = pyzor_testkit::ref_venv(test) else {
+        return;
+    };
+    let ny = "America/New_York";
+    let shift = tz_offset("UTC") - tz_offset(ny); // 18000 in winter
+    let dir = pyzor_testkit::temp_home();
+    let home = dir.path().join("server");
+    std::fs::create_dir_all(&home).unwrap();
+    write_server_accounts(&home);
+    let gdbm = ["-e", "gdbm", "--cleanup-age", "0"];
+    let (a, b) = (
+        unique_hex_digest(),
+        format!("{}b", &unique_hex_digest()[1..]),
+    );
+
+    let py = start_pyzord(Impl::Python, Some(&venv), &home, &gdbm, &[("TZ", "UTC")]);
+    let t0 = now();
+    assert_eq!(
+        reply_code(&request(py.port, "report", &a, 1, Duration::from_secs(10)).unwrap()),
+        200
+    );
+    let t1 = now();
+    let ia = info(py.port, &a);
+    within("A Entered (reference, UTC)", ia.entered, t0, t1);
+    py.stop();
+
+    let rs = start_pyzord(Impl::Rust, None, &home, &gdbm, &[("TZ", ny)]);
+    let ia_ny = info(rs.port, &a);
+    assert_eq!(ia_ny.entered, ia.entered + shift, "read in {ny}: {ia_ny:?}");
+    let t0 = now();
+    assert_eq!(
+        reply_code(&request(rs.port, "report", &b, 2, Duration::from_secs(10)).unwrap()),
+        200
+    );
+    let t1 = now();
+    let ib = info(rs.port, &b);
+    within("B Entered (ours, New York)", ib.entered, t0, t1);
+    assert_eq!(rs.stop(), Some(0));
+
+    let py = start_pyzord(Impl::Python, Some(&venv), &home, &gdbm, &[("TZ", "UTC")]);
+    assert_eq!(info(py.port, &a), ia, "the reference in its own zone");
+    let ib_utc = info(py.port, &b);
+    assert_eq!(
+        ib_utc.entered,
+        ib.entered - shift,
+        "read in UTC: {ib_utc:?}"
+    );
+    py.stop();
+}
