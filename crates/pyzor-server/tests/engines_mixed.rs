@@ -103,12 +103,17 @@ fn messages(f: &Fleet) -> Msgs {
         let d = digest_of(&f.venv, &f.anon_py, &m);
         (m, d)
     };
-    Msgs {
+    let m = Msgs {
         a: mk("A"),
         b: mk("B"),
         c: mk("C"),
         d: mk("D"),
-    }
+    };
+    let mut ds = [&m.a.1, &m.b.1, &m.c.1, &m.d.1];
+    ds.sort();
+    ds.windows(2)
+        .for_each(|w| assert_ne!(w[0], w[1], "distinct digests"));
+    m
 }
 
 /// The scenario on one shared store. `skew_py` is what the reference's
