@@ -433,17 +433,18 @@ fn gdbm_acknowledged_reports_survive_kill_9_of_pyzord_at_random_points() {
     kill_9_durability("gdbm");
 }
 
-#[test]
-fn pyzord_exits_with_a_message_when_redis_is_down_at_start() {
-    // Like the reference (its start-up KEYS call raises ConnectionError),
-    // ours does not start without its database; it must say why and exit
-    // promptly rather than hang, so a supervisor can restart it.
+/// Spawn `which` with Redis unreachable and wait (≤ 30 s) for it to exit;
+/// returns its exit status and log.
+fn start_with_redis_down(
+    which: Impl,
+    venv: Option<&Path>,
+) -> (std::process::ExitStatus, String, u16) {
     let home = pyzor_testkit::temp_home();
     let dead = free_tcp_port(); // nothing listens there
     let port = pyzor_testkit::free_udp_port();
     let dsn = format!("127.0.0.1,{dead},,0");
     let args = ["-e", "redis", "--dsn", dsn.as_str()];
-    let child = spawn_pyzord(Impl::Rust, None, home.path(), port, &args, &[], "start.log");
+    let child = spawn_pyzord(which, venv, home.path(), port, &args, &[], "start.log");
     let mut p = Proc { child, port };
     let t0 = Instant::now();
     let status = loop {
@@ -452,14 +453,31 @@ fn pyzord_exits_with_a_message_when_redis_is_down_at_start() {
         }
         assert!(
             t0.elapsed() < Duration::from_secs(30),
-            "pyzord neither served nor exited within 30 s with Redis down"
+            "{which:?} pyzord neither served nor exited within 30 s with Redis down"
         );
         std::thread::sleep(Duration::from_millis(50));
     };
     let log = std::fs::read_to_string(home.path().join("start.log")).unwrap();
+    (status, log, dead)
+}
+
+#[test]
+fn pyzord_exits_with_a_message_when_redis_is_down_at_start() {
+    // Like the reference (its start-up `KEYS pyzord.digest.*` raises
+    // ConnectionError), ours does not start without its database; it must
+    // say why and exit promptly rather than hang, so a supervisor can
+    // restart it.
+    let (status, log, dead) = start_with_redis_down(Impl::Rust, None);
     assert!(!status.success(), "exit status {status}: {log}");
     assert!(
         log.contains("redis") && log.contains(&dead.to_string()),
         "the message names the engine and DSN: {log}"
     );
+    if let Some(venv) = pyzor_testkit::ref_venv(
+        "pyzord_exits_with_a_message_when_redis_is_down_at_start (reference part)",
+    ) {
+        let (status, log, _) = start_with_redis_down(Impl::Python, Some(&venv));
+        assert!(!status.success(), "the reference exited {status}: {log}");
+        assert!(log.contains("ConnectionError"), "{log}");
+    }
 }
