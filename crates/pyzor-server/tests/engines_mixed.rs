@@ -13,6 +13,7 @@ mod common;
 mod mixed_support;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use common::Proc;
 use mixed_support::*;
@@ -102,12 +103,17 @@ fn messages(f: &Fleet) -> Msgs {
         let d = digest_of(&f.venv, &f.anon_py, &m);
         (m, d)
     };
-    Msgs {
+    let m = Msgs {
         a: mk("A"),
         b: mk("B"),
         c: mk("C"),
         d: mk("D"),
-    }
+    };
+    let mut ds = [&m.a.1, &m.b.1, &m.c.1, &m.d.1];
+    ds.sort();
+    ds.windows(2)
+        .for_each(|w| assert_ne!(w[0], w[1], "distinct digests"));
+    m
 }
 
 /// The scenario on one shared store. `skew_py` is what the reference's
@@ -243,9 +249,10 @@ fn redis_fleet(test: &str, tz: Option<&str>) {
     let env: Vec<(&str, &str)> = tz.map(|z| ("TZ", z)).into_iter().collect();
     let f = Fleet::start(&venv, "redis", &format!("127.0.0.1,6379,,{DB}"), &env);
     let m = messages(&f);
-    let keys: Vec<String> = [&m.a, &m.b, &m.c, &m.d]
+    let hot = unique_hex_digest();
+    let keys: Vec<String> = [&m.a.1, &m.b.1, &m.c.1, &m.d.1, &hot]
         .iter()
-        .map(|(_, d)| format!("pyzord.digest_v1.{d}"))
+        .map(|d| format!("pyzord.digest_v1.{d}"))
         .collect();
     for k in &keys {
         assert_eq!(
@@ -260,12 +267,53 @@ fn redis_fleet(test: &str, tz: Option<&str>) {
         keys: keys.clone(),
     };
     run_scenario(&f, &m, Shared::Redis, 0);
+    concurrent_reports(&f, &hot);
     // Both servers keep the reference's sliding TTL of CleanupAge.
     for k in &keys {
         let ttl: i64 = redis_cli(6379, DB, &["TTL", k]).parse().unwrap();
-        within(&format!("TTL of {k}"), ttl, 10_368_000 - 120, 10_368_000);
+        within(&format!("TTL of {k}"), ttl, 10_368_000 - 900, 10_368_000);
     }
     assert_eq!(f.rs.stop(), Some(0));
+}
+
+/// A 40-hex digest nobody else uses (fits MySQL's char(40)).
+fn unique_hex_digest() -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{:08x}{:032x}", std::process::id(), n)
+}
+
+/// Two threads per server report `digest` at the same time (raw UDP,
+/// 100 each, every answer awaited ≤ 10 s): every report is acknowledged
+/// and the shared count is exactly their number through both servers.
+fn concurrent_reports(f: &Fleet, digest: &str) {
+    const PER_THREAD: u32 = 100;
+    let acked: u32 = std::thread::scope(|s| {
+        let hs: Vec<_> = [f.py.port, f.py.port, f.rs.port, f.rs.port]
+            .into_iter()
+            .enumerate()
+            .map(|(t, port)| {
+                s.spawn(move || {
+                    let mut ok = 0;
+                    for i in 0..PER_THREAD {
+                        let thread = t as u32 * 1000 + i;
+                        let r = request(port, "report", digest, thread, Duration::from_secs(10))
+                            .unwrap_or_else(|| panic!("no answer from port {port}"));
+                        assert_eq!(reply_code(&r), 200, "{}", String::from_utf8_lossy(&r));
+                        ok += 1;
+                    }
+                    ok
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum()
+    });
+    assert_eq!(acked, 4 * PER_THREAD);
+    let want = (i64::from(acked), 0);
+    assert_eq!(check(f.py.port, digest), want, "through Python pyzord");
+    assert_eq!(check(f.rs.port, digest), want, "through ours");
 }
 
 #[test]
@@ -281,6 +329,45 @@ fn redis_shared_db_with_pyzord_in_another_zone() {
     );
 }
 
+/// MySQL keys (wire-protocol.md §6, docs/engines.md "Keys"): the default
+/// collation makes case not distinguish digests — for both servers alike,
+/// so a digest reported in upper case through one and lower case through
+/// the other is one row; a report of a key over 40 characters is refused
+/// with a 500 by both (strict SQL mode).
+fn collation_and_key_length(f: &Fleet) {
+    let lower = unique_hex_digest();
+    let upper = lower.to_uppercase();
+    for (port, d) in [
+        (f.py.port, &lower),
+        (f.rs.port, &upper),
+        (f.rs.port, &lower),
+    ] {
+        let r = request(port, "report", d, 77, Duration::from_secs(10)).expect("answer");
+        assert_eq!(reply_code(&r), 200, "{}", String::from_utf8_lossy(&r));
+    }
+    for port in [f.py.port, f.rs.port] {
+        assert_eq!(check(port, &upper), (3, 0));
+        assert_eq!(check(port, &lower), (3, 0));
+    }
+    let long = format!("{lower}0");
+    let mut diags = Vec::new();
+    for port in [f.py.port, f.rs.port] {
+        let r = request(port, "report", &long, 78, Duration::from_secs(10)).expect("answer");
+        assert_eq!(reply_code(&r), 500, "{}", String::from_utf8_lossy(&r));
+        let text = String::from_utf8_lossy(&r).into_owned();
+        diags.push(
+            text.lines()
+                .find(|l| l.starts_with("Diag: "))
+                .unwrap_or("")
+                .to_string(),
+        );
+    }
+    eprintln!(
+        "report of a 41-character digest: Python {:?}, ours {:?}",
+        diags[0], diags[1]
+    );
+}
+
 /// The MySQL scenario with both servers and clients in time zone `tz`.
 fn mysql_fleet(test: &str, name: &str, tz: &str) {
     let Some(venv) = pyzor_testkit::ref_venv(test) else {
@@ -293,7 +380,9 @@ fn mysql_fleet(test: &str, name: &str, tz: &str) {
         pyzor_testkit::skip(test, "the mysql client is not installed");
         return;
     }
-    let scratch = match MysqlScratch::create(name) {
+    // Unique per process: two runs of the suite must not drop each other's.
+    let name = format!("{name}_{}", std::process::id());
+    let scratch = match MysqlScratch::create(&name) {
         Ok(s) => s,
         Err(e) => {
             pyzor_testkit::skip(
@@ -314,8 +403,10 @@ fn mysql_fleet(test: &str, name: &str, tz: &str) {
     let f = Fleet::start(&venv, "mysql", &scratch.dsn(), &[("TZ", tz)]);
     let m = messages(&f);
     run_scenario(&f, &m, Shared::Mysql, skew_py);
+    concurrent_reports(&f, &unique_hex_digest());
+    collation_and_key_length(&f);
     let rows = mysql_root(&format!("SELECT COUNT(*) FROM `{}`.digests", scratch.db)).unwrap();
-    assert_eq!(rows, "4", "one row per digest, shared by both servers");
+    assert_eq!(rows, "6", "one row per digest, shared by both servers");
     assert_eq!(f.rs.stop(), Some(0));
 }
 
@@ -525,5 +616,197 @@ fn gdbm_reference_file_taken_over_in_place_and_handed_back() {
     }
     client_op(&venv, &anon, "report", &d.0);
     assert_eq!(check(py.port, &d.1), (2, 0));
+    py.stop();
+}
+
+#[test]
+#[ignore = "bug: mysql engine refuses (500) check/info of a digest over 40 characters; the reference answers 200 (SELECT ignores trailing blanks, finds nothing for longer keys)"]
+fn mysql_reads_of_over_long_digests_answer_like_the_reference() {
+    let test = "mysql_reads_of_over_long_digests_answer_like_the_reference";
+    let Some(venv) = pyzor_testkit::ref_venv(test) else {
+        return;
+    };
+    if !pyzor_testkit::mysql_available(test) || !have_program("mysql") {
+        return;
+    }
+    let name = format!("pz_mixed_long_{}", std::process::id());
+    let scratch = match MysqlScratch::create(&name) {
+        Ok(s) => s,
+        Err(e) => {
+            pyzor_testkit::skip(test, &format!("cannot create a database: {e}"));
+            return;
+        }
+    };
+    let f = Fleet::start(&venv, "mysql", &scratch.dsn(), &[]);
+    let d = unique_hex_digest();
+    let r = request(f.py.port, "report", &d, 1, Duration::from_secs(10)).expect("answer");
+    assert_eq!(reply_code(&r), 200);
+    // The reference: a read never errs on length; CHAR comparison pads, so
+    // trailing blanks find the row, any other longer key finds nothing.
+    for port in [f.py.port, f.rs.port] {
+        let who = if port == f.py.port { "Python" } else { "ours" };
+        for (key, want) in [(format!("{d}  "), 1), (format!("{d}0"), 0)] {
+            let r = request(port, "check", &key, 2, Duration::from_secs(10)).expect("answer");
+            assert_eq!(
+                parse_check(&r),
+                Some((want, 0)),
+                "{who}: check of {key:?}: {}",
+                String::from_utf8_lossy(&r)
+            );
+            let r = request(port, "info", &key, 3, Duration::from_secs(10)).expect("answer");
+            assert_eq!(
+                reply_code(&r),
+                200,
+                "{who}: info of {key:?}: {}",
+                String::from_utf8_lossy(&r)
+            );
+        }
+    }
+}
+
+/// Send `rounds` × (good report, over-long report, good report) as fast as
+/// possible from one socket (so that they share the server's receive
+/// batches) and collect the answers by Thread; returns the codes of the
+/// good reports (missing answer = 0).
+fn burst_with_bad_keys(port: u16, good: &str, bad: &str, rounds: u32) -> Vec<u16> {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut good_threads = Vec::new();
+    for r in 0..rounds {
+        for (k, d) in [good, bad, good].iter().enumerate() {
+            let t = 10_000 + r * 3 + k as u32;
+            if k != 1 {
+                good_threads.push(t);
+            }
+            let dgram = format!("Op: report\nOp-Digest: {d}\nThread: {t}\nPV: 2.1\n\n");
+            s.send_to(dgram.as_bytes(), ("127.0.0.1", port)).unwrap();
+        }
+    }
+    let mut codes = std::collections::HashMap::new();
+    let mut buf = vec![0u8; 65536];
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while codes.len() < (rounds * 3) as usize && std::time::Instant::now() < deadline {
+        let Ok((n, _)) = s.recv_from(&mut buf) else {
+            break;
+        };
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let t: u32 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Thread: "))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        codes.insert(t, reply_code(&buf[..n]));
+    }
+    good_threads
+        .iter()
+        .map(|t| codes.get(t).copied().unwrap_or(0))
+        .collect()
+}
+
+#[test]
+#[ignore = "bug: one BadKey request (digest over 40 characters on mysql) fails every request of its receive batch with 500, and their reports are not counted"]
+fn mysql_bad_digest_does_not_fail_other_requests_in_its_batch() {
+    // The reference handles each datagram on its own; a report of a key
+    // the table cannot hold fails only that request (500). Ours batches up
+    // to 32 datagrams into one engine call: the bad key must not take the
+    // others down with it.
+    let test = "mysql_bad_digest_does_not_fail_other_requests_in_its_batch";
+    let Some(venv) = pyzor_testkit::ref_venv(test) else {
+        return;
+    };
+    if !pyzor_testkit::mysql_available(test) || !have_program("mysql") {
+        return;
+    }
+    let name = format!("pz_mixed_batch_{}", std::process::id());
+    let scratch = match MysqlScratch::create(&name) {
+        Ok(s) => s,
+        Err(e) => {
+            pyzor_testkit::skip(test, &format!("cannot create a database: {e}"));
+            return;
+        }
+    };
+    let f = Fleet::start(&venv, "mysql", &scratch.dsn(), &[]);
+    let bad = format!("{}0", unique_hex_digest());
+    for (who, port) in [("Python", f.py.port), ("ours", f.rs.port)] {
+        let good = unique_hex_digest();
+        let codes = burst_with_bad_keys(port, &good, &bad, 100);
+        // UDP: a burst may overflow a receive buffer (the reference drops
+        // some); a missing answer is a drop, not a failure.
+        let ok = codes.iter().filter(|&&c| c == 200).count() as i64;
+        let dropped = codes.iter().filter(|&&c| c == 0).count() as i64;
+        let failed: Vec<&u16> = codes.iter().filter(|&&c| c != 200 && c != 0).collect();
+        eprintln!(
+            "{who}: of {} good reports {ok} answered 200, {} answered otherwise, {dropped} unanswered",
+            codes.len(),
+            failed.len()
+        );
+        assert!(
+            failed.is_empty(),
+            "{who}: {} good reports failed next to bad ones (codes {:?})",
+            failed.len(),
+            failed.iter().take(10).collect::<Vec<_>>()
+        );
+        let counted = check(port, &good).0;
+        assert!(
+            ok <= counted && counted <= ok + dropped,
+            "{who}: {ok} acknowledged, {dropped} unanswered, {counted} counted"
+        );
+    }
+}
+
+#[test]
+fn gdbm_dates_shift_when_the_servers_run_in_different_zones() {
+    // pyzord.db holds naive local times (docs/engines.md "gdbm"): a file
+    // written by the reference in UTC and read by ours in New York shows
+    // every date off by the zone difference, and vice versa. This is the
+    // caveat of docs/mixed-fleet.md: run both with the same TZ.
+    let test = "gdbm_dates_shift_when_the_servers_run_in_different_zones";
+    let Some(venv) = pyzor_testkit::ref_venv(test) else {
+        return;
+    };
+    let ny = "America/New_York";
+    let shift = tz_offset("UTC") - tz_offset(ny); // 18000 in winter
+    let dir = pyzor_testkit::temp_home();
+    let home = dir.path().join("server");
+    std::fs::create_dir_all(&home).unwrap();
+    write_server_accounts(&home);
+    let gdbm = ["-e", "gdbm", "--cleanup-age", "0"];
+    let (a, b) = (
+        unique_hex_digest(),
+        format!("{}b", &unique_hex_digest()[1..]),
+    );
+
+    let py = start_pyzord(Impl::Python, Some(&venv), &home, &gdbm, &[("TZ", "UTC")]);
+    let t0 = now();
+    assert_eq!(
+        reply_code(&request(py.port, "report", &a, 1, Duration::from_secs(10)).unwrap()),
+        200
+    );
+    let t1 = now();
+    let ia = info(py.port, &a);
+    within("A Entered (reference, UTC)", ia.entered, t0, t1);
+    py.stop();
+
+    let rs = start_pyzord(Impl::Rust, None, &home, &gdbm, &[("TZ", ny)]);
+    let ia_ny = info(rs.port, &a);
+    assert_eq!(ia_ny.entered, ia.entered + shift, "read in {ny}: {ia_ny:?}");
+    let t0 = now();
+    assert_eq!(
+        reply_code(&request(rs.port, "report", &b, 2, Duration::from_secs(10)).unwrap()),
+        200
+    );
+    let t1 = now();
+    let ib = info(rs.port, &b);
+    within("B Entered (ours, New York)", ib.entered, t0, t1);
+    assert_eq!(rs.stop(), Some(0));
+
+    let py = start_pyzord(Impl::Python, Some(&venv), &home, &gdbm, &[("TZ", "UTC")]);
+    assert_eq!(info(py.port, &a), ia, "the reference in its own zone");
+    let ib_utc = info(py.port, &b);
+    assert_eq!(
+        ib_utc.entered,
+        ib.entered - shift,
+        "read in UTC: {ib_utc:?}"
+    );
     py.stop();
 }

@@ -7,7 +7,7 @@
 //!   unavailable.` meanwhile), never
 //!   dies, recovers without a restart, and every report it acknowledged
 //!   with a 200 is counted.
-//! * lmdb: reports acknowledged by pyzord survive `kill -9` of pyzord at
+//! * lmdb and gdbm: reports acknowledged by pyzord survive `kill -9` of pyzord at
 //!   random points, over 200 acknowledged reports.
 //!
 //! Every load loop is bounded in count and time; every process started
@@ -58,60 +58,77 @@ struct Load {
     odd: Vec<String>,
 }
 
-/// Report the load digests round-robin through pyzord on `port` for `secs`
-/// (at most 50 000 requests, each waiting ≤ 3 s for its answer); call
-/// `outage` a third of the way in. Asserts that pyzord is still running
-/// when the load ends.
-fn drive(port: u16, secs: u64, pyzord: &mut Proc, outage: impl FnOnce() + Send) -> Load {
-    let restarted = Arc::new(AtomicBool::new(false));
-    let stop = Instant::now() + Duration::from_secs(secs);
-    let r2 = restarted.clone();
-    std::thread::scope(|s| {
-        let h = s.spawn(move || {
-            let mut res = Load::default();
-            for i in 0..50_000u32 {
-                if Instant::now() >= stop {
-                    break;
-                }
-                let d = load_digest(i as usize % DIGESTS);
-                let t = res.per.entry(d.clone()).or_default();
-                match request(port, "report", &d, i, Duration::from_secs(3)) {
-                    None => {
-                        t.silent += 1;
-                        res.silent += 1;
-                    }
-                    Some(r) if reply_code(&r) == 200 => {
-                        t.acked += 1;
-                        res.ok += 1;
-                        if r2.load(Ordering::SeqCst) {
-                            res.ok_after_restart += 1;
-                        }
-                    }
-                    Some(r) => {
-                        t.failed += 1;
-                        let text = String::from_utf8_lossy(&r).into_owned();
-                        if reply_code(&r) == 500 && text.contains(&format!("Diag: {UNAVAILABLE}\n"))
-                        {
-                            res.unavailable += 1;
-                        } else if res.odd.len() < 10 {
-                            res.odd.push(text);
-                        }
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
+/// One load thread: report the load digests round-robin through the
+/// server on `port` until `stop` (at most 50 000 requests, each waiting
+/// ≤ 3 s for its answer).
+fn load_loop(port: u16, stop: Instant, restarted: &AtomicBool) -> Load {
+    let mut res = Load::default();
+    for i in 0..50_000u32 {
+        if Instant::now() >= stop {
+            break;
+        }
+        let d = load_digest(i as usize % DIGESTS);
+        let t = res.per.entry(d.clone()).or_default();
+        match request(port, "report", &d, i, Duration::from_secs(3)) {
+            None => {
+                t.silent += 1;
+                res.silent += 1;
+            }
+            Some(r) if reply_code(&r) == 200 => {
+                t.acked += 1;
+                res.ok += 1;
+                if restarted.load(Ordering::SeqCst) {
+                    res.ok_after_restart += 1;
                 }
             }
-            res
-        });
+            Some(r) => {
+                t.failed += 1;
+                let text = String::from_utf8_lossy(&r).into_owned();
+                if reply_code(&r) == 500 && text.contains(&format!("Diag: {UNAVAILABLE}\n")) {
+                    res.unavailable += 1;
+                } else if res.odd.len() < 10 {
+                    res.odd.push(text);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+    res
+}
+
+/// Load every server in `servers` at once (one thread each) for `secs`;
+/// call `outage` a third of the way in. Asserts that every server still
+/// runs when the load ends.
+fn drive_all(servers: &mut [&mut Proc], secs: u64, outage: impl FnOnce() + Send) -> Vec<Load> {
+    let restarted = Arc::new(AtomicBool::new(false));
+    let stop = Instant::now() + Duration::from_secs(secs);
+    let ports: Vec<u16> = servers.iter().map(|p| p.port).collect();
+    let loads = std::thread::scope(|s| {
+        let hs: Vec<_> = ports
+            .iter()
+            .map(|&port| {
+                let r = restarted.clone();
+                s.spawn(move || load_loop(port, stop, &r))
+            })
+            .collect();
         std::thread::sleep(Duration::from_secs(secs / 3));
         outage();
         restarted.store(true, Ordering::SeqCst);
-        let res = h.join().unwrap();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for p in servers.iter_mut() {
         assert!(
-            pyzord.child.try_wait().unwrap().is_none(),
-            "pyzord died during the outage"
+            p.child.try_wait().unwrap().is_none(),
+            "the pyzord on port {} died during the outage",
+            p.port
         );
-        res
-    })
+    }
+    loads
+}
+
+/// [`drive_all`] with one server.
+fn drive(secs: u64, pyzord: &mut Proc, outage: impl FnOnce() + Send) -> Load {
+    drive_all(&mut [pyzord], secs, outage).pop().unwrap()
 }
 
 /// Wait (≤ 30 s) until pyzord answers a check with 200 again.
@@ -165,6 +182,33 @@ fn assert_load_sane(what: &str, load: &Load) {
     );
 }
 
+/// A private append-only redis-server (`appendfsync always`, no RDB) on
+/// `port` with its files in `dir`; waits ≤ 20 s for it.
+fn private_redis(port: u16, dir: &Path) -> Guard {
+    let c = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args([
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
+        ])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn redis-server");
+    let g = Guard(c);
+    assert!(
+        wait_tcp(port, Duration::from_secs(20)),
+        "private redis-server did not start"
+    );
+    g
+}
+
 #[test]
 fn redis_killed_under_pyzord_load_loses_no_acknowledged_report() {
     let test = "redis_killed_under_pyzord_load_loses_no_acknowledged_report";
@@ -174,30 +218,7 @@ fn redis_killed_under_pyzord_load_loses_no_acknowledged_report() {
     }
     let data = tempfile::tempdir().unwrap();
     let rport = free_tcp_port();
-    let start_redis = |dir: &Path| {
-        let c = Command::new("redis-server")
-            .args(["--port", &rport.to_string(), "--bind", "127.0.0.1"])
-            .args([
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-            ])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
-        let g = Guard(c);
-        assert!(
-            wait_tcp(rport, Duration::from_secs(20)),
-            "private redis-server did not start"
-        );
-        g
-    };
+    let start_redis = |dir: &Path| private_redis(rport, dir);
     let redis = std::sync::Mutex::new(Some(start_redis(data.path())));
     let home = pyzor_testkit::temp_home();
     let dsn = format!("127.0.0.1,{rport},,0");
@@ -209,7 +230,7 @@ fn redis_killed_under_pyzord_load_loses_no_acknowledged_report() {
         &[],
     );
     let port = srv.port;
-    let load = drive(port, 9, &mut srv, || {
+    let load = drive(9, &mut srv, || {
         // kill -9 mid-load, down for a second, back on the same AOF and port
         redis.lock().unwrap().take().unwrap().kill_9();
         std::thread::sleep(Duration::from_secs(1));
@@ -331,7 +352,7 @@ fn mariadb_killed_under_pyzord_load_loses_no_acknowledged_report() {
         &[],
     );
     let port = srv.port;
-    let load = drive(port, 15, &mut srv, || {
+    let load = drive(15, &mut srv, || {
         server.lock().unwrap().take().unwrap().kill_9();
         std::thread::sleep(Duration::from_secs(1));
         *server.lock().unwrap() = Some(db.start());
@@ -355,14 +376,17 @@ fn mariadb_killed_under_pyzord_load_loses_no_acknowledged_report() {
     assert_eq!(srv.stop(), Some(0));
 }
 
-#[test]
-fn lmdb_acknowledged_reports_survive_kill_9_of_pyzord_at_random_points() {
+/// 200 acknowledged reports through our pyzord on `engine`, killed -9 at
+/// random points (half the time with one report in flight) and restarted
+/// on the same homedir; after every restart each digest holds at least
+/// its acknowledged reports and at most those plus the in-flight ones.
+fn kill_9_durability(engine: &str) {
     const TOTAL: i64 = 200;
     let seed = now() as u64;
-    eprintln!("lmdb kill -9 durability: seed {seed}");
+    eprintln!("{engine} kill -9 durability: seed {seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let home = pyzor_testkit::temp_home();
-    let args = ["-e", "lmdb"];
+    let args = ["-e", engine];
     let mut per: BTreeMap<String, Tally> = BTreeMap::new();
     let (mut acked, mut kills) = (0i64, 0u32);
     let t0 = Instant::now();
@@ -413,22 +437,35 @@ fn lmdb_acknowledged_reports_survive_kill_9_of_pyzord_at_random_points() {
     let srv = start_pyzord(Impl::Rust, None, home.path(), &args, &[]);
     let total: i64 = per.keys().map(|d| check(srv.port, d).0).sum();
     let in_flight: i64 = per.values().map(|t| t.silent).sum();
-    eprintln!("lmdb: {acked} acknowledged reports, {kills} kill -9, {in_flight} in flight at a kill, {total} counted");
+    eprintln!("{engine}: {acked} acknowledged reports, {kills} kill -9, {in_flight} in flight at a kill, {total} counted");
     assert!(TOTAL <= total && total <= TOTAL + in_flight);
     assert_eq!(srv.stop(), Some(0));
 }
 
 #[test]
-fn pyzord_exits_with_a_message_when_redis_is_down_at_start() {
-    // Like the reference (its start-up KEYS call raises ConnectionError),
-    // ours does not start without its database; it must say why and exit
-    // promptly rather than hang, so a supervisor can restart it.
+fn lmdb_acknowledged_reports_survive_kill_9_of_pyzord_at_random_points() {
+    kill_9_durability("lmdb");
+}
+
+#[test]
+fn gdbm_acknowledged_reports_survive_kill_9_of_pyzord_at_random_points() {
+    // gdbm-native keeps unsynced changes in process memory: the engine
+    // syncs every batch before pyzord answers (docs/engines.md "gdbm").
+    kill_9_durability("gdbm");
+}
+
+/// Spawn `which` with Redis unreachable and wait (≤ 30 s) for it to exit;
+/// returns its exit status and log.
+fn start_with_redis_down(
+    which: Impl,
+    venv: Option<&Path>,
+) -> (std::process::ExitStatus, String, u16) {
     let home = pyzor_testkit::temp_home();
     let dead = free_tcp_port(); // nothing listens there
     let port = pyzor_testkit::free_udp_port();
     let dsn = format!("127.0.0.1,{dead},,0");
     let args = ["-e", "redis", "--dsn", dsn.as_str()];
-    let child = spawn_pyzord(Impl::Rust, None, home.path(), port, &args, &[], "start.log");
+    let child = spawn_pyzord(which, venv, home.path(), port, &args, &[], "start.log");
     let mut p = Proc { child, port };
     let t0 = Instant::now();
     let status = loop {
@@ -437,14 +474,104 @@ fn pyzord_exits_with_a_message_when_redis_is_down_at_start() {
         }
         assert!(
             t0.elapsed() < Duration::from_secs(30),
-            "pyzord neither served nor exited within 30 s with Redis down"
+            "{which:?} pyzord neither served nor exited within 30 s with Redis down"
         );
         std::thread::sleep(Duration::from_millis(50));
     };
     let log = std::fs::read_to_string(home.path().join("start.log")).unwrap();
+    (status, log, dead)
+}
+
+#[test]
+fn pyzord_exits_with_a_message_when_redis_is_down_at_start() {
+    // Like the reference (its start-up `KEYS pyzord.digest.*` raises
+    // ConnectionError), ours does not start without its database; it must
+    // say why and exit promptly rather than hang, so a supervisor can
+    // restart it.
+    let (status, log, dead) = start_with_redis_down(Impl::Rust, None);
     assert!(!status.success(), "exit status {status}: {log}");
     assert!(
         log.contains("redis") && log.contains(&dead.to_string()),
         "the message names the engine and DSN: {log}"
     );
+    if let Some(venv) = pyzor_testkit::ref_venv(
+        "pyzord_exits_with_a_message_when_redis_is_down_at_start (reference part)",
+    ) {
+        let (status, log, _) = start_with_redis_down(Impl::Python, Some(&venv));
+        assert!(!status.success(), "the reference exited {status}: {log}");
+        assert!(log.contains("ConnectionError"), "{log}");
+    }
+}
+
+#[test]
+fn redis_killed_under_a_mixed_fleet_loses_no_acknowledged_report() {
+    // The reference and ours on one private Redis, both loaded at once on
+    // the same digests; Redis is killed -9 and restarted. Both keep
+    // running and answer again without a restart, and every report either
+    // of them acknowledged is counted.
+    let test = "redis_killed_under_a_mixed_fleet_loses_no_acknowledged_report";
+    let Some(venv) = pyzor_testkit::ref_venv(test) else {
+        return;
+    };
+    if !have_program("redis-server") || !have_program("redis-cli") {
+        pyzor_testkit::skip(test, "redis-server / redis-cli are not installed");
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let rport = free_tcp_port();
+    let redis = std::sync::Mutex::new(Some(private_redis(rport, data.path())));
+    let homes = pyzor_testkit::temp_home();
+    let (hp, hr) = (homes.path().join("py"), homes.path().join("rs"));
+    std::fs::create_dir_all(&hp).unwrap();
+    std::fs::create_dir_all(&hr).unwrap();
+    let dsn = format!("127.0.0.1,{rport},,0");
+    let args = ["-e", "redis", "--dsn", dsn.as_str()];
+    let mut py = start_pyzord(Impl::Python, Some(&venv), &hp, &args, &[]);
+    let mut rs = start_pyzord(Impl::Rust, None, &hr, &args, &[]);
+    let loads = drive_all(&mut [&mut py, &mut rs], 12, || {
+        redis.lock().unwrap().take().unwrap().kill_9();
+        std::thread::sleep(Duration::from_secs(1));
+        *redis.lock().unwrap() = Some(private_redis(rport, data.path()));
+    });
+    wait_recovered(py.port);
+    wait_recovered(rs.port);
+    // The reference's redis client retries a failed connection (with
+    // backoff) inside the request, so it may ride out a short outage
+    // without a single 500: only its answers' kinds and its recovery are
+    // asserted.
+    let p = &loads[0];
+    eprintln!(
+        "mixed fleet, Python pyzord: {} acknowledged, {} x 500, {} unanswered, {} after the restart",
+        p.ok, p.unavailable, p.silent, p.ok_after_restart
+    );
+    assert!(p.odd.is_empty(), "Python pyzord answered {:?}", p.odd);
+    assert!(p.ok_after_restart > 0, "Python pyzord recovered: {p:?}");
+    assert_load_sane("mixed fleet, our pyzord", &loads[1]);
+    let mut all = Load::default();
+    for l in &loads {
+        for (d, t) in &l.per {
+            let a = all.per.entry(d.clone()).or_default();
+            a.acked += t.acked;
+            a.failed += t.failed;
+            a.silent += t.silent;
+        }
+    }
+    let extra = assert_counts(&all, |d| {
+        let v = redis_cli(
+            rport,
+            0,
+            &["HGET", &format!("pyzord.digest_v1.{d}"), "r_count"],
+        );
+        let in_redis: i64 = if v.is_empty() { 0 } else { v.parse().unwrap() };
+        assert_eq!(
+            check(py.port, d).0,
+            in_redis,
+            "Python pyzord's check for {d}"
+        );
+        assert_eq!(check(rs.port, d).0, in_redis, "our pyzord's check for {d}");
+        in_redis
+    });
+    eprintln!("mixed fleet outage: {extra} reports answered 500 were counted anyway");
+    py.stop();
+    assert_eq!(rs.stop(), Some(0));
 }

@@ -29,7 +29,11 @@ pub fn skip(test: &str, reason: &str) {
     eprintln!("{line}");
     if let Some(path) = std::env::var_os("PYZOR_SKIP_LOG") {
         use std::io::Write;
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
             let _ = writeln!(f, "{line}");
         }
     }
@@ -55,9 +59,18 @@ pub fn ref_venv(test: &str) -> Option<PathBuf> {
         return Some(venv);
     }
     if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: reference virtualenv missing at {} (scripts/setup-ref-env builds it)", venv.display());
+        panic!(
+            "{test}: reference virtualenv missing at {} (scripts/setup-ref-env builds it)",
+            venv.display()
+        );
     }
-    skip(test, &format!("reference virtualenv missing at {} (run scripts/setup-ref-env)", venv.display()));
+    skip(
+        test,
+        &format!(
+            "reference virtualenv missing at {} (run scripts/setup-ref-env)",
+            venv.display()
+        ),
+    );
     None
 }
 
@@ -69,7 +82,11 @@ pub fn our_bin(name: &str) -> PathBuf {
     // target/<profile>/deps/<test> -> target/<profile>/<name>
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let p = dir.join(name);
-    assert!(p.is_file(), "{} not built; run the tests through cargo from the workspace root", p.display());
+    assert!(
+        p.is_file(),
+        "{} not built; run the tests through cargo from the workspace root",
+        p.display()
+    );
     p
 }
 
@@ -107,5 +124,8 @@ pub fn postgres_available(test: &str) -> bool {
 
 /// A fresh temporary home directory for one test.
 pub fn temp_home() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("pyzor-test-").tempdir().expect("temp dir")
+    tempfile::Builder::new()
+        .prefix("pyzor-test-")
+        .tempdir()
+        .expect("temp dir")
 }

@@ -230,19 +230,30 @@ pub fn now() -> i64 {
         .as_secs() as i64
 }
 
-/// A message nobody else reports: `tag` plus a per-run nonce in the body.
+/// A message nobody else reports: `tag` plus a per-process, per-call
+/// nonce in the body. The nonce is written in words of at most 6
+/// characters because the digest drops every run of 10 or more non-blanks
+/// (pyzor/digest.py `longstr_ptrn`), which would make all runs collide.
 pub fn unique_message(tag: &str) -> Vec<u8> {
-    let nonce = format!(
-        "{}x{}",
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let raw = format!(
+        "{:x}{:x}{:x}",
         std::process::id(),
+        CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_nanos()
     );
+    let nonce: Vec<&str> = raw
+        .as_bytes()
+        .chunks(6)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
     format!(
-        "Subject: mixed fleet {tag}\n\nThis message {tag} carries the nonce {nonce} and enough \
-         ordinary words in its body to be digested by pyzor.\n"
+        "Subject: mixed fleet {tag}\n\nThis message {tag} carries the nonce {} and enough \
+         ordinary words in its body to be digested by pyzor.\n",
+        nonce.join(" ")
     )
     .into_bytes()
 }
