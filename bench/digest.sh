@@ -21,6 +21,7 @@ out="$(mktemp)"
     echo "Produced by \`bench/digest.sh $*\` on $(date -u '+%Y-%m-%d %H:%M UTC'), $(uname -m), $(nproc) cores (pinned to one: ${pin[*]:-no})."
     echo "Reference: Pyzor 1.1.2 on $("${PYZOR_REF_VENV:-/work/ref-venv}/bin/python" --version 2>&1)."
     echo "Ours: pyzor-core release build (\`digest_message\` in-process, and the \`pyzor-digest\` example CLI)."
+    echo "Machine load average at the end of the run: $(cut -d' ' -f1-3 /proc/loadavg) (2 shared cores: absolute rates vary with load; the ratios compare runs made back to back)."
     echo
     cat "$out"
 } > bench/RESULTS-digest.md

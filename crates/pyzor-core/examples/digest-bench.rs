@@ -64,6 +64,20 @@ fn run_stdin(cmd: &mut Command, input: &[u8]) -> (Duration, Vec<u8>) {
     (start.elapsed(), out.stdout)
 }
 
+/// Run `cmd` with stdin redirected from the file at `path` (no feeding
+/// thread competing for the CPU).
+fn run_file(cmd: &mut Command, path: &Path) -> (Duration, Vec<u8>) {
+    let start = Instant::now();
+    let f = std::fs::File::open(path).expect("open input");
+    let out = cmd
+        .stdin(Stdio::from(f))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .output()
+        .expect("run");
+    (start.elapsed(), out.stdout)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -157,7 +171,7 @@ fn main() {
     let our_cli = exe.with_file_name("pyzor-digest");
     let mut our_mbox_out = None;
     if our_cli.is_file() {
-        let (t, out) = run_stdin(Command::new(&our_cli).args(["-s", "mbox", "digest"]), &mbox);
+        let (t, out) = run_file(Command::new(&our_cli).args(["-s", "mbox", "digest"]), &tmp);
         rows.push(Row {
             what: "ours: pyzor-digest -s mbox digest (CLI)".into(),
             msgs: mbox_msgs,
@@ -215,9 +229,9 @@ fn main() {
             secs: (t1.saturating_sub(t0)).as_secs_f64().max(1e-9),
         });
         // CLI on the mbox.
-        let (t, out) = run_stdin(
+        let (t, out) = run_file(
             Command::new(&pyzor).args(["--homedir", &home_s, "-s", "mbox", "digest"]),
-            &mbox,
+            &tmp,
         );
         rows.push(Row {
             what: "reference: pyzor -s mbox digest (CLI)".into(),
@@ -292,7 +306,7 @@ fn main() {
     }
     if let Some((same, total)) = same_mbox {
         report.push_str(&format!(
-            "mbox output lines identical to the reference: {same} of {total} (the rest: messages that need a codec digest::codecs does not implement yet)\n"
+            "mbox output lines identical to the reference: {same} of {total}\n"
         ));
     }
     print!("{report}");
