@@ -410,7 +410,7 @@ fn run_reference_mode(py: &std::path::Path, msgs: &[Vec<u8>], mode: Option<&str>
 }
 
 fn ours(raw: &[u8]) -> Option<String> {
-    let (res, shim) = digest::__digest_with_shim_flag(raw);
+    let (res, shim) = digest::__predigest_flagging_unimplemented_codecs(raw);
     if shim {
         return None;
     }
@@ -518,7 +518,7 @@ fn random_mboxes_match_reference() {
         let mut approx = false;
         for m in pyzor_core::digest::MboxReader::new(&b[..]) {
             let Ok(m) = m else { break }; // non-ASCII From_ line: the reference stops
-            let (res, shim) = digest::__digest_with_shim_flag(&m);
+            let (res, shim) = digest::__predigest_flagging_unimplemented_codecs(&m);
             approx |= shim;
             match res {
                 Ok(p) => got.push(p.digest().to_string()),
