@@ -76,7 +76,8 @@ fn main() -> ExitCode {
         }
         (_, "mbox") => {
             let mut ok = true;
-            for m in MboxReader::new(stdin.lock()) {
+            let input = std::io::BufReader::with_capacity(1 << 16, stdin.lock());
+            for m in MboxReader::new(input) {
                 let m = match m {
                     Ok(m) => m,
                     Err(e) => {

@@ -98,7 +98,9 @@ impl<R: BufRead> Iterator for MboxReader<R> {
             if line.starts_with(b"From ") {
                 let from_ascii = line[5..].iter().all(|&b| b < 0x80);
                 buf.truncate(start);
-                let prev = self.cur.replace(Vec::new());
+                // Size the next message like this one (fewer regrowths).
+                let hint = self.cur.as_ref().map_or(0, Vec::len);
+                let prev = self.cur.replace(Vec::with_capacity(hint));
                 let prev = prev.map(|m| self.finish(m));
                 self.last_was_empty = false;
                 self.bad_from = !from_ascii;

@@ -371,12 +371,7 @@ pub fn get_param(value: &str, name: &str) -> Result<Option<ParamValue>, DigestEr
         // its value is built.
         for (idx, (pname, pval)) in param_items(value).enumerate() {
             if pname.eq_ignore_ascii_case(name) {
-                let v = if idx == 0 {
-                    unquote(pval)
-                } else {
-                    unquote(&format!("\"{}\"", quote(&unquote(pval))))
-                };
-                return Ok(Some(ParamValue::Str(v)));
+                return Ok(Some(ParamValue::Str(plain_param_value(idx, pval))));
             }
         }
         return Ok(None);
@@ -460,6 +455,27 @@ pub fn get_param(value: &str, name: &str) -> Result<Option<ParamValue>, DigestEr
             ParamValue::Str(s) => ParamValue::Str(unquote(&s)),
             ParamValue::Tuple(a, b, c) => ParamValue::Tuple(a, b, unquote(&c)),
         }))
+}
+
+/// The value `get_param` returns for a plain (non RFC 2231) parameter:
+/// `unquote(pval)` for item 0, else `decode_params`' `'"%s"' % quote(unquote(pval))`
+/// unquoted again. Without a backslash or quote inside, every step is an
+/// identity or strips one pair of `"…"`/`<…>`: returned without the
+/// intermediate strings.
+fn plain_param_value(idx: usize, pval: &str) -> String {
+    let inner = match pval.as_bytes() {
+        [b'"', mid @ .., b'"'] | [b'<', mid @ .., b'>'] if pval.len() > 1 => mid,
+        all => all,
+    };
+    if !inner.contains(&b'"') && !inner.contains(&b'\\') {
+        // Byte slicing at ASCII delimiters keeps UTF-8 boundaries.
+        return String::from_utf8_lossy(inner).into_owned();
+    }
+    if idx == 0 {
+        unquote(pval)
+    } else {
+        unquote(&format!("\"{}\"", quote(&unquote(pval))))
+    }
 }
 
 /// `str.encode('raw-unicode-escape')`.
@@ -1086,6 +1102,35 @@ mod tests {
         assert_eq!(content_type(Some(b"multipart"), false), "text/plain");
         assert_eq!(content_type(Some(b" TEXT/HTML ; x=y"), false), "text/html");
         assert_eq!(content_type(None, true), "message/rfc822");
+    }
+
+    #[test]
+    fn plain_param_fast_path_is_exact() {
+        for v in [
+            "x",
+            "\"x\"",
+            "<x>",
+            "\"<x>\"",
+            "\"",
+            "\"\"",
+            "<>",
+            "<",
+            "a\\b",
+            "\"a\\\\b\"",
+            "\"a\\\"b\"",
+            "\"a\"b\"",
+            "é",
+            "\"é\"",
+        ] {
+            for idx in [0, 1] {
+                let slow = if idx == 0 {
+                    unquote(v)
+                } else {
+                    unquote(&format!("\"{}\"", quote(&unquote(v))))
+                };
+                assert_eq!(plain_param_value(idx, v), slow, "{v:?} {idx}");
+            }
+        }
     }
 
     #[test]

@@ -389,7 +389,9 @@ fn non_text_part<'a>(part: &PartRef<'_, 'a>) -> Result<Cow<'a, str>, DigestError
 /// taken (a codec the codecs module does not implement); the result may
 /// then differ from the reference.
 #[doc(hidden)]
-pub fn __digest_with_shim_flag(raw: &[u8]) -> (Result<Predigest, DigestError>, bool) {
+pub fn __predigest_flagging_unimplemented_codecs(
+    raw: &[u8],
+) -> (Result<Predigest, DigestError>, bool) {
     APPROXIMATE.with(|a| a.set(false));
     let r = predigest(raw);
     (r, APPROXIMATE.with(|a| a.get()))

@@ -136,6 +136,22 @@ static CLASS: [u8; 256] = {
     t
 };
 
+/// Whether all eight bytes of `w` are ASCII from `!` to DEL other than `@`
+/// and `:`: ordinary token characters ([`OTHER`] without the token-rule
+/// marks). Exact SWAR tests: "has a byte ≥ 0x80", "has a byte < 0x21"
+/// (valid once no byte is ≥ 0x80) and "has a zero byte" after XOR with the
+/// mark.
+#[inline]
+fn all_plain(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
+    w & HIGH == 0
+        && w.wrapping_sub(ONES * 0x21) & !w & HIGH == 0
+        && !has_zero(w ^ (ONES * u64::from(b'@')))
+        && !has_zero(w ^ (ONES * u64::from(b':')))
+}
+
 /// Class and width of the character starting with a [`SPECIAL`] lead byte
 /// at `p[i]` (the text is valid UTF-8).
 fn special(p: &[u8], i: usize) -> (u8, usize) {
@@ -259,15 +275,24 @@ impl Lines {
         while i < n {
             let class = CLASS[p[i] as usize];
             if class == OTHER {
-                // The common case: an ASCII character inside a token.
+                // The common case: an ASCII character inside a token. Skip
+                // further plain bytes eight at a time.
                 if tok.start == usize::MAX {
                     tok = Token {
                         start: i,
                         ..Token::default()
                     };
                 }
-                tok.chars += 1;
-                i += 1;
+                let mut j = i + 1;
+                while let Some(w) = p.get(j..j + 8) {
+                    let w = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
+                    if !all_plain(w) {
+                        break;
+                    }
+                    j += 8;
+                }
+                tok.chars += j - i;
+                i = j;
                 continue;
             }
             let (class, width) = match class {
@@ -411,6 +436,31 @@ mod tests {
                 }
             }
             assert_eq!(fast, slow, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn swar_plain_test_is_exact() {
+        let plain = |b: u8| (0x21..0x80).contains(&b) && b != b'@' && b != b':';
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Bias towards interesting bytes.
+            let mut bytes = x.to_le_bytes();
+            for (k, b) in bytes.iter_mut().enumerate() {
+                if (x >> (k * 3)) & 3 == 0 {
+                    *b = [0x20, 0x21, b'@', b':', 0x7f, 0x80, 0x00, b'A']
+                        [(x >> (k * 5)) as usize & 7];
+                }
+            }
+            let w = u64::from_le_bytes(bytes);
+            assert_eq!(
+                all_plain(w),
+                bytes.iter().all(|&b| plain(b)),
+                "{bytes:02x?}"
+            );
         }
     }
 
