@@ -96,7 +96,7 @@ fn main() {
             })
             .collect();
         let mut p = Processor::new(&shared);
-        let mut replies = vec![Vec::with_capacity(512); 32];
+        let mut replies: Vec<Vec<u8>> = (0..32).map(|_| Vec::with_capacity(512)).collect();
         let batches = 40_000;
         for _ in 0..1000 {
             p.process(&shared, 32, |i| (&reqs[i][..], None), &mut replies);
