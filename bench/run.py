@@ -285,6 +285,10 @@ def fmt(x, nd=0):
     return f"{x:,.{nd}f}" if nd == 0 else f"{x:.{nd}f}"
 
 
+# The Python configuration each of ours is compared with (same engine family).
+PY_REF = {"ours-redis": "python-redis"}
+
+
 def ref_run(runs, name, load, rnd):
     """The run of `name` for `load` in round `rnd`. `name` "echo" means the
     ceiling: the echo configuration (any thread count) with the most req/s."""
@@ -311,7 +315,8 @@ def table(runs, configs, loads, ref_name, ceiling_name):
             hits = [x.get("check_hit_pct") for x in res]
             ratios_py, ratios_ceil = [], []
             for r in rs:
-                for other, acc in ((ref_name, ratios_py), (ceiling_name, ratios_ceil)):
+                py_ref = PY_REF.get(c, ref_name)
+                for other, acc in ((py_ref, ratios_py), (ceiling_name, ratios_ceil)):
                     o = ref_run(runs, other, load["name"], r["round"])
                     if o and o["result"]["req_per_s"] > 0:
                         acc.append(r["result"]["req_per_s"] / o["result"]["req_per_s"])
@@ -322,7 +327,7 @@ def table(runs, configs, loads, ref_name, ceiling_name):
                 sum(x["lost"] for x in res), sum(x["sent"] for x in res),
                 fmt(med(hits), 1) if med(hits) is not None else "–",
                 fmt(med(cpu), 1),
-                "" if c == ref_name else (fmt(med(ratios_py), 1) if ratios_py else "–"),
+                "" if c.startswith("python") else (fmt(med(ratios_py), 1) if ratios_py else "–"),
                 fmt(100 * med(ratios_ceil), 0) if ratios_ceil else "–",
                 len(rs)))
     return "\n".join(lines)
@@ -393,6 +398,7 @@ def main():
     ap.add_argument("--memory", type=int, metavar="N", help="memory mode: prefill N digests into our pyzord")
     ap.add_argument("--out", default=None, help="Markdown report (default bench/RESULTS.md or RESULTS-memory.md)")
     ap.add_argument("--label", default="", help="text put at the top of the report (e.g. PRELIMINARY)")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary homes, databases and server logs")
     ap.add_argument("--max-minutes", type=float, default=120.0, help="abort the whole run after this long")
     args = ap.parse_args()
     command_line = "python3 bench/run.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -430,6 +436,10 @@ def main():
                            command_line)
     finally:
         stop_all()
+        if args.keep:
+            log(f"kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
         if args.suite in ("redis", "all") and not args.memory and shutil.which("redis-cli"):
             for db in args.redis_dbs.split(","):
                 try:
@@ -575,19 +585,22 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
                 "interleaved and rotated each round. Checks and reports draw uniformly from the prefilled pool, so "
                 "check hit % must be 100 (echo answers Count 0). Server CPU µs/req = (utime+stime of the server "
                 "process from /proc/<pid>/stat after − before) ÷ requests of the run including warm-up. "
-                "× Python and % of echo are medians over rounds of the same-round ratio of req/s "
-                "(python-gdbm is the reference for all rows; for the redis engines compare ours-redis with "
-                "python-redis directly, see below).\n\n")
+                "× Python and % of echo are medians over rounds of the same-round ratio of req/s; "
+                "× Python compares ours-redis with python-redis and every other row with python-gdbm; "
+                "% of echo divides by the best echo responder of the same round.\n\n")
         f.write("## Targets\n\n" + targets(runs) + "\n\n")
         f.write("## Results\n\n")
         f.write(table(runs, names, loads, "python-gdbm", "echo") + "\n\n")
-        if "ours-redis" in names and "python-redis" in names:
-            f.write("### Redis: ours-redis ÷ python-redis (same Redis, same round)\n\n")
-            f.write(table(runs, ["ours-redis", "python-redis"], loads, "python-redis", "echo") + "\n\n")
-            rc = [r.get("redis_cpu_us_per_req") for r in runs if r.get("redis_cpu_us_per_req") is not None]
-            if rc:
-                f.write("redis-server CPU µs/req during the redis runs: median "
-                        f"{statistics.median(rc):.1f} (all redis-server processes on the machine).\n\n")
+        rrows = {}
+        for r in runs:
+            if r.get("redis_cpu_us_per_req") is not None:
+                rrows.setdefault((r["config"], r["load"]), []).append(r["redis_cpu_us_per_req"])
+        if rrows:
+            f.write("redis-server CPU µs per request (all redis-server processes on the machine, so other "
+                    "tenants' Redis use is included):\n\n| server | load | redis-server CPU µs/req |\n|---|---|---|\n")
+            for (c, l), v in sorted(rrows.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+                f.write(f"| {c} | {l} | {statistics.median(v):.1f} |\n")
+            f.write("\n")
         f.write("## Prefill (report of never-seen digests, window 64)\n\n| server | req/s | server CPU µs/req | lost |\n|---|---|---|---|\n")
         for n, p in prefill.items():
             r = p["result"]
@@ -642,6 +655,10 @@ def memory_mode(args, bench_bin, pyzord, tmp, ours_extra, command_line):
         for when, x in (("after prefill", st), ("after a 3 s check pass", st2)):
             f.write(f"| {when} | {x.get('VmRSS')} | {x.get('VmHWM')} | {x.get('RssAnon')} | {x.get('RssFile')} | "
                     f"{x.get('Threads')} |\n")
+        hwm_kb = int(st2.get("VmHWM", "0 kB").split()[0] or 0)
+        f.write(f"\nTarget (issue #6): resident size with 10 million stored digests ≤ 1.5 GB — VmHWM "
+                f"{hwm_kb / 1024 / 1024:.2f} GiB with {n:,} digests: "
+                f"{'met' if hwm_kb and hwm_kb <= 1.5 * 1024 * 1024 and n >= 10_000_000 else 'NOT met or not applicable'}.\n")
         if chk:
             f.write(f"\nCheck pass: {chk['req_per_s']:,.0f} req/s, hit {chk.get('check_hit_pct')} %.\n")
         f.write(f"\nHome directory (database) size: {du}. RssFile is the memory-mapped database pages the "
