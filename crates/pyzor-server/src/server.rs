@@ -72,6 +72,17 @@ impl Server {
             }
             sockets.push(s);
         }
+        if let Some(s) = sockets.first() {
+            // The kernel reports twice the usable size and caps the request
+            // at net.core.rmem_max.
+            let got = socket2::SockRef::from(s).recv_buffer_size().unwrap_or(0);
+            if got < crate::net::RCVBUF {
+                log::info!(
+                    "UDP receive buffer is {got} bytes per worker (asked for {}); raise net.core.rmem_max to absorb larger bursts",
+                    crate::net::RCVBUF
+                );
+            }
+        }
         let shared = Arc::new(Shared {
             engine,
             rules,

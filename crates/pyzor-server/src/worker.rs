@@ -50,6 +50,8 @@ pub struct Processor {
     decisions: Vec<Decision>,
     records: Vec<Option<Record>>,
     scratch: Vec<u8>,
+    /// The engine batch's operation list, kept between batches (empty).
+    ops_buf: Vec<pyzor_store::Op<'static>>,
     rules: Arc<Rules>,
     rules_gen: u64,
 }
@@ -61,6 +63,7 @@ impl Processor {
             decisions: Vec::new(),
             records: Vec::new(),
             scratch: Vec::with_capacity(1024),
+            ops_buf: Vec::new(),
             rules: shared.rules.current(),
             rules_gen: shared.rules.generation(),
         }
@@ -130,7 +133,7 @@ impl Processor {
         self.records.clear();
         let mut engine_failure: Option<Failure> = None;
         if n_ops > 0 {
-            let mut ops: Vec<pyzor_store::Op<'_>> = Vec::with_capacity(n_ops);
+            let mut ops: Vec<pyzor_store::Op<'_>> = recycle(std::mem::take(&mut self.ops_buf));
             for (i, dec) in self.decisions.iter().enumerate() {
                 if let Decision::Ok { op, ops_len, .. } = dec {
                     if *ops_len == 0 {
@@ -166,6 +169,7 @@ impl Processor {
                     ops.len()
                 )));
             }
+            self.ops_buf = recycle(ops);
         }
 
         // 3. Replies, usage log, forwarding, metrics.
@@ -254,6 +258,16 @@ impl Processor {
             }
         }
     }
+}
+
+/// Empty a vector of borrowed operations and hand its allocation to another
+/// lifetime: the in-place `collect` of an empty `vec::IntoIter` keeps the
+/// buffer, so the per-batch operation list is allocated once per worker.
+fn recycle<'a, 'b>(mut v: Vec<pyzor_store::Op<'a>>) -> Vec<pyzor_store::Op<'b>> {
+    v.clear();
+    v.into_iter()
+        .map(|_| unreachable!("the vector is empty"))
+        .collect()
 }
 
 fn has_digest(p: &Parsed) -> bool {

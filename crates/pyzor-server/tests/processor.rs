@@ -1,6 +1,7 @@
 //! The batch processor without sockets: one engine call per batch, engine
 //! errors answer only the requests that needed the engine, and the check
-//! path does not allocate per request (counted with a global allocator).
+//! path does not allocate at all once warm (counted with a global
+//! allocator).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -158,7 +159,7 @@ fn one_engine_batch_and_errors_only_for_engine_requests() {
 }
 
 #[test]
-fn check_path_allocates_per_batch_not_per_request() {
+fn check_path_does_not_allocate_once_warm() {
     let engine = probe();
     let sh = shared(Arc::clone(&engine));
     let mut p = Processor::new(&sh);

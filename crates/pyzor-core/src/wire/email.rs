@@ -67,7 +67,7 @@ fn next_line(buf: &[u8], pos: usize) -> Option<(usize, usize)> {
         return None;
     }
     let rest = &buf[pos..];
-    match memchr2(b'\n', b'\r', rest) {
+    match memchr::memchr2(b'\n', b'\r', rest) {
         Some(i) => {
             let end = if rest[i] == b'\r' && rest.get(i + 1) == Some(&b'\n') {
                 i + 2
@@ -78,11 +78,6 @@ fn next_line(buf: &[u8], pos: usize) -> Option<(usize, usize)> {
         }
         None => Some((pos, buf.len())),
     }
-}
-
-#[inline]
-fn memchr2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|&c| c == a || c == b)
 }
 
 impl Headers {
@@ -138,7 +133,7 @@ impl Headers {
                 }
                 continue;
             }
-            let colon = line.iter().position(|&c| c == b':').unwrap_or(0);
+            let colon = memchr::memchr(b':', line).unwrap_or(0);
             if colon == 0 {
                 continue; // ":value" — missing header name, dropped
             }

@@ -83,15 +83,14 @@ impl Parsed {
 /// + b"\n"` — all non-overlapping pairs, left to right.
 fn legacy_rewrite(d: &[u8], out: &mut Vec<u8>) {
     let mut start = 0;
-    let mut i = 0;
-    while i + 1 < d.len() {
-        if d[i] == b'\n' && d[i + 1] == b'\n' {
-            out.extend_from_slice(&d[start..=i]);
-            i += 2;
-            start = i;
-        } else {
-            i += 1;
+    for i in memchr::memmem::find_iter(d, b"\n\n") {
+        // Non-overlapping, left to right, as Python's `replace`; the guard
+        // keeps that true whatever the iterator's contract.
+        if i < start {
+            continue;
         }
+        out.extend_from_slice(&d[start..=i]);
+        start = i + 2;
     }
     out.extend_from_slice(&d[start..]);
     out.push(b'\n');
