@@ -38,6 +38,10 @@ pub enum CommandError {
         /// The cause.
         source: std::io::Error,
     },
+    /// `LocalWhitelist` is set to an empty value (the reference crashes
+    /// opening `""`).
+    #[error("no local whitelist file: LocalWhitelist is empty; set it in the config file or with --local-whitelist")]
+    NoLocalWhitelist,
     /// `genkey` failed.
     #[error(transparent)]
     Genkey(#[from] crate::genkey::GenkeyError),
@@ -83,6 +87,45 @@ impl Client {
                 })
                 .collect()
         })
+    }
+}
+
+/// Digests in flight at once for multi-message input (mbox, digests).
+/// The reference sends one digest after the other; output order and exit
+/// status do not depend on this.
+pub const WINDOW: usize = 8;
+
+impl Client {
+    /// [`Client::query_all`] for several digests at once (up to [`WINDOW`]
+    /// in parallel); one result vector per digest, in input order.
+    pub fn query_many(&self, op: Op, digests: &[&str]) -> Vec<Vec<Outcome>> {
+        if digests.len() <= 1 {
+            return digests
+                .iter()
+                .map(|d| self.query_all(op, Some(d)))
+                .collect();
+        }
+        let mut out = Vec::with_capacity(digests.len());
+        for chunk in digests.chunks(WINDOW) {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = chunk
+                    .iter()
+                    .map(|d| scope.spawn(move || self.query_all(op, Some(d))))
+                    .collect();
+                for h in handles {
+                    out.push(h.join().unwrap_or_else(|_| {
+                        vec![
+                            Outcome::Error {
+                                code: 400,
+                                diag: "internal error while querying the servers".into(),
+                            };
+                            self.servers.len()
+                        ]
+                    }));
+                }
+            });
+        }
+        out
     }
 }
 
@@ -328,6 +371,9 @@ fn log_error(server: &ServerAddr, code: i64, diag: &str) {
     );
 }
 
+/// Digests read before an input error, and the error.
+type Partial = (Vec<String>, Option<InputError>);
+
 /// Everything a command needs.
 pub struct Context<'a> {
     /// Resolved settings.
@@ -347,9 +393,18 @@ impl Context<'_> {
         Style::parse(&self.settings.style)
     }
 
+    /// All digests of the input, or the error the reference would stop
+    /// with (after handling the earlier messages: see [`Partial`]).
     fn digests(&mut self) -> Result<Vec<String>, InputError> {
+        match self.digests_partial()? {
+            (d, None) => Ok(d),
+            (_, Some(e)) => Err(e),
+        }
+    }
+
+    fn digests_partial(&mut self) -> Result<Partial, InputError> {
         let style = self.style()?;
-        digester::read_digests(style, self.input)
+        Ok(digester::read_digests(style, self.input))
     }
 
     fn write(&mut self, s: &str) -> Result<(), CommandError> {
@@ -417,11 +472,18 @@ fn ping(ctx: &mut Context<'_>) -> Result<bool, CommandError> {
 fn info(ctx: &mut Context<'_>) -> Result<bool, CommandError> {
     let digests = ctx.digests()?;
     let mut runner = Runner::new(Op::Info, ctx.format, 0, 0);
-    for d in digests.iter().filter(|d| !d.is_empty()) {
-        let outcomes = ctx.client.query_all(Op::Info, Some(d));
+    let digests: Vec<&str> = digests
+        .iter()
+        .map(String::as_str)
+        .filter(|d| !d.is_empty())
+        .collect();
+    for chunk in digests.chunks(WINDOW) {
+        let results = ctx.client.query_many(Op::Info, chunk);
         let mut text = String::new();
-        for (server, o) in ctx.client.servers.iter().zip(&outcomes) {
-            text.push_str(&runner.handle(server, Some(d), o, false));
+        for (d, outcomes) in chunk.iter().zip(&results) {
+            for (server, o) in ctx.client.servers.iter().zip(outcomes) {
+                text.push_str(&runner.handle(server, Some(d), o, false));
+            }
         }
         ctx.write(&text)?;
     }
@@ -453,26 +515,33 @@ fn check_like(ctx: &mut Context<'_>, op: Op) -> Result<bool, CommandError> {
     let mut mock = Runner::new(op, ctx.format, r, w);
     let mut mock_text = String::new();
     let mut real_text = String::new();
-    for d in digests.iter().filter(|d| !d.is_empty()) {
-        if local.contains(d.as_str()) {
-            log::debug!("digest {d} is in the local whitelist");
-            // The reference's `Client._mock_check` reply.
-            let fake = match parse_reply(
-                b"Code: 200\nDiag: OK\nPV: 2.1\nThread: 1024\nCount: 0\nWL-Count: 0",
-                1024,
-            ) {
-                Ok(r) => Outcome::Reply(r),
-                Err(e) => Outcome::Error {
-                    code: 400,
-                    diag: e.to_string(),
-                },
-            };
-            for server in &ctx.client.servers {
-                mock_text.push_str(&mock.handle(server, Some(d), &fake, true));
-            }
-        } else {
-            let outcomes = ctx.client.query_all(op, Some(d));
-            for (server, o) in ctx.client.servers.iter().zip(&outcomes) {
+    let mut remote: Vec<&str> = Vec::new();
+    for d in digests.iter().map(String::as_str).filter(|d| !d.is_empty()) {
+        if !local.contains(d) {
+            remote.push(d);
+            continue;
+        }
+        log::debug!("digest {d} is in the local whitelist");
+        // The reference's `Client._mock_check` reply.
+        let fake = match parse_reply(
+            b"Code: 200\nDiag: OK\nPV: 2.1\nThread: 1024\nCount: 0\nWL-Count: 0",
+            1024,
+        ) {
+            Ok(r) => Outcome::Reply(r),
+            Err(e) => Outcome::Error {
+                code: 400,
+                diag: e.to_string(),
+            },
+        };
+        for server in &ctx.client.servers {
+            mock_text.push_str(&mock.handle(server, Some(d), &fake, true));
+        }
+    }
+    // The reference prints all local answers before the real ones.
+    for chunk in remote.chunks(WINDOW) {
+        let results = ctx.client.query_many(op, chunk);
+        for (d, outcomes) in chunk.iter().zip(&results) {
+            for (server, o) in ctx.client.servers.iter().zip(outcomes) {
                 real_text.push_str(&runner.handle(server, Some(d), o, false));
             }
         }
@@ -482,38 +551,60 @@ fn check_like(ctx: &mut Context<'_>, op: Op) -> Result<bool, CommandError> {
     Ok(runner.check_ok())
 }
 
+/// `report` and `whitelist` print per message, so on an undigestible
+/// message the earlier messages' lines are out (and sent) before the
+/// error, as in the reference.
 fn report_like(ctx: &mut Context<'_>, op: Op) -> Result<bool, CommandError> {
-    let digests = ctx.digests()?;
+    let (digests, failure) = ctx.digests_partial()?;
     let mut all_ok = true;
-    for d in digests.iter().filter(|d| !d.is_empty()) {
-        let mut runner = Runner::new(op, ctx.format, 0, 0);
-        let outcomes = ctx.client.query_all(op, Some(d));
+    let digests: Vec<&str> = digests
+        .iter()
+        .map(String::as_str)
+        .filter(|d| !d.is_empty())
+        .collect();
+    for chunk in digests.chunks(WINDOW) {
+        let results = ctx.client.query_many(op, chunk);
         let mut text = String::new();
-        for (server, o) in ctx.client.servers.iter().zip(&outcomes) {
-            text.push_str(&runner.handle(server, Some(d), o, false));
+        for (d, outcomes) in chunk.iter().zip(&results) {
+            let mut runner = Runner::new(op, ctx.format, 0, 0);
+            for (server, o) in ctx.client.servers.iter().zip(outcomes) {
+                text.push_str(&runner.handle(server, Some(d), o, false));
+            }
+            all_ok &= runner.all_ok;
         }
         ctx.write(&text)?;
-        all_ok &= runner.all_ok;
+    }
+    if let Some(e) = failure {
+        return Err(e.into());
     }
     Ok(all_ok)
 }
 
+/// `digest` prints as it goes: the digests before an undigestible message
+/// are printed, then the error (as the reference).
 fn digest(ctx: &mut Context<'_>) -> Result<bool, CommandError> {
-    for d in ctx.digests()? {
+    let (digests, failure) = ctx.digests_partial()?;
+    for d in digests {
         if !d.is_empty() {
             ctx.write(&format!("{d}\n"))?;
         }
     }
-    Ok(true)
+    match failure {
+        Some(e) => Err(e.into()),
+        None => Ok(true),
+    }
 }
 
 /// `predigest` always reads one message (msg style), as the reference.
 fn predigest(ctx: &mut Context<'_>) -> Result<bool, CommandError> {
     let mut data = Vec::new();
     ctx.input.read_to_end(&mut data).map_err(InputError::Read)?;
+    let mut text = Vec::new();
     for line in digester::predigest_lines(&data)? {
-        ctx.write(&format!("{line}\n"))?;
+        text.extend_from_slice(&line);
+        text.push(b'\n');
     }
+    ctx.out.write_all(&text).map_err(CommandError::Output)?;
     Ok(true)
 }
 
@@ -529,7 +620,7 @@ fn read_optional(p: &std::path::Path) -> std::io::Result<String> {
 /// and comments (B14).
 fn local_whitelist(ctx: &mut Context<'_>, add: bool) -> Result<bool, CommandError> {
     let Some(path) = ctx.settings.local_whitelist.clone() else {
-        return Ok(true);
+        return Err(CommandError::NoLocalWhitelist);
     };
     let err = |source| CommandError::Whitelist {
         path: path.clone(),

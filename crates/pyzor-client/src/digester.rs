@@ -1,22 +1,28 @@
 //! The bridge to `pyzor_core::digest`: the client's input styles
 //! (`msg`, `mbox`, `digests`, wire-protocol.md §7) turned into digests.
 
-use std::io::Read;
+use std::io::{BufReader, Read};
 
-use pyzor_core::digest::text::py_strip;
+use pyzor_core::digest::{digests_style_lines, DigestError, MboxReader};
 
 /// Input could not be read or digested.
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
-    /// Reading standard input failed.
+    /// Reading standard input failed (or, in style `digests`, it is not
+    /// UTF-8: the reference raises UnicodeDecodeError).
     #[error("cannot read standard input: {0}")]
     Read(#[from] std::io::Error),
     /// `-s/--style` (or `Style` in the config) names no known style.
     #[error("Unknown input style {0:?}; use msg, mbox or digests")]
     UnknownStyle(String),
-    /// The digest code is not available in this build.
-    #[error("message digests are not available in this build of pyzor-core: {0}")]
-    DigestUnavailable(&'static str),
+    /// A message the reference cannot digest either (it crashes there).
+    #[error("message {index}: {source}")]
+    Digest {
+        /// 1-based number of the message in the input.
+        index: usize,
+        /// Why.
+        source: DigestError,
+    },
 }
 
 /// An input style.
@@ -42,53 +48,57 @@ impl Style {
     }
 }
 
-/// The digest of one message (`DataDigester(msg).value`).
-pub fn digest_message(msg: &[u8]) -> Result<String, InputError> {
-    let _ = msg;
-    Err(InputError::DigestUnavailable("digest::digest_message"))
+/// The digest of one message (`DataDigester(msg).value`), 40 hex digits.
+pub fn digest_message(msg: &[u8], index: usize) -> Result<String, InputError> {
+    pyzor_core::digest::digest_message(msg)
+        .map(|d| d.to_string())
+        .map_err(|source| InputError::Digest { index, source })
 }
 
 /// The normalised lines `predigest` prints for one message.
-pub fn predigest_lines(msg: &[u8]) -> Result<Vec<String>, InputError> {
-    let _ = msg;
-    Err(InputError::DigestUnavailable("digest predigest lines"))
+pub fn predigest_lines(msg: &[u8]) -> Result<Vec<Vec<u8>>, InputError> {
+    pyzor_core::digest::predigest_lines(msg)
+        .map_err(|source| InputError::Digest { index: 1, source })
 }
 
-/// The messages of an mbox file, as the reference's `mailbox.mbox` splits
-/// them.
-pub fn mbox_messages(data: &[u8]) -> Result<Vec<Vec<u8>>, InputError> {
-    let _ = data;
-    Err(InputError::DigestUnavailable("digest mbox reader"))
-}
-
-/// Read all of `input` and return the digests in order. The `digests`
-/// style yields every line stripped, empty ones included (callers skip
-/// them, as the reference does).
-pub fn read_digests(style: Style, input: &mut dyn Read) -> Result<Vec<String>, InputError> {
-    let mut data = Vec::new();
-    input.read_to_end(&mut data)?;
+/// The digests of the input, in order, as far as the reference would get:
+/// the digests before a failing message, and the failure (digest-spec.md
+/// §A: in mbox style the reference has handled every earlier message when
+/// it raises). Blank lines of style `digests` are skipped.
+pub fn read_digests(style: Style, input: &mut dyn Read) -> (Vec<String>, Option<InputError>) {
+    let mut out = Vec::new();
     match style {
-        Style::Digests => Ok(digest_lines(&data)),
-        Style::Msg => Ok(vec![digest_message(&data)?]),
-        Style::Mbox => mbox_messages(&data)?
-            .iter()
-            .map(|m| digest_message(m))
-            .collect(),
+        Style::Digests => {
+            for line in digests_style_lines(BufReader::new(input)) {
+                match line {
+                    Ok(d) => out.push(d),
+                    Err(e) => return (out, Some(InputError::Read(e))),
+                }
+            }
+        }
+        Style::Msg => {
+            let mut data = Vec::new();
+            if let Err(e) = input.read_to_end(&mut data) {
+                return (out, Some(InputError::Read(e)));
+            }
+            match digest_message(&data, 1) {
+                Ok(d) => out.push(d),
+                Err(e) => return (out, Some(e)),
+            }
+        }
+        Style::Mbox => {
+            for (i, msg) in MboxReader::new(BufReader::new(input)).enumerate() {
+                let r = msg
+                    .map_err(InputError::Read)
+                    .and_then(|m| digest_message(&m, i + 1));
+                match r {
+                    Ok(d) => out.push(d),
+                    Err(e) => return (out, Some(e)),
+                }
+            }
+        }
     }
-}
-
-/// `for line in sys.stdin: yield line.strip()` (digest-spec.md §A): on
-/// POSIX Python's stdin uses `newline="\n"`, so lines end at LF only and a
-/// lone CR stays inside a line; each line is stripped of Python whitespace.
-/// Invalid UTF-8 is replaced rather than crashing (the reference raises
-/// UnicodeDecodeError).
-pub fn digest_lines(data: &[u8]) -> Vec<String> {
-    let text = String::from_utf8_lossy(data);
-    let mut out: Vec<String> = text.split('\n').map(|l| py_strip(l).to_string()).collect();
-    if text.ends_with('\n') || text.is_empty() {
-        out.pop();
-    }
-    out
+    (out, None)
 }
 
 #[cfg(test)]
@@ -96,11 +106,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn digest_lines_like_python() {
-        assert_eq!(digest_lines(b"a\n  b \r\n\nc"), vec!["a", "b", "", "c"]);
-        assert_eq!(digest_lines(b"a\rb\n"), vec!["a\rb"], "LF-only lines");
-        assert!(digest_lines(b"").is_empty());
-        assert_eq!(digest_lines(b"\n"), vec![""]);
-        assert_eq!(digest_lines(b"x\x1c\n"), vec!["x"], "Python's isspace");
+    fn styles() {
+        let (d, e) = read_digests(Style::Digests, &mut &b"a\n  b \r\n\nc\x1c\n"[..]);
+        assert_eq!(d, vec!["a", "b", "c"]);
+        assert!(e.is_none());
+        let (d, e) = read_digests(Style::Digests, &mut &b"a\n\xff\nb\n"[..]);
+        assert_eq!(d, vec!["a"]);
+        assert!(matches!(e, Some(InputError::Read(_))));
+        let (d, e) = read_digests(Style::Msg, &mut &b""[..]);
+        assert_eq!(d, vec![pyzor_core::digest::EMPTY_DIGEST]);
+        assert!(e.is_none());
+        let mbox =
+            b"From a\nSubject: 1\n\nhello world one\n\nFrom b\nSubject: 2\n\nhello world two\n";
+        let (d, e) = read_digests(Style::Mbox, &mut &mbox[..]);
+        assert_eq!(d.len(), 2);
+        assert!(e.is_none());
+        assert!(matches!(
+            Style::parse("eml"),
+            Err(InputError::UnknownStyle(_))
+        ));
     }
 }

@@ -231,6 +231,42 @@ mod tests {
     use super::*;
 
     #[test]
+    fn garbage_replies_never_panic() {
+        // Deterministic xorshift; bounded count.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let pieces: [&[u8]; 10] = [
+            b"Code: ",
+            b"Diag: ",
+            b"PV: ",
+            b"Thread: ",
+            b"Count: ",
+            b"200",
+            b"\n",
+            b"\r\n",
+            b"\xff\xfe",
+            b" 5000 ",
+        ];
+        for _ in 0..20_000 {
+            let mut pkt = Vec::new();
+            for _ in 0..(x % 24) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                if x % 3 == 0 {
+                    pkt.push((x >> 8) as u8);
+                } else {
+                    pkt.extend_from_slice(pieces[(x % 10) as usize]);
+                }
+            }
+            let out = validate_reply(&pkt, 5000);
+            if let Outcome::Reply(r) = out {
+                let _ = r.head_tuple();
+                let _ = r.get_int("Count");
+            }
+        }
+    }
+
+    #[test]
     fn thread_ids_in_range() {
         for _ in 0..1000 {
             assert!(new_thread_id() >= 1024);

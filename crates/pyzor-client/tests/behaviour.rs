@@ -413,3 +413,30 @@ fn bad_files_give_an_error_line_and_exit_1() {
         "fractional timeout honoured"
     );
 }
+
+/// On a terminal: prompts shown, passphrase not echoed (util-linux
+/// `script` provides the pseudo-terminal).
+#[test]
+fn genkey_on_a_terminal_does_not_echo() {
+    let test = "genkey_on_a_terminal_does_not_echo";
+    if !std::path::Path::new("/usr/bin/script").is_file() {
+        pyzor_testkit::skip(test, "util-linux script(1) not installed");
+        return;
+    }
+    let home = pyzor_testkit::temp_home();
+    let cmd = format!(
+        "(sleep 1; printf 'hunter22\\n'; sleep 0.5; printf 'hunter22\\n'; sleep 0.5) | timeout 20 script -qec '{} --homedir {} genkey' /dev/null",
+        ours().display(),
+        home.path().display()
+    );
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(&cmd)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Enter passphrase: "), "{text:?}");
+    assert!(text.contains("Enter passphrase again: "), "{text:?}");
+    assert!(text.contains("salt,key:"), "{text:?}");
+    assert!(!text.contains("hunter22"), "echo must be off: {text:?}");
+}

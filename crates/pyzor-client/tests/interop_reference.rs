@@ -201,6 +201,28 @@ fn several_servers_and_a_silent_one() {
     };
     let s1 = start_server(&c.pyzord(), &[], true).expect("pyzord 1");
     let s2 = start_server(&c.pyzord(), &[], true).expect("pyzord 2");
+    several_servers_scenario(&c, &s1, &s2);
+}
+
+/// The same with one reference pyzord and one of ours.
+#[test]
+fn several_servers_reference_and_ours() {
+    let test = "several_servers_reference_and_ours";
+    let Some(c) = Clients::get(test) else { return };
+    let ours = c.ours.with_file_name("pyzord");
+    if !ours.is_file() {
+        pyzor_testkit::skip(test, &format!("{} is not built", ours.display()));
+        return;
+    }
+    let s1 = start_server(&c.pyzord(), &[], true).expect("reference pyzord");
+    let Some(s2) = start_server(&ours, &[], true) else {
+        pyzor_testkit::skip(test, "our pyzord does not answer");
+        return;
+    };
+    several_servers_scenario(&c, &s1, &s2);
+}
+
+fn several_servers_scenario(c: &Clients, s1: &Server, s2: &Server) {
     let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
     let silent_port = silent.local_addr().unwrap().port();
     let servers = vec![

@@ -80,7 +80,9 @@ fn main() -> ExitCode {
                 let m = match m {
                     Ok(m) => m,
                     Err(e) => {
-                        eprintln!("pyzor-digest: reading stdin: {e}");
+                        // Read error, or a message the reference cannot
+                        // load (non-ASCII From_ line): it stops there too.
+                        eprintln!("pyzor-digest: {e}");
                         ok = false;
                         break;
                     }

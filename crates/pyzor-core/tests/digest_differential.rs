@@ -361,9 +361,14 @@ fn message(r: &mut Rng) -> Vec<u8> {
 }
 
 fn run_reference(py: &std::path::Path, msgs: &[Vec<u8>]) -> Vec<String> {
+    run_reference_mode(py, msgs, None)
+}
+
+fn run_reference_mode(py: &std::path::Path, msgs: &[Vec<u8>], mode: Option<&str>) -> Vec<String> {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ref_digest.py");
     let mut child = Command::new(py)
         .arg(script)
+        .args(mode)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -440,6 +445,70 @@ fn random_mime_messages_match_reference() {
         fails.join("\n")
     );
     assert!(compared > 2900);
+}
+
+/// A random mbox: `From ` lines (at starts, inside bodies, `>From `),
+/// blank `\n` and `\r\n` lines, junk before the first message, missing
+/// final newline.
+fn mbox(r: &mut Rng) -> Vec<u8> {
+    let mut out = Vec::new();
+    if r.chance(20) {
+        out.extend_from_slice(b"junk before\n\n");
+    }
+    for _ in 0..r.below(5) {
+        out.extend_from_slice(b"From x@example.com Mon Jan  1 00:00:00 2024\n");
+        out.extend_from_slice(&message(r));
+        for _ in 0..r.below(3) {
+            out.extend_from_slice(r.pick(&[
+                &b"\n"[..],
+                b"\r\n",
+                b">From quoted line here\n",
+                b"From unquoted body line\n",
+                b"text line here ok\n",
+            ]));
+        }
+    }
+    if r.chance(20) && out.ends_with(b"\n") {
+        out.pop();
+    }
+    out
+}
+
+#[test]
+fn random_mboxes_match_reference() {
+    let Some(venv) = pyzor_testkit::ref_venv("random_mboxes_match_reference") else {
+        return;
+    };
+    let py = venv.join("bin/python");
+    let mut rng = Rng(0x5eed_0002);
+    let boxes: Vec<Vec<u8>> = (0..300).map(|_| mbox(&mut rng)).collect();
+    let refs = run_reference_mode(&py, &boxes, Some("mbox"));
+    assert_eq!(refs.len(), boxes.len());
+    let mut fails = Vec::new();
+    for (i, (b, want)) in boxes.iter().zip(&refs).enumerate() {
+        let mut got = Vec::new();
+        let mut approx = false;
+        for m in pyzor_core::digest::MboxReader::new(&b[..]) {
+            let Ok(m) = m else { break }; // non-ASCII From_ line: the reference stops
+            let (res, shim) = digest::__digest_with_shim_flag(&m);
+            approx |= shim;
+            match res {
+                Ok(p) => got.push(p.digest().to_string()),
+                Err(_) => break,
+            }
+        }
+        if approx {
+            continue;
+        }
+        let got = format!("MBOX {}", got.join(","));
+        if &got != want {
+            let dir = std::env::temp_dir().join("pyzor-digest-diff");
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::write(dir.join(format!("mbox-{i}.mbox")), b);
+            fails.push(format!("#{i}: ours {got}\n    ref  {want}"));
+        }
+    }
+    assert!(fails.is_empty(), "mbox mismatches:\n{}", fails.join("\n"));
 }
 
 #[test]

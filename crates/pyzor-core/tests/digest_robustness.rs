@@ -21,8 +21,9 @@ fn exercise(data: &[u8]) {
         (Err(e1), Err(e2)) => assert_eq!(e1, e2),
         _ => panic!("digest_message and predigest disagree"),
     }
-    for m in MboxReader::new(data).take(64) {
-        let _ = digest::digest_message(&m.expect("reading a slice cannot fail"));
+    // An Err item (non-ASCII From_ line) is skipped: iteration goes on.
+    for m in MboxReader::new(data).take(64).flatten() {
+        let _ = digest::digest_message(&m);
     }
     for l in digest::digests_style_lines(data) {
         if l.is_err() {

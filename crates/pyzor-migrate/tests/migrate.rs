@@ -137,6 +137,26 @@ fn migrate_round_trip_through_every_engine() {
         let o = migrate(h, &["--se", se, "--sd", sd, "--de", de, "--dd", dd]);
         assert_ok(&o, want.len());
     }
+    // The reference's own upgrade path: redis_v0 → redis on one Redis, --delete.
+    let _: () = redis::cmd("FLUSHDB").query(&mut con).unwrap();
+    let v0 = open(&EngineOptions::new("redis_v0", h).dsn(redis_dsn)).unwrap();
+    let sample: Vec<(Vec<u8>, Record)> = want
+        .iter()
+        .take(50)
+        .map(|(k, r)| (k.clone(), to_secs(*r)))
+        .collect();
+    v0.put_many(&sample).unwrap();
+    let o = migrate(
+        h,
+        &[
+            "--delete", "--se", "redis_v0", "--sd", redis_dsn, "--de", "redis", "--dd", redis_dsn,
+        ],
+    );
+    assert_ok(&o, 50);
+    assert_eq!(v0.scan().unwrap().count(), 0, "old records deleted");
+    let v1 = open(&EngineOptions::new("redis", h).dsn(redis_dsn)).unwrap();
+    let got: BTreeMap<_, _> = v1.scan().unwrap().map(|x| x.unwrap()).collect();
+    assert_eq!(got, sample.into_iter().collect::<BTreeMap<_, _>>());
     let _: () = redis::cmd("FLUSHDB").query(&mut con).unwrap();
     let back = parse_py(&py_gdbm(
         &venv,

@@ -244,10 +244,41 @@ fn serve(cfg: &ServerConfig, workers: usize, detached: bool, logs: &Logs) -> i32
     0
 }
 
-/// The forwarder of `ForwardClientHomeDir`.
+/// The forwarder of `ForwardClientHomeDir`: pyzor-client's batch sender
+/// (bounded queue, batches of ≤ 10 digests per server, partial batches
+/// flushed after about a second, signed with the directory's accounts).
 fn forwarder_for(dir: &Path) -> Result<forward::ForwardQueue, String> {
-    Err(format!(
-        "ForwardClientHomeDir {} is set but this build has no forwarder yet",
-        dir.display()
-    ))
+    let f = pyzor_client::forwarder::Forwarder::new(dir)
+        .map_err(|e| format!("cannot start forwarding: {e}"))?;
+    let servers: Vec<String> = f
+        .servers()
+        .iter()
+        .map(|s| format!("{}:{}", s.host, s.port))
+        .collect();
+    log::info!(
+        "Forwarding reports and whitelists to {}",
+        servers.join(", ")
+    );
+    Ok(forward::ForwardQueue::new(Arc::new(ClientForwarder(f))))
+}
+
+struct ClientForwarder(pyzor_client::forwarder::Forwarder);
+
+impl forward::ForwardSink for ClientForwarder {
+    fn submit(&self, whitelist: bool, digest: &str) -> bool {
+        use pyzor_client::forwarder::ForwardOp;
+        self.0.submit(
+            if whitelist {
+                ForwardOp::Whitelist
+            } else {
+                ForwardOp::Report
+            },
+            digest,
+        )
+    }
+    fn shutdown(&self) {
+        self.0.shutdown();
+        let s = self.0.stats();
+        log::info!("Forwarder stopped: {s:?}");
+    }
 }

@@ -13,7 +13,7 @@
 //!   `pyzord_batch_max` — receive batches, the datagrams in them, the
 //!   largest batch;
 //! * `pyzord_send_errors_total` — replies the kernel refused;
-//! * `pyzord_forwarded_total` — digests sent to forward servers;
+//! * `pyzord_forwarded_total` — digests queued for the forward servers;
 //! * `pyzord_reloads_total{result}` — SIGUSR1 reloads.
 
 use std::io::{Read, Write};

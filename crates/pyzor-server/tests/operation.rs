@@ -414,3 +414,31 @@ fn ipv6_listen_address_also_serves_ipv4() {
     }
     Proc { child, port }.stop();
 }
+
+#[test]
+fn cleanup_age_expires_old_records_at_start() {
+    use pyzor_core::{Record, Timestamp};
+    let home = pyzor_testkit::temp_home();
+    {
+        let e = pyzor_store::open(&pyzor_store::EngineOptions::new("lmdb", home.path())).unwrap();
+        let old = Timestamp::from_secs(1_000_000);
+        let mut stale = Record::default();
+        stale.report(old);
+        let mut fresh = Record::default();
+        fresh.report(Timestamp::now());
+        e.put_many(&[(b"stale".to_vec(), stale), (b"fresh".to_vec(), fresh)])
+            .unwrap();
+        e.flush().unwrap();
+    }
+    let srv = start_ours(home.path(), &["--cleanup-age", "3600"]);
+    let t0 = Instant::now();
+    while !check_count(srv.port, "stale").contains("Count: 0\n") {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "stale record not expired"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(check_count(srv.port, "fresh").contains("Count: 1\n"));
+    srv.stop();
+}

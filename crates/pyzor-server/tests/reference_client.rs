@@ -179,3 +179,69 @@ fn signed_users() {
     );
     assert_eq!(srv.stop(), Some(0));
 }
+
+/// The operator's switch: the reference pyzord (gdbm) has data; stop it,
+/// start ours on the same home directory with `Engine = gdbm` in the
+/// config, and every count and timestamp is there; new reports add to them.
+#[test]
+fn takes_over_a_reference_gdbm_home() {
+    let Some(venv) = venv("takes_over_a_reference_gdbm_home") else {
+        return;
+    };
+    let home = pyzor_testkit::temp_home();
+    std::fs::write(
+        home.path().join("pyzord.passwd"),
+        format!("bob : {BOB_KEY}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        home.path().join("pyzord.access"),
+        "all : bob : allow\ncheck ping : anonymous : allow\n",
+    )
+    .unwrap();
+    let reference = start_reference(&venv, home.path(), &[]);
+    let c = client_home(
+        &home.path().join("client"),
+        reference.port,
+        &[("bob", BOB_KEY)],
+    );
+    for _ in 0..3 {
+        assert_eq!(ref_pyzor(&venv, &c, &["report"], MSG).1, 0);
+    }
+    assert_eq!(ref_pyzor(&venv, &c, &["whitelist"], MSG).1, 0);
+    let (digest, _) = ref_pyzor(&venv, &c, &["digest"], MSG);
+    // Anonymous may check; bob reads info through the reference client.
+    let check = |port: u16| {
+        String::from_utf8(raw(
+            port,
+            format!(
+                "Op: check\nOp-Digest: {}\nThread: 4000\nPV: 2.1\n\n",
+                digest.trim()
+            )
+            .as_bytes(),
+        ))
+        .unwrap()
+    };
+    let ref_check = check(reference.port);
+    let (ref_info_printed, _) = ref_pyzor(&venv, &c, &["info"], MSG);
+    assert_eq!(reference.stop(), Some(0));
+    std::fs::write(home.path().join("config"), "[server]\nEngine = gdbm\n").unwrap();
+    let ours = start_ours(home.path(), &[]);
+    let c = client_home(&home.path().join("client"), ours.port, &[("bob", BOB_KEY)]);
+    assert_eq!(check(ours.port), ref_check);
+    assert!(ref_check.contains("Count: 3\nWL-Count: 1\n"), "{ref_check}");
+    let (our_info_printed, _) = ref_pyzor(&venv, &c, &["info"], MSG);
+    let strip_addr = |s: &str| {
+        s.split_once('\t')
+            .map(|x| x.1.to_owned())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        strip_addr(&our_info_printed),
+        strip_addr(&ref_info_printed),
+        "same counts and timestamps"
+    );
+    assert_eq!(ref_pyzor(&venv, &c, &["report"], MSG).1, 0);
+    assert!(check(ours.port).contains("Count: 4\nWL-Count: 1\n"));
+    assert_eq!(ours.stop(), Some(0));
+}

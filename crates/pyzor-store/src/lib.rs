@@ -114,8 +114,12 @@ pub trait Engine: Send + Sync {
     /// engine has transactions, and push `out[i]` for `ops[i]`: the record
     /// after the operation (`None` for a digest never seen, on `Get`).
     /// When this returns `Ok`, every write of the batch is durable to the
-    /// level of the engine's [`Durability`]. On `Err` none of `out` is valid
-    /// and the caller answers every request of the batch with 500.
+    /// level of the engine's [`Durability`]. On `Err` nothing is pushed
+    /// (`out` keeps its previous length) and the caller answers every request
+    /// of the batch with 500. A digest the engine cannot store
+    /// ([`StoreError::BadKey`], only the `mysql` engine's `char(40)`) fails
+    /// the batch before anything is written, so the caller may re-run the
+    /// batch's requests one by one to answer only the offending one with 500.
     fn execute(&self, ops: &[Op<'_>], now: Timestamp, out: &mut Vec<Option<Record>>) -> Result<()>;
 
     /// Read one record.
@@ -231,6 +235,18 @@ impl EngineOptions {
         }
     }
 
+    /// The expiry cutoff for [`Engine::expire`] at `now`: records last
+    /// updated before it go. `None` when CleanupAge is 0 (expiry disabled).
+    pub fn expiry_cutoff(&self, now: Timestamp) -> Option<Timestamp> {
+        if self.cleanup_age == 0 {
+            return None;
+        }
+        let age = i64::try_from(self.cleanup_age).unwrap_or(i64::MAX);
+        Some(Timestamp(
+            now.0.saturating_sub(age.saturating_mul(1_000_000)),
+        ))
+    }
+
     /// A file DSN resolved against the homedir (absolute paths stay).
     pub fn file_path(&self) -> Result<PathBuf> {
         let dsn = self.dsn_or_default()?;
@@ -285,5 +301,38 @@ pub fn open(opts: &EngineOptions) -> Result<Arc<dyn Engine>> {
             "unknown or not compiled-in engine {other:?}; this build has: {}",
             ENGINES.join(", ")
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_defaults_and_cutoff() {
+        let mut o = EngineOptions::new("lmdb", "/home/p");
+        assert_eq!(o.file_path().unwrap(), PathBuf::from("/home/p/pyzord.lmdb"));
+        assert_eq!(
+            o.clone().dsn("/abs.lmdb").file_path().unwrap(),
+            PathBuf::from("/abs.lmdb")
+        );
+        let now = Timestamp::from_secs(20_000_000);
+        assert_eq!(
+            o.expiry_cutoff(now),
+            Some(Timestamp::from_secs(20_000_000 - 10_368_000))
+        );
+        o.cleanup_age = 0;
+        assert_eq!(o.expiry_cutoff(now), None);
+        o.cleanup_age = u64::MAX;
+        assert!(o.expiry_cutoff(now).is_some());
+        assert!(matches!(
+            EngineOptions::new("redis", "/").dsn_or_default(),
+            Err(StoreError::Config(_))
+        ));
+        assert!(matches!(
+            open(&EngineOptions::new("nosuch", "/")),
+            Err(StoreError::Config(_))
+        ));
+        assert_eq!(ENGINES[0], DEFAULT_ENGINE);
     }
 }

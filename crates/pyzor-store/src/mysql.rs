@@ -357,7 +357,7 @@ impl Engine for MysqlEngine {
         tx.commit().map_err(|e| my_err("commit", e))
     }
 
-    /// Keyset pagination in primary-key order, [`PAGE`] rows per query:
+    /// Keyset pagination in primary-key order, 5000 rows per query:
     /// constant memory, and no connection is held between pages.
     fn scan(&self) -> Result<RecordIter<'_>> {
         Ok(Box::new(KeysetScan {

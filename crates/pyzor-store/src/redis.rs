@@ -17,7 +17,10 @@
 //! of seed nodes in the host field, e.g. `cluster:10.0.0.1:7000;10.0.0.2:7000,,secret,0`
 //! (the port field is ignored and the db must be 0). Batches then go as a
 //! cluster pipeline with the scripts sent as `EVAL`; scans and expiry walk
-//! every master listed by `CLUSTER NODES`.
+//! every master listed by `CLUSTER NODES`. Redis Sentinel:
+//! `sentinel:<master name>@host:port;host:port,,password,db` (Sentinel
+//! addresses; the password and db are the master's); every new connection
+//! asks the Sentinels for the current master, so a failover is followed.
 //!
 //! Unlike the reference, each report/whitelist is one Lua script (atomic:
 //! increment, first-entered, updated, TTL), and a batch is one pipeline.
@@ -97,6 +100,13 @@ pub enum Target {
         nodes: Vec<(String, u16)>,
         password: Option<String>,
     },
+    /// The master named `master`, found through these Sentinels.
+    Sentinel {
+        sentinels: Vec<(String, u16)>,
+        master: String,
+        password: Option<String>,
+        db: i64,
+    },
 }
 
 /// Where a single Redis listens.
@@ -104,6 +114,26 @@ pub enum Target {
 pub enum ConnectionAddrSpec {
     Tcp(String, u16),
     Unix(String),
+}
+
+/// `host:port;host:port` (at least one).
+fn host_ports(list: &str) -> Result<Vec<(String, u16)>> {
+    let mut nodes = Vec::new();
+    for n in list.split(';').filter(|s| !s.is_empty()) {
+        let (h, p) = n
+            .rsplit_once(':')
+            .ok_or_else(|| StoreError::Config(format!("Redis node {n:?} must be host:port")))?;
+        let p: u16 = p
+            .parse()
+            .map_err(|_| StoreError::Config(format!("Redis node {n:?}: bad port")))?;
+        nodes.push((h.to_string(), p));
+    }
+    if nodes.is_empty() {
+        return Err(StoreError::Config(
+            "cluster:/sentinel: need at least one host:port".into(),
+        ));
+    }
+    Ok(nodes)
 }
 
 /// Parse `host,port,password,db` (see the module documentation).
@@ -122,25 +152,30 @@ pub fn parse_dsn(dsn: &str) -> Result<Target> {
             StoreError::Config(format!("Redis DSN {dsn:?}: db {:?} is not a number", f[3]))
         })?
     };
+    if let Some(rest) = f[0].strip_prefix("sentinel:") {
+        let (master, list) = rest.split_once('@').ok_or_else(|| {
+            StoreError::Config(format!(
+                "Redis DSN {dsn:?}: write sentinel:<master name>@host:port;host:port"
+            ))
+        })?;
+        let sentinels = host_ports(list)?;
+        if master.is_empty() {
+            return Err(StoreError::Config(
+                "sentinel: needs the master's name before @".into(),
+            ));
+        }
+        return Ok(Target::Sentinel {
+            sentinels,
+            master: master.to_string(),
+            password,
+            db,
+        });
+    }
     if let Some(list) = f[0].strip_prefix("cluster:") {
         if db != 0 {
             return Err(StoreError::Config("Redis Cluster has only db 0".into()));
         }
-        let mut nodes = Vec::new();
-        for n in list.split(';').filter(|s| !s.is_empty()) {
-            let (h, p) = n.rsplit_once(':').ok_or_else(|| {
-                StoreError::Config(format!("cluster node {n:?} must be host:port"))
-            })?;
-            let p: u16 = p
-                .parse()
-                .map_err(|_| StoreError::Config(format!("cluster node {n:?}: bad port")))?;
-            nodes.push((h.to_string(), p));
-        }
-        if nodes.is_empty() {
-            return Err(StoreError::Config(
-                "cluster: needs at least one host:port".into(),
-            ));
-        }
+        let nodes = host_ports(list)?;
         return Ok(Target::Cluster { nodes, password });
     }
     let host = if f[0].is_empty() { "localhost" } else { f[0] };
@@ -206,6 +241,37 @@ fn connect_target(target: &Target) -> Result<Conn> {
             let c = client
                 .get_connection_with_timeout(CONNECT_TIMEOUT)
                 .map_err(|e| redis_err("connect", e))?;
+            c.set_read_timeout(Some(IO_TIMEOUT))
+                .map_err(|e| redis_err("set timeout", e))?;
+            c.set_write_timeout(Some(IO_TIMEOUT))
+                .map_err(|e| redis_err("set timeout", e))?;
+            Ok(Conn::Single(c))
+        }
+        Target::Sentinel {
+            sentinels,
+            master,
+            password,
+            db,
+        } => {
+            let mut rs = RedisConnectionInfo::default().set_db(*db);
+            if let Some(pw) = password {
+                rs = rs.set_password(pw);
+            }
+            let node = redis::sentinel::SentinelNodeConnectionInfo::default()
+                .set_redis_connection_info(rs);
+            let mut client = redis::sentinel::SentinelClient::build(
+                sentinels
+                    .iter()
+                    .map(|(h, p)| ConnectionAddr::Tcp(h.clone(), *p))
+                    .collect(),
+                master.clone(),
+                Some(node),
+                redis::sentinel::SentinelServerType::Master,
+            )
+            .map_err(|e| redis_err("sentinel client", e))?;
+            let c = client
+                .get_connection()
+                .map_err(|e| redis_err("connect through sentinel", e))?;
             c.set_read_timeout(Some(IO_TIMEOUT))
                 .map_err(|e| redis_err("set timeout", e))?;
             c.set_write_timeout(Some(IO_TIMEOUT))
@@ -481,7 +547,7 @@ impl RedisEngine {
     /// cluster (from `CLUSTER NODES` of the first seed that answers).
     fn nodes(&self) -> Result<Vec<Target>> {
         match &self.pool.target {
-            t @ Target::Single { .. } => Ok(vec![t.clone()]),
+            t @ (Target::Single { .. } | Target::Sentinel { .. }) => Ok(vec![t.clone()]),
             Target::Cluster { nodes, password } => {
                 let mut last = StoreError::Unavailable("no cluster seed node answered".into());
                 for (h, p) in nodes {
@@ -743,7 +809,7 @@ impl Engine for RedisEngine {
     }
 
     /// SCAN with MATCH over the layout's prefix on every node that holds
-    /// keys (each master of a cluster), [`SCAN_COUNT`] keys per round trip,
+    /// keys (each master of a cluster), 1000 keys per round trip,
     /// then one pipelined read per round: constant memory.
     fn scan(&self) -> Result<RecordIter<'_>> {
         let nodes = self.nodes()?;
@@ -935,7 +1001,19 @@ mod tests {
                 password: Some("pw".into())
             }
         );
+        assert_eq!(
+            parse_dsn("sentinel:mymaster@s1:26379;s2:26380,,pw,2").unwrap(),
+            Target::Sentinel {
+                sentinels: vec![("s1".into(), 26379), ("s2".into(), 26380)],
+                master: "mymaster".into(),
+                password: Some("pw".into()),
+                db: 2
+            }
+        );
         for bad in [
+            "sentinel:s1:26379,,,",
+            "sentinel:@s1:1,,,",
+            "sentinel:m@,,,",
             "pyzord.db",
             "h,notaport,,0",
             "h,1,,x",

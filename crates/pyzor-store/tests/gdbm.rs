@@ -218,3 +218,122 @@ fn gdbm_open_of_a_locked_file_is_unavailable() {
         Ok(_) => panic!("opened a locked file twice"),
     }
 }
+
+/// The real reference server and client: `pyzord` (gdbm engine) stores
+/// reports from `pyzor`; we read its file, count into it, and the
+/// reference server serves our update.
+#[test]
+fn gdbm_file_of_the_real_reference_server_round_trip() {
+    use std::time::{Duration, Instant};
+    let test = "gdbm_file_of_the_real_reference_server_round_trip";
+    let Some(venv) = pyzor_testkit::ref_venv(test) else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let (srv, cli) = (home.path().join("server"), home.path().join("client"));
+    std::fs::create_dir_all(&srv).unwrap();
+    std::fs::create_dir_all(&cli).unwrap();
+    let port = pyzor_testkit::free_udp_port();
+    std::fs::write(cli.join("servers"), format!("127.0.0.1:{port}\n")).unwrap();
+    let spam = home.path().join("spam.eml");
+    let ham = home.path().join("ham.eml");
+    std::fs::write(
+        &spam,
+        "Subject: buy\n\nCheap watches for everyone, today only, click the link below now.\n",
+    )
+    .unwrap();
+    std::fs::write(&ham, "Subject: lunch\n\nShall we meet for lunch on Thursday at the usual place near the office?\n").unwrap();
+    let pyzor = |args: &[&str], input: &Path| -> String {
+        let o = Command::new(venv.join("bin/pyzor"))
+            .arg("--homedir")
+            .arg(&cli)
+            .args(args)
+            .stdin(std::fs::File::open(input).unwrap())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    /// Stopped with SIGTERM (the reference closes, and so syncs, its GDBM
+    /// file then; its unsynced writes would be lost to SIGKILL), SIGKILL
+    /// after 10 s.
+    struct Server(std::process::Child);
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+            let end = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < end {
+                if let Ok(Some(_)) = self.0.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let start = || {
+        // --cleanup-age 0: the reference crashes at start-up on a
+        // whitelist-only record otherwise (crates.md §2.4)
+        let s = Server(
+            Command::new(venv.join("bin/pyzord"))
+                .arg("--homedir")
+                .arg(&srv)
+                .args([
+                    "-a",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "--cleanup-age",
+                    "0",
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let end = Instant::now() + Duration::from_secs(20);
+        while !pyzor(&["ping"], &spam).contains("(200, 'OK')") {
+            assert!(Instant::now() < end, "reference pyzord did not answer");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        s
+    };
+    let digest = |m: &Path| pyzor(&["digest"], m).trim().to_string();
+    let (ds, dh) = (digest(&spam), digest(&ham));
+    assert_eq!(ds.len(), 40);
+    {
+        let _s = start();
+        pyzor(&["report"], &spam);
+        assert!(pyzor(&["report"], &spam).contains("(200, 'OK')"));
+        // (anonymous whitelisting is refused by the reference's default ACL)
+    }
+    let before = Timestamp::now();
+    {
+        let e = GdbmEngine::open(&srv.join("pyzord.db")).unwrap();
+        let s = e.get(ds.as_bytes()).unwrap().unwrap();
+        assert_eq!((s.r_count, s.wl_count, s.wl_entered), (2, 0, None));
+        assert!(
+            (before.secs() - s.r_updated.unwrap().secs()).abs() < 120,
+            "local time read back: {s:?}"
+        );
+        assert_eq!(e.get(dh.as_bytes()).unwrap(), None);
+        let mut out = Vec::new();
+        e.execute(
+            &[Op::Whitelist(dh.as_bytes()), Op::Whitelist(ds.as_bytes())],
+            Timestamp::now(),
+            &mut out,
+        )
+        .unwrap();
+    }
+    // The reference serves our whitelist-only record and our update.
+    let _s = start();
+    let info = pyzor(&["info"], &ham);
+    assert!(
+        info.contains("\tCount: 0\n") && info.contains("\tWL-Count: 1\n"),
+        "{info}"
+    );
+    let check = pyzor(&["check"], &spam);
+    assert!(check.contains("\t2\t1"), "{check}");
+}

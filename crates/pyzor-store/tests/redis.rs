@@ -314,3 +314,131 @@ fn redis_cluster_contract() {
         .count();
     assert_eq!(with_keys, 3);
 }
+
+/// A host containing `/` is a unix socket; the password field is used.
+#[test]
+fn redis_unix_socket_and_password() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let test = "redis_unix_socket_and_password";
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        pyzor_testkit::skip(test, "redis-server is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("redis.sock");
+    let _server = Proc(
+        Command::new("redis-server")
+            .args(["--port", "0", "--unixsocket"])
+            .arg(&sock)
+            .args(["--requirepass", "s3cret", "--save", "", "--dir"])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let end = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(Instant::now() < end, "private redis did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let s = sock.to_str().unwrap();
+    assert!(RedisEngine::open(&format!("{s},,wrong,0"), Layout::V1, 0, 0).is_err());
+    assert!(RedisEngine::open(&format!("{s},,,0"), Layout::V1, 0, 0).is_err());
+    let e = open(&EngineOptions::new("redis", "/").dsn(format!("{s},,s3cret,2"))).unwrap();
+    common::run_all(e, common::SECONDS, "us-");
+}
+
+/// `sentinel:<master>@host:port`: the engine finds the master through a
+/// Sentinel (a private master and Sentinel on free ports).
+#[test]
+fn redis_sentinel_contract() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let test = "redis_sentinel_contract";
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+        || Command::new("redis-cli").arg("--version").output().is_err()
+    {
+        pyzor_testkit::skip(test, "redis-server / redis-cli are not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (mport, sport) = (free(), free());
+    let _master = Proc(
+        Command::new("redis-server")
+            .args([
+                "--port",
+                &mport.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--dir",
+            ])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let conf = dir.path().join("sentinel.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "port {sport}\nbind 127.0.0.1\ndir {}\nsentinel monitor pz 127.0.0.1 {mport} 1\n\
+             sentinel down-after-milliseconds pz 5000\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let _sentinel = Proc(
+        Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        let o = Command::new("redis-cli")
+            .args([
+                "-p",
+                &sport.to_string(),
+                "sentinel",
+                "get-master-addr-by-name",
+                "pz",
+            ])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&o.stdout).contains(&mport.to_string()) {
+            break;
+        }
+        assert!(Instant::now() < end, "sentinel did not learn its master");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let e =
+        open(&EngineOptions::new("redis", "/").dsn(format!("sentinel:pz@127.0.0.1:{sport},,,3")))
+            .unwrap();
+    common::run_all(e, common::SECONDS, "se-");
+    assert!(matches!(
+        open(
+            &EngineOptions::new("redis", "/")
+                .dsn(format!("sentinel:nosuchmaster@127.0.0.1:{sport},,,0"))
+        ),
+        Err(StoreError::Unavailable(_))
+    ));
+}

@@ -234,13 +234,13 @@ impl Ini {
             let value = if is_comment { "" } else { stripped };
             if value.is_empty() {
                 // Empty lines belong to the current value (only if not a comment).
-                if !is_comment && cur_section.is_some() && cur_option.is_some() {
+                if !is_comment && cur_section.is_some() && has_option(&cur_option) {
                     cur_lines.push(String::new());
                 }
                 continue;
             }
             let cur_indent = line.find(|c: char| !py_isspace(c)).unwrap_or(0);
-            if cur_section.is_some() && cur_option.is_some() && cur_indent > indent_level {
+            if cur_section.is_some() && has_option(&cur_option) && cur_indent > indent_level {
                 cur_lines.push(value.to_owned());
                 continue;
             }
@@ -269,10 +269,9 @@ impl Ini {
                     text: line.to_owned(),
                 });
             };
-            flush(self, &cur_section, &cur_option, &mut cur_lines);
-            cur_option = None;
             match split_option(value) {
                 Some((name, val)) => {
+                    flush(self, &cur_section, &cur_option, &mut cur_lines);
                     if name.is_empty() && first_error.is_none() {
                         first_error = Some(IniError::Parsing {
                             file: file.to_owned(),
@@ -294,6 +293,8 @@ impl Ini {
                     cur_option = Some(key);
                 }
                 None => {
+                    // Python records the error and goes on; the option
+                    // being read stays open for continuation lines.
                     if first_error.is_none() {
                         first_error = Some(IniError::Parsing {
                             file: file.to_owned(),
@@ -380,6 +381,12 @@ impl Ini {
         }
         Ok(())
     }
+}
+
+/// Python tests `optname` for truth: an option with an empty name (an
+/// error line such as `= v`) takes no continuation lines.
+fn has_option(o: &Option<String>) -> bool {
+    o.as_deref().is_some_and(|o| !o.is_empty())
 }
 
 /// `ConfigParser.optionxform`: `str.lower()`.

@@ -19,11 +19,23 @@ use super::text::py_strip;
 ///
 /// Yields `io::Result<Vec<u8>>`; each item can go to
 /// [`super::digest_message`].
+///
+/// A message whose `From ` line (after `From `, without the `\n`) holds a
+/// byte ≥ 0x80 is yielded as an `io::ErrorKind::InvalidData` error: the
+/// reference's `mailbox.mbox.get_message` decodes that line as ASCII and
+/// raises `UnicodeDecodeError` there, so `pyzor -s mbox` stops at that
+/// message. Iteration may continue after such an error (best effort); to
+/// match the reference, stop at the first error.
 pub struct MboxReader<R> {
     reader: R,
-    line: Vec<u8>,
+    /// The message being read (`None` before the first `From ` line); each
+    /// line is appended straight into it (one copy).
     cur: Option<Vec<u8>>,
+    /// Lines before the first `From ` line go here and are dropped.
+    junk: Vec<u8>,
     last_was_empty: bool,
+    /// The current message's `From ` line is not ASCII.
+    bad_from: bool,
     done: bool,
 }
 
@@ -32,19 +44,25 @@ impl<R: BufRead> MboxReader<R> {
     pub fn new(reader: R) -> Self {
         MboxReader {
             reader,
-            line: Vec::new(),
             cur: None,
+            junk: Vec::new(),
             last_was_empty: false,
+            bad_from: false,
             done: false,
         }
     }
 
-    fn finish(&mut self) -> Option<Vec<u8>> {
-        let mut m = self.cur.take()?;
+    fn finish(&mut self, mut m: Vec<u8>) -> io::Result<Vec<u8>> {
         if self.last_was_empty {
             m.pop(); // the "\n" line before the next From_ line / EOF
         }
-        Some(m)
+        if self.bad_from {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "mbox From_ line is not ASCII; Pyzor 1.1.2 raises UnicodeDecodeError at this message",
+            ));
+        }
+        Ok(m)
     }
 }
 
@@ -56,31 +74,40 @@ impl<R: BufRead> Iterator for MboxReader<R> {
             return None;
         }
         loop {
-            self.line.clear();
-            match self.reader.read_until(b'\n', &mut self.line) {
+            let buf = match self.cur.as_mut() {
+                Some(m) => m,
+                None => {
+                    self.junk.clear();
+                    &mut self.junk
+                }
+            };
+            let start = buf.len();
+            match self.reader.read_until(b'\n', buf) {
                 Err(e) => {
                     self.done = true;
                     return Some(Err(e));
                 }
                 Ok(0) => {
                     self.done = true;
-                    return self.finish().map(Ok);
+                    let m = self.cur.take()?;
+                    return Some(self.finish(m));
                 }
                 Ok(_) => {}
             }
-            if self.line.starts_with(b"From ") {
-                let prev = self.finish();
-                self.cur = Some(Vec::new());
+            let line = &buf[start..];
+            if line.starts_with(b"From ") {
+                let from_ascii = line[5..].iter().all(|&b| b < 0x80);
+                buf.truncate(start);
+                let prev = self.cur.replace(Vec::new());
+                let prev = prev.map(|m| self.finish(m));
                 self.last_was_empty = false;
+                self.bad_from = !from_ascii;
                 if let Some(m) = prev {
-                    return Some(Ok(m));
+                    return Some(m);
                 }
                 continue;
             }
-            self.last_was_empty = self.line == b"\n";
-            if let Some(m) = self.cur.as_mut() {
-                m.extend_from_slice(&self.line);
-            }
+            self.last_was_empty = line == b"\n";
         }
     }
 }
@@ -144,6 +171,14 @@ mod tests {
         assert_eq!(msgs(b"From a\nx\r\n\r\nFrom b\n"), [&b"x\r\n\r\n"[..], b""]);
         assert_eq!(msgs(b"From a\n>From x\nFrom y\n"), [&b">From x\n"[..], b""]);
         assert_eq!(msgs(b"From a"), [b""]);
+        // A non-ASCII From_ line: an error for that message only.
+        let r: Vec<_> = MboxReader::new(&b"From a\xe9\nx\nFrom b\ny\n"[..]).collect();
+        assert_eq!(r.len(), 2);
+        assert_eq!(
+            r[0].as_ref().unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        assert_eq!(r[1].as_ref().unwrap(), b"y\n");
     }
 
     #[test]

@@ -73,8 +73,8 @@ pub enum ParamValue {
 /// as an `email.header.Header` whose `str()` replaces **each** 8-bit byte by
 /// U+FFFD (spec §B.4). ASCII values are returned as they are.
 pub fn header_str(bytes: &[u8]) -> Cow<'_, str> {
-    match std::str::from_utf8(bytes) {
-        Ok(s) if bytes.is_ascii() => Cow::Borrowed(s),
+    match bytes.is_ascii().then(|| std::str::from_utf8(bytes)) {
+        Some(Ok(s)) => Cow::Borrowed(s),
         _ => Cow::Owned(
             bytes
                 .iter()
@@ -105,6 +105,7 @@ pub fn parse_leaves(
         stack: Vec::new(),
         held: None,
         visit,
+        header_lines: Vec::new(),
     };
     p.run()?;
     p.pop_message(); // FeedParser.close() pops the root
@@ -140,7 +141,12 @@ impl<'a> PartRef<'_, 'a> {
 
     /// `get_content_subtype()`.
     pub fn subtype(&self) -> &str {
-        self.part.ctype.split('/').nth(1).unwrap_or("")
+        // `ctype.split('/')[1]`; a content type always has exactly one '/'.
+        let ct = &self.part.ctype;
+        match memchr::memchr(b'/', ct.as_bytes()) {
+            Some(i) => &ct[i + 1..],
+            None => "",
+        }
     }
 
     /// The string payload as raw bytes (what `get_payload(decode=True)`
@@ -182,8 +188,12 @@ fn get_header<'a>(data: &'a [u8], headers: &[Header], name: &str) -> Option<&'a 
         .map(|h| &data[h.value.0..h.value.1])
 }
 
+/// `ctype.split('/')[0]`.
 fn maintype(ctype: &str) -> &str {
-    ctype.split('/').next().unwrap_or("")
+    match memchr::memchr(b'/', ctype.as_bytes()) {
+        Some(i) => &ctype[..i],
+        None => ctype,
+    }
 }
 
 /// `get_content_type()` from the raw Content-Type value (spec §B.5):
@@ -199,11 +209,14 @@ fn content_type(value: Option<&[u8]>, default_rfc822: bool) -> String {
         .to_string();
     };
     let s = header_str(v);
-    let head = s.split(';').next().unwrap_or("");
+    let head = match memchr::memchr(b';', s.as_bytes()) {
+        Some(i) => &s[..i],
+        None => &s[..],
+    };
     // Python str.lower(): the value is ASCII plus U+FFFD, so ASCII lowering
     // is exact.
     let ct = py_strip(head).to_ascii_lowercase();
-    if ct.bytes().filter(|&b| b == b'/').count() != 1 {
+    if memchr::memchr_iter(b'/', ct.as_bytes()).count() != 1 {
         return "text/plain".to_string();
     }
     ct
@@ -227,7 +240,7 @@ fn param_items(value: &str) -> impl Iterator<Item = (Cow<'_, str>, &str)> {
         // The counts are kept incrementally (Python recounts from 0, which
         // is quadratic); a `\"` occurrence is a '"' preceded by '\'.
         let b = s.as_bytes();
-        let mut end = s.find(';').map_or(-1isize, |e| e as isize);
+        let mut end = memchr::memchr(b';', b).map_or(-1isize, |e| e as isize);
         let mut counted = 0usize; // b[..counted] is counted
         let mut odd = false; // (quotes - escaped quotes) % 2
         while end > 0 {
@@ -241,12 +254,12 @@ fn param_items(value: &str) -> impl Iterator<Item = (Cow<'_, str>, &str)> {
             if !odd {
                 break;
             }
-            end = s[e + 1..].find(';').map_or(-1, |x| (x + e + 1) as isize);
+            end = memchr::memchr(b';', &b[e + 1..]).map_or(-1, |x| (x + e + 1) as isize);
         }
         let end = if end < 0 { s.len() } else { end as usize };
         let f = &s[..end];
         rest = s[end..].strip_prefix(';');
-        Some(match f.find('=') {
+        Some(match memchr::memchr(b'=', f.as_bytes()) {
             Some(i) => {
                 let name = py_strip(&f[..i]);
                 let name = if name.bytes().any(|c| c.is_ascii_uppercase()) {
@@ -353,7 +366,7 @@ type Piece = (Option<String>, String, bool);
 /// that sort compare `int` with `None`, a `TypeError` in the reference,
 /// returned here as [`DigestError::ReferenceCrash`].
 pub fn get_param(value: &str, name: &str) -> Result<Option<ParamValue>, DigestError> {
-    if !value.contains('*') {
+    if memchr::memchr(b'*', value.as_bytes()).is_none() {
         // No RFC 2231 piece is possible: the first name match wins, and only
         // its value is built.
         for (idx, (pname, pval)) in param_items(value).enumerate() {
@@ -578,6 +591,15 @@ impl Input<'_> {
 // ---------------------------------------------------------------------------
 // FeedParser._parsegen
 
+/// How a part's body is parsed (spec §B.7, in this order).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    DeliveryStatus,
+    Message,
+    Multipart,
+    Leaf,
+}
+
 /// A part waiting for its sub-part to be parsed (a suspended `_parsegen`).
 enum Frame {
     /// `message/delivery-status`: one sub-message per header block.
@@ -604,6 +626,8 @@ struct Parser<'a, 'v> {
     /// and is handed to the visitor when the next part starts or at the end.
     held: Option<Part>,
     visit: &'v mut dyn FnMut(PartRef<'_, '_>) -> Result<(), DigestError>,
+    /// Reused buffer for the lines of a header block.
+    header_lines: Vec<Span>,
 }
 
 fn push_span(spans: &mut Vec<Span>, sp: Span) {
@@ -714,7 +738,8 @@ impl Parser<'_, '_> {
         self.new_message()?;
         let data = self.input.data;
         // Header block (spec §B.3 step 1).
-        let mut lines: Vec<Span> = Vec::new();
+        let mut lines = std::mem::take(&mut self.header_lines);
+        lines.clear();
         while let Some(sp) = self.input.readline() {
             let line = &data[sp.0..sp.1];
             if !is_header_line(line) {
@@ -726,24 +751,30 @@ impl Parser<'_, '_> {
             lines.push(sp);
         }
         self.parse_headers(&lines);
+        self.header_lines = lines;
         let cur = self.cur();
         cur.ctype = content_type(
             get_header(data, &cur.headers, "content-type"),
             cur.default_rfc822,
         );
-        let ctype = cur.ctype.clone();
+        let kind = match (cur.ctype.as_str(), maintype(&cur.ctype)) {
+            ("message/delivery-status", _) => Kind::DeliveryStatus,
+            (_, "message") => Kind::Message,
+            (_, "multipart") => Kind::Multipart,
+            _ => Kind::Leaf,
+        };
 
-        if ctype == "message/delivery-status" {
+        if kind == Kind::DeliveryStatus {
             // Header blocks separated by blank lines, each a sub-message.
             self.input.eof.push(Matcher::Blank);
             frames.push(Frame::DeliveryStatus);
             return Ok(false);
         }
-        if maintype(&ctype) == "message" {
+        if kind == Kind::Message {
             frames.push(Frame::Message);
             return Ok(false);
         }
-        if maintype(&ctype) == "multipart" {
+        if kind == Kind::Multipart {
             let Some(boundary) = self.get_boundary()? else {
                 // NoBoundaryInMultipartDefect: the rest is a string payload.
                 let spans = self.read_rest();

@@ -44,7 +44,7 @@ use std::fmt;
 
 use sha1::{Digest as _, Sha1};
 
-use self::mime::{header_str, ParamValue, PartRef};
+use self::mime::{ParamValue, PartRef};
 use self::normalize::Lines;
 
 /// Why no digest can be produced. Every variant is an input on which the
@@ -307,9 +307,15 @@ fn text_part<'a>(part: &PartRef<'_, 'a>) -> Result<Cow<'a, str>, DigestError> {
     // so ASCII lowering is Python's lower(); never stripped (spec J.8).
     let cte = part
         .get("content-transfer-encoding")
-        .map(|v| header_str(v).to_ascii_lowercase());
-    let bytes = transfer::decode_payload(cte.as_deref(), payload);
-    let charset = mime::content_charset(part)?.map(|c| c.replace('\0', ""));
+        .map(transfer::Cte::from_header);
+    let bytes = transfer::decode_payload(cte, payload);
+    let charset = mime::content_charset(part)?.map(|c| {
+        if c.contains('\0') {
+            c.replace('\0', "")
+        } else {
+            c
+        }
+    });
     let charset = match charset.as_deref() {
         Some(c) if !c.is_empty() => c,
         _ => "ascii",

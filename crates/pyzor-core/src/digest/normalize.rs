@@ -28,7 +28,7 @@
 //! Whitespace is Python's `str.isspace()` ([`py_isspace`]); NUL is removed
 //! before tokens are formed, so it joins its neighbours (E35).
 
-use super::text::{encode_utf8_ignore, py_isspace};
+use super::text::encode_utf8_ignore;
 
 /// `[a-z]` under `re.IGNORECASE` on a `str` pattern: ASCII letters plus
 /// U+0130 İ, U+0131 ı, U+017F ſ and U+212A K (Kelvin), whose lower/upper
@@ -38,45 +38,37 @@ pub fn is_url_letter(c: char) -> bool {
     c.is_ascii_alphabetic() || matches!(c, '\u{130}' | '\u{131}' | '\u{17f}' | '\u{212a}')
 }
 
-/// The byte offset where the `[a-z]+:\S+` removal cuts token `t` (NULs
-/// removed), or `t.len()`: at the first `:` that has a letter right before
-/// it and a character after it, back to the start of that letter run.
-fn url_cut(t: &str) -> usize {
-    let b = t.as_bytes();
-    for c in 1..b.len().saturating_sub(1) {
-        if b[c] != b':' {
+/// The byte offset where the `[a-z]+:\S+` removal cuts token `t` (UTF-8,
+/// NULs removed), or `t.len()`: at the first `:` that has a letter right
+/// before it and a character after it, back to the start of that letter
+/// run. Letters are ASCII plus İ (C4 B0), ı (C4 B1), ſ (C5 BF) and K
+/// (E2 84 AA), [`is_url_letter`].
+fn url_cut(t: &[u8]) -> usize {
+    for c in 1..t.len().saturating_sub(1) {
+        if t[c] != b':' {
             continue;
         }
         let mut p = c;
-        while let Some(ch) = t[..p].chars().next_back() {
-            if !is_url_letter(ch) {
+        loop {
+            if p >= 1 && t[p - 1].is_ascii_alphabetic() {
+                p -= 1;
+            } else if p >= 2 && matches!(&t[p - 2..p], [0xC4, 0xB0 | 0xB1] | [0xC5, 0xBF]) {
+                p -= 2;
+            } else if p >= 3 && t[p - 3..p] == [0xE2, 0x84, 0xAA] {
+                p -= 3;
+            } else {
                 break;
             }
-            p -= ch.len_utf8();
         }
         if p < c {
-            return p;
-        }
-    }
-    b.len()
-}
-
-/// ASCII twin of [`url_cut`] (only ASCII letters exist in ASCII text).
-fn url_cut_ascii(t: &[u8]) -> usize {
-    for c in 1..t.len().saturating_sub(1) {
-        if t[c] == b':' && t[c - 1].is_ascii_alphabetic() {
-            let mut p = c - 1;
-            while p > 0 && t[p - 1].is_ascii_alphabetic() {
-                p -= 1;
-            }
             return p;
         }
     }
     t.len()
 }
 
-/// Whether a token (NULs removed) of `len` bytes has an `@` with at least
-/// one character on each side: `@` is ASCII, so this is a byte test.
+/// Whether a token (NULs removed) has an `@` with at least one character on
+/// each side: `@` is ASCII, so this is a byte test.
 fn has_inner_at(t: &[u8]) -> bool {
     t.len() >= 3 && memchr::memchr(b'@', &t[1..t.len() - 1]).is_some()
 }
@@ -86,7 +78,7 @@ fn has_inner_at(t: &[u8]) -> bool {
 /// stand-ins count, §D.3).
 pub fn normalize_line(line: &str) -> (Vec<u8>, usize) {
     let mut l = Lines::default();
-    let n = l.line_tokens(line);
+    let (n, _) = l.scan_line(line.as_bytes(), 0);
     (l.buf, n)
 }
 
@@ -94,10 +86,23 @@ const OTHER: u8 = 0;
 const SPACE: u8 = 1;
 const BOUNDARY: u8 = 2;
 const NUL: u8 = 3;
+/// A UTF-8 lead byte of a character that may be whitespace or a line
+/// boundary (C2: U+0085, U+00A0; E1: U+1680; E2: U+2000-U+200A, U+2028,
+/// U+2029, U+202F, U+205F; E3: U+3000).
+const SPECIAL: u8 = 4;
+/// Any other lead byte of a multi-byte character (never whitespace).
+const LEAD2: u8 = 5;
+const LEAD3: u8 = 6;
+const LEAD4: u8 = 7;
+/// `@` or `:` (ordinary characters that the token rules look at).
+const MARK: u8 = 8;
+/// F4: the lead byte of U+100000..U+10FFFF, where the lone-surrogate
+/// stand-ins live.
+const LEAD4_F4: u8 = 9;
 
-/// Byte classes for ASCII text: `str.splitlines` boundaries (§D.1), other
-/// `str.isspace` characters (`\t`, `\x1f`, space), NUL.
-static ASCII_CLASS: [u8; 256] = {
+/// Byte classes for one pass over UTF-8 text: `str.splitlines` boundaries
+/// (§D.1), other `str.isspace` characters, NUL, and lead bytes.
+static CLASS: [u8; 256] = {
     let mut t = [OTHER; 256];
     t[b'\t' as usize] = SPACE;
     t[0x1f] = SPACE;
@@ -110,8 +115,95 @@ static ASCII_CLASS: [u8; 256] = {
     t[0x1d] = BOUNDARY;
     t[0x1e] = BOUNDARY;
     t[0] = NUL;
+    let mut b = 0xC0;
+    while b < 0x100 {
+        t[b] = if b < 0xE0 {
+            LEAD2
+        } else if b < 0xF0 {
+            LEAD3
+        } else {
+            LEAD4
+        };
+        b += 1;
+    }
+    t[b'@' as usize] = MARK;
+    t[b':' as usize] = MARK;
+    t[0xF4] = LEAD4_F4;
+    t[0xC2] = SPECIAL;
+    t[0xE1] = SPECIAL;
+    t[0xE2] = SPECIAL;
+    t[0xE3] = SPECIAL;
     t
 };
+
+/// Class and width of the character starting with a [`SPECIAL`] lead byte
+/// at `p[i]` (the text is valid UTF-8).
+fn special(p: &[u8], i: usize) -> (u8, usize) {
+    let b1 = p.get(i + 1).copied().unwrap_or(0);
+    match p[i] {
+        0xC2 => (
+            match b1 {
+                0x85 => BOUNDARY, // NEL
+                0xA0 => SPACE,    // NBSP
+                _ => OTHER,
+            },
+            2,
+        ),
+        0xE1 => (
+            if b1 == 0x9A && p.get(i + 2) == Some(&0x80) {
+                SPACE
+            } else {
+                OTHER
+            },
+            3,
+        ),
+        0xE2 => {
+            let b2 = p.get(i + 2).copied().unwrap_or(0);
+            let class = match (b1, b2) {
+                (0x80, 0x80..=0x8A) | (0x80, 0xAF) | (0x81, 0x9F) => SPACE,
+                (0x80, 0xA8 | 0xA9) => BOUNDARY, // LS, PS
+                _ => OTHER,
+            };
+            (class, 3)
+        }
+        // 0xE3
+        _ => (
+            if b1 == 0x80 && p.get(i + 2) == Some(&0x80) {
+                SPACE
+            } else {
+                OTHER
+            },
+            3,
+        ),
+    }
+}
+
+/// The token being scanned.
+#[derive(Clone, Copy)]
+struct Token {
+    /// Byte offset of its first byte, `usize::MAX` when outside a token.
+    start: usize,
+    /// Code points, NULs not counted.
+    chars: usize,
+    /// Holds a NUL.
+    nul: bool,
+    /// Holds `@` or `:`.
+    marks: bool,
+    /// Holds a character from U+100000 (a possible stand-in).
+    f4: bool,
+}
+
+impl Default for Token {
+    fn default() -> Self {
+        Token {
+            start: usize::MAX,
+            chars: 0,
+            nul: false,
+            marks: false,
+            f4: false,
+        }
+    }
+}
 
 /// The digest's line list: every line of every payload, normalised, kept
 /// when it has 8 or more code points, encoded with
@@ -141,129 +233,135 @@ impl Lines {
         &self.buf[start..self.ends[i]]
     }
 
-    /// Feed one payload: `for line in payload.splitlines()` (§D.1).
+    /// Feed one payload: `for line in payload.splitlines()`, normalise, keep
+    /// lines of 8 or more code points (§D). One pass over the UTF-8 bytes.
     pub fn add_payload(&mut self, payload: &str) {
-        if payload.is_ascii() {
-            self.add_ascii_payload(payload.as_bytes());
-            return;
-        }
-        for line in super::text::py_splitlines(payload) {
+        let p = payload.as_bytes();
+        let mut i = 0;
+        while i < p.len() {
             let start = self.buf.len();
-            if self.line_tokens(line) >= 8 {
+            let (kept, next) = self.scan_line(p, i);
+            if kept >= 8 {
                 self.ends.push(self.buf.len());
             } else {
                 self.buf.truncate(start);
             }
+            i = next;
         }
     }
 
-    /// Normalise one line into `buf`; returns its length in code points.
-    fn line_tokens(&mut self, line: &str) -> usize {
-        let mut count = 0;
-        let mut tok_start = None;
-        for (i, c) in line.char_indices() {
-            if py_isspace(c) {
-                if let Some(s) = tok_start.take() {
-                    count += self.push_token(&line[s..i]);
-                }
-            } else if tok_start.is_none() {
-                tok_start = Some(i);
-            }
-        }
-        if let Some(s) = tok_start {
-            count += self.push_token(&line[s..]);
-        }
-        count
-    }
-
-    /// One token: NULs removed, then the three removals (module docs).
-    fn push_token(&mut self, t: &str) -> usize {
-        if t.as_bytes().contains(&0) {
-            let clean: String = t.chars().filter(|&c| c != '\0').collect();
-            return self.push_clean_token(&clean);
-        }
-        self.push_clean_token(t)
-    }
-
-    fn push_clean_token(&mut self, t: &str) -> usize {
-        let n = t.chars().take(10).count();
-        if n == 0 || n >= 10 || has_inner_at(t.as_bytes()) {
-            return 0; // \S{10,} or \S+@\S+
-        }
-        let cut = url_cut(t);
-        let kept = &t[..cut];
-        let chars = if cut == t.len() {
-            n
-        } else {
-            kept.chars().count()
-        };
-        encode_utf8_ignore(kept, &mut self.buf);
-        chars
-    }
-
-    /// Fast path for ASCII payloads: the same rules on bytes (one byte is
-    /// one code point; no stand-ins, NEL, LS or PS can occur).
-    fn add_ascii_payload(&mut self, p: &[u8]) {
+    /// Normalise the line starting at `p[i]` into `buf`. Returns its length
+    /// in code points and the index after its boundary (`\r\n` is one).
+    fn scan_line(&mut self, p: &[u8], mut i: usize) -> (usize, usize) {
         let n = p.len();
-        let mut i = 0;
+        let mut kept = 0usize;
+        let mut tok = Token::default();
         while i < n {
-            let line_start = self.buf.len();
-            let mut kept = 0usize;
-            // One line: tokens up to the next boundary.
-            loop {
-                // Skip whitespace.
-                while i < n && ASCII_CLASS[p[i] as usize] == SPACE {
-                    i += 1;
+            let class = CLASS[p[i] as usize];
+            if class == OTHER {
+                // The common case: an ASCII character inside a token.
+                if tok.start == usize::MAX {
+                    tok = Token {
+                        start: i,
+                        ..Token::default()
+                    };
                 }
-                if i >= n || ASCII_CLASS[p[i] as usize] == BOUNDARY {
-                    break;
-                }
-                let s = i;
-                let mut has_nul = false;
-                loop {
-                    match ASCII_CLASS[p[i] as usize] {
-                        OTHER => {}
-                        NUL => has_nul = true,
-                        _ => break,
-                    }
-                    i += 1;
-                    if i >= n {
-                        break;
-                    }
-                }
-                kept += self.push_ascii_token(&p[s..i], has_nul);
-            }
-            if i < n {
-                // At a boundary; `\r\n` is one.
-                if p[i] == b'\r' && p.get(i + 1) == Some(&b'\n') {
-                    i += 1;
-                }
+                tok.chars += 1;
                 i += 1;
+                continue;
             }
-            if kept >= 8 {
-                self.ends.push(self.buf.len());
-            } else {
-                self.buf.truncate(line_start);
+            let (class, width) = match class {
+                SPECIAL => special(p, i),
+                LEAD2 => (OTHER, 2),
+                LEAD3 => (OTHER, 3),
+                LEAD4 => (OTHER, 4),
+                LEAD4_F4 => {
+                    tok.f4 = true;
+                    (OTHER, 4)
+                }
+                MARK => {
+                    tok.marks = true;
+                    (OTHER, 1)
+                }
+                c => (c, 1),
+            };
+            match class {
+                OTHER | NUL => {
+                    if tok.start == usize::MAX {
+                        let (marks, f4) = (tok.marks, tok.f4);
+                        tok = Token {
+                            start: i,
+                            marks,
+                            f4,
+                            ..Token::default()
+                        };
+                    }
+                    if class == NUL {
+                        tok.nul = true;
+                    } else {
+                        tok.chars += 1;
+                    }
+                }
+                _ => {
+                    if tok.start != usize::MAX {
+                        kept += self.push_token(&p[tok.start..i], &tok);
+                    }
+                    tok = Token::default();
+                    if class == BOUNDARY {
+                        let mut next = i + width;
+                        if p[i] == b'\r' && p.get(next) == Some(&b'\n') {
+                            next += 1;
+                        }
+                        return (kept, next);
+                    }
+                }
             }
+            i += width;
         }
+        if tok.start != usize::MAX {
+            kept += self.push_token(&p[tok.start..n], &tok);
+        }
+        (kept, n)
     }
 
-    /// ASCII twin of [`Lines::push_token`]; returns the bytes appended.
-    fn push_ascii_token(&mut self, raw: &[u8], has_nul: bool) -> usize {
-        let tok: &[u8] = if has_nul {
+    /// One token (a maximal run of non-whitespace): NULs removed (E35),
+    /// then the three removals (module docs). Returns the code points
+    /// appended.
+    #[inline]
+    fn push_token(&mut self, raw: &[u8], t: &Token) -> usize {
+        if t.chars == 0 || t.chars >= 10 {
+            return 0; // \S{10,}
+        }
+        if !(t.nul || t.marks || t.f4) {
+            self.buf.extend_from_slice(raw);
+            return t.chars;
+        }
+        let tok: &[u8] = if t.nul {
             self.scratch.clear();
             self.scratch.extend(raw.iter().copied().filter(|&b| b != 0));
             &self.scratch
         } else {
             raw
         };
-        let n = tok.len();
-        if n == 0 || n >= 10 || has_inner_at(tok) {
-            return 0;
+        if t.marks && has_inner_at(tok) {
+            return 0; // \S+@\S+
         }
-        let cut = url_cut_ascii(tok);
-        self.buf.extend_from_slice(&tok[..cut]);
-        cut
+        let cut = if t.marks { url_cut(tok) } else { tok.len() }; // [a-z]+:\S+
+        let kept = &tok[..cut];
+        let kept_chars = if cut == tok.len() {
+            t.chars
+        } else {
+            kept.iter().filter(|&&b| !(0x80..0xC0).contains(&b)).count()
+        };
+        if t.f4 {
+            // May hold lone-surrogate stand-ins: encode("utf8", "ignore")
+            // drops them (they still counted above, §D.3).
+            let s = std::str::from_utf8(kept).unwrap_or_default();
+            encode_utf8_ignore(s, &mut self.buf);
+        } else {
+            self.buf.extend_from_slice(kept);
+        }
+        kept_chars
     }
 }
 
@@ -351,7 +449,7 @@ mod tests {
 
     #[test]
     fn random_lines_match_regex_oracle_and_ascii_path() {
-        let alphabet: Vec<char> = "aZk:@@::  \t\x1f\0\u{a0}\u{3000}\u{2000}\u{85}\u{130}\u{131}\u{17f}\u{212a}\u{e9}\u{65e5}\u{200b}\u{feff}.-/1"
+        let alphabet: Vec<char> = "aZk:@@::  \t\x1f\0\r\n\x0b\x1c\u{2028}\u{2029}\u{1680}\u{205f}\u{202f}\u{200a}\u{a0}\u{3000}\u{2000}\u{85}\u{e2}\u{2029}x\u{2060}\u{1681}\u{2030}\u{10f800}\u{10ffff}\u{130}\u{131}\u{17f}\u{212a}\u{e9}\u{65e5}\u{200b}\u{feff}.-/1"
             .chars()
             .collect();
         let ascii: Vec<char> = alphabet.iter().copied().filter(char::is_ascii).collect();
@@ -365,24 +463,34 @@ mod tests {
         for round in 0..4000 {
             let set = if round % 2 == 0 { &alphabet } else { &ascii };
             let len = (next() % 40) as usize;
-            let line: String = (0..len)
+            let payload: String = (0..len)
                 .map(|_| set[(next() % set.len() as u64) as usize])
                 .collect();
-            let (got, n) = normalize_line(&line);
-            let want = oracle(&line);
-            assert_eq!(String::from_utf8(got).unwrap(), want, "{line:?}");
-            assert_eq!(n, want.chars().count(), "{line:?}");
-            if line.is_ascii() {
-                let mut l = Lines::default();
-                l.add_payload(&line);
-                let fast: Vec<&[u8]> = (0..l.len()).map(|i| l.get(i)).collect();
-                let expect: Vec<&[u8]> = if n >= 8 {
-                    vec![want.as_bytes()]
-                } else {
-                    vec![]
-                };
-                assert_eq!(fast, expect, "{line:?}");
-            }
+            // The pipeline: splitlines, normalize, keep >= 8 code points.
+            let mut l = Lines::default();
+            l.add_payload(&payload);
+            let got: Vec<&[u8]> = (0..l.len()).map(|i| l.get(i)).collect();
+            // Kept by length with stand-ins counted, then encoded without them.
+            let drop = |w: String| -> String {
+                w.chars()
+                    .filter(|&c| !crate::digest::text::is_surrogate_stand_in(c))
+                    .collect()
+            };
+            let want: Vec<String> = crate::digest::text::py_splitlines(&payload)
+                .map(oracle)
+                .filter(|n| n.chars().count() >= 8)
+                .map(drop)
+                .collect();
+            let want: Vec<&[u8]> = want.iter().map(|w| w.as_bytes()).collect();
+            assert_eq!(got, want, "{payload:?}");
+            // One boundary-free line through normalize_line.
+            let line = crate::digest::text::py_splitlines(&payload)
+                .next()
+                .unwrap_or("");
+            let (bytes, n) = normalize_line(line);
+            let w = oracle(line);
+            assert_eq!(n, w.chars().count(), "{line:?}");
+            assert_eq!(String::from_utf8(bytes).unwrap(), drop(w), "{line:?}");
         }
     }
 }

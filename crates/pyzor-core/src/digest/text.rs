@@ -39,9 +39,40 @@ pub fn py_isspace(c: char) -> bool {
     )
 }
 
-/// Python `str.strip()` with no argument.
+/// Python `str.strip()` with no argument. Byte tests for ASCII edges,
+/// [`py_isspace`] on decoded characters otherwise.
 pub fn py_strip(s: &str) -> &str {
-    s.trim_matches(py_isspace)
+    let b = s.as_bytes();
+    let ascii_space = |c: u8| matches!(c, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0x1c..=0x1f | b' ');
+    let mut start = 0;
+    while start < b.len() {
+        if b[start] < 0x80 {
+            if !ascii_space(b[start]) {
+                break;
+            }
+            start += 1;
+        } else {
+            match s[start..].chars().next() {
+                Some(c) if py_isspace(c) => start += c.len_utf8(),
+                _ => break,
+            }
+        }
+    }
+    let mut end = b.len();
+    while end > start {
+        if b[end - 1] < 0x80 {
+            if !ascii_space(b[end - 1]) {
+                break;
+            }
+            end -= 1;
+        } else {
+            match s[start..end].chars().next_back() {
+                Some(c) if py_isspace(c) => end -= c.len_utf8(),
+                _ => break,
+            }
+        }
+    }
+    &s[start..end]
 }
 
 /// Python `str.splitlines()` boundaries (digest-spec.md D.1): `\r\n` is one
@@ -145,5 +176,18 @@ mod tests {
     #[test]
     fn strip_uses_python_whitespace() {
         assert_eq!(py_strip("\x1f\u{a0} x \x1c"), "x");
+        for s in [
+            "",
+            " ",
+            "\u{3000}",
+            "a",
+            " a\u{2028}",
+            "\u{85}é\u{a0}",
+            "é",
+            " \u{200b} ",
+            "x\u{1680}y\u{205f}",
+        ] {
+            assert_eq!(py_strip(s), s.trim_matches(py_isspace), "{s:?}");
+        }
     }
 }

@@ -7,13 +7,44 @@
 
 use std::borrow::Cow;
 
-/// Which decoder `get_payload(decode=True)` applies for a
-/// Content-Transfer-Encoding value. The value is `str(header).lower()` with
-/// **no strip**: `base64 ` or a folded value is not base64 (spec §C.1, J.8).
-pub fn decode_payload<'a>(cte: Option<&str>, payload: Cow<'a, [u8]>) -> Cow<'a, [u8]> {
-    match cte.unwrap_or("") {
-        "quoted-printable" => Cow::Owned(a2b_qp(&payload)),
-        "base64" => {
+/// The decoders `get_payload(decode=True)` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cte {
+    /// `quoted-printable`
+    QuotedPrintable,
+    /// `base64`
+    Base64,
+    /// `x-uuencode`, `uuencode`, `uue`, `x-uue`
+    Uuencode,
+    /// Anything else: no decoding.
+    Other,
+}
+
+impl Cte {
+    /// Python compares `str(header).lower()` with the names, with **no
+    /// strip**: `base64 ` or a folded value is not base64 (spec §C.1, J.8).
+    /// `str()` turns each 8-bit byte into U+FFFD, which never matches, so an
+    /// ASCII case-insensitive comparison of the raw bytes is exact.
+    pub fn from_header(raw: &[u8]) -> Cte {
+        let is = |name: &str| raw.eq_ignore_ascii_case(name.as_bytes());
+        if is("quoted-printable") {
+            Cte::QuotedPrintable
+        } else if is("base64") {
+            Cte::Base64
+        } else if is("x-uuencode") || is("uuencode") || is("uue") || is("x-uue") {
+            Cte::Uuencode
+        } else {
+            Cte::Other
+        }
+    }
+}
+
+/// `get_payload(decode=True)` for a string payload: the decoder for the
+/// Content-Transfer-Encoding (`None` when the header is absent).
+pub fn decode_payload(cte: Option<Cte>, payload: Cow<'_, [u8]>) -> Cow<'_, [u8]> {
+    match cte.unwrap_or(Cte::Other) {
+        Cte::QuotedPrintable => Cow::Owned(a2b_qp(&payload)),
+        Cte::Base64 => {
             let joined = bytes_splitlines_join(&payload);
             match decode_b(&joined) {
                 Some(v) => Cow::Owned(v),
@@ -21,11 +52,11 @@ pub fn decode_payload<'a>(cte: Option<&str>, payload: Cow<'a, [u8]>) -> Cow<'a, 
                 None => Cow::Owned(joined),
             }
         }
-        "x-uuencode" | "uuencode" | "uue" | "x-uue" => match decode_uu(&payload) {
+        Cte::Uuencode => match decode_uu(&payload) {
             Some(v) => Cow::Owned(v),
             None => payload,
         },
-        _ => payload,
+        Cte::Other => payload,
     }
 }
 
@@ -120,6 +151,37 @@ fn a2b_base64(s: &[u8], strict: bool, out: &mut Vec<u8>) -> Option<()> {
     (quad == 0).then_some(())
 }
 
+/// `a2b_base64(s, strict_mode=True)` for `s.len() % 4 == 0`, four
+/// characters at a time: every quad but the last must be four alphabet
+/// characters (then the strict and lenient state is back to its start), the
+/// last quad goes through [`a2b_base64`]. Anything else (a `=` or another
+/// byte early on) is handed to [`a2b_base64`] from the start, so the result
+/// is always exactly `a2b_base64(s, true)`.
+fn a2b_base64_strict_fast(s: &[u8], out: &mut Vec<u8>) -> Option<()> {
+    if s.len() % 4 != 0 || s.is_empty() {
+        return a2b_base64(s, true, out);
+    }
+    out.clear();
+    let (body, last) = s.split_at(s.len() - 4);
+    for q in body.chunks_exact(4) {
+        let (a, b, c, d) = (
+            B64_TABLE[q[0] as usize],
+            B64_TABLE[q[1] as usize],
+            B64_TABLE[q[2] as usize],
+            B64_TABLE[q[3] as usize],
+        );
+        // Valid values are below 64; B64_INVALID (and '=') sets the top bits.
+        if (a | b | c | d) & 0xC0 != 0 {
+            return a2b_base64(s, true, out);
+        }
+        out.extend_from_slice(&[(a << 2) | (b >> 4), (b << 4) | (c >> 2), (c << 6) | d]);
+    }
+    let mut tail = Vec::with_capacity(3);
+    a2b_base64(last, true, &mut tail)?;
+    out.extend_from_slice(&tail);
+    Some(())
+}
+
 /// `email._encoded_words.decode_b` (spec §C.1.1): strict with the missing
 /// padding appended, then lenient, then lenient with `==`; `None` when all
 /// three fail (the caller then keeps the encoded text).
@@ -134,7 +196,7 @@ pub fn decode_b(encoded: &[u8]) -> Option<Vec<u8>> {
         padded.extend_from_slice(&b"==="[..4 - pad]);
         &padded
     };
-    if a2b_base64(first, true, &mut out).is_some() {
+    if a2b_base64_strict_fast(first, &mut out).is_some() {
         return Some(out);
     }
     if a2b_base64(encoded, false, &mut out).is_some() {
@@ -349,6 +411,47 @@ mod tests {
     }
 
     #[test]
+    fn strict_fast_path_equals_strict() {
+        let cases: [&[u8]; 9] = [
+            b"QUJD",
+            b"QUJDRA==",
+            b"QUJDREU=",
+            b"=QUJ",
+            b"QU=D",
+            b"QUJD\n===",
+            b"QUJDQUJD",
+            b"QU JDQUJD",
+            b"QUJD====",
+        ];
+        let mut x: u32 = 12345;
+        let alphabet = b"AQgw+/=== \n-";
+        let random: Vec<Vec<u8>> = (0..3000)
+            .map(|_| {
+                let len = 4 * (1 + (x % 5) as usize);
+                (0..len)
+                    .map(|_| {
+                        x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                        alphabet[(x >> 16) as usize % alphabet.len()]
+                    })
+                    .collect()
+            })
+            .collect();
+        for c in cases
+            .iter()
+            .copied()
+            .chain(random.iter().map(Vec::as_slice))
+        {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            let ra = a2b_base64_strict_fast(c, &mut a);
+            let rb = a2b_base64(c, true, &mut b);
+            assert_eq!(ra.is_some(), rb.is_some(), "{c:?}");
+            if ra.is_some() {
+                assert_eq!(a, b, "{c:?}");
+            }
+        }
+    }
+
+    #[test]
     fn qp_quirks() {
         assert_eq!(a2b_qp(b"a=\nb"), b"ab");
         assert_eq!(a2b_qp(b"a=\rxx\nb"), b"ab");
@@ -372,7 +475,15 @@ mod tests {
     #[test]
     fn cte_is_not_stripped() {
         let p = Cow::Borrowed(&b"QUJD"[..]);
-        assert_eq!(&*decode_payload(Some("base64"), p.clone()), b"ABC");
-        assert_eq!(&*decode_payload(Some("base64 "), p), b"QUJD");
+        let b64 = Cte::from_header(b"BASE64");
+        assert_eq!(&*decode_payload(Some(b64), p.clone()), b"ABC");
+        assert_eq!(
+            &*decode_payload(Some(Cte::from_header(b"base64 ")), p.clone()),
+            b"QUJD"
+        );
+        assert_eq!(
+            &*decode_payload(Some(Cte::from_header(b"base64\xe9")), p),
+            b"QUJD"
+        );
     }
 }

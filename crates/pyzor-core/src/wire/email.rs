@@ -91,20 +91,23 @@ impl Headers {
     }
 
     /// Parse `buf` (which must be shorter than 4 GiB), replacing the
-    /// previous contents.
+    /// previous contents. One pass over the lines: `feedparser._parsegen`
+    /// (where the header block ends) and `_parse_headers` (what each header
+    /// line means) together.
     pub fn parse(&mut self, buf: &[u8]) {
         self.fields.clear();
         self.body_prefix = None;
         self.body_start = None;
         self.len = buf.len() as u32;
 
-        // Pass 1 (feedparser._parsegen): find where the header lines end.
+        let mut current: Option<(usize, usize, usize)> = None; // (line start, colon, end)
         let mut pos = 0usize;
-        let mut header_end = buf.len();
+        let mut lineno = 0usize;
         while let Some((s, e)) = next_line(buf, pos) {
             let line = &buf[s..e];
             if !is_header_line(line) {
-                header_end = s;
+                // End of the headers: a blank line is consumed, any other
+                // line starts the body.
                 let blank = matches!(line.first(), Some(b'\r' | b'\n'));
                 let body = if blank { e } else { s };
                 if body < buf.len() {
@@ -113,21 +116,10 @@ impl Headers {
                 break;
             }
             pos = e;
-        }
-
-        // Pass 2 (feedparser._parse_headers).
-        let mut current: Option<(usize, usize, usize)> = None; // (line start, colon, end)
-        let mut pos = 0usize;
-        let mut lineno = 0usize;
-        while let Some((s, e)) = next_line(buf, pos) {
-            if s >= header_end {
-                break;
-            }
-            pos = e;
-            let line = &buf[s..e];
             let this = lineno;
             lineno += 1;
             if matches!(line[0], b' ' | b'\t') {
+                // Continuation (dropped when there is no header yet).
                 if let Some(cur) = current.as_mut() {
                     cur.2 = e;
                 }
@@ -137,22 +129,18 @@ impl Headers {
                 self.push(buf, cur);
             }
             if line.starts_with(b"From ") {
-                if this == 0 {
-                    continue;
-                }
-                let is_last = next_line(buf, e).is_none_or(|(s2, _)| s2 >= header_end);
-                if is_last {
+                // Unix-from as first line: skipped. As the last header
+                // line: pushed back into the body. Elsewhere: dropped.
+                let is_last =
+                    next_line(buf, e).is_none_or(|(s2, e2)| !is_header_line(&buf[s2..e2]));
+                if this > 0 && is_last {
                     self.body_prefix = Some(s as u32..e as u32);
-                    if self.body_start.is_none() && header_end < buf.len() {
-                        self.body_start = Some(header_end as u32);
-                    }
-                    break;
                 }
                 continue;
             }
             let colon = line.iter().position(|&c| c == b':').unwrap_or(0);
             if colon == 0 {
-                continue;
+                continue; // ":value" — missing header name, dropped
             }
             current = Some((s, s + colon, e));
         }

@@ -82,19 +82,18 @@ impl Parsed {
 /// wire-protocol.md §3.1 (legacy clients): `packet.replace(b"\n\n", b"\n")
 /// + b"\n"` — all non-overlapping pairs, left to right.
 fn legacy_rewrite(d: &[u8], out: &mut Vec<u8>) {
+    let mut start = 0;
     let mut i = 0;
-    while i < d.len() {
-        match d[i..].windows(2).position(|w| w == b"\n\n") {
-            Some(p) => {
-                out.extend_from_slice(&d[i..i + p + 1]);
-                i += p + 2;
-            }
-            None => {
-                out.extend_from_slice(&d[i..]);
-                break;
-            }
+    while i + 1 < d.len() {
+        if d[i] == b'\n' && d[i + 1] == b'\n' {
+            out.extend_from_slice(&d[start..=i]);
+            i += 2;
+            start = i;
+        } else {
+            i += 1;
         }
     }
+    out.extend_from_slice(&d[start..]);
     out.push(b'\n');
 }
 

@@ -1,0 +1,450 @@
+//! Outages and crashes at the pyzord level.
+//!
+//! * A private Redis (append-only, `appendfsync always`) and a private
+//!   MariaDB under our pyzord are killed with SIGKILL in the middle of a
+//!   report load and started again on the same data: pyzord keeps
+//!   answering (500 `Internal Server Error: Database temporarily
+//!   unavailable.` meanwhile), never
+//!   dies, recovers without a restart, and every report it acknowledged
+//!   with a 200 is counted.
+//! * lmdb: reports acknowledged by pyzord survive `kill -9` of pyzord at
+//!   random points, over 200 acknowledged reports.
+//!
+//! Every load loop is bounded in count and time; every process started
+//! here is killed by a guard even when an assertion fails.
+
+mod common;
+mod mixed_support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::Proc;
+use mixed_support::*;
+use rand::{Rng, SeedableRng};
+
+const DIGESTS: usize = 20;
+/// The reference's Diag for a database error: `Internal Server Error: ` +
+/// the exception text (wire-protocol.md §4.1, step 7 of §4).
+const UNAVAILABLE: &str = "Internal Server Error: Database temporarily unavailable.";
+
+fn load_digest(i: usize) -> String {
+    format!("{:040x}", 0xdead_0000_u64 + i as u64)
+}
+
+/// What one digest's reports got.
+#[derive(Default, Debug, Clone, Copy)]
+struct Tally {
+    /// 200 answers.
+    acked: i64,
+    /// 500 answers (the increment may or may not have been applied).
+    failed: i64,
+    /// No answer within the wait (in flight).
+    silent: i64,
+}
+
+#[derive(Default, Debug)]
+struct Load {
+    per: BTreeMap<String, Tally>,
+    ok: u64,
+    unavailable: u64,
+    silent: u64,
+    ok_after_restart: u64,
+    /// Replies that are neither 200 nor the documented 500 (should stay empty).
+    odd: Vec<String>,
+}
+
+/// Report the load digests round-robin through pyzord on `port` for `secs`
+/// (at most 50 000 requests, each waiting ≤ 3 s for its answer); call
+/// `outage` a third of the way in. Asserts that pyzord is still running
+/// when the load ends.
+fn drive(port: u16, secs: u64, pyzord: &mut Proc, outage: impl FnOnce() + Send) -> Load {
+    let restarted = Arc::new(AtomicBool::new(false));
+    let stop = Instant::now() + Duration::from_secs(secs);
+    let r2 = restarted.clone();
+    std::thread::scope(|s| {
+        let h = s.spawn(move || {
+            let mut res = Load::default();
+            for i in 0..50_000u32 {
+                if Instant::now() >= stop {
+                    break;
+                }
+                let d = load_digest(i as usize % DIGESTS);
+                let t = res.per.entry(d.clone()).or_default();
+                match request(port, "report", &d, i, Duration::from_secs(3)) {
+                    None => {
+                        t.silent += 1;
+                        res.silent += 1;
+                    }
+                    Some(r) if reply_code(&r) == 200 => {
+                        t.acked += 1;
+                        res.ok += 1;
+                        if r2.load(Ordering::SeqCst) {
+                            res.ok_after_restart += 1;
+                        }
+                    }
+                    Some(r) => {
+                        t.failed += 1;
+                        let text = String::from_utf8_lossy(&r).into_owned();
+                        if reply_code(&r) == 500 && text.contains(&format!("Diag: {UNAVAILABLE}\n"))
+                        {
+                            res.unavailable += 1;
+                        } else if res.odd.len() < 10 {
+                            res.odd.push(text);
+                        }
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            }
+            res
+        });
+        std::thread::sleep(Duration::from_secs(secs / 3));
+        outage();
+        restarted.store(true, Ordering::SeqCst);
+        let res = h.join().unwrap();
+        assert!(
+            pyzord.child.try_wait().unwrap().is_none(),
+            "pyzord died during the outage"
+        );
+        res
+    })
+}
+
+/// Wait (≤ 30 s) until pyzord answers a check with 200 again.
+fn wait_recovered(port: u16) {
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(30) {
+        if let Some(r) = request(port, "check", &load_digest(0), 7, Duration::from_secs(2)) {
+            if reply_code(&r) == 200 {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("pyzord did not recover within 30 s of the database coming back");
+}
+
+/// Every acknowledged report is counted; nothing beyond the reports that
+/// may have been applied (500 or unanswered) is: acked ≤ count ≤ acked +
+/// failed + silent, so count = acked when nothing was in doubt.
+/// Returns how many counted reports had not been acknowledged.
+fn assert_counts(load: &Load, stored: impl Fn(&str) -> i64) -> i64 {
+    let mut extra = 0;
+    for (d, t) in &load.per {
+        let got = stored(d);
+        assert!(
+            t.acked <= got && got <= t.acked + t.failed + t.silent,
+            "{d}: {t:?} but {got} stored"
+        );
+        extra += got - t.acked;
+    }
+    extra
+}
+
+fn assert_load_sane(what: &str, load: &Load) {
+    eprintln!(
+        "{what}: {} acknowledged, {} x 500 unavailable, {} unanswered, {} acknowledged after the restart",
+        load.ok, load.unavailable, load.silent, load.ok_after_restart
+    );
+    assert!(
+        load.odd.is_empty(),
+        "replies other than 200 / 500 {UNAVAILABLE:?}: {:?}",
+        load.odd
+    );
+    assert!(
+        load.unavailable > 0,
+        "the outage was answered with 500s: {load:?}"
+    );
+    assert!(
+        load.ok_after_restart > 0,
+        "pyzord recovered without a restart: {load:?}"
+    );
+}
+
+#[test]
+fn redis_killed_under_pyzord_load_loses_no_acknowledged_report() {
+    let test = "redis_killed_under_pyzord_load_loses_no_acknowledged_report";
+    if !have_program("redis-server") || !have_program("redis-cli") {
+        pyzor_testkit::skip(test, "redis-server / redis-cli are not installed");
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let rport = free_tcp_port();
+    let start_redis = |dir: &Path| {
+        let c = Command::new("redis-server")
+            .args(["--port", &rport.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        let g = Guard(c);
+        assert!(
+            wait_tcp(rport, Duration::from_secs(20)),
+            "private redis-server did not start"
+        );
+        g
+    };
+    let redis = std::sync::Mutex::new(Some(start_redis(data.path())));
+    let home = pyzor_testkit::temp_home();
+    let dsn = format!("127.0.0.1,{rport},,0");
+    let mut srv = start_pyzord(
+        Impl::Rust,
+        None,
+        home.path(),
+        &["-e", "redis", "--dsn", &dsn],
+        &[],
+    );
+    let port = srv.port;
+    let load = drive(port, 9, &mut srv, || {
+        // kill -9 mid-load, down for a second, back on the same AOF and port
+        redis.lock().unwrap().take().unwrap().kill_9();
+        std::thread::sleep(Duration::from_secs(1));
+        *redis.lock().unwrap() = Some(start_redis(data.path()));
+    });
+    wait_recovered(port);
+    assert_load_sane("redis outage under pyzord", &load);
+    let extra = assert_counts(&load, |d| {
+        let v = redis_cli(
+            rport,
+            0,
+            &["HGET", &format!("pyzord.digest_v1.{d}"), "r_count"],
+        );
+        let in_redis: i64 = if v.is_empty() { 0 } else { v.parse().unwrap() };
+        assert_eq!(
+            check(port, d).0,
+            in_redis,
+            "pyzord's check agrees with Redis for {d}"
+        );
+        in_redis
+    });
+    eprintln!("redis outage under pyzord: {extra} reports answered 500 were counted anyway");
+    assert!(srv.child.try_wait().unwrap().is_none(), "pyzord still runs");
+    assert_eq!(srv.stop(), Some(0));
+}
+
+/// A private MariaDB in a temp dir (killed by its guard).
+struct PrivateMariadb {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl PrivateMariadb {
+    fn install(test: &str) -> Option<PrivateMariadb> {
+        let mariadbd = Path::new("/usr/sbin/mariadbd");
+        if !mariadbd.is_file() || !have_program("mariadb-install-db") || !have_program("mysql") {
+            pyzor_testkit::skip(
+                test,
+                "mariadbd / mariadb-install-db / mysql are not installed",
+            );
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let (ok, out) = run_bounded(
+            Command::new("mariadb-install-db")
+                .arg("--no-defaults")
+                .arg(format!("--datadir={}", dir.path().join("data").display()))
+                .args([
+                    "--user=root",
+                    "--auth-root-authentication-method=normal",
+                    "--skip-test-db",
+                ]),
+            Duration::from_secs(180),
+        );
+        assert!(ok, "mariadb-install-db failed: {out}");
+        Some(PrivateMariadb {
+            dir,
+            port: free_tcp_port(),
+        })
+    }
+
+    fn start(&self) -> Guard {
+        let d = self.dir.path();
+        let c = Command::new("/usr/sbin/mariadbd")
+            .arg("--no-defaults")
+            .arg(format!("--datadir={}", d.join("data").display()))
+            .arg(format!("--socket={}", d.join("sock").display()))
+            .arg(format!("--pid-file={}", d.join("pid").display()))
+            .args([
+                "--user=root",
+                "--bind-address=127.0.0.1",
+                "--skip-grant-tables",
+            ])
+            .args([
+                "--innodb-buffer-pool-size=32M",
+                "--innodb-flush-log-at-trx-commit=1",
+            ])
+            .arg(format!("--port={}", self.port))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn mariadbd");
+        let g = Guard(c);
+        assert!(
+            wait_tcp(self.port, Duration::from_secs(60)),
+            "private mariadbd did not start within 60 s"
+        );
+        g
+    }
+
+    fn sql(&self, sql: &str) -> String {
+        let (ok, out) = run_bounded(
+            Command::new("mysql")
+                .args(["--protocol=TCP", "-h127.0.0.1", "-uroot", "-N", "-B"])
+                .arg(format!("-P{}", self.port))
+                .args(["-e", sql]),
+            Duration::from_secs(30),
+        );
+        assert!(ok, "{sql}: {out}");
+        out.trim().to_string()
+    }
+}
+
+#[test]
+fn mariadb_killed_under_pyzord_load_loses_no_acknowledged_report() {
+    let test = "mariadb_killed_under_pyzord_load_loses_no_acknowledged_report";
+    let Some(db) = PrivateMariadb::install(test) else {
+        return;
+    };
+    let server = std::sync::Mutex::new(Some(db.start()));
+    db.sql("CREATE DATABASE pyzor");
+    let home = pyzor_testkit::temp_home();
+    let dsn = format!("127.0.0.1:{},root,,pyzor,digests", db.port);
+    let mut srv = start_pyzord(
+        Impl::Rust,
+        None,
+        home.path(),
+        &["-e", "mysql", "--dsn", &dsn],
+        &[],
+    );
+    let port = srv.port;
+    let load = drive(port, 15, &mut srv, || {
+        server.lock().unwrap().take().unwrap().kill_9();
+        std::thread::sleep(Duration::from_secs(1));
+        *server.lock().unwrap() = Some(db.start());
+    });
+    wait_recovered(port);
+    assert_load_sane("mariadb outage under pyzord", &load);
+    let extra = assert_counts(&load, |d| {
+        let v = db.sql(&format!(
+            "SELECT r_count FROM pyzor.digests WHERE digest = '{d}'"
+        ));
+        let in_db: i64 = if v.is_empty() { 0 } else { v.parse().unwrap() };
+        assert_eq!(
+            check(port, d).0,
+            in_db,
+            "pyzord's check agrees with MariaDB for {d}"
+        );
+        in_db
+    });
+    eprintln!("mariadb outage under pyzord: {extra} reports answered 500 were counted anyway");
+    assert!(srv.child.try_wait().unwrap().is_none(), "pyzord still runs");
+    assert_eq!(srv.stop(), Some(0));
+}
+
+#[test]
+fn lmdb_acknowledged_reports_survive_kill_9_of_pyzord_at_random_points() {
+    const TOTAL: i64 = 200;
+    let seed = now() as u64;
+    eprintln!("lmdb kill -9 durability: seed {seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let home = pyzor_testkit::temp_home();
+    let args = ["-e", "lmdb"];
+    let mut per: BTreeMap<String, Tally> = BTreeMap::new();
+    let (mut acked, mut kills) = (0i64, 0u32);
+    let t0 = Instant::now();
+    let mut n = 0u32;
+    while acked < TOTAL && t0.elapsed() < Duration::from_secs(180) {
+        let mut srv = start_pyzord(Impl::Rust, None, home.path(), &args, &[]);
+        let life = rng.random_range(1..=30);
+        for _ in 0..life {
+            if acked == TOTAL {
+                break;
+            }
+            let d = load_digest(n as usize % 4);
+            n += 1;
+            let r = request(srv.port, "report", &d, n, Duration::from_secs(5))
+                .unwrap_or_else(|| panic!("no answer to report {n}"));
+            assert_eq!(reply_code(&r), 200, "{}", String::from_utf8_lossy(&r));
+            per.entry(d).or_default().acked += 1;
+            acked += 1;
+        }
+        // Half the time one more report is in flight when the kill lands.
+        if rng.random_bool(0.5) {
+            let d = load_digest(n as usize % 4);
+            n += 1;
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.send_to(
+                format!("Op: report\nOp-Digest: {d}\nThread: {n}\nPV: 2.1\n\n").as_bytes(),
+                ("127.0.0.1", srv.port),
+            )
+            .unwrap();
+            per.entry(d).or_default().silent += 1;
+        }
+        kill_9(&mut srv);
+        kills += 1;
+        // Right after each kill: everything acknowledged so far is there.
+        let srv = start_pyzord(Impl::Rust, None, home.path(), &args, &[]);
+        for (d, t) in &per {
+            let got = check(srv.port, d).0;
+            assert!(
+                t.acked <= got && got <= t.acked + t.silent,
+                "after kill {kills}: {d}: {t:?} but {got} counted"
+            );
+        }
+        let mut srv = srv;
+        kill_9(&mut srv);
+        kills += 1;
+    }
+    assert_eq!(acked, TOTAL, "200 acknowledged reports within 180 s");
+    let srv = start_pyzord(Impl::Rust, None, home.path(), &args, &[]);
+    let total: i64 = per.keys().map(|d| check(srv.port, d).0).sum();
+    let in_flight: i64 = per.values().map(|t| t.silent).sum();
+    eprintln!("lmdb: {acked} acknowledged reports, {kills} kill -9, {in_flight} in flight at a kill, {total} counted");
+    assert!(TOTAL <= total && total <= TOTAL + in_flight);
+    assert_eq!(srv.stop(), Some(0));
+}
+
+#[test]
+fn pyzord_exits_with_a_message_when_redis_is_down_at_start() {
+    // Like the reference (its start-up KEYS call raises ConnectionError),
+    // ours does not start without its database; it must say why and exit
+    // promptly rather than hang, so a supervisor can restart it.
+    let home = pyzor_testkit::temp_home();
+    let dead = free_tcp_port(); // nothing listens there
+    let port = pyzor_testkit::free_udp_port();
+    let dsn = format!("127.0.0.1,{dead},,0");
+    let args = ["-e", "redis", "--dsn", dsn.as_str()];
+    let child = spawn_pyzord(Impl::Rust, None, home.path(), port, &args, &[], "start.log");
+    let mut p = Proc { child, port };
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(st) = p.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "pyzord neither served nor exited within 30 s with Redis down"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let log = std::fs::read_to_string(home.path().join("start.log")).unwrap();
+    assert!(!status.success(), "exit status {status}: {log}");
+    assert!(
+        log.contains("redis") && log.contains(&dead.to_string()),
+        "the message names the engine and DSN: {log}"
+    );
+}

@@ -1,0 +1,187 @@
+//! The batch processor without sockets: one engine call per batch, engine
+//! errors answer only the requests that needed the engine, and the check
+//! path does not allocate per request (counted with a global allocator).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use pyzor_core::auth::{Accounts, Acl};
+use pyzor_core::{Record, Timestamp};
+use pyzor_server::memengine::MemoryEngine;
+use pyzor_server::metrics::Metrics;
+use pyzor_server::rules::{RuleSet, Rules};
+use pyzor_server::worker::{Processor, Shared};
+use pyzor_store::{Engine, Op, RecordIter, StoreError};
+
+struct Counting;
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    /// Count only on the measuring test's thread (tests run in parallel).
+    static COUNT_ON: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+fn counting() -> bool {
+    COUNT_ON.try_with(|c| c.get()).unwrap_or(false)
+}
+
+// SAFETY: forwards to the system allocator; only counts.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        if counting() {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        if counting() {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+        }
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+/// An engine that records the batches it gets and can be told to fail.
+struct Probe {
+    inner: MemoryEngine,
+    fail: AtomicBool,
+    batches: Mutex<Vec<usize>>,
+}
+
+impl Engine for Probe {
+    fn name(&self) -> &'static str {
+        "probe"
+    }
+    fn execute(
+        &self,
+        ops: &[Op<'_>],
+        now: Timestamp,
+        out: &mut Vec<Option<Record>>,
+    ) -> pyzor_store::Result<()> {
+        if let Ok(mut b) = self.batches.try_lock() {
+            if b.capacity() > b.len() {
+                b.push(ops.len());
+            }
+        }
+        if self.fail.load(Ordering::Relaxed) {
+            return Err(StoreError::Unavailable("probe says no".into()));
+        }
+        self.inner.execute(ops, now, out)
+    }
+    fn put_many(&self, r: &[(Vec<u8>, Record)]) -> pyzor_store::Result<()> {
+        self.inner.put_many(r)
+    }
+    fn delete_many(&self, d: &[Vec<u8>]) -> pyzor_store::Result<()> {
+        self.inner.delete_many(d)
+    }
+    fn scan(&self) -> pyzor_store::Result<RecordIter<'_>> {
+        self.inner.scan()
+    }
+    fn expire(&self, c: Timestamp) -> pyzor_store::Result<u64> {
+        self.inner.expire(c)
+    }
+    fn flush(&self) -> pyzor_store::Result<()> {
+        Ok(())
+    }
+}
+
+fn shared(engine: Arc<Probe>) -> Shared {
+    Shared {
+        engine,
+        rules: Arc::new(RuleSet::fixed(Rules {
+            accounts: Accounts::default(),
+            acl: Acl::reference_default(),
+        })),
+        metrics: Arc::new(Metrics::default()),
+        logs: None,
+        forward: None,
+        stop: Arc::new(AtomicBool::new(false)),
+    }
+}
+
+fn probe() -> Arc<Probe> {
+    Arc::new(Probe {
+        inner: MemoryEngine::new(),
+        fail: AtomicBool::new(false),
+        batches: Mutex::new(Vec::with_capacity(100)),
+    })
+}
+
+#[test]
+fn one_engine_batch_and_errors_only_for_engine_requests() {
+    let engine = probe();
+    let sh = shared(Arc::clone(&engine));
+    let mut p = Processor::new(&sh);
+    let reqs: Vec<Vec<u8>> = vec![
+        b"Op: report\nOp-Digest: a\nOp-Digest: b\nThread: 1\nPV: 2.1\n\n".to_vec(),
+        b"Op: ping\nThread: 2\nPV: 2.1\n\n".to_vec(),
+        b"Op: check\nOp-Digest: a\nThread: 3\nPV: 2.1\n\n".to_vec(),
+        b"Op: info\nOp-Digest: b\nThread: 4\nPV: 2.1\n\n".to_vec(),
+        b"garbage".to_vec(),
+    ];
+    let mut replies = vec![Vec::new(); reqs.len()];
+    p.process(&sh, reqs.len(), |i| (&reqs[i][..], None), &mut replies);
+    assert_eq!(
+        *engine.batches.lock().unwrap(),
+        vec![4],
+        "one engine call: 2 reports, 1 check, 1 info"
+    );
+    assert_eq!(replies[0], b"Code: 200\nDiag: OK\nPV: 2.1\nThread: 1\n\n");
+    assert_eq!(
+        replies[2], b"Code: 200\nDiag: OK\nPV: 2.1\nThread: 3\nCount: 1\nWL-Count: 0\n\n",
+        "check sees the report of the same batch"
+    );
+    assert!(replies[4].starts_with(b"Code: 400\n"));
+
+    engine.fail.store(true, Ordering::Relaxed);
+    p.process(&sh, reqs.len(), |i| (&reqs[i][..], None), &mut replies);
+    let e = b"Code: 500\nDiag: Internal Server Error: Database temporarily unavailable.\nPV: 2.1\nThread: 1\n\n";
+    assert_eq!(replies[0], e);
+    assert!(replies[2].starts_with(b"Code: 500\n") && replies[3].starts_with(b"Code: 500\n"));
+    assert_eq!(
+        replies[1], b"Code: 200\nDiag: OK\nPV: 2.1\nThread: 2\n\n",
+        "ping needs no engine"
+    );
+    assert_eq!(sh.metrics.engine_errors.load(Ordering::Relaxed), 1);
+    engine.fail.store(false, Ordering::Relaxed);
+    p.process(&sh, 3, |i| (&reqs[i][..], None), &mut replies);
+    assert_eq!(
+        replies[2], b"Code: 200\nDiag: OK\nPV: 2.1\nThread: 3\nCount: 2\nWL-Count: 0\n\n",
+        "the failed batch stored nothing"
+    );
+}
+
+#[test]
+fn check_path_allocates_per_batch_not_per_request() {
+    let engine = probe();
+    let sh = shared(Arc::clone(&engine));
+    let mut p = Processor::new(&sh);
+    let reqs: Vec<Vec<u8>> = (0..32)
+        .map(|i| format!("Op: check\nOp-Digest: {:040x}\nThread: {}\nPV: 2.1\nUser: anonymous\nTime: 1\nSig: x\n\n", i, 1024 + i).into_bytes())
+        .collect();
+    let mut replies: Vec<Vec<u8>> = (0..32).map(|_| Vec::with_capacity(512)).collect();
+    // Warm up (buffers grow once).
+    for _ in 0..3 {
+        p.process(&sh, 32, |i| (&reqs[i][..], None), &mut replies);
+    }
+    ALLOCS.store(0, Ordering::Relaxed);
+    COUNT_ON.with(|c| c.set(true));
+    for _ in 0..100 {
+        p.process(&sh, 32, |i| (&reqs[i][..], None), &mut replies);
+    }
+    COUNT_ON.with(|c| c.set(false));
+    let allocs = ALLOCS.load(Ordering::Relaxed);
+    assert!(replies[31].starts_with(b"Code: 200\n"));
+    // The only allocation is the batch's operation list (one per batch).
+    eprintln!("{allocs} allocations for 100 batches of 32 checks");
+    assert!(
+        allocs <= 100,
+        "{allocs} allocations for 100 batches of 32 checks"
+    );
+}
