@@ -42,10 +42,16 @@ SIGNED_USER = "bench"
 SIGNED_KEY = "5f1d0e3c7a9b2468ace13579bdf02468ace13579"
 
 STARTED = []  # Popen objects we started; only these are ever signalled
+SKIPPED = []  # "what: why" lines, repeated in the report
 
 
 def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def skipped(what, why):
+    log(f"SKIPPED: {what}: {why}")
+    SKIPPED.append(f"{what}: {why.splitlines()[0] if why else ''}")
 
 
 def die(msg):
@@ -254,7 +260,9 @@ class Server:
             except OSError:
                 pass
             stop(self.proc)
-            raise RuntimeError(f"{self.name} did not answer on port {self.port}; log tail:\n{tail}")
+            lines = [l for l in tail.splitlines() if l.strip()]
+            raise RuntimeError(f"did not answer on port {self.port}; server log: "
+                               f"{lines[0] if lines else '(empty)'}\n{tail}")
 
     def stop(self):
         if self.proc:
@@ -471,9 +479,9 @@ def main():
     have_ours = os.path.isfile(pyzord)
     have_ref = os.path.isfile(ref_pyzord)
     if not have_ours:
-        log(f"SKIPPED: our pyzord: {pyzord} missing (cargo build --release -p pyzor-server)")
+        skipped("our pyzord", f"{pyzord} missing (cargo build --release -p pyzor-server)")
     if not have_ref:
-        log(f"SKIPPED: Python pyzord: {ref_pyzord} missing (scripts/setup-ref-env or --ref-venv)")
+        skipped("Python pyzord", f"{ref_pyzord} missing (scripts/setup-ref-env or --ref-venv)")
 
     tmp = tempfile.mkdtemp(prefix="pyzor-bench-run.")
     log(f"homes and logs in {tmp}")
@@ -520,7 +528,7 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
     use_redis = args.suite in ("redis", "all")
     if use_redis:
         if not shutil.which("redis-cli") or not pid_of("redis-server"):
-            log("SKIPPED: redis suite: redis-server/redis-cli not found")
+            skipped("redis suite", "redis-server/redis-cli not found")
             use_redis = False
     if use_redis:
         redis_claim(db_ours)
@@ -533,13 +541,13 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
                 ref_pyzord, ["-e", "redis", "--dsn", f"127.0.0.1,6379,,{db_py}"]), f"{tmp}/python-redis"))
     use_mysql = args.suite in ("mysql", "all")
     if use_mysql and not (shutil.which("mysql") and pid_of("mariadbd") + pid_of("mysqld")):
-        log("SKIPPED: mysql suite: MariaDB server or mysql client not found")
+        skipped("mysql suite", "MariaDB server or mysql client not found")
         use_mysql = False
     if use_mysql:
         try:
             mysql_claim(args.mysql_db)
         except (RuntimeError, subprocess.TimeoutExpired) as e:
-            log(f"SKIPPED: mysql suite: cannot create database {args.mysql_db} as root: {e}")
+            skipped("mysql suite", f"cannot create database {args.mysql_db} as root: {e}")
             use_mysql = False
     if use_mysql:
         db = args.mysql_db
@@ -573,7 +581,7 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
             s.start()
             started.append(s)
         except RuntimeError as e:
-            log(f"SKIPPED: {s.name}: {e}")
+            skipped(s.name, str(e))
     servers = started
     prefill = {}
     for s in servers:
@@ -662,6 +670,8 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
                 "× Python and % of echo are medians over rounds of the same-round ratio of req/s; "
                 "× Python compares ours-redis with python-redis, ours-mysql with python-mysql and every other row with python-gdbm; "
                 "% of echo divides by the best echo responder of the same round.\n\n")
+        if SKIPPED:
+            f.write("## Skipped\n\n" + "".join(f"* {x}\n" for x in SKIPPED) + "\n")
         f.write("## Targets\n\n" + targets(runs) + "\n\n")
         f.write("## Results\n\n")
         f.write(table(runs, names, loads, "python-gdbm", "echo") + "\n\n")
