@@ -42,10 +42,16 @@ SIGNED_USER = "bench"
 SIGNED_KEY = "5f1d0e3c7a9b2468ace13579bdf02468ace13579"
 
 STARTED = []  # Popen objects we started; only these are ever signalled
+SKIPPED = []  # "what: why" lines, repeated in the report
 
 
 def log(msg):
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def skipped(what, why):
+    log(f"SKIPPED: {what}: {why}")
+    SKIPPED.append(f"{what}: {why.splitlines()[0] if why else ''}")
 
 
 def die(msg):
@@ -186,6 +192,53 @@ def redis_release(db):
         redis_cli(db, "FLUSHDB")
 
 
+# ---------------------------------------------------------------- mariadb
+
+MYSQL_OWNED = []  # databases this run created (dropped at the end)
+MYSQL_PASSWORD = "pyzor-bench"
+MYSQL_SCHEMA = ("(digest char(40) default NULL, r_count int(11) default NULL, wl_count int(11) default NULL, "
+                "r_entered datetime default NULL, wl_entered datetime default NULL, "
+                "r_updated datetime default NULL, wl_updated datetime default NULL, PRIMARY KEY (digest))")
+
+
+def mysql_root(sql):
+    """Run SQL as root through the unix socket (the only way root logs in here)."""
+    r = subprocess.run(["mysql", "-uroot", "-N", "-B", "-e", sql], capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr.strip())
+    return r.stdout.strip()
+
+
+def mysql_claim(db):
+    """Create database `db` with tables digests_ours/digests_py and a user `db`
+    (password MYSQL_PASSWORD); refuse a database this script did not create."""
+    exists = mysql_root(f"SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = '{db}'")
+    if exists != "0":
+        owned = mysql_root(f"SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = '{db}' "
+                           "AND table_name = 'pyzor_bench_owner'")
+        if owned == "0":
+            die(f"MariaDB database {db} exists and was not created by bench/run.py; pick another with --mysql-db")
+        mysql_root(f"DROP DATABASE `{db}`")
+    stmts = [f"CREATE DATABASE `{db}`", f"CREATE TABLE `{db}`.pyzor_bench_owner (x int)"]
+    for t in ("digests_ours", "digests_py"):
+        stmts.append(f"CREATE TABLE `{db}`.{t} {MYSQL_SCHEMA}")
+    for host in ("localhost", "127.0.0.1"):
+        stmts.append(f"CREATE USER IF NOT EXISTS '{db}'@'{host}' IDENTIFIED BY '{MYSQL_PASSWORD}'")
+        stmts.append(f"GRANT ALL ON `{db}`.* TO '{db}'@'{host}'")
+    mysql_root("; ".join(stmts))
+    MYSQL_OWNED.append(db)
+
+
+def mysql_release(db):
+    if db in MYSQL_OWNED:
+        try:
+            mysql_root(f"DROP DATABASE IF EXISTS `{db}`; DROP USER IF EXISTS '{db}'@'localhost'; "
+                       f"DROP USER IF EXISTS '{db}'@'127.0.0.1'")
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            log(f"WARNING: could not drop MariaDB database {db}: {e}")
+        MYSQL_OWNED.remove(db)
+
+
 # ---------------------------------------------------------------- servers
 
 class Server:
@@ -207,7 +260,9 @@ class Server:
             except OSError:
                 pass
             stop(self.proc)
-            raise RuntimeError(f"{self.name} did not answer on port {self.port}; log tail:\n{tail}")
+            lines = [l for l in tail.splitlines() if l.strip()]
+            raise RuntimeError(f"did not answer on port {self.port}; server log: "
+                               f"{lines[0] if lines else '(empty)'}\n{tail}")
 
     def stop(self):
         if self.proc:
@@ -286,7 +341,7 @@ def fmt(x, nd=0):
 
 
 # The Python configuration each of ours is compared with (same engine family).
-PY_REF = {"ours-redis": "python-redis"}
+PY_REF = {"ours-redis": "python-redis", "ours-mysql": "python-mysql"}
 
 
 def ref_run(runs, name, load, rnd):
@@ -377,7 +432,9 @@ def targets(runs):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--suite", choices=["embedded", "redis", "all"], default="all")
+    ap.add_argument("--suite", choices=["embedded", "redis", "mysql", "all"], default="all")
+    ap.add_argument("--mysql-db", default="pyzor_bench_rs",
+                    help="MariaDB database (and user) the mysql suite creates through root's unix socket")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=float, default=8.0, help="measured seconds per run")
     ap.add_argument("--warmup", type=float, default=1.0)
@@ -422,9 +479,9 @@ def main():
     have_ours = os.path.isfile(pyzord)
     have_ref = os.path.isfile(ref_pyzord)
     if not have_ours:
-        log(f"SKIPPED: our pyzord: {pyzord} missing (cargo build --release -p pyzor-server)")
+        skipped("our pyzord", f"{pyzord} missing (cargo build --release -p pyzor-server)")
     if not have_ref:
-        log(f"SKIPPED: Python pyzord: {ref_pyzord} missing (scripts/setup-ref-env or --ref-venv)")
+        skipped("Python pyzord", f"{ref_pyzord} missing (scripts/setup-ref-env or --ref-venv)")
 
     tmp = tempfile.mkdtemp(prefix="pyzor-bench-run.")
     log(f"homes and logs in {tmp}")
@@ -440,6 +497,8 @@ def main():
             log(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+        if MYSQL_OWNED:
+            mysql_release(args.mysql_db)
         if args.suite in ("redis", "all") and not args.memory and shutil.which("redis-cli"):
             for db in args.redis_dbs.split(","):
                 try:
@@ -469,7 +528,7 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
     use_redis = args.suite in ("redis", "all")
     if use_redis:
         if not shutil.which("redis-cli") or not pid_of("redis-server"):
-            log("SKIPPED: redis suite: redis-server/redis-cli not found")
+            skipped("redis suite", "redis-server/redis-cli not found")
             use_redis = False
     if use_redis:
         redis_claim(db_ours)
@@ -480,6 +539,27 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
         if have_ref:
             servers.append(Server("python-redis", "python", ref_cmd(
                 ref_pyzord, ["-e", "redis", "--dsn", f"127.0.0.1,6379,,{db_py}"]), f"{tmp}/python-redis"))
+    use_mysql = args.suite in ("mysql", "all")
+    if use_mysql and not (shutil.which("mysql") and pid_of("mariadbd") + pid_of("mysqld")):
+        skipped("mysql suite", "MariaDB server or mysql client not found")
+        use_mysql = False
+    if use_mysql:
+        try:
+            mysql_claim(args.mysql_db)
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            skipped("mysql suite", f"cannot create database {args.mysql_db} as root: {e}")
+            use_mysql = False
+    if use_mysql:
+        db = args.mysql_db
+        if have_ours:
+            servers.append(Server("ours-mysql", "ours", ours_cmd(
+                pyzord, ours_extra + ["-e", "mysql", "--dsn", f"127.0.0.1,{db},{MYSQL_PASSWORD},{db},digests_ours"]),
+                f"{tmp}/ours-mysql"))
+        if have_ref:
+            # The reference's best MySQL configuration in perf-anchors.md.
+            servers.append(Server("python-mysql", "python", ref_cmd(
+                ref_pyzord, ["-e", "mysql", "--dsn", f"127.0.0.1,{db},{MYSQL_PASSWORD},{db},digests_py",
+                             "--threads", "True", "--db-connections", "4"]), f"{tmp}/python-mysql"))
     for t in (int(x) for x in args.echo_threads.split(",") if x.strip()):
         servers.append(Server(f"echo-{t}t", "echo", lambda port, home, t=t: [
             bench_bin, "echo", "-a", "127.0.0.1", "-p", str(port), "-T", str(t),
@@ -501,7 +581,7 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
             s.start()
             started.append(s)
         except RuntimeError as e:
-            log(f"SKIPPED: {s.name}: {e}")
+            skipped(s.name, str(e))
     servers = started
     prefill = {}
     for s in servers:
@@ -518,6 +598,7 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
                            "server_cpu_s": None if cpu0 is None or cpu1 is None else cpu1 - cpu0}
 
     redis_pids = pid_of("redis-server") if use_redis else []
+    mysql_pids = (pid_of("mariadbd") + pid_of("mysqld")) if use_mysql else []
     runs = []
     out = args.out or os.path.join(ROOT, "bench", "RESULTS.md")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
@@ -537,17 +618,18 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
                 if load["window"] > 1 and args.gen_threads > 1:
                     extra += ["-T", str(args.gen_threads)]
                 cpu0 = proc_cpu_seconds(s.proc.pid)
-                rcpu0 = sum(filter(None, (proc_cpu_seconds(p) for p in redis_pids)))
+                db_pids = redis_pids if s.name.endswith("redis") else mysql_pids if s.name.endswith("mysql") else []
+                rcpu0 = sum(filter(None, (proc_cpu_seconds(p) for p in db_pids)))
                 res, err = bench_load(bench_bin, s.port, extra, args.duration + args.warmup + 30)
                 cpu1 = proc_cpu_seconds(s.proc.pid)
-                rcpu1 = sum(filter(None, (proc_cpu_seconds(p) for p in redis_pids)))
+                rcpu1 = sum(filter(None, (proc_cpu_seconds(p) for p in db_pids)))
                 rec = {"round": rnd, "config": s.name, "load": load["name"], "result": res, "error": err}
                 if res and res["responses"] and cpu0 is not None and cpu1 is not None:
                     # The whole run's requests (warm-up included) drove the server CPU.
                     total = res["responses"] * (1 + args.warmup / args.duration)
                     rec["server_cpu_us_per_req"] = (cpu1 - cpu0) * 1e6 / total
-                    if s.name.endswith("redis"):
-                        rec["redis_cpu_us_per_req"] = (rcpu1 - rcpu0) * 1e6 / total
+                    if db_pids:
+                        rec["db_cpu_us_per_req"] = (rcpu1 - rcpu0) * 1e6 / total
                 runs.append(rec)
                 with open(jsonl, "a") as f:
                     f.write(json.dumps(rec) + "\n")
@@ -586,18 +668,21 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
                 "check hit % must be 100 (echo answers Count 0). Server CPU µs/req = (utime+stime of the server "
                 "process from /proc/<pid>/stat after − before) ÷ requests of the run including warm-up. "
                 "× Python and % of echo are medians over rounds of the same-round ratio of req/s; "
-                "× Python compares ours-redis with python-redis and every other row with python-gdbm; "
+                "× Python compares ours-redis with python-redis, ours-mysql with python-mysql and every other row with python-gdbm; "
                 "% of echo divides by the best echo responder of the same round.\n\n")
+        if SKIPPED:
+            f.write("## Skipped\n\n" + "".join(f"* {x}\n" for x in SKIPPED) + "\n")
         f.write("## Targets\n\n" + targets(runs) + "\n\n")
         f.write("## Results\n\n")
         f.write(table(runs, names, loads, "python-gdbm", "echo") + "\n\n")
         rrows = {}
         for r in runs:
-            if r.get("redis_cpu_us_per_req") is not None:
-                rrows.setdefault((r["config"], r["load"]), []).append(r["redis_cpu_us_per_req"])
+            if r.get("db_cpu_us_per_req") is not None:
+                rrows.setdefault((r["config"], r["load"]), []).append(r["db_cpu_us_per_req"])
         if rrows:
-            f.write("redis-server CPU µs per request (all redis-server processes on the machine, so other "
-                    "tenants' Redis use is included):\n\n| server | load | redis-server CPU µs/req |\n|---|---|---|\n")
+            f.write("Database server CPU µs per request (redis-server for the redis rows, mariadbd for the mysql "
+                    "rows; all such processes on the machine, so other tenants' use is included):\n\n"
+                    "| server | load | database CPU µs/req |\n|---|---|---|\n")
             for (c, l), v in sorted(rrows.items(), key=lambda kv: (kv[0][1], kv[0][0])):
                 f.write(f"| {c} | {l} | {statistics.median(v):.1f} |\n")
             f.write("\n")
@@ -616,6 +701,11 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
         bad = [r for r in runs if not r.get("result") or not r["result"].get("ok")]
         f.write(f"\nRuns: {len(runs)}; runs not OK (no answer, stray/malformed answers, unexpected codes): {len(bad)}. "
                 f"Raw runs: `{os.path.relpath(jsonl, ROOT)}`.\n")
+        for r in bad:
+            x = r.get("result")
+            what = (f"codes {x['codes']}, lost {x['lost']}, stray {x['stray']}, malformed {x['malformed']}"
+                    if x else f"failed: {r.get('error')}")
+            f.write(f"* round {r['round'] + 1}, {r['config']}, {r['load']}: {what}\n")
     log(f"wrote {out}")
     return 0
 
