@@ -620,7 +620,6 @@ fn gdbm_reference_file_taken_over_in_place_and_handed_back() {
 }
 
 #[test]
-#[ignore = "bug: mysql engine refuses (500) check/info of a digest over 40 characters; the reference answers 200 (SELECT ignores trailing blanks, finds nothing for longer keys)"]
 fn mysql_reads_of_over_long_digests_answer_like_the_reference() {
     let test = "mysql_reads_of_over_long_digests_answer_like_the_reference";
     let Some(venv) = pyzor_testkit::ref_venv(test) else {

@@ -10,11 +10,14 @@
 //!   `/var/run/mysqld/mysqld.sock`, `/tmp/mysql.sock` that exists); a host
 //!   containing `/` is a socket path; `host:port` selects a TCP port (an
 //!   extension; the reference always uses 3306).
-//! * **Keys.** `char(40)`: a digest longer than 40 characters, not UTF-8,
-//!   or containing NUL is refused with [`StoreError::BadKey`] (the
-//!   reference fails those with 500 in strict mode). The column's collation
-//!   decides equality: with the default one, case and trailing blanks do
-//!   not distinguish digests.
+//! * **Keys.** Any UTF-8 text goes to the database, which decides as it
+//!   does for the reference (see [`key`]): reads of any length answer
+//!   (trailing blanks ignored by the PAD SPACE collation, longer keys find
+//!   nothing); a write the `char(40)` column cannot hold fails with
+//!   [`StoreError::BadKey`] (strict mode's 1406, the reference's 500) and
+//!   its batch is rolled back. Non-UTF-8 is `BadKey` before the database is
+//!   touched. With the default collation case and trailing blanks do not
+//!   distinguish digests.
 //! * **Timestamps.** DATETIME is naive. Like Python pyzord, which writes
 //!   `NOW()` in the session time zone and reads values back as *its* local
 //!   time, we read naive values as the local time of this process, and we
@@ -110,22 +113,25 @@ fn my_err(what: &str, e: mysql::Error) -> StoreError {
     }
 }
 
-/// The `char(40)` rule (module documentation).
-fn check_key(d: &[u8]) -> Result<&str> {
-    let s = std::str::from_utf8(d)
-        .map_err(|_| StoreError::BadKey("MySQL digests must be UTF-8".into()))?;
-    if s.contains('\0') {
-        return Err(StoreError::BadKey(
-            "MySQL digests cannot contain NUL".into(),
-        ));
-    }
-    if s.chars().count() > 40 {
-        return Err(StoreError::BadKey(format!(
-            "MySQL digests are char(40); this one has {} characters",
-            s.chars().count()
-        )));
-    }
-    Ok(s)
+/// The key of an operation (read or write): any UTF-8 text, of any length.
+///
+/// Reproduces the reference's `char(40)` column (field-survey §5.12, mysql
+/// row; docs/engines.md, mysql) by letting the database decide, instead of
+/// emulating its rules, which depend on the server's `sql_mode` and
+/// collation:
+/// * reads (`SELECT … WHERE digest = ?`) never fail on length; with the
+///   default PAD SPACE collation a digest plus trailing blanks finds its
+///   row, any other key over 40 characters finds nothing;
+/// * writes in strict mode fail with error 1406 "Data too long" (mapped to
+///   [`StoreError::BadKey`], the reference's 500) unless the excess is only
+///   trailing white space, which MariaDB truncates with a note (the
+///   reference then counts the truncated digest, and so do we). A failed
+///   write rolls its whole batch back, so nothing of it is written.
+///
+/// Only non-UTF-8 is refused here: the reference fails those too (MySQLdb
+/// cannot encode the surrogate escapes Python's `email` parser makes).
+fn key(d: &[u8]) -> Result<&str> {
+    std::str::from_utf8(d).map_err(|_| StoreError::BadKey("MySQL digests must be UTF-8".into()))
 }
 
 fn dt_value(t: Option<Timestamp>) -> Value {
@@ -286,11 +292,11 @@ impl Engine for MysqlEngine {
     }
 
     fn execute(&self, ops: &[Op<'_>], now: Timestamp, out: &mut Vec<Option<Record>>) -> Result<()> {
-        // Refuse the whole batch before touching the database.
-        let keys: Vec<&str> = ops
-            .iter()
-            .map(|o| check_key(o.digest()))
-            .collect::<Result<_>>()?;
+        // A non-UTF-8 digest fails the batch before the database is touched;
+        // one the column cannot hold fails it at its INSERT (1406, BadKey)
+        // and the transaction is rolled back: either way nothing of the
+        // batch is written, so the server can re-run it request by request.
+        let keys: Vec<&str> = ops.iter().map(|o| key(o.digest())).collect::<Result<_>>()?;
         let start = out.len();
         let mut c = self.conn()?;
         let r = (|| {
@@ -317,6 +323,8 @@ impl Engine for MysqlEngine {
                 out.push(self.get_in(&mut tx, op.digest(), k)?);
             }
             tx.commit().map_err(|e| my_err("commit", e))
+            // On an error `tx` is dropped uncommitted: the mysql crate rolls
+            // it back.
         })();
         if r.is_err() {
             out.truncate(start);
@@ -330,7 +338,7 @@ impl Engine for MysqlEngine {
             .start_transaction(TxOpts::default())
             .map_err(|e| my_err("begin", e))?;
         for (d, r) in records {
-            let k = check_key(d)?;
+            let k = key(d)?;
             tx.exec_drop(
                 &self.sql_put,
                 (
@@ -355,8 +363,9 @@ impl Engine for MysqlEngine {
             .map_err(|e| my_err("begin", e))?;
         let sql = format!("DELETE FROM {} WHERE digest = ?", self.table);
         for d in digests {
-            // A digest this table cannot hold is not in it.
-            if let Ok(k) = check_key(d) {
+            // Like reads, the database compares (trailing blanks do not
+            // count); a non-UTF-8 digest is not in the table.
+            if let Ok(k) = key(d) {
                 tx.exec_drop(&sql, (k,)).map_err(|e| my_err("delete", e))?;
             }
         }
@@ -504,11 +513,11 @@ mod tests {
     }
 
     #[test]
-    fn keys_fit_char40() {
-        assert!(check_key(&[b'a'; 40]).is_ok());
-        assert!(check_key(&[b'a'; 41]).is_err());
-        assert!(check_key("é".repeat(40).as_bytes()).is_ok());
-        assert!(check_key(b"a\0b").is_err());
-        assert!(check_key(b"\xff").is_err());
+    fn keys_are_any_utf8_text() {
+        // length is the database's business (see `key`)
+        assert!(key(&[b'a'; 400]).is_ok());
+        assert!(key("é".repeat(41).as_bytes()).is_ok());
+        assert!(key(b"a\0b").is_ok());
+        assert!(key(b"\xff").is_err());
     }
 }

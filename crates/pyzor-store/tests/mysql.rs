@@ -40,7 +40,7 @@ fn mysql_refuses_digests_char40_cannot_hold() {
     };
     let e = engine(&db.dsn_local("digests"));
     let mut out = Vec::new();
-    for d in [&[b'a'; 41][..], b"a\0b", b"\xff\xfe"] {
+    for d in [&[b'a'; 41][..], b"\xff\xfe", "\u{e9}".repeat(41).as_bytes()] {
         let r = e.execute(
             &[Op::Report(b"fine"), Op::Report(d)],
             Timestamp::now(),
@@ -48,9 +48,130 @@ fn mysql_refuses_digests_char40_cannot_hold() {
         );
         assert!(matches!(r, Err(StoreError::BadKey(_))), "{r:?}");
         assert!(out.is_empty());
+        // the refused batch wrote nothing: "fine" came first, its INSERT
+        // was rolled back with the batch
+        assert_eq!(e.get(b"fine").unwrap(), None);
     }
-    // the refused batch wrote nothing
-    assert_eq!(e.get(b"fine").unwrap(), None);
+}
+
+/// The reference's reads (`SELECT … WHERE digest = %s` on `char(40)`)
+/// never fail on length: trailing blanks find the row, other over-long
+/// keys find nothing. Its writes fail for over-long keys (strict mode)
+/// unless the excess is trailing white space, which is truncated. Ours
+/// must answer the same, side by side on one table.
+#[test]
+fn mysql_reads_of_over_long_and_blank_padded_digests_answer_like_the_reference() {
+    let test = "mysql_reads_of_over_long_and_blank_padded_digests_answer_like_the_reference";
+    let Some(db) = mydb::MyDb::create(test) else {
+        return;
+    };
+    let dsn = db.dsn_local("digests");
+    let e = engine(&dsn);
+    let d = format!("{:040x}", 0xfeed_u128 << 100);
+    let short = "shortdigest".to_string();
+    let nul = "nul\0inside".to_string();
+    let now = Timestamp::now();
+    let mut out = Vec::new();
+    e.execute(
+        &[
+            Op::Report(d.as_bytes()),
+            Op::Report(short.as_bytes()),
+            Op::Whitelist(nul.as_bytes()),
+        ],
+        now,
+        &mut out,
+    )
+    .unwrap();
+    // (key, found by the database)
+    let reads: Vec<(String, bool)> = vec![
+        (d.clone(), true),
+        (format!("{d} "), true),
+        (format!("{d}  "), true),
+        (format!("{}   ", d.to_uppercase()), true),
+        (format!("{d}0"), false),
+        (format!("{d}\t"), false),
+        (format!("{d} x"), false),
+        (format!("{short}{}", " ".repeat(40)), true),
+        (format!("{short}x"), false),
+        (nul.clone(), true),
+        (format!("{d}\0"), false),
+        ("z".repeat(5000), false),
+        ("\u{e9}".repeat(41), false),
+    ];
+    // all reads in one batch, none refused
+    let ops: Vec<Op> = reads.iter().map(|(k, _)| Op::Get(k.as_bytes())).collect();
+    let mut got = Vec::new();
+    e.execute(&ops, now, &mut got).unwrap();
+    for ((k, found), r) in reads.iter().zip(&got) {
+        assert_eq!(r.is_some(), *found, "read of {k:?}: {r:?}");
+    }
+    // reads of over-long keys inside a write batch do not fail it
+    let fresh = "freshdigest".to_string();
+    let mut mixed = Vec::new();
+    e.execute(
+        &[
+            Op::Report(fresh.as_bytes()),
+            Op::Get(reads[2].0.as_bytes()),
+            Op::Get(reads[11].0.as_bytes()),
+            Op::Report(d.as_bytes()),
+        ],
+        now,
+        &mut mixed,
+    )
+    .unwrap();
+    assert_eq!(mixed[0].unwrap().r_count, 1);
+    assert_eq!(mixed[1].unwrap().r_count, 1);
+    assert_eq!(mixed[2], None);
+    assert_eq!(mixed[3].unwrap().r_count, 2);
+    // writes: over-long refused (nothing of the batch written), blank
+    // excess truncated onto the 40-character digest
+    let long = format!("{d}0");
+    let mut w = Vec::new();
+    let r = e.execute(
+        &[Op::Report(fresh.as_bytes()), Op::Report(long.as_bytes())],
+        now,
+        &mut w,
+    );
+    assert!(matches!(r, Err(StoreError::BadKey(_))), "{r:?}");
+    assert!(w.is_empty());
+    assert_eq!(e.get(fresh.as_bytes()).unwrap().unwrap().r_count, 1);
+    e.execute(&[Op::Whitelist(format!("{d}   ").as_bytes())], now, &mut w)
+        .unwrap();
+    assert_eq!(
+        e.get(d.as_bytes())
+            .unwrap()
+            .map(|r| (r.r_count, r.wl_count)),
+        Some((2, 1))
+    );
+    // The reference reads the same table the same way.
+    let keys: Vec<&String> = reads.iter().map(|(k, _)| k).collect();
+    let Some(py) = refpy::run(test, "mysql", &dsn, "read", json!(keys)) else {
+        return;
+    };
+    let py = refpy::parse_read(&py);
+    let ours: Vec<Option<Record>> = {
+        let mut v = Vec::new();
+        e.execute(&ops, Timestamp::now(), &mut v).unwrap();
+        v
+    };
+    assert_eq!(py.len(), ours.len());
+    for ((k, _), (p, o)) in reads.iter().zip(py.iter().zip(&ours)) {
+        assert_eq!(p, o, "read of {k:?}: reference vs ours");
+    }
+    // ... and its writes land where ours do: blank excess onto `d`,
+    // NUL kept
+    refpy::run(
+        test,
+        "mysql",
+        &dsn,
+        "report",
+        json!([format!("{d}  "), nul]),
+    )
+    .unwrap();
+    let r = e.get(d.as_bytes()).unwrap().unwrap();
+    assert_eq!((r.r_count, r.wl_count), (3, 1));
+    let r = e.get(nul.as_bytes()).unwrap().unwrap();
+    assert_eq!((r.r_count, r.wl_count), (1, 1));
 }
 
 #[test]
