@@ -204,6 +204,8 @@ pub struct MysqlEngine {
     sql_whitelist: String,
     sql_get: String,
     sql_put: String,
+    /// Serialises this process's write transactions (see `execute`).
+    write_serial: std::sync::Mutex<()>,
 }
 
 impl MysqlEngine {
@@ -243,6 +245,7 @@ impl MysqlEngine {
             )
         };
         let e = MysqlEngine {
+            write_serial: std::sync::Mutex::new(()),
             sql_report: upsert("r", "wl"),
             sql_whitelist: upsert("wl", "r"),
             sql_get: format!(
@@ -299,37 +302,65 @@ impl Engine for MysqlEngine {
         let keys: Vec<&str> = ops.iter().map(|o| key(o.digest())).collect::<Result<_>>()?;
         let start = out.len();
         let mut c = self.conn()?;
-        let r = (|| {
-            if !ops.iter().any(Op::is_write) {
+        // Two workers' batches can lock the same rows in different orders:
+        // InnoDB then aborts one transaction with a deadlock (1213) or a lock
+        // wait timeout (1205). Nothing of it was committed, so it is simply
+        // run again (a few times) instead of answering 500.
+        let mut attempts = 0;
+        loop {
+            let conflict = std::cell::Cell::new(false);
+            let tx_err = |what: &str, e: mysql::Error| {
+                if matches!(&e, mysql::Error::MySqlError(m) if matches!(m.code, 1213 | 1205)) {
+                    conflict.set(true);
+                }
+                my_err(what, e)
+            };
+            let r = (|| {
+                if !ops.iter().any(Op::is_write) {
+                    for (op, k) in ops.iter().zip(&keys) {
+                        out.push(self.get_in(&mut c, op.digest(), k)?);
+                    }
+                    return Ok(());
+                }
+                let now_v = dt_value(Some(now));
+                // One write transaction at a time in this process: batches of
+                // different workers touching the same rows in different orders
+                // would otherwise deadlock each other in InnoDB.
+                let _serial = self
+                    .write_serial
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut tx = c
+                    .start_transaction(TxOpts::default())
+                    .map_err(|e| my_err("begin", e))?;
                 for (op, k) in ops.iter().zip(&keys) {
-                    out.push(self.get_in(&mut c, op.digest(), k)?);
+                    let sql = match op {
+                        Op::Get(_) => None,
+                        Op::Report(_) => Some(&self.sql_report),
+                        Op::Whitelist(_) => Some(&self.sql_whitelist),
+                    };
+                    if let Some(sql) = sql {
+                        tx.exec_drop(sql, (*k, now_v.clone(), now_v.clone()))
+                            .map_err(|e| tx_err("upsert", e))?;
+                    }
+                    out.push(self.get_in(&mut tx, op.digest(), k)?);
                 }
-                return Ok(());
-            }
-            let now_v = dt_value(Some(now));
-            let mut tx = c
-                .start_transaction(TxOpts::default())
-                .map_err(|e| my_err("begin", e))?;
-            for (op, k) in ops.iter().zip(&keys) {
-                let sql = match op {
-                    Op::Get(_) => None,
-                    Op::Report(_) => Some(&self.sql_report),
-                    Op::Whitelist(_) => Some(&self.sql_whitelist),
-                };
-                if let Some(sql) = sql {
-                    tx.exec_drop(sql, (*k, now_v.clone(), now_v.clone()))
-                        .map_err(|e| my_err("upsert", e))?;
+                tx.commit().map_err(|e| tx_err("commit", e))
+                // On an error `tx` is dropped uncommitted: the mysql crate rolls
+                // it back.
+            })();
+            if r.is_err() {
+                out.truncate(start);
+                attempts += 1;
+                // Another process (a second pyzord, a migration) can still take
+                // the rows in another order.
+                if conflict.get() && attempts < 8 {
+                    log::debug!("mysql: batch transaction aborted by a lock conflict; retrying ({attempts})");
+                    continue;
                 }
-                out.push(self.get_in(&mut tx, op.digest(), k)?);
             }
-            tx.commit().map_err(|e| my_err("commit", e))
-            // On an error `tx` is dropped uncommitted: the mysql crate rolls
-            // it back.
-        })();
-        if r.is_err() {
-            out.truncate(start);
+            return r;
         }
-        r
     }
 
     fn put_many(&self, records: &[(Vec<u8>, Record)]) -> Result<()> {

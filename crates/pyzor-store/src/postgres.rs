@@ -29,7 +29,24 @@ const PAGE: i64 = 5000;
 const COLS: &str = "r_count, wl_count, r_entered, r_updated, wl_entered, wl_updated";
 
 fn pg_err(what: &str, e: postgres::Error) -> StoreError {
-    StoreError::Unavailable(format!("PostgreSQL {what}: {e}"))
+    // `postgres::Error` displays only "db error" for server errors: the
+    // server's own message says what is wrong.
+    match e.as_db_error() {
+        Some(db) => StoreError::Unavailable(format!(
+            "PostgreSQL {what}: {} ({}: {})",
+            e,
+            db.code().code(),
+            db.message()
+        )),
+        None => StoreError::Unavailable(format!("PostgreSQL {what}: {e}")),
+    }
+}
+
+/// A transaction aborted by a lock conflict (deadlock, serialization
+/// failure): nothing of it was committed, running it again is safe.
+fn is_lock_conflict(e: &postgres::Error) -> bool {
+    use postgres::error::SqlState;
+    matches!(e.code(), Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE)
 }
 
 fn to_sys(t: Option<Timestamp>) -> Option<SystemTime> {
@@ -89,6 +106,8 @@ pub struct PostgresEngine {
     sql_whitelist: String,
     sql_get: String,
     sql_put: String,
+    /// Serialises this process's write transactions (see `execute`).
+    write_serial: Mutex<()>,
 }
 
 /// Double-quote a checked table name (`schema.table` allowed).
@@ -136,6 +155,7 @@ impl PostgresEngine {
             )
         };
         let e = PostgresEngine {
+            write_serial: Mutex::new(()),
             config,
             max: if connections == 0 { DEFAULT_POOL } else { connections },
             state: Mutex::new(PoolState { idle: Vec::new(), live: 0 }),
@@ -231,27 +251,52 @@ impl Engine for PostgresEngine {
     fn execute(&self, ops: &[Op<'_>], now: Timestamp, out: &mut Vec<Option<Record>>) -> Result<()> {
         let start = out.len();
         let now = to_sys(Some(now));
-        let r = self.with(|c| {
-            let mut tx = c.transaction().map_err(|e| pg_err("begin", e))?;
-            for op in ops {
-                let d = op.digest();
-                let row = match op {
-                    Op::Get(_) => tx.query_opt(&self.sql_get, &[&d]),
-                    Op::Report(_) => tx.query_opt(&self.sql_report, &[&d, &now]),
-                    Op::Whitelist(_) => tx.query_opt(&self.sql_whitelist, &[&d, &now]),
-                }
-                .map_err(|e| pg_err("query", e))?;
-                out.push(row.map(|r| row_record(&r, 0)).transpose()?);
-            }
-            if ops.iter().any(Op::is_write) {
-                tx.commit().map_err(|e| pg_err("commit", e))?;
-            }
-            Ok(())
+        // One write transaction at a time in this process: batches of
+        // different workers touching the same rows in different orders
+        // would otherwise deadlock (and PostgreSQL only notices after
+        // deadlock_timeout, a second). Conflicts with other processes are
+        // retried: an aborted transaction committed nothing.
+        let _serial = ops.iter().any(Op::is_write).then(|| {
+            self.write_serial
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
         });
-        if r.is_err() {
-            out.truncate(start);
+        let mut attempts = 0;
+        loop {
+            let conflict = std::cell::Cell::new(false);
+            let q_err = |what: &str, e: postgres::Error| {
+                if is_lock_conflict(&e) {
+                    conflict.set(true);
+                }
+                pg_err(what, e)
+            };
+            let r = self.with(|c| {
+                let mut tx = c.transaction().map_err(|e| pg_err("begin", e))?;
+                for op in ops {
+                    let d = op.digest();
+                    let row = match op {
+                        Op::Get(_) => tx.query_opt(&self.sql_get, &[&d]),
+                        Op::Report(_) => tx.query_opt(&self.sql_report, &[&d, &now]),
+                        Op::Whitelist(_) => tx.query_opt(&self.sql_whitelist, &[&d, &now]),
+                    }
+                    .map_err(|e| q_err("query", e))?;
+                    out.push(row.map(|r| row_record(&r, 0)).transpose()?);
+                }
+                if ops.iter().any(Op::is_write) {
+                    tx.commit().map_err(|e| q_err("commit", e))?;
+                }
+                Ok(())
+            });
+            if r.is_err() {
+                out.truncate(start);
+                attempts += 1;
+                if conflict.get() && attempts < 8 {
+                    log::debug!("postgres: batch transaction aborted by a lock conflict; retrying ({attempts})");
+                    continue;
+                }
+            }
+            return r;
         }
-        r
     }
 
     fn put_many(&self, records: &[(Vec<u8>, Record)]) -> Result<()> {

@@ -44,3 +44,15 @@ fn postgres_counts_saturate_and_bad_dsn_is_config() {
         Err(StoreError::Config(_))
     ));
 }
+
+/// Concurrent batches over the same rows in opposite orders never fail
+/// (PostgreSQL would abort one with a deadlock, 40P01).
+#[test]
+fn postgres_lock_conflicts_between_batches_never_fail() {
+    let Some(db) = pgdb::PgDb::create("postgres_lock_conflicts_between_batches_never_fail") else {
+        return;
+    };
+    let mut o = EngineOptions::new("postgres", "/").dsn(db.dsn("digests"));
+    o.db_connections = 2;
+    common::opposite_order_batches_all_count(open(&o).unwrap());
+}

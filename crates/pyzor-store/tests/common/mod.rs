@@ -356,3 +356,48 @@ pub fn cleanup(e: &dyn Engine, p: &str) {
         .filter_map(|x| x.ok())
         .all(|(k, _)| !k.starts_with(p.as_bytes())));
 }
+
+/// Two threads commit batches of reports over the same digests in opposite
+/// orders (the lock pattern that deadlocks SQL engines): no batch may fail
+/// and every report must count.
+#[allow(dead_code)]
+pub fn opposite_order_batches_all_count(e: std::sync::Arc<dyn pyzor_store::Engine>) {
+    use pyzor_store::Op;
+    let digests: Vec<Vec<u8>> = (0..8).map(|i| format!("{i:040x}").into_bytes()).collect();
+    const ROUNDS: usize = 150;
+    let threads: Vec<_> = (0..2)
+        .map(|t| {
+            let e = std::sync::Arc::clone(&e);
+            let mut order = digests.clone();
+            if t == 1 {
+                order.reverse();
+            }
+            std::thread::spawn(move || {
+                let ops: Vec<Op<'_>> = order.iter().map(|d| Op::Report(d)).collect();
+                let mut failures = Vec::new();
+                let mut out = Vec::new();
+                for _ in 0..ROUNDS {
+                    out.clear();
+                    if let Err(err) = e.execute(&ops, pyzor_core::Timestamp::now(), &mut out) {
+                        failures.push(err.to_string());
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+    let failures: Vec<String> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    assert!(failures.is_empty(), "batches failed: {failures:?}");
+    for d in &digests {
+        let r = e.get(d).unwrap().expect("counted");
+        assert_eq!(
+            r.r_count,
+            2 * ROUNDS as i64,
+            "{}",
+            String::from_utf8_lossy(d)
+        );
+    }
+}
