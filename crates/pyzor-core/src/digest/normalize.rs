@@ -268,6 +268,9 @@ impl Lines {
     pub fn add_payload_with(&mut self, payload: &str, stand_ins: StandIns) {
         self.stand_ins = stand_ins;
         let p = payload.as_bytes();
+        // Normalised lines are never longer than the payload: one
+        // allocation instead of repeated doubling.
+        self.buf.reserve(p.len());
         let mut i = 0;
         while i < p.len() {
             let start = self.buf.len();

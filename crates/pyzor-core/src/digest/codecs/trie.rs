@@ -142,8 +142,13 @@ fn decode_single(table: &[Utf8Char], ascii_identity: bool, input: &[u8], out: &m
         }
     }
     // Every table entry is a char's UTF-8 encoding, so this cannot fail.
-    if let Ok(s) = std::str::from_utf8(&buf) {
-        out.s.push_str(s);
+    // The output is usually still empty: take the buffer without a copy.
+    if let Ok(s) = String::from_utf8(buf) {
+        if out.s.is_empty() {
+            out.s = s;
+        } else {
+            out.s.push_str(&s);
+        }
     }
 }
 
