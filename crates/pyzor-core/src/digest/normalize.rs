@@ -145,15 +145,49 @@ static CLASS: [u8; 256] = {
 /// marks). Exact SWAR tests: "has a byte ≥ 0x80", "has a byte < 0x21"
 /// (valid once no byte is ≥ 0x80) and "has a zero byte" after XOR with the
 /// mark.
-#[inline]
+#[cfg(test)]
 fn all_plain(w: u64) -> bool {
+    nonplain_mask(w) == 0
+}
+
+/// The bytes of `w` (little-endian: byte 0 is the lowest) that are not
+/// plain token characters (see [`all_plain`]), as their high bits. Only the
+/// **lowest** set bit is exact: a borrow in the subtractions can flag bytes
+/// above a true hit, never below one, so `trailing_zeros() / 8` is the
+/// number of plain bytes at the start of `w`.
+#[inline]
+fn nonplain_mask(w: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
-    w & HIGH == 0
-        && w.wrapping_sub(ONES * 0x21) & !w & HIGH == 0
-        && !has_zero(w ^ (ONES * u64::from(b'@')))
-        && !has_zero(w ^ (ONES * u64::from(b':')))
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    (w & HIGH)
+        | (w.wrapping_sub(ONES * 0x21) & !w & HIGH)
+        | zero(w ^ (ONES * u64::from(b'@')))
+        | zero(w ^ (ONES * u64::from(b':')))
+}
+
+/// Number of plain token bytes at the start of `p[j..]` (8 at a time; the
+/// tail is padded with a space, which is not plain).
+#[inline]
+fn plain_run(p: &[u8], mut j: usize) -> usize {
+    let start = j;
+    loop {
+        let w = match p.get(j..j + 8) {
+            Some(w) => u64::from_le_bytes(w.try_into().unwrap_or([0; 8])),
+            None => {
+                let rest = p.get(j..).unwrap_or_default();
+                let mut buf = [b' '; 8];
+                buf[..rest.len()].copy_from_slice(rest);
+                u64::from_le_bytes(buf)
+            }
+        };
+        let m = nonplain_mask(w);
+        if m == 0 {
+            j += 8;
+        } else {
+            return j - start + (m.trailing_zeros() / 8) as usize;
+        }
+    }
 }
 
 /// Class and width of the character starting with a [`SPECIAL`] lead byte
@@ -301,14 +335,7 @@ impl Lines {
                         ..Token::default()
                     };
                 }
-                let mut j = i + 1;
-                while let Some(w) = p.get(j..j + 8) {
-                    let w = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
-                    if !all_plain(w) {
-                        break;
-                    }
-                    j += 8;
-                }
+                let j = i + 1 + plain_run(p, i + 1);
                 tok.chars += j - i;
                 i = j;
                 continue;
@@ -479,6 +506,10 @@ mod tests {
                 bytes.iter().all(|&b| plain(b)),
                 "{bytes:02x?}"
             );
+            // The leading plain run is exact (plain_run relies on it).
+            let lead = bytes.iter().take_while(|&&b| plain(b)).count();
+            assert_eq!(plain_run(&bytes, 0), lead, "{bytes:02x?}");
+            assert_eq!(plain_run(&bytes[..5], 0), lead.min(5), "{bytes:02x?}");
         }
     }
 
