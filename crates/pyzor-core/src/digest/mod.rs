@@ -101,7 +101,23 @@ impl fmt::Display for Digest {
 
 /// The digest of one message (`pyzor digest`, style `msg`).
 pub fn digest_message(raw: &[u8]) -> Result<Digest, DigestError> {
-    Ok(predigest(raw)?.digest())
+    let p = predigest(raw)?;
+    let d = p.digest();
+    // Keep the line buffers for the next message on this thread, unless a
+    // big message made them big (no lasting memory cost).
+    if p.lines.capacity() <= SPARE_LINES_MAX {
+        SPARE_LINES.with(|s| s.set(Some(p.lines)));
+    }
+    Ok(d)
+}
+
+/// Largest line buffer (bytes) kept for reuse.
+const SPARE_LINES_MAX: usize = 1 << 20;
+
+thread_local! {
+    /// Line buffers of the previous `digest_message` on this thread, reused
+    /// so that a stream of messages does not allocate them each time.
+    static SPARE_LINES: std::cell::Cell<Option<Lines>> = const { std::cell::Cell::new(None) };
 }
 
 /// The kept lines of a message and the selection over them.
@@ -286,7 +302,8 @@ fn decode_or_ascii_ignore<'a>(charset: &str, bytes: &[u8]) -> Result<PartText<'a
 }
 
 fn message_lines(raw: &[u8]) -> Result<Lines, DigestError> {
-    let mut lines = Lines::default();
+    let mut lines = SPARE_LINES.with(|s| s.take()).unwrap_or_default();
+    lines.clear();
     // Parts with a list payload are not visited: `elif part.is_multipart(): pass`.
     mime::parse_leaves(raw, &mut |part| {
         let (text, stand_ins) = if part.maintype() == "text" {

@@ -273,6 +273,19 @@ pub struct Lines {
 }
 
 impl Lines {
+    /// Forget every line, keeping the buffers' capacity.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.ends.clear();
+        self.scratch.clear();
+        self.stand_ins = StandIns::NONE;
+    }
+
+    /// Bytes held by the buffers.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity() + self.scratch.capacity() + 8 * self.ends.capacity()
+    }
+
     /// Number of kept lines.
     pub fn len(&self) -> usize {
         self.ends.len()
