@@ -5,7 +5,6 @@
 //! without it.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use pyzor_core::auth::{parse_access, parse_passwd};
@@ -75,17 +74,10 @@ fn gen(rng: &mut Rng, lines: &[&str], n: u64) -> String {
 
 #[test]
 fn passwd_and_access_match_the_reference() {
-    let venv = std::env::var_os("PYZOR_REF_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/ref-venv"));
-    let python = venv.join("bin/python3");
-    if !python.exists() {
-        eprintln!(
-            "SKIPPED: passwd_and_access_match_the_reference: no reference venv at {}",
-            venv.display()
-        );
+    let Some(venv) = pyzor_testkit::ref_venv("passwd_and_access_match_the_reference") else {
         return;
-    }
+    };
+    let python = venv.join("bin/python3");
     const PW: &[&str] = &[
         "bob : KEY1",
         "alice:key2",

@@ -248,7 +248,10 @@ fn python_available(test: &str) -> bool {
     if std::path::Path::new(PYTHON).exists() {
         return true;
     }
-    eprintln!("\n*** SKIPPED {test}: {PYTHON} is missing; codec decoding is NOT verified against CPython ***\n");
+    pyzor_testkit::skip(
+        test,
+        &format!("{PYTHON} is missing; codec decoding is NOT verified against CPython"),
+    );
     false
 }
 

@@ -23,8 +23,9 @@ fn tsv() -> String {
 fn every_label_of_the_spec_table_resolves_as_listed() {
     let table = tsv();
     if table.is_empty() {
-        eprintln!(
-            "\n*** SKIPPED: digest-codec-aliases.tsv not found; label table NOT verified ***\n"
+        pyzor_testkit::skip(
+            "every_label_of_the_spec_table_resolves_as_listed",
+            "digest-codec-aliases.tsv not found; label table NOT verified",
         );
         return;
     }
@@ -90,8 +91,9 @@ fn mutate(rng: &mut Rng, name: &str) -> String {
 #[test]
 fn label_resolution_matches_cpython() {
     if !std::path::Path::new(PYTHON).exists() {
-        eprintln!(
-            "\n*** SKIPPED label_resolution_matches_cpython: {PYTHON} missing; NOT verified ***\n"
+        pyzor_testkit::skip(
+            "label_resolution_matches_cpython",
+            &format!("{PYTHON} missing; NOT verified"),
         );
         return;
     }

@@ -46,7 +46,10 @@ impl Read for MboxGen {
 #[test]
 fn big_message_and_big_mbox_stay_bounded() {
     let Some(base) = vm_hwm_kib() else {
-        eprintln!("SKIPPED: big_message_and_big_mbox_stay_bounded: no /proc/self/status");
+        pyzor_testkit::skip(
+            "big_message_and_big_mbox_stay_bounded",
+            "no /proc/self/status",
+        );
         return;
     };
     // 1. 100,000 messages streamed: memory must not grow with the count.

@@ -53,11 +53,9 @@ fn corpus_dir() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("PYZOR_DIGEST_CORPUS") {
         return Some(PathBuf::from(p));
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    ["../shared/digest-corpus", "../../shared/digest-corpus"]
-        .iter()
-        .map(|rel| root.join(rel))
-        .find(|p| p.join("cases.tsv").is_file())
+    // The project's copy of the golden corpus.
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/digest-corpus");
+    p.join("cases.tsv").is_file().then_some(p)
 }
 
 /// UTF-32-LE hex to a Rust string, lone surrogates as stand-ins.
@@ -90,22 +88,25 @@ fn python_exception(e: &HtmlError) -> &'static str {
 #[test]
 fn strip_html_matches_reference_on_corpus_html_parts() {
     if !Path::new("/usr/bin/python3").is_file() {
-        eprintln!("SKIPPED: {TEST}: /usr/bin/python3 is missing");
+        pyzor_testkit::skip(TEST, "/usr/bin/python3 is missing");
         return;
     }
-    let venv = std::env::var_os("PYZOR_REF_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/ref-venv"));
+    let Some(venv) = pyzor_testkit::ref_venv(TEST) else {
+        return;
+    };
     let site = venv.join("lib/python3.11/site-packages");
     if !site.join("pyzor/digest.py").is_file() {
-        eprintln!(
-            "SKIPPED: {TEST}: reference pyzor missing under {}",
-            site.display()
+        pyzor_testkit::skip(
+            TEST,
+            &format!("reference pyzor missing under {}", site.display()),
         );
         return;
     }
     let Some(corpus) = corpus_dir() else {
-        eprintln!("SKIPPED: {TEST}: digest corpus not found (set PYZOR_DIGEST_CORPUS)");
+        pyzor_testkit::skip(
+            TEST,
+            "digest corpus not found in testdata/digest-corpus (or set PYZOR_DIGEST_CORPUS)",
+        );
         return;
     };
     let out = Command::new("/usr/bin/python3")

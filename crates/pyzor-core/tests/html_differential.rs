@@ -398,22 +398,18 @@ fn fixed_cases() -> Vec<String> {
     v
 }
 
-fn python_ok() -> Option<()> {
-    let test = "html_differential";
+/// The reference's site-packages, or `None` after a loud skip.
+fn python_ok() -> Option<PathBuf> {
+    let test = "strip_html_matches_cpython_on_random_html";
     if !Path::new(PYTHON).is_file() {
-        eprintln!(
-            "SKIPPED: {test}: {PYTHON} is missing; the HTML parser is not compared with CPython"
+        pyzor_testkit::skip(
+            test,
+            &format!("{PYTHON} is missing; the HTML parser is not compared with CPython"),
         );
         return None;
     }
-    Some(())
-}
-
-fn venv_site_packages() -> PathBuf {
-    let venv = std::env::var_os("PYZOR_REF_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/ref-venv"));
-    venv.join("lib/python3.11/site-packages")
+    let venv = pyzor_testkit::ref_venv(test)?;
+    Some(venv.join("lib/python3.11/site-packages"))
 }
 
 fn hex(s: &str) -> String {
@@ -430,11 +426,11 @@ fn unhex(h: &str) -> String {
 
 /// Run all `(kind, text)` cases through one Python process; one answer line
 /// per case.
-fn run_python(cases: &[(char, String)]) -> Vec<String> {
+fn run_python(site: &Path, cases: &[(char, String)]) -> Vec<String> {
     let mut child = Command::new(PYTHON)
         .arg("-c")
         .arg(DRIVER)
-        .arg(venv_site_packages())
+        .arg(site)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -483,9 +479,9 @@ fn show(answer: &str) -> String {
 
 #[test]
 fn strip_html_matches_cpython_on_random_html() {
-    if python_ok().is_none() {
+    let Some(site) = python_ok() else {
         return;
-    }
+    };
     // PYZOR_HTML_DIFF_SEED / PYZOR_HTML_DIFF_SCALE: optional, for longer
     // fuzzing sessions; the default run is fixed and takes about a second.
     let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
@@ -520,7 +516,7 @@ fn strip_html_matches_cpython_on_random_html() {
         }
         cases.push(('U', t));
     }
-    let answers = run_python(&cases);
+    let answers = run_python(&site, &cases);
     let mut failures = Vec::new();
     let mut errors = 0;
     for ((kind, text), want) in cases.iter().zip(&answers) {

@@ -67,10 +67,15 @@ fn html_strip_throughput() {
         mb / ours,
         out.len()
     );
-    let venv = std::env::var("PYZOR_REF_VENV").unwrap_or_default();
-    let site = Path::new(&venv).join("lib/python3.11/site-packages");
+    let Some(venv) = pyzor_testkit::ref_venv("html_strip_throughput (python part)") else {
+        return;
+    };
+    let site = venv.join("lib/python3.11/site-packages");
     if !Path::new("/usr/bin/python3").is_file() || !site.join("pyzor").is_dir() {
-        eprintln!("SKIPPED: html_strip_throughput (python part): set PYZOR_REF_VENV");
+        pyzor_testkit::skip(
+            "html_strip_throughput (python part)",
+            "/usr/bin/python3 or the reference pyzor is missing",
+        );
         return;
     }
     let py_runs = 10;

@@ -144,7 +144,7 @@ fn generate(rng: &mut Rng) -> String {
 #[test]
 fn ini_matches_configparser() {
     if !std::path::Path::new(PYTHON).exists() {
-        eprintln!("SKIPPED: ini_matches_configparser: {PYTHON} missing");
+        pyzor_testkit::skip("ini_matches_configparser", &format!("{PYTHON} missing"));
         return;
     }
     let mut rng = Rng(0x2545f4914f6cdd1d);

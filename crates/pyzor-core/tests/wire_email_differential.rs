@@ -127,7 +127,10 @@ fn generate(rng: &mut Rng) -> Vec<u8> {
 #[test]
 fn headers_and_rendering_match_cpython() {
     if !std::path::Path::new(PYTHON).exists() {
-        eprintln!("SKIPPED: headers_and_rendering_match_cpython: {PYTHON} missing");
+        pyzor_testkit::skip(
+            "headers_and_rendering_match_cpython",
+            &format!("{PYTHON} missing"),
+        );
         return;
     }
     let mut rng = Rng(0x9e3779b97f4a7c15);

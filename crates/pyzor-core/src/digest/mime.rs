@@ -992,7 +992,7 @@ impl Parser<'_, '_> {
                 let cs = cs.unwrap_or_else(|| "us-ascii".to_string());
                 let raw = raw_unicode_escape(&text);
                 match super::decode_codec(&cs, &raw, super::Errors::Replace) {
-                    Ok(s) => s,
+                    Ok((s, _)) => s,
                     Err(super::CodecFailure::Lookup) => unquote(&text),
                     Err(super::CodecFailure::Unicode | super::CodecFailure::Runtime) => {
                         return Err(DigestError::ReferenceCrash {

@@ -46,6 +46,11 @@ use sha1::{Digest as _, Sha1};
 
 use self::mime::{ParamValue, PartRef};
 use self::normalize::Lines;
+use self::text::StandIns;
+
+/// Text of one part and which of its characters stand for lone surrogates
+/// (only text from a codec that emitted some has any, see [`text`]).
+type PartText<'a> = (Cow<'a, str>, StandIns);
 
 /// Why no digest can be produced. Every variant is an input on which the
 /// reference Pyzor 1.1.2 raises an exception and prints nothing (spec §H);
@@ -96,7 +101,23 @@ impl fmt::Display for Digest {
 
 /// The digest of one message (`pyzor digest`, style `msg`).
 pub fn digest_message(raw: &[u8]) -> Result<Digest, DigestError> {
-    Ok(predigest(raw)?.digest())
+    let p = predigest(raw)?;
+    let d = p.digest();
+    // Keep the line buffers for the next message on this thread, unless a
+    // big message made them big (no lasting memory cost).
+    if p.lines.capacity() <= SPARE_LINES_MAX {
+        SPARE_LINES.with(|s| s.set(Some(p.lines)));
+    }
+    Ok(d)
+}
+
+/// Largest line buffer (bytes) kept for reuse.
+const SPARE_LINES_MAX: usize = 1 << 20;
+
+thread_local! {
+    /// Line buffers of the previous `digest_message` on this thread, reused
+    /// so that a stream of messages does not allocate them each time.
+    static SPARE_LINES: std::cell::Cell<Option<Lines>> = const { std::cell::Cell::new(None) };
 }
 
 /// The kept lines of a message and the selection over them.
@@ -185,8 +206,8 @@ pub(crate) fn decode_codec(
     label: &str,
     bytes: &[u8],
     errors: Errors,
-) -> Result<String, CodecFailure> {
-    codecs::decode(label, bytes, errors).map_err(|e| match e {
+) -> Result<(String, StandIns), CodecFailure> {
+    codecs::decode_text(label, bytes, errors).map_err(|e| match e {
         codecs::CodecError::Lookup(..) => CodecFailure::Lookup,
         codecs::CodecError::Unicode(..) => CodecFailure::Unicode,
         codecs::CodecError::PythonRuntimeError(..) => CodecFailure::Runtime,
@@ -218,7 +239,7 @@ pub(crate) fn decode_strict(label: &str, bytes: &[u8]) -> Result<String, CodecFa
     let a = decode_codec(label, bytes, Errors::Ignore)?;
     let b = decode_codec(label, bytes, Errors::Replace)?;
     if a == b {
-        Ok(a)
+        Ok(a.0)
     } else {
         Err(CodecFailure::Unicode)
     }
@@ -268,10 +289,12 @@ fn ascii_transparent(label: &str) -> bool {
 
 /// `payload.decode(charset, "ignore")`, ascii/ignore after LookupError or
 /// UnicodeError (spec §C); a RuntimeError escapes the reference's `except`.
-fn decode_or_ascii_ignore(charset: &str, bytes: &[u8]) -> Result<String, DigestError> {
+fn decode_or_ascii_ignore<'a>(charset: &str, bytes: &[u8]) -> Result<PartText<'a>, DigestError> {
     match decode_codec(charset, bytes, Errors::Ignore) {
-        Ok(s) => Ok(s),
-        Err(CodecFailure::Lookup | CodecFailure::Unicode) => Ok(ascii_decode(bytes, false)),
+        Ok((s, stand_ins)) => Ok((Cow::Owned(s), stand_ins)),
+        Err(CodecFailure::Lookup | CodecFailure::Unicode) => {
+            Ok((Cow::Owned(ascii_decode(bytes, false)), StandIns::NONE))
+        }
         Err(CodecFailure::Runtime) => Err(DigestError::ReferenceCrash {
             what: "text part: its codec raises RuntimeError (uncaught in the reference)",
         }),
@@ -279,15 +302,16 @@ fn decode_or_ascii_ignore(charset: &str, bytes: &[u8]) -> Result<String, DigestE
 }
 
 fn message_lines(raw: &[u8]) -> Result<Lines, DigestError> {
-    let mut lines = Lines::default();
+    let mut lines = SPARE_LINES.with(|s| s.take()).unwrap_or_default();
+    lines.clear();
     // Parts with a list payload are not visited: `elif part.is_multipart(): pass`.
     mime::parse_leaves(raw, &mut |part| {
-        let text = if part.maintype() == "text" {
+        let (text, stand_ins) = if part.maintype() == "text" {
             text_part(&part)?
         } else {
             non_text_part(&part)?
         };
-        lines.add_payload(&text);
+        lines.add_payload_with(&text, stand_ins);
         Ok(())
     })?;
     Ok(lines)
@@ -301,7 +325,7 @@ fn message_lines(raw: &[u8]) -> Result<Lines, DigestError> {
 /// Pyzor's `errors = "strict"` branch for quopri-like charset names is dead
 /// code (the codecs module reports those non-text codecs as LookupError
 /// whatever the errors mode, spec §C.2 item 5, J.4), so it is not modelled.
-fn text_part<'a>(part: &PartRef<'_, 'a>) -> Result<Cow<'a, str>, DigestError> {
+fn text_part<'a>(part: &PartRef<'_, 'a>) -> Result<PartText<'a>, DigestError> {
     let payload = part.payload_bytes();
     // `str(get('content-transfer-encoding', '')).lower()`: ASCII + U+FFFD,
     // so ASCII lowering is Python's lower(); never stripped (spec J.8).
@@ -320,35 +344,37 @@ fn text_part<'a>(part: &PartRef<'_, 'a>) -> Result<Cow<'a, str>, DigestError> {
         Some(c) if !c.is_empty() => c,
         _ => "ascii",
     };
-    let text: Cow<'a, str> = if matches!(charset, "utf-8" | "utf8" | "utf_8") {
+    let (text, stand_ins): PartText<'a> = if matches!(charset, "utf-8" | "utf8" | "utf_8") {
         // Valid UTF-8 decodes to itself with Python's utf-8 codec (both
-        // reject surrogate encodings): no copy.
+        // reject surrogate encodings): no copy, no stand-ins.
         match bytes {
             Cow::Borrowed(b) => match std::str::from_utf8(b) {
-                Ok(t) => Cow::Borrowed(t),
-                Err(_) => Cow::Owned(decode_or_ascii_ignore(charset, b)?),
+                Ok(t) => (Cow::Borrowed(t), StandIns::NONE),
+                Err(_) => decode_or_ascii_ignore(charset, b)?,
             },
             Cow::Owned(v) => match String::from_utf8(v) {
-                Ok(t) => Cow::Owned(t),
-                Err(e) => Cow::Owned(decode_or_ascii_ignore(charset, e.as_bytes())?),
+                Ok(t) => (Cow::Owned(t), StandIns::NONE),
+                Err(e) => decode_or_ascii_ignore(charset, e.as_bytes())?,
             },
         }
     } else if ascii_transparent(charset) {
         match cow_ascii(bytes) {
-            Ok(t) => t,
-            Err(bytes) => Cow::Owned(decode_or_ascii_ignore(charset, &bytes)?),
+            Ok(t) => (t, StandIns::NONE),
+            Err(bytes) => decode_or_ascii_ignore(charset, &bytes)?,
         }
     } else {
-        Cow::Owned(decode_or_ascii_ignore(charset, &bytes)?)
+        decode_or_ascii_ignore(charset, &bytes)?
     };
     if part.subtype() == "html" {
         // `HTMLParser.HTMLParseError` does not exist in Python 3: any parser
-        // exception becomes AttributeError (spec §H.1, J.1).
+        // exception becomes AttributeError (spec §H.1, J.1). The stripper
+        // keeps characters as they are (its `unescape` turns `&#xD800;`
+        // into U+FFFD, never a surrogate), so the stand-ins stay valid.
         return html::strip_html(&text)
-            .map(Cow::Owned)
+            .map(|t| (Cow::Owned(t), stand_ins))
             .map_err(|e| DigestError::Html(e.to_string()));
     }
-    Ok(text)
+    Ok((text, stand_ins))
 }
 
 /// A non-text, non-multipart part (spec §C.4): `get_payload()` without
@@ -357,9 +383,9 @@ fn text_part<'a>(part: &PartRef<'_, 'a>) -> Result<Cow<'a, str>, DigestError> {
 /// `errors="replace"`, ascii/replace on LookupError. The reference raises on
 /// a NUL in that parameter (ValueError), on an RFC 2231 tuple (TypeError)
 /// and when the codec raises UnicodeError (spec §H.2, J.7).
-fn non_text_part<'a>(part: &PartRef<'_, 'a>) -> Result<Cow<'a, str>, DigestError> {
+fn non_text_part<'a>(part: &PartRef<'_, 'a>) -> Result<PartText<'a>, DigestError> {
     let p = match cow_ascii(part.payload_bytes()) {
-        Ok(text) => return Ok(text),
+        Ok(text) => return Ok((text, StandIns::NONE)),
         Err(p) => p,
     };
     let label = match part.get_param("charset")? {
@@ -377,8 +403,8 @@ fn non_text_part<'a>(part: &PartRef<'_, 'a>) -> Result<Cow<'a, str>, DigestError
         });
     }
     match decode_codec(&label, &p, Errors::Replace) {
-        Ok(s) => Ok(Cow::Owned(s)),
-        Err(CodecFailure::Lookup) => Ok(Cow::Owned(ascii_decode(&p, true))),
+        Ok((s, stand_ins)) => Ok((Cow::Owned(s), stand_ins)),
+        Err(CodecFailure::Lookup) => Ok((Cow::Owned(ascii_decode(&p, true)), StandIns::NONE)),
         Err(CodecFailure::Unicode | CodecFailure::Runtime) => Err(DigestError::ReferenceCrash {
             what: "non-text part with 8-bit bytes: its charset codec raises UnicodeError (uncaught in the reference)",
         }),

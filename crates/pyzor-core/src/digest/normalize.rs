@@ -28,7 +28,7 @@
 //! Whitespace is Python's `str.isspace()` ([`py_isspace`]); NUL is removed
 //! before tokens are formed, so it joins its neighbours (E35).
 
-use super::text::encode_utf8_ignore;
+use super::text::{encode_utf8_ignore, StandIns};
 
 /// `[a-z]` under `re.IGNORECASE` on a `str` pattern: ASCII letters plus
 /// U+0130 İ, U+0131 ı, U+017F ſ and U+212A K (Kelvin), whose lower/upper
@@ -75,9 +75,12 @@ fn has_inner_at(t: &[u8]) -> bool {
 
 /// `normalize(line).encode("utf8", "ignore")` for a line that holds no
 /// line boundary, and `len(normalize(line))` in code points (surrogate
-/// stand-ins count, §D.3).
-pub fn normalize_line(line: &str) -> (Vec<u8>, usize) {
-    let mut l = Lines::default();
+/// stand-ins, as `stand_ins` names them, count, §D.3).
+pub fn normalize_line(line: &str, stand_ins: StandIns) -> (Vec<u8>, usize) {
+    let mut l = Lines {
+        stand_ins,
+        ..Lines::default()
+    };
     let (n, _) = l.scan_line(line.as_bytes(), 0);
     (l.buf, n)
 }
@@ -96,8 +99,8 @@ const LEAD3: u8 = 6;
 const LEAD4: u8 = 7;
 /// `@` or `:` (ordinary characters that the token rules look at).
 const MARK: u8 = 8;
-/// F4: the lead byte of U+100000..U+10FFFF, where the lone-surrogate
-/// stand-ins live.
+/// F3/F4: lead bytes of U+C0000..U+10FFFF, which holds every block the
+/// lone-surrogate stand-ins may live in (U+F0000.., `text::StandIns`).
 const LEAD4_F4: u8 = 9;
 
 /// Byte classes for one pass over UTF-8 text: `str.splitlines` boundaries
@@ -128,6 +131,7 @@ static CLASS: [u8; 256] = {
     }
     t[b'@' as usize] = MARK;
     t[b':' as usize] = MARK;
+    t[0xF3] = LEAD4_F4;
     t[0xF4] = LEAD4_F4;
     t[0xC2] = SPECIAL;
     t[0xE1] = SPECIAL;
@@ -141,15 +145,49 @@ static CLASS: [u8; 256] = {
 /// marks). Exact SWAR tests: "has a byte ≥ 0x80", "has a byte < 0x21"
 /// (valid once no byte is ≥ 0x80) and "has a zero byte" after XOR with the
 /// mark.
-#[inline]
+#[cfg(test)]
 fn all_plain(w: u64) -> bool {
+    nonplain_mask(w) == 0
+}
+
+/// The bytes of `w` (little-endian: byte 0 is the lowest) that are not
+/// plain token characters (see [`all_plain`]), as their high bits. Only the
+/// **lowest** set bit is exact: a borrow in the subtractions can flag bytes
+/// above a true hit, never below one, so `trailing_zeros() / 8` is the
+/// number of plain bytes at the start of `w`.
+#[inline]
+fn nonplain_mask(w: u64) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
-    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
-    w & HIGH == 0
-        && w.wrapping_sub(ONES * 0x21) & !w & HIGH == 0
-        && !has_zero(w ^ (ONES * u64::from(b'@')))
-        && !has_zero(w ^ (ONES * u64::from(b':')))
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    (w & HIGH)
+        | (w.wrapping_sub(ONES * 0x21) & !w & HIGH)
+        | zero(w ^ (ONES * u64::from(b'@')))
+        | zero(w ^ (ONES * u64::from(b':')))
+}
+
+/// Number of plain token bytes at the start of `p[j..]` (8 at a time; the
+/// tail is padded with a space, which is not plain).
+#[inline]
+fn plain_run(p: &[u8], mut j: usize) -> usize {
+    let start = j;
+    loop {
+        let w = match p.get(j..j + 8) {
+            Some(w) => u64::from_le_bytes(w.try_into().unwrap_or([0; 8])),
+            None => {
+                let rest = p.get(j..).unwrap_or_default();
+                let mut buf = [b' '; 8];
+                buf[..rest.len()].copy_from_slice(rest);
+                u64::from_le_bytes(buf)
+            }
+        };
+        let m = nonplain_mask(w);
+        if m == 0 {
+            j += 8;
+        } else {
+            return j - start + (m.trailing_zeros() / 8) as usize;
+        }
+    }
 }
 
 /// Class and width of the character starting with a [`SPECIAL`] lead byte
@@ -205,7 +243,7 @@ struct Token {
     nul: bool,
     /// Holds `@` or `:`.
     marks: bool,
-    /// Holds a character from U+100000 (a possible stand-in).
+    /// Holds a character from U+C0000 (a possible stand-in).
     f4: bool,
 }
 
@@ -230,9 +268,24 @@ pub struct Lines {
     buf: Vec<u8>,
     ends: Vec<usize>,
     scratch: Vec<u8>,
+    /// Stand-ins of the payload being fed.
+    stand_ins: StandIns,
 }
 
 impl Lines {
+    /// Forget every line, keeping the buffers' capacity.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.ends.clear();
+        self.scratch.clear();
+        self.stand_ins = StandIns::NONE;
+    }
+
+    /// Bytes held by the buffers.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity() + self.scratch.capacity() + 8 * self.ends.capacity()
+    }
+
     /// Number of kept lines.
     pub fn len(&self) -> usize {
         self.ends.len()
@@ -249,10 +302,22 @@ impl Lines {
         &self.buf[start..self.ends[i]]
     }
 
+    /// Feed one payload that holds no lone surrogate (every character is
+    /// genuine): [`Lines::add_payload_with`] with [`StandIns::NONE`].
+    pub fn add_payload(&mut self, payload: &str) {
+        self.add_payload_with(payload, StandIns::NONE);
+    }
+
     /// Feed one payload: `for line in payload.splitlines()`, normalise, keep
     /// lines of 8 or more code points (§D). One pass over the UTF-8 bytes.
-    pub fn add_payload(&mut self, payload: &str) {
+    /// The characters `stand_ins` names are lone surrogates: counted, then
+    /// dropped by the encode (§D.3).
+    pub fn add_payload_with(&mut self, payload: &str, stand_ins: StandIns) {
+        self.stand_ins = stand_ins;
         let p = payload.as_bytes();
+        // Normalised lines are never longer than the payload: one
+        // allocation instead of repeated doubling.
+        self.buf.reserve(p.len());
         let mut i = 0;
         while i < p.len() {
             let start = self.buf.len();
@@ -283,14 +348,7 @@ impl Lines {
                         ..Token::default()
                     };
                 }
-                let mut j = i + 1;
-                while let Some(w) = p.get(j..j + 8) {
-                    let w = u64::from_le_bytes(w.try_into().unwrap_or([0; 8]));
-                    if !all_plain(w) {
-                        break;
-                    }
-                    j += 8;
-                }
+                let j = i + 1 + plain_run(p, i + 1);
                 tok.chars += j - i;
                 i = j;
                 continue;
@@ -378,11 +436,11 @@ impl Lines {
         } else {
             kept.iter().filter(|&&b| !(0x80..0xC0).contains(&b)).count()
         };
-        if t.f4 {
+        if t.f4 && self.stand_ins.is_some() {
             // May hold lone-surrogate stand-ins: encode("utf8", "ignore")
             // drops them (they still counted above, §D.3).
             let s = std::str::from_utf8(kept).unwrap_or_default();
-            encode_utf8_ignore(s, &mut self.buf);
+            encode_utf8_ignore(s, self.stand_ins, &mut self.buf);
         } else {
             self.buf.extend_from_slice(kept);
         }
@@ -395,7 +453,7 @@ mod tests {
     use super::*;
 
     fn norm(s: &str) -> String {
-        String::from_utf8(normalize_line(s).0).unwrap()
+        String::from_utf8(normalize_line(s, StandIns::NONE).0).unwrap()
     }
 
     fn lines_of(p: &str) -> Vec<String> {
@@ -461,6 +519,10 @@ mod tests {
                 bytes.iter().all(|&b| plain(b)),
                 "{bytes:02x?}"
             );
+            // The leading plain run is exact (plain_run relies on it).
+            let lead = bytes.iter().take_while(|&&b| plain(b)).count();
+            assert_eq!(plain_run(&bytes, 0), lead, "{bytes:02x?}");
+            assert_eq!(plain_run(&bytes[..5], 0), lead.min(5), "{bytes:02x?}");
         }
     }
 
@@ -518,7 +580,7 @@ mod tests {
                 .collect();
             // The pipeline: splitlines, normalize, keep >= 8 code points.
             let mut l = Lines::default();
-            l.add_payload(&payload);
+            l.add_payload_with(&payload, StandIns::DEFAULT);
             let got: Vec<&[u8]> = (0..l.len()).map(|i| l.get(i)).collect();
             // Kept by length with stand-ins counted, then encoded without them.
             let drop = |w: String| -> String {
@@ -537,7 +599,7 @@ mod tests {
             let line = crate::digest::text::py_splitlines(&payload)
                 .next()
                 .unwrap_or("");
-            let (bytes, n) = normalize_line(line);
+            let (bytes, n) = normalize_line(line, StandIns::DEFAULT);
             let w = oracle(line);
             assert_eq!(n, w.chars().count(), "{line:?}");
             assert_eq!(String::from_utf8(bytes).unwrap(), drop(w), "{line:?}");

@@ -3,16 +3,26 @@
 //! Python text may hold **lone surrogates** (U+D800–U+DFFF): the `utf-7`,
 //! `unicode_escape` and `raw_unicode_escape` codecs produce them
 //! (digest-spec.md C.2, E32, E37). A Rust `String` cannot, so a lone
-//! surrogate `s` is carried as the stand-in character
-//! `U+10F800 + (s - 0xD800)` (the top 2048 code points of plane 16).
-//! Everywhere in the pipeline a stand-in behaves as a surrogate does in
-//! Python: it is `\S`, not a letter, counts as one code point, and is
-//! dropped by `encode("utf8", "ignore")` ([`encode_utf8_ignore`]). A genuine
-//! U+10F800..U+10FFFF character in a text that a surrogate-producing codec
-//! decoded would be mistaken for a surrogate; those codecs are the only
-//! ones that create stand-ins, and such input is not known to occur.
+//! surrogate `s` is carried as a stand-in character `base + (s - 0xD800)`,
+//! where `base` starts a block of 2048 private-use code points in planes
+//! 15–16 ([`StandIns`]). A stand-in behaves as a surrogate does in Python
+//! everywhere in the pipeline: like every private-use character it is
+//! `\S`, not a letter, has no case mapping and counts as one code point;
+//! only `encode("utf8", "ignore")` ([`encode_utf8_ignore`]) tells them
+//! apart and drops the stand-ins.
+//!
+//! Which characters are stand-ins is a property of each decoded text, not
+//! of the code points: a text that no codec gave a lone surrogate has
+//! [`StandIns::NONE`] and is encoded verbatim, so a genuine U+10F800..
+//! U+10FFFF character is kept as Python keeps it. A codec that emits lone
+//! surrogates uses the block at [`SURROGATE_STAND_IN_BASE`] (U+10F800..
+//! U+10FFFF) unless the same text also holds genuine characters of that
+//! block; then it decodes again with a block the text does not use
+//! (`codecs::decode_text`). The only inexact case left: a text with lone
+//! surrogates that also uses all 64 blocks of U+F0000..U+10FFFF; genuine
+//! characters of the last block are then dropped with the surrogates.
 
-/// First stand-in code point (stands for U+D800).
+/// First code point of the default stand-in block (stands for U+D800).
 pub const SURROGATE_STAND_IN_BASE: u32 = 0x10_F800;
 
 /// The stand-in for the lone surrogate `unit` (0xD800..=0xDFFF).
@@ -22,9 +32,59 @@ pub fn surrogate_stand_in(unit: u16) -> char {
     char::from_u32(SURROGATE_STAND_IN_BASE + off).expect("plane 16 code point")
 }
 
-/// Whether `c` is a stand-in for a lone surrogate.
+/// Whether `c` is in the default stand-in block (U+10F800..U+10FFFF).
+/// Only meaningful for a text whose [`StandIns`] is the default block.
 pub fn is_surrogate_stand_in(c: char) -> bool {
     (c as u32) >= SURROGATE_STAND_IN_BASE
+}
+
+/// Lowest code point a stand-in block may start at (U+F0000: planes 15 and
+/// 16 are private use, 64 blocks of 2048).
+pub const STAND_IN_AREA_START: u32 = 0xF_0000;
+
+/// Which characters of one decoded text stand for lone surrogates: none,
+/// or the 2048-code-point block starting at a base in U+F0000..U+10F800.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct StandIns(Option<u32>);
+
+impl StandIns {
+    /// The text holds no stand-in: every character is genuine.
+    pub const NONE: StandIns = StandIns(None);
+    /// Stand-ins in the default block U+10F800..U+10FFFF.
+    pub const DEFAULT: StandIns = StandIns(Some(SURROGATE_STAND_IN_BASE));
+
+    /// Stand-ins in block `index` (0..64) of U+F0000..U+10FFFF.
+    pub fn block(index: u32) -> StandIns {
+        debug_assert!(index < 64);
+        StandIns(Some(STAND_IN_AREA_START + (index & 63) * 0x800))
+    }
+
+    /// First code point of the block, if any.
+    pub fn base(self) -> Option<u32> {
+        self.0
+    }
+
+    /// Whether the text may hold stand-ins.
+    pub fn is_some(self) -> bool {
+        self.0.is_some()
+    }
+
+    /// The stand-in for the lone surrogate `unit` (0xD800..=0xDFFF); the
+    /// default block when this is [`StandIns::NONE`].
+    pub fn stand_in(self, unit: u16) -> char {
+        let base = self.0.unwrap_or(SURROGATE_STAND_IN_BASE);
+        let off = u32::from(unit).wrapping_sub(0xD800) & 0x7FF;
+        char::from_u32(base + off).expect("plane 15/16 code point")
+    }
+
+    /// Whether `c` is a stand-in in this text.
+    #[inline]
+    pub fn contains(self, c: char) -> bool {
+        match self.0 {
+            Some(base) => (c as u32).wrapping_sub(base) < 0x800,
+            None => false,
+        }
+    }
 }
 
 /// Python `str.isspace()`, which is also what `re`'s `\s` matches on `str`
@@ -119,15 +179,16 @@ pub fn py_splitlines(s: &str) -> impl Iterator<Item = &str> {
     })
 }
 
-/// `s.encode("utf8", "ignore")`: UTF-8, with lone surrogates (stand-ins)
-/// dropped (digest-spec.md D.3).
-pub fn encode_utf8_ignore(s: &str, out: &mut Vec<u8>) {
-    if !s.chars().any(is_surrogate_stand_in) {
+/// `s.encode("utf8", "ignore")`: UTF-8, with lone surrogates (the stand-ins
+/// of `stand_ins`) dropped (digest-spec.md D.3). Every other character,
+/// U+10F800..U+10FFFF included, is kept.
+pub fn encode_utf8_ignore(s: &str, stand_ins: StandIns, out: &mut Vec<u8>) {
+    if !stand_ins.is_some() || !s.chars().any(|c| stand_ins.contains(c)) {
         out.extend_from_slice(s.as_bytes());
         return;
     }
     let mut buf = [0u8; 4];
-    for c in s.chars().filter(|&c| !is_surrogate_stand_in(c)) {
+    for c in s.chars().filter(|&c| !stand_ins.contains(c)) {
         out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
     }
 }
@@ -168,8 +229,18 @@ mod tests {
         .collect();
         assert_eq!(s.chars().count(), 4);
         let mut out = Vec::new();
-        encode_utf8_ignore(&s, &mut out);
+        encode_utf8_ignore(&s, StandIns::DEFAULT, &mut out);
         assert_eq!(out, b"ab");
+        // Without stand-ins the same characters are genuine and kept.
+        out.clear();
+        encode_utf8_ignore(&s, StandIns::NONE, &mut out);
+        assert_eq!(out, s.as_bytes());
+        // Another block: only its characters are dropped.
+        let other = StandIns::block(3);
+        let t: String = ['x', other.stand_in(0xDC00), '\u{10ffff}'].iter().collect();
+        out.clear();
+        encode_utf8_ignore(&t, other, &mut out);
+        assert_eq!(out, "x\u{10ffff}".as_bytes());
         assert!(!py_isspace(surrogate_stand_in(0xDC80)));
     }
 

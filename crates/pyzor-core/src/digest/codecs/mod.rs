@@ -10,8 +10,10 @@
 //!
 //! Tables are generated from the local CPython 3.11 by
 //! `tools/gen-codec-tables.py` (see docs/codecs.md). Lone surrogates that a
-//! codec produces (utf-7, unicode_escape, raw_unicode_escape) are returned
-//! as stand-ins ([`super::text::surrogate_stand_in`]).
+//! codec produces (utf-7, unicode_escape, raw_unicode_escape; any codec
+//! that goes through [`Out::push_cp`] is tracked) are returned as
+//! stand-ins; [`decode_text`] says which block holds them
+//! ([`super::text::StandIns`]).
 
 mod escape;
 #[rustfmt::skip]
@@ -23,6 +25,8 @@ mod trie;
 mod utf;
 
 pub use generated::Codec;
+
+use super::text::{StandIns, STAND_IN_AREA_START};
 
 /// Python error handler names that the digest uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,13 +89,23 @@ pub(crate) enum Imp {
 pub(crate) struct Out {
     pub(crate) s: String,
     errors: Errors,
+    /// Where lone surrogates go.
+    stand_ins: StandIns,
+    /// A lone surrogate was pushed.
+    surrogates: bool,
+    /// Bit `i`: a genuine character of stand-in block `i` (U+F0000 +
+    /// 2048·i ..) was pushed.
+    blocks: u64,
 }
 
 impl Out {
-    fn new(errors: Errors, capacity: usize) -> Self {
+    fn new(errors: Errors, capacity: usize, stand_ins: StandIns) -> Self {
         Out {
             s: String::with_capacity(capacity),
             errors,
+            stand_ins,
+            surrogates: false,
+            blocks: 0,
         }
     }
 
@@ -107,11 +121,16 @@ impl Out {
     #[inline]
     pub(crate) fn push_cp(&mut self, cp: u32) {
         match char::from_u32(cp) {
-            Some(c) => self.s.push(c),
+            Some(c) => {
+                if cp >= STAND_IN_AREA_START {
+                    self.blocks |= 1 << ((cp - STAND_IN_AREA_START) >> 11);
+                }
+                self.s.push(c)
+            }
             None => {
                 debug_assert!((0xD800..=0xDFFF).contains(&cp));
-                self.s
-                    .push(super::text::surrogate_stand_in((cp & 0xFFFF) as u16));
+                self.surrogates = true;
+                self.s.push(self.stand_ins.stand_in((cp & 0xFFFF) as u16));
             }
         }
     }
@@ -199,12 +218,55 @@ pub fn decode(label: &str, bytes: &[u8], errors: Errors) -> Result<String, Codec
     decode_with(codec, bytes, errors)
 }
 
+/// Like [`decode`], and also says which characters of the text stand for
+/// lone surrogates: [`StandIns::NONE`] when the codec produced none (the
+/// text is then exactly Python's), else the block they were put in, which
+/// holds no genuine character of the text (see [`super::text`]; the one
+/// inexact case is a text using all 64 candidate blocks).
+pub fn decode_text(
+    label: &str,
+    bytes: &[u8],
+    errors: Errors,
+) -> Result<(String, StandIns), CodecError> {
+    if bytes.is_empty() {
+        return Ok((String::new(), StandIns::NONE));
+    }
+    let codec = lookup(label).ok_or_else(|| CodecError::Lookup(label.to_owned()))?;
+    let out = decode_into(codec, bytes, errors, StandIns::DEFAULT)?;
+    if !out.surrogates {
+        return Ok((out.s, StandIns::NONE));
+    }
+    let default_block = (super::text::SURROGATE_STAND_IN_BASE - STAND_IN_AREA_START) >> 11;
+    if out.blocks & (1 << default_block) == 0 {
+        return Ok((out.s, StandIns::DEFAULT));
+    }
+    // Rare: lone surrogates and genuine U+10F800.. characters in one text.
+    // Decode again with the highest block the text does not use.
+    match (0..64u32).rev().find(|&i| out.blocks & (1 << i) == 0) {
+        Some(free) => {
+            let stand_ins = StandIns::block(free);
+            let again = decode_into(codec, bytes, errors, stand_ins)?;
+            Ok((again.s, stand_ins))
+        }
+        None => Ok((out.s, StandIns::DEFAULT)),
+    }
+}
+
 /// Decode with an already looked-up codec.
 pub fn decode_with(codec: Codec, bytes: &[u8], errors: Errors) -> Result<String, CodecError> {
     if bytes.is_empty() {
         return Ok(String::new());
     }
-    let mut out = Out::new(errors, bytes.len());
+    Ok(decode_into(codec, bytes, errors, StandIns::DEFAULT)?.s)
+}
+
+fn decode_into(
+    codec: Codec,
+    bytes: &[u8],
+    errors: Errors,
+    stand_ins: StandIns,
+) -> Result<Out, CodecError> {
+    let mut out = Out::new(errors, bytes.len(), stand_ins);
     match codec.imp() {
         Imp::Trie(t) => t.decode(bytes, &mut out),
         Imp::Utf8 => utf::utf8(bytes, &mut out),
@@ -230,7 +292,7 @@ pub fn decode_with(codec: Codec, bytes: &[u8], errors: Errors) -> Result<String,
         Imp::Hz => stateful::hz(bytes, &mut out),
         Imp::Iso2022 => stateful::iso2022(codec, bytes, &mut out)?,
     }
-    Ok(out.s)
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -123,7 +123,9 @@ impl Trie {
 /// Single-byte codecs: a byte → UTF-8 table, written straight into the
 /// output buffer.
 fn decode_single(table: &[Utf8Char], ascii_identity: bool, input: &[u8], out: &mut Out) {
-    let mut buf: Vec<u8> = Vec::with_capacity(input.len() + input.len() / 2);
+    // Write into the output's own allocation (already sized for the input).
+    let mut buf: Vec<u8> = std::mem::take(&mut out.s).into_bytes();
+    buf.reserve(input.len());
     let replace = out.replaces();
     let mut rest = input;
     while let Some((&b, tail)) = rest.split_first() {
@@ -141,9 +143,10 @@ fn decode_single(table: &[Utf8Char], ascii_identity: bool, input: &[u8], out: &m
             buf.extend_from_slice("\u{FFFD}".as_bytes());
         }
     }
-    // Every table entry is a char's UTF-8 encoding, so this cannot fail.
-    if let Ok(s) = std::str::from_utf8(&buf) {
-        out.s.push_str(s);
+    // The previous output and every table entry are valid UTF-8, so this
+    // cannot fail.
+    if let Ok(s) = String::from_utf8(buf) {
+        out.s = s;
     }
 }
 

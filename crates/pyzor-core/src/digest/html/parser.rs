@@ -64,7 +64,14 @@ impl QuoteMemo {
         if self.none_from.is_some_and(|n| n <= from) {
             return None;
         }
-        match s[from..].find(q) {
+        // An ASCII byte never occurs inside a multi-byte UTF-8 character:
+        // memchr finds the same index as `str::find`, faster.
+        let found = if q.is_ascii() {
+            memchr::memchr(q as u8, &s.as_bytes()[from..])
+        } else {
+            s[from..].find(q)
+        };
+        match found {
             Some(off) => {
                 self.hit = Some((from, from + off));
                 Some(from + off)
@@ -164,7 +171,8 @@ impl<'a> Stripper<'a> {
 
     fn find_byte(&self, c: u8, from: usize) -> Option<usize> {
         let from = from.min(self.b.len());
-        self.raw[from..].find(c as char).map(|o| from + o)
+        debug_assert!(c.is_ascii());
+        memchr::memchr(c, &self.b[from..]).map(|o| from + o)
     }
 
     // ----- HTMLStripper handlers -------------------------------------------
@@ -269,7 +277,7 @@ impl<'a> Stripper<'a> {
         let elem = self.cdata_elem?.name().as_bytes();
         let mut pos = from;
         loop {
-            let p = pos + self.raw[pos..].find("</")?;
+            let p = pos + memchr::memmem::find(&self.b[pos..], b"</")?;
             let mut q = self.skip_ws(p + 2);
             let mut ok = true;
             for &letter in elem {
@@ -677,7 +685,7 @@ fn start_of_last_chars(s: &str, count: usize) -> usize {
 /// `[\s;]` does not occur from there to the end, the tail is kept back for
 /// the next `feed()` — which never comes (digest-spec.md C.3, J.2, E20).
 fn withhold_tail(raw: &str, from: usize) -> bool {
-    match raw[from..].rfind('&') {
+    match memchr::memrchr(b'&', &raw.as_bytes()[from..]) {
         Some(off) => !raw[from + off..].chars().any(|c| c == ';' || py_isspace(c)),
         None => false,
     }

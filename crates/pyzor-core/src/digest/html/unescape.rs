@@ -40,7 +40,8 @@ pub fn try_unescape(s: &str) -> Result<Cow<'_, str>, HtmlError> {
 
 fn unescape_impl(s: &str, strict: bool) -> Result<Cow<'_, str>, HtmlError> {
     // `if '&' not in s: return s`
-    let Some(first) = s.find('&') else {
+    // memchr on the bytes: `&` is ASCII, so the index is the same.
+    let Some(first) = memchr::memchr(b'&', s.as_bytes()) else {
         return Ok(Cow::Borrowed(s));
     };
     let mut out = String::with_capacity(s.len());
@@ -55,7 +56,7 @@ fn unescape_impl(s: &str, strict: bool) -> Result<Cow<'_, str>, HtmlError> {
         } else {
             pos += 1;
         }
-        match s[pos..].find('&') {
+        match memchr::memchr(b'&', &s.as_bytes()[pos..]) {
             Some(off) => pos += off,
             None => break,
         }
@@ -160,7 +161,7 @@ fn lookup_entity(name: &str) -> Option<&'static str> {
 pub(super) fn check_unescape(s: &str) -> Result<(), HtmlError> {
     let b = s.as_bytes();
     let mut pos = 0;
-    while let Some(off) = s[pos..].find('&') {
+    while let Some(off) = memchr::memchr(b'&', &b[pos..]) {
         let amp = pos + off;
         pos = amp + 1;
         if b.get(pos) != Some(&b'#') {
