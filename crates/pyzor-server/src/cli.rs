@@ -92,6 +92,9 @@ pub struct Cli {
     /// number of socket workers (default: one per core)
     #[arg(long = "workers")]
     pub workers: Option<i64>,
+    /// process (default: an answered report survives kill -9, on disk within ~1 s) or fsync (survives power loss; one fsync per receive batch)
+    #[arg(long = "durability")]
+    pub durability: Option<String>,
     /// print version and exit
     #[arg(short = 'V', long = "version")]
     pub version: bool,
@@ -129,6 +132,7 @@ impl Cli {
         put("ForwardClientHomeDir", self.forward_client_homedir.clone());
         put("MetricsAddress", self.metrics_address.clone());
         put("Workers", self.workers.map(|x| x.to_string()));
+        put("Durability", self.durability.clone());
         v
     }
 }

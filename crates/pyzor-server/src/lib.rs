@@ -35,8 +35,9 @@ pub mod worker;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use pyzor_core::config::server::DurabilityMode;
 use pyzor_core::config::{ensure_homedir, home::process_default_homedir, ServerConfig};
-use pyzor_store::{Engine, EngineOptions};
+use pyzor_store::{Durability, Engine, EngineOptions};
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 
@@ -59,6 +60,10 @@ pub fn open_engine(cfg: &ServerConfig) -> Result<Arc<dyn Engine>, String> {
     }
     o.db_connections = cfg.db_connections.max(0) as usize;
     o.cleanup_age = cfg.cleanup_age.max(0) as u64;
+    o.durability = match cfg.durability {
+        DurabilityMode::Process => Durability::Process,
+        DurabilityMode::Fsync => Durability::Fsync,
+    };
     pyzor_store::open(&o).map_err(|e| {
         format!(
             "cannot open the {} engine ({}): {e}",
@@ -216,9 +221,13 @@ fn serve(cfg: &ServerConfig, workers: usize, detached: bool, logs: &Logs) -> i32
         }
     };
     log::info!(
-        "Starting pyzord server on {} ({workers} workers, engine {}).",
+        "Starting pyzord server on {} ({workers} workers, engine {}, durability {}).",
         server.local_addr(),
-        cfg.engine
+        cfg.engine,
+        match cfg.durability {
+            DurabilityMode::Process => "process",
+            DurabilityMode::Fsync => "fsync",
+        }
     );
     if let Some(m) = server.metrics_addr() {
         log::info!("Metrics on http://{m}/metrics");

@@ -172,6 +172,31 @@ fn kill_9_after_acknowledged_report_keeps_the_count() {
     srv.stop();
 }
 
+/// `--durability fsync` (each receive batch fsynced before its replies):
+/// reports are answered and the counts survive `kill -9`, with the flag
+/// and with the config key. Correctness only; power loss is not simulated.
+#[test]
+fn fsync_durability_answers_reports_and_survives_kill_9() {
+    let home = pyzor_testkit::temp_home();
+    let mut srv = start_ours(home.path(), &["-e", "lmdb", "--durability", "fsync"]);
+    for i in 0..12 {
+        assert_eq!(code(&report(srv.port, &format!("f{}", i % 3))), "200");
+    }
+    srv.child.kill().unwrap(); // SIGKILL
+    srv.child.wait().unwrap();
+    std::fs::write(home.path().join("config"), "[server]\nDurability = fsync\n").unwrap();
+    let mut srv = start_ours(home.path(), &["-e", "lmdb"]);
+    for i in 0..3 {
+        assert!(check_count(srv.port, &format!("f{i}")).contains("Count: 4\n"));
+    }
+    assert_eq!(code(&report(srv.port, "f0")), "200");
+    srv.child.kill().unwrap();
+    srv.child.wait().unwrap();
+    let srv = start_ours(home.path(), &["-e", "lmdb", "--durability", "process"]);
+    assert!(check_count(srv.port, "f0").contains("Count: 5\n"));
+    srv.stop();
+}
+
 #[test]
 fn usage_log_and_main_log_formats() {
     let home = pyzor_testkit::temp_home();

@@ -11,9 +11,10 @@
 //!   never share a file name.
 //!
 //! Our own keys: `MetricsAddress` (`host:port` of the Prometheus text
-//! endpoint; empty = off) and `Workers` (number of socket workers; empty or
+//! endpoint; empty = off), `Workers` (number of socket workers; empty or
 //! 0 = derived from the reference's concurrency keys, see
-//! [`ServerConfig::worker_count`]).
+//! [`ServerConfig::worker_count`]) and `Durability` (`process` or `fsync`,
+//! see [`DurabilityMode`]).
 
 use std::path::{Path, PathBuf};
 
@@ -48,7 +49,31 @@ pub const SERVER_DEFAULTS: &[(&str, &str)] = &[
     ("PidFile", "pyzord.pid"),
     ("MetricsAddress", ""),
     ("Workers", "0"),
+    ("Durability", "process"),
 ];
+
+/// `Durability`: how far an answered report has gone when pyzord replies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DurabilityMode {
+    /// Survives `kill -9` of pyzord; on disk within about a second (the
+    /// engine flush timer).
+    #[default]
+    Process,
+    /// Survives power loss: the engine fsyncs each receive batch's commit
+    /// before the replies are sent.
+    Fsync,
+}
+
+impl DurabilityMode {
+    /// `process` or `fsync`, any case.
+    pub fn parse(v: &str) -> Option<Self> {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "process" => Some(DurabilityMode::Process),
+            "fsync" => Some(DurabilityMode::Fsync),
+            _ => None,
+        }
+    }
+}
 
 /// Engines whose DSN is a file name relative to the home directory.
 const FILE_ENGINES: &[&str] = &["gdbm", "lmdb"];
@@ -102,6 +127,8 @@ pub struct ServerConfig {
     pub metrics_address: Option<String>,
     /// 0 = automatic.
     pub workers: usize,
+    /// `Durability` (ours).
+    pub durability: DurabilityMode,
 }
 
 impl ServerConfig {
@@ -183,6 +210,12 @@ impl ServerConfig {
             value: workers_raw.to_string(),
             expected: "a number of workers >= 0",
         })?;
+        let dur_raw = get("Durability")?;
+        let durability = DurabilityMode::parse(&dur_raw).ok_or(ConfigError::BadValue {
+            key: "Durability",
+            value: dur_raw,
+            expected: "process or fsync",
+        })?;
         let metrics = get("MetricsAddress")?;
         let fwd = get("ForwardClientHomeDir")?;
         Ok(ServerConfig {
@@ -210,6 +243,7 @@ impl ServerConfig {
             usage_sentry_dsn: get("UsageSentryDSN")?,
             metrics_address: (!metrics.is_empty()).then_some(metrics),
             workers,
+            durability,
         })
     }
 
@@ -321,6 +355,20 @@ mod tests {
             ServerConfig::load(t.path(), &[]),
             Err(ConfigError::Ini(_))
         ));
+    }
+
+    #[test]
+    fn durability_key() {
+        let t = home_with(None);
+        let c = ServerConfig::load(t.path(), &[]).unwrap();
+        assert_eq!(c.durability, DurabilityMode::Process);
+        let t = home_with(Some("[server]\nDurability = FSync\n"));
+        let c = ServerConfig::load(t.path(), &[]).unwrap();
+        assert_eq!(c.durability, DurabilityMode::Fsync);
+        let c = ServerConfig::load(t.path(), &[("Durability", "process".into())]).unwrap();
+        assert_eq!(c.durability, DurabilityMode::Process);
+        let e = ServerConfig::load(t.path(), &[("Durability", "disk".into())]).unwrap_err();
+        assert!(e.to_string().contains("Durability"), "{e}");
     }
 
     #[test]
