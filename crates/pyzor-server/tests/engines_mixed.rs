@@ -704,7 +704,6 @@ fn burst_with_bad_keys(port: u16, good: &str, bad: &str, rounds: u32) -> Vec<u16
 }
 
 #[test]
-#[ignore = "bug: one BadKey request (digest over 40 characters on mysql) fails every request of its receive batch with 500, and their reports are not counted"]
 fn mysql_bad_digest_does_not_fail_other_requests_in_its_batch() {
     // The reference handles each datagram on its own; a report of a key
     // the table cannot hold fails only that request (500). Ours batches up
