@@ -74,7 +74,7 @@ pub fn open_engine(cfg: &ServerConfig) -> Result<Arc<dyn Engine>, String> {
 
 /// Warnings about flags that select Python-only machinery.
 fn concurrency_notes(cfg: &ServerConfig, workers: usize) -> Vec<String> {
-    let mut v = Vec::new();
+    let mut v = cfg.python_only_notes();
     if cfg.gevent {
         v.push("Gevent is Python-only and ignored: pyzord uses native threads".to_owned());
     }

@@ -317,19 +317,24 @@ fn cli_and_config_matrix() {
     let (c, out, _) = run_pyzord(home.path(), &["extra"]);
     assert_eq!(c, 0);
     assert!(out.contains("--homedir"), "{out}");
-    // Threads and Processes together: refused.
-    let (c, _, err) = run_pyzord(home.path(), &["--threads", "True", "--processes", "true"]);
-    assert_eq!(c, 1);
-    assert!(
-        err.contains("You cannot use both processes and threads"),
-        "{err}"
-    );
-    let (c, _, err) = run_pyzord(home.path(), &["--pre-fork", "1"]);
-    assert_eq!(c, 1);
-    assert!(
-        err.contains("Pre-fork value cannot be lower than 2"),
-        "{err}"
-    );
+    // Python-only combinations the reference refuses (exit 1) are warnings
+    // here: the server starts, says what it does instead, and answers.
+    for (args, warning) in [
+        (
+            &["--threads", "True", "--processes", "true"][..],
+            "Threads and Processes are both true",
+        ),
+        (&["--pre-fork", "1"][..], "PreFork = 1 is below 2"),
+    ] {
+        let mut args = args.to_vec();
+        args.extend(["-e", "memory"]);
+        let srv = start_ours(home.path(), &args);
+        assert_eq!(code(&report(srv.port, "pf")), "200");
+        assert_eq!(srv.stop(), Some(0));
+        let err = std::fs::read_to_string(home.path().join("stderr.log")).unwrap();
+        assert!(err.contains(" WARNING ") || err.contains(" WARN "), "{err}");
+        assert!(err.contains(warning), "{args:?}: {err}");
+    }
     // A config value that is not an integer is named.
     std::fs::write(
         home.path().join("config"),

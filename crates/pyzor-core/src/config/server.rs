@@ -89,10 +89,6 @@ pub enum ConfigError {
         value: String,
         expected: &'static str,
     },
-    #[error("You cannot use both processes and threads at the same time (Threads and Processes are both true)")]
-    ThreadsAndProcesses,
-    #[error("Pre-fork value cannot be lower than 2 (PreFork = {0}); use 0 to disable it")]
-    PreForkTooLow(i64),
 }
 
 /// The effective `pyzord` settings, typed and with file names expanded.
@@ -198,12 +194,10 @@ impl ServerConfig {
         let threads = boolean("Threads")?;
         let processes = boolean("Processes")?;
         let prefork = int("PreFork")?;
-        if threads && processes {
-            return Err(ConfigError::ThreadsAndProcesses);
-        }
-        if prefork != 0 && prefork < 2 {
-            return Err(ConfigError::PreForkTooLow(prefork));
-        }
+        // `Threads` + `Processes` together and `PreFork` = 1 (or < 0) make
+        // the reference exit 1; they are accepted here and warned about by
+        // pyzord (docs/compatibility.md, issue #2 item 4), see
+        // [`ServerConfig::worker_count`] for what they mean.
         let workers_raw = int("Workers")?;
         let workers = usize::try_from(workers_raw).map_err(|_| ConfigError::BadValue {
             key: "Workers",
@@ -252,7 +246,10 @@ impl ServerConfig {
     /// `Workers` wins when set. Otherwise the reference's concurrency keys
     /// map onto workers: `PreFork = N` (N ≥ 2) → N workers; `Threads = true`
     /// with `MaxThreads = N > 0` → min(N, cores); `Processes = true` →
-    /// min(MaxProcesses, cores); otherwise one worker per core. (The
+    /// min(MaxProcesses, cores); otherwise one worker per core. A `PreFork`
+    /// below 2 (other than 0) is ignored, and with both `Threads` and
+    /// `Processes` true the `Threads` rule applies; the reference refuses
+    /// both combinations (see [`ServerConfig::python_only_notes`]). (The
     /// reference's default is a single thread; ours uses every core because
     /// our engines are safe to share.)
     pub fn worker_count(&self, cores: usize) -> usize {
@@ -270,6 +267,29 @@ impl ServerConfig {
             return (self.max_processes as usize).min(cores);
         }
         cores
+    }
+}
+
+impl ServerConfig {
+    /// Warnings for Python-only setting combinations that the reference
+    /// refuses (exit 1) and we accept, saying what is done instead. No
+    /// combination of the reference's concurrency keys is an error here
+    /// (issue #2 item 4; docs/compatibility.md).
+    pub fn python_only_notes(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if self.threads && self.processes {
+            v.push(
+                "Threads and Processes are both true (the reference refuses this): using the Threads settings (MaxThreads) for the worker count"
+                    .to_owned(),
+            );
+        }
+        if self.prefork != 0 && self.prefork < 2 {
+            v.push(format!(
+                "PreFork = {} is below 2 (the reference refuses this): ignored, as if PreFork = 0",
+                self.prefork
+            ));
+        }
+        v
     }
 }
 
@@ -340,21 +360,36 @@ mod tests {
         let t = home_with(Some("[server]\nPort = 24441 # comment\n"));
         let e = ServerConfig::load(t.path(), &[]).unwrap_err();
         assert!(e.to_string().contains("Port"), "{e}");
-        let t = home_with(Some("[server]\nThreads = TRUE\nProcesses = true\n"));
-        assert!(matches!(
-            ServerConfig::load(t.path(), &[]),
-            Err(ConfigError::ThreadsAndProcesses)
-        ));
-        let t = home_with(None);
-        assert!(matches!(
-            ServerConfig::load(t.path(), &[("PreFork", "1".into())]),
-            Err(ConfigError::PreForkTooLow(1))
-        ));
         let t = home_with(Some("[server]\nport = 1\nPort = 2\n"));
         assert!(matches!(
             ServerConfig::load(t.path(), &[]),
             Err(ConfigError::Ini(_))
         ));
+    }
+
+    #[test]
+    fn python_only_combinations_are_warnings() {
+        let t = home_with(Some(
+            "[server]\nThreads = TRUE\nProcesses = true\nMaxThreads = 2\n",
+        ));
+        let c = ServerConfig::load(t.path(), &[]).unwrap();
+        assert_eq!(c.worker_count(8), 2, "the Threads rule applies");
+        let n = c.python_only_notes();
+        assert_eq!(n.len(), 1);
+        assert!(n[0].contains("Threads and Processes"), "{n:?}");
+        let t = home_with(None);
+        for pf in ["1", "-3"] {
+            let c = ServerConfig::load(t.path(), &[("PreFork", pf.into())]).unwrap();
+            assert_eq!(c.worker_count(3), 3, "PreFork {pf} is ignored");
+            let n = c.python_only_notes();
+            assert!(
+                n.len() == 1 && n[0].contains(&format!("PreFork = {pf}")),
+                "{n:?}"
+            );
+        }
+        let c = ServerConfig::load(t.path(), &[("PreFork", "2".into())]).unwrap();
+        assert!(c.python_only_notes().is_empty());
+        assert_eq!(c.worker_count(8), 2);
     }
 
     #[test]
