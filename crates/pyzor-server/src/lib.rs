@@ -15,7 +15,6 @@
 //! | [`metrics`] | counters, Prometheus text endpoint |
 //! | [`forward`] | the `ForwardClientHomeDir` hook |
 //! | [`daemon`] | `--detach` |
-//! | [`memengine`] | `-e memory`, a volatile engine for tests |
 //!
 //! The protocol itself (parsing, decisions, reply bytes) is in
 //! `pyzor_core::wire::server`; this crate only moves bytes and runs
@@ -25,7 +24,6 @@ pub mod cli;
 pub mod daemon;
 pub mod forward;
 pub mod logging;
-pub mod memengine;
 pub mod metrics;
 pub mod net;
 pub mod rules;
@@ -49,11 +47,9 @@ use crate::server::{Server, StartOptions};
 /// The version the reference prints.
 pub const VERSION: &str = "1.1.2";
 
-/// Open the configured engine (`memory` is ours, for tests).
+/// Open the configured engine (any of `pyzor_store::ENGINES`; `memory` is
+/// volatile, for tests and benchmarks).
 pub fn open_engine(cfg: &ServerConfig) -> Result<Arc<dyn Engine>, String> {
-    if cfg.engine == "memory" {
-        return Ok(Arc::new(memengine::MemoryEngine::new()));
-    }
     let mut o = EngineOptions::new(&cfg.engine, &cfg.homedir);
     if cfg.digest_db_explicit || pyzor_store::default_dsn(&cfg.engine).is_some() {
         o.dsn = Some(cfg.digest_db.clone());

@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 
 use pyzor_core::auth::{Accounts, Acl};
 use pyzor_core::{Record, Timestamp};
-use pyzor_server::memengine::MemoryEngine;
 use pyzor_server::metrics::Metrics;
 use pyzor_server::rules::{RuleSet, Rules};
 use pyzor_server::worker::{Processor, Shared};
+use pyzor_store::memory::MemoryEngine;
 use pyzor_store::{Engine, Op, RecordIter, StoreError};
 
 struct Counting;
