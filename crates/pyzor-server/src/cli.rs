@@ -89,7 +89,7 @@ pub struct Cli {
     /// serve Prometheus metrics on host:port (HTTP)
     #[arg(long = "metrics-address")]
     pub metrics_address: Option<String>,
-    /// number of socket workers (default: one per core)
+    /// number of socket workers (default: half the cores, rounded up)
     #[arg(long = "workers")]
     pub workers: Option<i64>,
     /// process (default: an answered report survives kill -9, on disk within ~1 s) or fsync (survives power loss; one fsync per receive batch)

@@ -93,8 +93,10 @@ impl Processor {
             self.parsed.push(Parsed::new());
         }
         self.decisions.clear();
-        let now_f = now_secs_f64();
+        // One clock read per batch: the engine's timestamp and the
+        // authentication window's float seconds are the same instant.
         let now = Timestamp::now();
+        let now_f = now.0 as f64 / 1_000_000.0;
 
         // 1. Parse and decide.
         let mut n_ops = 0usize;
@@ -373,13 +375,6 @@ fn has_digest(p: &Parsed) -> bool {
 /// time, i.e. whole epoch seconds; 0 when never set (wire-protocol.md §6).
 fn info_time(t: Option<Timestamp>) -> i64 {
     t.map_or(0, |t| t.secs())
-}
-
-fn now_secs_f64() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 /// A worker's loop: receive a batch, process it, send the replies, until

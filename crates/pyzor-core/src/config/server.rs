@@ -246,12 +246,16 @@ impl ServerConfig {
     /// `Workers` wins when set. Otherwise the reference's concurrency keys
     /// map onto workers: `PreFork = N` (N ≥ 2) → N workers; `Threads = true`
     /// with `MaxThreads = N > 0` → min(N, cores); `Processes = true` →
-    /// min(MaxProcesses, cores); otherwise one worker per core. A `PreFork`
+    /// min(MaxProcesses, cores); otherwise one worker per two cores
+    /// (rounded up): the kernel's share of each request (UDP receive and
+    /// send, wake-ups) is larger than ours and needs the other cores, and
+    /// more `SO_REUSEPORT` workers split the traffic into smaller batches
+    /// that cost more CPU per request (issue #6 item 3). A `PreFork`
     /// below 2 (other than 0) is ignored, and with both `Threads` and
     /// `Processes` true the `Threads` rule applies; the reference refuses
     /// both combinations (see [`ServerConfig::python_only_notes`]). (The
-    /// reference's default is a single thread; ours uses every core because
-    /// our engines are safe to share.)
+    /// reference's default is a single thread; ours may use several
+    /// workers because our engines are safe to share.)
     pub fn worker_count(&self, cores: usize) -> usize {
         let cores = cores.max(1);
         if self.workers > 0 {
@@ -266,7 +270,7 @@ impl ServerConfig {
         if self.processes && self.max_processes > 0 {
             return (self.max_processes as usize).min(cores);
         }
-        cores
+        cores.div_ceil(2)
     }
 }
 
@@ -380,7 +384,7 @@ mod tests {
         let t = home_with(None);
         for pf in ["1", "-3"] {
             let c = ServerConfig::load(t.path(), &[("PreFork", pf.into())]).unwrap();
-            assert_eq!(c.worker_count(3), 3, "PreFork {pf} is ignored");
+            assert_eq!(c.worker_count(4), 2, "PreFork {pf} is ignored");
             let n = c.python_only_notes();
             assert!(
                 n.len() == 1 && n[0].contains(&format!("PreFork = {pf}")),
@@ -420,7 +424,10 @@ mod tests {
     fn worker_mapping() {
         let t = home_with(None);
         let mut c = ServerConfig::load(t.path(), &[]).unwrap();
-        assert_eq!(c.worker_count(4), 4);
+        assert_eq!(c.worker_count(4), 2);
+        assert_eq!(c.worker_count(2), 1);
+        assert_eq!(c.worker_count(1), 1);
+        assert_eq!(c.worker_count(7), 4);
         c.prefork = 3;
         assert_eq!(c.worker_count(4), 3);
         c.prefork = 0;
