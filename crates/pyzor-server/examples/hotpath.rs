@@ -11,10 +11,10 @@ use std::sync::Arc;
 use pyzor_core::auth::{parse_access, parse_passwd};
 use pyzor_core::wire::client::{build_request, Credentials, Layout};
 use pyzor_core::wire::Op;
-use pyzor_server::memengine::MemoryEngine;
 use pyzor_server::metrics::Metrics;
 use pyzor_server::rules::{RuleSet, Rules};
 use pyzor_server::worker::{Processor, Shared};
+use pyzor_store::memory::MemoryEngine;
 
 /// CPU time of the calling thread, in nanoseconds.
 fn cpu_ns() -> f64 {

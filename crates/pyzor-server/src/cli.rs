@@ -89,9 +89,12 @@ pub struct Cli {
     /// serve Prometheus metrics on host:port (HTTP)
     #[arg(long = "metrics-address")]
     pub metrics_address: Option<String>,
-    /// number of socket workers (default: one per core)
+    /// number of socket workers (default: half the cores, rounded up)
     #[arg(long = "workers")]
     pub workers: Option<i64>,
+    /// process (default: an answered report survives kill -9, on disk within ~1 s) or fsync (survives power loss; one fsync per receive batch)
+    #[arg(long = "durability")]
+    pub durability: Option<String>,
     /// print version and exit
     #[arg(short = 'V', long = "version")]
     pub version: bool,
@@ -129,6 +132,7 @@ impl Cli {
         put("ForwardClientHomeDir", self.forward_client_homedir.clone());
         put("MetricsAddress", self.metrics_address.clone());
         put("Workers", self.workers.map(|x| x.to_string()));
+        put("Durability", self.durability.clone());
         v
     }
 }

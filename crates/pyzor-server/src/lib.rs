@@ -15,7 +15,6 @@
 //! | [`metrics`] | counters, Prometheus text endpoint |
 //! | [`forward`] | the `ForwardClientHomeDir` hook |
 //! | [`daemon`] | `--detach` |
-//! | [`memengine`] | `-e memory`, a volatile engine for tests |
 //!
 //! The protocol itself (parsing, decisions, reply bytes) is in
 //! `pyzor_core::wire::server`; this crate only moves bytes and runs
@@ -25,7 +24,6 @@ pub mod cli;
 pub mod daemon;
 pub mod forward;
 pub mod logging;
-pub mod memengine;
 pub mod metrics;
 pub mod net;
 pub mod rules;
@@ -35,8 +33,9 @@ pub mod worker;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use pyzor_core::config::server::DurabilityMode;
 use pyzor_core::config::{ensure_homedir, home::process_default_homedir, ServerConfig};
-use pyzor_store::{Engine, EngineOptions};
+use pyzor_store::{Durability, Engine, EngineOptions};
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 
@@ -48,17 +47,19 @@ use crate::server::{Server, StartOptions};
 /// The version the reference prints.
 pub const VERSION: &str = "1.1.2";
 
-/// Open the configured engine (`memory` is ours, for tests).
+/// Open the configured engine (any of `pyzor_store::ENGINES`; `memory` is
+/// volatile, for tests and benchmarks).
 pub fn open_engine(cfg: &ServerConfig) -> Result<Arc<dyn Engine>, String> {
-    if cfg.engine == "memory" {
-        return Ok(Arc::new(memengine::MemoryEngine::new()));
-    }
     let mut o = EngineOptions::new(&cfg.engine, &cfg.homedir);
     if cfg.digest_db_explicit || pyzor_store::default_dsn(&cfg.engine).is_some() {
         o.dsn = Some(cfg.digest_db.clone());
     }
     o.db_connections = cfg.db_connections.max(0) as usize;
     o.cleanup_age = cfg.cleanup_age.max(0) as u64;
+    o.durability = match cfg.durability {
+        DurabilityMode::Process => Durability::Process,
+        DurabilityMode::Fsync => Durability::Fsync,
+    };
     pyzor_store::open(&o).map_err(|e| {
         format!(
             "cannot open the {} engine ({}): {e}",
@@ -69,7 +70,7 @@ pub fn open_engine(cfg: &ServerConfig) -> Result<Arc<dyn Engine>, String> {
 
 /// Warnings about flags that select Python-only machinery.
 fn concurrency_notes(cfg: &ServerConfig, workers: usize) -> Vec<String> {
-    let mut v = Vec::new();
+    let mut v = cfg.python_only_notes();
     if cfg.gevent {
         v.push("Gevent is Python-only and ignored: pyzord uses native threads".to_owned());
     }
@@ -216,9 +217,13 @@ fn serve(cfg: &ServerConfig, workers: usize, detached: bool, logs: &Logs) -> i32
         }
     };
     log::info!(
-        "Starting pyzord server on {} ({workers} workers, engine {}).",
+        "Starting pyzord server on {} ({workers} workers, engine {}, durability {}).",
         server.local_addr(),
-        cfg.engine
+        cfg.engine,
+        match cfg.durability {
+            DurabilityMode::Process => "process",
+            DurabilityMode::Fsync => "fsync",
+        }
     );
     if let Some(m) = server.metrics_addr() {
         log::info!("Metrics on http://{m}/metrics");

@@ -52,6 +52,9 @@ pub struct Processor {
     scratch: Vec<u8>,
     /// The engine batch's operation list, kept between batches (empty).
     ops_buf: Vec<pyzor_store::Op<'static>>,
+    /// Per-request engine failures; only filled when a refused batch was
+    /// re-run request by request ([`Processor::execute_one_by_one`]).
+    req_fail: Vec<Option<Failure>>,
     rules: Arc<Rules>,
     rules_gen: u64,
 }
@@ -64,6 +67,7 @@ impl Processor {
             records: Vec::new(),
             scratch: Vec::with_capacity(1024),
             ops_buf: Vec::new(),
+            req_fail: Vec::new(),
             rules: shared.rules.current(),
             rules_gen: shared.rules.generation(),
         }
@@ -89,8 +93,10 @@ impl Processor {
             self.parsed.push(Parsed::new());
         }
         self.decisions.clear();
-        let now_f = now_secs_f64();
+        // One clock read per batch: the engine's timestamp and the
+        // authentication window's float seconds are the same instant.
         let now = Timestamp::now();
+        let now_f = now.0 as f64 / 1_000_000.0;
 
         // 1. Parse and decide.
         let mut n_ops = 0usize;
@@ -131,6 +137,7 @@ impl Processor {
 
         // 2. One engine batch.
         self.records.clear();
+        self.req_fail.clear();
         let mut engine_failure: Option<Failure> = None;
         if n_ops > 0 {
             let mut ops: Vec<pyzor_store::Op<'_>> = recycle(std::mem::take(&mut self.ops_buf));
@@ -150,24 +157,40 @@ impl Processor {
                     }
                 }
             }
-            if let Err(e) = shared.engine.execute(&ops, now, &mut self.records) {
-                shared.metrics.engine_errors.fetch_add(1, Relaxed);
-                log::error!(
-                    "Engine {} failed a batch of {} operations: {e}",
-                    shared.engine.name(),
-                    ops.len()
-                );
-                engine_failure = Some(match e {
-                    StoreError::Unavailable(_) => Failure::DB_UNAVAILABLE,
-                    other => Failure::internal(other),
-                });
-            } else if self.records.len() != ops.len() {
-                shared.metrics.engine_errors.fetch_add(1, Relaxed);
-                engine_failure = Some(Failure::internal(format!(
-                    "engine returned {} results for {} operations",
-                    self.records.len(),
-                    ops.len()
-                )));
+            match shared.engine.execute(&ops, now, &mut self.records) {
+                Err(e) if splittable(&e, &ops) && n > 1 => {
+                    log::warn!(
+                        "Engine {} refused a batch of {} operations ({e}); answering its requests one by one",
+                        shared.engine.name(),
+                        ops.len()
+                    );
+                    execute_one_by_one(
+                        shared,
+                        &self.decisions,
+                        &ops,
+                        now,
+                        &mut self.records,
+                        &mut self.req_fail,
+                    );
+                }
+                Err(e) => {
+                    shared.metrics.engine_errors.fetch_add(1, Relaxed);
+                    log::error!(
+                        "Engine {} failed a batch of {} operations: {e}",
+                        shared.engine.name(),
+                        ops.len()
+                    );
+                    engine_failure = Some(failure_of(e));
+                }
+                Ok(()) if self.records.len() != ops.len() => {
+                    shared.metrics.engine_errors.fetch_add(1, Relaxed);
+                    engine_failure = Some(Failure::internal(format!(
+                        "engine returned {} results for {} operations",
+                        self.records.len(),
+                        ops.len()
+                    )));
+                }
+                Ok(()) => {}
             }
             self.ops_buf = recycle(ops);
         }
@@ -185,7 +208,10 @@ impl Processor {
             let p = &self.parsed[i];
             let thread = p.get("Thread");
             let mut dec = self.decisions[i].clone();
-            if let (Some(f), Decision::Ok { ops_len, .. }) = (&engine_failure, &dec) {
+            let fail = engine_failure
+                .as_ref()
+                .or_else(|| self.req_fail.get(i).and_then(Option::as_ref));
+            if let (Some(f), Decision::Ok { ops_len, .. }) = (fail, &dec) {
                 if *ops_len > 0 {
                     dec = Decision::Fail(f.clone());
                 }
@@ -260,6 +286,77 @@ impl Processor {
     }
 }
 
+/// The slow path after the engine refused a whole batch without writing
+/// anything: run each request's operations as its own engine call, so that
+/// only the offending request is answered 500 (the reference handles every
+/// datagram on its own). `records` gets one entry per operation either way
+/// (`None` for a failed request's); `req_fail[i]` says why request `i` failed.
+fn execute_one_by_one(
+    shared: &Shared,
+    decisions: &[Decision],
+    ops: &[pyzor_store::Op<'_>],
+    now: Timestamp,
+    records: &mut Vec<Option<Record>>,
+    req_fail: &mut Vec<Option<Failure>>,
+) {
+    records.clear();
+    req_fail.clear();
+    req_fail.resize(decisions.len(), None);
+    for (i, dec) in decisions.iter().enumerate() {
+        let Decision::Ok {
+            ops_start, ops_len, ..
+        } = *dec
+        else {
+            continue;
+        };
+        if ops_len == 0 {
+            continue;
+        }
+        let mine = &ops[ops_start..ops_start + ops_len];
+        let before = records.len();
+        let res = shared.engine.execute(mine, now, records);
+        let fail = match res {
+            Err(e) => Some(failure_of(e)),
+            Ok(()) if records.len() != before + ops_len => Some(Failure::internal(format!(
+                "engine returned {} results for {ops_len} operations",
+                records.len() - before
+            ))),
+            Ok(()) => None,
+        };
+        if let Some(f) = fail {
+            shared.metrics.engine_errors.fetch_add(1, Relaxed);
+            log::error!(
+                "Engine {} failed request {i} of its batch: {}",
+                shared.engine.name(),
+                f.diag
+            );
+            records.truncate(before);
+            records.resize(before + ops_len, None);
+            req_fail[i] = Some(f);
+        }
+    }
+}
+
+/// Whether a batch the engine refused can be re-run request by request:
+/// only when the engine guarantees nothing of it was written —
+/// [`StoreError::BadKey`] (documented on [`Engine::execute`]), or any
+/// per-record error of a batch of reads only.
+fn splittable(e: &StoreError, ops: &[pyzor_store::Op<'_>]) -> bool {
+    match e {
+        StoreError::BadKey(_) => true,
+        StoreError::Corrupt { .. } => !ops.iter().any(|o| o.is_write()),
+        _ => false,
+    }
+}
+
+/// The reference's answer to an engine error.
+fn failure_of(e: StoreError) -> Failure {
+    match e {
+        StoreError::Unavailable(_) => Failure::DB_UNAVAILABLE,
+        other => Failure::internal(other),
+    }
+}
+
 /// Empty a vector of borrowed operations and hand its allocation to another
 /// lifetime: the in-place `collect` of an empty `vec::IntoIter` keeps the
 /// buffer, so the per-batch operation list is allocated once per worker.
@@ -278,13 +375,6 @@ fn has_digest(p: &Parsed) -> bool {
 /// time, i.e. whole epoch seconds; 0 when never set (wire-protocol.md §6).
 fn info_time(t: Option<Timestamp>) -> i64 {
     t.map_or(0, |t| t.secs())
-}
-
-fn now_secs_f64() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 /// A worker's loop: receive a batch, process it, send the replies, until

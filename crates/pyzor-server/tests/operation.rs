@@ -172,6 +172,31 @@ fn kill_9_after_acknowledged_report_keeps_the_count() {
     srv.stop();
 }
 
+/// `--durability fsync` (each receive batch fsynced before its replies):
+/// reports are answered and the counts survive `kill -9`, with the flag
+/// and with the config key. Correctness only; power loss is not simulated.
+#[test]
+fn fsync_durability_answers_reports_and_survives_kill_9() {
+    let home = pyzor_testkit::temp_home();
+    let mut srv = start_ours(home.path(), &["-e", "lmdb", "--durability", "fsync"]);
+    for i in 0..12 {
+        assert_eq!(code(&report(srv.port, &format!("f{}", i % 3))), "200");
+    }
+    srv.child.kill().unwrap(); // SIGKILL
+    srv.child.wait().unwrap();
+    std::fs::write(home.path().join("config"), "[server]\nDurability = fsync\n").unwrap();
+    let mut srv = start_ours(home.path(), &["-e", "lmdb"]);
+    for i in 0..3 {
+        assert!(check_count(srv.port, &format!("f{i}")).contains("Count: 4\n"));
+    }
+    assert_eq!(code(&report(srv.port, "f0")), "200");
+    srv.child.kill().unwrap();
+    srv.child.wait().unwrap();
+    let srv = start_ours(home.path(), &["-e", "lmdb", "--durability", "process"]);
+    assert!(check_count(srv.port, "f0").contains("Count: 5\n"));
+    srv.stop();
+}
+
 #[test]
 fn usage_log_and_main_log_formats() {
     let home = pyzor_testkit::temp_home();
@@ -292,19 +317,24 @@ fn cli_and_config_matrix() {
     let (c, out, _) = run_pyzord(home.path(), &["extra"]);
     assert_eq!(c, 0);
     assert!(out.contains("--homedir"), "{out}");
-    // Threads and Processes together: refused.
-    let (c, _, err) = run_pyzord(home.path(), &["--threads", "True", "--processes", "true"]);
-    assert_eq!(c, 1);
-    assert!(
-        err.contains("You cannot use both processes and threads"),
-        "{err}"
-    );
-    let (c, _, err) = run_pyzord(home.path(), &["--pre-fork", "1"]);
-    assert_eq!(c, 1);
-    assert!(
-        err.contains("Pre-fork value cannot be lower than 2"),
-        "{err}"
-    );
+    // Python-only combinations the reference refuses (exit 1) are warnings
+    // here: the server starts, says what it does instead, and answers.
+    for (args, warning) in [
+        (
+            &["--threads", "True", "--processes", "true"][..],
+            "Threads and Processes are both true",
+        ),
+        (&["--pre-fork", "1"][..], "PreFork = 1 is below 2"),
+    ] {
+        let mut args = args.to_vec();
+        args.extend(["-e", "memory"]);
+        let srv = start_ours(home.path(), &args);
+        assert_eq!(code(&report(srv.port, "pf")), "200");
+        assert_eq!(srv.stop(), Some(0));
+        let err = std::fs::read_to_string(home.path().join("stderr.log")).unwrap();
+        assert!(err.contains(" WARNING ") || err.contains(" WARN "), "{err}");
+        assert!(err.contains(warning), "{args:?}: {err}");
+    }
     // A config value that is not an integer is named.
     std::fs::write(
         home.path().join("config"),

@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 
 use pyzor_core::auth::{Accounts, Acl};
 use pyzor_core::{Record, Timestamp};
-use pyzor_server::memengine::MemoryEngine;
 use pyzor_server::metrics::Metrics;
 use pyzor_server::rules::{RuleSet, Rules};
 use pyzor_server::worker::{Processor, Shared};
+use pyzor_store::memory::MemoryEngine;
 use pyzor_store::{Engine, Op, RecordIter, StoreError};
 
 struct Counting;
@@ -52,6 +52,9 @@ static A: Counting = Counting;
 struct Probe {
     inner: MemoryEngine,
     fail: AtomicBool,
+    /// A digest refused with `BadKey` (the whole call, nothing written),
+    /// as the mysql engine refuses a digest over 40 characters.
+    reject: Mutex<Option<Vec<u8>>>,
     batches: Mutex<Vec<usize>>,
 }
 
@@ -72,6 +75,14 @@ impl Engine for Probe {
         }
         if self.fail.load(Ordering::Relaxed) {
             return Err(StoreError::Unavailable("probe says no".into()));
+        }
+        if let Some(bad) = self.reject.lock().unwrap().as_deref() {
+            if ops.iter().any(|o| o.digest() == bad) {
+                return Err(StoreError::BadKey(format!(
+                    "{} is refused",
+                    String::from_utf8_lossy(bad)
+                )));
+            }
         }
         self.inner.execute(ops, now, out)
     }
@@ -110,6 +121,7 @@ fn probe() -> Arc<Probe> {
     Arc::new(Probe {
         inner: MemoryEngine::new(),
         fail: AtomicBool::new(false),
+        reject: Mutex::new(None),
         batches: Mutex::new(Vec::with_capacity(100)),
     })
 }
@@ -156,6 +168,53 @@ fn one_engine_batch_and_errors_only_for_engine_requests() {
         replies[2], b"Code: 200\nDiag: OK\nPV: 2.1\nThread: 3\nCount: 2\nWL-Count: 0\n\n",
         "the failed batch stored nothing"
     );
+}
+
+#[test]
+fn a_refused_key_fails_only_its_own_request() {
+    let engine = probe();
+    *engine.reject.lock().unwrap() = Some(b"bad".to_vec());
+    let sh = shared(Arc::clone(&engine));
+    let mut p = Processor::new(&sh);
+    let reqs: Vec<Vec<u8>> = vec![
+        b"Op: report\nOp-Digest: good1\nThread: 1\nPV: 2.1\n\n".to_vec(),
+        b"Op: report\nOp-Digest: good2\nOp-Digest: bad\nThread: 2\nPV: 2.1\n\n".to_vec(),
+        b"Op: ping\nThread: 3\nPV: 2.1\n\n".to_vec(),
+        b"Op: info\nOp-Digest: good2\nThread: 4\nPV: 2.1\n\n".to_vec(),
+        b"Op: check\nOp-Digest: good1\nThread: 5\nPV: 2.1\n\n".to_vec(),
+        b"Op: check\nOp-Digest: bad\nThread: 6\nPV: 2.1\n\n".to_vec(),
+    ];
+    let mut replies = vec![Vec::new(); reqs.len()];
+    p.process(&sh, reqs.len(), |i| (&reqs[i][..], None), &mut replies);
+    // One refused batch call, then one call per request that needs the engine.
+    assert_eq!(*engine.batches.lock().unwrap(), vec![6, 1, 2, 1, 1, 1]);
+    assert_eq!(replies[0], b"Code: 200\nDiag: OK\nPV: 2.1\nThread: 1\n\n");
+    assert_eq!(
+        replies[1],
+        b"Code: 500\nDiag: Internal Server Error: digest not storable by this engine: bad is refused\nPV: 2.1\nThread: 2\n\n"
+    );
+    assert_eq!(replies[2], b"Code: 200\nDiag: OK\nPV: 2.1\nThread: 3\n\n");
+    assert!(
+        replies[3].starts_with(b"Code: 200\nDiag: OK\nPV: 2.1\nThread: 4\nEntered: 0\n"),
+        "{}",
+        String::from_utf8_lossy(&replies[3])
+    );
+    assert_eq!(
+        replies[4], b"Code: 200\nDiag: OK\nPV: 2.1\nThread: 5\nCount: 1\nWL-Count: 0\n\n",
+        "the report of request 1 was counted once, after the re-run"
+    );
+    assert!(replies[5].starts_with(b"Code: 500\n"), "{:?}", replies[5]);
+    assert_eq!(sh.metrics.engine_errors.load(Ordering::Relaxed), 2);
+    // The refused request wrote nothing, not even its good digest.
+    assert_eq!(engine.inner.get(b"good2").unwrap(), None);
+    assert_eq!(engine.inner.get(b"bad").unwrap(), None);
+    assert_eq!(engine.inner.get(b"good1").unwrap().unwrap().r_count, 1);
+
+    // A clean batch takes the cheap path again: one call.
+    engine.batches.lock().unwrap().clear();
+    p.process(&sh, 1, |i| (&reqs[i][..], None), &mut replies);
+    assert_eq!(*engine.batches.lock().unwrap(), vec![1]);
+    assert_eq!(replies[0], b"Code: 200\nDiag: OK\nPV: 2.1\nThread: 1\n\n");
 }
 
 #[test]

@@ -11,6 +11,7 @@
 //! | `redis_v0` | `redis` | `redis` | the reference's old string layout (migration source) |
 //! | `mysql` | `mysql` | `mysql` | the reference's `digests` table |
 //! | `postgres` | `postgres` | `postgres` | the same fields in a PostgreSQL table (new) |
+//! | `memory` | `memory` | — (always) | a `HashMap`; volatile, for tests and benchmarks |
 //!
 //! The trait is batch-shaped: the server hands an engine all operations of a
 //! receive batch at once ([`Engine::execute`]) so that a batch of reports is
@@ -28,6 +29,7 @@ pub mod codec;
 pub mod gdbm;
 #[cfg(feature = "lmdb")]
 pub mod lmdb;
+pub mod memory;
 #[cfg(feature = "mysql")]
 pub mod mysql;
 #[cfg(feature = "postgres")]
@@ -175,6 +177,7 @@ pub const ENGINES: &[&str] = &[
     "mysql",
     #[cfg(feature = "postgres")]
     "postgres",
+    "memory",
 ];
 
 /// The default engine (`-e` not given).
@@ -305,6 +308,7 @@ pub fn open(opts: &EngineOptions) -> Result<Arc<dyn Engine>> {
             &opts.dsn_or_default()?,
             opts.db_connections,
         )?)),
+        "memory" => Ok(Arc::new(memory::MemoryEngine::new())),
         other => Err(StoreError::Config(format!(
             "unknown or not compiled-in engine {other:?}; this build has: {}",
             ENGINES.join(", ")

@@ -11,9 +11,10 @@
 //!   never share a file name.
 //!
 //! Our own keys: `MetricsAddress` (`host:port` of the Prometheus text
-//! endpoint; empty = off) and `Workers` (number of socket workers; empty or
+//! endpoint; empty = off), `Workers` (number of socket workers; empty or
 //! 0 = derived from the reference's concurrency keys, see
-//! [`ServerConfig::worker_count`]).
+//! [`ServerConfig::worker_count`]) and `Durability` (`process` or `fsync`,
+//! see [`DurabilityMode`]).
 
 use std::path::{Path, PathBuf};
 
@@ -48,7 +49,31 @@ pub const SERVER_DEFAULTS: &[(&str, &str)] = &[
     ("PidFile", "pyzord.pid"),
     ("MetricsAddress", ""),
     ("Workers", "0"),
+    ("Durability", "process"),
 ];
+
+/// `Durability`: how far an answered report has gone when pyzord replies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DurabilityMode {
+    /// Survives `kill -9` of pyzord; on disk within about a second (the
+    /// engine flush timer).
+    #[default]
+    Process,
+    /// Survives power loss: the engine fsyncs each receive batch's commit
+    /// before the replies are sent.
+    Fsync,
+}
+
+impl DurabilityMode {
+    /// `process` or `fsync`, any case.
+    pub fn parse(v: &str) -> Option<Self> {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "process" => Some(DurabilityMode::Process),
+            "fsync" => Some(DurabilityMode::Fsync),
+            _ => None,
+        }
+    }
+}
 
 /// Engines whose DSN is a file name relative to the home directory.
 const FILE_ENGINES: &[&str] = &["gdbm", "lmdb"];
@@ -64,10 +89,6 @@ pub enum ConfigError {
         value: String,
         expected: &'static str,
     },
-    #[error("You cannot use both processes and threads at the same time (Threads and Processes are both true)")]
-    ThreadsAndProcesses,
-    #[error("Pre-fork value cannot be lower than 2 (PreFork = {0}); use 0 to disable it")]
-    PreForkTooLow(i64),
 }
 
 /// The effective `pyzord` settings, typed and with file names expanded.
@@ -102,6 +123,8 @@ pub struct ServerConfig {
     pub metrics_address: Option<String>,
     /// 0 = automatic.
     pub workers: usize,
+    /// `Durability` (ours).
+    pub durability: DurabilityMode,
 }
 
 impl ServerConfig {
@@ -171,17 +194,21 @@ impl ServerConfig {
         let threads = boolean("Threads")?;
         let processes = boolean("Processes")?;
         let prefork = int("PreFork")?;
-        if threads && processes {
-            return Err(ConfigError::ThreadsAndProcesses);
-        }
-        if prefork != 0 && prefork < 2 {
-            return Err(ConfigError::PreForkTooLow(prefork));
-        }
+        // `Threads` + `Processes` together and `PreFork` = 1 (or < 0) make
+        // the reference exit 1; they are accepted here and warned about by
+        // pyzord (docs/compatibility.md, issue #2 item 4), see
+        // [`ServerConfig::worker_count`] for what they mean.
         let workers_raw = int("Workers")?;
         let workers = usize::try_from(workers_raw).map_err(|_| ConfigError::BadValue {
             key: "Workers",
             value: workers_raw.to_string(),
             expected: "a number of workers >= 0",
+        })?;
+        let dur_raw = get("Durability")?;
+        let durability = DurabilityMode::parse(&dur_raw).ok_or(ConfigError::BadValue {
+            key: "Durability",
+            value: dur_raw,
+            expected: "process or fsync",
         })?;
         let metrics = get("MetricsAddress")?;
         let fwd = get("ForwardClientHomeDir")?;
@@ -210,6 +237,7 @@ impl ServerConfig {
             usage_sentry_dsn: get("UsageSentryDSN")?,
             metrics_address: (!metrics.is_empty()).then_some(metrics),
             workers,
+            durability,
         })
     }
 
@@ -218,9 +246,16 @@ impl ServerConfig {
     /// `Workers` wins when set. Otherwise the reference's concurrency keys
     /// map onto workers: `PreFork = N` (N ≥ 2) → N workers; `Threads = true`
     /// with `MaxThreads = N > 0` → min(N, cores); `Processes = true` →
-    /// min(MaxProcesses, cores); otherwise one worker per core. (The
-    /// reference's default is a single thread; ours uses every core because
-    /// our engines are safe to share.)
+    /// min(MaxProcesses, cores); otherwise one worker per two cores
+    /// (rounded up): the kernel's share of each request (UDP receive and
+    /// send, wake-ups) is larger than ours and needs the other cores, and
+    /// more `SO_REUSEPORT` workers split the traffic into smaller batches
+    /// that cost more CPU per request (issue #6 item 3). A `PreFork`
+    /// below 2 (other than 0) is ignored, and with both `Threads` and
+    /// `Processes` true the `Threads` rule applies; the reference refuses
+    /// both combinations (see [`ServerConfig::python_only_notes`]). (The
+    /// reference's default is a single thread; ours may use several
+    /// workers because our engines are safe to share.)
     pub fn worker_count(&self, cores: usize) -> usize {
         let cores = cores.max(1);
         if self.workers > 0 {
@@ -235,7 +270,30 @@ impl ServerConfig {
         if self.processes && self.max_processes > 0 {
             return (self.max_processes as usize).min(cores);
         }
-        cores
+        cores.div_ceil(2)
+    }
+}
+
+impl ServerConfig {
+    /// Warnings for Python-only setting combinations that the reference
+    /// refuses (exit 1) and we accept, saying what is done instead. No
+    /// combination of the reference's concurrency keys is an error here
+    /// (issue #2 item 4; docs/compatibility.md).
+    pub fn python_only_notes(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if self.threads && self.processes {
+            v.push(
+                "Threads and Processes are both true (the reference refuses this): using the Threads settings (MaxThreads) for the worker count"
+                    .to_owned(),
+            );
+        }
+        if self.prefork != 0 && self.prefork < 2 {
+            v.push(format!(
+                "PreFork = {} is below 2 (the reference refuses this): ignored, as if PreFork = 0",
+                self.prefork
+            ));
+        }
+        v
     }
 }
 
@@ -306,21 +364,50 @@ mod tests {
         let t = home_with(Some("[server]\nPort = 24441 # comment\n"));
         let e = ServerConfig::load(t.path(), &[]).unwrap_err();
         assert!(e.to_string().contains("Port"), "{e}");
-        let t = home_with(Some("[server]\nThreads = TRUE\nProcesses = true\n"));
-        assert!(matches!(
-            ServerConfig::load(t.path(), &[]),
-            Err(ConfigError::ThreadsAndProcesses)
-        ));
-        let t = home_with(None);
-        assert!(matches!(
-            ServerConfig::load(t.path(), &[("PreFork", "1".into())]),
-            Err(ConfigError::PreForkTooLow(1))
-        ));
         let t = home_with(Some("[server]\nport = 1\nPort = 2\n"));
         assert!(matches!(
             ServerConfig::load(t.path(), &[]),
             Err(ConfigError::Ini(_))
         ));
+    }
+
+    #[test]
+    fn python_only_combinations_are_warnings() {
+        let t = home_with(Some(
+            "[server]\nThreads = TRUE\nProcesses = true\nMaxThreads = 2\n",
+        ));
+        let c = ServerConfig::load(t.path(), &[]).unwrap();
+        assert_eq!(c.worker_count(8), 2, "the Threads rule applies");
+        let n = c.python_only_notes();
+        assert_eq!(n.len(), 1);
+        assert!(n[0].contains("Threads and Processes"), "{n:?}");
+        let t = home_with(None);
+        for pf in ["1", "-3"] {
+            let c = ServerConfig::load(t.path(), &[("PreFork", pf.into())]).unwrap();
+            assert_eq!(c.worker_count(4), 2, "PreFork {pf} is ignored");
+            let n = c.python_only_notes();
+            assert!(
+                n.len() == 1 && n[0].contains(&format!("PreFork = {pf}")),
+                "{n:?}"
+            );
+        }
+        let c = ServerConfig::load(t.path(), &[("PreFork", "2".into())]).unwrap();
+        assert!(c.python_only_notes().is_empty());
+        assert_eq!(c.worker_count(8), 2);
+    }
+
+    #[test]
+    fn durability_key() {
+        let t = home_with(None);
+        let c = ServerConfig::load(t.path(), &[]).unwrap();
+        assert_eq!(c.durability, DurabilityMode::Process);
+        let t = home_with(Some("[server]\nDurability = FSync\n"));
+        let c = ServerConfig::load(t.path(), &[]).unwrap();
+        assert_eq!(c.durability, DurabilityMode::Fsync);
+        let c = ServerConfig::load(t.path(), &[("Durability", "process".into())]).unwrap();
+        assert_eq!(c.durability, DurabilityMode::Process);
+        let e = ServerConfig::load(t.path(), &[("Durability", "disk".into())]).unwrap_err();
+        assert!(e.to_string().contains("Durability"), "{e}");
     }
 
     #[test]
@@ -337,7 +424,10 @@ mod tests {
     fn worker_mapping() {
         let t = home_with(None);
         let mut c = ServerConfig::load(t.path(), &[]).unwrap();
-        assert_eq!(c.worker_count(4), 4);
+        assert_eq!(c.worker_count(4), 2);
+        assert_eq!(c.worker_count(2), 1);
+        assert_eq!(c.worker_count(1), 1);
+        assert_eq!(c.worker_count(7), 4);
         c.prefork = 3;
         assert_eq!(c.worker_count(4), 3);
         c.prefork = 0;
