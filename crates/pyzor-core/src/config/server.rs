@@ -246,11 +246,12 @@ impl ServerConfig {
     /// `Workers` wins when set. Otherwise the reference's concurrency keys
     /// map onto workers: `PreFork = N` (N ≥ 2) → N workers; `Threads = true`
     /// with `MaxThreads = N > 0` → min(N, cores); `Processes = true` →
-    /// min(MaxProcesses, cores); otherwise one worker per two cores
-    /// (rounded up): the kernel's share of each request (UDP receive and
-    /// send, wake-ups) is larger than ours and needs the other cores, and
-    /// more `SO_REUSEPORT` workers split the traffic into smaller batches
-    /// that cost more CPU per request (issue #6 item 3). A `PreFork`
+    /// min(MaxProcesses, cores); otherwise one worker per core, each with
+    /// its own `SO_REUSEPORT` socket (issue #6 item 3). On a machine whose
+    /// load generator runs on the same cores (loopback benchmarks), fewer
+    /// workers (`--workers 1`) make larger batches and cost less CPU per
+    /// request: the kernel's share of each request is larger than ours.
+    /// A `PreFork`
     /// below 2 (other than 0) is ignored, and with both `Threads` and
     /// `Processes` true the `Threads` rule applies; the reference refuses
     /// both combinations (see [`ServerConfig::python_only_notes`]). (The
@@ -270,7 +271,7 @@ impl ServerConfig {
         if self.processes && self.max_processes > 0 {
             return (self.max_processes as usize).min(cores);
         }
-        cores.div_ceil(2)
+        cores
     }
 }
 
@@ -384,7 +385,7 @@ mod tests {
         let t = home_with(None);
         for pf in ["1", "-3"] {
             let c = ServerConfig::load(t.path(), &[("PreFork", pf.into())]).unwrap();
-            assert_eq!(c.worker_count(4), 2, "PreFork {pf} is ignored");
+            assert_eq!(c.worker_count(4), 4, "PreFork {pf} is ignored");
             let n = c.python_only_notes();
             assert!(
                 n.len() == 1 && n[0].contains(&format!("PreFork = {pf}")),
@@ -424,10 +425,10 @@ mod tests {
     fn worker_mapping() {
         let t = home_with(None);
         let mut c = ServerConfig::load(t.path(), &[]).unwrap();
-        assert_eq!(c.worker_count(4), 2);
-        assert_eq!(c.worker_count(2), 1);
+        assert_eq!(c.worker_count(4), 4);
+        assert_eq!(c.worker_count(2), 2);
         assert_eq!(c.worker_count(1), 1);
-        assert_eq!(c.worker_count(7), 4);
+        assert_eq!(c.worker_count(0), 1);
         c.prefork = 3;
         assert_eq!(c.worker_count(4), 3);
         c.prefork = 0;
