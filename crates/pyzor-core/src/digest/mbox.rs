@@ -82,7 +82,7 @@ impl<R: BufRead> Iterator for MboxReader<R> {
                 }
             };
             let start = buf.len();
-            match self.reader.read_until(b'\n', buf) {
+            match read_line(&mut self.reader, buf) {
                 Err(e) => {
                     self.done = true;
                     return Some(Err(e));
@@ -110,6 +110,34 @@ impl<R: BufRead> Iterator for MboxReader<R> {
                 continue;
             }
             self.last_was_empty = line == b"\n";
+        }
+    }
+}
+
+/// `BufRead::read_until(b'\n', buf)` with the `memchr` crate's SIMD search
+/// in place of std's word-at-a-time one (the mbox CLI spent about 8 % of
+/// its instructions in `read_until`). Appends one line, `\n` included, to
+/// `buf`; returns the bytes appended (0 at end of input).
+fn read_line<R: BufRead>(reader: &mut R, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let mut n = 0;
+    loop {
+        let avail = match reader.fill_buf() {
+            Ok(a) => a,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if avail.is_empty() {
+            return Ok(n);
+        }
+        let (used, done) = match memchr::memchr(b'\n', avail) {
+            Some(i) => (i + 1, true),
+            None => (avail.len(), false),
+        };
+        buf.extend_from_slice(&avail[..used]);
+        reader.consume(used);
+        n += used;
+        if done {
+            return Ok(n);
         }
     }
 }
