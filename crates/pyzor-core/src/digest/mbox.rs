@@ -52,6 +52,48 @@ impl<R: BufRead> MboxReader<R> {
         }
     }
 
+    /// Walk the complete lines in the reader's current buffer with the
+    /// same rules as the line-at-a-time loop in `next` (which handles a line
+    /// that crosses the buffer's end, and end of input). Returns the
+    /// finished previous message when a `From ` line ends it; `None` when
+    /// the buffered complete lines are used up (then at most a partial line
+    /// is left in the buffer).
+    fn scan_buffered(&mut self) -> Option<io::Result<Vec<u8>>> {
+        let data = match self.reader.fill_buf() {
+            Ok(d) => d,
+            // `next`'s slow path reads again and reports the error.
+            Err(_) => return None,
+        };
+        let mut pos = 0;
+        while let Some(nl) = memchr::memchr(b'\n', &data[pos..]) {
+            let end = pos + nl + 1;
+            let line = &data[pos..end];
+            if line.starts_with(b"From ") {
+                let from_ascii = line[5..].iter().all(|&b| b < 0x80);
+                if let Some(m) = self.cur.as_mut() {
+                    m.extend_from_slice(&data[..pos]);
+                }
+                self.reader.consume(end);
+                let hint = self.cur.as_ref().map_or(0, Vec::len);
+                let prev = self.cur.replace(Vec::with_capacity(hint));
+                let prev = prev.map(|m| self.finish(m));
+                self.last_was_empty = false;
+                self.bad_from = !from_ascii;
+                match prev {
+                    Some(m) => return Some(m),
+                    None => return self.scan_buffered(),
+                }
+            }
+            self.last_was_empty = line == b"\n";
+            pos = end;
+        }
+        if let Some(m) = self.cur.as_mut() {
+            m.extend_from_slice(&data[..pos]);
+        }
+        self.reader.consume(pos);
+        None
+    }
+
     fn finish(&mut self, mut m: Vec<u8>) -> io::Result<Vec<u8>> {
         if self.last_was_empty {
             m.pop(); // the "\n" line before the next From_ line / EOF
@@ -74,6 +116,12 @@ impl<R: BufRead> Iterator for MboxReader<R> {
             return None;
         }
         loop {
+            // Fast path: the complete lines already in the reader's buffer,
+            // copied into the message as one span per buffer fill rather
+            // than one copy per line.
+            if let Some(r) = self.scan_buffered() {
+                return Some(r);
+            }
             let buf = match self.cur.as_mut() {
                 Some(m) => m,
                 None => {
@@ -82,7 +130,7 @@ impl<R: BufRead> Iterator for MboxReader<R> {
                 }
             };
             let start = buf.len();
-            match self.reader.read_until(b'\n', buf) {
+            match read_line(&mut self.reader, buf) {
                 Err(e) => {
                     self.done = true;
                     return Some(Err(e));
@@ -110,6 +158,34 @@ impl<R: BufRead> Iterator for MboxReader<R> {
                 continue;
             }
             self.last_was_empty = line == b"\n";
+        }
+    }
+}
+
+/// `BufRead::read_until(b'\n', buf)` with the `memchr` crate's SIMD search
+/// in place of std's word-at-a-time one (the mbox CLI spent about 8 % of
+/// its instructions in `read_until`). Appends one line, `\n` included, to
+/// `buf`; returns the bytes appended (0 at end of input).
+fn read_line<R: BufRead>(reader: &mut R, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let mut n = 0;
+    loop {
+        let avail = match reader.fill_buf() {
+            Ok(a) => a,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if avail.is_empty() {
+            return Ok(n);
+        }
+        let (used, done) = match memchr::memchr(b'\n', avail) {
+            Some(i) => (i + 1, true),
+            None => (avail.len(), false),
+        };
+        buf.extend_from_slice(&avail[..used]);
+        reader.consume(used);
+        n += used;
+        if done {
+            return Ok(n);
         }
     }
 }
@@ -181,6 +257,21 @@ mod tests {
             io::ErrorKind::InvalidData
         );
         assert_eq!(r[1].as_ref().unwrap(), b"y\n");
+    }
+
+    /// The buffered fast path and the line-at-a-time path agree wherever
+    /// the reader's buffer ends (lines and `From ` lines cut anywhere).
+    #[test]
+    fn mbox_splitting_any_buffer_size() {
+        let input: &[u8] = b"junk\nFro\nFrom a\nX: 1\n\nbody\nFrom\n>From x\n\nFrom b\xe9\nY\r\n\r\nFrom c\n\n\nFrom d\nz";
+        let whole: Vec<String> = MboxReader::new(input).map(|r| format!("{r:?}")).collect();
+        assert_eq!(whole.len(), 4);
+        for cap in 1..=input.len() + 1 {
+            let got: Vec<String> = MboxReader::new(io::BufReader::with_capacity(cap, input))
+                .map(|r| format!("{r:?}"))
+                .collect();
+            assert_eq!(got, whole, "buffer capacity {cap}");
+        }
     }
 
     #[test]

@@ -90,12 +90,26 @@ impl Digest {
     }
 }
 
+impl Digest {
+    /// The 40 lowercase hex digits, as ASCII bytes on the stack (what
+    /// `Display` writes; no formatting machinery, no allocation).
+    pub fn hex_bytes(&self) -> [u8; 40] {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 40];
+        for (pair, b) in out.chunks_exact_mut(2).zip(self.0) {
+            pair[0] = HEX[usize::from(b >> 4)];
+            pair[1] = HEX[usize::from(b & 0x0f)];
+        }
+        out
+    }
+}
+
 impl fmt::Display for Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        // One write of 40 digits instead of 20 `{:02x}` formats (about 6 %
+        // of the mbox CLI's instructions before).
+        let hex = self.hex_bytes();
+        f.write_str(std::str::from_utf8(&hex).map_err(|_| fmt::Error)?)
     }
 }
 
