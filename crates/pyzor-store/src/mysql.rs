@@ -42,6 +42,7 @@ use mysql::{OptsBuilder, Pool, PoolConstraints, PoolOpts, PooledConn, TxOpts, Va
 use pyzor_core::{Record, Timestamp};
 
 use crate::pytime::{naive_local_to_ts, ts_to_naive_local};
+use crate::sql::{retry_lock_conflicts, KeysetPages, Paged, ScanItem};
 use crate::{Engine, Op, RecordIter, Result, StoreError};
 
 const DEFAULT_POOL: usize = 8;
@@ -302,13 +303,16 @@ impl Engine for MysqlEngine {
         let keys: Vec<&str> = ops.iter().map(|o| key(o.digest())).collect::<Result<_>>()?;
         let start = out.len();
         let mut c = self.conn()?;
-        // Two workers' batches can lock the same rows in different orders:
-        // InnoDB then aborts one transaction with a deadlock (1213) or a lock
-        // wait timeout (1205). Nothing of it was committed, so it is simply
-        // run again (a few times) instead of answering 500.
-        let mut attempts = 0;
-        loop {
-            let conflict = std::cell::Cell::new(false);
+        // One write transaction at a time in this process: batches of
+        // different workers touching the same rows in different orders
+        // would otherwise deadlock each other in InnoDB (1213). Conflicts
+        // with other processes (a second pyzord, a migration) are retried.
+        let _serial = ops.iter().any(Op::is_write).then(|| {
+            self.write_serial
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        });
+        retry_lock_conflicts("mysql", |conflict| {
             let tx_err = |what: &str, e: mysql::Error| {
                 if matches!(&e, mysql::Error::MySqlError(m) if matches!(m.code, 1213 | 1205)) {
                     conflict.set(true);
@@ -323,13 +327,6 @@ impl Engine for MysqlEngine {
                     return Ok(());
                 }
                 let now_v = dt_value(Some(now));
-                // One write transaction at a time in this process: batches of
-                // different workers touching the same rows in different orders
-                // would otherwise deadlock each other in InnoDB.
-                let _serial = self
-                    .write_serial
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 let mut tx = c
                     .start_transaction(TxOpts::default())
                     .map_err(|e| my_err("begin", e))?;
@@ -346,21 +343,14 @@ impl Engine for MysqlEngine {
                     out.push(self.get_in(&mut tx, op.digest(), k)?);
                 }
                 tx.commit().map_err(|e| tx_err("commit", e))
-                // On an error `tx` is dropped uncommitted: the mysql crate rolls
-                // it back.
+                // On an error `tx` is dropped uncommitted: the mysql crate
+                // rolls it back.
             })();
             if r.is_err() {
                 out.truncate(start);
-                attempts += 1;
-                // Another process (a second pyzord, a migration) can still take
-                // the rows in another order.
-                if conflict.get() && attempts < 8 {
-                    log::debug!("mysql: batch transaction aborted by a lock conflict; retrying ({attempts})");
-                    continue;
-                }
             }
-            return r;
-        }
+            r
+        })
     }
 
     fn put_many(&self, records: &[(Vec<u8>, Record)]) -> Result<()> {
@@ -406,12 +396,10 @@ impl Engine for MysqlEngine {
     /// Keyset pagination in primary-key order, 5000 rows per query:
     /// constant memory, and no connection is held between pages.
     fn scan(&self) -> Result<RecordIter<'_>> {
-        Ok(Box::new(KeysetScan {
+        Ok(Box::new(Paged::new(KeysetScan {
             e: self,
             last: None,
-            buf: Vec::new().into_iter(),
-            done: false,
-        }))
+        })))
     }
 
     fn expire(&self, cutoff: Timestamp) -> Result<u64> {
@@ -456,17 +444,13 @@ impl Engine for MysqlEngine {
     }
 }
 
-type Item = Result<(Vec<u8>, Record)>;
-
 struct KeysetScan<'a> {
     e: &'a MysqlEngine,
     last: Option<String>,
-    buf: std::vec::IntoIter<Item>,
-    done: bool,
 }
 
-impl KeysetScan<'_> {
-    fn page(&mut self) -> Result<Vec<Item>> {
+impl KeysetPages for KeysetScan<'_> {
+    fn next_page(&mut self) -> Result<(Vec<ScanItem>, bool)> {
         let t = &self.e.table;
         let cols = "digest, r_count, wl_count, r_entered, r_updated, wl_entered, wl_updated";
         let mut c = self.e.conn()?;
@@ -480,9 +464,7 @@ impl KeysetScan<'_> {
             ),
         }
         .map_err(|e| my_err("scan", e))?;
-        if rows.len() < PAGE {
-            self.done = true;
-        }
+        let more = rows.len() >= PAGE;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let v = row.unwrap();
@@ -499,28 +481,7 @@ impl KeysetScan<'_> {
             self.last = Some(String::from_utf8_lossy(&d).into_owned());
             out.push(row_record(&d, &v[1..]).map(|r| (d, r)));
         }
-        Ok(out)
-    }
-}
-
-impl Iterator for KeysetScan<'_> {
-    type Item = Item;
-    fn next(&mut self) -> Option<Item> {
-        loop {
-            if let Some(x) = self.buf.next() {
-                return Some(x);
-            }
-            if self.done {
-                return None;
-            }
-            match self.page() {
-                Ok(v) => self.buf = v.into_iter(),
-                Err(e) => {
-                    self.done = true;
-                    return Some(Err(e));
-                }
-            }
-        }
+        Ok((out, more))
     }
 }
 

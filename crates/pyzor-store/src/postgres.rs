@@ -22,6 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use postgres::{Client, Config, NoTls, Row};
 use pyzor_core::{Record, Timestamp};
 
+use crate::sql::{retry_lock_conflicts, KeysetPages, Paged, ScanItem};
 use crate::{Engine, Op, RecordIter, Result, StoreError};
 
 const DEFAULT_POOL: usize = 8;
@@ -261,9 +262,7 @@ impl Engine for PostgresEngine {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
         });
-        let mut attempts = 0;
-        loop {
-            let conflict = std::cell::Cell::new(false);
+        retry_lock_conflicts("postgres", |conflict| {
             let q_err = |what: &str, e: postgres::Error| {
                 if is_lock_conflict(&e) {
                     conflict.set(true);
@@ -289,14 +288,9 @@ impl Engine for PostgresEngine {
             });
             if r.is_err() {
                 out.truncate(start);
-                attempts += 1;
-                if conflict.get() && attempts < 8 {
-                    log::debug!("postgres: batch transaction aborted by a lock conflict; retrying ({attempts})");
-                    continue;
-                }
             }
-            return r;
-        }
+            r
+        })
     }
 
     fn put_many(&self, records: &[(Vec<u8>, Record)]) -> Result<()> {
@@ -334,12 +328,10 @@ impl Engine for PostgresEngine {
     }
 
     fn scan(&self) -> Result<RecordIter<'_>> {
-        Ok(Box::new(PgScan {
+        Ok(Box::new(Paged::new(PgScan {
             e: self,
             last: None,
-            buf: Vec::new().into_iter(),
-            done: false,
-        }))
+        })))
     }
 
     fn expire(&self, cutoff: Timestamp) -> Result<u64> {
@@ -375,18 +367,14 @@ impl Engine for PostgresEngine {
     }
 }
 
-type Item = Result<(Vec<u8>, Record)>;
-
 /// Keyset pagination in digest (byte) order; constant memory.
 struct PgScan<'a> {
     e: &'a PostgresEngine,
     last: Option<Vec<u8>>,
-    buf: std::vec::IntoIter<Item>,
-    done: bool,
 }
 
-impl PgScan<'_> {
-    fn page(&mut self) -> Result<Vec<Item>> {
+impl KeysetPages for PgScan<'_> {
+    fn next_page(&mut self) -> Result<(Vec<ScanItem>, bool)> {
         let t = &self.e.table;
         let rows = self.e.with(|c| {
             match &self.last {
@@ -397,9 +385,7 @@ impl PgScan<'_> {
             }
             .map_err(|e| pg_err("scan", e))
         })?;
-        if (rows.len() as i64) < PAGE {
-            self.done = true;
-        }
+        let more = rows.len() as i64 >= PAGE;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let d: Vec<u8> = r.try_get(0).map_err(|e| StoreError::Corrupt {
@@ -409,27 +395,6 @@ impl PgScan<'_> {
             self.last = Some(d.clone());
             out.push(row_record(&r, 1).map(|rec| (d, rec)));
         }
-        Ok(out)
-    }
-}
-
-impl Iterator for PgScan<'_> {
-    type Item = Item;
-    fn next(&mut self) -> Option<Item> {
-        loop {
-            if let Some(x) = self.buf.next() {
-                return Some(x);
-            }
-            if self.done {
-                return None;
-            }
-            match self.page() {
-                Ok(v) => self.buf = v.into_iter(),
-                Err(e) => {
-                    self.done = true;
-                    return Some(Err(e));
-                }
-            }
-        }
+        Ok((out, more))
     }
 }

@@ -1,4 +1,7 @@
-//! DSN handling shared by the SQL engines (mysql, postgres).
+//! What the SQL engines (mysql, postgres) share: DSN handling and the
+//! keyset-paginated scan.
+
+use pyzor_core::Record;
 
 use crate::{Result, StoreError};
 
@@ -46,4 +49,79 @@ pub fn check_table(t: &str) -> Result<Vec<&str>> {
         )));
     }
     Ok(parts)
+}
+
+/// One item of a scan.
+pub type ScanItem = Result<(Vec<u8>, Record)>;
+
+/// A source of keyset pages (rows after the last key seen, in key order).
+pub trait KeysetPages {
+    /// The next page, and whether another may follow (a short page is the
+    /// last).
+    fn next_page(&mut self) -> Result<(Vec<ScanItem>, bool)>;
+}
+
+/// Turns pages into a record stream: constant memory, and an error ends the
+/// stream after it is handed out.
+pub struct Paged<S> {
+    source: S,
+    buf: std::vec::IntoIter<ScanItem>,
+    done: bool,
+}
+
+impl<S> Paged<S> {
+    pub fn new(source: S) -> Self {
+        Paged {
+            source,
+            buf: Vec::new().into_iter(),
+            done: false,
+        }
+    }
+}
+
+impl<S: KeysetPages> Iterator for Paged<S> {
+    type Item = ScanItem;
+    fn next(&mut self) -> Option<ScanItem> {
+        loop {
+            if let Some(x) = self.buf.next() {
+                return Some(x);
+            }
+            if self.done {
+                return None;
+            }
+            match self.source.next_page() {
+                Ok((page, more)) => {
+                    self.buf = page.into_iter();
+                    self.done = !more;
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
+/// Run `attempt` (one transaction) again, a few times, when it failed on a
+/// lock conflict with another process (deadlock, lock wait timeout,
+/// serialization failure): an aborted transaction committed nothing, so
+/// running it again is safe. `attempt` sets the flag it is given when its
+/// error was such a conflict.
+pub fn retry_lock_conflicts<T>(
+    engine: &str,
+    mut attempt: impl FnMut(&std::cell::Cell<bool>) -> Result<T>,
+) -> Result<T> {
+    const ATTEMPTS: u32 = 8;
+    let mut n = 1;
+    loop {
+        let conflict = std::cell::Cell::new(false);
+        let r = attempt(&conflict);
+        if r.is_err() && conflict.get() && n < ATTEMPTS {
+            log::debug!("{engine}: transaction aborted by a lock conflict; retrying ({n})");
+            n += 1;
+            continue;
+        }
+        return r;
+    }
 }
