@@ -35,6 +35,28 @@ const OPS: [&str; 7] = [
     "other",
 ];
 
+/// Reply counts of one batch, kept by a worker and added to [`Metrics`]
+/// once per batch ([`Metrics::add_tally`]): one atomic add per distinct
+/// (operation, code) of the batch instead of one per reply, so that the
+/// workers do not pass the counters' cache line back and forth at every
+/// reply.
+#[derive(Debug, Default)]
+pub struct Tally {
+    counts: [[u32; 8]; 7],
+    /// Bit `op * 8 + code` is set when that cell is non-zero.
+    touched: u64,
+}
+
+impl Tally {
+    /// Count one reply.
+    #[inline]
+    pub fn add(&mut self, op: Option<Op>, code: u16) {
+        let (o, c) = (op_index(op), code_index(code));
+        self.counts[o][c] += 1;
+        self.touched |= 1 << (o * 8 + c);
+    }
+}
+
 /// All counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -69,10 +91,17 @@ fn code_index(code: u16) -> usize {
 }
 
 impl Metrics {
-    /// Count one reply.
-    #[inline]
-    pub fn request(&self, op: Option<Op>, code: u16) {
-        self.requests[op_index(op)][code_index(code)].fetch_add(1, Relaxed);
+    /// Add a batch's [`Tally`] to the shared counters and empty it.
+    pub fn add_tally(&self, t: &mut Tally) {
+        let mut touched = t.touched;
+        while touched != 0 {
+            let bit = touched.trailing_zeros() as usize;
+            touched &= touched - 1;
+            let (o, c) = (bit / 8, bit % 8);
+            self.requests[o][c].fetch_add(u64::from(t.counts[o][c]), Relaxed);
+            t.counts[o][c] = 0;
+        }
+        t.touched = 0;
     }
 
     /// Count one receive batch of `n` datagrams.

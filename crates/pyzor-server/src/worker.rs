@@ -20,7 +20,7 @@ use pyzor_store::{Engine, StoreError};
 
 use crate::forward::ForwardQueue;
 use crate::logging::Logs;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Tally};
 use crate::rules::{RuleSet, Rules};
 
 /// Everything the workers share.
@@ -57,6 +57,8 @@ pub struct Processor {
     req_fail: Vec<Option<Failure>>,
     rules: Arc<Rules>,
     rules_gen: u64,
+    /// This batch's reply counts, added to the shared metrics at its end.
+    tally: Tally,
 }
 
 impl Processor {
@@ -70,6 +72,7 @@ impl Processor {
             req_fail: Vec::new(),
             rules: shared.rules.current(),
             rules_gen: shared.rules.generation(),
+            tally: Tally::default(),
         }
     }
 
@@ -219,9 +222,7 @@ impl Processor {
             match dec {
                 Decision::Fail(f) => {
                     format_reply(reply, f.code, &f.diag, thread, ReplyBody::Bare);
-                    shared
-                        .metrics
-                        .request(p.get("Op").and_then(Op::from_bytes), f.code);
+                    self.tally.add(p.get("Op").and_then(Op::from_bytes), f.code);
                     if usage_err {
                         if let Some(l) = &shared.logs {
                             l.usage(Level::Error, format!("{}: {}", f.code, f.diag));
@@ -259,7 +260,7 @@ impl Processor {
                         _ => ReplyBody::Bare,
                     };
                     format_reply(reply, 200, "OK", thread, body);
-                    shared.metrics.request(Some(op), 200);
+                    self.tally.add(Some(op), 200);
                     if usage_info {
                         if let Some(l) = &shared.logs {
                             let user = p
@@ -283,6 +284,7 @@ impl Processor {
                 }
             }
         }
+        shared.metrics.add_tally(&mut self.tally);
     }
 }
 
