@@ -37,20 +37,126 @@ pub struct Header {
     pub value: Span,
 }
 
-/// One part of the message tree, as far as the digest needs it.
+/// One part of the message tree, as far as the digest needs it. Nothing is
+/// copied or allocated for an ordinary part: the headers the digest reads
+/// are found while the header block is read, and the payload is (almost
+/// always) one byte range.
 #[derive(Debug, Clone, Default)]
 pub struct Part {
-    /// Headers in order.
-    pub headers: Vec<Header>,
-    /// The string payload as byte ranges (usually one); `None` while unset
-    /// and for parts whose payload is a list of sub-parts.
-    pub payload: Option<Vec<Span>>,
+    /// The header block, `[start of first line, end of last line)`, without
+    /// a trailing `From ` line that went back to the body. Other headers
+    /// than the two below are re-parsed from it on demand.
+    header_block: Span,
+    /// First `Content-Type` value (`msg.get` semantics: first one wins).
+    content_type_hdr: Option<Span>,
+    /// First `Content-Transfer-Encoding` value.
+    cte_hdr: Option<Span>,
+    /// The string payload; `None` while unset and for parts whose payload is
+    /// a list of sub-parts.
+    payload: Option<Spans>,
     /// `get_content_type()`, computed once the headers are known.
-    pub ctype: String,
+    ctype: Ctype,
     /// The default type is `message/rfc822` (child of `multipart/digest`).
     default_rfc822: bool,
     /// Sub-parts were attached (the payload is a list).
     has_children: bool,
+}
+
+/// `get_content_type()` of a part without an allocation in the usual cases:
+/// a default, or the header's own bytes when they already are the lower-case
+/// result.
+#[derive(Debug, Clone)]
+enum Ctype {
+    Static(&'static str),
+    /// A range of the message (pure ASCII, already lower-case and stripped).
+    Span(Span),
+    Owned(String),
+}
+
+impl Default for Ctype {
+    fn default() -> Self {
+        Ctype::Static("text/plain")
+    }
+}
+
+impl Ctype {
+    fn as_str<'s>(&'s self, data: &'s [u8]) -> &'s str {
+        match self {
+            Ctype::Static(s) => s,
+            // The span was checked to be ASCII when it was made.
+            Ctype::Span((s, e)) => std::str::from_utf8(&data[*s..*e]).unwrap_or("text/plain"),
+            Ctype::Owned(s) => s,
+        }
+    }
+}
+
+/// The byte ranges of a string payload. The lines of a payload are always
+/// adjacent in the message, so in practice there is one range; further ones
+/// are kept (never merged wrongly) should that ever not hold. No heap
+/// allocation for one range.
+#[derive(Debug, Clone, Default)]
+struct Spans {
+    first: Option<Span>,
+    more: Vec<Span>,
+}
+
+impl Spans {
+    /// Append a range, merged with the last one when adjacent.
+    fn push(&mut self, sp: Span) {
+        if sp.0 == sp.1 {
+            return;
+        }
+        let last = match self.more.last_mut() {
+            Some(l) => Some(l),
+            None => self.first.as_mut(),
+        };
+        match last {
+            Some(l) if l.1 == sp.0 => l.1 = sp.1,
+            Some(_) => self.more.push(sp),
+            None => self.first = Some(sp),
+        }
+    }
+
+    fn bytes<'a>(&self, data: &'a [u8]) -> Cow<'a, [u8]> {
+        match (self.first, self.more.is_empty()) {
+            (None, _) => Cow::Borrowed(&[]),
+            (Some((s, e)), true) => Cow::Borrowed(&data[s..e]),
+            (Some(first), false) => {
+                let all = std::iter::once(first).chain(self.more.iter().copied());
+                let mut v = Vec::with_capacity(all.clone().map(|(s, e)| e - s).sum());
+                for (s, e) in all {
+                    v.extend_from_slice(&data[s..e]);
+                }
+                Cow::Owned(v)
+            }
+        }
+    }
+
+    /// `NLCRE_eol`: remove one trailing `\r\n`, `\r` or `\n` from the payload.
+    fn trim_eol(&mut self, data: &[u8]) {
+        let last = match self.more.last_mut() {
+            Some(l) => l,
+            None => match self.first.as_mut() {
+                Some(l) => l,
+                None => return,
+            },
+        };
+        let seg = &data[last.0..last.1];
+        // A `\r\n` split over two ranges cannot happen: ranges are whole lines.
+        let cut = if seg.ends_with(b"\r\n") {
+            2
+        } else if seg.ends_with(b"\r") || seg.ends_with(b"\n") {
+            1
+        } else {
+            0
+        };
+        last.1 -= cut;
+        if last.0 == last.1 {
+            if self.more.pop().is_none() {
+                self.first = None;
+            }
+        }
+    }
 }
 
 /// A leaf part (string payload) handed to the visitor of [`parse_leaves`].
@@ -105,7 +211,6 @@ pub fn parse_leaves(
         stack: Vec::new(),
         held: None,
         visit,
-        header_lines: Vec::new(),
     };
     p.run()?;
     p.pop_message(); // FeedParser.close() pops the root
@@ -126,23 +231,43 @@ impl<'a> PartRef<'_, 'a> {
     /// `msg.get(name)`: first header whose name equals `name` ignoring ASCII
     /// case, exactly (no trimming; spec §B.4). Returns the raw value bytes.
     pub fn get(&self, name: &str) -> Option<&'a [u8]> {
-        get_header(self.data, &self.part.headers, name)
+        let span = if name.eq_ignore_ascii_case("content-type") {
+            self.part.content_type_hdr
+        } else if name.eq_ignore_ascii_case("content-transfer-encoding") {
+            self.part.cte_hdr
+        } else {
+            let mut found = None;
+            for_each_header(self.data, self.part.header_block, |h| {
+                if found.is_none() && self.data[h.name.0..h.name.1].eq_ignore_ascii_case(name.as_bytes()) {
+                    found = Some(h.value);
+                }
+            });
+            found
+        };
+        span.map(|(s, e)| &self.data[s..e])
+    }
+
+    /// All headers in order (compat32 `header_source_parse`).
+    pub fn headers(&self) -> Vec<Header> {
+        let mut v = Vec::new();
+        for_each_header(self.data, self.part.header_block, |h| v.push(h));
+        v
     }
 
     /// `get_content_type()`.
     pub fn ctype(&self) -> &str {
-        &self.part.ctype
+        self.part.ctype.as_str(self.data)
     }
 
     /// `get_content_maintype()`.
     pub fn maintype(&self) -> &str {
-        maintype(&self.part.ctype)
+        maintype(self.ctype())
     }
 
     /// `get_content_subtype()`.
     pub fn subtype(&self) -> &str {
         // `ctype.split('/')[1]`; a content type always has exactly one '/'.
-        let ct = &self.part.ctype;
+        let ct = self.ctype();
         match memchr::memchr(b'/', ct.as_bytes()) {
             Some(i) => &ct[i + 1..],
             None => "",
@@ -153,7 +278,7 @@ impl<'a> PartRef<'_, 'a> {
     /// starts from, spec §C.1): borrowed when it is one range.
     pub fn payload_bytes(&self) -> Cow<'a, [u8]> {
         match &self.part.payload {
-            Some(spans) => join_spans(self.data, spans),
+            Some(spans) => spans.bytes(self.data),
             None => Cow::Borrowed(&[]),
         }
     }
@@ -165,27 +290,6 @@ impl<'a> PartRef<'_, 'a> {
             Some(v) => get_param(&header_str(v), name),
         }
     }
-}
-
-fn join_spans<'a>(data: &'a [u8], spans: &[Span]) -> Cow<'a, [u8]> {
-    match spans {
-        [] => Cow::Borrowed(&[]),
-        [(s, e)] => Cow::Borrowed(&data[*s..*e]),
-        many => {
-            let mut v = Vec::with_capacity(many.iter().map(|(s, e)| e - s).sum());
-            for &(s, e) in many {
-                v.extend_from_slice(&data[s..e]);
-            }
-            Cow::Owned(v)
-        }
-    }
-}
-
-fn get_header<'a>(data: &'a [u8], headers: &[Header], name: &str) -> Option<&'a [u8]> {
-    headers
-        .iter()
-        .find(|h| data[h.name.0..h.name.1].eq_ignore_ascii_case(name.as_bytes()))
-        .map(|h| &data[h.value.0..h.value.1])
 }
 
 /// `ctype.split('/')[0]`.
@@ -220,6 +324,36 @@ fn content_type(value: Option<&[u8]>, default_rfc822: bool) -> String {
         return "text/plain".to_string();
     }
     ct
+}
+
+/// [`content_type`] for the header at `value`, without an allocation when
+/// the (ASCII) type is already lower-case: then it is the header's own bytes.
+fn content_type_of(data: &[u8], value: Option<Span>, default_rfc822: bool) -> Ctype {
+    let Some((vs, ve)) = value else {
+        return Ctype::Static(if default_rfc822 {
+            "message/rfc822"
+        } else {
+            "text/plain"
+        });
+    };
+    let v = &data[vs..ve];
+    let head = &v[..memchr::memchr(b';', v).unwrap_or(v.len())];
+    if !head.is_ascii() {
+        return Ctype::Owned(content_type(Some(v), default_rfc822));
+    }
+    // `str.strip()` on ASCII: these are all the ASCII characters
+    // `str.isspace()` accepts (\x1c-\x1f included).
+    let space = |b: &u8| matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0x1c..=0x1f | b' ');
+    let start = head.iter().position(|b| !space(b)).unwrap_or(head.len());
+    let end = head.iter().rposition(|b| !space(b)).map_or(start, |i| i + 1);
+    let t = &head[start..end];
+    if memchr::memchr_iter(b'/', t).count() != 1 {
+        return Ctype::Static("text/plain");
+    }
+    if t.iter().any(u8::is_ascii_uppercase) {
+        return Ctype::Owned(String::from_utf8_lossy(t).to_ascii_lowercase());
+    }
+    Ctype::Span((vs + start, vs + end))
 }
 
 // ---------------------------------------------------------------------------
@@ -549,27 +683,83 @@ struct Input<'a> {
     eof: Vec<Matcher>,
 }
 
+/// End of the physical line starting at `s`: just past its `\r\n`, `\r` or
+/// `\n`, or the end of the data.
+fn line_end(d: &[u8], s: usize) -> usize {
+    match memchr::memchr2(b'\r', b'\n', &d[s..]) {
+        Some(i) => {
+            let i = s + i;
+            if d[i] == b'\r' && d.get(i + 1) == Some(&b'\n') {
+                i + 2
+            } else {
+                i + 1
+            }
+        }
+        None => d.len(),
+    }
+}
+
 impl Input<'_> {
     /// The next physical line, ending at `\r\n`, `\r` or `\n` (kept).
     fn next_raw(&mut self) -> Option<Span> {
-        let d = self.data;
-        if self.pos >= d.len() {
+        if self.pos >= self.data.len() {
             return None;
         }
         let s = self.pos;
-        let e = match memchr::memchr2(b'\r', b'\n', &d[s..]) {
-            Some(i) => {
-                let i = s + i;
-                if d[i] == b'\r' && d.get(i + 1) == Some(&b'\n') {
-                    i + 2
-                } else {
-                    i + 1
-                }
+        self.pos = line_end(self.data, s);
+        Some((s, self.pos))
+    }
+
+    /// What a `readline()` loop up to the next `''` (EOF, false EOF or a
+    /// pushed-back `''`) collects, appended to `spans`; the input is left
+    /// where that loop leaves it.
+    ///
+    /// Without pending pushed-back lines and with only delimiter matchers
+    /// (every delimiter line starts with `--`), only lines starting with
+    /// `--` can end the run: those are found with a substring search
+    /// instead of splitting every line.
+    fn read_to_eof(&mut self, spans: &mut Spans) {
+        while !self.pushback.is_empty() {
+            match self.readline() {
+                Some(sp) => spans.push(sp),
+                None => return,
             }
-            None => d.len(),
+        }
+        if self.eof.iter().any(|m| matches!(m, Matcher::Blank)) {
+            while let Some(sp) = self.readline() {
+                spans.push(sp);
+            }
+            return;
+        }
+        let d = self.data;
+        let start = self.pos.min(d.len());
+        let mut from = start;
+        let stop = if self.eof.iter().all(|m| matches!(m, Matcher::Boundary(None))) {
+            d.len()
+        } else {
+            loop {
+                let Some(i) = memchr::memmem::find(&d[from..], b"--").map(|i| from + i) else {
+                    break d.len();
+                };
+                // A line starts at `start` or after a line end. A `\r`
+                // before the `-` is a line end on its own.
+                if i != start && !matches!(d[i - 1], b'\n' | b'\r') {
+                    // Neither i + 1 nor i + 2 follows a line end.
+                    from = i + 2;
+                    continue;
+                }
+                let e = line_end(d, i);
+                let line = &d[i..e];
+                if self.eof.iter().rev().any(|m| m.matches(line)) {
+                    // `readline` would push this line back and return `''`;
+                    // leaving it unread is the same state.
+                    break i;
+                }
+                from = e;
+            }
         };
-        self.pos = e;
-        Some((s, e))
+        spans.push((start, stop));
+        self.pos = stop;
     }
 
     /// `BufferedSubFile.readline()`; `None` is Python's `''` (EOF, a false
@@ -630,7 +820,7 @@ struct MultipartState {
     /// `'--' + boundary`, `None` when the boundary can never match.
     sep: Option<Rc<[u8]>>,
     capturing_preamble: bool,
-    preamble: Vec<Span>,
+    preamble: Spans,
 }
 
 struct Parser<'a, 'v> {
@@ -642,34 +832,101 @@ struct Parser<'a, 'v> {
     /// and is handed to the visitor when the next part starts or at the end.
     held: Option<Part>,
     visit: &'v mut dyn FnMut(PartRef<'_, '_>) -> Result<(), DigestError>,
-    /// Reused buffer for the lines of a header block.
-    header_lines: Vec<Span>,
 }
 
-fn push_span(spans: &mut Vec<Span>, sp: Span) {
-    if let Some(last) = spans.last_mut() {
-        if last.1 == sp.0 {
-            last.1 = sp.1;
-            return;
-        }
-    }
-    spans.push(sp);
+/// A line of a header block, classified by `headerRE =
+/// ^(From |[\041-\071\073-\176]*:|[\t ])` (`NotHeader` when it does not
+/// match).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HeaderLine {
+    NotHeader,
+    /// Starts with `From `.
+    From,
+    /// Starts with a space or tab.
+    Continuation,
+    /// `name:`; the index of the (first) colon.
+    Field(usize),
 }
 
-/// `headerRE = ^(From |[\041-\071\073-\176]*:|[\t ])`.
-fn is_header_line(line: &[u8]) -> bool {
-    if line.starts_with(b"From ") || matches!(line.first(), Some(b'\t' | b' ')) {
-        return true;
+fn classify_header_line(line: &[u8]) -> HeaderLine {
+    match line.first() {
+        Some(b'\t' | b' ') => return HeaderLine::Continuation,
+        Some(b'F') if line.starts_with(b"From ") => return HeaderLine::From,
+        _ => {}
     }
-    for &b in line {
+    for (i, &b) in line.iter().enumerate() {
         if b == b':' {
-            return true;
+            return HeaderLine::Field(i);
         }
         if !(0x21..=0x7e).contains(&b) {
-            return false;
+            return HeaderLine::NotHeader;
         }
     }
-    false
+    HeaderLine::NotHeader
+}
+
+/// compat32 `header_source_parse` over the lines of `_parse_headers`, fed
+/// one line at a time (spec §B.3 step 2-3): a field line starts a header, a
+/// continuation line extends the current one (or is dropped when there is
+/// none), a `From ` line ends the current one and is dropped (the unix-from
+/// line, a misplaced envelope header, or a last line the caller pushes
+/// back), a line with an empty name is dropped ("Missing header name.").
+struct HeaderFolder {
+    /// (name, value start, end of its last line).
+    cur: Option<(Span, usize, usize)>,
+}
+
+impl HeaderFolder {
+    fn line(&mut self, data: &[u8], sp: Span, kind: HeaderLine, out: &mut impl FnMut(Header)) {
+        let (s, e) = sp;
+        match kind {
+            HeaderLine::Continuation => {
+                if let Some(h) = self.cur.as_mut() {
+                    h.2 = e;
+                }
+            }
+            HeaderLine::NotHeader => {}
+            HeaderLine::From => self.finish(data, out),
+            HeaderLine::Field(i) => {
+                self.finish(data, out);
+                if i == 0 {
+                    return; // "Missing header name."
+                }
+                let mut vs = s + i + 1;
+                while vs < e && matches!(data[vs], b' ' | b'\t') {
+                    vs += 1;
+                }
+                self.cur = Some(((s, s + i), vs, e));
+            }
+        }
+    }
+
+    /// The value: trailing CR/LF removed.
+    fn finish(&mut self, data: &[u8], out: &mut impl FnMut(Header)) {
+        if let Some((name, start, mut end)) = self.cur.take() {
+            while end > start && matches!(data[end - 1], b'\r' | b'\n') {
+                end -= 1;
+            }
+            out(Header {
+                name,
+                value: (start, end),
+            });
+        }
+    }
+}
+
+/// The headers of a stored header block, in order (the block holds header
+/// lines only, see [`Part`]).
+fn for_each_header(data: &[u8], block: Span, mut f: impl FnMut(Header)) {
+    let mut folder = HeaderFolder { cur: None };
+    let mut s = block.0;
+    while s < block.1 {
+        let e = line_end(data, s).min(block.1);
+        let kind = classify_header_line(&data[s..e]);
+        folder.line(data, (s, e), kind, &mut f);
+        s = e;
+    }
+    folder.finish(data, &mut f);
 }
 
 impl Parser<'_, '_> {
@@ -690,7 +947,7 @@ impl Parser<'_, '_> {
         let default_rfc822 = self
             .stack
             .last()
-            .is_some_and(|p| p.ctype == "multipart/digest");
+            .is_some_and(|p| p.ctype.as_str(self.input.data) == "multipart/digest");
         if let Some(parent) = self.stack.last_mut() {
             parent.has_children = true;
         }
@@ -716,11 +973,9 @@ impl Parser<'_, '_> {
         self.stack.last_mut().expect("parsegen runs inside a part")
     }
 
-    fn read_rest(&mut self) -> Vec<Span> {
-        let mut spans = Vec::new();
-        while let Some(sp) = self.input.readline() {
-            push_span(&mut spans, sp);
-        }
+    fn read_rest(&mut self) -> Spans {
+        let mut spans = Spans::default();
+        self.input.read_to_eof(&mut spans);
         spans
     }
 
@@ -753,27 +1008,46 @@ impl Parser<'_, '_> {
     fn start_part(&mut self, frames: &mut Vec<Frame>) -> Result<bool, DigestError> {
         self.new_message()?;
         let data = self.input.data;
-        // Header block (spec §B.3 step 1).
-        let mut lines = std::mem::take(&mut self.header_lines);
-        lines.clear();
+        // Header block (spec §B.3 step 1), parsed as it is read.
+        let mut folder = HeaderFolder { cur: None };
+        let (mut ct_hdr, mut cte_hdr) = (None, None);
+        let mut on_header = |h: Header| {
+            let name = &data[h.name.0..h.name.1];
+            if ct_hdr.is_none() && name.eq_ignore_ascii_case(b"content-type") {
+                ct_hdr = Some(h.value);
+            } else if cte_hdr.is_none() && name.eq_ignore_ascii_case(b"content-transfer-encoding") {
+                cte_hdr = Some(h.value);
+            }
+        };
+        let mut block: Option<Span> = None;
+        // A `From ` line after the first line: dropped if more header lines
+        // follow, else pushed back to become the first body line.
+        let mut trailing_from: Option<Span> = None;
         while let Some(sp) = self.input.readline() {
             let line = &data[sp.0..sp.1];
-            if !is_header_line(line) {
+            let kind = classify_header_line(line);
+            if kind == HeaderLine::NotHeader {
                 if !matches!(line.first(), Some(b'\r' | b'\n')) {
                     self.input.unreadline(Some(sp));
                 }
                 break;
             }
-            lines.push(sp);
+            trailing_from = (kind == HeaderLine::From && block.is_some()).then_some(sp);
+            block = Some(block.map_or(sp, |b| (b.0, sp.1)));
+            folder.line(data, sp, kind, &mut on_header);
         }
-        self.parse_headers(&lines);
-        self.header_lines = lines;
+        folder.finish(data, &mut on_header);
+        if let (Some(from), Some(b)) = (trailing_from, block.as_mut()) {
+            self.input.unreadline(Some(from));
+            b.1 = from.0;
+        }
         let cur = self.cur();
-        cur.ctype = content_type(
-            get_header(data, &cur.headers, "content-type"),
-            cur.default_rfc822,
-        );
-        let kind = match (cur.ctype.as_str(), maintype(&cur.ctype)) {
+        cur.header_block = block.unwrap_or_default();
+        cur.content_type_hdr = ct_hdr;
+        cur.cte_hdr = cte_hdr;
+        cur.ctype = content_type_of(data, ct_hdr, cur.default_rfc822);
+        let ctype = cur.ctype.as_str(data);
+        let kind = match (ctype, maintype(ctype)) {
             ("message/delivery-status", _) => Kind::DeliveryStatus,
             (_, "message") => Kind::Message,
             (_, "multipart") => Kind::Multipart,
@@ -805,7 +1079,7 @@ impl Parser<'_, '_> {
             let state = MultipartState {
                 sep,
                 capturing_preamble: true,
-                preamble: Vec::new(),
+                preamble: Spans::default(),
             };
             return self.multipart_loop(state, frames);
         }
@@ -850,9 +1124,9 @@ impl Parser<'_, '_> {
                     self.held.as_mut()
                 };
                 if let Some(last) = last {
-                    if maintype(&last.ctype) != "multipart" {
+                    if maintype(last.ctype.as_str(data)) != "multipart" {
                         if let Some(spans) = last.payload.as_mut() {
-                            trim_eol(data, spans);
+                            spans.trim_eol(data);
                         }
                     }
                 }
@@ -912,77 +1186,23 @@ impl Parser<'_, '_> {
             // StartBoundaryNotFoundDefect: the preamble is the payload, the
             // rest is consumed.
             self.cur().payload = Some(st.preamble);
-            while self.input.readline().is_some() {}
+            self.input.read_to_eof(&mut Spans::default());
             return Ok(true);
         }
         if close_seen {
             // Epilogue: never digested, consumed.
-            while self.input.readline().is_some() {}
+            self.input.read_to_eof(&mut Spans::default());
         }
         Ok(true)
-    }
-
-    /// `_parse_headers` + compat32 `header_source_parse` (spec §B.3 step 2-3).
-    fn parse_headers(&mut self, lines: &[Span]) {
-        let data = self.input.data;
-        let mut cur: Option<(Span, usize, usize)> = None; // name, value start, end
-        let mut headers = Vec::new();
-        let finish = |h: (Span, usize, usize), headers: &mut Vec<Header>| {
-            let (name, start, mut end) = h;
-            while end > start && matches!(data[end - 1], b'\r' | b'\n') {
-                end -= 1;
-            }
-            headers.push(Header {
-                name,
-                value: (start, end),
-            });
-        };
-        for (lineno, &(s, e)) in lines.iter().enumerate() {
-            let line = &data[s..e];
-            if matches!(line.first(), Some(b' ' | b'\t')) {
-                if let Some(h) = cur.as_mut() {
-                    h.2 = e;
-                }
-                continue;
-            }
-            if let Some(h) = cur.take() {
-                finish(h, &mut headers);
-            }
-            if line.starts_with(b"From ") {
-                if lineno == 0 {
-                    continue; // unix-from
-                } else if lineno == lines.len() - 1 {
-                    // Pushed back: becomes the first body line.
-                    self.input.unreadline(Some((s, e)));
-                    break;
-                } else {
-                    continue; // MisplacedEnvelopeHeaderDefect
-                }
-            }
-            let Some(i) = memchr::memchr(b':', line) else {
-                continue;
-            };
-            if i == 0 {
-                continue; // "Missing header name."
-            }
-            let mut vs = s + i + 1;
-            while vs < e && matches!(data[vs], b' ' | b'\t') {
-                vs += 1;
-            }
-            cur = Some(((s, s + i), vs, e));
-        }
-        if let Some(h) = cur {
-            finish(h, &mut headers);
-        }
-        self.cur().headers = headers;
     }
 
     /// `get_boundary()`: `collapse_rfc2231_value(get_param('boundary')).rstrip()`.
     fn get_boundary(&mut self) -> Result<Option<String>, DigestError> {
         let data = self.input.data;
-        let Some(v) = get_header(data, &self.cur().headers, "content-type") else {
+        let Some((vs, ve)) = self.cur().content_type_hdr else {
             return Ok(None);
         };
+        let v = &data[vs..ve];
         let b = match get_param(&header_str(v), "boundary")? {
             None => return Ok(None),
             Some(ParamValue::Str(s)) => unquote(&s),
@@ -1003,28 +1223,6 @@ impl Parser<'_, '_> {
             }
         };
         Ok(Some(b.trim_end_matches(py_isspace).to_string()))
-    }
-}
-
-/// `NLCRE_eol`: remove one trailing `\r\n`, `\r` or `\n`.
-fn trim_eol(data: &[u8], spans: &mut Vec<Span>) {
-    while let Some(last) = spans.last_mut() {
-        if last.0 == last.1 {
-            spans.pop();
-            continue;
-        }
-        let (s, e) = *last;
-        let seg = &data[s..e];
-        let cut = if seg.ends_with(b"\r\n") {
-            2
-        } else if seg.ends_with(b"\r") || seg.ends_with(b"\n") {
-            1
-        } else {
-            // A `\r\n` split over two spans cannot happen: spans are whole lines.
-            0
-        };
-        last.1 = e - cut;
-        return;
     }
 }
 
@@ -1067,8 +1265,7 @@ mod tests {
         let mut v = Vec::new();
         parse_leaves(raw, &mut |p| {
             let first = p
-                .part()
-                .headers
+                .headers()
                 .first()
                 .map(|h| p.data()[h.value.0..h.value.1].to_vec());
             v.push((p.ctype().to_string(), p.payload_bytes().into_owned(), first));
