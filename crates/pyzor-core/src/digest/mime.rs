@@ -42,7 +42,7 @@ pub struct Header {
 /// are found while the header block is read, and the payload is (almost
 /// always) one byte range.
 #[derive(Debug, Clone, Default)]
-pub struct Part {
+pub struct Part<'a> {
     /// The header block, `[start of first line, end of last line)`, without
     /// a trailing `From ` line that went back to the body. Other headers
     /// than the two below are re-parsed from it on demand.
@@ -54,40 +54,13 @@ pub struct Part {
     /// The string payload; `None` while unset and for parts whose payload is
     /// a list of sub-parts.
     payload: Option<Spans>,
-    /// `get_content_type()`, computed once the headers are known.
-    ctype: Ctype,
+    /// `get_content_type()`, computed once the headers are known; borrowed
+    /// from the header when that already is the (lower-case) result.
+    ctype: Cow<'a, str>,
     /// The default type is `message/rfc822` (child of `multipart/digest`).
     default_rfc822: bool,
     /// Sub-parts were attached (the payload is a list).
     has_children: bool,
-}
-
-/// `get_content_type()` of a part without an allocation in the usual cases:
-/// a default, or the header's own bytes when they already are the lower-case
-/// result.
-#[derive(Debug, Clone)]
-enum Ctype {
-    Static(&'static str),
-    /// A range of the message (pure ASCII, already lower-case and stripped).
-    Span(Span),
-    Owned(String),
-}
-
-impl Default for Ctype {
-    fn default() -> Self {
-        Ctype::Static("text/plain")
-    }
-}
-
-impl Ctype {
-    fn as_str<'s>(&'s self, data: &'s [u8]) -> &'s str {
-        match self {
-            Ctype::Static(s) => s,
-            // The span was checked to be ASCII when it was made.
-            Ctype::Span((s, e)) => std::str::from_utf8(&data[*s..*e]).unwrap_or("text/plain"),
-            Ctype::Owned(s) => s,
-        }
-    }
 }
 
 /// The byte ranges of a string payload. The lines of a payload are always
@@ -163,7 +136,7 @@ impl Spans {
 #[derive(Debug, Clone, Copy)]
 pub struct PartRef<'p, 'a> {
     data: &'a [u8],
-    part: &'p Part,
+    part: &'p Part<'a>,
 }
 
 /// A parameter value as `Message.get_param` returns it.
@@ -224,7 +197,7 @@ impl<'a> PartRef<'_, 'a> {
     }
 
     /// The part.
-    pub fn part(&self) -> &Part {
+    pub fn part(&self) -> &Part<'a> {
         self.part
     }
 
@@ -256,7 +229,7 @@ impl<'a> PartRef<'_, 'a> {
 
     /// `get_content_type()`.
     pub fn ctype(&self) -> &str {
-        self.part.ctype.as_str(self.data)
+        &self.part.ctype
     }
 
     /// `get_content_maintype()`.
@@ -328,9 +301,9 @@ fn content_type(value: Option<&[u8]>, default_rfc822: bool) -> String {
 
 /// [`content_type`] for the header at `value`, without an allocation when
 /// the (ASCII) type is already lower-case: then it is the header's own bytes.
-fn content_type_of(data: &[u8], value: Option<Span>, default_rfc822: bool) -> Ctype {
+fn content_type_of(data: &[u8], value: Option<Span>, default_rfc822: bool) -> Cow<'_, str> {
     let Some((vs, ve)) = value else {
-        return Ctype::Static(if default_rfc822 {
+        return Cow::Borrowed(if default_rfc822 {
             "message/rfc822"
         } else {
             "text/plain"
@@ -339,7 +312,7 @@ fn content_type_of(data: &[u8], value: Option<Span>, default_rfc822: bool) -> Ct
     let v = &data[vs..ve];
     let head = &v[..memchr::memchr(b';', v).unwrap_or(v.len())];
     if !head.is_ascii() {
-        return Ctype::Owned(content_type(Some(v), default_rfc822));
+        return Cow::Owned(content_type(Some(v), default_rfc822));
     }
     // `str.strip()` on ASCII: these are all the ASCII characters
     // `str.isspace()` accepts (\x1c-\x1f included).
@@ -348,12 +321,13 @@ fn content_type_of(data: &[u8], value: Option<Span>, default_rfc822: bool) -> Ct
     let end = head.iter().rposition(|b| !space(b)).map_or(start, |i| i + 1);
     let t = &head[start..end];
     if memchr::memchr_iter(b'/', t).count() != 1 {
-        return Ctype::Static("text/plain");
+        return Cow::Borrowed("text/plain");
     }
     if t.iter().any(u8::is_ascii_uppercase) {
-        return Ctype::Owned(String::from_utf8_lossy(t).to_ascii_lowercase());
+        return Cow::Owned(String::from_utf8_lossy(t).to_ascii_lowercase());
     }
-    Ctype::Span((vs + start, vs + end))
+    // ASCII, so always valid UTF-8.
+    Cow::Borrowed(std::str::from_utf8(t).unwrap_or("text/plain"))
 }
 
 // ---------------------------------------------------------------------------
@@ -379,8 +353,9 @@ fn param_items(value: &str) -> impl Iterator<Item = (Cow<'_, str>, &str)> {
         let mut odd = false; // (quotes - escaped quotes) % 2
         while end > 0 {
             let e = end as usize;
-            for j in counted..e {
-                if b[j] == b'"' && !(j > 0 && b[j - 1] == b'\\') {
+            for j in memchr::memchr_iter(b'"', &b[counted..e]) {
+                let j = counted + j;
+                if !(j > 0 && b[j - 1] == b'\\') {
                     odd = !odd;
                 }
             }
@@ -826,11 +801,11 @@ struct MultipartState {
 struct Parser<'a, 'v> {
     input: Input<'a>,
     /// The open parts: the current part and its ancestors.
-    stack: Vec<Part>,
+    stack: Vec<Part<'a>>,
     /// The most recently created part once finished, if it is a leaf: it is
     /// Python's `self._last` when a delimiter trims a line end (spec §B.7),
     /// and is handed to the visitor when the next part starts or at the end.
-    held: Option<Part>,
+    held: Option<Part<'a>>,
     visit: &'v mut dyn FnMut(PartRef<'_, '_>) -> Result<(), DigestError>,
 }
 
@@ -929,7 +904,7 @@ fn for_each_header(data: &[u8], block: Span, mut f: impl FnMut(Header)) {
     folder.finish(data, &mut f);
 }
 
-impl Parser<'_, '_> {
+impl<'a> Parser<'a, '_> {
     fn flush(&mut self) -> Result<(), DigestError> {
         if let Some(part) = self.held.take() {
             (self.visit)(PartRef {
@@ -947,7 +922,7 @@ impl Parser<'_, '_> {
         let default_rfc822 = self
             .stack
             .last()
-            .is_some_and(|p| p.ctype.as_str(self.input.data) == "multipart/digest");
+            .is_some_and(|p| p.ctype == "multipart/digest");
         if let Some(parent) = self.stack.last_mut() {
             parent.has_children = true;
         }
@@ -969,7 +944,7 @@ impl Parser<'_, '_> {
         }
     }
 
-    fn cur(&mut self) -> &mut Part {
+    fn cur(&mut self) -> &mut Part<'a> {
         self.stack.last_mut().expect("parsegen runs inside a part")
     }
 
@@ -1046,8 +1021,7 @@ impl Parser<'_, '_> {
         cur.content_type_hdr = ct_hdr;
         cur.cte_hdr = cte_hdr;
         cur.ctype = content_type_of(data, ct_hdr, cur.default_rfc822);
-        let ctype = cur.ctype.as_str(data);
-        let kind = match (ctype, maintype(ctype)) {
+        let kind = match (&*cur.ctype, maintype(&cur.ctype)) {
             ("message/delivery-status", _) => Kind::DeliveryStatus,
             (_, "message") => Kind::Message,
             (_, "multipart") => Kind::Multipart,
@@ -1124,7 +1098,7 @@ impl Parser<'_, '_> {
                     self.held.as_mut()
                 };
                 if let Some(last) = last {
-                    if maintype(last.ctype.as_str(data)) != "multipart" {
+                    if maintype(&last.ctype) != "multipart" {
                         if let Some(spans) = last.payload.as_mut() {
                             spans.trim_eol(data);
                         }
@@ -1230,7 +1204,7 @@ impl Parser<'_, '_> {
 /// tuples decoded strictly with their charset, `None` unless ASCII,
 /// lower-cased.
 pub fn content_charset(part: &PartRef<'_, '_>) -> Result<Option<String>, DigestError> {
-    let cs = match part.get_param("charset")? {
+    let mut cs = match part.get_param("charset")? {
         None => return Ok(None),
         Some(ParamValue::Str(s)) => s,
         Some(ParamValue::Tuple(cs, _lang, text)) => {
@@ -1253,7 +1227,8 @@ pub fn content_charset(part: &PartRef<'_, '_>) -> Result<Option<String>, DigestE
     if !cs.is_ascii() {
         return Ok(None);
     }
-    Ok(Some(cs.to_ascii_lowercase()))
+    cs.make_ascii_lowercase();
+    Ok(Some(cs))
 }
 
 #[cfg(test)]
