@@ -298,7 +298,7 @@ mod tests {
             }
         }
         // The line-at-a-time path alone (capacity 1) against known results.
-        let r: Vec<_> = MboxReader::new(io::BufReader::with_capacity(1, &inputs[1].0[..]))
+        let r: Vec<_> = MboxReader::new(io::BufReader::with_capacity(1, inputs[1].0))
             .map(Result::unwrap)
             .collect();
         assert_eq!(r, [&b"x From b\n\rFrom c\n\n"[..], b"", b"", b""]);

@@ -124,10 +124,8 @@ impl Spans {
             0
         };
         last.1 -= cut;
-        if last.0 == last.1 {
-            if self.more.pop().is_none() {
-                self.first = None;
-            }
+        if last.0 == last.1 && self.more.pop().is_none() {
+            self.first = None;
         }
     }
 }
@@ -211,7 +209,9 @@ impl<'a> PartRef<'_, 'a> {
         } else {
             let mut found = None;
             for_each_header(self.data, self.part.header_block, |h| {
-                if found.is_none() && self.data[h.name.0..h.name.1].eq_ignore_ascii_case(name.as_bytes()) {
+                if found.is_none()
+                    && self.data[h.name.0..h.name.1].eq_ignore_ascii_case(name.as_bytes())
+                {
                     found = Some(h.value);
                 }
             });
@@ -318,7 +318,10 @@ fn content_type_of(data: &[u8], value: Option<Span>, default_rfc822: bool) -> Co
     // `str.isspace()` accepts (\x1c-\x1f included).
     let space = |b: &u8| matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0x1c..=0x1f | b' ');
     let start = head.iter().position(|b| !space(b)).unwrap_or(head.len());
-    let end = head.iter().rposition(|b| !space(b)).map_or(start, |i| i + 1);
+    let end = head
+        .iter()
+        .rposition(|b| !space(b))
+        .map_or(start, |i| i + 1);
     let t = &head[start..end];
     if memchr::memchr_iter(b'/', t).count() != 1 {
         return Cow::Borrowed("text/plain");
@@ -760,7 +763,11 @@ impl Input<'_> {
         let d = self.data;
         let start = self.pos.min(d.len());
         let mut from = start;
-        let stop = if self.eof.iter().all(|m| matches!(m, Matcher::Boundary(None))) {
+        let stop = if self
+            .eof
+            .iter()
+            .all(|m| matches!(m, Matcher::Boundary(None)))
+        {
             d.len()
         } else {
             loop {
