@@ -483,7 +483,9 @@ pub fn get_param(value: &str, name: &str) -> Result<Option<ParamValue>, DigestEr
         // its value is built.
         for (idx, (pname, pval)) in param_items(value).enumerate() {
             if pname.eq_ignore_ascii_case(name) {
-                return Ok(Some(ParamValue::Str(plain_param_value(idx, pval))));
+                return Ok(Some(ParamValue::Str(
+                    plain_param_value(idx, pval).into_owned(),
+                )));
             }
         }
         return Ok(None);
@@ -574,8 +576,17 @@ pub fn get_param(value: &str, name: &str) -> Result<Option<ParamValue>, DigestEr
 /// scanned once as bytes, stopping at the first name that matches; anything
 /// else goes through [`get_param`].
 pub fn get_param_raw(value: &[u8], name: &str) -> Result<Option<ParamValue>, DigestError> {
+    match plain_param_raw(value, name) {
+        Some(v) => Ok(v.map(|v| ParamValue::Str(v.into_owned()))),
+        None => get_param(&header_str(value), name),
+    }
+}
+
+/// The fast path of [`get_param_raw`], borrowing from `value` when it can;
+/// `None` when it does not apply (non-ASCII value, or a `*` in it).
+fn plain_param_raw<'v>(value: &'v [u8], name: &str) -> Option<Option<Cow<'v, str>>> {
     if !value.is_ascii() || memchr::memchr(b'*', value).is_some() {
-        return get_param(&header_str(value), name);
+        return None;
     }
     // `str.strip()` on ASCII (\x1c-\x1f are whitespace to Python).
     fn strip(b: &[u8]) -> &[u8] {
@@ -610,10 +621,10 @@ pub fn get_param_raw(value: &[u8], name: &str) -> Result<Option<ParamValue>, Dig
         if pname.eq_ignore_ascii_case(name.as_bytes()) {
             // ASCII, hence UTF-8.
             let pval = std::str::from_utf8(pval).unwrap_or_default();
-            return Ok(Some(ParamValue::Str(plain_param_value(idx, pval))));
+            return Some(Some(plain_param_value(idx, pval)));
         }
         if end == rest.len() {
-            return Ok(None);
+            return Some(None);
         }
         rest = &rest[end + 1..];
         idx += 1;
@@ -625,20 +636,20 @@ pub fn get_param_raw(value: &[u8], name: &str) -> Result<Option<ParamValue>, Dig
 /// unquoted again. Without a backslash or quote inside, every step is an
 /// identity or strips one pair of `"…"`/`<…>`: returned without the
 /// intermediate strings.
-fn plain_param_value(idx: usize, pval: &str) -> String {
+fn plain_param_value(idx: usize, pval: &str) -> Cow<'_, str> {
     let inner = match pval.as_bytes() {
-        [b'"', mid @ .., b'"'] | [b'<', mid @ .., b'>'] if pval.len() > 1 => mid,
-        all => all,
+        [b'"', .., b'"'] | [b'<', .., b'>'] if pval.len() > 1 => &pval[1..pval.len() - 1],
+        _ => pval,
     };
-    if !inner.contains(&b'"') && !inner.contains(&b'\\') {
-        // Byte slicing at ASCII delimiters keeps UTF-8 boundaries.
-        return String::from_utf8_lossy(inner).into_owned();
+    if !inner.contains(['"', '\\']) {
+        // Sliced at ASCII delimiters: still valid UTF-8.
+        return Cow::Borrowed(inner);
     }
-    if idx == 0 {
+    Cow::Owned(if idx == 0 {
         unquote(pval)
     } else {
         unquote(&format!("\"{}\"", quote(&unquote(pval))))
-    }
+    })
 }
 
 /// `str.encode('raw-unicode-escape')`.
@@ -797,6 +808,7 @@ impl Input<'_> {
 
     /// `BufferedSubFile.readline()`; `None` is Python's `''` (EOF, a false
     /// EOF from a matcher, or a pushed-back `''`).
+    #[inline]
     fn readline(&mut self) -> Option<Span> {
         let line = match self.pushback.pop() {
             Some(l) => l,
@@ -881,21 +893,33 @@ enum HeaderLine {
     Field(usize),
 }
 
+/// Bytes allowed in a header name by `headerRE`: `[\041-\071\073-\176]`
+/// (printable ASCII except the colon).
+static NAME_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0x21;
+    while b <= 0x7e {
+        t[b] = b != b':' as usize;
+        b += 1;
+    }
+    t
+};
+
+#[inline]
 fn classify_header_line(line: &[u8]) -> HeaderLine {
     match line.first() {
         Some(b'\t' | b' ') => return HeaderLine::Continuation,
         Some(b'F') if line.starts_with(b"From ") => return HeaderLine::From,
         _ => {}
     }
-    for (i, &b) in line.iter().enumerate() {
-        if b == b':' {
-            return HeaderLine::Field(i);
-        }
-        if !(0x21..=0x7e).contains(&b) {
-            return HeaderLine::NotHeader;
-        }
+    let i = line
+        .iter()
+        .position(|&b| !NAME_BYTE[usize::from(b)])
+        .unwrap_or(line.len());
+    match line.get(i) {
+        Some(b':') => HeaderLine::Field(i),
+        _ => HeaderLine::NotHeader,
     }
-    HeaderLine::NotHeader
 }
 
 /// compat32 `header_source_parse` over the lines of `_parse_headers`, fed
@@ -935,6 +959,7 @@ impl HeaderFolder {
     }
 
     /// The value: trailing CR/LF removed.
+    #[inline]
     fn finish(&mut self, data: &[u8], out: &mut impl FnMut(Header)) {
         if let Some((name, start, mut end)) = self.cur.take() {
             while end > start && matches!(data[end - 1], b'\r' | b'\n') {
@@ -1261,7 +1286,18 @@ impl<'a> Parser<'a, '_> {
 /// `get_content_charset()` (spec §B.6): the charset parameter, RFC 2231
 /// tuples decoded strictly with their charset, `None` unless ASCII,
 /// lower-cased.
-pub fn content_charset(part: &PartRef<'_, '_>) -> Result<Option<String>, DigestError> {
+pub fn content_charset<'a>(part: &PartRef<'_, 'a>) -> Result<Option<Cow<'a, str>>, DigestError> {
+    if let Some(v) = part.get("content-type") {
+        if let Some(cs) = plain_param_raw(v, "charset") {
+            // ASCII already; lower-cased without a copy when it is.
+            return Ok(
+                cs.map(|cs| match cs.bytes().any(|b| b.is_ascii_uppercase()) {
+                    true => Cow::Owned(cs.to_ascii_lowercase()),
+                    false => cs,
+                }),
+            );
+        }
+    }
     let mut cs = match part.get_param("charset")? {
         None => return Ok(None),
         Some(ParamValue::Str(s)) => s,
@@ -1286,7 +1322,7 @@ pub fn content_charset(part: &PartRef<'_, '_>) -> Result<Option<String>, DigestE
         return Ok(None);
     }
     cs.make_ascii_lowercase();
-    Ok(Some(cs))
+    Ok(Some(Cow::Owned(cs)))
 }
 
 #[cfg(test)]

@@ -349,7 +349,7 @@ fn text_part<'a>(part: &PartRef<'_, 'a>) -> Result<PartText<'a>, DigestError> {
     let bytes = transfer::decode_payload(cte, payload);
     let charset = mime::content_charset(part)?.map(|c| {
         if c.contains('\0') {
-            c.replace('\0', "")
+            Cow::Owned(c.replace('\0', ""))
         } else {
             c
         }
