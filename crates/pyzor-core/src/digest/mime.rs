@@ -172,20 +172,68 @@ pub fn parse_leaves(
     data: &[u8],
     visit: &mut dyn FnMut(PartRef<'_, '_>) -> Result<(), DigestError>,
 ) -> Result<(), DigestError> {
+    let scratch = SCRATCH.with(|s| s.take()).unwrap_or_default();
     let mut p = Parser {
         input: Input {
             data,
             pos: 0,
-            pushback: Vec::new(),
-            eof: Vec::new(),
+            pushback: scratch.pushback,
+            eof: scratch.eof,
         },
-        stack: Vec::new(),
+        stack: relifetime(scratch.stack),
         held: None,
         visit,
     };
-    p.run()?;
+    let mut frames = scratch.frames;
+    frames.clear();
+    p.run(&mut frames)?;
     p.pop_message(); // FeedParser.close() pops the root
-    p.flush()
+    p.flush()?;
+    // Keep the (now empty) buffers for the next message, unless deep
+    // nesting made them big.
+    if p.stack.capacity() <= SCRATCH_MAX && frames.capacity() <= SCRATCH_MAX {
+        let (mut pushback, mut eof) = (p.input.pushback, p.input.eof);
+        pushback.clear();
+        eof.clear();
+        pushback.shrink_to(SCRATCH_MAX);
+        eof.shrink_to(SCRATCH_MAX);
+        frames.clear();
+        SCRATCH.with(|s| {
+            s.set(Some(Scratch {
+                pushback,
+                eof,
+                frames,
+                stack: relifetime(p.stack),
+            }))
+        });
+    }
+    Ok(())
+}
+
+/// Parser buffers kept between messages on a thread, so that a stream of
+/// messages does not allocate them each time.
+#[derive(Default)]
+struct Scratch {
+    pushback: Vec<Line>,
+    eof: Vec<Matcher>,
+    frames: Vec<Frame>,
+    stack: Vec<Part<'static>>,
+}
+
+/// Largest buffer (elements) kept in [`Scratch`].
+const SCRATCH_MAX: usize = 64;
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Option<Scratch>> = const { std::cell::Cell::new(None) };
+}
+
+/// An emptied `Vec<Part>` for another message's lifetime. The vector is
+/// cleared first, so the closure never runs; std's in-place `collect` keeps
+/// the allocation because the element layout is the same (if it did not,
+/// this would merely allocate).
+fn relifetime<'x, 'y>(mut v: Vec<Part<'x>>) -> Vec<Part<'y>> {
+    v.clear();
+    v.into_iter().map(|_| Part::default()).collect()
 }
 
 impl<'a> PartRef<'_, 'a> {
@@ -1040,23 +1088,22 @@ impl<'a> Parser<'a, '_> {
     /// `_parsegen` without recursion: Python's generator nesting becomes an
     /// explicit stack of [`Frame`]s, so nesting depth costs heap, not
     /// thread stack.
-    fn run(&mut self) -> Result<(), DigestError> {
-        let mut frames: Vec<Frame> = Vec::new();
-        let mut finished = self.start_part(&mut frames)?;
+    fn run(&mut self, frames: &mut Vec<Frame>) -> Result<(), DigestError> {
+        let mut finished = self.start_part(frames)?;
         loop {
             if !finished {
                 // The top frame wants a sub-part parsed.
                 if frames.len() > MAX_DEPTH {
                     return Err(DigestError::TooDeep { limit: MAX_DEPTH });
                 }
-                finished = self.start_part(&mut frames)?;
+                finished = self.start_part(frames)?;
                 continue;
             }
             // A part is complete: resume its parent, if any.
             let Some(frame) = frames.pop() else {
                 return Ok(());
             };
-            finished = self.resume(frame, &mut frames)?;
+            finished = self.resume(frame, frames)?;
         }
     }
 
