@@ -378,7 +378,34 @@ fn content_type_of(data: &[u8], value: Option<Span>, default_rfc822: bool) -> Co
         return Cow::Owned(String::from_utf8_lossy(t).to_ascii_lowercase());
     }
     // ASCII, so always valid UTF-8.
-    Cow::Borrowed(std::str::from_utf8(t).unwrap_or("text/plain"))
+    Cow::Borrowed(ascii_str(t))
+}
+
+/// ASCII bytes as `&str`. The content types and charset values seen in
+/// nearly every message come from a table (a `from_utf8` call costs about
+/// a hundred instructions even on a few bytes); anything else is checked.
+fn ascii_str(b: &[u8]) -> &str {
+    let known: &'static str = match b {
+        b"text/plain" => "text/plain",
+        b"text/html" => "text/html",
+        b"multipart/alternative" => "multipart/alternative",
+        b"multipart/mixed" => "multipart/mixed",
+        b"multipart/related" => "multipart/related",
+        b"message/rfc822" => "message/rfc822",
+        b"application/octet-stream" => "application/octet-stream",
+        b"us-ascii" => "us-ascii",
+        b"\"us-ascii\"" => "\"us-ascii\"",
+        b"iso-8859-1" => "iso-8859-1",
+        b"\"iso-8859-1\"" => "\"iso-8859-1\"",
+        b"utf-8" => "utf-8",
+        b"\"utf-8\"" => "\"utf-8\"",
+        b"UTF-8" => "UTF-8",
+        b"\"UTF-8\"" => "\"UTF-8\"",
+        b"windows-1252" => "windows-1252",
+        b"\"windows-1252\"" => "\"windows-1252\"",
+        _ => return std::str::from_utf8(b).unwrap_or_default(),
+    };
+    known
 }
 
 // ---------------------------------------------------------------------------
@@ -668,7 +695,7 @@ fn plain_param_raw<'v>(value: &'v [u8], name: &str) -> Option<Option<Cow<'v, str
         };
         if pname.eq_ignore_ascii_case(name.as_bytes()) {
             // ASCII, hence UTF-8.
-            let pval = std::str::from_utf8(pval).unwrap_or_default();
+            let pval = ascii_str(pval);
             return Some(Some(plain_param_value(idx, pval)));
         }
         if end == rest.len() {
