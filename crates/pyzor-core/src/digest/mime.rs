@@ -182,6 +182,7 @@ pub fn parse_leaves(
         },
         stack: relifetime(scratch.stack),
         held: None,
+        last_is_multipart: false,
         visit,
     };
     let mut frames = scratch.frames;
@@ -951,6 +952,11 @@ struct Parser<'a, 'v> {
     /// Python's `self._last` when a delimiter trims a line end (spec §B.7),
     /// and is handed to the visitor when the next part starts or at the end.
     held: Option<Part<'a>>,
+    /// Python's `self._last` is a multipart that got its sub-parts through
+    /// the delimiter loop (`self._last = self._cur` after each one) rather
+    /// than the most recently created part. A delimiter then trims that
+    /// multipart's epilogue, never a string payload.
+    last_is_multipart: bool,
     visit: &'v mut dyn FnMut(PartRef<'_, '_>) -> Result<(), DigestError>,
 }
 
@@ -1084,6 +1090,7 @@ impl<'a> Parser<'a, '_> {
         if let Some(parent) = self.stack.last_mut() {
             parent.has_children = true;
         }
+        self.last_is_multipart = false; // `self._last = msg`
         self.stack.push(Part {
             default_rfc822,
             ..Part::default()
@@ -1243,13 +1250,18 @@ impl<'a> Parser<'a, '_> {
             }
             Frame::Multipart(state) => {
                 // The line end before a delimiter belongs to it: trim it
-                // from the last created part's string payload (Python's
-                // `self._last`, which may be nested deep inside: the
-                // sub-part itself when it is a leaf, else the held leaf,
-                // spec §B.7).
+                // from the string payload of Python's `self._last` (spec
+                // §B.7). That is a multipart that parsed sub-parts of its
+                // own (the sub-part itself, or one inside a `message/*`
+                // sub-part): only its epilogue is trimmed, which the digest
+                // never reads. Otherwise it is the most recently created
+                // part, a leaf: the sub-part itself, or the held leaf when
+                // the sub-part has children (`message/*`, delivery-status).
                 let data = self.input.data;
                 let sub_is_leaf = self.stack.last().is_some_and(|p| !p.has_children);
-                let last = if sub_is_leaf {
+                let last = if self.last_is_multipart {
+                    None
+                } else if sub_is_leaf {
                     self.stack.last_mut()
                 } else {
                     self.held.as_mut()
@@ -1263,6 +1275,8 @@ impl<'a> Parser<'a, '_> {
                 }
                 self.input.eof.pop();
                 self.pop_message();
+                // `self._last = self._cur`: this multipart.
+                self.last_is_multipart = true;
                 self.multipart_loop(state, frames)
             }
         }
@@ -1554,6 +1568,39 @@ mod tests {
         // A text part inside message/rfc822 inside a multipart is trimmed too.
         let raw = b"Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: message/rfc822\n\nX: y\n\ninner\r\n--b--\n";
         assert_eq!(leaves(raw)[0].1, b"inner");
+    }
+
+    /// Python's `self._last` after a nested multipart is that multipart
+    /// (`self._last = self._cur`), so the outer delimiter trims its epilogue
+    /// and not the inner last leaf a second time (payloads checked with
+    /// CPython 3.11's email package).
+    #[test]
+    fn outer_delimiter_does_not_trim_inner_leaf_again() {
+        let inner =
+            b"Content-Type: multipart/alternative; boundary=i\n\n--i\n\ninner text\n\n--i--\n";
+        let mut raw = b"Content-Type: multipart/mixed; boundary=o\n\n--o\n".to_vec();
+        raw.extend_from_slice(inner);
+        raw.extend_from_slice(b"--o--\n");
+        assert_eq!(leaves(&raw)[0].1, b"inner text\n");
+        // The same inside message/rfc822.
+        let mut raw =
+            b"Content-Type: multipart/mixed; boundary=o\n\n--o\nContent-Type: message/rfc822\n\n"
+                .to_vec();
+        raw.extend_from_slice(inner);
+        raw.extend_from_slice(b"--o--\n");
+        assert_eq!(leaves(&raw)[0].1, b"inner text\n");
+        // A leaf inside message/rfc822 is Python's `_last`: trimmed once.
+        let raw = b"Content-Type: multipart/mixed; boundary=o\n\n--o\nContent-Type: message/rfc822\n\nX: y\n\ninner\n\n--o--\n";
+        assert_eq!(leaves(raw)[0].1, b"inner\n");
+        // An epilogue, then a second outer part.
+        let mut raw = b"Content-Type: multipart/mixed; boundary=o\n\n--o\n".to_vec();
+        raw.extend_from_slice(inner);
+        raw.extend_from_slice(b"epi\n\n--o\n\nsecond\n\n--o--\n");
+        let l = leaves(&raw);
+        assert_eq!(
+            (&l[0].1[..], &l[1].1[..]),
+            (&b"inner text\n"[..], &b"second\n"[..])
+        );
     }
 
     #[test]
