@@ -1355,6 +1355,13 @@ impl<'a> Parser<'a, '_> {
                 // collapse_rfc2231_value: charset None -> us-ascii; errors=replace;
                 // LookupError -> unquote(text).
                 let cs = cs.unwrap_or_else(|| "us-ascii".to_string());
+                if cs.contains('\0') {
+                    // `str(rawbytes, charset, errors)` rejects the name
+                    // with ValueError, which nothing catches.
+                    return Err(DigestError::ReferenceCrash {
+                        what: "RFC 2231 boundary parameter has a NUL in its charset (ValueError in the reference)",
+                    });
+                }
                 let raw = raw_unicode_escape(&text);
                 match super::decode_codec(&cs, &raw, super::Errors::Replace) {
                     Ok((s, _)) => s,
@@ -1394,6 +1401,14 @@ pub fn content_charset<'a>(part: &PartRef<'_, 'a>) -> Result<Option<Cow<'a, str>
                 Some(c) if !c.is_empty() => c,
                 _ => "us-ascii".to_string(),
             };
+            if pcs.contains('\0') {
+                // `str(as_bytes, pcharset)` rejects the name with
+                // ValueError; `get_content_charset` catches only
+                // LookupError and UnicodeError.
+                return Err(DigestError::ReferenceCrash {
+                    what: "RFC 2231 charset parameter has a NUL in its charset (ValueError in the reference)",
+                });
+            }
             let raw = raw_unicode_escape(&text);
             match super::decode_strict(&pcs, &raw) {
                 Ok(s) => s,
@@ -1601,6 +1616,21 @@ mod tests {
             (&l[0].1[..], &l[1].1[..]),
             (&b"inner text\n"[..], &b"second\n"[..])
         );
+    }
+
+    /// A NUL in the charset of an RFC 2231 parameter: Python's
+    /// `str(bytes, charset)` raises ValueError, uncaught by
+    /// `get_content_charset` and `collapse_rfc2231_value`.
+    #[test]
+    fn rfc2231_charset_with_nul_is_a_reference_crash() {
+        let raw = b"Content-Type: text/plain; charset*=utf-8\0''%E9\n\nbody text here\n";
+        let r = parse_leaves(raw, &mut |p| content_charset(&p).map(|_| ()));
+        assert!(matches!(r, Err(DigestError::ReferenceCrash { .. })));
+        let raw = b"Content-Type: multipart/mixed; boundary*=a\0''b\n\n--b\n\nx\n--b--\n";
+        assert!(matches!(
+            parse_leaves(raw, &mut |_| Ok(())),
+            Err(DigestError::ReferenceCrash { .. })
+        ));
     }
 
     #[test]
