@@ -882,6 +882,22 @@ impl Input<'_> {
         self.pos = stop;
     }
 
+    /// [`Input::readline`] with the common case inline: nothing pushed back
+    /// and a line that no matcher can take (every matcher needs a first
+    /// byte `-`, CR or LF).
+    #[inline(always)]
+    fn readline_plain(&mut self) -> Option<Span> {
+        let s = self.pos;
+        match self.data.get(s) {
+            Some(b'-' | b'\r' | b'\n') | None => self.readline(),
+            Some(_) if !self.pushback.is_empty() => self.readline(),
+            Some(_) => {
+                self.pos = line_end(self.data, s);
+                Some((s, self.pos))
+            }
+        }
+    }
+
     /// `BufferedSubFile.readline()`; `None` is Python's `''` (EOF, a false
     /// EOF from a matcher, or a pushed-back `''`).
     #[inline]
@@ -1040,7 +1056,7 @@ impl HeaderFolder {
     }
 
     /// The value: trailing CR/LF removed.
-    #[inline]
+    #[inline(always)]
     fn finish(&mut self, data: &[u8], out: &mut impl FnMut(Header)) {
         if let Some((name, start, mut end)) = self.cur.take() {
             while end > start && matches!(data[end - 1], b'\r' | b'\n') {
@@ -1162,7 +1178,7 @@ impl<'a> Parser<'a, '_> {
         // A `From ` line after the first line: dropped if more header lines
         // follow, else pushed back to become the first body line.
         let mut trailing_from: Option<Span> = None;
-        while let Some(sp) = self.input.readline() {
+        while let Some(sp) = self.input.readline_plain() {
             let line = &data[sp.0..sp.1];
             let kind = classify_header_line(line);
             if kind == HeaderLine::NotHeader {
