@@ -677,8 +677,10 @@ fn plain_param_raw<'v>(value: &'v [u8], name: &str) -> Option<Option<Cow<'v, str
         // `_parseparam`: the item ends at the first `;` before which the
         // quotes not preceded by a backslash are even in number (see
         // `param_items`), in one pass.
+        // The first `=` of the item is noted on the way.
         let mut odd = false;
         let mut end = rest.len();
+        let mut eq = None;
         for (j, &c) in rest.iter().enumerate() {
             match c {
                 b'"' if !(j > 0 && rest[j - 1] == b'\\') => odd = !odd,
@@ -686,11 +688,12 @@ fn plain_param_raw<'v>(value: &'v [u8], name: &str) -> Option<Option<Cow<'v, str
                     end = j;
                     break;
                 }
+                b'=' if eq.is_none() => eq = Some(j),
                 _ => {}
             }
         }
         let f = &rest[..end];
-        let (pname, pval) = match memchr::memchr(b'=', f) {
+        let (pname, pval) = match eq {
             Some(i) => (strip(&f[..i]), strip(&f[i + 1..])),
             None => (strip(f), &b""[..]),
         };
