@@ -163,7 +163,28 @@ fn a2b_base64_strict_fast(s: &[u8], out: &mut Vec<u8>) -> Option<()> {
     }
     out.clear();
     let (body, last) = s.split_at(s.len() - 4);
-    for q in body.chunks_exact(4) {
+    // Sixteen characters (four quads) at a time: one validity test and one
+    // append per 12 bytes.
+    let mut blocks = body.chunks_exact(16);
+    for blk in &mut blocks {
+        let mut v = [0u8; 16];
+        let mut bits = 0u8;
+        for (dst, &src) in v.iter_mut().zip(blk) {
+            *dst = B64_TABLE[usize::from(src)];
+            bits |= *dst;
+        }
+        if bits & 0xC0 != 0 {
+            return a2b_base64(s, true, out);
+        }
+        let mut o = [0u8; 12];
+        for (q, d) in v.chunks_exact(4).zip(o.chunks_exact_mut(3)) {
+            d[0] = (q[0] << 2) | (q[1] >> 4);
+            d[1] = (q[1] << 4) | (q[2] >> 2);
+            d[2] = (q[2] << 6) | q[3];
+        }
+        out.extend_from_slice(&o);
+    }
+    for q in blocks.remainder().chunks_exact(4) {
         let (a, b, c, d) = (
             B64_TABLE[q[0] as usize],
             B64_TABLE[q[1] as usize],
@@ -460,7 +481,7 @@ mod tests {
         let alphabet = b"AQgw+/=== \n-";
         let random: Vec<Vec<u8>> = (0..3000)
             .map(|_| {
-                let len = 4 * (1 + (x % 5) as usize);
+                let len = 4 * (1 + (x % 20) as usize);
                 (0..len)
                     .map(|_| {
                         x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
@@ -469,10 +490,22 @@ mod tests {
                     .collect()
             })
             .collect();
+        // Long valid text (several 16-character blocks), each position
+        // spoilt in turn by a padding, space or invalid byte.
+        let valid = b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5eg==";
+        let mut spoilt: Vec<Vec<u8>> = vec![valid.to_vec(), valid[..64].to_vec()];
+        for i in 0..valid.len() {
+            for b in [b'=', b' ', b'-', b'\n'] {
+                let mut v = valid.to_vec();
+                v[i] = b;
+                spoilt.push(v);
+            }
+        }
         for c in cases
             .iter()
             .copied()
             .chain(random.iter().map(Vec::as_slice))
+            .chain(spoilt.iter().map(Vec::as_slice))
         {
             let (mut a, mut b) = (Vec::new(), Vec::new());
             let ra = a2b_base64_strict_fast(c, &mut a);
