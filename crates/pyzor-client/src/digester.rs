@@ -50,8 +50,11 @@ impl Style {
 
 /// The digest of one message (`DataDigester(msg).value`), 40 hex digits.
 pub fn digest_message(msg: &[u8], index: usize) -> Result<String, InputError> {
+    // `hex_bytes` gives the 40 ASCII digits on the stack: one exact-size
+    // allocation for the String, no formatting machinery (`to_string` goes
+    // through `Display` and a growing buffer).
     pyzor_core::digest::digest_message(msg)
-        .map(|d| d.to_string())
+        .map(|d| d.hex_bytes().iter().map(|&b| char::from(b)).collect())
         .map_err(|source| InputError::Digest { index, source })
 }
 

@@ -37,6 +37,8 @@ pub struct MboxReader<R> {
     /// The current message's `From ` line is not ASCII.
     bad_from: bool,
     done: bool,
+    /// Finds `From ` at a line start after the first line of a buffer.
+    from_line: memchr::memmem::Finder<'static>,
 }
 
 impl<R: BufRead> MboxReader<R> {
@@ -49,6 +51,7 @@ impl<R: BufRead> MboxReader<R> {
             last_was_empty: false,
             bad_from: false,
             done: false,
+            from_line: memchr::memmem::Finder::new(b"\nFrom ").into_owned(),
         }
     }
 
@@ -64,34 +67,48 @@ impl<R: BufRead> MboxReader<R> {
             // `next`'s slow path reads again and reports the error.
             Err(_) => return None,
         };
-        let mut pos = 0;
-        while let Some(nl) = memchr::memchr(b'\n', &data[pos..]) {
-            let end = pos + nl + 1;
-            let line = &data[pos..end];
-            if line.starts_with(b"From ") {
-                let from_ascii = line[5..].iter().all(|&b| b < 0x80);
-                if let Some(m) = self.cur.as_mut() {
-                    m.extend_from_slice(&data[..pos]);
-                }
-                self.reader.consume(end);
-                let hint = self.cur.as_ref().map_or(0, Vec::len);
-                let prev = self.cur.replace(Vec::with_capacity(hint));
-                let prev = prev.map(|m| self.finish(m));
-                self.last_was_empty = false;
-                self.bad_from = !from_ascii;
-                match prev {
-                    Some(m) => return Some(m),
-                    None => return self.scan_buffered(),
-                }
+        // Only complete lines are handled here; the buffer starts at a line
+        // start (only whole lines are consumed, here and in `read_line`).
+        let complete = memchr::memrchr(b'\n', data).map_or(0, |i| i + 1);
+        let region = &data[..complete];
+        // The first line starting with `From `, found with one substring
+        // search rather than line by line.
+        let from_at = if region.starts_with(b"From ") {
+            Some(0)
+        } else {
+            self.from_line.find(region).map(|i| i + 1)
+        };
+        // Is the line ending just before `end` (> 0) exactly "\n"?
+        let empty_line_before = |end: usize| end == 1 || region[end - 2] == b'\n';
+        let Some(p) = from_at else {
+            if complete > 0 {
+                self.last_was_empty = empty_line_before(complete);
             }
-            self.last_was_empty = line == b"\n";
-            pos = end;
+            if let Some(m) = self.cur.as_mut() {
+                m.extend_from_slice(region);
+            }
+            self.reader.consume(complete);
+            return None;
+        };
+        if p > 0 {
+            self.last_was_empty = empty_line_before(p);
         }
+        // The `From ` line is complete: `region` ends with "\n".
+        let end = p + memchr::memchr(b'\n', &region[p..]).map_or(region.len() - p, |i| i + 1);
+        let from_ascii = region[p + 5..end].is_ascii();
         if let Some(m) = self.cur.as_mut() {
-            m.extend_from_slice(&data[..pos]);
+            m.extend_from_slice(&region[..p]);
         }
-        self.reader.consume(pos);
-        None
+        self.reader.consume(end);
+        let hint = self.cur.as_ref().map_or(0, Vec::len);
+        let prev = self.cur.replace(Vec::with_capacity(hint));
+        let prev = prev.map(|m| self.finish(m));
+        self.last_was_empty = false;
+        self.bad_from = !from_ascii;
+        match prev {
+            Some(m) => Some(m),
+            None => self.scan_buffered(),
+        }
     }
 
     fn finish(&mut self, mut m: Vec<u8>) -> io::Result<Vec<u8>> {
@@ -263,15 +280,28 @@ mod tests {
     /// the reader's buffer ends (lines and `From ` lines cut anywhere).
     #[test]
     fn mbox_splitting_any_buffer_size() {
-        let input: &[u8] = b"junk\nFro\nFrom a\nX: 1\n\nbody\nFrom\n>From x\n\nFrom b\xe9\nY\r\n\r\nFrom c\n\n\nFrom d\nz";
-        let whole: Vec<String> = MboxReader::new(input).map(|r| format!("{r:?}")).collect();
-        assert_eq!(whole.len(), 4);
-        for cap in 1..=input.len() + 1 {
-            let got: Vec<String> = MboxReader::new(io::BufReader::with_capacity(cap, input))
-                .map(|r| format!("{r:?}"))
-                .collect();
-            assert_eq!(got, whole, "buffer capacity {cap}");
+        let inputs: [(&[u8], usize); 3] = [
+            (b"junk\nFro\nFrom a\nX: 1\n\nbody\nFrom\n>From x\n\nFrom b\xe9\nY\r\n\r\nFrom c\n\n\nFrom d\nz", 4),
+            // `From ` not at a line start, after a lone CR, after "\n\n",
+            // and an empty line that is the whole first line.
+            (b"\nFrom a\nx From b\n\rFrom c\n\n\nFrom d\n\nFrom e\nFrom f\n\n", 4),
+            (b"From a\n\nFrom b\nFrom c\n\n\n\nFrom  d \xff\n\n", 4),
+        ];
+        for (input, n) in inputs {
+            let whole: Vec<String> = MboxReader::new(input).map(|r| format!("{r:?}")).collect();
+            assert_eq!(whole.len(), n, "{whole:?}");
+            for cap in 1..=input.len() + 1 {
+                let got: Vec<String> = MboxReader::new(io::BufReader::with_capacity(cap, input))
+                    .map(|r| format!("{r:?}"))
+                    .collect();
+                assert_eq!(got, whole, "buffer capacity {cap}");
+            }
         }
+        // The line-at-a-time path alone (capacity 1) against known results.
+        let r: Vec<_> = MboxReader::new(io::BufReader::with_capacity(1, inputs[1].0))
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(r, [&b"x From b\n\rFrom c\n\n"[..], b"", b"", b""]);
     }
 
     #[test]

@@ -37,27 +37,104 @@ pub struct Header {
     pub value: Span,
 }
 
-/// One part of the message tree, as far as the digest needs it.
+/// One part of the message tree, as far as the digest needs it. Nothing is
+/// copied or allocated for an ordinary part: the headers the digest reads
+/// are found while the header block is read, and the payload is (almost
+/// always) one byte range.
 #[derive(Debug, Clone, Default)]
-pub struct Part {
-    /// Headers in order.
-    pub headers: Vec<Header>,
-    /// The string payload as byte ranges (usually one); `None` while unset
-    /// and for parts whose payload is a list of sub-parts.
-    pub payload: Option<Vec<Span>>,
-    /// `get_content_type()`, computed once the headers are known.
-    pub ctype: String,
+pub struct Part<'a> {
+    /// The header block, `[start of first line, end of last line)`, without
+    /// a trailing `From ` line that went back to the body. Other headers
+    /// than the two below are re-parsed from it on demand.
+    header_block: Span,
+    /// First `Content-Type` value (`msg.get` semantics: first one wins).
+    content_type_hdr: Option<Span>,
+    /// First `Content-Transfer-Encoding` value.
+    cte_hdr: Option<Span>,
+    /// The string payload; `None` while unset and for parts whose payload is
+    /// a list of sub-parts.
+    payload: Option<Spans>,
+    /// `get_content_type()`, computed once the headers are known; borrowed
+    /// from the header when that already is the (lower-case) result.
+    ctype: Cow<'a, str>,
     /// The default type is `message/rfc822` (child of `multipart/digest`).
     default_rfc822: bool,
     /// Sub-parts were attached (the payload is a list).
     has_children: bool,
 }
 
+/// The byte ranges of a string payload. The lines of a payload are always
+/// adjacent in the message, so in practice there is one range; further ones
+/// are kept (never merged wrongly) should that ever not hold. No heap
+/// allocation for one range.
+#[derive(Debug, Clone, Default)]
+struct Spans {
+    first: Option<Span>,
+    more: Vec<Span>,
+}
+
+impl Spans {
+    /// Append a range, merged with the last one when adjacent.
+    fn push(&mut self, sp: Span) {
+        if sp.0 == sp.1 {
+            return;
+        }
+        let last = match self.more.last_mut() {
+            Some(l) => Some(l),
+            None => self.first.as_mut(),
+        };
+        match last {
+            Some(l) if l.1 == sp.0 => l.1 = sp.1,
+            Some(_) => self.more.push(sp),
+            None => self.first = Some(sp),
+        }
+    }
+
+    fn bytes<'a>(&self, data: &'a [u8]) -> Cow<'a, [u8]> {
+        match (self.first, self.more.is_empty()) {
+            (None, _) => Cow::Borrowed(&[]),
+            (Some((s, e)), true) => Cow::Borrowed(&data[s..e]),
+            (Some(first), false) => {
+                let all = std::iter::once(first).chain(self.more.iter().copied());
+                let mut v = Vec::with_capacity(all.clone().map(|(s, e)| e - s).sum());
+                for (s, e) in all {
+                    v.extend_from_slice(&data[s..e]);
+                }
+                Cow::Owned(v)
+            }
+        }
+    }
+
+    /// `NLCRE_eol`: remove one trailing `\r\n`, `\r` or `\n` from the payload.
+    fn trim_eol(&mut self, data: &[u8]) {
+        let last = match self.more.last_mut() {
+            Some(l) => l,
+            None => match self.first.as_mut() {
+                Some(l) => l,
+                None => return,
+            },
+        };
+        let seg = &data[last.0..last.1];
+        // A `\r\n` split over two ranges cannot happen: ranges are whole lines.
+        let cut = if seg.ends_with(b"\r\n") {
+            2
+        } else if seg.ends_with(b"\r") || seg.ends_with(b"\n") {
+            1
+        } else {
+            0
+        };
+        last.1 -= cut;
+        if last.0 == last.1 && self.more.pop().is_none() {
+            self.first = None;
+        }
+    }
+}
+
 /// A leaf part (string payload) handed to the visitor of [`parse_leaves`].
 #[derive(Debug, Clone, Copy)]
 pub struct PartRef<'p, 'a> {
     data: &'a [u8],
-    part: &'p Part,
+    part: &'p Part<'a>,
 }
 
 /// A parameter value as `Message.get_param` returns it.
@@ -95,21 +172,69 @@ pub fn parse_leaves(
     data: &[u8],
     visit: &mut dyn FnMut(PartRef<'_, '_>) -> Result<(), DigestError>,
 ) -> Result<(), DigestError> {
+    let scratch = SCRATCH.with(|s| s.take()).unwrap_or_default();
     let mut p = Parser {
         input: Input {
             data,
             pos: 0,
-            pushback: Vec::new(),
-            eof: Vec::new(),
+            pushback: scratch.pushback,
+            eof: scratch.eof,
         },
-        stack: Vec::new(),
+        stack: relifetime(scratch.stack),
         held: None,
+        last_is_multipart: false,
         visit,
-        header_lines: Vec::new(),
     };
-    p.run()?;
+    let mut frames = scratch.frames;
+    frames.clear();
+    p.run(&mut frames)?;
     p.pop_message(); // FeedParser.close() pops the root
-    p.flush()
+    p.flush()?;
+    // Keep the (now empty) buffers for the next message, unless deep
+    // nesting made them big.
+    if p.stack.capacity() <= SCRATCH_MAX && frames.capacity() <= SCRATCH_MAX {
+        let (mut pushback, mut eof) = (p.input.pushback, p.input.eof);
+        pushback.clear();
+        eof.clear();
+        pushback.shrink_to(SCRATCH_MAX);
+        eof.shrink_to(SCRATCH_MAX);
+        frames.clear();
+        SCRATCH.with(|s| {
+            s.set(Some(Scratch {
+                pushback,
+                eof,
+                frames,
+                stack: relifetime(p.stack),
+            }))
+        });
+    }
+    Ok(())
+}
+
+/// Parser buffers kept between messages on a thread, so that a stream of
+/// messages does not allocate them each time.
+#[derive(Default)]
+struct Scratch {
+    pushback: Vec<Line>,
+    eof: Vec<Matcher>,
+    frames: Vec<Frame>,
+    stack: Vec<Part<'static>>,
+}
+
+/// Largest buffer (elements) kept in [`Scratch`].
+const SCRATCH_MAX: usize = 64;
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<Option<Scratch>> = const { std::cell::Cell::new(None) };
+}
+
+/// An emptied `Vec<Part>` for another message's lifetime. The vector is
+/// cleared first, so the closure never runs; std's in-place `collect` keeps
+/// the allocation because the element layout is the same (if it did not,
+/// this would merely allocate).
+fn relifetime<'x, 'y>(mut v: Vec<Part<'x>>) -> Vec<Part<'y>> {
+    v.clear();
+    v.into_iter().map(|_| Part::default()).collect()
 }
 
 impl<'a> PartRef<'_, 'a> {
@@ -119,14 +244,36 @@ impl<'a> PartRef<'_, 'a> {
     }
 
     /// The part.
-    pub fn part(&self) -> &Part {
+    pub fn part(&self) -> &Part<'a> {
         self.part
     }
 
     /// `msg.get(name)`: first header whose name equals `name` ignoring ASCII
     /// case, exactly (no trimming; spec §B.4). Returns the raw value bytes.
     pub fn get(&self, name: &str) -> Option<&'a [u8]> {
-        get_header(self.data, &self.part.headers, name)
+        let span = if name.eq_ignore_ascii_case("content-type") {
+            self.part.content_type_hdr
+        } else if name.eq_ignore_ascii_case("content-transfer-encoding") {
+            self.part.cte_hdr
+        } else {
+            let mut found = None;
+            for_each_header(self.data, self.part.header_block, |h| {
+                if found.is_none()
+                    && self.data[h.name.0..h.name.1].eq_ignore_ascii_case(name.as_bytes())
+                {
+                    found = Some(h.value);
+                }
+            });
+            found
+        };
+        span.map(|(s, e)| &self.data[s..e])
+    }
+
+    /// All headers in order (compat32 `header_source_parse`).
+    pub fn headers(&self) -> Vec<Header> {
+        let mut v = Vec::new();
+        for_each_header(self.data, self.part.header_block, |h| v.push(h));
+        v
     }
 
     /// `get_content_type()`.
@@ -136,13 +283,13 @@ impl<'a> PartRef<'_, 'a> {
 
     /// `get_content_maintype()`.
     pub fn maintype(&self) -> &str {
-        maintype(&self.part.ctype)
+        maintype(self.ctype())
     }
 
     /// `get_content_subtype()`.
     pub fn subtype(&self) -> &str {
         // `ctype.split('/')[1]`; a content type always has exactly one '/'.
-        let ct = &self.part.ctype;
+        let ct = self.ctype();
         match memchr::memchr(b'/', ct.as_bytes()) {
             Some(i) => &ct[i + 1..],
             None => "",
@@ -153,7 +300,7 @@ impl<'a> PartRef<'_, 'a> {
     /// starts from, spec §C.1): borrowed when it is one range.
     pub fn payload_bytes(&self) -> Cow<'a, [u8]> {
         match &self.part.payload {
-            Some(spans) => join_spans(self.data, spans),
+            Some(spans) => spans.bytes(self.data),
             None => Cow::Borrowed(&[]),
         }
     }
@@ -162,30 +309,9 @@ impl<'a> PartRef<'_, 'a> {
     pub fn get_param(&self, name: &str) -> Result<Option<ParamValue>, DigestError> {
         match self.get("content-type") {
             None => Ok(None),
-            Some(v) => get_param(&header_str(v), name),
+            Some(v) => get_param_raw(v, name),
         }
     }
-}
-
-fn join_spans<'a>(data: &'a [u8], spans: &[Span]) -> Cow<'a, [u8]> {
-    match spans {
-        [] => Cow::Borrowed(&[]),
-        [(s, e)] => Cow::Borrowed(&data[*s..*e]),
-        many => {
-            let mut v = Vec::with_capacity(many.iter().map(|(s, e)| e - s).sum());
-            for &(s, e) in many {
-                v.extend_from_slice(&data[s..e]);
-            }
-            Cow::Owned(v)
-        }
-    }
-}
-
-fn get_header<'a>(data: &'a [u8], headers: &[Header], name: &str) -> Option<&'a [u8]> {
-    headers
-        .iter()
-        .find(|h| data[h.name.0..h.name.1].eq_ignore_ascii_case(name.as_bytes()))
-        .map(|h| &data[h.value.0..h.value.1])
 }
 
 /// `ctype.split('/')[0]`.
@@ -222,6 +348,67 @@ fn content_type(value: Option<&[u8]>, default_rfc822: bool) -> String {
     ct
 }
 
+/// [`content_type`] for the header at `value`, without an allocation when
+/// the (ASCII) type is already lower-case: then it is the header's own bytes.
+fn content_type_of(data: &[u8], value: Option<Span>, default_rfc822: bool) -> Cow<'_, str> {
+    let Some((vs, ve)) = value else {
+        return Cow::Borrowed(if default_rfc822 {
+            "message/rfc822"
+        } else {
+            "text/plain"
+        });
+    };
+    let v = &data[vs..ve];
+    let head = &v[..memchr::memchr(b';', v).unwrap_or(v.len())];
+    if !head.is_ascii() {
+        return Cow::Owned(content_type(Some(v), default_rfc822));
+    }
+    // `str.strip()` on ASCII: these are all the ASCII characters
+    // `str.isspace()` accepts (\x1c-\x1f included).
+    let space = |b: &u8| matches!(b, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0x1c..=0x1f | b' ');
+    let start = head.iter().position(|b| !space(b)).unwrap_or(head.len());
+    let end = head
+        .iter()
+        .rposition(|b| !space(b))
+        .map_or(start, |i| i + 1);
+    let t = &head[start..end];
+    if memchr::memchr_iter(b'/', t).count() != 1 {
+        return Cow::Borrowed("text/plain");
+    }
+    if t.iter().any(u8::is_ascii_uppercase) {
+        return Cow::Owned(String::from_utf8_lossy(t).to_ascii_lowercase());
+    }
+    // ASCII, so always valid UTF-8.
+    Cow::Borrowed(ascii_str(t))
+}
+
+/// ASCII bytes as `&str`. The content types and charset values seen in
+/// nearly every message come from a table (a `from_utf8` call costs about
+/// a hundred instructions even on a few bytes); anything else is checked.
+fn ascii_str(b: &[u8]) -> &str {
+    let known: &'static str = match b {
+        b"text/plain" => "text/plain",
+        b"text/html" => "text/html",
+        b"multipart/alternative" => "multipart/alternative",
+        b"multipart/mixed" => "multipart/mixed",
+        b"multipart/related" => "multipart/related",
+        b"message/rfc822" => "message/rfc822",
+        b"application/octet-stream" => "application/octet-stream",
+        b"us-ascii" => "us-ascii",
+        b"\"us-ascii\"" => "\"us-ascii\"",
+        b"iso-8859-1" => "iso-8859-1",
+        b"\"iso-8859-1\"" => "\"iso-8859-1\"",
+        b"utf-8" => "utf-8",
+        b"\"utf-8\"" => "\"utf-8\"",
+        b"UTF-8" => "UTF-8",
+        b"\"UTF-8\"" => "\"UTF-8\"",
+        b"windows-1252" => "windows-1252",
+        b"\"windows-1252\"" => "\"windows-1252\"",
+        _ => return std::str::from_utf8(b).unwrap_or_default(),
+    };
+    known
+}
+
 // ---------------------------------------------------------------------------
 // Parameters (spec §B.6)
 
@@ -245,8 +432,9 @@ fn param_items(value: &str) -> impl Iterator<Item = (Cow<'_, str>, &str)> {
         let mut odd = false; // (quotes - escaped quotes) % 2
         while end > 0 {
             let e = end as usize;
-            for j in counted..e {
-                if b[j] == b'"' && !(j > 0 && b[j - 1] == b'\\') {
+            for j in memchr::memchr_iter(b'"', &b[counted..e]) {
+                let j = counted + j;
+                if !(j > 0 && b[j - 1] == b'\\') {
                     odd = !odd;
                 }
             }
@@ -371,7 +559,9 @@ pub fn get_param(value: &str, name: &str) -> Result<Option<ParamValue>, DigestEr
         // its value is built.
         for (idx, (pname, pval)) in param_items(value).enumerate() {
             if pname.eq_ignore_ascii_case(name) {
-                return Ok(Some(ParamValue::Str(plain_param_value(idx, pval))));
+                return Ok(Some(ParamValue::Str(
+                    plain_param_value(idx, pval).into_owned(),
+                )));
             }
         }
         return Ok(None);
@@ -457,25 +647,88 @@ pub fn get_param(value: &str, name: &str) -> Result<Option<ParamValue>, DigestEr
         }))
 }
 
+/// [`get_param`] on a raw header value (`str()` of it, see [`header_str`]).
+/// The usual value, ASCII without a `*` (so without RFC 2231 pieces), is
+/// scanned once as bytes, stopping at the first name that matches; anything
+/// else goes through [`get_param`].
+pub fn get_param_raw(value: &[u8], name: &str) -> Result<Option<ParamValue>, DigestError> {
+    match plain_param_raw(value, name) {
+        Some(v) => Ok(v.map(|v| ParamValue::Str(v.into_owned()))),
+        None => get_param(&header_str(value), name),
+    }
+}
+
+/// The fast path of [`get_param_raw`], borrowing from `value` when it can;
+/// `None` when it does not apply (non-ASCII value, or a `*` in it).
+fn plain_param_raw<'v>(value: &'v [u8], name: &str) -> Option<Option<Cow<'v, str>>> {
+    if !value.is_ascii() || memchr::memchr(b'*', value).is_some() {
+        return None;
+    }
+    // `str.strip()` on ASCII (\x1c-\x1f are whitespace to Python).
+    fn strip(b: &[u8]) -> &[u8] {
+        let space = |c: &u8| matches!(c, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0x1c..=0x1f | b' ');
+        let start = b.iter().position(|c| !space(c)).unwrap_or(b.len());
+        let end = b.iter().rposition(|c| !space(c)).map_or(start, |i| i + 1);
+        &b[start..end]
+    }
+    let mut rest = value;
+    let mut idx = 0;
+    loop {
+        // `_parseparam`: the item ends at the first `;` before which the
+        // quotes not preceded by a backslash are even in number (see
+        // `param_items`), in one pass.
+        // The first `=` of the item is noted on the way.
+        let mut odd = false;
+        let mut end = rest.len();
+        let mut eq = None;
+        for (j, &c) in rest.iter().enumerate() {
+            match c {
+                b'"' if !(j > 0 && rest[j - 1] == b'\\') => odd = !odd,
+                b';' if !odd => {
+                    end = j;
+                    break;
+                }
+                b'=' if eq.is_none() => eq = Some(j),
+                _ => {}
+            }
+        }
+        let f = &rest[..end];
+        let (pname, pval) = match eq {
+            Some(i) => (strip(&f[..i]), strip(&f[i + 1..])),
+            None => (strip(f), &b""[..]),
+        };
+        if pname.eq_ignore_ascii_case(name.as_bytes()) {
+            // ASCII, hence UTF-8.
+            let pval = ascii_str(pval);
+            return Some(Some(plain_param_value(idx, pval)));
+        }
+        if end == rest.len() {
+            return Some(None);
+        }
+        rest = &rest[end + 1..];
+        idx += 1;
+    }
+}
+
 /// The value `get_param` returns for a plain (non RFC 2231) parameter:
 /// `unquote(pval)` for item 0, else `decode_params`' `'"%s"' % quote(unquote(pval))`
 /// unquoted again. Without a backslash or quote inside, every step is an
 /// identity or strips one pair of `"…"`/`<…>`: returned without the
 /// intermediate strings.
-fn plain_param_value(idx: usize, pval: &str) -> String {
+fn plain_param_value(idx: usize, pval: &str) -> Cow<'_, str> {
     let inner = match pval.as_bytes() {
-        [b'"', mid @ .., b'"'] | [b'<', mid @ .., b'>'] if pval.len() > 1 => mid,
-        all => all,
+        [b'"', .., b'"'] | [b'<', .., b'>'] if pval.len() > 1 => &pval[1..pval.len() - 1],
+        _ => pval,
     };
-    if !inner.contains(&b'"') && !inner.contains(&b'\\') {
-        // Byte slicing at ASCII delimiters keeps UTF-8 boundaries.
-        return String::from_utf8_lossy(inner).into_owned();
+    if !inner.contains(['"', '\\']) {
+        // Sliced at ASCII delimiters: still valid UTF-8.
+        return Cow::Borrowed(inner);
     }
-    if idx == 0 {
+    Cow::Owned(if idx == 0 {
         unquote(pval)
     } else {
         unquote(&format!("\"{}\"", quote(&unquote(pval))))
-    }
+    })
 }
 
 /// `str.encode('raw-unicode-escape')`.
@@ -549,31 +802,108 @@ struct Input<'a> {
     eof: Vec<Matcher>,
 }
 
+/// End of the physical line starting at `s`: just past its `\r\n`, `\r` or
+/// `\n`, or the end of the data.
+fn line_end(d: &[u8], s: usize) -> usize {
+    match memchr::memchr2(b'\r', b'\n', &d[s..]) {
+        Some(i) => {
+            let i = s + i;
+            if d[i] == b'\r' && d.get(i + 1) == Some(&b'\n') {
+                i + 2
+            } else {
+                i + 1
+            }
+        }
+        None => d.len(),
+    }
+}
+
 impl Input<'_> {
     /// The next physical line, ending at `\r\n`, `\r` or `\n` (kept).
     fn next_raw(&mut self) -> Option<Span> {
-        let d = self.data;
-        if self.pos >= d.len() {
+        if self.pos >= self.data.len() {
             return None;
         }
         let s = self.pos;
-        let e = match memchr::memchr2(b'\r', b'\n', &d[s..]) {
-            Some(i) => {
-                let i = s + i;
-                if d[i] == b'\r' && d.get(i + 1) == Some(&b'\n') {
-                    i + 2
-                } else {
-                    i + 1
-                }
+        self.pos = line_end(self.data, s);
+        Some((s, self.pos))
+    }
+
+    /// What a `readline()` loop up to the next `''` (EOF, false EOF or a
+    /// pushed-back `''`) collects, appended to `spans`; the input is left
+    /// where that loop leaves it.
+    ///
+    /// Without pending pushed-back lines and with only delimiter matchers
+    /// (every delimiter line starts with `--`), only lines starting with
+    /// `--` can end the run: those are found with a substring search
+    /// instead of splitting every line.
+    fn read_to_eof(&mut self, spans: &mut Spans) {
+        while !self.pushback.is_empty() {
+            match self.readline() {
+                Some(sp) => spans.push(sp),
+                None => return,
             }
-            None => d.len(),
+        }
+        if self.eof.iter().any(|m| matches!(m, Matcher::Blank)) {
+            while let Some(sp) = self.readline() {
+                spans.push(sp);
+            }
+            return;
+        }
+        let d = self.data;
+        let start = self.pos.min(d.len());
+        let mut from = start;
+        let stop = if self
+            .eof
+            .iter()
+            .all(|m| matches!(m, Matcher::Boundary(None)))
+        {
+            d.len()
+        } else {
+            loop {
+                let Some(i) = memchr::memmem::find(&d[from..], b"--").map(|i| from + i) else {
+                    break d.len();
+                };
+                // A line starts at `start` or after a line end. A `\r`
+                // before the `-` is a line end on its own.
+                if i != start && !matches!(d[i - 1], b'\n' | b'\r') {
+                    // Neither i + 1 nor i + 2 follows a line end.
+                    from = i + 2;
+                    continue;
+                }
+                let e = line_end(d, i);
+                let line = &d[i..e];
+                if self.eof.iter().rev().any(|m| m.matches(line)) {
+                    // `readline` would push this line back and return `''`;
+                    // leaving it unread is the same state.
+                    break i;
+                }
+                from = e;
+            }
         };
-        self.pos = e;
-        Some((s, e))
+        spans.push((start, stop));
+        self.pos = stop;
+    }
+
+    /// [`Input::readline`] with the common case inline: nothing pushed back
+    /// and a line that no matcher can take (every matcher needs a first
+    /// byte `-`, CR or LF).
+    #[inline(always)]
+    fn readline_plain(&mut self) -> Option<Span> {
+        let s = self.pos;
+        match self.data.get(s) {
+            Some(b'-' | b'\r' | b'\n') | None => self.readline(),
+            Some(_) if !self.pushback.is_empty() => self.readline(),
+            Some(_) => {
+                self.pos = line_end(self.data, s);
+                Some((s, self.pos))
+            }
+        }
     }
 
     /// `BufferedSubFile.readline()`; `None` is Python's `''` (EOF, a false
     /// EOF from a matcher, or a pushed-back `''`).
+    #[inline]
     fn readline(&mut self) -> Option<Span> {
         let line = match self.pushback.pop() {
             Some(l) => l,
@@ -630,49 +960,134 @@ struct MultipartState {
     /// `'--' + boundary`, `None` when the boundary can never match.
     sep: Option<Rc<[u8]>>,
     capturing_preamble: bool,
-    preamble: Vec<Span>,
+    preamble: Spans,
 }
 
 struct Parser<'a, 'v> {
     input: Input<'a>,
     /// The open parts: the current part and its ancestors.
-    stack: Vec<Part>,
+    stack: Vec<Part<'a>>,
     /// The most recently created part once finished, if it is a leaf: it is
     /// Python's `self._last` when a delimiter trims a line end (spec §B.7),
     /// and is handed to the visitor when the next part starts or at the end.
-    held: Option<Part>,
+    held: Option<Part<'a>>,
+    /// Python's `self._last` is a multipart that got its sub-parts through
+    /// the delimiter loop (`self._last = self._cur` after each one) rather
+    /// than the most recently created part. A delimiter then trims that
+    /// multipart's epilogue, never a string payload.
+    last_is_multipart: bool,
     visit: &'v mut dyn FnMut(PartRef<'_, '_>) -> Result<(), DigestError>,
-    /// Reused buffer for the lines of a header block.
-    header_lines: Vec<Span>,
 }
 
-fn push_span(spans: &mut Vec<Span>, sp: Span) {
-    if let Some(last) = spans.last_mut() {
-        if last.1 == sp.0 {
-            last.1 = sp.1;
-            return;
-        }
-    }
-    spans.push(sp);
+/// A line of a header block, classified by `headerRE =
+/// ^(From |[\041-\071\073-\176]*:|[\t ])` (`NotHeader` when it does not
+/// match).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum HeaderLine {
+    NotHeader,
+    /// Starts with `From `.
+    From,
+    /// Starts with a space or tab.
+    Continuation,
+    /// `name:`; the index of the (first) colon.
+    Field(usize),
 }
 
-/// `headerRE = ^(From |[\041-\071\073-\176]*:|[\t ])`.
-fn is_header_line(line: &[u8]) -> bool {
-    if line.starts_with(b"From ") || matches!(line.first(), Some(b'\t' | b' ')) {
-        return true;
+/// Bytes allowed in a header name by `headerRE`: `[\041-\071\073-\176]`
+/// (printable ASCII except the colon).
+static NAME_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0x21;
+    while b <= 0x7e {
+        t[b] = b != b':' as usize;
+        b += 1;
     }
-    for &b in line {
-        if b == b':' {
-            return true;
-        }
-        if !(0x21..=0x7e).contains(&b) {
-            return false;
-        }
+    t
+};
+
+#[inline]
+fn classify_header_line(line: &[u8]) -> HeaderLine {
+    match line.first() {
+        Some(b'\t' | b' ') => return HeaderLine::Continuation,
+        Some(b'F') if line.starts_with(b"From ") => return HeaderLine::From,
+        _ => {}
     }
-    false
+    let i = line
+        .iter()
+        .position(|&b| !NAME_BYTE[usize::from(b)])
+        .unwrap_or(line.len());
+    match line.get(i) {
+        Some(b':') => HeaderLine::Field(i),
+        _ => HeaderLine::NotHeader,
+    }
 }
 
-impl Parser<'_, '_> {
+/// compat32 `header_source_parse` over the lines of `_parse_headers`, fed
+/// one line at a time (spec §B.3 step 2-3): a field line starts a header, a
+/// continuation line extends the current one (or is dropped when there is
+/// none), a `From ` line ends the current one and is dropped (the unix-from
+/// line, a misplaced envelope header, or a last line the caller pushes
+/// back), a line with an empty name is dropped ("Missing header name.").
+struct HeaderFolder {
+    /// (name, value start, end of its last line).
+    cur: Option<(Span, usize, usize)>,
+}
+
+impl HeaderFolder {
+    fn line(&mut self, data: &[u8], sp: Span, kind: HeaderLine, out: &mut impl FnMut(Header)) {
+        let (s, e) = sp;
+        match kind {
+            HeaderLine::Continuation => {
+                if let Some(h) = self.cur.as_mut() {
+                    h.2 = e;
+                }
+            }
+            HeaderLine::NotHeader => {}
+            HeaderLine::From => self.finish(data, out),
+            HeaderLine::Field(i) => {
+                self.finish(data, out);
+                if i == 0 {
+                    return; // "Missing header name."
+                }
+                let mut vs = s + i + 1;
+                while vs < e && matches!(data[vs], b' ' | b'\t') {
+                    vs += 1;
+                }
+                self.cur = Some(((s, s + i), vs, e));
+            }
+        }
+    }
+
+    /// The value: trailing CR/LF removed.
+    #[inline(always)]
+    fn finish(&mut self, data: &[u8], out: &mut impl FnMut(Header)) {
+        if let Some((name, start, mut end)) = self.cur.take() {
+            while end > start && matches!(data[end - 1], b'\r' | b'\n') {
+                end -= 1;
+            }
+            out(Header {
+                name,
+                value: (start, end),
+            });
+        }
+    }
+}
+
+/// The headers of a stored header block, in order (the block holds header
+/// lines only, see [`Part`]).
+fn for_each_header(data: &[u8], block: Span, mut f: impl FnMut(Header)) {
+    let mut folder = HeaderFolder { cur: None };
+    let mut s = block.0;
+    while s < block.1 {
+        let e = line_end(data, s).min(block.1);
+        let kind = classify_header_line(&data[s..e]);
+        folder.line(data, (s, e), kind, &mut f);
+        s = e;
+    }
+    folder.finish(data, &mut f);
+}
+
+impl<'a> Parser<'a, '_> {
     fn flush(&mut self) -> Result<(), DigestError> {
         if let Some(part) = self.held.take() {
             (self.visit)(PartRef {
@@ -694,6 +1109,7 @@ impl Parser<'_, '_> {
         if let Some(parent) = self.stack.last_mut() {
             parent.has_children = true;
         }
+        self.last_is_multipart = false; // `self._last = msg`
         self.stack.push(Part {
             default_rfc822,
             ..Part::default()
@@ -712,38 +1128,35 @@ impl Parser<'_, '_> {
         }
     }
 
-    fn cur(&mut self) -> &mut Part {
+    fn cur(&mut self) -> &mut Part<'a> {
         self.stack.last_mut().expect("parsegen runs inside a part")
     }
 
-    fn read_rest(&mut self) -> Vec<Span> {
-        let mut spans = Vec::new();
-        while let Some(sp) = self.input.readline() {
-            push_span(&mut spans, sp);
-        }
+    fn read_rest(&mut self) -> Spans {
+        let mut spans = Spans::default();
+        self.input.read_to_eof(&mut spans);
         spans
     }
 
     /// `_parsegen` without recursion: Python's generator nesting becomes an
     /// explicit stack of [`Frame`]s, so nesting depth costs heap, not
     /// thread stack.
-    fn run(&mut self) -> Result<(), DigestError> {
-        let mut frames: Vec<Frame> = Vec::new();
-        let mut finished = self.start_part(&mut frames)?;
+    fn run(&mut self, frames: &mut Vec<Frame>) -> Result<(), DigestError> {
+        let mut finished = self.start_part(frames)?;
         loop {
             if !finished {
                 // The top frame wants a sub-part parsed.
                 if frames.len() > MAX_DEPTH {
                     return Err(DigestError::TooDeep { limit: MAX_DEPTH });
                 }
-                finished = self.start_part(&mut frames)?;
+                finished = self.start_part(frames)?;
                 continue;
             }
             // A part is complete: resume its parent, if any.
             let Some(frame) = frames.pop() else {
                 return Ok(());
             };
-            finished = self.resume(frame, &mut frames)?;
+            finished = self.resume(frame, frames)?;
         }
     }
 
@@ -753,27 +1166,45 @@ impl Parser<'_, '_> {
     fn start_part(&mut self, frames: &mut Vec<Frame>) -> Result<bool, DigestError> {
         self.new_message()?;
         let data = self.input.data;
-        // Header block (spec §B.3 step 1).
-        let mut lines = std::mem::take(&mut self.header_lines);
-        lines.clear();
-        while let Some(sp) = self.input.readline() {
+        // Header block (spec §B.3 step 1), parsed as it is read.
+        let mut folder = HeaderFolder { cur: None };
+        let (mut ct_hdr, mut cte_hdr) = (None, None);
+        let mut on_header = |h: Header| {
+            let name = &data[h.name.0..h.name.1];
+            if ct_hdr.is_none() && name.eq_ignore_ascii_case(b"content-type") {
+                ct_hdr = Some(h.value);
+            } else if cte_hdr.is_none() && name.eq_ignore_ascii_case(b"content-transfer-encoding") {
+                cte_hdr = Some(h.value);
+            }
+        };
+        let mut block: Option<Span> = None;
+        // A `From ` line after the first line: dropped if more header lines
+        // follow, else pushed back to become the first body line.
+        let mut trailing_from: Option<Span> = None;
+        while let Some(sp) = self.input.readline_plain() {
             let line = &data[sp.0..sp.1];
-            if !is_header_line(line) {
+            let kind = classify_header_line(line);
+            if kind == HeaderLine::NotHeader {
                 if !matches!(line.first(), Some(b'\r' | b'\n')) {
                     self.input.unreadline(Some(sp));
                 }
                 break;
             }
-            lines.push(sp);
+            trailing_from = (kind == HeaderLine::From && block.is_some()).then_some(sp);
+            block = Some(block.map_or(sp, |b| (b.0, sp.1)));
+            folder.line(data, sp, kind, &mut on_header);
         }
-        self.parse_headers(&lines);
-        self.header_lines = lines;
+        folder.finish(data, &mut on_header);
+        if let (Some(from), Some(b)) = (trailing_from, block.as_mut()) {
+            self.input.unreadline(Some(from));
+            b.1 = from.0;
+        }
         let cur = self.cur();
-        cur.ctype = content_type(
-            get_header(data, &cur.headers, "content-type"),
-            cur.default_rfc822,
-        );
-        let kind = match (cur.ctype.as_str(), maintype(&cur.ctype)) {
+        cur.header_block = block.unwrap_or_default();
+        cur.content_type_hdr = ct_hdr;
+        cur.cte_hdr = cte_hdr;
+        cur.ctype = content_type_of(data, ct_hdr, cur.default_rfc822);
+        let kind = match (&*cur.ctype, maintype(&cur.ctype)) {
             ("message/delivery-status", _) => Kind::DeliveryStatus,
             (_, "message") => Kind::Message,
             (_, "multipart") => Kind::Multipart,
@@ -805,7 +1236,7 @@ impl Parser<'_, '_> {
             let state = MultipartState {
                 sep,
                 capturing_preamble: true,
-                preamble: Vec::new(),
+                preamble: Spans::default(),
             };
             return self.multipart_loop(state, frames);
         }
@@ -838,13 +1269,18 @@ impl Parser<'_, '_> {
             }
             Frame::Multipart(state) => {
                 // The line end before a delimiter belongs to it: trim it
-                // from the last created part's string payload (Python's
-                // `self._last`, which may be nested deep inside: the
-                // sub-part itself when it is a leaf, else the held leaf,
-                // spec §B.7).
+                // from the string payload of Python's `self._last` (spec
+                // §B.7). That is a multipart that parsed sub-parts of its
+                // own (the sub-part itself, or one inside a `message/*`
+                // sub-part): only its epilogue is trimmed, which the digest
+                // never reads. Otherwise it is the most recently created
+                // part, a leaf: the sub-part itself, or the held leaf when
+                // the sub-part has children (`message/*`, delivery-status).
                 let data = self.input.data;
                 let sub_is_leaf = self.stack.last().is_some_and(|p| !p.has_children);
-                let last = if sub_is_leaf {
+                let last = if self.last_is_multipart {
+                    None
+                } else if sub_is_leaf {
                     self.stack.last_mut()
                 } else {
                     self.held.as_mut()
@@ -852,12 +1288,14 @@ impl Parser<'_, '_> {
                 if let Some(last) = last {
                     if maintype(&last.ctype) != "multipart" {
                         if let Some(spans) = last.payload.as_mut() {
-                            trim_eol(data, spans);
+                            spans.trim_eol(data);
                         }
                     }
                 }
                 self.input.eof.pop();
                 self.pop_message();
+                // `self._last = self._cur`: this multipart.
+                self.last_is_multipart = true;
                 self.multipart_loop(state, frames)
             }
         }
@@ -912,84 +1350,37 @@ impl Parser<'_, '_> {
             // StartBoundaryNotFoundDefect: the preamble is the payload, the
             // rest is consumed.
             self.cur().payload = Some(st.preamble);
-            while self.input.readline().is_some() {}
+            self.input.read_to_eof(&mut Spans::default());
             return Ok(true);
         }
         if close_seen {
             // Epilogue: never digested, consumed.
-            while self.input.readline().is_some() {}
+            self.input.read_to_eof(&mut Spans::default());
         }
         Ok(true)
-    }
-
-    /// `_parse_headers` + compat32 `header_source_parse` (spec §B.3 step 2-3).
-    fn parse_headers(&mut self, lines: &[Span]) {
-        let data = self.input.data;
-        let mut cur: Option<(Span, usize, usize)> = None; // name, value start, end
-        let mut headers = Vec::new();
-        let finish = |h: (Span, usize, usize), headers: &mut Vec<Header>| {
-            let (name, start, mut end) = h;
-            while end > start && matches!(data[end - 1], b'\r' | b'\n') {
-                end -= 1;
-            }
-            headers.push(Header {
-                name,
-                value: (start, end),
-            });
-        };
-        for (lineno, &(s, e)) in lines.iter().enumerate() {
-            let line = &data[s..e];
-            if matches!(line.first(), Some(b' ' | b'\t')) {
-                if let Some(h) = cur.as_mut() {
-                    h.2 = e;
-                }
-                continue;
-            }
-            if let Some(h) = cur.take() {
-                finish(h, &mut headers);
-            }
-            if line.starts_with(b"From ") {
-                if lineno == 0 {
-                    continue; // unix-from
-                } else if lineno == lines.len() - 1 {
-                    // Pushed back: becomes the first body line.
-                    self.input.unreadline(Some((s, e)));
-                    break;
-                } else {
-                    continue; // MisplacedEnvelopeHeaderDefect
-                }
-            }
-            let Some(i) = memchr::memchr(b':', line) else {
-                continue;
-            };
-            if i == 0 {
-                continue; // "Missing header name."
-            }
-            let mut vs = s + i + 1;
-            while vs < e && matches!(data[vs], b' ' | b'\t') {
-                vs += 1;
-            }
-            cur = Some(((s, s + i), vs, e));
-        }
-        if let Some(h) = cur {
-            finish(h, &mut headers);
-        }
-        self.cur().headers = headers;
     }
 
     /// `get_boundary()`: `collapse_rfc2231_value(get_param('boundary')).rstrip()`.
     fn get_boundary(&mut self) -> Result<Option<String>, DigestError> {
         let data = self.input.data;
-        let Some(v) = get_header(data, &self.cur().headers, "content-type") else {
+        let Some((vs, ve)) = self.cur().content_type_hdr else {
             return Ok(None);
         };
-        let b = match get_param(&header_str(v), "boundary")? {
+        let v = &data[vs..ve];
+        let b = match get_param_raw(v, "boundary")? {
             None => return Ok(None),
             Some(ParamValue::Str(s)) => unquote(&s),
             Some(ParamValue::Tuple(cs, _lang, text)) => {
                 // collapse_rfc2231_value: charset None -> us-ascii; errors=replace;
                 // LookupError -> unquote(text).
                 let cs = cs.unwrap_or_else(|| "us-ascii".to_string());
+                if cs.contains('\0') {
+                    // `str(rawbytes, charset, errors)` rejects the name
+                    // with ValueError, which nothing catches.
+                    return Err(DigestError::ReferenceCrash {
+                        what: "RFC 2231 boundary parameter has a NUL in its charset (ValueError in the reference)",
+                    });
+                }
                 let raw = raw_unicode_escape(&text);
                 match super::decode_codec(&cs, &raw, super::Errors::Replace) {
                     Ok((s, _)) => s,
@@ -1006,33 +1397,22 @@ impl Parser<'_, '_> {
     }
 }
 
-/// `NLCRE_eol`: remove one trailing `\r\n`, `\r` or `\n`.
-fn trim_eol(data: &[u8], spans: &mut Vec<Span>) {
-    while let Some(last) = spans.last_mut() {
-        if last.0 == last.1 {
-            spans.pop();
-            continue;
-        }
-        let (s, e) = *last;
-        let seg = &data[s..e];
-        let cut = if seg.ends_with(b"\r\n") {
-            2
-        } else if seg.ends_with(b"\r") || seg.ends_with(b"\n") {
-            1
-        } else {
-            // A `\r\n` split over two spans cannot happen: spans are whole lines.
-            0
-        };
-        last.1 = e - cut;
-        return;
-    }
-}
-
 /// `get_content_charset()` (spec §B.6): the charset parameter, RFC 2231
 /// tuples decoded strictly with their charset, `None` unless ASCII,
 /// lower-cased.
-pub fn content_charset(part: &PartRef<'_, '_>) -> Result<Option<String>, DigestError> {
-    let cs = match part.get_param("charset")? {
+pub fn content_charset<'a>(part: &PartRef<'_, 'a>) -> Result<Option<Cow<'a, str>>, DigestError> {
+    if let Some(v) = part.get("content-type") {
+        if let Some(cs) = plain_param_raw(v, "charset") {
+            // ASCII already; lower-cased without a copy when it is.
+            return Ok(
+                cs.map(|cs| match cs.bytes().any(|b| b.is_ascii_uppercase()) {
+                    true => Cow::Owned(cs.to_ascii_lowercase()),
+                    false => cs,
+                }),
+            );
+        }
+    }
+    let mut cs = match part.get_param("charset")? {
         None => return Ok(None),
         Some(ParamValue::Str(s)) => s,
         Some(ParamValue::Tuple(cs, _lang, text)) => {
@@ -1040,6 +1420,14 @@ pub fn content_charset(part: &PartRef<'_, '_>) -> Result<Option<String>, DigestE
                 Some(c) if !c.is_empty() => c,
                 _ => "us-ascii".to_string(),
             };
+            if pcs.contains('\0') {
+                // `str(as_bytes, pcharset)` rejects the name with
+                // ValueError; `get_content_charset` catches only
+                // LookupError and UnicodeError.
+                return Err(DigestError::ReferenceCrash {
+                    what: "RFC 2231 charset parameter has a NUL in its charset (ValueError in the reference)",
+                });
+            }
             let raw = raw_unicode_escape(&text);
             match super::decode_strict(&pcs, &raw) {
                 Ok(s) => s,
@@ -1055,7 +1443,8 @@ pub fn content_charset(part: &PartRef<'_, '_>) -> Result<Option<String>, DigestE
     if !cs.is_ascii() {
         return Ok(None);
     }
-    Ok(Some(cs.to_ascii_lowercase()))
+    cs.make_ascii_lowercase();
+    Ok(Some(Cow::Owned(cs)))
 }
 
 #[cfg(test)]
@@ -1067,8 +1456,7 @@ mod tests {
         let mut v = Vec::new();
         parse_leaves(raw, &mut |p| {
             let first = p
-                .part()
-                .headers
+                .headers()
                 .first()
                 .map(|h| p.data()[h.value.0..h.value.1].to_vec());
             v.push((p.ctype().to_string(), p.payload_bytes().into_owned(), first));
@@ -1133,6 +1521,43 @@ mod tests {
         }
     }
 
+    /// The one-pass byte scan of `get_param_raw` agrees with the general
+    /// `get_param` (on `str()` of the value) everywhere.
+    #[test]
+    fn raw_param_fast_path_is_exact() {
+        let values: [&[u8]; 22] = [
+            b"text/plain; charset=\"koi8-r\"",
+            b"text/plain;charset=us-ascii;format=flowed",
+            b"Text/Plain; CHARSET = UTF-8 ; Charset=x",
+            b"a/b; x=\"a;b\"; charset=1",
+            b"a/b; x=\"a\\\";b\"; charset=2; y",
+            b"a/b; x=\"a;b; charset=3",
+            b";charset=4;",
+            b"charset=5",
+            b"charset",
+            b"a/b;;; charset ;charset=\"\"",
+            b"a/b; \x1ccharset\x1d=\x1f<six>\x1e",
+            b"a/b; charset=\"<seven>\"",
+            b"a/b; charset=\"a\\\\b\\\"c\"",
+            b"a/b; boundary=\"----=_Part_1\"; charset=\"\"",
+            b"a/b; charset=\"",
+            b"a/b; charset==x=",
+            b"a/b; char set=x; charset=y",
+            b"a/b; charset=\xe9t\xe9",
+            b"a/b; name*=utf-8''x; charset=z",
+            b"\"a;b\";charset=q",
+            b"",
+            b"a/b; x=\"\\\"\"; charset=r",
+        ];
+        for v in values {
+            for name in ["charset", "boundary", "a/b", "text/plain", "y", "x", ""] {
+                let slow = get_param(&header_str(v), name);
+                let fast = get_param_raw(v, name);
+                assert_eq!(fast, slow, "{:?} {name}", String::from_utf8_lossy(v));
+            }
+        }
+    }
+
     #[test]
     fn params() {
         let g = |v: &str, n: &str| get_param(v, n).unwrap();
@@ -1177,6 +1602,54 @@ mod tests {
         // A text part inside message/rfc822 inside a multipart is trimmed too.
         let raw = b"Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: message/rfc822\n\nX: y\n\ninner\r\n--b--\n";
         assert_eq!(leaves(raw)[0].1, b"inner");
+    }
+
+    /// Python's `self._last` after a nested multipart is that multipart
+    /// (`self._last = self._cur`), so the outer delimiter trims its epilogue
+    /// and not the inner last leaf a second time (payloads checked with
+    /// CPython 3.11's email package).
+    #[test]
+    fn outer_delimiter_does_not_trim_inner_leaf_again() {
+        let inner =
+            b"Content-Type: multipart/alternative; boundary=i\n\n--i\n\ninner text\n\n--i--\n";
+        let mut raw = b"Content-Type: multipart/mixed; boundary=o\n\n--o\n".to_vec();
+        raw.extend_from_slice(inner);
+        raw.extend_from_slice(b"--o--\n");
+        assert_eq!(leaves(&raw)[0].1, b"inner text\n");
+        // The same inside message/rfc822.
+        let mut raw =
+            b"Content-Type: multipart/mixed; boundary=o\n\n--o\nContent-Type: message/rfc822\n\n"
+                .to_vec();
+        raw.extend_from_slice(inner);
+        raw.extend_from_slice(b"--o--\n");
+        assert_eq!(leaves(&raw)[0].1, b"inner text\n");
+        // A leaf inside message/rfc822 is Python's `_last`: trimmed once.
+        let raw = b"Content-Type: multipart/mixed; boundary=o\n\n--o\nContent-Type: message/rfc822\n\nX: y\n\ninner\n\n--o--\n";
+        assert_eq!(leaves(raw)[0].1, b"inner\n");
+        // An epilogue, then a second outer part.
+        let mut raw = b"Content-Type: multipart/mixed; boundary=o\n\n--o\n".to_vec();
+        raw.extend_from_slice(inner);
+        raw.extend_from_slice(b"epi\n\n--o\n\nsecond\n\n--o--\n");
+        let l = leaves(&raw);
+        assert_eq!(
+            (&l[0].1[..], &l[1].1[..]),
+            (&b"inner text\n"[..], &b"second\n"[..])
+        );
+    }
+
+    /// A NUL in the charset of an RFC 2231 parameter: Python's
+    /// `str(bytes, charset)` raises ValueError, uncaught by
+    /// `get_content_charset` and `collapse_rfc2231_value`.
+    #[test]
+    fn rfc2231_charset_with_nul_is_a_reference_crash() {
+        let raw = b"Content-Type: text/plain; charset*=utf-8\0''%E9\n\nbody text here\n";
+        let r = parse_leaves(raw, &mut |p| content_charset(&p).map(|_| ()));
+        assert!(matches!(r, Err(DigestError::ReferenceCrash { .. })));
+        let raw = b"Content-Type: multipart/mixed; boundary*=a\0''b\n\n--b\n\nx\n--b--\n";
+        assert!(matches!(
+            parse_leaves(raw, &mut |_| Ok(())),
+            Err(DigestError::ReferenceCrash { .. })
+        ));
     }
 
     #[test]

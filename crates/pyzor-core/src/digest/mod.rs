@@ -138,13 +138,13 @@ thread_local! {
 #[derive(Debug, Clone)]
 pub struct Predigest {
     lines: Lines,
-    selected: Vec<usize>,
+    selected: Selection,
 }
 
 impl Predigest {
     /// The selected lines in hashing order (duplicates repeat, spec §E).
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        self.selected.iter().map(|&i| self.lines.get(i))
+        self.selected.as_slice().iter().map(|&i| self.lines.get(i))
     }
 
     /// How many lines were kept before selection.
@@ -172,7 +172,7 @@ impl Predigest {
 /// The selected lines of one message, for `pyzor predigest`.
 pub fn predigest(raw: &[u8]) -> Result<Predigest, DigestError> {
     let lines = message_lines(raw)?;
-    let selected = selection(lines.len());
+    let selected = Selection::new(lines.len());
     Ok(Predigest { lines, selected })
 }
 
@@ -185,19 +185,45 @@ pub fn predigest_lines(raw: &[u8]) -> Result<Vec<Vec<u8>>, DigestError> {
 /// `offset * n // 100 + i` for `(offset, length)` in `[(20, 3), (60, 3)]`,
 /// skipping indexes past the end.
 pub fn selection(n: usize) -> Vec<usize> {
-    if n <= 4 {
-        return (0..n).collect();
-    }
-    let mut v = Vec::with_capacity(6);
-    for (offset, length) in [(20usize, 3usize), (60, 3)] {
-        for i in 0..length {
-            let k = offset * n / 100 + i;
-            if k < n {
-                v.push(k);
+    Selection::new(n).as_slice().to_vec()
+}
+
+/// [`selection`] without a heap allocation: it never has more than 6
+/// indexes.
+#[derive(Debug, Clone, Copy)]
+struct Selection {
+    idx: [usize; 6],
+    len: usize,
+}
+
+impl Selection {
+    fn new(n: usize) -> Selection {
+        let mut s = Selection {
+            idx: [0; 6],
+            len: 0,
+        };
+        if n <= 4 {
+            for (i, slot) in s.idx.iter_mut().take(n).enumerate() {
+                *slot = i;
+            }
+            s.len = n;
+            return s;
+        }
+        for (offset, length) in [(20usize, 3usize), (60, 3)] {
+            for i in 0..length {
+                let k = offset * n / 100 + i;
+                if k < n {
+                    s.idx[s.len] = k;
+                    s.len += 1;
+                }
             }
         }
+        s
     }
-    v
+
+    fn as_slice(&self) -> &[usize] {
+        &self.idx[..self.len]
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -349,7 +375,7 @@ fn text_part<'a>(part: &PartRef<'_, 'a>) -> Result<PartText<'a>, DigestError> {
     let bytes = transfer::decode_payload(cte, payload);
     let charset = mime::content_charset(part)?.map(|c| {
         if c.contains('\0') {
-            c.replace('\0', "")
+            Cow::Owned(c.replace('\0', ""))
         } else {
             c
         }

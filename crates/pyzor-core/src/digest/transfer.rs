@@ -163,7 +163,28 @@ fn a2b_base64_strict_fast(s: &[u8], out: &mut Vec<u8>) -> Option<()> {
     }
     out.clear();
     let (body, last) = s.split_at(s.len() - 4);
-    for q in body.chunks_exact(4) {
+    // Sixteen characters (four quads) at a time: one validity test and one
+    // append per 12 bytes.
+    let mut blocks = body.chunks_exact(16);
+    for blk in &mut blocks {
+        let mut v = [0u8; 16];
+        let mut bits = 0u8;
+        for (dst, &src) in v.iter_mut().zip(blk) {
+            *dst = B64_TABLE[usize::from(src)];
+            bits |= *dst;
+        }
+        if bits & 0xC0 != 0 {
+            return a2b_base64(s, true, out);
+        }
+        let mut o = [0u8; 12];
+        for (q, d) in v.chunks_exact(4).zip(o.chunks_exact_mut(3)) {
+            d[0] = (q[0] << 2) | (q[1] >> 4);
+            d[1] = (q[1] << 4) | (q[2] >> 2);
+            d[2] = (q[2] << 6) | q[3];
+        }
+        out.extend_from_slice(&o);
+    }
+    for q in blocks.remainder().chunks_exact(4) {
         let (a, b, c, d) = (
             B64_TABLE[q[0] as usize],
             B64_TABLE[q[1] as usize],
@@ -210,13 +231,40 @@ pub fn decode_b(encoded: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
+/// Value of a hex digit (either case), 0xff for anything else.
+static HEX_VAL: [u8; 256] = {
+    let mut t = [0xffu8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
 /// `binascii.a2b_qp(data, header=False)` (spec §C.1.2).
 pub fn a2b_qp(d: &[u8]) -> Vec<u8> {
+    /// Bytes looked at one by one before handing the search to `memchr`:
+    /// escapes are often this close together (`=3D`, `=20` in HTML), where
+    /// a call to `memchr` costs more than the scan.
+    const NEAR: usize = 16;
     let mut out = Vec::with_capacity(d.len());
     let n = d.len();
     let mut i = 0;
     while i < n {
-        let Some(off) = memchr::memchr(b'=', &d[i..]) else {
+        let near = &d[i..n.min(i + NEAR)];
+        let found = match near.iter().position(|&b| b == b'=') {
+            Some(off) => Some(off),
+            None if i + NEAR < n => memchr::memchr(b'=', &d[i + NEAR..]).map(|o| o + NEAR),
+            None => None,
+        };
+        let Some(off) = found else {
             out.extend_from_slice(&d[i..]);
             break;
         };
@@ -240,12 +288,18 @@ pub fn a2b_qp(d: &[u8]) -> Vec<u8> {
                 out.push(b'=');
                 i += 1;
             }
-            a if i + 1 < n && a.is_ascii_hexdigit() && d[i + 1].is_ascii_hexdigit() => {
-                let h = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
-                out.push(h(a) << 4 | h(d[i + 1]));
-                i += 2;
+            a => {
+                let (hi, lo) = (
+                    HEX_VAL[usize::from(a)],
+                    d.get(i + 1).map_or(0xff, |&c| HEX_VAL[usize::from(c)]),
+                );
+                if (hi | lo) < 16 {
+                    out.push((hi << 4) | lo);
+                    i += 2;
+                } else {
+                    out.push(b'=');
+                }
             }
-            _ => out.push(b'='),
         }
     }
     out
@@ -427,7 +481,7 @@ mod tests {
         let alphabet = b"AQgw+/=== \n-";
         let random: Vec<Vec<u8>> = (0..3000)
             .map(|_| {
-                let len = 4 * (1 + (x % 5) as usize);
+                let len = 4 * (1 + (x % 20) as usize);
                 (0..len)
                     .map(|_| {
                         x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
@@ -436,10 +490,22 @@ mod tests {
                     .collect()
             })
             .collect();
+        // Long valid text (several 16-character blocks), each position
+        // spoilt in turn by a padding, space or invalid byte.
+        let valid = b"QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVphYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5eg==";
+        let mut spoilt: Vec<Vec<u8>> = vec![valid.to_vec(), valid[..64].to_vec()];
+        for i in 0..valid.len() {
+            for b in [b'=', b' ', b'-', b'\n'] {
+                let mut v = valid.to_vec();
+                v[i] = b;
+                spoilt.push(v);
+            }
+        }
         for c in cases
             .iter()
             .copied()
             .chain(random.iter().map(Vec::as_slice))
+            .chain(spoilt.iter().map(Vec::as_slice))
         {
             let (mut a, mut b) = (Vec::new(), Vec::new());
             let ra = a2b_base64_strict_fast(c, &mut a);
@@ -448,6 +514,94 @@ mod tests {
             if ra.is_some() {
                 assert_eq!(a, b, "{c:?}");
             }
+        }
+    }
+
+    /// The previous, plainer `a2b_qp` (memchr to every `=`, `to_digit`).
+    fn a2b_qp_plain(d: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let n = d.len();
+        let mut i = 0;
+        while i < n {
+            let Some(off) = memchr::memchr(b'=', &d[i..]) else {
+                out.extend_from_slice(&d[i..]);
+                break;
+            };
+            out.extend_from_slice(&d[i..i + off]);
+            i += off + 1;
+            if i >= n {
+                break;
+            }
+            match d[i] {
+                b'\n' => i += 1,
+                b'\r' => match memchr::memchr(b'\n', &d[i..]) {
+                    Some(j) => i += j + 1,
+                    None => i = n,
+                },
+                b'=' => {
+                    out.push(b'=');
+                    i += 1;
+                }
+                a if i + 1 < n && a.is_ascii_hexdigit() && d[i + 1].is_ascii_hexdigit() => {
+                    let h = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+                    out.push(h(a) << 4 | h(d[i + 1]));
+                    i += 2;
+                }
+                _ => out.push(b'='),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn qp_fast_scan_equals_plain() {
+        let pieces: [&[u8]; 14] = [
+            b"=",
+            b"=3D",
+            b"=3d",
+            b"=\n",
+            b"=\r\n",
+            b"=\r",
+            b"==",
+            b"=G1",
+            b"=1",
+            b"a",
+            b"0123456789abcdefghij",
+            b"\xe9\xff",
+            b"=\x80\x81",
+            b" \t\n",
+        ];
+        // Every sequence of up to 4 pieces, and longer pseudo-random ones
+        // (runs around the 16-byte near-scan window).
+        let mut inputs: Vec<Vec<u8>> = vec![Vec::new()];
+        for a in pieces {
+            for b in pieces {
+                for c in pieces {
+                    inputs.push([a, b, c].concat());
+                    for e in [&b"=4"[..], b"=", b"x=4", b"=\r"] {
+                        inputs.push([a, b, c, e].concat());
+                    }
+                }
+            }
+        }
+        let mut x = 12345u64;
+        for _ in 0..2000 {
+            let mut v = Vec::new();
+            for _ in 0..(x % 40) {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                v.extend_from_slice(pieces[(x >> 33) as usize % pieces.len()]);
+            }
+            inputs.push(v);
+        }
+        for i in &inputs {
+            assert_eq!(
+                a2b_qp(i),
+                a2b_qp_plain(i),
+                "{:?}",
+                String::from_utf8_lossy(i)
+            );
         }
     }
 
