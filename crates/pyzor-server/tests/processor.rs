@@ -103,7 +103,7 @@ impl Engine for Probe {
     }
 }
 
-fn shared(engine: Arc<Probe>) -> Shared {
+fn shared(engine: Arc<dyn Engine>) -> Shared {
     Shared {
         engine,
         rules: Arc::new(RuleSet::fixed(Rules {
@@ -129,7 +129,7 @@ fn probe() -> Arc<Probe> {
 #[test]
 fn one_engine_batch_and_errors_only_for_engine_requests() {
     let engine = probe();
-    let sh = shared(Arc::clone(&engine));
+    let sh = shared(engine.clone());
     let mut p = Processor::new(&sh);
     let reqs: Vec<Vec<u8>> = vec![
         b"Op: report\nOp-Digest: a\nOp-Digest: b\nThread: 1\nPV: 2.1\n\n".to_vec(),
@@ -174,7 +174,7 @@ fn one_engine_batch_and_errors_only_for_engine_requests() {
 fn a_refused_key_fails_only_its_own_request() {
     let engine = probe();
     *engine.reject.lock().unwrap() = Some(b"bad".to_vec());
-    let sh = shared(Arc::clone(&engine));
+    let sh = shared(engine.clone());
     let mut p = Processor::new(&sh);
     let reqs: Vec<Vec<u8>> = vec![
         b"Op: report\nOp-Digest: good1\nThread: 1\nPV: 2.1\n\n".to_vec(),
@@ -220,7 +220,32 @@ fn a_refused_key_fails_only_its_own_request() {
 #[test]
 fn check_path_does_not_allocate_once_warm() {
     let engine = probe();
-    let sh = shared(Arc::clone(&engine));
+    assert_check_path_does_not_allocate(shared(engine));
+}
+
+/// The same with the default engine (lmdb) and every check a hit, so that
+/// the record decoding is on the path too.
+#[test]
+fn check_path_does_not_allocate_once_warm_on_lmdb() {
+    let home = tempfile::tempdir().unwrap();
+    let engine = pyzor_store::lmdb::LmdbEngine::open(
+        &home.path().join("pyzord.lmdb"),
+        pyzor_store::Durability::Process,
+    )
+    .unwrap();
+    let digests: Vec<Vec<u8>> = (0..32).map(|i| format!("{i:040x}").into_bytes()).collect();
+    let ops: Vec<Op<'_>> = digests.iter().map(|d| Op::Report(d)).collect();
+    let mut out = Vec::new();
+    engine
+        .execute(&ops, pyzor_core::Timestamp::now(), &mut out)
+        .unwrap();
+    let replies = assert_check_path_does_not_allocate(shared(Arc::new(engine)));
+    let last = String::from_utf8_lossy(&replies[31]);
+    assert!(last.contains("\nCount: 1\n"), "a hit: {last}");
+}
+
+/// Returns the last batch's replies.
+fn assert_check_path_does_not_allocate(sh: Shared) -> Vec<Vec<u8>> {
     let mut p = Processor::new(&sh);
     let reqs: Vec<Vec<u8>> = (0..32)
         .map(|i| format!("Op: check\nOp-Digest: {:040x}\nThread: {}\nPV: 2.1\nUser: anonymous\nTime: 1\nSig: x\n\n", i, 1024 + i).into_bytes())
@@ -244,4 +269,5 @@ fn check_path_does_not_allocate_once_warm() {
         allocs <= 100,
         "{allocs} allocations for 100 batches of 32 checks"
     );
+    replies
 }

@@ -193,8 +193,14 @@ fn lmdb_key(digest: &[u8], buf: &mut Vec<u8>) {
     }
 }
 
-/// Decode a stored value for `digest` (the hashed form carries the digest).
-fn decode_value(key: &[u8], value: &[u8], digest: Option<&[u8]>) -> Result<(Vec<u8>, Record)> {
+/// Decode a stored value: the record and the digest it belongs to (a slice
+/// of the key, or of the value for the hashed form). No allocation: the
+/// check path runs through here.
+fn decode_stored<'a>(
+    key: &'a [u8],
+    value: &'a [u8],
+    digest: Option<&[u8]>,
+) -> Result<(&'a [u8], Record)> {
     let corrupt = |reason: &str| StoreError::Corrupt {
         digest: String::from_utf8_lossy(digest.unwrap_or(key)).into_owned(),
         reason: reason.to_string(),
@@ -205,11 +211,40 @@ fn decode_value(key: &[u8], value: &[u8], digest: Option<&[u8]>) -> Result<(Vec<
             if used != value.len() {
                 return Err(corrupt("trailing bytes after the record"));
             }
-            Ok((key[1..].to_vec(), rec))
+            Ok((&key[1..], rec))
         }
-        Some(&TAG_HASHED) => Ok((value[used..].to_vec(), rec)),
+        Some(&TAG_HASHED) => Ok((&value[used..], rec)),
         _ => Err(corrupt("unknown key tag")),
     }
+}
+
+/// The value stored under `key`: the record, followed by the digest for
+/// the hashed key form.
+fn encode_stored(rec: &Record, key: &[u8], digest: &[u8], buf: &mut Vec<u8>) {
+    buf.clear();
+    codec::encode_into(rec, buf);
+    if key[0] == TAG_HASHED {
+        buf.extend_from_slice(digest);
+    }
+}
+
+/// [`decode_stored`] with the digest copied out (scans).
+fn decode_value(key: &[u8], value: &[u8], digest: Option<&[u8]>) -> Result<(Vec<u8>, Record)> {
+    decode_stored(key, value, digest).map(|(d, r)| (d.to_vec(), r))
+}
+
+/// The record stored under `key` for `digest`, checking that a hashed key
+/// really holds this digest.
+fn record_for(key: &[u8], value: &[u8], digest: &[u8]) -> Result<Record> {
+    let (stored, rec) = decode_stored(key, value, Some(digest))?;
+    if stored != digest {
+        // Only possible for the hashed form: a SHA-1 collision.
+        return Err(StoreError::BadKey(format!(
+            "digest of {} bytes collides with another stored digest",
+            digest.len()
+        )));
+    }
+    Ok(rec)
 }
 
 impl LmdbEngine {
@@ -424,18 +459,49 @@ impl LmdbEngine {
     fn lookup(&self, txn: &RoTxn<'_>, key: &[u8], digest: &[u8]) -> Result<Option<Record>> {
         match self.db.get(txn, key).map_err(|e| self.err("get", e))? {
             None => Ok(None),
-            Some(v) => {
-                let (stored, rec) = decode_value(key, v, Some(digest))?;
-                if stored != digest {
-                    // Only possible for the hashed form: a SHA-1 collision.
-                    return Err(StoreError::BadKey(format!(
-                        "digest of {} bytes collides with another stored digest",
-                        digest.len()
-                    )));
-                }
-                Ok(Some(rec))
-            }
+            Some(v) => record_for(key, v, digest).map(Some),
         }
+    }
+
+    /// Apply `change` to the record of `digest` (a new one if none) and
+    /// store it, with one B-tree search when the record exists: a cursor
+    /// finds it and the new value replaces it in place (`MDB_CURRENT`).
+    /// `Err(Ok(e))` is a typed error that must abort the transaction.
+    fn update(
+        &self,
+        txn: &mut RwTxn<'_>,
+        key: &[u8],
+        digest: &[u8],
+        change: impl Fn(&mut Record),
+        val: &mut Vec<u8>,
+    ) -> Result<Record, Result<StoreError, heed::Error>> {
+        let mut it = self
+            .db
+            .range_mut(
+                txn,
+                &(
+                    std::ops::Bound::Included(key),
+                    std::ops::Bound::Included(key),
+                ),
+            )
+            .map_err(Err)?;
+        if let Some(found) = it.next() {
+            let (_, v) = found.map_err(Err)?;
+            let mut rec = record_for(key, v, digest).map_err(Ok)?;
+            change(&mut rec);
+            encode_stored(&rec, key, digest, val);
+            // SAFETY: no value borrowed from the cursor is alive any more
+            // (`v` was decoded into `rec`, a copy), which is what heed
+            // requires of `put_current`.
+            unsafe { it.put_current(key, val) }.map_err(Err)?;
+            return Ok(rec);
+        }
+        drop(it);
+        let mut rec = Record::default();
+        change(&mut rec);
+        encode_stored(&rec, key, digest, val);
+        self.db.put(txn, key, val).map_err(Err)?;
+        Ok(rec)
     }
 
     fn store(
@@ -446,11 +512,7 @@ impl LmdbEngine {
         rec: &Record,
         buf: &mut Vec<u8>,
     ) -> Result<(), heed::Error> {
-        buf.clear();
-        codec::encode_into(rec, buf);
-        if key[0] == TAG_HASHED {
-            buf.extend_from_slice(digest);
-        }
+        encode_stored(rec, key, digest, buf);
         self.db.put(txn, key, buf)
     }
 
@@ -552,29 +614,23 @@ impl Engine for LmdbEngine {
             for op in ops {
                 let d = op.digest();
                 lmdb_key(d, &mut key);
-                let cur = match self.lookup(txn, &key, d) {
-                    Ok(c) => c,
-                    Err(e) => {
+                let rec = match *op {
+                    Op::Get(_) => self.lookup(txn, &key, d).map_err(Ok),
+                    Op::Report(_) => self
+                        .update(txn, &key, d, |r| r.report(now), &mut val)
+                        .map(Some),
+                    Op::Whitelist(_) => self
+                        .update(txn, &key, d, |r| r.whitelist(now), &mut val)
+                        .map(Some),
+                };
+                match rec {
+                    Ok(rec) => out.push(rec),
+                    Err(Ok(e)) => {
                         inner = Some(e);
                         return Err(heed::Error::Mdb(MdbError::Incompatible));
                     }
-                };
-                let rec = match *op {
-                    Op::Get(_) => cur,
-                    Op::Report(_) => {
-                        let mut r = cur.unwrap_or_default();
-                        r.report(now);
-                        self.store(txn, &key, d, &r, &mut val)?;
-                        Some(r)
-                    }
-                    Op::Whitelist(_) => {
-                        let mut r = cur.unwrap_or_default();
-                        r.whitelist(now);
-                        self.store(txn, &key, d, &r, &mut val)?;
-                        Some(r)
-                    }
-                };
-                out.push(rec);
+                    Err(Err(e)) => return Err(e),
+                }
             }
             Ok(())
         });
