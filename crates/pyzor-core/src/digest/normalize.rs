@@ -316,8 +316,9 @@ impl Lines {
         self.stand_ins = stand_ins;
         let p = payload.as_bytes();
         // Normalised lines are never longer than the payload: one
-        // allocation instead of repeated doubling.
-        self.buf.reserve(p.len());
+        // allocation instead of repeated doubling; 16 bytes of slack for
+        // the fixed-size copies of `push_plain`.
+        self.buf.reserve(p.len() + 16);
         let mut i = 0;
         while i < p.len() {
             let start = self.buf.len();
@@ -333,92 +334,187 @@ impl Lines {
 
     /// Normalise the line starting at `p[i]` into `buf`. Returns its length
     /// in code points and the index after its boundary (`\r\n` is one).
-    fn scan_line(&mut self, p: &[u8], mut i: usize) -> (usize, usize) {
+    #[inline]
+    fn scan_line(&mut self, p: &[u8], i: usize) -> (usize, usize) {
+        self.scan_line_with::<true>(p, i)
+    }
+
+    /// [`Lines::scan_line`]; `FAST = false` turns the ASCII fast path off
+    /// (the general byte-class loop then sees every byte), which the tests
+    /// use as the reference for the fast path.
+    fn scan_line_with<const FAST: bool>(&mut self, p: &[u8], mut i: usize) -> (usize, usize) {
         let n = p.len();
         let mut kept = 0usize;
-        let mut tok = Token::default();
-        while i < n {
-            let class = CLASS[p[i] as usize];
-            if class == OTHER {
-                // The common case: an ASCII character inside a token. Skip
-                // further plain bytes eight at a time.
-                if tok.start == usize::MAX {
-                    tok = Token {
-                        start: i,
-                        ..Token::default()
-                    };
+        'fast: loop {
+            let mut tok = Token::default();
+            // Fast path, outside any token: the commonest shape of text,
+            // plain ASCII tokens (no `@`, `:`, NUL, control or 8-bit byte)
+            // ended by ASCII whitespace. Such a token needs none of the
+            // three removal rules but the length one, and its code points
+            // are its bytes. Anything else leaves for the general loop
+            // below, with the token scanned so far as its state.
+            while FAST {
+                let Some(&b) = p.get(i) else {
+                    return (kept, n);
+                };
+                if b == b' ' || b == b'\t' || b == 0x1f {
+                    i += 1;
+                    continue;
+                }
+                if !(0x21..0x80).contains(&b) || b == b'@' || b == b':' {
+                    break;
                 }
                 let j = i + 1 + plain_run(p, i + 1);
-                tok.chars += j - i;
-                i = j;
-                continue;
-            }
-            let (class, width) = match class {
-                SPECIAL => special(p, i),
-                LEAD2 => (OTHER, 2),
-                LEAD3 => (OTHER, 3),
-                LEAD4 => (OTHER, 4),
-                LEAD4_F4 => {
-                    tok.f4 = true;
-                    (OTHER, 4)
-                }
-                MARK => {
-                    tok.marks = true;
-                    (OTHER, 1)
-                }
-                c => (c, 1),
-            };
-            match class {
-                OTHER | NUL => {
-                    if tok.start == usize::MAX {
-                        let (marks, f4) = (tok.marks, tok.f4);
-                        tok = Token {
-                            start: i,
-                            marks,
-                            f4,
-                            ..Token::default()
-                        };
+                match p.get(j) {
+                    Some(&e) if e == b' ' || e == b'\t' || e == 0x1f => {
+                        kept += self.push_plain(p, i, j);
+                        i = j + 1;
                     }
-                    if class == NUL {
-                        tok.nul = true;
-                    } else {
-                        tok.chars += 1;
+                    None => {
+                        kept += self.push_plain(p, i, j);
+                        return (kept, n);
                     }
-                }
-                _ => {
-                    if tok.start != usize::MAX {
-                        kept += self.push_token(&p[tok.start..i], &tok);
-                    }
-                    tok = Token::default();
-                    if class == BOUNDARY {
-                        let mut next = i + width;
-                        if p[i] == b'\r' && p.get(next) == Some(&b'\n') {
+                    Some(&e) if e < 0x20 && CLASS[usize::from(e)] == BOUNDARY => {
+                        kept += self.push_plain(p, i, j);
+                        let mut next = j + 1;
+                        if e == b'\r' && p.get(next) == Some(&b'\n') {
                             next += 1;
                         }
                         return (kept, next);
                     }
+                    Some(_) => {
+                        // The token goes on with a byte the general loop
+                        // must look at.
+                        tok = Token {
+                            start: i,
+                            chars: j - i,
+                            ..Token::default()
+                        };
+                        i = j;
+                        break;
+                    }
                 }
             }
-            i += width;
+            while i < n {
+                let class = CLASS[p[i] as usize];
+                if class == OTHER {
+                    // The common case: an ASCII character inside a token. Skip
+                    // further plain bytes eight at a time.
+                    if tok.start == usize::MAX {
+                        tok = Token {
+                            start: i,
+                            ..Token::default()
+                        };
+                    }
+                    let j = i + 1 + plain_run(p, i + 1);
+                    tok.chars += j - i;
+                    i = j;
+                    continue;
+                }
+                let (class, width) = match class {
+                    SPECIAL => special(p, i),
+                    LEAD2 => (OTHER, 2),
+                    LEAD3 => (OTHER, 3),
+                    LEAD4 => (OTHER, 4),
+                    LEAD4_F4 => {
+                        tok.f4 = true;
+                        (OTHER, 4)
+                    }
+                    MARK => {
+                        tok.marks = true;
+                        (OTHER, 1)
+                    }
+                    c => (c, 1),
+                };
+                match class {
+                    OTHER | NUL => {
+                        if tok.start == usize::MAX {
+                            let (marks, f4) = (tok.marks, tok.f4);
+                            tok = Token {
+                                start: i,
+                                marks,
+                                f4,
+                                ..Token::default()
+                            };
+                        }
+                        if class == NUL {
+                            tok.nul = true;
+                        } else {
+                            tok.chars += 1;
+                        }
+                    }
+                    _ => {
+                        if tok.start != usize::MAX {
+                            kept += self.push_token(p, tok.start, i, &tok);
+                        }
+                        if class == BOUNDARY {
+                            let mut next = i + width;
+                            if p[i] == b'\r' && p.get(next) == Some(&b'\n') {
+                                next += 1;
+                            }
+                            return (kept, next);
+                        }
+                        i += width;
+                        if FAST {
+                            continue 'fast;
+                        }
+                        tok = Token::default();
+                        continue;
+                    }
+                }
+                i += width;
+            }
+            if tok.start != usize::MAX {
+                kept += self.push_token(p, tok.start, n, &tok);
+            }
+            return (kept, n);
         }
-        if tok.start != usize::MAX {
-            kept += self.push_token(&p[tok.start..n], &tok);
+    }
+
+    /// Append the plain ASCII token `p[start..end]` (fast path of
+    /// [`Lines::scan_line`]): dropped at 10 or more characters (`\S{10,}`),
+    /// else kept whole. Returns the code points appended (its length).
+    #[inline(always)]
+    fn push_plain(&mut self, p: &[u8], start: usize, end: usize) -> usize {
+        let len = end - start;
+        if len >= 10 {
+            return 0;
         }
-        (kept, n)
+        self.copy_small(p, start, end);
+        len
+    }
+
+    /// Append `p[start..end]`, a kept token (at most 9 code points). Up to
+    /// 16 bytes, copy a fixed 16 and cut back: two loads and stores
+    /// instead of a memcpy call. `add_payload_with` reserved 16 bytes of
+    /// slack beyond the payload and the output never outgrows the input
+    /// read so far, so the extra bytes do not make the buffer reallocate.
+    #[inline(always)]
+    fn copy_small(&mut self, p: &[u8], start: usize, end: usize) {
+        let len = end - start;
+        match p.get(start..start + 16) {
+            Some(block) if len <= 16 => {
+                let w = self.buf.len();
+                self.buf.extend_from_slice(block);
+                self.buf.truncate(w + len);
+            }
+            _ => self.buf.extend_from_slice(&p[start..end]),
+        }
     }
 
     /// One token (a maximal run of non-whitespace): NULs removed (E35),
     /// then the three removals (module docs). Returns the code points
     /// appended.
     #[inline]
-    fn push_token(&mut self, raw: &[u8], t: &Token) -> usize {
+    fn push_token(&mut self, p: &[u8], start: usize, end: usize, t: &Token) -> usize {
         if t.chars == 0 || t.chars >= 10 {
             return 0; // \S{10,}
         }
         if !(t.nul || t.marks || t.f4) {
-            self.buf.extend_from_slice(raw);
+            self.copy_small(p, start, end);
             return t.chars;
         }
+        let raw = &p[start..end];
         let tok: &[u8] = if t.nul {
             self.scratch.clear();
             self.scratch.extend(raw.iter().copied().filter(|&b| b != 0));
@@ -494,6 +590,76 @@ mod tests {
                 }
             }
             assert_eq!(fast, slow, "{s:?}");
+        }
+    }
+
+    /// The line list of `payload` with the ASCII fast path on or off.
+    fn lines_with<const FAST: bool>(payload: &str, stand_ins: StandIns) -> (Vec<u8>, Vec<usize>) {
+        let mut l = Lines {
+            stand_ins,
+            ..Lines::default()
+        };
+        let p = payload.as_bytes();
+        let mut i = 0;
+        while i < p.len() {
+            let start = l.buf.len();
+            let (kept, next) = l.scan_line_with::<FAST>(p, i);
+            if kept >= 8 {
+                l.ends.push(l.buf.len());
+            } else {
+                l.buf.truncate(start);
+            }
+            i = next;
+        }
+        (l.buf, l.ends)
+    }
+
+    #[test]
+    fn fast_path_agrees_with_general_loop_on_random_text() {
+        // Pieces: plain words of every length around the 10-character
+        // limit, every kind of separator, and the bytes that must leave
+        // the fast path (NUL, controls, `@`, `:`, 8-bit, the [a-z] extras,
+        // stand-ins in the default block).
+        let pieces: Vec<String> = {
+            let mut v: Vec<String> = (1..=12).map(|k| "abcdefghijkl"[..k].to_string()).collect();
+            v.extend(
+                [
+                    " ", " ", " ", "\t", "\x1f", "\n", "\r", "\r\n", "\x0b", "\x0c", "\x1c", "\x1d",
+                    "\x1e", "\u{85}", "\u{2028}", "\u{2029}", "\u{a0}", "\u{3000}", "\u{1680}", "\u{205f}",
+                    "\0", "\x01", "\x7f", "@", ":", "a:b", "x@y", "\u{130}", "\u{131}", "\u{17f}",
+                    "\u{212a}", "\u{e9}", "\u{65e5}", "\u{10f800}", "\u{10ffff}", "\u{1f600}", "http://a.b",
+                    "K:z", "~", "0123456789",
+                ]
+                .iter()
+                .map(|s| s.to_string()),
+            );
+            v
+        };
+        let mut x: u64 = 0x0bad_5eed_1234_5678;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..20_000 {
+            let n = (next() % 24) as usize;
+            let mut payload = String::new();
+            for _ in 0..n {
+                // Mostly words and spaces, like real text.
+                let k = if next() % 3 == 0 {
+                    (next() % pieces.len() as u64) as usize
+                } else {
+                    (next() % 15) as usize
+                };
+                payload.push_str(&pieces[k]);
+            }
+            let stand_ins = if round % 2 == 0 { StandIns::NONE } else { StandIns::DEFAULT };
+            assert_eq!(
+                lines_with::<true>(&payload, stand_ins),
+                lines_with::<false>(&payload, stand_ins),
+                "{payload:?}"
+            );
         }
     }
 
