@@ -331,11 +331,18 @@ impl<'a> Stripper<'a> {
     /// `(?<=['"\s/])[^\s/>][^\s/=>]*` at `pos`: the end of an attribute
     /// name, or `None` when the lookbehind or the first character fails.
     fn attr_name(&self, pos: usize) -> Option<usize> {
-        let prev = self.char_before(pos)?;
+        // ASCII bytes are their own characters: decode only 8-bit ones.
+        let prev = match pos.checked_sub(1).and_then(|p| self.b.get(p)) {
+            Some(&c) if c < 0x80 => char::from(c),
+            _ => self.char_before(pos)?,
+        };
         if !(prev == '\'' || prev == '"' || prev == '/' || py_isspace(prev)) {
             return None;
         }
-        let first = self.char_at(pos)?;
+        let first = match self.b.get(pos) {
+            Some(&c) if c < 0x80 => char::from(c),
+            _ => self.char_at(pos)?,
+        };
         if first == '/' || first == '>' || py_isspace(first) {
             return None;
         }
