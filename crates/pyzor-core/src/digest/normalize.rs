@@ -172,21 +172,57 @@ fn nonplain_mask(w: u64) -> u64 {
 fn plain_run(p: &[u8], mut j: usize) -> usize {
     let start = j;
     loop {
-        let w = match p.get(j..j + 8) {
-            Some(w) => u64::from_le_bytes(w.try_into().unwrap_or([0; 8])),
-            None => {
-                let rest = p.get(j..).unwrap_or_default();
-                let mut buf = [b' '; 8];
-                buf[..rest.len()].copy_from_slice(rest);
-                u64::from_le_bytes(buf)
-            }
-        };
-        let m = nonplain_mask(w);
+        let m = nonplain_mask(load8(p, j));
         if m == 0 {
             j += 8;
         } else {
             return j - start + (m.trailing_zeros() / 8) as usize;
         }
+    }
+}
+
+/// The eight bytes at `p[j..]`, padded with spaces past the end.
+#[inline]
+fn load8(p: &[u8], j: usize) -> u64 {
+    match p.get(j..j + 8) {
+        Some(w) => u64::from_le_bytes(w.try_into().unwrap_or([b' '; 8])),
+        None => {
+            let rest = p.get(j..).unwrap_or_default();
+            let mut buf = [b' '; 8];
+            buf[..rest.len()].copy_from_slice(rest);
+            u64::from_le_bytes(buf)
+        }
+    }
+}
+
+/// For the fast path: the end of the plain run starting at `p[i]`, except
+/// that once 16 plain bytes are seen the token is certain to be dropped
+/// (`\S{10,}`), so `@` and `:` no longer matter and the run goes on over
+/// every byte from `!` to DEL (a cheaper two-test mask; base64 lines of
+/// attachments are such tokens). So the byte at the returned end is not
+/// plain when the run is under 16 bytes, and is below `!` or 8-bit when it
+/// is 16 or more.
+#[inline]
+fn token_run(p: &[u8], i: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut j = i;
+    for _ in 0..2 {
+        let m = nonplain_mask(load8(p, j));
+        if m != 0 {
+            return j + (m.trailing_zeros() / 8) as usize;
+        }
+        j += 8;
+    }
+    loop {
+        let w = load8(p, j);
+        // High bit of each byte < 0x21 (the subtraction borrows) or
+        // >= 0x80; as in `nonplain_mask`, only the lowest hit is exact.
+        let m = (w.wrapping_sub(ONES * 0x21) | w) & HIGH;
+        if m != 0 {
+            return j + (m.trailing_zeros() / 8) as usize;
+        }
+        j += 8;
     }
 }
 
@@ -364,7 +400,7 @@ impl Lines {
                 if !(0x21..0x80).contains(&b) || b == b'@' || b == b':' {
                     break;
                 }
-                let j = i + 1 + plain_run(p, i + 1);
+                let j = token_run(p, i);
                 match p.get(j) {
                     Some(&e) if e == b' ' || e == b'\t' || e == 0x1f => {
                         kept += self.push_plain(p, i, j);
@@ -384,7 +420,8 @@ impl Lines {
                     }
                     Some(_) => {
                         // The token goes on with a byte the general loop
-                        // must look at.
+                        // must look at (its marks need no flag when it is
+                        // 16 bytes or longer: it is dropped anyway).
                         tok = Token {
                             start: i,
                             chars: j - i,
@@ -628,7 +665,8 @@ mod tests {
                     "\x1e", "\u{85}", "\u{2028}", "\u{2029}", "\u{a0}", "\u{3000}", "\u{1680}", "\u{205f}",
                     "\0", "\x01", "\x7f", "@", ":", "a:b", "x@y", "\u{130}", "\u{131}", "\u{17f}",
                     "\u{212a}", "\u{e9}", "\u{65e5}", "\u{10f800}", "\u{10ffff}", "\u{1f600}", "http://a.b",
-                    "K:z", "~", "0123456789",
+                    "K:z", "~", "0123456789", "abcdefghijklmnop", "abcdefghijklmno@", "0123456789abcdef:x",
+                    "aaaaaaaaaaaaaaaa\u{e9}", "aaaaaaaaaaaaaaaaaaaaaaa\u{85}", "aaaaaaaaaaaaaaaaa\0", "bbbbbbbbbbbbbbb",
                 ]
                 .iter()
                 .map(|s| s.to_string()),
@@ -689,6 +727,40 @@ mod tests {
             let lead = bytes.iter().take_while(|&&b| plain(b)).count();
             assert_eq!(plain_run(&bytes, 0), lead, "{bytes:02x?}");
             assert_eq!(plain_run(&bytes[..5], 0), lead.min(5), "{bytes:02x?}");
+        }
+    }
+
+    #[test]
+    fn token_run_is_exact() {
+        let plain = |b: u8| (0x21..0x80).contains(&b) && b != b'@' && b != b':';
+        let printable = |b: u8| (0x21..0x80).contains(&b);
+        let want = |p: &[u8]| {
+            let short = p.iter().take_while(|&&b| plain(b)).count();
+            if short < 16 {
+                short
+            } else {
+                p.iter().take_while(|&&b| printable(b)).count()
+            }
+        };
+        let mut x: u64 = 0xfeed_beef_0123_4567;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..100_000 {
+            let len = (next() % 48) as usize;
+            let p: Vec<u8> = (0..len)
+                .map(|_| {
+                    let r = next();
+                    match r % 16 {
+                        0 => [0x20, 0x00, b'@', b':', 0x80, 0xff, 0x21, 0x7f, 0x1f, 0xc2][(r >> 8) as usize % 10],
+                        _ => b'a' + (r >> 8) as u8 % 26,
+                    }
+                })
+                .collect();
+            assert_eq!(token_run(&p, 0), want(&p), "{p:02x?}");
         }
     }
 
