@@ -104,6 +104,13 @@ pub fn py_isspace(c: char) -> bool {
 pub fn py_strip(s: &str) -> &str {
     let b = s.as_bytes();
     let ascii_space = |c: u8| matches!(c, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0x1c..=0x1f | b' ');
+    // Common case: both ends are ASCII and not whitespace.
+    match (b.first(), b.last()) {
+        (Some(&f), Some(&l)) if f < 0x80 && l < 0x80 && !ascii_space(f) && !ascii_space(l) => {
+            return s
+        }
+        _ => {}
+    }
     let mut start = 0;
     while start < b.len() {
         if b[start] < 0x80 {

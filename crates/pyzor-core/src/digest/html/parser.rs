@@ -67,7 +67,7 @@ impl QuoteMemo {
         // An ASCII byte never occurs inside a multi-byte UTF-8 character:
         // memchr finds the same index as `str::find`, faster.
         let found = if q.is_ascii() {
-            memchr::memchr(q as u8, &s.as_bytes()[from..])
+            super::find_byte(q as u8, &s.as_bytes()[from..])
         } else {
             s[from..].find(q)
         };
@@ -110,7 +110,9 @@ impl<'a> Stripper<'a> {
         Stripper {
             raw,
             b: raw.as_bytes(),
-            out: String::new(),
+            // The text is about as long as the input at most: one
+            // allocation instead of repeated doubling.
+            out: String::with_capacity(raw.len()),
             collect: true,
             cdata_elem: None,
             single_quotes: QuoteMemo::default(),
@@ -172,7 +174,7 @@ impl<'a> Stripper<'a> {
     fn find_byte(&self, c: u8, from: usize) -> Option<usize> {
         let from = from.min(self.b.len());
         debug_assert!(c.is_ascii());
-        memchr::memchr(c, &self.b[from..]).map(|o| from + o)
+        super::find_byte(c, &self.b[from..]).map(|o| from + o)
     }
 
     // ----- HTMLStripper handlers -------------------------------------------

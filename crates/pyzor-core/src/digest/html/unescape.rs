@@ -42,7 +42,7 @@ pub fn try_unescape(s: &str) -> Result<Cow<'_, str>, HtmlError> {
 fn unescape_impl(s: &str, strict: bool) -> Result<Cow<'_, str>, HtmlError> {
     // `if '&' not in s: return s`
     // memchr on the bytes: `&` is ASCII, so the index is the same.
-    let Some(first) = memchr::memchr(b'&', s.as_bytes()) else {
+    let Some(first) = super::find_byte(b'&', s.as_bytes()) else {
         return Ok(Cow::Borrowed(s));
     };
     let mut out = String::with_capacity(s.len());
@@ -57,7 +57,7 @@ fn unescape_impl(s: &str, strict: bool) -> Result<Cow<'_, str>, HtmlError> {
         } else {
             pos += 1;
         }
-        match memchr::memchr(b'&', &s.as_bytes()[pos..]) {
+        match super::find_byte(b'&', &s.as_bytes()[pos..]) {
             Some(off) => pos += off,
             None => break,
         }
@@ -182,7 +182,7 @@ impl Hasher for Fnv1a {
 pub(super) fn check_unescape(s: &str) -> Result<(), HtmlError> {
     let b = s.as_bytes();
     let mut pos = 0;
-    while let Some(off) = memchr::memchr(b'&', &b[pos..]) {
+    while let Some(off) = super::find_byte(b'&', &b[pos..]) {
         let amp = pos + off;
         pos = amp + 1;
         if b.get(pos) != Some(&b'#') {
