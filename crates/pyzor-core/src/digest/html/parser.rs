@@ -166,9 +166,33 @@ impl<'a> Stripper<'a> {
         pos
     }
 
+    /// [`Stripper::scan_while`] with the test on ASCII bytes given as the
+    /// byte predicate `ascii` (which must agree with `pred` on ASCII): a
+    /// tight byte loop for the common all-ASCII run, `scan_while` from the
+    /// first 8-bit byte on.
+    #[inline]
+    fn scan_ascii_while(
+        &self,
+        mut pos: usize,
+        ascii: impl Fn(u8) -> bool,
+        pred: impl Fn(char) -> bool,
+    ) -> usize {
+        while let Some(&byte) = self.b.get(pos) {
+            if byte >= 0x80 {
+                return self.scan_while(pos, pred);
+            }
+            if !ascii(byte) {
+                break;
+            }
+            pos += 1;
+        }
+        pos
+    }
+
     /// `\s*` from `pos`.
+    #[inline]
     fn skip_ws(&self, pos: usize) -> usize {
-        self.scan_while(pos, py_isspace)
+        self.scan_ascii_while(pos, is_ascii_py_space, py_isspace)
     }
 
     fn find_byte(&self, c: u8, from: usize) -> Option<usize> {
@@ -327,7 +351,11 @@ impl<'a> Stripper<'a> {
 
     /// `[^>\s]*` from `pos`.
     fn skip_bare_value(&self, pos: usize) -> usize {
-        self.scan_while(pos, |c| c != '>' && !py_isspace(c))
+        self.scan_ascii_while(
+            pos,
+            |b| b != b'>' && !is_ascii_py_space(b),
+            |c| c != '>' && !py_isspace(c),
+        )
     }
 
     /// `(?<=['"\s/])[^\s/>][^\s/=>]*` at `pos`: the end of an attribute
@@ -348,9 +376,11 @@ impl<'a> Stripper<'a> {
         if first == '/' || first == '>' || py_isspace(first) {
             return None;
         }
-        Some(self.scan_while(pos + first.len_utf8(), |c| {
-            !matches!(c, '/' | '=' | '>') && !py_isspace(c)
-        }))
+        Some(self.scan_ascii_while(
+            pos + first.len_utf8(),
+            |b| !matches!(b, b'/' | b'=' | b'>') && !is_ascii_py_space(b),
+            |c| !matches!(c, '/' | '=' | '>') && !py_isspace(c),
+        ))
     }
 
     /// The optional attribute value group at `pos` (right after a name):
@@ -668,6 +698,12 @@ impl<'a> Stripper<'a> {
     }
 }
 
+/// [`py_isspace`] on an ASCII byte: `\t`..`\r`, U+001C..U+001F and space.
+#[inline]
+fn is_ascii_py_space(b: u8) -> bool {
+    matches!(b, b'\t'..=b'\r' | 0x1c..=b' ')
+}
+
 /// Python `re.I` on a `str` pattern: the characters a lower-case ASCII
 /// letter of `script`/`style` matches. Besides both ASCII cases, `s`
 /// matches U+017F (ſ) and `i` matches U+0130 (İ) and U+0131 (ı), probed on
@@ -697,5 +733,36 @@ fn withhold_tail(raw: &str, from: usize) -> bool {
     match memchr::memrchr(b'&', &raw.as_bytes()[from..]) {
         Some(off) => !raw[from + off..].chars().any(|c| c == ';' || py_isspace(c)),
         None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ascii_byte_predicates_agree_with_char_ones() {
+        for b in 0u8..0x80 {
+            let c = char::from(b);
+            assert_eq!(is_ascii_py_space(b), py_isspace(c), "{b:02x}");
+        }
+        // scan_ascii_while == scan_while on mixed text.
+        let text = "ab c\u{a0}d\u{85}=e/f>g\u{3000}h\t\u{e9}\u{e9} \x1c>";
+        let s = Stripper::new(text);
+        for pos in (0..=text.len()).filter(|&p| text.is_char_boundary(p)) {
+            assert_eq!(s.skip_ws(pos), s.scan_while(pos, py_isspace), "{pos}");
+            assert_eq!(
+                s.skip_bare_value(pos),
+                s.scan_while(pos, |c| c != '>' && !py_isspace(c)),
+                "{pos}"
+            );
+            let a = s.scan_ascii_while(
+                pos,
+                |b| !matches!(b, b'/' | b'=' | b'>') && !is_ascii_py_space(b),
+                |c| !matches!(c, '/' | '=' | '>') && !py_isspace(c),
+            );
+            let b = s.scan_while(pos, |c| !matches!(c, '/' | '=' | '>') && !py_isspace(c));
+            assert_eq!(a, b, "{pos}");
+        }
     }
 }
