@@ -247,8 +247,19 @@ impl<'a> Stripper<'a> {
         let tail34 = start_of_last_chars(raw, 34);
         let mut i = 0;
         while i < n {
+            // Whether raw[i..j] may hold a character reference: the search
+            // for `<` first looks for `<` or `&`, so a text run without `&`
+            // (most) skips `unescape` and its own search.
+            let mut amp = false;
             let j = if self.cdata_elem.is_none() {
-                match self.find_byte(b'<', i) {
+                let first = match super::find_either(b'<', b'&', &self.b[i..]) {
+                    Some(o) if self.b[i + o] == b'&' => {
+                        amp = true;
+                        self.find_byte(b'<', i + o + 1)
+                    }
+                    other => other.map(|o| i + o),
+                };
+                match first {
                     Some(j) => j,
                     None => {
                         if withhold_tail(raw, i.max(tail34)) {
@@ -264,9 +275,10 @@ impl<'a> Stripper<'a> {
                 }
             };
             if i < j {
-                if self.cdata_elem.is_none() {
+                if amp {
                     self.handle_text(i, j)?;
                 } else {
+                    // `unescape` of a text without `&` is the text.
                     self.handle_data(&raw[i..j]);
                 }
             }
