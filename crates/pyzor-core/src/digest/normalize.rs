@@ -393,14 +393,19 @@ impl Lines {
                 let Some(&b) = p.get(i) else {
                     return (kept, n);
                 };
-                if b == b' ' || b == b'\t' || b == 0x1f {
-                    i += 1;
-                    continue;
-                }
-                if !(0x21..0x80).contains(&b) || b == b'@' || b == b':' {
+                if b <= b' ' {
+                    if b == b' ' || b == b'\t' || b == 0x1f {
+                        i += 1;
+                        continue;
+                    }
                     break;
                 }
+                // `token_run` tests this first byte too: none when it is
+                // `@`, `:` or 8-bit.
                 let j = token_run(p, i);
+                if j == i {
+                    break;
+                }
                 match p.get(j) {
                     Some(&e) if e == b' ' || e == b'\t' || e == 0x1f => {
                         kept += self.push_plain(p, i, j);
