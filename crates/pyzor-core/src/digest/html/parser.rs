@@ -169,8 +169,9 @@ impl<'a> Stripper<'a> {
     /// [`Stripper::scan_while`] with the test on ASCII bytes given as the
     /// byte predicate `ascii` (which must agree with `pred` on ASCII): a
     /// tight byte loop for the common all-ASCII run, `scan_while` from the
-    /// first 8-bit byte on.
-    #[inline]
+    /// first 8-bit byte on. Forced inline (with [`Stripper::skip_ws`]):
+    /// LLVM otherwise kept a call per `\s*`, most of which match nothing.
+    #[inline(always)]
     fn scan_ascii_while(
         &self,
         mut pos: usize,
@@ -190,7 +191,7 @@ impl<'a> Stripper<'a> {
     }
 
     /// `\s*` from `pos`.
-    #[inline]
+    #[inline(always)]
     fn skip_ws(&self, pos: usize) -> usize {
         self.scan_ascii_while(pos, is_ascii_py_space, py_isspace)
     }
