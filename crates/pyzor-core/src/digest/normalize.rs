@@ -389,51 +389,53 @@ impl Lines {
             // three removal rules but the length one, and its code points
             // are its bytes. Anything else leaves for the general loop
             // below, with the token scanned so far as its state.
-            while FAST {
-                let Some(&b) = p.get(i) else {
-                    return (kept, n);
-                };
-                if b <= b' ' {
-                    if b == b' ' || b == b'\t' || b == 0x1f {
-                        i += 1;
-                        continue;
-                    }
-                    break;
-                }
-                // `token_run` tests this first byte too: none when it is
-                // `@`, `:` or 8-bit.
-                let j = token_run(p, i);
-                if j == i {
-                    break;
-                }
-                match p.get(j) {
-                    Some(&e) if e == b' ' || e == b'\t' || e == 0x1f => {
-                        kept += self.push_plain(p, i, j);
-                        i = j + 1;
-                    }
-                    None => {
-                        kept += self.push_plain(p, i, j);
+            if FAST {
+                loop {
+                    let Some(&b) = p.get(i) else {
                         return (kept, n);
-                    }
-                    Some(&e) if e < 0x20 && CLASS[usize::from(e)] == BOUNDARY => {
-                        kept += self.push_plain(p, i, j);
-                        let mut next = j + 1;
-                        if e == b'\r' && p.get(next) == Some(&b'\n') {
-                            next += 1;
+                    };
+                    if b <= b' ' {
+                        if b == b' ' || b == b'\t' || b == 0x1f {
+                            i += 1;
+                            continue;
                         }
-                        return (kept, next);
-                    }
-                    Some(_) => {
-                        // The token goes on with a byte the general loop
-                        // must look at (its marks need no flag when it is
-                        // 16 bytes or longer: it is dropped anyway).
-                        tok = Token {
-                            start: i,
-                            chars: j - i,
-                            ..Token::default()
-                        };
-                        i = j;
                         break;
+                    }
+                    // `token_run` tests this first byte too: none when it is
+                    // `@`, `:` or 8-bit.
+                    let j = token_run(p, i);
+                    if j == i {
+                        break;
+                    }
+                    match p.get(j) {
+                        Some(&e) if e == b' ' || e == b'\t' || e == 0x1f => {
+                            kept += self.push_plain(p, i, j);
+                            i = j + 1;
+                        }
+                        None => {
+                            kept += self.push_plain(p, i, j);
+                            return (kept, n);
+                        }
+                        Some(&e) if e < 0x20 && CLASS[usize::from(e)] == BOUNDARY => {
+                            kept += self.push_plain(p, i, j);
+                            let mut next = j + 1;
+                            if e == b'\r' && p.get(next) == Some(&b'\n') {
+                                next += 1;
+                            }
+                            return (kept, next);
+                        }
+                        Some(_) => {
+                            // The token goes on with a byte the general loop
+                            // must look at (its marks need no flag when it is
+                            // 16 bytes or longer: it is dropped anyway).
+                            tok = Token {
+                                start: i,
+                                chars: j - i,
+                                ..Token::default()
+                            };
+                            i = j;
+                            break;
+                        }
                     }
                 }
             }
@@ -666,12 +668,53 @@ mod tests {
             let mut v: Vec<String> = (1..=12).map(|k| "abcdefghijkl"[..k].to_string()).collect();
             v.extend(
                 [
-                    " ", " ", " ", "\t", "\x1f", "\n", "\r", "\r\n", "\x0b", "\x0c", "\x1c", "\x1d",
-                    "\x1e", "\u{85}", "\u{2028}", "\u{2029}", "\u{a0}", "\u{3000}", "\u{1680}", "\u{205f}",
-                    "\0", "\x01", "\x7f", "@", ":", "a:b", "x@y", "\u{130}", "\u{131}", "\u{17f}",
-                    "\u{212a}", "\u{e9}", "\u{65e5}", "\u{10f800}", "\u{10ffff}", "\u{1f600}", "http://a.b",
-                    "K:z", "~", "0123456789", "abcdefghijklmnop", "abcdefghijklmno@", "0123456789abcdef:x",
-                    "aaaaaaaaaaaaaaaa\u{e9}", "aaaaaaaaaaaaaaaaaaaaaaa\u{85}", "aaaaaaaaaaaaaaaaa\0", "bbbbbbbbbbbbbbb",
+                    " ",
+                    " ",
+                    " ",
+                    "\t",
+                    "\x1f",
+                    "\n",
+                    "\r",
+                    "\r\n",
+                    "\x0b",
+                    "\x0c",
+                    "\x1c",
+                    "\x1d",
+                    "\x1e",
+                    "\u{85}",
+                    "\u{2028}",
+                    "\u{2029}",
+                    "\u{a0}",
+                    "\u{3000}",
+                    "\u{1680}",
+                    "\u{205f}",
+                    "\0",
+                    "\x01",
+                    "\x7f",
+                    "@",
+                    ":",
+                    "a:b",
+                    "x@y",
+                    "\u{130}",
+                    "\u{131}",
+                    "\u{17f}",
+                    "\u{212a}",
+                    "\u{e9}",
+                    "\u{65e5}",
+                    "\u{10f800}",
+                    "\u{10ffff}",
+                    "\u{1f600}",
+                    "http://a.b",
+                    "K:z",
+                    "~",
+                    "0123456789",
+                    "abcdefghijklmnop",
+                    "abcdefghijklmno@",
+                    "0123456789abcdef:x",
+                    "aaaaaaaaaaaaaaaa\u{e9}",
+                    "aaaaaaaaaaaaaaaaaaaaaaa\u{85}",
+                    "aaaaaaaaaaaaaaaaa\0",
+                    "bbbbbbbbbbbbbbb",
                 ]
                 .iter()
                 .map(|s| s.to_string()),
@@ -697,7 +740,11 @@ mod tests {
                 };
                 payload.push_str(&pieces[k]);
             }
-            let stand_ins = if round % 2 == 0 { StandIns::NONE } else { StandIns::DEFAULT };
+            let stand_ins = if round % 2 == 0 {
+                StandIns::NONE
+            } else {
+                StandIns::DEFAULT
+            };
             assert_eq!(
                 lines_with::<true>(&payload, stand_ins),
                 lines_with::<false>(&payload, stand_ins),
@@ -760,7 +807,8 @@ mod tests {
                 .map(|_| {
                     let r = next();
                     match r % 16 {
-                        0 => [0x20, 0x00, b'@', b':', 0x80, 0xff, 0x21, 0x7f, 0x1f, 0xc2][(r >> 8) as usize % 10],
+                        0 => [0x20, 0x00, b'@', b':', 0x80, 0xff, 0x21, 0x7f, 0x1f, 0xc2]
+                            [(r >> 8) as usize % 10],
                         _ => b'a' + (r >> 8) as u8 % 26,
                     }
                 })

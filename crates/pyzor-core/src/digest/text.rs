@@ -269,7 +269,10 @@ mod tests {
         }
         // Random strings over whitespace and non-whitespace, ASCII or not
         // (the early exit for non-space ASCII ends included).
-        let alphabet: Vec<char> = " \t\n\x0b\x0c\r\x1c\x1f\u{85}\u{a0}\u{2028}\u{3000}a\u{e9}\u{200b}\0>".chars().collect();
+        let alphabet: Vec<char> =
+            " \t\n\x0b\x0c\r\x1c\x1f\u{85}\u{a0}\u{2028}\u{3000}a\u{e9}\u{200b}\0>"
+                .chars()
+                .collect();
         let mut x: u64 = 0xabcd_ef01_2345_6789;
         for _ in 0..20_000 {
             x ^= x << 13;

@@ -328,14 +328,24 @@ mod tests {
 
     #[test]
     fn fast_paths_agree_with_unit_by_unit_decoding() {
-        let mut x: u64 = 0x5eed_0f_c0de_cafe;
+        let mut x: u64 = 0x005e_ed0f_c0de_cafe;
         let mut next = move || {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             x
         };
-        for label in ["latin-1", "cp1252", "iso-8859-5", "koi8-r", "shift_jis", "gb18030", "big5", "euc-kr", "ascii"] {
+        for label in [
+            "latin-1",
+            "cp1252",
+            "iso-8859-5",
+            "koi8-r",
+            "shift_jis",
+            "gb18030",
+            "big5",
+            "euc-kr",
+            "ascii",
+        ] {
             let t = trie(label);
             for _ in 0..2000 {
                 let len = (next() % 40) as usize;
@@ -343,11 +353,19 @@ mod tests {
                 let input: Vec<u8> = (0..len)
                     .map(|_| {
                         let r = next();
-                        if r % 4 == 0 { (r >> 8) as u8 | 0x80 } else { (r >> 8) as u8 & 0x7f }
+                        if r % 4 == 0 {
+                            (r >> 8) as u8 | 0x80
+                        } else {
+                            (r >> 8) as u8 & 0x7f
+                        }
                     })
                     .collect();
                 for errors in [Errors::Ignore, Errors::Replace] {
-                    assert_eq!(fast(t, &input, errors), slow(t, &input, errors), "{label} {input:02x?}");
+                    assert_eq!(
+                        fast(t, &input, errors),
+                        slow(t, &input, errors),
+                        "{label} {input:02x?}"
+                    );
                 }
             }
         }
