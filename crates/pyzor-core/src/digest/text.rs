@@ -103,7 +103,17 @@ pub fn py_isspace(c: char) -> bool {
 /// [`py_isspace`] on decoded characters otherwise.
 pub fn py_strip(s: &str) -> &str {
     let b = s.as_bytes();
-    let ascii_space = |c: u8| matches!(c, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0x1c..=0x1f | b' ');
+    // A table lookup: measured cheaper than the range tests of `matches!`.
+    static ASCII_SPACE: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut c = 0;
+        while c < 0x80 {
+            t[c] = matches!(c as u8, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0x1c..=0x1f | b' ');
+            c += 1;
+        }
+        t
+    };
+    let ascii_space = |c: u8| ASCII_SPACE[usize::from(c)];
     // Common case: both ends are ASCII and not whitespace.
     match (b.first(), b.last()) {
         (Some(&f), Some(&l)) if f < 0x80 && l < 0x80 && !ascii_space(f) && !ascii_space(l) => {
