@@ -108,7 +108,10 @@ pub fn py_strip(s: &str) -> &str {
         let mut t = [false; 256];
         let mut c = 0;
         while c < 0x80 {
-            t[c] = matches!(c as u8, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0x1c..=0x1f | b' ');
+            t[c] = matches!(
+                c as u8,
+                b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0x1c..=0x1f | b' '
+            );
             c += 1;
         }
         t

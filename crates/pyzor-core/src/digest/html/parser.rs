@@ -139,7 +139,7 @@ impl<'a> Stripper<'a> {
         // Fast path: an ASCII byte that is not whitespace.
         match self.b.get(pos) {
             None => None,
-            Some(&c) if c < 0x80 => py_isspace(c as char).then_some(1),
+            Some(&c) if c < 0x80 => is_ascii_py_space(c).then_some(1),
             Some(_) => self
                 .char_at(pos)
                 .filter(|&c| py_isspace(c))
@@ -375,22 +375,30 @@ impl<'a> Stripper<'a> {
     /// name, or `None` when the lookbehind or the first character fails.
     fn attr_name(&self, pos: usize) -> Option<usize> {
         // ASCII bytes are their own characters: decode only 8-bit ones.
-        let prev = match pos.checked_sub(1).and_then(|p| self.b.get(p)) {
-            Some(&c) if c < 0x80 => char::from(c),
-            _ => self.char_before(pos)?,
+        let prev_ok = match pos.checked_sub(1).and_then(|p| self.b.get(p)) {
+            Some(&c) if c < 0x80 => matches!(c, b'\'' | b'"' | b'/') || is_ascii_py_space(c),
+            _ => self.char_before(pos).is_some_and(py_isspace),
         };
-        if !(prev == '\'' || prev == '"' || prev == '/' || py_isspace(prev)) {
+        if !prev_ok {
             return None;
         }
-        let first = match self.b.get(pos) {
-            Some(&c) if c < 0x80 => char::from(c),
-            _ => self.char_at(pos)?,
+        let first_len = match self.b.get(pos) {
+            Some(&c) if c < 0x80 => {
+                if c == b'/' || c == b'>' || is_ascii_py_space(c) {
+                    return None;
+                }
+                1
+            }
+            _ => {
+                let first = self.char_at(pos)?;
+                if py_isspace(first) {
+                    return None;
+                }
+                first.len_utf8()
+            }
         };
-        if first == '/' || first == '>' || py_isspace(first) {
-            return None;
-        }
         Some(self.scan_ascii_while(
-            pos + first.len_utf8(),
+            pos + first_len,
             |b| !matches!(b, b'/' | b'=' | b'>') && !is_ascii_py_space(b),
             |c| !matches!(c, '/' | '=' | '>') && !py_isspace(c),
         ))
