@@ -407,8 +407,10 @@ impl Lines {
                     if j == i {
                         break;
                     }
-                    match p.get(j) {
-                        Some(&e) if e == b' ' || e == b'\t' || e == 0x1f => {
+                    // One class lookup for the byte that ended the run (the
+                    // SPACE and BOUNDARY classes hold only ASCII bytes).
+                    match p.get(j).map(|&e| (e, CLASS[usize::from(e)])) {
+                        Some((_, SPACE)) => {
                             kept += self.push_plain(p, i, j);
                             i = j + 1;
                         }
@@ -416,7 +418,7 @@ impl Lines {
                             kept += self.push_plain(p, i, j);
                             return (kept, n);
                         }
-                        Some(&e) if e < 0x20 && CLASS[usize::from(e)] == BOUNDARY => {
+                        Some((e, BOUNDARY)) => {
                             kept += self.push_plain(p, i, j);
                             let mut next = j + 1;
                             if e == b'\r' && p.get(next) == Some(&b'\n') {
