@@ -103,7 +103,27 @@ pub fn py_isspace(c: char) -> bool {
 /// [`py_isspace`] on decoded characters otherwise.
 pub fn py_strip(s: &str) -> &str {
     let b = s.as_bytes();
-    let ascii_space = |c: u8| matches!(c, b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0x1c..=0x1f | b' ');
+    // A table lookup: measured cheaper than the range tests of `matches!`.
+    static ASCII_SPACE: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut c = 0;
+        while c < 0x80 {
+            t[c] = matches!(
+                c as u8,
+                b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0x1c..=0x1f | b' '
+            );
+            c += 1;
+        }
+        t
+    };
+    let ascii_space = |c: u8| ASCII_SPACE[usize::from(c)];
+    // Common case: both ends are ASCII and not whitespace.
+    match (b.first(), b.last()) {
+        (Some(&f), Some(&l)) if f < 0x80 && l < 0x80 && !ascii_space(f) && !ascii_space(l) => {
+            return s
+        }
+        _ => {}
+    }
     let mut start = 0;
     while start < b.len() {
         if b[start] < 0x80 {
@@ -259,6 +279,23 @@ mod tests {
             "x\u{1680}y\u{205f}",
         ] {
             assert_eq!(py_strip(s), s.trim_matches(py_isspace), "{s:?}");
+        }
+        // Random strings over whitespace and non-whitespace, ASCII or not
+        // (the early exit for non-space ASCII ends included).
+        let alphabet: Vec<char> =
+            " \t\n\x0b\x0c\r\x1c\x1f\u{85}\u{a0}\u{2028}\u{3000}a\u{e9}\u{200b}\0>"
+                .chars()
+                .collect();
+        let mut x: u64 = 0xabcd_ef01_2345_6789;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 9) as usize;
+            let s: String = (0..len)
+                .map(|k| alphabet[((x >> (8 + 4 * k)) % alphabet.len() as u64) as usize])
+                .collect();
+            assert_eq!(py_strip(&s), s.trim_matches(py_isspace), "{s:?}");
         }
     }
 }

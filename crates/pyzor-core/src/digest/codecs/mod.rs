@@ -147,6 +147,27 @@ impl Out {
     }
 }
 
+/// Length of the ASCII prefix of `s` (index of the first byte >= 0x80),
+/// eight bytes at a time: the decoders' fast path over ASCII runs.
+#[inline]
+pub(crate) fn ascii_prefix_len(s: &[u8]) -> usize {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = s.chunks_exact(8);
+    let mut n = 0;
+    for c in chunks.by_ref() {
+        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) & HIGH;
+        if w != 0 {
+            return n + (w.trailing_zeros() / 8) as usize;
+        }
+        n += 8;
+    }
+    n + chunks
+        .remainder()
+        .iter()
+        .position(|&b| b >= 0x80)
+        .unwrap_or(chunks.remainder().len())
+}
+
 /// `codecs.lookup(label)` as seen through `bytes.decode`: `None` when Python
 /// raises LookupError (unknown name, non-text codec, or a module that does
 /// not import on Linux such as `mbcs`).

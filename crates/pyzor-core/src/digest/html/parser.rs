@@ -67,7 +67,7 @@ impl QuoteMemo {
         // An ASCII byte never occurs inside a multi-byte UTF-8 character:
         // memchr finds the same index as `str::find`, faster.
         let found = if q.is_ascii() {
-            memchr::memchr(q as u8, &s.as_bytes()[from..])
+            super::find_byte(q as u8, &s.as_bytes()[from..])
         } else {
             s[from..].find(q)
         };
@@ -110,7 +110,9 @@ impl<'a> Stripper<'a> {
         Stripper {
             raw,
             b: raw.as_bytes(),
-            out: String::new(),
+            // The text is about as long as the input at most: one
+            // allocation instead of repeated doubling.
+            out: String::with_capacity(raw.len()),
             collect: true,
             cdata_elem: None,
             single_quotes: QuoteMemo::default(),
@@ -137,7 +139,7 @@ impl<'a> Stripper<'a> {
         // Fast path: an ASCII byte that is not whitespace.
         match self.b.get(pos) {
             None => None,
-            Some(&c) if c < 0x80 => py_isspace(c as char).then_some(1),
+            Some(&c) if c < 0x80 => is_ascii_py_space(c).then_some(1),
             Some(_) => self
                 .char_at(pos)
                 .filter(|&c| py_isspace(c))
@@ -164,15 +166,40 @@ impl<'a> Stripper<'a> {
         pos
     }
 
+    /// [`Stripper::scan_while`] with the test on ASCII bytes given as the
+    /// byte predicate `ascii` (which must agree with `pred` on ASCII): a
+    /// tight byte loop for the common all-ASCII run, `scan_while` from the
+    /// first 8-bit byte on. Forced inline (with [`Stripper::skip_ws`]):
+    /// LLVM otherwise kept a call per `\s*`, most of which match nothing.
+    #[inline(always)]
+    fn scan_ascii_while(
+        &self,
+        mut pos: usize,
+        ascii: impl Fn(u8) -> bool,
+        pred: impl Fn(char) -> bool,
+    ) -> usize {
+        while let Some(&byte) = self.b.get(pos) {
+            if byte >= 0x80 {
+                return self.scan_while(pos, pred);
+            }
+            if !ascii(byte) {
+                break;
+            }
+            pos += 1;
+        }
+        pos
+    }
+
     /// `\s*` from `pos`.
+    #[inline(always)]
     fn skip_ws(&self, pos: usize) -> usize {
-        self.scan_while(pos, py_isspace)
+        self.scan_ascii_while(pos, is_ascii_py_space, py_isspace)
     }
 
     fn find_byte(&self, c: u8, from: usize) -> Option<usize> {
         let from = from.min(self.b.len());
         debug_assert!(c.is_ascii());
-        memchr::memchr(c, &self.b[from..]).map(|o| from + o)
+        super::find_byte(c, &self.b[from..]).map(|o| from + o)
     }
 
     // ----- HTMLStripper handlers -------------------------------------------
@@ -221,8 +248,19 @@ impl<'a> Stripper<'a> {
         let tail34 = start_of_last_chars(raw, 34);
         let mut i = 0;
         while i < n {
+            // Whether raw[i..j] may hold a character reference: the search
+            // for `<` first looks for `<` or `&`, so a text run without `&`
+            // (most) skips `unescape` and its own search.
+            let mut amp = false;
             let j = if self.cdata_elem.is_none() {
-                match self.find_byte(b'<', i) {
+                let first = match super::find_either(b'<', b'&', &self.b[i..]) {
+                    Some(o) if self.b[i + o] == b'&' => {
+                        amp = true;
+                        self.find_byte(b'<', i + o + 1)
+                    }
+                    other => other.map(|o| i + o),
+                };
+                match first {
                     Some(j) => j,
                     None => {
                         if withhold_tail(raw, i.max(tail34)) {
@@ -238,9 +276,10 @@ impl<'a> Stripper<'a> {
                 }
             };
             if i < j {
-                if self.cdata_elem.is_none() {
+                if amp {
                     self.handle_text(i, j)?;
                 } else {
+                    // `unescape` of a text without `&` is the text.
                     self.handle_data(&raw[i..j]);
                 }
             }
@@ -325,23 +364,44 @@ impl<'a> Stripper<'a> {
 
     /// `[^>\s]*` from `pos`.
     fn skip_bare_value(&self, pos: usize) -> usize {
-        self.scan_while(pos, |c| c != '>' && !py_isspace(c))
+        self.scan_ascii_while(
+            pos,
+            |b| b != b'>' && !is_ascii_py_space(b),
+            |c| c != '>' && !py_isspace(c),
+        )
     }
 
     /// `(?<=['"\s/])[^\s/>][^\s/=>]*` at `pos`: the end of an attribute
     /// name, or `None` when the lookbehind or the first character fails.
     fn attr_name(&self, pos: usize) -> Option<usize> {
-        let prev = self.char_before(pos)?;
-        if !(prev == '\'' || prev == '"' || prev == '/' || py_isspace(prev)) {
+        // ASCII bytes are their own characters: decode only 8-bit ones.
+        let prev_ok = match pos.checked_sub(1).and_then(|p| self.b.get(p)) {
+            Some(&c) if c < 0x80 => matches!(c, b'\'' | b'"' | b'/') || is_ascii_py_space(c),
+            _ => self.char_before(pos).is_some_and(py_isspace),
+        };
+        if !prev_ok {
             return None;
         }
-        let first = self.char_at(pos)?;
-        if first == '/' || first == '>' || py_isspace(first) {
-            return None;
-        }
-        Some(self.scan_while(pos + first.len_utf8(), |c| {
-            !matches!(c, '/' | '=' | '>') && !py_isspace(c)
-        }))
+        let first_len = match self.b.get(pos) {
+            Some(&c) if c < 0x80 => {
+                if c == b'/' || c == b'>' || is_ascii_py_space(c) {
+                    return None;
+                }
+                1
+            }
+            _ => {
+                let first = self.char_at(pos)?;
+                if py_isspace(first) {
+                    return None;
+                }
+                first.len_utf8()
+            }
+        };
+        Some(self.scan_ascii_while(
+            pos + first_len,
+            |b| !matches!(b, b'/' | b'=' | b'>') && !is_ascii_py_space(b),
+            |c| !matches!(c, '/' | '=' | '>') && !py_isspace(c),
+        ))
     }
 
     /// The optional attribute value group at `pos` (right after a name):
@@ -659,6 +719,12 @@ impl<'a> Stripper<'a> {
     }
 }
 
+/// [`py_isspace`] on an ASCII byte: `\t`..`\r`, U+001C..U+001F and space.
+#[inline]
+fn is_ascii_py_space(b: u8) -> bool {
+    matches!(b, b'\t'..=b'\r' | 0x1c..=b' ')
+}
+
 /// Python `re.I` on a `str` pattern: the characters a lower-case ASCII
 /// letter of `script`/`style` matches. Besides both ASCII cases, `s`
 /// matches U+017F (ſ) and `i` matches U+0130 (İ) and U+0131 (ı), probed on
@@ -688,5 +754,36 @@ fn withhold_tail(raw: &str, from: usize) -> bool {
     match memchr::memrchr(b'&', &raw.as_bytes()[from..]) {
         Some(off) => !raw[from + off..].chars().any(|c| c == ';' || py_isspace(c)),
         None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ascii_byte_predicates_agree_with_char_ones() {
+        for b in 0u8..0x80 {
+            let c = char::from(b);
+            assert_eq!(is_ascii_py_space(b), py_isspace(c), "{b:02x}");
+        }
+        // scan_ascii_while == scan_while on mixed text.
+        let text = "ab c\u{a0}d\u{85}=e/f>g\u{3000}h\t\u{e9}\u{e9} \x1c>";
+        let s = Stripper::new(text);
+        for pos in (0..=text.len()).filter(|&p| text.is_char_boundary(p)) {
+            assert_eq!(s.skip_ws(pos), s.scan_while(pos, py_isspace), "{pos}");
+            assert_eq!(
+                s.skip_bare_value(pos),
+                s.scan_while(pos, |c| c != '>' && !py_isspace(c)),
+                "{pos}"
+            );
+            let a = s.scan_ascii_while(
+                pos,
+                |b| !matches!(b, b'/' | b'=' | b'>') && !is_ascii_py_space(b),
+                |c| !matches!(c, '/' | '=' | '>') && !py_isspace(c),
+            );
+            let b = s.scan_while(pos, |c| !matches!(c, '/' | '=' | '>') && !py_isspace(c));
+            assert_eq!(a, b, "{pos}");
+        }
     }
 }
