@@ -181,15 +181,38 @@ fn is_map_full(e: &heed::Error) -> bool {
     matches!(e, heed::Error::Mdb(MdbError::MapFull))
 }
 
-/// The LMDB key of a digest.
-fn lmdb_key(digest: &[u8], buf: &mut Vec<u8>) {
-    buf.clear();
-    if digest.len() <= MAX_INLINE {
-        buf.push(TAG_INLINE);
-        buf.extend_from_slice(digest);
-    } else {
-        buf.push(TAG_HASHED);
-        buf.extend_from_slice(&Sha1::digest(digest));
+/// The LMDB key of a digest, built on the stack (a check allocates
+/// nothing): `0x00 ‖ digest`, or `0x01 ‖ SHA-1(digest)` for digests longer
+/// than [`MAX_INLINE`].
+struct Key {
+    len: usize,
+    buf: [u8; 1 + MAX_INLINE],
+}
+
+impl Key {
+    fn new(digest: &[u8]) -> Key {
+        let mut k = Key {
+            len: 0,
+            buf: [0; 1 + MAX_INLINE],
+        };
+        if digest.len() <= MAX_INLINE {
+            k.buf[0] = TAG_INLINE;
+            k.buf[1..=digest.len()].copy_from_slice(digest);
+            k.len = 1 + digest.len();
+        } else {
+            let h = Sha1::digest(digest);
+            k.buf[0] = TAG_HASHED;
+            k.buf[1..=h.len()].copy_from_slice(&h);
+            k.len = 1 + h.len();
+        }
+        k
+    }
+}
+
+impl std::ops::Deref for Key {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 }
 
@@ -591,11 +614,10 @@ impl Engine for LmdbEngine {
 
     fn execute(&self, ops: &[Op<'_>], now: Timestamp, out: &mut Vec<Option<Record>>) -> Result<()> {
         let start = out.len();
-        let mut key = Vec::with_capacity(64);
         if !ops.iter().any(Op::is_write) {
             let r = self.read(|txn| {
                 for op in ops {
-                    lmdb_key(op.digest(), &mut key);
+                    let key = Key::new(op.digest());
                     out.push(self.lookup(txn, &key, op.digest())?);
                 }
                 Ok(())
@@ -613,7 +635,7 @@ impl Engine for LmdbEngine {
             out.truncate(start);
             for op in ops {
                 let d = op.digest();
-                lmdb_key(d, &mut key);
+                let key = Key::new(d);
                 let rec = match *op {
                     Op::Get(_) => self.lookup(txn, &key, d).map_err(Ok),
                     Op::Report(_) => self
@@ -642,13 +664,12 @@ impl Engine for LmdbEngine {
     }
 
     fn put_many(&self, records: &[(Vec<u8>, Record)]) -> Result<()> {
-        let mut key = Vec::with_capacity(64);
         let mut val = Vec::with_capacity(64);
         // At most one new leaf page per record, and the branch pages above.
         let extra = records.len() as u64 * 2 * 4096;
         self.write_sized(extra, |txn| {
             for (d, rec) in records {
-                lmdb_key(d, &mut key);
+                let key = Key::new(d);
                 self.store(txn, &key, d, rec, &mut val)?;
             }
             Ok(())
@@ -656,10 +677,9 @@ impl Engine for LmdbEngine {
     }
 
     fn delete_many(&self, digests: &[Vec<u8>]) -> Result<()> {
-        let mut key = Vec::with_capacity(64);
         self.write(|txn| {
             for d in digests {
-                lmdb_key(d, &mut key);
+                let key = Key::new(d);
                 self.db.delete(txn, &key)?;
             }
             Ok(())
