@@ -413,22 +413,28 @@ fn redis_sentinel_contract() {
             .spawn()
             .unwrap(),
     );
+    // Wait for both: the sentinel names its master from its configuration
+    // at once, possibly before the master itself accepts connections.
     let end = Instant::now() + Duration::from_secs(15);
-    loop {
-        let o = Command::new("redis-cli")
-            .args([
-                "-p",
-                &sport.to_string(),
-                "sentinel",
-                "get-master-addr-by-name",
-                "pz",
-            ])
+    let answers = |port: u16, args: &[&str], want: &str| {
+        Command::new("redis-cli")
+            .arg("-p")
+            .arg(port.to_string())
+            .args(args)
             .output()
-            .unwrap();
-        if String::from_utf8_lossy(&o.stdout).contains(&mport.to_string()) {
-            break;
-        }
-        assert!(Instant::now() < end, "sentinel did not learn its master");
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(want))
+    };
+    while !(answers(mport, &["ping"], "PONG")
+        && answers(
+            sport,
+            &["sentinel", "get-master-addr-by-name", "pz"],
+            &mport.to_string(),
+        ))
+    {
+        assert!(
+            Instant::now() < end,
+            "the master or the sentinel did not come up"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let e =
