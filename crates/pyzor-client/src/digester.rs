@@ -55,9 +55,9 @@ pub fn digest_message(msg: &[u8], index: usize) -> Result<String, InputError> {
     // through `Display` and a growing buffer).
     pyzor_core::digest::digest_message(msg)
         .map(|d| {
-            let hex = d.hex_bytes();
-            // Always ASCII hex digits; validating 40 bytes is one word loop.
-            std::str::from_utf8(&hex).unwrap_or_default().to_owned()
+            std::str::from_utf8(&d.hex_bytes())
+                .unwrap_or_default()
+                .to_owned()
         })
         .map_err(|source| InputError::Digest { index, source })
 }

@@ -43,17 +43,13 @@ const OPS: [&str; 7] = [
 #[derive(Debug, Default)]
 pub struct Tally {
     counts: [[u32; 8]; 7],
-    /// Bit `op * 8 + code` is set when that cell is non-zero.
-    touched: u64,
 }
 
 impl Tally {
     /// Count one reply.
     #[inline]
     pub fn add(&mut self, op: Option<Op>, code: u16) {
-        let (o, c) = (op_index(op), code_index(code));
-        self.counts[o][c] += 1;
-        self.touched |= 1 << (o * 8 + c);
+        self.counts[op_index(op)][code_index(code)] += 1;
     }
 }
 
@@ -93,15 +89,13 @@ fn code_index(code: u16) -> usize {
 impl Metrics {
     /// Add a batch's [`Tally`] to the shared counters and empty it.
     pub fn add_tally(&self, t: &mut Tally) {
-        let mut touched = t.touched;
-        while touched != 0 {
-            let bit = touched.trailing_zeros() as usize;
-            touched &= touched - 1;
-            let (o, c) = (bit / 8, bit % 8);
-            self.requests[o][c].fetch_add(u64::from(t.counts[o][c]), Relaxed);
-            t.counts[o][c] = 0;
+        for (shared, counts) in self.requests.iter().zip(t.counts.iter_mut()) {
+            for (cell, n) in shared.iter().zip(counts.iter_mut()) {
+                if *n != 0 {
+                    cell.fetch_add(u64::from(std::mem::take(n)), Relaxed);
+                }
+            }
         }
-        t.touched = 0;
     }
 
     /// Count one receive batch of `n` datagrams.

@@ -82,6 +82,27 @@ pub struct LmdbEngine {
     reserve: Option<Reserve>,
 }
 
+/// Why an operation inside a write transaction stopped: a typed error
+/// (corrupt value, key collision), which aborts the transaction and is
+/// returned as it is, or an LMDB error, which goes through the map-full
+/// retry of [`LmdbEngine::write`].
+enum Abort {
+    Typed(StoreError),
+    Lmdb(heed::Error),
+}
+
+impl From<StoreError> for Abort {
+    fn from(e: StoreError) -> Self {
+        Abort::Typed(e)
+    }
+}
+
+impl From<heed::Error> for Abort {
+    fn from(e: heed::Error) -> Self {
+        Abort::Lmdb(e)
+    }
+}
+
 /// Disk blocks reserved with `fallocate(FALLOC_FL_KEEP_SIZE)` in the data
 /// file, so that LMDB's writes through the map never fault on a block the
 /// file system cannot allocate (which would be `SIGBUS`, not an error).
@@ -112,12 +133,13 @@ impl Reserve {
         }
     }
 
-    /// Make sure `extra` bytes beyond LMDB's last page (plus half of the
-    /// reservation ahead) are allocated; when they are not, reserve the
-    /// whole reservation ahead + `extra` beyond it. Fails with `ENOSPC` when the
-    /// disk is full.
-    fn ensure(&self, env: &Env, extra: u64) -> std::io::Result<()> {
+    /// Make sure `extra_pages` pages beyond LMDB's last page (plus half of
+    /// the reservation ahead) are allocated; when they are not, reserve the
+    /// whole reservation ahead plus those pages beyond it. Fails with
+    /// `ENOSPC` when the disk is full.
+    fn ensure(&self, env: &Env, extra_pages: u64) -> std::io::Result<()> {
         let used = (env.info().last_page_number as u64 + 1) * self.page_size;
+        let extra = extra_pages * self.page_size;
         let need = used + extra + self.ahead / 2;
         if need <= self.reserved.load(Relaxed) && !self.full.load(Relaxed) {
             return Ok(());
@@ -162,9 +184,9 @@ fn lmdb_err(path: &Path, what: &str, e: heed::Error) -> StoreError {
     }
 }
 
-/// Open (creating if needed) the data file and reserve its first
-/// [`RESERVE_AHEAD`] bytes (without changing its length): the probe that decides whether writes go
-/// through the map. Fails where `fallocate` is unsupported or the disk is
+/// Open (creating if needed) the data file and reserve its first `ahead`
+/// bytes (without changing its length): the probe that decides whether
+/// writes go through the map. Fails where `fallocate` is unsupported or the disk is
 /// already full (the `pwrite` path reports ENOSPC as an error by itself).
 fn probe_reserve(data_file: &Path, ahead: u64) -> std::io::Result<File> {
     let file = std::fs::OpenOptions::new()
@@ -436,15 +458,15 @@ impl LmdbEngine {
         self.write_sized(0, f)
     }
 
-    /// [`Self::write`] for a transaction that may add about `extra` bytes
-    /// of pages beyond the usual reservation (bulk writes).
+    /// [`Self::write`] for a transaction that may add about `extra_pages`
+    /// pages beyond the usual reservation (bulk writes).
     fn write_sized<T>(
         &self,
-        extra: u64,
+        extra_pages: u64,
         mut f: impl FnMut(&mut RwTxn<'_>) -> Result<T, heed::Error>,
     ) -> Result<T> {
         if let Some(r) = &self.reserve {
-            r.ensure(&self.env, extra)
+            r.ensure(&self.env, extra_pages)
                 .map_err(|source| StoreError::Io {
                     path: format!(
                         "{} (reserving disk space for the database; free some space)",
@@ -489,7 +511,6 @@ impl LmdbEngine {
     /// Apply `change` to the record of `digest` (a new one if none) and
     /// store it, with one B-tree search when the record exists: a cursor
     /// finds it and the new value replaces it in place (`MDB_CURRENT`).
-    /// `Err(Ok(e))` is a typed error that must abort the transaction.
     fn update(
         &self,
         txn: &mut RwTxn<'_>,
@@ -497,33 +518,30 @@ impl LmdbEngine {
         digest: &[u8],
         change: impl Fn(&mut Record),
         val: &mut Vec<u8>,
-    ) -> Result<Record, Result<StoreError, heed::Error>> {
-        let mut it = self
-            .db
-            .range_mut(
-                txn,
-                &(
-                    std::ops::Bound::Included(key),
-                    std::ops::Bound::Included(key),
-                ),
-            )
-            .map_err(Err)?;
+    ) -> Result<Record, Abort> {
+        let mut it = self.db.range_mut(
+            txn,
+            &(
+                std::ops::Bound::Included(key),
+                std::ops::Bound::Included(key),
+            ),
+        )?;
         if let Some(found) = it.next() {
-            let (_, v) = found.map_err(Err)?;
-            let mut rec = record_for(key, v, digest).map_err(Ok)?;
+            let (_, v) = found?;
+            let mut rec = record_for(key, v, digest)?;
             change(&mut rec);
             encode_stored(&rec, key, digest, val);
             // SAFETY: no value borrowed from the cursor is alive any more
             // (`v` was decoded into `rec`, a copy), which is what heed
             // requires of `put_current`.
-            unsafe { it.put_current(key, val) }.map_err(Err)?;
+            unsafe { it.put_current(key, val) }?;
             return Ok(rec);
         }
         drop(it);
         let mut rec = Record::default();
         change(&mut rec);
         encode_stored(&rec, key, digest, val);
-        self.db.put(txn, key, val).map_err(Err)?;
+        self.db.put(txn, key, val)?;
         Ok(rec)
     }
 
@@ -637,7 +655,7 @@ impl Engine for LmdbEngine {
                 let d = op.digest();
                 let key = Key::new(d);
                 let rec = match *op {
-                    Op::Get(_) => self.lookup(txn, &key, d).map_err(Ok),
+                    Op::Get(_) => self.lookup(txn, &key, d).map_err(Abort::from),
                     Op::Report(_) => self
                         .update(txn, &key, d, |r| r.report(now), &mut val)
                         .map(Some),
@@ -647,11 +665,11 @@ impl Engine for LmdbEngine {
                 };
                 match rec {
                     Ok(rec) => out.push(rec),
-                    Err(Ok(e)) => {
+                    Err(Abort::Typed(e)) => {
                         inner = Some(e);
                         return Err(heed::Error::Mdb(MdbError::Incompatible));
                     }
-                    Err(Err(e)) => return Err(e),
+                    Err(Abort::Lmdb(e)) => return Err(e),
                 }
             }
             Ok(())
@@ -666,8 +684,7 @@ impl Engine for LmdbEngine {
     fn put_many(&self, records: &[(Vec<u8>, Record)]) -> Result<()> {
         let mut val = Vec::with_capacity(64);
         // At most one new leaf page per record, and the branch pages above.
-        let extra = records.len() as u64 * 2 * 4096;
-        self.write_sized(extra, |txn| {
+        self.write_sized(records.len() as u64 * 2, |txn| {
             for (d, rec) in records {
                 let key = Key::new(d);
                 self.store(txn, &key, d, rec, &mut val)?;

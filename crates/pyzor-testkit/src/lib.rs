@@ -129,3 +129,26 @@ pub fn temp_home() -> tempfile::TempDir {
         .tempdir()
         .expect("temp dir")
 }
+
+/// A tiny deterministic generator (xorshift64) for randomised tests that
+/// must replay the same inputs for a seed. Not for anything but tests.
+#[derive(Clone, Debug)]
+pub struct XorShift(u64);
+
+impl XorShift {
+    /// A generator from a non-zero seed.
+    pub fn new(seed: u64) -> XorShift {
+        XorShift(seed)
+    }
+
+    /// The next value: `x ^= x << 13; x ^= x >> 7; x ^= x << 17`.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+}

@@ -725,13 +725,8 @@ mod tests {
             );
             v
         };
-        let mut x: u64 = 0x0bad_5eed_1234_5678;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = pyzor_testkit::XorShift::new(0x0bad_5eed_1234_5678);
+        let mut next = move || rng.next();
         for round in 0..20_000 {
             let n = (next() % 24) as usize;
             let mut payload = String::new();
@@ -760,11 +755,9 @@ mod tests {
     #[test]
     fn swar_plain_test_is_exact() {
         let plain = |b: u8| (0x21..0x80).contains(&b) && b != b'@' && b != b':';
-        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rng = pyzor_testkit::XorShift::new(0x9e37_79b9_7f4a_7c15);
         for _ in 0..200_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            let x = rng.next();
             // Bias towards interesting bytes.
             let mut bytes = x.to_le_bytes();
             for (k, b) in bytes.iter_mut().enumerate() {
@@ -798,13 +791,8 @@ mod tests {
                 p.iter().take_while(|&&b| printable(b)).count()
             }
         };
-        let mut x: u64 = 0xfeed_beef_0123_4567;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = pyzor_testkit::XorShift::new(0xfeed_beef_0123_4567);
+        let mut next = move || rng.next();
         for _ in 0..100_000 {
             let len = (next() % 48) as usize;
             let p: Vec<u8> = (0..len)
@@ -860,13 +848,8 @@ mod tests {
             .chars()
             .collect();
         let ascii: Vec<char> = alphabet.iter().copied().filter(char::is_ascii).collect();
-        let mut x: u64 = 0x1234_5678_9abc_def1;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rng = pyzor_testkit::XorShift::new(0x1234_5678_9abc_def1);
+        let mut next = move || rng.next();
         for round in 0..4000 {
             let set = if round % 2 == 0 { &alphabet } else { &ascii };
             let len = (next() % 40) as usize;
