@@ -556,7 +556,7 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
                 pyzord, ours_extra + ["-e", "mysql", "--dsn", f"127.0.0.1,{db},{MYSQL_PASSWORD},{db},digests_ours"]),
                 f"{tmp}/ours-mysql"))
         if have_ref:
-            # The reference's best MySQL configuration in perf-anchors.md.
+            # The reference's best MySQL configuration in docs/performance.md.
             servers.append(Server("python-mysql", "python", ref_cmd(
                 ref_pyzord, ["-e", "mysql", "--dsn", f"127.0.0.1,{db},{MYSQL_PASSWORD},{db},digests_py",
                              "--threads", "True", "--db-connections", "4"]), f"{tmp}/python-mysql"))

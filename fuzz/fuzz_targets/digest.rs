@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pyzor_core::digest::{self, MboxReader};
+use pyzor_digest::{self as digest, MboxReader};
 
 fuzz_target!(|data: &[u8]| {
     let a = digest::digest_message(data);

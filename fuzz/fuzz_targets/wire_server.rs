@@ -5,7 +5,7 @@
 //! (bounded); seeds in fuzz/seeds/wire_server.
 #![no_main]
 
-#[path = "../../crates/pyzor-core/tests/wire_fuzz_support/mod.rs"]
+#[path = "../../crates/pyzor-protocol/tests/wire_fuzz_support/mod.rs"]
 mod wire_fuzz_support;
 
 use std::cell::RefCell;

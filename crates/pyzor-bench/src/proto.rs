@@ -1,15 +1,15 @@
 //! Pyzor datagrams as the load generator writes and reads them.
 //!
-//! Requests follow the reference client's exact layout (wire-protocol.md
+//! Requests follow the reference client's exact layout (docs/protocol.md
 //! §2.1): `Op`, `Op-Digest`, `Op-Spec` (report/whitelist only), `Thread`,
 //! `PV: 2.1`, `User`, `Time`, `Sig`, blank line. They are written straight
 //! into the send buffers instead of going through a message type, because the
 //! generator builds one per request at a few hundred thousand per second and
 //! must not be the bottleneck; only Thread, Time, digest and Sig change.
-//! The signature itself is `pyzor_core::auth::sign`, and a test checks the
-//! bytes against `pyzor_core::wire::client::build_request`.
+//! The signature itself is `pyzor_protocol::auth::sign`, and a test checks the
+//! bytes against `pyzor_protocol::wire::client::build_request`.
 
-use pyzor_core::auth::{hash_key, sign, Hex40};
+use pyzor_protocol::auth::{hash_key, sign, Hex40};
 use sha1::{Digest, Sha1};
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -143,7 +143,7 @@ impl RequestWriter {
             "Thread: {thread}\nPV: 2.1\nUser: {}\nTime: {time_str}",
             self.user
         );
-        // M is the header block without its final newline (wire-protocol.md §4.2).
+        // M is the header block without its final newline (docs/protocol.md §4.2).
         let m_len = cur.position() as usize;
         let sig = sign(&self.hash_key, time, &cur.get_ref()[..m_len]);
         let _ = cur.write_all(b"\nSig: ");
@@ -234,7 +234,7 @@ pub fn request_thread(d: &[u8]) -> &[u8] {
 }
 
 /// Write the echo responder's Pyzor-shaped reply (the layout of a check
-/// answer, wire-protocol.md §2.2) for a request with `thread`.
+/// answer, docs/protocol.md §2.2) for a request with `thread`.
 pub fn write_echo_reply(buf: &mut [u8], thread: &[u8]) -> usize {
     let mut cur = std::io::Cursor::new(&mut buf[..]);
     let _ = cur.write_all(b"Code: 200\nDiag: OK\nPV: 2.1\nThread: ");
@@ -258,7 +258,7 @@ pub fn time_string(secs: u64) -> String {
 mod tests {
     use super::*;
 
-    /// The worked example of wire-protocol.md §4.2.
+    /// The worked example of docs/protocol.md §4.2.
     #[test]
     fn signature_matches_spec_worked_example() {
         let w = RequestWriter::new("bob", "cf88277c5d4abdc0a3f56f416011966d04a3f462");
@@ -314,8 +314,8 @@ mod tests {
     /// byte for byte on every op, anonymous and signed.
     #[test]
     fn same_bytes_as_core_build_request() {
-        use pyzor_core::wire::client::{build_request, Credentials, Layout};
-        use pyzor_core::wire::Op as CoreOp;
+        use pyzor_protocol::wire::client::{build_request, Credentials, Layout};
+        use pyzor_protocol::wire::Op as CoreOp;
         let pairs = [
             (Op::Check, CoreOp::Check),
             (Op::Report, CoreOp::Report),

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use crate::cli;
 use crate::commands::{self, Client, Context, Format};
-use pyzor_core::config::client::{self as files, ClientConfig};
-use pyzor_core::config::home::process_default_homedir;
-use pyzor_core::config::py_repr_str;
+use pyzor_config::client::{self as files, ClientConfig};
+use pyzor_config::home::process_default_homedir;
+use pyzor_protocol::py::py_repr_str;
 
 /// The version string (`pyzor.__version__` of the release we replace).
 pub const VERSION: &str = "1.1.2";

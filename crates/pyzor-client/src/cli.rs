@@ -1,5 +1,5 @@
 //! The `pyzor` command line, compatible with the reference's optparse
-//! interface (field-survey.md §5.3): the same options, unambiguous
+//! interface (docs/field-notes.md §5.3): the same options, unambiguous
 //! abbreviations of long options, options and commands in any order, help
 //! on stdout when no command is given, optparse-style errors (exit 2).
 
@@ -158,7 +158,7 @@ fn optparse_message(e: &clap::Error) -> String {
 /// Check an integer option the way optparse's `type="int"` does.
 fn int_option(name: &str, v: Option<&String>) -> Result<(), UsageError> {
     if let Some(v) = v {
-        if pyzor_core::config::py_int(v).is_none() {
+        if pyzor_protocol::py::py_int(v).is_none() {
             return Err(UsageError(format!(
                 "option {name}: invalid integer value: '{v}'"
             )));
@@ -192,7 +192,7 @@ where
     }
     Ok(CliOptions {
         nice: nice
-            .and_then(|n| pyzor_core::config::py_int(&n))
+            .and_then(|n| pyzor_protocol::py::py_int(&n))
             .map(|n| n.clamp(-40, 40) as i32)
             .unwrap_or(0),
         debug: m.get_flag("debug"),

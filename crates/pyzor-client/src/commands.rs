@@ -1,5 +1,5 @@
-//! The client's commands and their output (wire-protocol.md §7,
-//! field-survey.md §5.13), mirroring the reference's `scripts/pyzor` and
+//! The client's commands and their output (docs/protocol.md §7,
+//! docs/field-notes.md §5.13), mirroring the reference's `scripts/pyzor` and
 //! the `ClientRunner` classes of `pyzor/client.py`.
 
 use std::io::{Read, Write};
@@ -11,11 +11,9 @@ use serde_json::{Map, Value};
 use crate::digester::{self, InputError, Style};
 use crate::net::{self, Outcome};
 use crate::output::{ctime, head_tuple};
-use pyzor_core::config::client::{
-    self as files, Accounts, ClientConfig, ClientConfigError, ServerAddr,
-};
-use pyzor_core::wire::client::parse_reply;
-use pyzor_core::wire::Op;
+use pyzor_config::client::{self as files, Accounts, ClientConfig, ClientConfigError, ServerAddr};
+use pyzor_protocol::wire::client::parse_reply;
+use pyzor_protocol::wire::Op;
 
 /// A command could not run at all (the reference would crash with a
 /// traceback; we print this message and exit 1).
@@ -190,7 +188,7 @@ impl Runner {
         }
     }
 
-    /// Exit status rule for check/pong (wire-protocol.md §7).
+    /// Exit status rule for check/pong (docs/protocol.md §7).
     fn check_ok(&self) -> bool {
         self.all_ok && self.found_hit && !self.whitelisted
     }
@@ -366,7 +364,7 @@ fn log_error(server: &ServerAddr, code: i64, diag: &str) {
     };
     log::error!(
         "({}, {})\t{class}: {diag}",
-        pyzor_core::config::py_repr_str(&server.host),
+        pyzor_protocol::py::py_repr_str(&server.host),
         server.port
     );
 }

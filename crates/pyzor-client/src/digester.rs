@@ -1,9 +1,9 @@
-//! The bridge to `pyzor_core::digest`: the client's input styles
-//! (`msg`, `mbox`, `digests`, wire-protocol.md §7) turned into digests.
+//! The bridge to `pyzor_digest`: the client's input styles
+//! (`msg`, `mbox`, `digests`, docs/protocol.md §7) turned into digests.
 
 use std::io::{BufReader, Read};
 
-use pyzor_core::digest::{digests_style_lines, DigestError, MboxReader};
+use pyzor_digest::{digests_style_lines, DigestError, MboxReader};
 
 /// Input could not be read or digested.
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +53,7 @@ pub fn digest_message(msg: &[u8], index: usize) -> Result<String, InputError> {
     // `hex_bytes` gives the 40 ASCII digits on the stack: one exact-size
     // allocation for the String, no formatting machinery (`to_string` goes
     // through `Display` and a growing buffer).
-    pyzor_core::digest::digest_message(msg)
+    pyzor_digest::digest_message(msg)
         .map(|d| {
             std::str::from_utf8(&d.hex_bytes())
                 .unwrap_or_default()
@@ -64,12 +64,11 @@ pub fn digest_message(msg: &[u8], index: usize) -> Result<String, InputError> {
 
 /// The normalised lines `predigest` prints for one message.
 pub fn predigest_lines(msg: &[u8]) -> Result<Vec<Vec<u8>>, InputError> {
-    pyzor_core::digest::predigest_lines(msg)
-        .map_err(|source| InputError::Digest { index: 1, source })
+    pyzor_digest::predigest_lines(msg).map_err(|source| InputError::Digest { index: 1, source })
 }
 
 /// The digests of the input, in order, as far as the reference would get:
-/// the digests before a failing message, and the failure (digest-spec.md
+/// the digests before a failing message, and the failure (docs/digest-rules.md
 /// §A: in mbox style the reference has handled every earlier message when
 /// it raises). Blank lines of style `digests` are skipped.
 pub fn read_digests(style: Style, input: &mut dyn Read) -> (Vec<String>, Option<InputError>) {
@@ -126,7 +125,7 @@ mod tests {
         assert_eq!(d, vec!["a"]);
         assert!(matches!(e, Some(InputError::Read(_))));
         let (d, e) = read_digests(Style::Msg, &mut &b""[..]);
-        assert_eq!(d, vec![pyzor_core::digest::EMPTY_DIGEST]);
+        assert_eq!(d, vec![pyzor_digest::EMPTY_DIGEST]);
         assert!(e.is_none());
         let mbox =
             b"From a\nSubject: 1\n\nhello world one\n\nFrom b\nSubject: 2\n\nhello world two\n";

@@ -1,4 +1,4 @@
-//! `pyzor genkey`: salt and key for an account (field-survey.md §2.2).
+//! `pyzor genkey`: salt and key for an account (docs/field-notes.md §2.2).
 //!
 //! Output format as the reference: `salt,key:\n<sha1(salt)>,<key>\n` with
 //! key = sha1(sha1(salt) followed by the passphrase). Fixed (B19): the salt comes from the OS's secure

@@ -2,10 +2,9 @@
 //!
 //! The `pyzor` client, a drop-in replacement for Pyzor 1.1.2's: same
 //! commands, options, files and output (docs/client.md), plus the
-//! forwarder library the server uses to pass reports on.
 //!
-//! Configuration and file formats live in `pyzor_core::config::client`;
-//! request building and reply parsing in `pyzor_core::wire::client`.
+//! Configuration and file formats live in `pyzor_config::client`;
+//! request building and reply parsing in `pyzor_protocol::wire::client`.
 //!
 //! | module | concern |
 //! | --- | --- |
@@ -14,7 +13,6 @@
 //! | [`net`] | one request/reply over UDP with a timeout |
 //! | [`commands`] | the commands and their output |
 //! | [`output`] | Python reprs and `ctime` |
-//! | [`forwarder`] | the server's forwarder: bounded queue, batches of ≤10, timer flush |
 //! | [`genkey`] | account key generation |
 //! | [`digester`] | input styles to digests |
 //! | [`logging`] | the reference's log format and levels |
@@ -23,7 +21,6 @@ pub mod app;
 pub mod cli;
 pub mod commands;
 pub mod digester;
-pub mod forwarder;
 pub mod genkey;
 pub mod logging;
 pub mod net;

@@ -1,4 +1,4 @@
-//! One request, one reply, over UDP (wire-protocol.md §1, §7).
+//! One request, one reply, over UDP (docs/protocol.md §1, §7).
 //!
 //! Like the reference: a fresh UDP socket per request, the first address of
 //! `getaddrinfo` that accepts the datagram, one receive of at most 8192
@@ -12,12 +12,10 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pyzor_core::config::client::{Account, ServerAddr};
-use pyzor_core::config::py_repr_str;
-use pyzor_core::wire::client::{
-    build_request, parse_reply, Credentials, Layout, Reply, ReplyError,
-};
-use pyzor_core::wire::{Op, MAX_PACKET_SIZE};
+use pyzor_config::client::{Account, ServerAddr};
+use pyzor_protocol::py::py_repr_str;
+use pyzor_protocol::wire::client::{build_request, parse_reply, Layout, Reply, ReplyError};
+use pyzor_protocol::wire::{Op, MAX_PACKET_SIZE};
 
 /// What one server answered, or why there is no usable answer. The error
 /// variants carry the reference's `(code, 'text')` pair.
@@ -95,7 +93,7 @@ fn resolve(server: &ServerAddr) -> io::Result<Vec<SocketAddr>> {
         .collect())
 }
 
-/// Send one datagram and wait for the reply (wire-protocol.md §1, §7).
+/// Send one datagram and wait for the reply (docs/protocol.md §1, §7).
 pub fn exchange(
     server: &ServerAddr,
     datagram: &[u8],
@@ -160,10 +158,10 @@ pub fn exchange(
     }
 }
 
-/// Check a reply with `pyzor_core::wire::client::parse_reply` (the
+/// Check a reply with `pyzor_protocol::wire::client::parse_reply` (the
 /// reference's `read_response` order of checks). Where the reference
 /// crashes (non-numeric or out-of-range Thread or Code: ValueError →
-/// AttributeError traceback, wire-protocol.md §9.1/§9.14) we return a 400
+/// AttributeError traceback, docs/protocol.md §9.1/§9.14) we return a 400
 /// error line instead (docs/compatibility.md, "client").
 pub fn validate_reply(packet: &[u8], expected_thread: u32) -> Outcome {
     match parse_reply(packet, expected_thread) {
@@ -175,14 +173,6 @@ pub fn validate_reply(packet: &[u8], expected_thread: u32) -> Outcome {
         }
         Err(e @ ReplyError::Protocol(_)) => Outcome::err(e.code(), e.to_string()),
         Err(e @ ReplyError::Malformed(_)) => Outcome::err(400, e.to_string()),
-    }
-}
-
-/// The credentials for `account` (anonymous when `None`).
-pub fn credentials(account: Option<&Account>) -> Credentials {
-    match account {
-        Some(a) => Credentials::new(&a.username, &a.key),
-        None => Credentials::anonymous(),
     }
 }
 
@@ -200,7 +190,7 @@ pub fn request(
         op,
         digests,
         u32::from(thread),
-        &credentials(account),
+        &pyzor_config::client::credentials(account),
         now_secs(),
         Layout::Single,
         &mut datagram,

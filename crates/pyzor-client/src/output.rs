@@ -1,7 +1,7 @@
 //! Text the reference client prints, reproduced byte for byte
-//! (wire-protocol.md §7, field-survey.md §5.13).
+//! (docs/protocol.md §7, docs/field-notes.md §5.13).
 
-use pyzor_core::config::py_repr_str;
+use pyzor_protocol::py::py_repr_str;
 
 /// `str((code, diag))` as the reference prints it, e.g. `(200, 'OK')`.
 pub fn head_tuple(code: i64, diag: &str) -> String {
@@ -9,7 +9,7 @@ pub fn head_tuple(code: i64, diag: &str) -> String {
 }
 
 /// Python's `time.ctime(t)` in the process's local time zone (the
-/// reference's info output, wire-protocol.md §7): `Thu Jan  1 00:00:00 1970`.
+/// reference's info output, docs/protocol.md §7): `Thu Jan  1 00:00:00 1970`.
 /// Returns `None` when the C library cannot represent `t` (the reference
 /// then crashes with OverflowError/OSError).
 #[allow(clippy::useless_conversion)] // time_t is 32 bits on some targets

@@ -1,7 +1,7 @@
 //! The digest golden corpus (/work/shared/digest-corpus, made with the
 //! reference) through our `pyzor` command line: `-s msg|mbox|digests
 //! digest`, `predigest`, and the inputs on which the reference crashes.
-//! Checks the CLI plumbing around `pyzor_core::digest`; the msg/mbox parts
+//! Checks the CLI plumbing around `pyzor_digest`; the msg/mbox parts
 //! skip loudly while the digest is not in pyzor-core yet.
 
 mod common;
@@ -78,7 +78,7 @@ fn corpus_digest_styles_and_predigest() {
     if !digest_available(h) {
         pyzor_testkit::skip(
             "corpus_digest_styles_and_predigest",
-            "pyzor_core::digest is not available yet: msg/mbox/predigest cases not run",
+            "pyzor_digest is not available yet: msg/mbox/predigest cases not run",
         );
         return;
     }

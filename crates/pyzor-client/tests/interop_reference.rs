@@ -136,7 +136,7 @@ fn messages_scenario(c: &Clients, home: &Path) {
     if probe.code != 0 || !corpus.is_dir() {
         pyzor_testkit::skip(
             "messages_scenario",
-            "pyzor_core::digest not available yet (or corpus missing): msg/mbox styles not compared",
+            "pyzor_digest not available yet (or corpus missing): msg/mbox styles not compared",
         );
         return;
     }

@@ -4,7 +4,7 @@
 //! microseconds since the Unix epoch (UTC) and `null` for never. A digest
 //! that is not UTF-8 is written as `"digest_hex"` instead of `"digest"`.
 
-use pyzor_core::{Record, Timestamp};
+use pyzor_protocol::{Record, Timestamp};
 use serde_json::{json, Value};
 
 pub fn hex(b: &[u8]) -> String {

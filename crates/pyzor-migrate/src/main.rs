@@ -12,7 +12,7 @@ use std::io::{BufRead, BufWriter, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-use pyzor_core::Record;
+use pyzor_protocol::Record;
 use pyzor_store::{Engine, EngineOptions, StoreError};
 
 /// Command-line options. Long options may be abbreviated to any unique

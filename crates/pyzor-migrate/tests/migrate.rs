@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use pyzor_core::{Record, Timestamp};
+use pyzor_protocol::{Record, Timestamp};
 use pyzor_store::{open, EngineOptions, Op};
 
 fn migrate(cwd: &Path, args: &[&str]) -> Output {
@@ -308,7 +308,7 @@ fn migrate_counts_failures_and_exits_non_zero() {
     let mut out = Vec::new();
     src.execute(
         &[Op::Report(&[b'x'; 41]), Op::Report(b"fine")],
-        Timestamp::now(),
+        pyzor_store::now(),
         &mut out,
     )
     .unwrap();

@@ -8,9 +8,9 @@
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use pyzor_core::auth::{parse_access, parse_passwd};
-use pyzor_core::wire::client::{build_request, Credentials, Layout};
-use pyzor_core::wire::Op;
+use pyzor_protocol::auth::{parse_access, parse_passwd};
+use pyzor_protocol::wire::client::{build_request, Credentials, Layout};
+use pyzor_protocol::wire::Op;
 use pyzor_server::metrics::Metrics;
 use pyzor_server::rules::{RuleSet, Rules};
 use pyzor_server::worker::{Processor, Shared};
@@ -53,7 +53,7 @@ fn main() {
             &mut req,
         )
         .unwrap();
-        let mut parsed = pyzor_core::wire::server::Parsed::new();
+        let mut parsed = pyzor_protocol::wire::server::Parsed::new();
         let n = 2_000_000;
         let t0 = cpu_ns();
         for _ in 0..n {

@@ -1,7 +1,7 @@
 //! `--detach FILE`: become a daemon (double fork, new session, standard
 //! streams redirected, pid file written), keeping the umask 077 the process
 //! set at start — the reference sets `umask(0)` here, which leaves the
-//! database and pid file world-writable (field-survey.md B21); we do not.
+//! database and pid file world-writable (docs/field-notes.md B21); we do not.
 //!
 //! Must be called before any thread is started.
 

@@ -17,7 +17,7 @@
 //! | [`daemon`] | `--detach` |
 //!
 //! The protocol itself (parsing, decisions, reply bytes) is in
-//! `pyzor_core::wire::server`; this crate only moves bytes and runs
+//! `pyzor_protocol::wire::server`; this crate only moves bytes and runs
 //! threads. [`run`] is the whole program.
 
 pub mod cli;
@@ -30,11 +30,11 @@ pub mod rules;
 pub mod server;
 pub mod worker;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use pyzor_core::config::server::DurabilityMode;
-use pyzor_core::config::{ensure_homedir, home::process_default_homedir, ServerConfig};
+use pyzor_config::server::DurabilityMode;
+use pyzor_config::{ensure_homedir, home::process_default_homedir, ServerConfig};
 use pyzor_store::{Durability, Engine, EngineOptions};
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
@@ -188,7 +188,7 @@ fn serve(cfg: &ServerConfig, workers: usize, detached: bool, logs: &Logs) -> i32
         }
     };
     let forward = match &cfg.forward_client_homedir {
-        Some(dir) => match forwarder_for(dir) {
+        Some(dir) => match forward::start(dir) {
             Ok(f) => Some(f),
             Err(e) => {
                 log::error!("{e}");
@@ -247,43 +247,4 @@ fn serve(cfg: &ServerConfig, workers: usize, detached: bool, logs: &Logs) -> i32
         }
     }
     0
-}
-
-/// The forwarder of `ForwardClientHomeDir`: pyzor-client's batch sender
-/// (bounded queue, batches of ≤ 10 digests per server, partial batches
-/// flushed after about a second, signed with the directory's accounts).
-fn forwarder_for(dir: &Path) -> Result<forward::ForwardQueue, String> {
-    let f = pyzor_client::forwarder::Forwarder::new(dir)
-        .map_err(|e| format!("cannot start forwarding: {e}"))?;
-    let servers: Vec<String> = f
-        .servers()
-        .iter()
-        .map(|s| format!("{}:{}", s.host, s.port))
-        .collect();
-    log::info!(
-        "Forwarding reports and whitelists to {}",
-        servers.join(", ")
-    );
-    Ok(forward::ForwardQueue::new(Arc::new(ClientForwarder(f))))
-}
-
-struct ClientForwarder(pyzor_client::forwarder::Forwarder);
-
-impl forward::ForwardSink for ClientForwarder {
-    fn submit(&self, whitelist: bool, digest: &str) -> bool {
-        use pyzor_client::forwarder::ForwardOp;
-        self.0.submit(
-            if whitelist {
-                ForwardOp::Whitelist
-            } else {
-                ForwardOp::Report
-            },
-            digest,
-        )
-    }
-    fn shutdown(&self) {
-        self.0.shutdown();
-        let s = self.0.stats();
-        log::info!("Forwarder stopped: {s:?}");
-    }
 }

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
-use pyzor_core::wire::Op;
+use pyzor_protocol::wire::Op;
 
 const CODES: [u16; 7] = [200, 400, 401, 403, 500, 501, 505];
 const OPS: [&str; 7] = [

@@ -3,7 +3,7 @@
 //! Each worker owns one socket bound with `SO_REUSEPORT` to the listen
 //! address (the kernel spreads clients over the workers) and one
 //! [`BatchIo`]: fixed receive buffers of 8192 bytes (the reference's read
-//! size: longer datagrams are truncated, wire-protocol.md §1), reply
+//! size: longer datagrams are truncated, docs/protocol.md §1), reply
 //! buffers that keep their capacity, and the `mmsghdr` arrays. Nothing is
 //! allocated per datagram.
 //!
@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-use pyzor_core::wire::MAX_PACKET_SIZE;
+use pyzor_protocol::wire::MAX_PACKET_SIZE;
 
 /// Datagrams per receive/send batch (one `recvmmsg`, one engine call, one
 /// `sendmmsg`). 64 = the largest window a single client keeps in flight in

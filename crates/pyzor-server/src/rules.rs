@@ -7,7 +7,8 @@
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use pyzor_core::auth::{load_access, load_passwd, Accounts, Acl, AuthFileError};
+use pyzor_config::{load_access, load_passwd, AuthFileError};
+use pyzor_protocol::auth::{Accounts, Acl};
 
 /// One consistent snapshot of accounts and ACL.
 #[derive(Debug, Default)]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use pyzor_core::Timestamp;
+use pyzor_protocol::Timestamp;
 use pyzor_store::Engine;
 
 use crate::forward::ForwardQueue;
@@ -190,7 +190,7 @@ fn timers(sh: Arc<Shared>, cleanup_age: i64) {
         let now = Instant::now();
         if cleanup_age > 0 && now >= next_expire {
             let cutoff = Timestamp(
-                Timestamp::now()
+                pyzor_store::now()
                     .0
                     .saturating_sub(cleanup_age.saturating_mul(1_000_000)),
             );

@@ -12,10 +12,12 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
 use log::Level;
-use pyzor_core::record::Timestamp;
-use pyzor_core::wire::server::{evaluate, format_reply, usage_line, Failure, Parsed, ReplyBody};
-use pyzor_core::wire::{Op, PONG_COUNT};
-use pyzor_core::Record;
+use pyzor_protocol::record::Timestamp;
+use pyzor_protocol::wire::server::{
+    evaluate, format_reply, usage_line, Failure, Parsed, ReplyBody,
+};
+use pyzor_protocol::wire::{Op, PONG_COUNT};
+use pyzor_protocol::Record;
 use pyzor_store::{Engine, StoreError};
 
 use crate::forward::ForwardQueue;
@@ -98,7 +100,7 @@ impl Processor {
         self.decisions.clear();
         // One clock read per batch: the engine's timestamp and the
         // authentication window's float seconds are the same instant.
-        let now = Timestamp::now();
+        let now = pyzor_store::now();
         let now_f = now.0 as f64 / 1_000_000.0;
 
         // 1. Parse and decide.
@@ -374,7 +376,7 @@ fn has_digest(p: &Parsed) -> bool {
 }
 
 /// `info` times: `"%d" % time.mktime(dt.timetuple())` of the stored local
-/// time, i.e. whole epoch seconds; 0 when never set (wire-protocol.md §6).
+/// time, i.e. whole epoch seconds; 0 when never set (docs/protocol.md §6).
 fn info_time(t: Option<Timestamp>) -> i64 {
     t.map_or(0, |t| t.secs())
 }

@@ -7,8 +7,8 @@
 mod common;
 use common::*;
 
-use pyzor_core::wire::client::{build_request, Credentials, Layout};
-use pyzor_core::wire::Op;
+use pyzor_protocol::wire::client::{build_request, Credentials, Layout};
+use pyzor_protocol::wire::Op;
 
 const BOB_KEY: &str = "cf88277c5d4abdc0a3f56f416011966d04a3f462";
 

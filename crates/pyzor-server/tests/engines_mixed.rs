@@ -7,7 +7,7 @@
 //! to whitelist); counts are read through the *other* server, and `info`
 //! through both servers must give the same six numbers (raw UDP: exact
 //! epoch seconds) and the same `pyzor info` text. What the numbers must be
-//! follows docs/engines.md and wire-protocol.md §6 "Timestamps in info".
+//! follows docs/engines.md and docs/protocol.md §6 "Timestamps in info".
 
 mod common;
 mod mixed_support;
@@ -233,7 +233,7 @@ fn run_scenario(f: &Fleet, m: &Msgs, shared: Shared, skew_py: i64) {
 
 /// The Redis scenario with both servers and clients in time zone `tz`
 /// (`None` = inherited), on Redis database `db` of 127.0.0.1:6379. Redis
-/// keeps epoch seconds, so no zone skews anything (wire-protocol.md §6:
+/// keeps epoch seconds, so no zone skews anything (docs/protocol.md §6:
 /// fromtimestamp/mktime round trip).
 ///
 /// Each test has its own `db` (the tests run in parallel; 5–8 are
@@ -338,7 +338,7 @@ fn redis_shared_db_with_pyzord_in_another_zone() {
     );
 }
 
-/// MySQL keys (wire-protocol.md §6, docs/engines.md "Keys"): the default
+/// MySQL keys (docs/protocol.md §6, docs/engines.md "Keys"): the default
 /// collation makes case not distinguish digests — for both servers alike,
 /// so a digest reported in upper case through one and lower case through
 /// the other is one row; a report of a key over 40 characters is refused
@@ -402,7 +402,7 @@ fn mysql_fleet(test: &str, name: &str, tz: &str) {
         }
     };
     // NOW() is in the DB session's zone; pyzord reads naive dates in its
-    // own zone (wire-protocol.md §6 "Timestamps in info").
+    // own zone (docs/protocol.md §6 "Timestamps in info").
     let db_offset: i64 = mysql_root("SELECT TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(), NOW())")
         .unwrap()
         .parse()

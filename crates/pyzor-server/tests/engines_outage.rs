@@ -29,7 +29,7 @@ use rand::{Rng, SeedableRng};
 
 const DIGESTS: usize = 20;
 /// The reference's Diag for a database error: `Internal Server Error: ` +
-/// the exception text (wire-protocol.md §4.1, step 7 of §4).
+/// the exception text (docs/protocol.md §4.1, step 7 of §4).
 const UNAVAILABLE: &str = "Internal Server Error: Database temporarily unavailable.";
 
 fn load_digest(i: usize) -> String {

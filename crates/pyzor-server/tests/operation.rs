@@ -447,7 +447,7 @@ fn ipv6_listen_address_also_serves_ipv4() {
 
 #[test]
 fn cleanup_age_expires_old_records_at_start() {
-    use pyzor_core::{Record, Timestamp};
+    use pyzor_protocol::{Record, Timestamp};
     let home = pyzor_testkit::temp_home();
     {
         let e = pyzor_store::open(&pyzor_store::EngineOptions::new("lmdb", home.path())).unwrap();
@@ -455,7 +455,7 @@ fn cleanup_age_expires_old_records_at_start() {
         let mut stale = Record::default();
         stale.report(old);
         let mut fresh = Record::default();
-        fresh.report(Timestamp::now());
+        fresh.report(pyzor_store::now());
         e.put_many(&[(b"stale".to_vec(), stale), (b"fresh".to_vec(), fresh)])
             .unwrap();
         e.flush().unwrap();

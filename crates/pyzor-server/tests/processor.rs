@@ -7,8 +7,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use pyzor_core::auth::{Accounts, Acl};
-use pyzor_core::{Record, Timestamp};
+use pyzor_protocol::auth::{Accounts, Acl};
+use pyzor_protocol::{Record, Timestamp};
 use pyzor_server::metrics::Metrics;
 use pyzor_server::rules::{RuleSet, Rules};
 use pyzor_server::worker::{Processor, Shared};
@@ -236,9 +236,7 @@ fn check_path_does_not_allocate_once_warm_on_lmdb() {
     let digests: Vec<Vec<u8>> = (0..32).map(|i| format!("{i:040x}").into_bytes()).collect();
     let ops: Vec<Op<'_>> = digests.iter().map(|d| Op::Report(d)).collect();
     let mut out = Vec::new();
-    engine
-        .execute(&ops, pyzor_core::Timestamp::now(), &mut out)
-        .unwrap();
+    engine.execute(&ops, pyzor_store::now(), &mut out).unwrap();
     let replies = assert_check_path_does_not_allocate(shared(Arc::new(engine)));
     let last = String::from_utf8_lossy(&replies[31]);
     assert!(last.contains("\nCount: 1\n"), "a hit: {last}");

@@ -6,8 +6,8 @@
 mod common;
 use common::*;
 
-use pyzor_core::wire::client::{build_request, Credentials, Layout};
-use pyzor_core::wire::Op;
+use pyzor_protocol::wire::client::{build_request, Credentials, Layout};
+use pyzor_protocol::wire::Op;
 use rand::{Rng, SeedableRng};
 use std::time::Duration;
 

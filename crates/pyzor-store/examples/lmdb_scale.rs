@@ -6,7 +6,6 @@
 
 use std::time::Instant;
 
-use pyzor_core::Timestamp;
 use pyzor_store::lmdb::LmdbEngine;
 use pyzor_store::{Durability, Engine, Op};
 
@@ -55,7 +54,7 @@ fn main() {
         let ds: Vec<[u8; 40]> = (i..end).map(digest).collect();
         let ops: Vec<Op> = ds.iter().map(|d| Op::Report(d)).collect();
         out.clear();
-        e.execute(&ops, Timestamp::now(), &mut out)
+        e.execute(&ops, pyzor_store::now(), &mut out)
             .expect("execute");
         i = end;
     }

@@ -19,7 +19,7 @@
 //! 64-bit fields; that keeps 10 million records well inside the memory
 //! budget of the embedded engine.
 
-use pyzor_core::{Record, Timestamp};
+use pyzor_protocol::{Record, Timestamp};
 
 const VERSION: u8 = 0x10;
 

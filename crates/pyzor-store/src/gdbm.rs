@@ -1,7 +1,7 @@
 //! The reference's default engine: a GDBM file (`pyzord.db`) in its exact
 //! value format, read and written in place through gdbm-native.
 //!
-//! Value (wire-protocol.md §6, crates.md §2.1):
+//! Value (docs/protocol.md §6, crates.md §2.1):
 //! `1,r_count,r_entered,r_updated,wl_count,wl_entered,wl_updated`, each
 //! date `str(datetime)` of a naive **local** time or `None`; the older
 //! 3-field form `r_count,r_entered,r_updated` (version 0, epoch seconds) is
@@ -20,7 +20,7 @@ use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Mutex;
 
 use gdbm_native::{Gdbm, OpenOptions};
-use pyzor_core::{Record, Timestamp};
+use pyzor_protocol::{Record, Timestamp};
 
 use crate::pytime::{
     naive_local_to_ts, py_int, py_parse_datetime, py_str_datetime, ts_to_naive_local,

@@ -20,7 +20,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use pyzor_core::{Record, Timestamp};
+use pyzor_protocol::{Record, Timestamp};
+
+/// The wall clock as a [`Timestamp`]: the one place the storage side reads
+/// it (the protocol crate never does; callers pass time in).
+pub fn now() -> Timestamp {
+    Timestamp::from_system_time(std::time::SystemTime::now())
+}
 
 #[cfg(any(feature = "redis", feature = "mysql", feature = "postgres"))]
 mod backoff;
@@ -129,7 +135,7 @@ pub trait Engine: Send + Sync {
     /// Read one record.
     fn get(&self, digest: &[u8]) -> Result<Option<Record>> {
         let mut out = Vec::with_capacity(1);
-        self.execute(&[Op::Get(digest)], Timestamp::now(), &mut out)?;
+        self.execute(&[Op::Get(digest)], crate::now(), &mut out)?;
         Ok(out.pop().flatten())
     }
 

@@ -46,7 +46,7 @@ use std::sync::{Mutex, RwLock};
 
 use heed::types::Bytes;
 use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, MdbError, RoTxn, RwTxn};
-use pyzor_core::{Record, Timestamp};
+use pyzor_protocol::{Record, Timestamp};
 use sha1::{Digest, Sha1};
 
 use crate::{codec, Durability, Engine, Op, RecordIter, Result, StoreError};

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 
-use pyzor_core::{Record, Timestamp};
+use pyzor_protocol::{Record, Timestamp};
 
 use crate::{Engine, Op, RecordIter, Result, StoreError};
 

@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use mysql::prelude::Queryable;
 use mysql::{OptsBuilder, Pool, PoolConstraints, PoolOpts, PooledConn, TxOpts, Value};
-use pyzor_core::{Record, Timestamp};
+use pyzor_protocol::{Record, Timestamp};
 
 use crate::pytime::{naive_local_to_ts, ts_to_naive_local};
 use crate::sql::{retry_lock_conflicts, KeysetPages, Paged, ScanItem};

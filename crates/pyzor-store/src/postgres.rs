@@ -20,7 +20,7 @@ use std::sync::{Condvar, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use postgres::{Client, Config, NoTls, Row};
-use pyzor_core::{Record, Timestamp};
+use pyzor_protocol::{Record, Timestamp};
 
 use crate::sql::{retry_lock_conflicts, KeysetPages, Paged, ScanItem};
 use crate::{Engine, Op, RecordIter, Result, StoreError};

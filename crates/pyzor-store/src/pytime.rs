@@ -3,12 +3,12 @@
 //! datetimes, `str(datetime)` and `int()`.
 
 use chrono::{DateTime, Local, LocalResult, NaiveDateTime, Offset, TimeZone};
-use pyzor_core::Timestamp;
+use pyzor_protocol::Timestamp;
 
 /// A naive local datetime (what Python's `datetime.now()` returns) to our
 /// UTC timestamp.
 ///
-/// Python quirk (wire-protocol.md §6 "Timestamps in info"): the reference
+/// Python quirk (docs/protocol.md §6 "Timestamps in info"): the reference
 /// stores naive local times, so a time in the DST fold is ambiguous and one
 /// in the spring-forward gap does not exist. Like Python's
 /// `datetime.timestamp()` with the default `fold=0`, the ambiguous time

@@ -33,7 +33,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use pyzor_core::{Record, Timestamp};
+use pyzor_protocol::{Record, Timestamp};
 use redis::{
     Client, ConnectionAddr, ConnectionInfo, ConnectionLike, IntoConnectionInfo, RedisConnectionInfo,
 };
@@ -729,7 +729,7 @@ impl Engine for RedisEngine {
         if records.is_empty() {
             return Ok(());
         }
-        let now = Timestamp::now();
+        let now = crate::now();
         let cluster = matches!(self.pool.target, Target::Cluster { .. });
         let mut cmds = Vec::with_capacity(records.len() * 2);
         for (d, r) in records {

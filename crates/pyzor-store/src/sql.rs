@@ -1,7 +1,7 @@
 //! What the SQL engines (mysql, postgres) share: DSN handling and the
 //! keyset-paginated scan.
 
-use pyzor_core::Record;
+use pyzor_protocol::Record;
 
 use crate::{Result, StoreError};
 

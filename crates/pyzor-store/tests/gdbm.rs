@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use pyzor_core::{Record, Timestamp};
+use pyzor_protocol::{Record, Timestamp};
 use pyzor_store::gdbm::{decode_record, encode_record, GdbmEngine};
 use pyzor_store::{open, Engine, EngineOptions, Op};
 
@@ -309,7 +309,7 @@ fn gdbm_file_of_the_real_reference_server_round_trip() {
         assert!(pyzor(&["report"], &spam).contains("(200, 'OK')"));
         // (anonymous whitelisting is refused by the reference's default ACL)
     }
-    let before = Timestamp::now();
+    let before = pyzor_store::now();
     {
         let e = GdbmEngine::open(&srv.join("pyzord.db")).unwrap();
         let s = e.get(ds.as_bytes()).unwrap().unwrap();
@@ -322,7 +322,7 @@ fn gdbm_file_of_the_real_reference_server_round_trip() {
         let mut out = Vec::new();
         e.execute(
             &[Op::Whitelist(dh.as_bytes()), Op::Whitelist(ds.as_bytes())],
-            Timestamp::now(),
+            pyzor_store::now(),
             &mut out,
         )
         .unwrap();

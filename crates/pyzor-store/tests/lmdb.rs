@@ -6,7 +6,6 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pyzor_core::Timestamp;
 use pyzor_store::lmdb::LmdbEngine;
 use pyzor_store::{open, Durability, Engine, EngineOptions, Op};
 
@@ -62,9 +61,9 @@ fn lmdb_grows_a_full_map() {
     let home = tempfile::tempdir().unwrap();
     let e = LmdbEngine::open_with_map(&home.path().join("small"), Durability::Process, 64 * 1024)
         .unwrap();
-    let recs: Vec<(Vec<u8>, pyzor_core::Record)> = (0..20_000)
+    let recs: Vec<(Vec<u8>, pyzor_protocol::Record)> = (0..20_000)
         .map(|i| {
-            let mut r = pyzor_core::Record::default();
+            let mut r = pyzor_protocol::Record::default();
             r.report(common::t(1_790_000_000 + i, 0));
             (format!("{i:040x}").into_bytes(), r)
         })
@@ -95,7 +94,7 @@ fn lmdb_kill9_child() {
             .collect();
         let mut ops = vec![Op::Report(b"SEQ")];
         ops.extend(others.iter().map(|d| Op::Report(d)));
-        e.execute(&ops, Timestamp::now(), &mut out).unwrap();
+        e.execute(&ops, pyzor_store::now(), &mut out).unwrap();
         println!("ACK {}", out[0].unwrap().r_count);
         i += 1;
     }
@@ -155,7 +154,7 @@ fn lmdb_corrupt_value_is_an_error_not_a_panic() {
     let path = home.path().join("db");
     {
         let e = LmdbEngine::open(&path, Durability::Process).unwrap();
-        e.put_many(&[(b"ok".to_vec(), pyzor_core::Record::default())])
+        e.put_many(&[(b"ok".to_vec(), pyzor_protocol::Record::default())])
             .unwrap();
     }
     // Overwrite the stored value through raw heed.
@@ -181,7 +180,7 @@ fn lmdb_corrupt_value_is_an_error_not_a_panic() {
     ));
     let mut out = Vec::new();
     assert!(e
-        .execute(&[Op::Report(b"bad")], Timestamp::now(), &mut out)
+        .execute(&[Op::Report(b"bad")], pyzor_store::now(), &mut out)
         .is_err());
     assert!(out.is_empty());
     let items: Vec<_> = e.scan().unwrap().collect();

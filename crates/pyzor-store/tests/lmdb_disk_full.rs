@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use pyzor_core::Timestamp;
+use pyzor_protocol::Timestamp;
 use pyzor_store::lmdb::LmdbEngine;
 use pyzor_store::{Durability, Engine, Op, StoreError};
 

@@ -8,7 +8,7 @@ mod refpy;
 use std::sync::Arc;
 
 use mysql::prelude::Queryable;
-use pyzor_core::{Record, Timestamp};
+use pyzor_protocol::{Record, Timestamp};
 use pyzor_store::{open, Engine, EngineOptions, Op, StoreError};
 use serde_json::json;
 
@@ -43,7 +43,7 @@ fn mysql_refuses_digests_char40_cannot_hold() {
     for d in [&[b'a'; 41][..], b"\xff\xfe", "\u{e9}".repeat(41).as_bytes()] {
         let r = e.execute(
             &[Op::Report(b"fine"), Op::Report(d)],
-            Timestamp::now(),
+            pyzor_store::now(),
             &mut out,
         );
         assert!(matches!(r, Err(StoreError::BadKey(_))), "{r:?}");
@@ -70,7 +70,7 @@ fn mysql_reads_of_over_long_and_blank_padded_digests_answer_like_the_reference()
     let d = format!("{:040x}", 0xfeed_u128 << 100);
     let short = "shortdigest".to_string();
     let nul = "nul\0inside".to_string();
-    let now = Timestamp::now();
+    let now = pyzor_store::now();
     let mut out = Vec::new();
     e.execute(
         &[
@@ -151,7 +151,7 @@ fn mysql_reads_of_over_long_and_blank_padded_digests_answer_like_the_reference()
     let py = refpy::parse_read(&py);
     let ours: Vec<Option<Record>> = {
         let mut v = Vec::new();
-        e.execute(&ops, Timestamp::now(), &mut v).unwrap();
+        e.execute(&ops, pyzor_store::now(), &mut v).unwrap();
         v
     };
     assert_eq!(py.len(), ours.len());
@@ -193,7 +193,7 @@ fn mysql_python_and_rust_share_one_table() {
     assert_eq!((r.r_count, r.wl_count), (2, 1));
     // the reference sets all four dates on the first insert; we read them
     assert!(r.wl_entered.is_some() && r.r_entered.is_some());
-    let now_s = Timestamp::now().secs();
+    let now_s = pyzor_store::now().secs();
     assert!(
         (r.r_updated.unwrap().secs() - now_s).abs() < 60,
         "local-time reading agrees with the clock"
@@ -201,7 +201,7 @@ fn mysql_python_and_rust_share_one_table() {
     // We count, Python reads exactly what we read.
     let mut out = Vec::new();
     let ops: Vec<Op> = keys.iter().map(|k| Op::Whitelist(k.as_bytes())).collect();
-    e.execute(&ops, Timestamp::now(), &mut out).unwrap();
+    e.execute(&ops, pyzor_store::now(), &mut out).unwrap();
     let read = refpy::parse_read(&refpy::run(test, "mysql", &dsn, "read", json!(keys)).unwrap());
     assert_eq!(
         read.iter().map(|r| r.unwrap()).collect::<Vec<_>>(),
@@ -209,8 +209,12 @@ fn mysql_python_and_rust_share_one_table() {
     );
     // A row we create has NULL (never) on the side not counted; Python reads None.
     let fresh = "f".repeat(40);
-    e.execute(&[Op::Report(fresh.as_bytes())], Timestamp::now(), &mut out)
-        .unwrap();
+    e.execute(
+        &[Op::Report(fresh.as_bytes())],
+        pyzor_store::now(),
+        &mut out,
+    )
+    .unwrap();
     let read = refpy::parse_read(&refpy::run(test, "mysql", &dsn, "read", json!([fresh])).unwrap());
     let r = read[0].unwrap();
     assert_eq!(

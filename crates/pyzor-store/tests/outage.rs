@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pyzor_core::Timestamp;
 use pyzor_store::{Engine, Op, StoreError};
 
 /// A child process that is killed when dropped.
@@ -65,7 +64,7 @@ fn load(e: Arc<dyn Engine>, secs: u64, outage: impl FnOnce() + Send) -> LoadResu
             while Instant::now() < stop {
                 let d = format!("outage-{}", i % 40).into_bytes();
                 out.clear();
-                match e.execute(&[Op::Report(&d)], Timestamp::now(), &mut out) {
+                match e.execute(&[Op::Report(&d)], pyzor_store::now(), &mut out) {
                     Ok(()) => {
                         *res.acked.entry(d).or_default() += 1;
                         res.ok += 1;

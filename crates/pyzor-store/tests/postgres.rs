@@ -5,7 +5,6 @@ mod mydb;
 #[path = "common/pgdb.rs"]
 mod pgdb;
 
-use pyzor_core::Timestamp;
 use pyzor_store::{open, EngineOptions, Op, StoreError};
 
 #[test]
@@ -26,13 +25,13 @@ fn postgres_counts_saturate_and_bad_dsn_is_config() {
         return;
     };
     let e = open(&EngineOptions::new("postgres", "/").dsn(db.dsn("public.digests"))).unwrap();
-    let rec = pyzor_core::Record {
+    let rec = pyzor_protocol::Record {
         r_count: i64::MAX,
         ..Default::default()
     };
     e.put_many(&[(b"max".to_vec(), rec)]).unwrap();
     let mut out = Vec::new();
-    e.execute(&[Op::Report(b"max")], Timestamp::now(), &mut out)
+    e.execute(&[Op::Report(b"max")], pyzor_store::now(), &mut out)
         .unwrap();
     assert_eq!(out[0].unwrap().r_count, i64::MAX);
     assert!(matches!(

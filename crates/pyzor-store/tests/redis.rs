@@ -3,7 +3,7 @@ mod common;
 
 use std::sync::Arc;
 
-use pyzor_core::{Record, Timestamp};
+use pyzor_protocol::{Record, Timestamp};
 use pyzor_store::redis::{Layout, RedisEngine};
 use pyzor_store::{open, Engine, EngineOptions, Op, StoreError};
 use serde_json::json;
@@ -37,7 +37,7 @@ fn redis_sets_a_sliding_ttl_of_cleanup_age() {
     };
     let d = common::uniq("ttl-").into_bytes();
     let mut out = Vec::new();
-    e.execute(&[Op::Report(&d)], Timestamp::now(), &mut out)
+    e.execute(&[Op::Report(&d)], pyzor_store::now(), &mut out)
         .unwrap();
     let mut con = redis::Client::open("redis://127.0.0.1:6379/6")
         .unwrap()
@@ -77,7 +77,7 @@ fn redis_python_and_rust_see_each_others_counts() {
     assert_eq!(e.get(keys[2].as_bytes()).unwrap().unwrap().r_count, 1);
     // We report; Python reads.
     let mut out = Vec::new();
-    let now = Timestamp::from_secs(Timestamp::now().secs());
+    let now = Timestamp::from_secs(pyzor_store::now().secs());
     let ops: Vec<Op> = keys.iter().map(|k| Op::Report(k.as_bytes())).collect();
     e.execute(&ops, now, &mut out).unwrap();
     let read = refpy::parse_read(&refpy::run(test, "redis", dsn, "read", json!(keys)).unwrap());
@@ -162,7 +162,7 @@ fn redis_v0_is_readable_as_a_migration_source() {
     assert_eq!(read, vec![Some(rec)]);
     let mut out = Vec::new();
     assert!(matches!(
-        v0.execute(&[Op::Report(b"x")], Timestamp::now(), &mut out),
+        v0.execute(&[Op::Report(b"x")], pyzor_store::now(), &mut out),
         Err(StoreError::Config(_))
     ));
     v0.delete_many(&[format!("{p}x").into_bytes(), format!("{p}y").into_bytes()])

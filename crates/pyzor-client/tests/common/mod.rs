@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// bob's key as in the reference's functional tests (wire-protocol.md §4.2).
+/// bob's key as in the reference's functional tests (docs/protocol.md §4.2).
 pub const BOB_KEY: &str = "cf88277c5d4abdc0a3f56f416011966d04a3f462";
 
 /// A pyzord (reference or ours) on a free loopback port, killed on drop.

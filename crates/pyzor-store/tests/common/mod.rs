@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use pyzor_core::{Record, Timestamp};
+use pyzor_protocol::{Record, Timestamp};
 use pyzor_store::{Engine, Op, StoreError};
 
 /// What an engine can and cannot keep, where engines legitimately differ.
@@ -315,7 +315,7 @@ pub fn concurrent_reports(e: Arc<dyn Engine>, p: &str) {
                     } else {
                         Op::Report(&d)
                     };
-                    e.execute(&[op, Op::Get(&d)], Timestamp::now(), &mut out)
+                    e.execute(&[op, Op::Get(&d)], pyzor_store::now(), &mut out)
                         .unwrap();
                 }
             });
@@ -378,7 +378,7 @@ pub fn opposite_order_batches_all_count(e: std::sync::Arc<dyn pyzor_store::Engin
                 let mut out = Vec::new();
                 for _ in 0..ROUNDS {
                     out.clear();
-                    if let Err(err) = e.execute(&ops, pyzor_core::Timestamp::now(), &mut out) {
+                    if let Err(err) = e.execute(&ops, pyzor_store::now(), &mut out) {
                         failures.push(err.to_string());
                     }
                 }

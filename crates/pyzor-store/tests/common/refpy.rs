@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use pyzor_core::{Record, Timestamp};
+use pyzor_protocol::{Record, Timestamp};
 
 /// Run `engine_ref.py`; `None` (loud skip) without the reference venv.
 pub fn run(

@@ -1,0 +1,26 @@
+//! # pyzor-config
+//!
+//! Pyzor's files as the reference scripts read them. This is the crate that
+//! touches the file system and the environment (`$HOME`, `/etc/passwd`);
+//! the rules of each file's text that the protocol needs (passwd, access)
+//! live in `pyzor_protocol::auth`, and Python's `int()`/`str.strip()` in
+//! `pyzor_protocol::py`.
+//!
+//! | module | role |
+//! | --- | --- |
+//! | [`ini`] | the `configparser.ConfigParser` dialect of `<homedir>/config` |
+//! | [`home`] | the home-directory rules and file-name expansion (docs/field-notes.md §5.1) |
+//! | [`server`] | the `[server]` keys of `pyzord`, their defaults and the precedence defaults < config file < flags (§5.2, §5.4) |
+//! | [`client`] | the `[client]` keys of `pyzor` and the servers, accounts and local whitelist files |
+//! | [`auth_files`] | reading `pyzord.passwd` and `pyzord.access` from disk |
+
+pub mod auth_files;
+pub mod client;
+pub mod home;
+pub mod ini;
+pub mod server;
+
+pub use auth_files::{load_access, load_passwd, AuthFileError};
+pub use home::{default_homedir, ensure_homedir, expand_path};
+pub use ini::{Ini, IniError};
+pub use server::{ServerConfig, SERVER_DEFAULTS};

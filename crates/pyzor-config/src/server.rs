@@ -1,0 +1,443 @@
+//! The `[server]` section of `<homedir>/config` and its defaults
+//! (docs/field-notes.md §5.2), with the precedence of the reference `pyzord`:
+//! built-in defaults < config file < command-line flags.
+//!
+//! Every key of the reference is accepted with the same default, except:
+//! * `Engine` defaults to `lmdb` (our embedded engine). A config file that
+//!   says `Engine = gdbm` keeps the reference's GDBM file. See
+//!   docs/compatibility.md.
+//! * `DigestDB`, when no layer sets it, defaults to `pyzord.db` for `gdbm`
+//!   (the reference's file) and `pyzord.lmdb` for `lmdb`, so that the two
+//!   never share a file name.
+//!
+//! Our own keys: `MetricsAddress` (`host:port` of the Prometheus text
+//! endpoint; empty = off), `Workers` (number of socket workers; empty or
+//! 0 = derived from the reference's concurrency keys, see
+//! [`ServerConfig::worker_count`]) and `Durability` (`process` or `fsync`,
+//! see [`DurabilityMode`]).
+
+use std::path::{Path, PathBuf};
+
+use super::home::expand_path;
+use super::ini::{Ini, IniError};
+use pyzor_protocol::py::py_int;
+
+/// The reference's `[server]` defaults (scripts/pyzord `load_configuration`),
+/// plus our keys. `Engine` is ours (see module docs); `DigestDB` is filled
+/// in per engine when no layer sets it.
+pub const SERVER_DEFAULTS: &[(&str, &str)] = &[
+    ("Port", "24441"),
+    ("ListenAddress", "0.0.0.0"),
+    ("Engine", "lmdb"),
+    ("CleanupAge", "10368000"),
+    ("Threads", "False"),
+    ("MaxThreads", "0"),
+    ("Processes", "False"),
+    ("MaxProcesses", "40"),
+    ("DBConnections", "0"),
+    ("PreFork", "0"),
+    ("Gevent", "False"),
+    ("ForwardClientHomeDir", ""),
+    ("PasswdFile", "pyzord.passwd"),
+    ("AccessFile", "pyzord.access"),
+    ("LogFile", ""),
+    ("SentryDSN", ""),
+    ("SentryLogLevel", "WARN"),
+    ("UsageLogFile", ""),
+    ("UsageSentryDSN", ""),
+    ("UsageSentryLogLevel", "WARN"),
+    ("PidFile", "pyzord.pid"),
+    ("MetricsAddress", ""),
+    ("Workers", "0"),
+    ("Durability", "process"),
+];
+
+/// `Durability`: how far an answered report has gone when pyzord replies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DurabilityMode {
+    /// Survives `kill -9` of pyzord; on disk within about a second (the
+    /// engine flush timer).
+    #[default]
+    Process,
+    /// Survives power loss: the engine fsyncs each receive batch's commit
+    /// before the replies are sent.
+    Fsync,
+}
+
+impl DurabilityMode {
+    /// `process` or `fsync`, any case.
+    pub fn parse(v: &str) -> Option<Self> {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "process" => Some(DurabilityMode::Process),
+            "fsync" => Some(DurabilityMode::Fsync),
+            _ => None,
+        }
+    }
+}
+
+/// Engines whose DSN is a file name relative to the home directory.
+const FILE_ENGINES: &[&str] = &["gdbm", "lmdb"];
+
+/// Why the server configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Ini(#[from] IniError),
+    #[error("[server] {key} = {value:?} is not valid: expected {expected}")]
+    BadValue {
+        key: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+}
+
+/// The effective `pyzord` settings, typed and with file names expanded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub homedir: PathBuf,
+    pub port: u16,
+    pub listen_address: String,
+    pub engine: String,
+    /// The DSN; for file engines an absolute path.
+    pub digest_db: String,
+    /// Whether some layer set `DigestDB` (otherwise it is the engine's default).
+    pub digest_db_explicit: bool,
+    /// Seconds; 0 or negative disables expiry.
+    pub cleanup_age: i64,
+    pub threads: bool,
+    pub max_threads: i64,
+    pub processes: bool,
+    pub max_processes: i64,
+    pub db_connections: i64,
+    pub prefork: i64,
+    pub gevent: bool,
+    /// Not expanded (the reference passes it as given).
+    pub forward_client_homedir: Option<PathBuf>,
+    pub passwd_file: Option<PathBuf>,
+    pub access_file: Option<PathBuf>,
+    pub log_file: Option<PathBuf>,
+    pub usage_log_file: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub sentry_dsn: String,
+    pub usage_sentry_dsn: String,
+    pub metrics_address: Option<String>,
+    /// 0 = automatic.
+    pub workers: usize,
+    /// `Durability` (ours).
+    pub durability: DurabilityMode,
+}
+
+impl ServerConfig {
+    /// Build the layered configuration: defaults, then the `[server]`
+    /// section of `<homedir>/config` (if the file exists), then `overrides`
+    /// (command-line flags, keyed by the reference's config key names, e.g.
+    /// `("Port", "24442")`).
+    pub fn load(homedir: &Path, overrides: &[(&str, String)]) -> Result<Self, ConfigError> {
+        let mut ini = Ini::new();
+        for (k, v) in SERVER_DEFAULTS {
+            ini.set("server", k, v);
+        }
+        let config_file = homedir.join("config");
+        ini.read_file(&config_file)?;
+        for (k, v) in overrides {
+            ini.set("server", k, v);
+        }
+        Self::from_ini(&ini, homedir)
+    }
+
+    /// Typed settings from an [`Ini`] that already holds all layers.
+    pub fn from_ini(ini: &Ini, homedir: &Path) -> Result<Self, ConfigError> {
+        let get = |k: &str| -> Result<String, ConfigError> {
+            Ok(ini.get("server", k)?.unwrap_or_default())
+        };
+        let int = |k: &'static str| -> Result<i64, ConfigError> {
+            let v = get(k)?;
+            py_int(&v).ok_or(ConfigError::BadValue {
+                key: k,
+                value: v,
+                expected: "an integer",
+            })
+        };
+        // `config.get(...).lower() == "true"` (scripts/pyzord)
+        let boolean =
+            |k: &str| -> Result<bool, ConfigError> { Ok(get(k)?.to_lowercase() == "true") };
+        let file = |k: &str| -> Result<Option<PathBuf>, ConfigError> {
+            Ok(expand_path(&get(k)?, homedir))
+        };
+
+        let port_raw = int("Port")?;
+        let port = u16::try_from(port_raw).map_err(|_| ConfigError::BadValue {
+            key: "Port",
+            value: port_raw.to_string(),
+            expected: "a port number 0..65535",
+        })?;
+        let engine = get("Engine")?;
+        let (digest_db_raw, digest_db_explicit) = match ini.get("server", "DigestDB")? {
+            Some(v) => (v, true),
+            None => (
+                if engine == "lmdb" {
+                    "pyzord.lmdb"
+                } else {
+                    "pyzord.db"
+                }
+                .to_owned(),
+                false,
+            ),
+        };
+        let digest_db = if FILE_ENGINES.contains(&engine.as_str()) {
+            expand_path(&digest_db_raw, homedir)
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        } else {
+            digest_db_raw
+        };
+        let threads = boolean("Threads")?;
+        let processes = boolean("Processes")?;
+        let prefork = int("PreFork")?;
+        // `Threads` + `Processes` together and `PreFork` = 1 (or < 0) make
+        // the reference exit 1; they are accepted here and warned about by
+        // pyzord (docs/compatibility.md, issue #2 item 4), see
+        // [`ServerConfig::worker_count`] for what they mean.
+        let workers_raw = int("Workers")?;
+        let workers = usize::try_from(workers_raw).map_err(|_| ConfigError::BadValue {
+            key: "Workers",
+            value: workers_raw.to_string(),
+            expected: "a number of workers >= 0",
+        })?;
+        let dur_raw = get("Durability")?;
+        let durability = DurabilityMode::parse(&dur_raw).ok_or(ConfigError::BadValue {
+            key: "Durability",
+            value: dur_raw,
+            expected: "process or fsync",
+        })?;
+        let metrics = get("MetricsAddress")?;
+        let fwd = get("ForwardClientHomeDir")?;
+        Ok(ServerConfig {
+            homedir: homedir.to_owned(),
+            port,
+            listen_address: get("ListenAddress")?,
+            engine,
+            digest_db,
+            digest_db_explicit,
+            cleanup_age: int("CleanupAge")?,
+            threads,
+            max_threads: int("MaxThreads")?,
+            processes,
+            max_processes: int("MaxProcesses")?,
+            db_connections: int("DBConnections")?,
+            prefork,
+            gevent: boolean("Gevent")?,
+            forward_client_homedir: (!fwd.is_empty()).then(|| PathBuf::from(fwd)),
+            passwd_file: file("PasswdFile")?,
+            access_file: file("AccessFile")?,
+            log_file: file("LogFile")?,
+            usage_log_file: file("UsageLogFile")?,
+            pid_file: file("PidFile")?,
+            sentry_dsn: get("SentryDSN")?,
+            usage_sentry_dsn: get("UsageSentryDSN")?,
+            metrics_address: (!metrics.is_empty()).then_some(metrics),
+            workers,
+            durability,
+        })
+    }
+
+    /// How many socket workers to run on a machine with `cores` cores.
+    ///
+    /// `Workers` wins when set. Otherwise the reference's concurrency keys
+    /// map onto workers: `PreFork = N` (N ≥ 2) → N workers; `Threads = true`
+    /// with `MaxThreads = N > 0` → min(N, cores); `Processes = true` →
+    /// min(MaxProcesses, cores); otherwise one worker per core, each with
+    /// its own `SO_REUSEPORT` socket (issue #6 item 3). On a machine whose
+    /// load generator runs on the same cores (loopback benchmarks), fewer
+    /// workers (`--workers 1`) make larger batches and cost less CPU per
+    /// request: the kernel's share of each request is larger than ours.
+    /// A `PreFork`
+    /// below 2 (other than 0) is ignored, and with both `Threads` and
+    /// `Processes` true the `Threads` rule applies; the reference refuses
+    /// both combinations (see [`ServerConfig::python_only_notes`]). (The
+    /// reference's default is a single thread; ours may use several
+    /// workers because our engines are safe to share.)
+    pub fn worker_count(&self, cores: usize) -> usize {
+        let cores = cores.max(1);
+        if self.workers > 0 {
+            return self.workers;
+        }
+        if self.prefork >= 2 {
+            return self.prefork as usize;
+        }
+        if self.threads && self.max_threads > 0 {
+            return (self.max_threads as usize).min(cores);
+        }
+        if self.processes && self.max_processes > 0 {
+            return (self.max_processes as usize).min(cores);
+        }
+        cores
+    }
+}
+
+impl ServerConfig {
+    /// Warnings for Python-only setting combinations that the reference
+    /// refuses (exit 1) and we accept, saying what is done instead. No
+    /// combination of the reference's concurrency keys is an error here
+    /// (issue #2 item 4; docs/compatibility.md).
+    pub fn python_only_notes(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if self.threads && self.processes {
+            v.push(
+                "Threads and Processes are both true (the reference refuses this): using the Threads settings (MaxThreads) for the worker count"
+                    .to_owned(),
+            );
+        }
+        if self.prefork != 0 && self.prefork < 2 {
+            v.push(format!(
+                "PreFork = {} is below 2 (the reference refuses this): ignored, as if PreFork = 0",
+                self.prefork
+            ));
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn home_with(config: Option<&str>) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        if let Some(c) = config {
+            std::fs::write(t.path().join("config"), c).unwrap();
+        }
+        t
+    }
+
+    #[test]
+    fn defaults_without_config_file() {
+        let t = home_with(None);
+        let c = ServerConfig::load(t.path(), &[]).unwrap();
+        assert_eq!(c.port, 24441);
+        assert_eq!(c.listen_address, "0.0.0.0");
+        assert_eq!(c.engine, "lmdb");
+        assert_eq!(c.digest_db, t.path().join("pyzord.lmdb").to_string_lossy());
+        assert!(!c.digest_db_explicit);
+        assert_eq!(c.cleanup_age, 10368000);
+        assert_eq!(c.passwd_file, Some(t.path().join("pyzord.passwd")));
+        assert_eq!(c.access_file, Some(t.path().join("pyzord.access")));
+        assert_eq!(c.pid_file, Some(t.path().join("pyzord.pid")));
+        assert_eq!(c.log_file, None);
+        assert_eq!(c.usage_log_file, None);
+        assert_eq!(c.forward_client_homedir, None);
+        assert_eq!(c.metrics_address, None);
+        assert!(!c.threads && !c.processes && !c.gevent);
+        assert_eq!(
+            (c.max_threads, c.max_processes, c.db_connections, c.prefork),
+            (0, 40, 0, 0)
+        );
+    }
+
+    #[test]
+    fn precedence_defaults_config_flags() {
+        let t = home_with(Some("[server]\nport = 1000\nEngine = gdbm\nLogFile = logs/pyzord.log\nDigestDB = ~root/db\n"));
+        let c = ServerConfig::load(t.path(), &[]).unwrap();
+        assert_eq!(c.port, 1000);
+        assert_eq!(c.engine, "gdbm");
+        assert_eq!(c.log_file, Some(t.path().join("logs/pyzord.log")));
+        assert_eq!(c.digest_db, "/root/db");
+        let c = ServerConfig::load(
+            t.path(),
+            &[("Port", "2000".into()), ("Engine", "redis".into())],
+        )
+        .unwrap();
+        assert_eq!(c.port, 2000);
+        assert_eq!(c.engine, "redis");
+        // Non-file engines keep the DSN as written.
+        assert_eq!(c.digest_db, "~root/db");
+    }
+
+    #[test]
+    fn gdbm_default_dsn_is_the_reference_file() {
+        let t = home_with(Some("[server]\nEngine = gdbm\n"));
+        let c = ServerConfig::load(t.path(), &[]).unwrap();
+        assert_eq!(c.digest_db, t.path().join("pyzord.db").to_string_lossy());
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let t = home_with(Some("[server]\nPort = 24441 # comment\n"));
+        let e = ServerConfig::load(t.path(), &[]).unwrap_err();
+        assert!(e.to_string().contains("Port"), "{e}");
+        let t = home_with(Some("[server]\nport = 1\nPort = 2\n"));
+        assert!(matches!(
+            ServerConfig::load(t.path(), &[]),
+            Err(ConfigError::Ini(_))
+        ));
+    }
+
+    #[test]
+    fn python_only_combinations_are_warnings() {
+        let t = home_with(Some(
+            "[server]\nThreads = TRUE\nProcesses = true\nMaxThreads = 2\n",
+        ));
+        let c = ServerConfig::load(t.path(), &[]).unwrap();
+        assert_eq!(c.worker_count(8), 2, "the Threads rule applies");
+        let n = c.python_only_notes();
+        assert_eq!(n.len(), 1);
+        assert!(n[0].contains("Threads and Processes"), "{n:?}");
+        let t = home_with(None);
+        for pf in ["1", "-3"] {
+            let c = ServerConfig::load(t.path(), &[("PreFork", pf.into())]).unwrap();
+            assert_eq!(c.worker_count(4), 4, "PreFork {pf} is ignored");
+            let n = c.python_only_notes();
+            assert!(
+                n.len() == 1 && n[0].contains(&format!("PreFork = {pf}")),
+                "{n:?}"
+            );
+        }
+        let c = ServerConfig::load(t.path(), &[("PreFork", "2".into())]).unwrap();
+        assert!(c.python_only_notes().is_empty());
+        assert_eq!(c.worker_count(8), 2);
+    }
+
+    #[test]
+    fn durability_key() {
+        let t = home_with(None);
+        let c = ServerConfig::load(t.path(), &[]).unwrap();
+        assert_eq!(c.durability, DurabilityMode::Process);
+        let t = home_with(Some("[server]\nDurability = FSync\n"));
+        let c = ServerConfig::load(t.path(), &[]).unwrap();
+        assert_eq!(c.durability, DurabilityMode::Fsync);
+        let c = ServerConfig::load(t.path(), &[("Durability", "process".into())]).unwrap();
+        assert_eq!(c.durability, DurabilityMode::Process);
+        let e = ServerConfig::load(t.path(), &[("Durability", "disk".into())]).unwrap_err();
+        assert!(e.to_string().contains("Durability"), "{e}");
+    }
+
+    #[test]
+    fn empty_file_values_mean_unset() {
+        let t = home_with(Some("[server]\nPasswdFile =\nAccessFile =\nPidFile=\n"));
+        let c = ServerConfig::load(t.path(), &[]).unwrap();
+        assert_eq!(
+            (c.passwd_file, c.access_file, c.pid_file),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn worker_mapping() {
+        let t = home_with(None);
+        let mut c = ServerConfig::load(t.path(), &[]).unwrap();
+        assert_eq!(c.worker_count(4), 4);
+        assert_eq!(c.worker_count(2), 2);
+        assert_eq!(c.worker_count(1), 1);
+        assert_eq!(c.worker_count(0), 1);
+        c.prefork = 3;
+        assert_eq!(c.worker_count(4), 3);
+        c.prefork = 0;
+        c.threads = true;
+        c.max_threads = 16;
+        assert_eq!(c.worker_count(4), 4);
+        c.max_threads = 2;
+        assert_eq!(c.worker_count(4), 2);
+        c.workers = 7;
+        assert_eq!(c.worker_count(4), 7);
+    }
+}
