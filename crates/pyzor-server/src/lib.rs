@@ -21,6 +21,7 @@
 //! threads. [`run`] is the whole program.
 
 pub mod cli;
+mod cmd;
 pub mod daemon;
 pub mod forward;
 pub mod logging;

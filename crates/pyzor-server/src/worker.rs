@@ -1,13 +1,15 @@
 //! Processing one receive batch: parse every datagram, decide it
-//! (authentication, PV, ACL, dispatch), run **one** engine batch for all
-//! reads and increments (one transaction, one commit), then format every
-//! reply. Replies are only sent after the engine batch returned, so an
-//! acknowledged report is durable to the engine's level.
+//! (`evaluate`: authentication, PV, ACL, dispatch; then the op's own
+//! [`Request`]), run **one** engine batch for all reads and increments (one
+//! transaction, one commit), then format every reply. Replies are only
+//! sent after the engine batch returned, so an acknowledged report is
+//! durable to the engine's level. What each op does is in [`crate::cmd`].
 //!
 //! [`Processor`] keeps all per-request state in vectors reused across
 //! batches; the check path allocates nothing per request.
 
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
@@ -16,10 +18,11 @@ use pyzor_protocol::record::Timestamp;
 use pyzor_protocol::wire::server::{
     evaluate, format_reply, usage_line, Failure, Parsed, ReplyBody,
 };
-use pyzor_protocol::wire::{Op, PONG_COUNT};
+use pyzor_protocol::wire::Op;
 use pyzor_protocol::Record;
 use pyzor_store::{Engine, StoreError};
 
+use crate::cmd::Request;
 use crate::forward::ForwardQueue;
 use crate::logging::Logs;
 use crate::metrics::{Metrics, Tally};
@@ -35,27 +38,51 @@ pub struct Shared {
     pub stop: Arc<AtomicBool>,
 }
 
-#[derive(Clone, Debug)]
-enum Decision {
+/// What became of one datagram before the engine call.
+#[derive(Debug)]
+enum Decision<'a> {
     Fail(Failure),
-    /// Accepted; `ops` = index range into the engine batch.
     Ok {
-        op: Op,
-        ops_start: usize,
-        ops_len: usize,
+        /// For the usage log.
+        user: &'a [u8],
+        request: Request<'a>,
+        /// The request's operations in the engine batch.
+        ops: Range<usize>,
     },
+}
+
+/// A request's reply: 200 for its user, op and records, or a failure.
+type Answer<'s, 'a> = Result<(&'a [u8], &'s Request<'a>, &'s [Option<Record>]), &'s Failure>;
+
+impl<'a> Decision<'a> {
+    /// The request's user, op and records, or its failure: its own, or the
+    /// engine's (`engine_fail`) when it has operations.
+    fn answer<'s>(
+        &'s self,
+        engine_fail: Option<&'s Failure>,
+        records: &'s [Option<Record>],
+    ) -> Answer<'s, 'a> {
+        match self {
+            Decision::Fail(f) => Err(f),
+            Decision::Ok { user, request, ops } => match engine_fail {
+                Some(f) if !ops.is_empty() => Err(f),
+                _ => Ok((user, request, records.get(ops.clone()).unwrap_or_default())),
+            },
+        }
+    }
 }
 
 /// Per-worker reusable state.
 pub struct Processor {
     parsed: Vec<Parsed>,
-    decisions: Vec<Decision>,
+    /// This batch's decisions (empty between batches: they borrow `parsed`).
+    decisions: Vec<Decision<'static>>,
     records: Vec<Option<Record>>,
     scratch: Vec<u8>,
     /// The engine batch's operation list, kept between batches (empty).
     ops_buf: Vec<pyzor_store::Op<'static>>,
     /// Per-request engine failures; only filled when a refused batch was
-    /// re-run request by request ([`Processor::execute_one_by_one`]).
+    /// re-run request by request ([`execute_one_by_one`]).
     req_fail: Vec<Option<Failure>>,
     rules: Arc<Rules>,
     rules_gen: u64,
@@ -97,196 +124,141 @@ impl Processor {
         while self.parsed.len() < n {
             self.parsed.push(Parsed::new());
         }
-        self.decisions.clear();
+        for (i, p) in self.parsed[..n].iter_mut().enumerate() {
+            p.parse(datagram(i).0);
+        }
         // One clock read per batch: the engine's timestamp and the
         // authentication window's float seconds are the same instant.
         let now = pyzor_store::now();
         let now_f = now.0 as f64 / 1_000_000.0;
 
-        // 1. Parse and decide.
-        let mut n_ops = 0usize;
-        for i in 0..n {
-            let (d, _) = datagram(i);
-            self.parsed[i].parse(d);
-            let p = &self.parsed[i];
-            let dec = match evaluate(
-                p,
-                &self.rules.accounts,
-                &self.rules.acl,
-                now_f,
-                &mut self.scratch,
-            ) {
-                Err(f) => Decision::Fail(f),
-                Ok(a) => {
-                    let op = a.op.unwrap_or(Op::Ping);
-                    let count = if !a.has_digests {
-                        0
-                    } else {
-                        match op {
-                            Op::Check | Op::Info => 1,
-                            Op::Report | Op::Whitelist => p.digests().count(),
-                            Op::Ping | Op::Pong => 0,
-                        }
-                    };
-                    let d = Decision::Ok {
-                        op,
-                        ops_start: n_ops,
-                        ops_len: count,
-                    };
-                    n_ops += count;
-                    d
-                }
-            };
-            self.decisions.push(dec);
+        // 1. Decide every request; collect its store operations.
+        let mut decisions: Vec<Decision<'_>> = recycle(std::mem::take(&mut self.decisions));
+        let mut ops: Vec<pyzor_store::Op<'_>> = recycle(std::mem::take(&mut self.ops_buf));
+        for p in &self.parsed[..n] {
+            decisions.push(decide(p, &self.rules, now_f, &mut self.scratch, &mut ops));
         }
 
         // 2. One engine batch.
-        self.records.clear();
-        self.req_fail.clear();
-        let mut engine_failure: Option<Failure> = None;
-        if n_ops > 0 {
-            let mut ops: Vec<pyzor_store::Op<'_>> = recycle(std::mem::take(&mut self.ops_buf));
-            for (i, dec) in self.decisions.iter().enumerate() {
-                if let Decision::Ok { op, ops_len, .. } = dec {
-                    if *ops_len == 0 {
-                        continue;
-                    }
-                    let p = &self.parsed[i];
-                    match op {
-                        Op::Check | Op::Info => {
-                            ops.extend(p.digests().next().map(pyzor_store::Op::Get))
-                        }
-                        Op::Report => ops.extend(p.digests().map(pyzor_store::Op::Report)),
-                        Op::Whitelist => ops.extend(p.digests().map(pyzor_store::Op::Whitelist)),
-                        Op::Ping | Op::Pong => {}
-                    }
-                }
-            }
-            match shared.engine.execute(&ops, now, &mut self.records) {
-                Err(e) if splittable(&e, &ops) && n > 1 => {
-                    log::warn!(
-                        "Engine {} refused a batch of {} operations ({e}); answering its requests one by one",
-                        shared.engine.name(),
-                        ops.len()
-                    );
-                    execute_one_by_one(
-                        shared,
-                        &self.decisions,
-                        &ops,
-                        now,
-                        &mut self.records,
-                        &mut self.req_fail,
-                    );
-                }
-                Err(e) => {
-                    shared.metrics.engine_errors.fetch_add(1, Relaxed);
-                    log::error!(
-                        "Engine {} failed a batch of {} operations: {e}",
-                        shared.engine.name(),
-                        ops.len()
-                    );
-                    engine_failure = Some(failure_of(e));
-                }
-                Ok(()) if self.records.len() != ops.len() => {
-                    shared.metrics.engine_errors.fetch_add(1, Relaxed);
-                    engine_failure = Some(Failure::internal(format!(
-                        "engine returned {} results for {} operations",
-                        self.records.len(),
-                        ops.len()
-                    )));
-                }
-                Ok(()) => {}
-            }
-            self.ops_buf = recycle(ops);
-        }
+        let engine_failure = execute(
+            shared,
+            &decisions,
+            &ops,
+            now,
+            &mut self.records,
+            &mut self.req_fail,
+        );
 
         // 3. Replies, usage log, forwarding, metrics.
-        let usage_info = shared
-            .logs
-            .as_ref()
-            .is_some_and(|l| l.usage_enabled(Level::Info));
-        let usage_err = shared
-            .logs
-            .as_ref()
-            .is_some_and(|l| l.usage_enabled(Level::Error));
-        for (i, reply) in replies.iter_mut().enumerate().take(n) {
+        let logs = shared.logs.as_ref();
+        let usage_info = logs.filter(|l| l.usage_enabled(Level::Info));
+        let usage_err = logs.filter(|l| l.usage_enabled(Level::Error));
+        for (i, (dec, reply)) in decisions.iter().zip(replies.iter_mut()).enumerate() {
             let p = &self.parsed[i];
             let thread = p.get("Thread");
-            let mut dec = self.decisions[i].clone();
-            let fail = engine_failure
+            let engine_fail = engine_failure
                 .as_ref()
                 .or_else(|| self.req_fail.get(i).and_then(Option::as_ref));
-            if let (Some(f), Decision::Ok { ops_len, .. }) = (fail, &dec) {
-                if *ops_len > 0 {
-                    dec = Decision::Fail(f.clone());
-                }
-            }
-            match dec {
-                Decision::Fail(f) => {
+            match dec.answer(engine_fail, &self.records) {
+                Err(f) => {
                     format_reply(reply, f.code, &f.diag, thread, ReplyBody::Bare);
                     self.tally.add(p.get("Op").and_then(Op::from_bytes), f.code);
-                    if usage_err {
-                        if let Some(l) = &shared.logs {
-                            l.usage(Level::Error, format!("{}: {}", f.code, f.diag));
-                        }
+                    if let Some(l) = usage_err {
+                        l.usage(Level::Error, format!("{}: {}", f.code, f.diag));
                     }
                 }
-                Decision::Ok {
-                    op,
-                    ops_start,
-                    ops_len,
-                } => {
-                    let body = match op {
-                        Op::Pong if has_digest(p) => ReplyBody::Counts {
-                            count: PONG_COUNT,
-                            wl_count: 0,
-                        },
-                        Op::Check if ops_len > 0 => {
-                            let r = self.records[ops_start].unwrap_or_default();
-                            ReplyBody::Counts {
-                                count: r.r_count,
-                                wl_count: r.wl_count,
-                            }
-                        }
-                        Op::Info if ops_len > 0 => {
-                            let r = self.records[ops_start].unwrap_or_default();
-                            ReplyBody::Info {
-                                entered: info_time(r.r_entered),
-                                updated: info_time(r.r_updated),
-                                wl_entered: info_time(r.wl_entered),
-                                wl_updated: info_time(r.wl_updated),
-                                count: r.r_count,
-                                wl_count: r.wl_count,
-                            }
-                        }
-                        _ => ReplyBody::Bare,
-                    };
-                    format_reply(reply, 200, "OK", thread, body);
-                    self.tally.add(Some(op), 200);
-                    if usage_info {
-                        if let Some(l) = &shared.logs {
-                            let user = p
-                                .get("User")
-                                .filter(|u| !u.is_empty())
-                                .unwrap_or(b"anonymous");
-                            let ip = datagram(i)
-                                .1
-                                .map(|a| a.ip().to_string())
-                                .unwrap_or_default();
-                            l.usage(Level::Info, usage_line(user, &ip, p.get("Op"), p, 200));
-                        }
+                Ok((user, request, records)) => {
+                    format_reply(reply, 200, "OK", thread, request.reply(records));
+                    self.tally.add(Some(request.op()), 200);
+                    if let Some(l) = usage_info {
+                        let ip = datagram(i).1.map(|a| a.ip().to_string());
+                        let line = usage_line(user, &ip.unwrap_or_default(), p.get("Op"), p, 200);
+                        l.usage(Level::Info, line);
                     }
-                    if ops_len > 0 && matches!(op, Op::Report | Op::Whitelist) {
-                        if let Some(q) = &shared.forward {
-                            for d in p.digests() {
-                                q.push(op == Op::Whitelist, d, &shared.metrics);
-                            }
-                        }
+                    if let Some(q) = &shared.forward {
+                        request.forward(q, &shared.metrics);
                     }
                 }
             }
         }
         shared.metrics.add_tally(&mut self.tally);
+        self.ops_buf = recycle(ops);
+        self.decisions = recycle(decisions);
+    }
+}
+
+/// One request before the engine call: `evaluate`, then the op's own
+/// [`Request`], whose store operations are pushed onto `ops`.
+fn decide<'p>(
+    p: &'p Parsed,
+    rules: &Rules,
+    now: f64,
+    scratch: &mut Vec<u8>,
+    ops: &mut Vec<pyzor_store::Op<'p>>,
+) -> Decision<'p> {
+    let accepted = match evaluate(p, &rules.accounts, &rules.acl, now, scratch) {
+        Ok(a) => a,
+        Err(f) => return Decision::Fail(f),
+    };
+    match Request::new(accepted.op, p) {
+        Ok(request) => {
+            let start = ops.len();
+            request.store_ops(ops);
+            Decision::Ok {
+                user: accepted.user,
+                request,
+                ops: start..ops.len(),
+            }
+        }
+        Err(f) => Decision::Fail(f),
+    }
+}
+
+/// Run the batch's operations (if any) as one engine call; the results go
+/// to `records`, one per operation. `Some` is the failure of every request
+/// with operations; `req_fail` holds per-request failures when the engine
+/// refused the batch and it was re-run request by request.
+fn execute(
+    shared: &Shared,
+    decisions: &[Decision<'_>],
+    ops: &[pyzor_store::Op<'_>],
+    now: Timestamp,
+    records: &mut Vec<Option<Record>>,
+    req_fail: &mut Vec<Option<Failure>>,
+) -> Option<Failure> {
+    records.clear();
+    req_fail.clear();
+    if ops.is_empty() {
+        return None;
+    }
+    match shared.engine.execute(ops, now, records) {
+        Err(e) if splittable(&e, ops) && decisions.len() > 1 => {
+            log::warn!(
+                "Engine {} refused a batch of {} operations ({e}); answering its requests one by one",
+                shared.engine.name(),
+                ops.len()
+            );
+            execute_one_by_one(shared, decisions, ops, now, records, req_fail);
+            None
+        }
+        Err(e) => {
+            shared.metrics.engine_errors.fetch_add(1, Relaxed);
+            log::error!(
+                "Engine {} failed a batch of {} operations: {e}",
+                shared.engine.name(),
+                ops.len()
+            );
+            Some(failure_of(e))
+        }
+        Ok(()) if records.len() != ops.len() => {
+            shared.metrics.engine_errors.fetch_add(1, Relaxed);
+            Some(Failure::internal(format!(
+                "engine returned {} results for {} operations",
+                records.len(),
+                ops.len()
+            )))
+        }
+        Ok(()) => None,
     }
 }
 
@@ -297,7 +269,7 @@ impl Processor {
 /// (`None` for a failed request's); `req_fail[i]` says why request `i` failed.
 fn execute_one_by_one(
     shared: &Shared,
-    decisions: &[Decision],
+    decisions: &[Decision<'_>],
     ops: &[pyzor_store::Op<'_>],
     now: Timestamp,
     records: &mut Vec<Option<Record>>,
@@ -307,16 +279,14 @@ fn execute_one_by_one(
     req_fail.clear();
     req_fail.resize(decisions.len(), None);
     for (i, dec) in decisions.iter().enumerate() {
-        let Decision::Ok {
-            ops_start, ops_len, ..
-        } = *dec
-        else {
+        let Decision::Ok { ops: mine, .. } = dec else {
             continue;
         };
+        let ops_len = mine.len();
         if ops_len == 0 {
             continue;
         }
-        let mine = &ops[ops_start..ops_start + ops_len];
+        let mine = &ops[mine.clone()];
         let before = records.len();
         let res = shared.engine.execute(mine, now, records);
         let fail = match res {
@@ -361,24 +331,19 @@ fn failure_of(e: StoreError) -> Failure {
     }
 }
 
-/// Empty a vector of borrowed operations and hand its allocation to another
-/// lifetime: the in-place `collect` of an empty `vec::IntoIter` keeps the
-/// buffer, so the per-batch operation list is allocated once per worker.
-fn recycle<'a, 'b>(mut v: Vec<pyzor_store::Op<'a>>) -> Vec<pyzor_store::Op<'b>> {
+/// Empty a vector of borrowed values and hand its allocation to another
+/// lifetime (`A` and `B` are one type but for lifetimes): the in-place
+/// `collect` of an empty `vec::IntoIter` keeps the buffer, so the
+/// per-batch lists are allocated once per worker.
+fn recycle<A, B>(mut v: Vec<A>) -> Vec<B> {
+    const {
+        assert!(std::mem::size_of::<A>() == std::mem::size_of::<B>());
+        assert!(std::mem::align_of::<A>() == std::mem::align_of::<B>());
+    }
     v.clear();
     v.into_iter()
         .map(|_| unreachable!("the vector is empty"))
         .collect()
-}
-
-fn has_digest(p: &Parsed) -> bool {
-    p.digests().next().is_some()
-}
-
-/// `info` times: `"%d" % time.mktime(dt.timetuple())` of the stored local
-/// time, i.e. whole epoch seconds; 0 when never set (docs/protocol.md §6).
-fn info_time(t: Option<Timestamp>) -> i64 {
-    t.map_or(0, |t| t.secs())
 }
 
 /// A worker's loop: receive a batch, process it, send the replies, until

@@ -14,7 +14,8 @@
 //! let (accounts, acl) = (Accounts::default(), Acl::reference_default());
 //! let mut scratch = Vec::new();
 //! let ok = evaluate(&req, &accounts, &acl, 1.7e9, &mut scratch).unwrap();
-//! assert_eq!((ok.op, ok.has_digests), (Some(Op::Check), true));
+//! assert_eq!((ok.op, ok.user), (Op::Check, &b"anonymous"[..]));
+//! assert_eq!(db_key(req.digests().next().unwrap()), Ok(&b"abc"[..]));
 //! let mut out = Vec::new();
 //! format_reply(&mut out, 200, "OK", req.get("Thread"), ReplyBody::Counts { count: 3, wl_count: 0 });
 //! assert_eq!(out, b"Code: 200\nDiag: OK\nPV: 2.1\nThread: 77\nCount: 3\nWL-Count: 0\n\n");
@@ -147,18 +148,15 @@ impl Failure {
     );
 }
 
-/// A request that passed authentication, PV and ACL.
+/// A request that passed authentication, PV, ACL and dispatch (§4 steps
+/// 2–5). What the op then does with its `Op-Digest`s (and the op's own
+/// refusals) is the server's per-op code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Accepted<'a> {
-    /// The user (as sent, or `anonymous`).
+    /// The user (as sent, or `anonymous`), as the usage log writes it.
     pub user: &'a [u8],
-    /// The operation; `None` never happens for an accepted request except
-    /// through an access file that grants an unknown op, which is a 501
-    /// instead — so always `Some`.
-    pub op: Option<Op>,
-    /// Whether there is at least one `Op-Digest` (ping ignores them): with
-    /// none, the reply is a bare 200 for every op.
-    pub has_digests: bool,
+    /// The operation.
+    pub op: Op,
 }
 
 /// Python's `TypeError` texts for a header value that the email package
@@ -172,9 +170,10 @@ mod header_object {
     pub const DB_KEY: &str = "a bytes-like object is required, not 'Header'";
 }
 
-/// Decide a request (§4 steps 2–6). `now` is the server's clock in
-/// seconds (float, like `time.time()`); `scratch` is a reusable buffer for
-/// the signed text of non-anonymous requests.
+/// Decide a request (§4 steps 2–5: authentication, PV, ACL, dispatch).
+/// `now` is the server's clock in seconds (float, like `time.time()`);
+/// `scratch` is a reusable buffer for the signed text of non-anonymous
+/// requests.
 pub fn evaluate<'a>(
     req: &'a Parsed,
     accounts: &Accounts,
@@ -221,26 +220,21 @@ pub fn evaluate<'a>(
     }
     // 5. Dispatch.
     let op = Op::from_bytes(op_raw.unwrap_or_default()).ok_or(Failure::NOT_IMPLEMENTED)?;
-    // 6. Digests.
-    let has_digests = op != Op::Ping && req.digests().next().is_some();
-    if has_digests {
-        let bad = match op {
-            Op::Check | Op::Info => req.digests().next().is_some_and(|d| !d.is_ascii()),
-            Op::Report | Op::Whitelist => req.digests().any(|d| !d.is_ascii()),
-            Op::Ping | Op::Pong => false,
-        };
-        if bad {
-            // §3.2 bug 3: the reference's default engine (gdbm) cannot use a
-            // `Header` as a key. We refuse the whole request before storing
-            // anything (gdbm would have stored the digests before it).
-            return Err(Failure::internal(header_object::DB_KEY));
-        }
+    Ok(Accepted { user, op })
+}
+
+/// A digest as the reference's database key (§4 step 6): a digest with a
+/// byte ≥ 0x80 is an email `Header` object (§3.2 bug 3), which the
+/// reference's default engine (gdbm) refuses as a key with Python's
+/// `TypeError`. Which of a request's digests become keys is the op's
+/// business; a request with a refused one is refused whole, before
+/// anything is stored (gdbm would have stored the digests before it).
+pub fn db_key(digest: &[u8]) -> Result<&[u8], Failure> {
+    if digest.is_ascii() {
+        Ok(digest)
+    } else {
+        Err(Failure::internal(header_object::DB_KEY))
     }
-    Ok(Accepted {
-        user,
-        op: Some(op),
-        has_digests,
-    })
 }
 
 /// `int(msg["Time"])` with Python's outcomes: `Ok(Some(t))`; `Ok(None)` for
@@ -476,22 +470,17 @@ mod tests {
     use crate::auth::parse_passwd;
     use crate::wire::client::{build_request, Credentials, Layout};
 
-    fn run(
-        dgram: &[u8],
-        accounts: &Accounts,
-        acl: &Acl,
-        now: f64,
-    ) -> (u16, String, Option<Op>, bool) {
+    fn run(dgram: &[u8], accounts: &Accounts, acl: &Acl, now: f64) -> (u16, String, Option<Op>) {
         let mut p = Parsed::new();
         p.parse(dgram);
         let mut s = Vec::new();
         match evaluate(&p, accounts, acl, now, &mut s) {
-            Ok(a) => (200, "OK".into(), a.op, a.has_digests),
-            Err(f) => (f.code, f.diag.into_owned(), None, false),
+            Ok(a) => (200, "OK".into(), Some(a.op)),
+            Err(f) => (f.code, f.diag.into_owned(), None),
         }
     }
 
-    fn anon(d: &[u8]) -> (u16, String, Option<Op>, bool) {
+    fn anon(d: &[u8]) -> (u16, String, Option<Op>) {
         run(d, &Accounts::default(), &Acl::reference_default(), 1.7e9)
     }
 
@@ -554,22 +543,22 @@ mod tests {
     fn digests_and_dispatch() {
         assert_eq!(
             anon(b"Op: check\nPV: 2.1\n"),
-            (200, "OK".into(), Some(Op::Check), false)
+            (200, "OK".into(), Some(Op::Check))
         );
         assert_eq!(
             anon(b"Op: ping\nOp-Digest: x\nPV: 2.1\n"),
-            (200, "OK".into(), Some(Op::Ping), false)
+            (200, "OK".into(), Some(Op::Ping))
         );
+        // Which digests must be keys is the op's rule (pyzor-server's
+        // `cmd`, where the 500s for `\xff` digests are tested); `evaluate`
+        // accepts them all.
         assert_eq!(anon(b"Op: pong\nOp-Digest: \xff\nPV: 2.1\n").0, 200);
-        assert_eq!(anon(b"Op: check\nOp-Digest: \xff\nPV: 2.1\n").0, 500);
+        assert_eq!(anon(b"Op: check\nOp-Digest: \xff\nPV: 2.1\n").0, 200);
         assert_eq!(
-            anon(b"Op: report\nOp-Digest: a\nOp-Digest: \xff\nPV: 2.1\n").0,
-            500
+            db_key(b"\xff").unwrap_err().diag,
+            "Internal Server Error: a bytes-like object is required, not 'Header'"
         );
-        assert_eq!(
-            anon(b"Op: check\nOp-Digest: a\nOp-Digest: \xff\nPV: 2.1\n").0,
-            200
-        );
+        assert_eq!(db_key(b"abc"), Ok(&b"abc"[..]));
         let (acc, _) = parse_passwd("erin : k\n");
         let (acl, _) =
             crate::auth::parse_access("foo : erin : allow\nfoo : anonymous : allow\n", &acc);

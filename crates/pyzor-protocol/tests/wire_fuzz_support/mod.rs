@@ -2,7 +2,10 @@
 //! One server request, as `pyzord`'s worker handles it, for the wire
 //! fuzzers (tests/wire_server_fuzz.rs and fuzz/fuzz_targets/wire_server.rs):
 //! `Parsed::parse` → `evaluate` → `format_reply` (+ `usage_line`), and the
-//! check that the reply is well formed.
+//! check that the reply is well formed. The per-op rules (which digests
+//! become keys, which ops answer counts) are pyzor-server's `cmd` modules;
+//! here an accepted op's reply is only shaped like theirs, with extreme
+//! values.
 
 use pyzor_protocol::auth::{parse_access, parse_passwd, Accounts, Acl};
 use pyzor_protocol::wire::server::{evaluate, format_reply, usage_line, Parsed, ReplyBody};
@@ -45,6 +48,7 @@ pub fn handle<'w>(w: &'w mut Worker, rules: &Rules, datagram: &[u8]) -> &'w [u8]
     let p = &w.parsed;
     let thread = p.get("Thread");
     let code;
+    let has_digests = p.digests().next().is_some();
     match evaluate(p, &rules.accounts, &rules.acl, NOW as f64, &mut w.scratch) {
         Err(f) => {
             code = f.code;
@@ -53,11 +57,11 @@ pub fn handle<'w>(w: &'w mut Worker, rules: &Rules, datagram: &[u8]) -> &'w [u8]
         Ok(a) => {
             code = 200;
             let body = match a.op {
-                Some(Op::Check | Op::Pong) if a.has_digests => ReplyBody::Counts {
+                Op::Check | Op::Pong if has_digests => ReplyBody::Counts {
                     count: 7,
                     wl_count: -1,
                 },
-                Some(Op::Info) if a.has_digests => ReplyBody::Info {
+                Op::Info if has_digests => ReplyBody::Info {
                     entered: NOW,
                     updated: 0,
                     wl_entered: -5,

@@ -1,0 +1,236 @@
+//! One module per operation, one [`Request`] dispatching them (the layout
+//! of mini-redis's `cmd`). What is common to every op stays in
+//! `pyzor_protocol::wire::server`: `evaluate` (authentication, PV, ACL,
+//! dispatch), `Failure` and the reply framing (`format_reply`). Each op's
+//! file holds the rest, as its [`Command`] implementation:
+//!
+//! * what it reads from the request, and its own refusals ([`Command::parse`]);
+//! * the store operations it adds to the batch's one engine call
+//!   ([`Command::store_ops`]);
+//! * its reply fields, from the results of those operations
+//!   ([`Command::reply`]);
+//! * whether it is forwarded ([`Command::forward`]).
+//!
+//! The reference calls an op's handler only `if dispatch and digests`
+//! (`RequestHandler._really_handle`): ping never, the others only with at
+//! least one `Op-Digest`. Without one an op pushes no store operation and
+//! answers a bare 200, which falls out of each op's fields below.
+//!
+//! The examples in each file are anonymous requests (a client also sends
+//! `User`, `Time` and `Sig`; anonymous ones are not verified) and their
+//! replies on an empty database, with an access file that grants
+//! anonymous every op; every datagram ends with an empty line, not shown.
+//! A test runs them through [`crate::worker::Processor`].
+
+mod check;
+mod info;
+mod ping;
+mod pong;
+mod report;
+mod whitelist;
+
+use pyzor_protocol::wire::server::{Failure, Parsed, ReplyBody};
+use pyzor_protocol::wire::Op;
+use pyzor_protocol::Record;
+
+pub(crate) use check::Check;
+pub(crate) use info::Info;
+pub(crate) use ping::Ping;
+pub(crate) use pong::Pong;
+pub(crate) use report::Report;
+pub(crate) use whitelist::Whitelist;
+
+use crate::forward::ForwardQueue;
+use crate::metrics::Metrics;
+
+/// What each op's module says about its op.
+pub(crate) trait Command<'a>: Sized {
+    /// The op's `Op` value.
+    const OP: Op;
+    /// The op's fields of a request `evaluate` accepted; `Err` is the
+    /// reply when the op refuses the request.
+    fn parse(req: &'a Parsed) -> Result<Self, Failure>;
+    /// Push the op's store operations onto the batch.
+    fn store_ops(&self, batch: &mut Vec<pyzor_store::Op<'a>>);
+    /// The fields of the 200 reply; `records` are the results of exactly
+    /// the operations [`Command::store_ops`] pushed, in order.
+    fn reply(&self, records: &[Option<Record>]) -> ReplyBody;
+    /// Queue the op for the `ForwardClientHomeDir` servers, once answered 200.
+    fn forward(&self, queue: &ForwardQueue, metrics: &Metrics);
+}
+
+/// An accepted request, by op.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Request<'a> {
+    Ping(Ping),
+    Pong(Pong),
+    Check(Check<'a>),
+    Info(Info<'a>),
+    Report(Report<'a>),
+    Whitelist(Whitelist<'a>),
+}
+
+/// `$body` with `$c` bound to the op of `$request`.
+macro_rules! each_op {
+    ($request:expr, $c:ident => $body:expr) => {
+        match $request {
+            Request::Ping($c) => $body,
+            Request::Pong($c) => $body,
+            Request::Check($c) => $body,
+            Request::Info($c) => $body,
+            Request::Report($c) => $body,
+            Request::Whitelist($c) => $body,
+        }
+    };
+}
+
+impl<'a> Request<'a> {
+    /// The request `req` for `op`, as `evaluate` accepted it.
+    pub(crate) fn new(op: Op, req: &'a Parsed) -> Result<Self, Failure> {
+        Ok(match op {
+            Op::Ping => Request::Ping(Ping::parse(req)?),
+            Op::Pong => Request::Pong(Pong::parse(req)?),
+            Op::Check => Request::Check(Check::parse(req)?),
+            Op::Info => Request::Info(Info::parse(req)?),
+            Op::Report => Request::Report(Report::parse(req)?),
+            Op::Whitelist => Request::Whitelist(Whitelist::parse(req)?),
+        })
+    }
+
+    pub(crate) fn op(&self) -> Op {
+        fn op_of<'a, C: Command<'a>>(_: &C) -> Op {
+            C::OP
+        }
+        each_op!(self, c => op_of(c))
+    }
+
+    pub(crate) fn store_ops(&self, batch: &mut Vec<pyzor_store::Op<'a>>) {
+        each_op!(self, c => c.store_ops(batch))
+    }
+
+    pub(crate) fn reply(&self, records: &[Option<Record>]) -> ReplyBody {
+        each_op!(self, c => c.reply(records))
+    }
+
+    pub(crate) fn forward(&self, queue: &ForwardQueue, metrics: &Metrics) {
+        each_op!(self, c => c.forward(queue, metrics))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    use pyzor_protocol::auth::{parse_access, Accounts};
+    use pyzor_store::memory::MemoryEngine;
+
+    use crate::metrics::Metrics;
+    use crate::rules::{RuleSet, Rules};
+    use crate::worker::{Processor, Shared};
+
+    /// A memory engine; anonymous may do everything.
+    fn shared() -> Shared {
+        let accounts = Accounts::default();
+        let (acl, _) = parse_access("all : anonymous : allow\n", &accounts);
+        Shared {
+            engine: Arc::new(MemoryEngine::new()),
+            rules: Arc::new(RuleSet::fixed(Rules { accounts, acl })),
+            metrics: Arc::new(Metrics::default()),
+            logs: None,
+            forward: None,
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn answer(sh: &Shared, request: &[u8]) -> Vec<u8> {
+        let mut replies = vec![Vec::new()];
+        Processor::new(sh).process(sh, 1, |_| (request, None), &mut replies);
+        replies.pop().unwrap()
+    }
+
+    /// The ```text blocks of an op file's module comment, as datagrams.
+    fn examples(source: &str) -> Vec<Vec<u8>> {
+        let mut blocks = Vec::new();
+        let mut block: Option<String> = None;
+        for line in source.lines().map_while(|l| l.strip_prefix("//!")) {
+            let line = line.strip_prefix(' ').unwrap_or(line);
+            match (&mut block, line) {
+                (None, "```text") => block = Some(String::new()),
+                (Some(b), "```") => {
+                    b.push('\n');
+                    blocks.push(std::mem::take(b).into_bytes());
+                    block = None;
+                }
+                (Some(b), l) => {
+                    b.push_str(l);
+                    b.push('\n');
+                }
+                (None, _) => {}
+            }
+        }
+        blocks
+    }
+
+    #[test]
+    fn each_op_doc_example_is_what_the_server_answers() {
+        for (file, source) in [
+            ("ping.rs", include_str!("ping.rs")),
+            ("pong.rs", include_str!("pong.rs")),
+            ("check.rs", include_str!("check.rs")),
+            ("info.rs", include_str!("info.rs")),
+            ("report.rs", include_str!("report.rs")),
+            ("whitelist.rs", include_str!("whitelist.rs")),
+        ] {
+            let blocks = examples(source);
+            assert!(
+                !blocks.is_empty() && blocks.len() % 2 == 0,
+                "{file}: request/reply pairs"
+            );
+            let sh = shared();
+            for pair in blocks.chunks(2) {
+                assert_eq!(
+                    String::from_utf8_lossy(&answer(&sh, &pair[0])),
+                    String::from_utf8_lossy(&pair[1]),
+                    "{file}"
+                );
+            }
+        }
+    }
+
+    /// Which digests must be database keys (`db_key`) is each op's rule:
+    /// check and info look at the first digest only, report and whitelist
+    /// at all of them, ping and pong at none.
+    #[test]
+    fn digests_that_are_not_keys() {
+        let refused = "Code: 500\nDiag: Internal Server Error: a bytes-like object is required, not 'Header'\nPV: 2.1\nThread: \n\n";
+        let sh = shared();
+        let code = |r: &[u8]| String::from_utf8_lossy(&answer(&sh, r))[6..9].to_owned();
+        for op in ["check", "info", "report", "whitelist"] {
+            let mut bad = format!("Op: {op}\nPV: 2.1\nOp-Digest: ").into_bytes();
+            bad.extend_from_slice(b"\xff\n");
+            assert_eq!(String::from_utf8_lossy(&answer(&sh, &bad)), refused, "{op}");
+        }
+        assert_eq!(code(b"Op: pong\nOp-Digest: \xff\nPV: 2.1\n"), "200");
+        assert_eq!(code(b"Op: ping\nOp-Digest: \xff\nPV: 2.1\n"), "200");
+        assert_eq!(code(b"Op: check\nOp-Digest: \xff\nPV: 2.1\n"), "500");
+        assert_eq!(
+            code(b"Op: check\nOp-Digest: a\nOp-Digest: \xff\nPV: 2.1\n"),
+            "200"
+        );
+        assert_eq!(
+            code(b"Op: info\nOp-Digest: a\nOp-Digest: \xff\nPV: 2.1\n"),
+            "200"
+        );
+        assert_eq!(
+            code(b"Op: report\nOp-Digest: a\nOp-Digest: \xff\nPV: 2.1\n"),
+            "500"
+        );
+        assert_eq!(
+            code(b"Op: whitelist\nOp-Digest: a\nOp-Digest: \xff\nPV: 2.1\n"),
+            "500"
+        );
+        // Refused whole: the good digest before it was not stored.
+        assert_eq!(sh.engine.get(b"a").unwrap(), None);
+    }
+}

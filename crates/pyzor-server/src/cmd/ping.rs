@@ -1,0 +1,43 @@
+//! `ping`: is the server there? The reference has no handler for it
+//! (`dispatches["ping"] = None`): any `Op-Digest` is ignored, nothing is
+//! stored, the reply is a bare 200, nothing is forwarded.
+//!
+//! ```text
+//! Op: ping
+//! Thread: 17
+//! PV: 2.1
+//! ```
+//!
+//! ```text
+//! Code: 200
+//! Diag: OK
+//! PV: 2.1
+//! Thread: 17
+//! ```
+
+use pyzor_protocol::wire::server::{Failure, Parsed, ReplyBody};
+use pyzor_protocol::wire::Op;
+use pyzor_protocol::Record;
+
+use super::Command;
+use crate::forward::ForwardQueue;
+use crate::metrics::Metrics;
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ping;
+
+impl<'a> Command<'a> for Ping {
+    const OP: Op = Op::Ping;
+
+    fn parse(_: &'a Parsed) -> Result<Self, Failure> {
+        Ok(Ping)
+    }
+
+    fn store_ops(&self, _: &mut Vec<pyzor_store::Op<'a>>) {}
+
+    fn reply(&self, _: &[Option<Record>]) -> ReplyBody {
+        ReplyBody::Bare
+    }
+
+    fn forward(&self, _: &ForwardQueue, _: &Metrics) {}
+}

@@ -1,0 +1,57 @@
+//! `report`: count one spam report of **every** `Op-Digest`
+//! (`RequestHandler.handle_report`): one increment each, all in the
+//! batch's transaction; a bare 200; then each digest is forwarded as a
+//! report. A digest that is not a key refuses the whole request.
+//!
+//! ```text
+//! Op: report
+//! Op-Digest: 2aedaac999d71421c9ee49b9d81f627a7bc570aa
+//! Op-Digest: da39a3ee5e6b4b0d3255bfef95601890afd80709
+//! Op-Spec: 20,3,60,3
+//! Thread: 4453
+//! PV: 2.1
+//! ```
+//!
+//! ```text
+//! Code: 200
+//! Diag: OK
+//! PV: 2.1
+//! Thread: 4453
+//! ```
+
+use pyzor_protocol::wire::server::{db_key, Failure, Parsed, ReplyBody};
+use pyzor_protocol::wire::Op;
+use pyzor_protocol::Record;
+
+use super::Command;
+use crate::forward::ForwardQueue;
+use crate::metrics::Metrics;
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Report<'a> {
+    /// The request, for its `Op-Digest`s (none: a bare 200).
+    req: &'a Parsed,
+}
+
+impl<'a> Command<'a> for Report<'a> {
+    const OP: Op = Op::Report;
+
+    fn parse(req: &'a Parsed) -> Result<Self, Failure> {
+        req.digests().try_for_each(|d| db_key(d).map(drop))?;
+        Ok(Report { req })
+    }
+
+    fn store_ops(&self, batch: &mut Vec<pyzor_store::Op<'a>>) {
+        batch.extend(self.req.digests().map(pyzor_store::Op::Report));
+    }
+
+    fn reply(&self, _: &[Option<Record>]) -> ReplyBody {
+        ReplyBody::Bare
+    }
+
+    fn forward(&self, queue: &ForwardQueue, metrics: &Metrics) {
+        for d in self.req.digests() {
+            queue.push(false, d, metrics);
+        }
+    }
+}

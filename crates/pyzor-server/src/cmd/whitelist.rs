@@ -1,0 +1,58 @@
+//! `whitelist`: count one whitelisting of **every** `Op-Digest`
+//! (`RequestHandler.handle_whitelist`): one increment each, all in the
+//! batch's transaction; a bare 200; then each digest is forwarded as a
+//! whitelisting. A digest that is not a key refuses the whole request.
+//! (The default access file does not grant whitelist to anonymous; the
+//! example assumes one that does.)
+//!
+//! ```text
+//! Op: whitelist
+//! Op-Digest: 2aedaac999d71421c9ee49b9d81f627a7bc570aa
+//! Op-Spec: 20,3,60,3
+//! Thread: 4454
+//! PV: 2.1
+//! ```
+//!
+//! ```text
+//! Code: 200
+//! Diag: OK
+//! PV: 2.1
+//! Thread: 4454
+//! ```
+
+use pyzor_protocol::wire::server::{db_key, Failure, Parsed, ReplyBody};
+use pyzor_protocol::wire::Op;
+use pyzor_protocol::Record;
+
+use super::Command;
+use crate::forward::ForwardQueue;
+use crate::metrics::Metrics;
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Whitelist<'a> {
+    /// The request, for its `Op-Digest`s (none: a bare 200).
+    req: &'a Parsed,
+}
+
+impl<'a> Command<'a> for Whitelist<'a> {
+    const OP: Op = Op::Whitelist;
+
+    fn parse(req: &'a Parsed) -> Result<Self, Failure> {
+        req.digests().try_for_each(|d| db_key(d).map(drop))?;
+        Ok(Whitelist { req })
+    }
+
+    fn store_ops(&self, batch: &mut Vec<pyzor_store::Op<'a>>) {
+        batch.extend(self.req.digests().map(pyzor_store::Op::Whitelist));
+    }
+
+    fn reply(&self, _: &[Option<Record>]) -> ReplyBody {
+        ReplyBody::Bare
+    }
+
+    fn forward(&self, queue: &ForwardQueue, metrics: &Metrics) {
+        for d in self.req.digests() {
+            queue.push(true, d, metrics);
+        }
+    }
+}
