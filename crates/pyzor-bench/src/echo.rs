@@ -4,12 +4,11 @@
 //! Each answer has the layout of a check reply and echoes the request's
 //! Thread; nothing is parsed or stored beyond that.
 
-use crate::mmsg::Batch;
 use crate::proto::{request_thread, write_echo_reply};
 use crate::{BenchError, EchoArgs};
+use pyzor_udp::{Batch, Options};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -91,6 +90,9 @@ pub fn run(args: &EchoArgs, stop: Arc<AtomicBool>) -> Result<(), BenchError> {
     Ok(())
 }
 
+/// Room for one echo reply (the Thread is cut to fit).
+const ECHO_REPLY_SIZE: usize = 512;
+
 fn serve(
     sock: UdpSocket,
     batch: usize,
@@ -98,32 +100,22 @@ fn serve(
     stop: &AtomicBool,
     answered: &AtomicU64,
 ) {
-    let fd = sock.as_raw_fd();
-    let mut rx = Batch::new(batch, 8192, true);
-    let mut tx = Batch::new(batch, 512, true);
+    let mut io = Batch::new(Options {
+        reply_capacity: ECHO_REPLY_SIZE,
+        ..Options::new(batch, 8192)
+    });
+    let answer_all = vec![true; batch];
     while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
-        let n = match rx.recv(fd, libc::MSG_WAITFORONE) {
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) =>
-            {
-                continue
-            }
-            // Anything else (e.g. a queued ICMP error) is transient for UDP.
-            Err(_) => continue,
-        };
+        // A timeout or a signal gives 0; anything else (e.g. a queued ICMP
+        // error) is transient for UDP.
+        let Ok(n) = io.recv(&sock) else { continue };
         for i in 0..n {
-            let len = write_echo_reply(tx.slot_mut(i), request_thread(rx.msg(i)));
-            tx.set_len(i, len);
-            tx.copy_addr(&rx, i, i);
+            let (request, reply) = io.datagram_and_reply(i);
+            reply.resize(ECHO_REPLY_SIZE, 0);
+            let len = write_echo_reply(reply, request_thread(request));
+            reply.truncate(len);
         }
-        if let Ok(sent) = tx.send(fd, n, 0) {
-            answered.fetch_add(sent as u64, Ordering::Relaxed);
-        }
+        let refused = io.send(&sock, &answer_all);
+        answered.fetch_add((n - refused) as u64, Ordering::Relaxed);
     }
 }

@@ -8,10 +8,10 @@
 //! that arrives after that counts as late. Only requests sent inside the
 //! measured period (after the warm-up) are counted.
 
-use crate::mmsg::Batch;
 use crate::proto::{parse_reply, population_digest, time_string, Op, RequestWriter, MAX_REQUEST};
 use crate::stats::{Stats, ThreadStats};
 use crate::{BenchError, LoadArgs, Population};
+use pyzor_udp::{Batch, Options};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
@@ -304,8 +304,18 @@ impl Worker {
     fn run(mut self) -> ThreadStats {
         let mut st = ThreadStats::new();
         let max_window = self.socks.iter().map(|s| s.window).max().unwrap_or(1);
-        let mut sendb = Batch::new(max_window, MAX_REQUEST, false);
-        let mut recvb = Batch::new(max_window.clamp(8, 64), 2048, false);
+        // Connected sockets: no peer addresses. `sendb` only sends (its
+        // outgoing buffers hold the requests), `recvb` only receives.
+        let mut sendb = Batch::new(Options {
+            peers: false,
+            reply_capacity: MAX_REQUEST,
+            ..Options::new(max_window, 0)
+        });
+        let mut recvb = Batch::new(Options {
+            peers: false,
+            recv_flags: libc::MSG_DONTWAIT,
+            ..Options::new(max_window.clamp(8, 64), 2048)
+        });
         let mut ops_in_batch: Vec<(u64, Op)> = Vec::with_capacity(max_window);
         let mut sending = true;
         let mut time_secs = 0u64;
@@ -367,22 +377,24 @@ impl Worker {
                         };
                         let thread = sock.next_thread;
                         sock.next_thread += 1;
+                        let request = &mut sendb.replies[i];
+                        request.resize(MAX_REQUEST, 0);
                         let n = self.writer.write(
-                            sendb.slot_mut(i),
+                            request,
                             op,
                             &digest,
                             thread,
                             time_secs as i64,
                             &time_str,
                         );
-                        sendb.set_len(i, n);
+                        request.truncate(n);
                         ops_in_batch.push((thread, op));
                     }
                     if ops_in_batch.is_empty() {
                         continue;
                     }
                     let sent_at = Instant::now();
-                    let sent = match sendb.send(sock.sock.as_raw_fd(), ops_in_batch.len(), 0) {
+                    let sent = match sendb.send_first(&sock.sock, ops_in_batch.len()) {
                         Ok(n) => n,
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
                         Err(_) => {
@@ -473,21 +485,19 @@ impl Worker {
                     continue;
                 }
                 loop {
-                    let fd = self.socks[si].sock.as_raw_fd();
-                    match recvb.recv(fd, libc::MSG_DONTWAIT) {
+                    // Nothing queued (EAGAIN) or a signal gives 0.
+                    match recvb.recv(&self.socks[si].sock) {
                         Ok(0) => break,
                         Ok(n) => {
                             let at = Instant::now();
                             for i in 0..n {
-                                self.on_reply(si, recvb.msg(i), at, &mut st);
+                                self.on_reply(si, recvb.datagram(i), at, &mut st);
                             }
                             if n < recvb.capacity() {
                                 break;
                             }
                             backlog = true;
                         }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                         Err(_) => {
                             // e.g. ECONNREFUSED from an ICMP port unreachable.
                             st.recv_errors += 1;

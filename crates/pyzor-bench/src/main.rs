@@ -4,7 +4,6 @@
 
 mod echo;
 mod load;
-mod mmsg;
 mod proto;
 mod stats;
 

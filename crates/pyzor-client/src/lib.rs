@@ -11,8 +11,7 @@
 //! | [`app`] | the program: options, home directory, files, commands, exit status |
 //! | [`cli`] | optparse-compatible command line |
 //! | [`net`] | one request/reply over UDP with a timeout |
-//! | [`commands`] | the commands and their output |
-//! | [`output`] | Python reprs and `ctime` |
+//! | [`commands`] | the commands, their output (text, JSON) and exit flags |
 //! | [`genkey`] | account key generation |
 //! | [`digester`] | input styles to digests |
 //! | [`logging`] | the reference's log format and levels |
@@ -24,4 +23,3 @@ pub mod digester;
 pub mod genkey;
 pub mod logging;
 pub mod net;
-pub mod output;
