@@ -1,6 +1,6 @@
 //! cargo-fuzz target over the server's request path: `Parsed::parse`,
 //! `evaluate` (auth, PV, ACL), `format_reply` and `usage_line`, shared with
-//! the stable fuzzer in crates/pyzor-core/tests/wire_server_fuzz.rs. Every
+//! the stable fuzzer in crates/pyzor-protocol/tests/wire_server_fuzz.rs. Every
 //! datagram must give a well-formed reply. Run with `scripts/fuzz`
 //! (bounded); seeds in fuzz/seeds/wire_server.
 #![no_main]

@@ -3,8 +3,8 @@
 //! The standard library and socket2 only offer one datagram per syscall. At
 //! 200k+ requests per second on two cores the syscall count is what limits a
 //! load generator, so this module wraps the two Linux batch calls with libc
-//! (crates.md §3.1: nix's `MultiHeaders` has awkward lifetimes, quinn-udp has
-//! no `sendmmsg`). All buffers are allocated once and reused.
+//! (nix's `MultiHeaders` has awkward lifetimes, quinn-udp has no
+//! `sendmmsg`). All buffers are allocated once and reused.
 
 use std::io;
 use std::os::fd::RawFd;
