@@ -445,7 +445,9 @@ def main():
     ap.add_argument("--gen-threads", type=int, default=2, help="pyzor-bench threads for window > 1")
     ap.add_argument("--echo-threads", default="1,2",
                     help="echo responders to run (thread counts); the ceiling is the best of them each round")
-    ap.add_argument("--ref-venv", default=os.environ.get("PYZOR_REF_VENV", "/work/ref-venv"))
+    ap.add_argument("--ref-venv", default=os.environ.get("PYZOR_REF_VENV", os.path.join(ROOT, "target", "ref-venv")),
+                    help="reference Pyzor 1.1.2 virtualenv (default: $PYZOR_REF_VENV, else target/ref-venv "
+                         "of this checkout, as scripts/setup-ref-env builds it)")
     ap.add_argument("--ours-args", default="", help="extra arguments for every run of our pyzord")
     ap.add_argument("--fsync-args", default="--durability fsync",
                     help="arguments that select fsync durability on our pyzord (docs/server.md)")

@@ -1,14 +1,14 @@
 #!/usr/bin/python3
-"""Regenerate pyzor-core's Python-codec tables by asking the local CPython.
+"""Regenerate pyzor-digest's Python-codec tables by asking the local CPython.
 
 Run with Debian's /usr/bin/python3 (CPython 3.11.2, the interpreter the
 reference Pyzor 1.1.2 runs on):
 
     /usr/bin/python3 tools/gen-codec-tables.py [NameAliases.txt]
 
-(default alias candidates: crates/pyzor-core/src/digest/codecs/tables/name-aliases.txt)
+(default alias candidates: crates/pyzor-digest/src/codecs/tables/name-aliases.txt)
 
-Writes into crates/pyzor-core/src/digest/codecs/:
+Writes into crates/pyzor-digest/src/codecs/:
   * generated.rs        the `Codec` enum, codec names, alias and module tables
   * tables/<module>.bin one byte-trie per stateless codec (format below)
   * tables/gb18030_bmp.bin  GB18030 four-byte BMP table (u16 LE, 0 = invalid)
@@ -44,7 +44,7 @@ import sys
 assert sys.version_info[:2] == (3, 11), "tables must come from CPython 3.11"
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-OUT = os.path.join(ROOT, "crates/pyzor-core/src/digest/codecs")
+OUT = os.path.join(ROOT, "crates/pyzor-digest/src/codecs")
 TABLES = os.path.join(OUT, "tables")
 
 # Codecs implemented by hand in Rust (stateful, or not byte-trie shaped).

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
-"""Regenerate crates/pyzor-core/src/digest/html/entities.rs from the local
+"""Regenerate crates/pyzor-digest/src/html/entities.rs from the local
 Python's html.entities.html5 (the table html.unescape uses).
 
-Usage: /usr/bin/python3 tools/gen-html-entities.py > crates/pyzor-core/src/digest/html/entities.rs
+Usage: /usr/bin/python3 tools/gen-html-entities.py > crates/pyzor-digest/src/html/entities.rs
 
 The reference is CPython 3.11.2 (Debian 3.11.2-6+deb12u6); run this script
 with that interpreter so the table matches the reference exactly.

@@ -1,6 +1,7 @@
 //! Wall-clock comparison of our `pyzor` and the reference client against
 //! one reference `pyzord` (gdbm) on loopback. Prints figures; asserts
-//! nothing. Run: `PYZOR_REF_VENV=/work/ref-venv cargo bench -p pyzor-client`.
+//! nothing. Run: `cargo bench -p pyzor-client` (the reference venv is
+//! `$PYZOR_REF_VENV`, else `target/ref-venv` from `scripts/setup-ref-env`).
 
 use std::io::Write;
 use std::net::UdpSocket;

@@ -1,8 +1,8 @@
-//! The digest golden corpus (/work/shared/digest-corpus, made with the
-//! reference) through our `pyzor` command line: `-s msg|mbox|digests
-//! digest`, `predigest`, and the inputs on which the reference crashes.
-//! Checks the CLI plumbing around `pyzor_digest`; the msg/mbox parts
-//! skip loudly while the digest is not in pyzor-core yet.
+//! The digest golden corpus (crates/pyzor-digest/testdata/digest-corpus,
+//! made with the reference) through our `pyzor` command line: `-s
+//! msg|mbox|digests digest`, `predigest`, and the inputs on which the
+//! reference crashes. Checks the CLI plumbing around `pyzor_digest`; the
+//! msg/mbox parts skip loudly if the binary cannot digest at all.
 
 mod common;
 
@@ -10,22 +10,19 @@ use std::path::{Path, PathBuf};
 
 use common::run_client;
 
-fn corpus() -> Option<PathBuf> {
+/// The repository's copy of the corpus (`PYZOR_DIGEST_CORPUS` overrides).
+fn corpus() -> PathBuf {
     let dir = std::env::var_os("PYZOR_DIGEST_CORPUS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/digest-corpus"));
-    if dir.join("cases.tsv").is_file() {
-        Some(dir)
-    } else {
-        pyzor_testkit::skip(
-            "corpus_cli",
-            &format!(
-                "digest corpus missing at {} (set PYZOR_DIGEST_CORPUS)",
-                dir.display()
-            ),
-        );
-        None
-    }
+        .unwrap_or_else(|| {
+            pyzor_testkit::workspace_root().join("crates/pyzor-digest/testdata/digest-corpus")
+        });
+    assert!(
+        dir.join("cases.tsv").is_file(),
+        "digest corpus missing at {}",
+        dir.display()
+    );
+    dir
 }
 
 fn cases(dir: &Path) -> Vec<(String, String, String)> {
@@ -56,7 +53,7 @@ fn digest_available(home: &Path) -> bool {
 
 #[test]
 fn corpus_digest_styles_and_predigest() {
-    let Some(dir) = corpus() else { return };
+    let dir = corpus();
     let ours = pyzor_testkit::our_bin("pyzor");
     let home = pyzor_testkit::temp_home();
     let h = home.path();

@@ -126,7 +126,7 @@ fn single_server_scenario(c: &Clients, port: u16) {
 
 /// Two corpus messages and an mbox file through msg and mbox styles.
 fn messages_scenario(c: &Clients, home: &Path) {
-    let corpus = Path::new("/work/shared/digest-corpus");
+    let corpus = pyzor_testkit::workspace_root().join("crates/pyzor-digest/testdata/digest-corpus");
     let probe = run_client(
         &c.ours,
         home,

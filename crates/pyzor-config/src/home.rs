@@ -114,8 +114,8 @@ mod tests {
     #[test]
     fn homedir_rules() {
         assert_eq!(
-            default_homedir(Some(OsStr::new("/home/u"))),
-            PathBuf::from("/home/u/.pyzor")
+            default_homedir(Some(OsStr::new("/users/u"))),
+            PathBuf::from("/users/u/.pyzor")
         );
         assert_eq!(
             default_homedir(Some(OsStr::new(""))),
@@ -137,8 +137,17 @@ mod tests {
             Some(PathBuf::from("/srv/pyzor/sub/x"))
         );
         assert_eq!(expand_path("/abs/x", h), Some(PathBuf::from("/abs/x")));
+        // `~root` is root's home directory as the passwd database says.
+        let root_home = std::fs::read_to_string("/etc/passwd")
+            .unwrap()
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() >= 7 && f[0] == "root").then(|| f[5].to_owned())
+            })
+            .expect("root in /etc/passwd");
         let root = expand_path("~root/x", h).unwrap();
-        assert_eq!(root, PathBuf::from("/root/x"));
+        assert_eq!(root, Path::new(&root_home).join("x"));
         assert_eq!(
             expand_path("~nosuchuser_zz/x", h),
             Some(PathBuf::from("/srv/pyzor/~nosuchuser_zz/x"))

@@ -1,6 +1,6 @@
 //! A reader for the INI dialect of Python 3's `configparser.ConfigParser()`
 //! with its default settings, which is what the reference `pyzor` and
-//! `pyzord` scripts use (docs/field-notes.md §5.2, crates.md §3.9).
+//! `pyzord` scripts use (docs/field-notes.md §5.2).
 //!
 //! Semantics reproduced (each in one place below):
 //! * sections `[name]` (names case-sensitive, `SECTCRE` = `\[(?P<header>.+)\]`

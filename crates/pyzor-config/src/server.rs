@@ -341,7 +341,10 @@ mod tests {
         assert_eq!(c.port, 1000);
         assert_eq!(c.engine, "gdbm");
         assert_eq!(c.log_file, Some(t.path().join("logs/pyzord.log")));
-        assert_eq!(c.digest_db, "/root/db");
+        // Expanded like every file-valued key (`~root` is root's home).
+        let expanded = crate::home::expand_path("~root/db", t.path()).unwrap();
+        assert!(expanded.is_absolute());
+        assert_eq!(c.digest_db, expanded.to_string_lossy());
         let c = ServerConfig::load(
             t.path(),
             &[("Port", "2000".into()), ("Engine", "redis".into())],

@@ -2,8 +2,11 @@
 //! on the same inputs, in the same run, one core each.
 //!
 //! ```text
-//! cargo run --release -p pyzor-core --example digest-bench -- [--venv DIR] [--rounds N] [--mbox-mb MB] [--write FILE]
+//! cargo run --release -p pyzor-digest --example digest-bench -- [--venv DIR] [--rounds N] [--mbox-mb MB] [--write FILE]
 //! ```
+//!
+//! `--venv` defaults to `$PYZOR_REF_VENV`, else `target/ref-venv` of this
+//! checkout (what `scripts/setup-ref-env` builds).
 //!
 //! Workloads:
 //! 1. the msg cases of the golden corpus (testdata/digest-corpus);
@@ -113,7 +116,12 @@ fn main() {
     let venv = PathBuf::from(
         arg(&args, "--venv")
             .or_else(|| std::env::var("PYZOR_REF_VENV").ok())
-            .unwrap_or("/work/ref-venv".into()),
+            .unwrap_or_else(|| {
+                pyzor_testkit::workspace_root()
+                    .join("target/ref-venv")
+                    .to_string_lossy()
+                    .into_owned()
+            }),
     );
     let rounds: usize = arg(&args, "--rounds")
         .and_then(|v| v.parse().ok())

@@ -1,4 +1,4 @@
-//! A stand-alone `pyzor digest` / `pyzor predigest` over the pyzor-core
+//! A stand-alone `pyzor digest` / `pyzor predigest` over the pyzor-digest
 //! digest library, for the corpus shell loop and the digest benchmark:
 //!
 //! ```text

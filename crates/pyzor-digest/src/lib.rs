@@ -2,7 +2,7 @@
 //! 3.11.2 (`docs/digest-rules.md`; overview in `docs/digest.md`).
 //!
 //! ```text
-//! raw bytes ─ mime::parse_leaves (compat32, walk order)  spec §B
+//! raw bytes ─ mime::parse_leaves (compat32, walk order)  §B
 //!           ─ per part: text/* → transfer::decode_payload → codec → (html) §C
 //!                   other  → raw payload string                        §C.4
 //!           ─ normalize::Lines (splitlines, normalize, ≥ 8 code points) §D
@@ -20,7 +20,7 @@
 //!   `BufRead`, one `Vec<u8>` at a time, with `mailbox.mbox` semantics.
 //! * [`digests_style_lines`]: the lines style `digests` prints.
 //!
-//! An `Err` means the reference raises on this input (spec §H): it prints no
+//! An `Err` means the reference raises on this input (§H): it prints no
 //! digest and exits 1; callers should do the same and print the error.
 //!
 //! ```
@@ -53,15 +53,15 @@ use self::text::StandIns;
 type PartText<'a> = (Cow<'a, str>, StandIns);
 
 /// Why no digest can be produced. Every variant is an input on which the
-/// reference Pyzor 1.1.2 raises an exception and prints nothing (spec §H);
+/// reference Pyzor 1.1.2 raises an exception and prints nothing (§H);
 /// report it and treat the message as undigestible (exit status 1 in the
 /// CLI), exactly as the reference does.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DigestError {
-    /// An HTML part the reference's `html.parser` rejects (spec §H.1).
+    /// An HTML part the reference's `html.parser` rejects (§H.1).
     #[error("HTML part not parseable ({0}); Pyzor 1.1.2 raises AttributeError here and prints no digest")]
     Html(String),
-    /// Another input the reference crashes on (spec §H.2 and similar).
+    /// Another input the reference crashes on (§H.2 and similar).
     #[error("{what}; Pyzor 1.1.2 raises here and prints no digest")]
     ReferenceCrash {
         /// What is wrong with the message.
@@ -142,7 +142,7 @@ pub struct Predigest {
 }
 
 impl Predigest {
-    /// The selected lines in hashing order (duplicates repeat, spec §E).
+    /// The selected lines in hashing order (duplicates repeat, §E).
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
         self.selected.as_slice().iter().map(|&i| self.lines.get(i))
     }
@@ -153,7 +153,7 @@ impl Predigest {
     }
 
     /// SHA-1 over the selected lines, each `bytes.rstrip()`ped (a no-op on
-    /// normalised lines, kept literal, spec J.9).
+    /// normalised lines, kept literal, J.9).
     pub fn digest(&self) -> Digest {
         let mut h = Sha1::new();
         for l in self.iter() {
@@ -181,7 +181,7 @@ pub fn predigest_lines(raw: &[u8]) -> Result<Vec<Vec<u8>>, DigestError> {
     Ok(predigest(raw)?.iter().map(<[u8]>::to_vec).collect())
 }
 
-/// Line indexes hashed for `n` kept lines (spec §E): all when `n <= 4`, else
+/// Line indexes hashed for `n` kept lines (§E): all when `n <= 4`, else
 /// `offset * n // 100 + i` for `(offset, length)` in `[(20, 3), (60, 3)]`,
 /// skipping indexes past the end.
 pub fn selection(n: usize) -> Vec<usize> {
@@ -227,7 +227,7 @@ impl Selection {
 }
 
 // ---------------------------------------------------------------------------
-// Codec access (spec §C.2)
+// Codec access (§C.2)
 
 /// Python's codec error classes as the digest needs them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -325,10 +325,10 @@ fn ascii_transparent(label: &str) -> bool {
 }
 
 // ---------------------------------------------------------------------------
-// digest_payloads (spec §C)
+// digest_payloads (§C)
 
 /// `payload.decode(charset, "ignore")`, ascii/ignore after LookupError or
-/// UnicodeError (spec §C); a RuntimeError escapes the reference's `except`.
+/// UnicodeError (§C); a RuntimeError escapes the reference's `except`.
 fn decode_or_ascii_ignore<'a>(charset: &str, bytes: &[u8]) -> Result<PartText<'a>, DigestError> {
     match decode_codec(charset, bytes, Errors::Ignore) {
         Ok((s, stand_ins)) => Ok((Cow::Owned(s), stand_ins)),
@@ -357,18 +357,18 @@ fn message_lines(raw: &[u8]) -> Result<Lines, DigestError> {
     Ok(lines)
 }
 
-/// A `text/*` part (spec §C.1–C.3): transfer-decode, decode with the
+/// A `text/*` part (§C.1–C.3): transfer-decode, decode with the
 /// charset (NUL removed, `ascii` when absent or empty, `errors="ignore"`,
 /// falling back to ascii/ignore on LookupError/UnicodeError), strip HTML
 /// for subtype `html`.
 ///
 /// Pyzor's `errors = "strict"` branch for quopri-like charset names is dead
 /// code (the codecs module reports those non-text codecs as LookupError
-/// whatever the errors mode, spec §C.2 item 5, J.4), so it is not modelled.
+/// whatever the errors mode, §C.2 item 5, J.4), so it is not modelled.
 fn text_part<'a>(part: &PartRef<'_, 'a>) -> Result<PartText<'a>, DigestError> {
     let payload = part.payload_bytes();
     // `str(get('content-transfer-encoding', '')).lower()`: ASCII + U+FFFD,
-    // so ASCII lowering is Python's lower(); never stripped (spec J.8).
+    // so ASCII lowering is Python's lower(); never stripped (J.8).
     let cte = part
         .get("content-transfer-encoding")
         .map(transfer::Cte::from_header);
@@ -407,7 +407,7 @@ fn text_part<'a>(part: &PartRef<'_, 'a>) -> Result<PartText<'a>, DigestError> {
     };
     if part.subtype() == "html" {
         // `HTMLParser.HTMLParseError` does not exist in Python 3: any parser
-        // exception becomes AttributeError (spec §H.1, J.1). The stripper
+        // exception becomes AttributeError (§H.1, J.1). The stripper
         // keeps characters as they are (its `unescape` turns `&#xD800;`
         // into U+FFFD, never a surrogate), so the stand-ins stay valid.
         return html::strip_html(&text)
@@ -417,12 +417,12 @@ fn text_part<'a>(part: &PartRef<'_, 'a>) -> Result<PartText<'a>, DigestError> {
     Ok((text, stand_ins))
 }
 
-/// A non-text, non-multipart part (spec §C.4): `get_payload()` without
+/// A non-text, non-multipart part (§C.4): `get_payload()` without
 /// decoding: the still transfer-encoded text; with 8-bit bytes, decoded
 /// with the **raw** `charset` parameter (default `ascii`) and
 /// `errors="replace"`, ascii/replace on LookupError. The reference raises on
 /// a NUL in that parameter (ValueError), on an RFC 2231 tuple (TypeError)
-/// and when the codec raises UnicodeError (spec §H.2, J.7).
+/// and when the codec raises UnicodeError (§H.2, J.7).
 fn non_text_part<'a>(part: &PartRef<'_, 'a>) -> Result<PartText<'a>, DigestError> {
     let p = match cow_ascii(part.payload_bytes()) {
         Ok(text) => return Ok((text, StandIns::NONE)),

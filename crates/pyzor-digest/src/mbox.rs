@@ -10,7 +10,7 @@ use super::text::py_strip;
 ///
 /// * lines end at `\n` only;
 /// * every line starting with the bytes `From ` starts a message (`>From `
-///   is not unquoted, unquoted `From ` body lines split; spec J.10); bytes
+///   is not unquoted, unquoted `From ` body lines split; J.10); bytes
 ///   before the first one are ignored;
 /// * a message ends where the next `From ` line starts; if the line before
 ///   it is exactly `\n`, that one line is dropped (a `\r\n` line is not

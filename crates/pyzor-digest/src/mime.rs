@@ -4,12 +4,12 @@
 //! boundary and the charset (docs/digest-rules.md §B, §C.4).
 //!
 //! The message is never copied: it stays a `&[u8]`, every byte ≥ 0x80 is an
-//! opaque unit (Python's surrogate-escaped byte, spec §B.1), headers and
+//! opaque unit (Python's surrogate-escaped byte, §B.1), headers and
 //! payloads are byte ranges into it. The parser is a literal port of
 //! `email.feedparser.FeedParser._parsegen` with its `BufferedSubFile`
 //! (physical lines, push-back stack and stack of false-EOF matchers). The
 //! input is fed whole, which gives the same tree as Python's 8192-character
-//! chunks because `BufferedSubFile` re-joins partial lines (spec §B.2).
+//! chunks because `BufferedSubFile` re-joins partial lines (§B.2).
 
 use std::borrow::Cow;
 use std::rc::Rc;
@@ -33,7 +33,7 @@ pub struct Header {
     pub name: Span,
     /// The value: first line after the colon with leading spaces/tabs
     /// removed, continuation lines with their line ends, then trailing CR/LF
-    /// removed (spec §B.3 step 3).
+    /// removed (§B.3 step 3).
     pub value: Span,
 }
 
@@ -148,7 +148,7 @@ pub enum ParamValue {
 
 /// `str(header_value)` for compat32: a value holding 8-bit bytes comes back
 /// as an `email.header.Header` whose `str()` replaces **each** 8-bit byte by
-/// U+FFFD (spec §B.4). ASCII values are returned as they are.
+/// U+FFFD (§B.4). ASCII values are returned as they are.
 pub fn header_str(bytes: &[u8]) -> Cow<'_, str> {
     match bytes.is_ascii().then(|| std::str::from_utf8(bytes)) {
         Some(Ok(s)) => Cow::Borrowed(s),
@@ -163,9 +163,9 @@ pub fn header_str(bytes: &[u8]) -> Cow<'_, str> {
 
 /// `email.message_from_bytes(data)` (policy compat32) followed by
 /// `msg.walk()`, streamed: `visit` is called for every part whose payload is
-/// a string, in walk order (depth-first pre-order, spec §B.8). Parts whose
+/// a string, in walk order (depth-first pre-order, §B.8). Parts whose
 /// payload is a list (multipart with parts, `message/*`, delivery-status)
-/// are not visited: the digest skips them (spec §C). Only the open
+/// are not visited: the digest skips them (§C). Only the open
 /// ancestors of the current part are kept, so memory does not grow with the
 /// number of parts.
 pub fn parse_leaves(
@@ -249,7 +249,7 @@ impl<'a> PartRef<'_, 'a> {
     }
 
     /// `msg.get(name)`: first header whose name equals `name` ignoring ASCII
-    /// case, exactly (no trimming; spec §B.4). Returns the raw value bytes.
+    /// case, exactly (no trimming; §B.4). Returns the raw value bytes.
     pub fn get(&self, name: &str) -> Option<&'a [u8]> {
         let span = if name.eq_ignore_ascii_case("content-type") {
             self.part.content_type_hdr
@@ -297,7 +297,7 @@ impl<'a> PartRef<'_, 'a> {
     }
 
     /// The string payload as raw bytes (what `get_payload(decode=True)`
-    /// starts from, spec §C.1): borrowed when it is one range.
+    /// starts from, §C.1): borrowed when it is one range.
     pub fn payload_bytes(&self) -> Cow<'a, [u8]> {
         match &self.part.payload {
             Some(spans) => spans.bytes(self.data),
@@ -322,7 +322,7 @@ fn maintype(ctype: &str) -> &str {
     }
 }
 
-/// `get_content_type()` from the raw Content-Type value (spec §B.5):
+/// `get_content_type()` from the raw Content-Type value (§B.5):
 /// `str(v).partition(';')[0].strip().lower()`, and anything without exactly
 /// one `/` is `text/plain`. No trimming around the slash.
 fn content_type(value: Option<&[u8]>, default_rfc822: bool) -> String {
@@ -410,7 +410,7 @@ fn ascii_str(b: &[u8]) -> &str {
 }
 
 // ---------------------------------------------------------------------------
-// Parameters (spec §B.6)
+// Parameters (§B.6)
 
 /// `email.message._parseparam` followed by the `(name, value)` split of
 /// `_get_params_preserve`: the `;` items of a header value (a `;` inside
@@ -547,7 +547,7 @@ fn cmp_decimal(a: &str, b: &str) -> std::cmp::Ordering {
 type Piece = (Option<String>, String, bool);
 
 /// `Message.get_param(name)` on a Content-Type value (`_parseparam`,
-/// `utils.decode_params`, `_unquotevalue`; spec §B.6). Item 0 (the type
+/// `utils.decode_params`, `_unquotevalue`; §B.6). Item 0 (the type
 /// itself) takes part in the lookup. Plain parameters come before RFC 2231
 /// ones. Python sorts the RFC 2231 pieces of a name as `(num, value,
 /// encoded)` tuples; mixing a numbered piece with an unnumbered one makes
@@ -776,7 +776,7 @@ impl Matcher {
 }
 
 /// `re.escape(sep) + r'(?P<end>--)?(?P<ws>[ \t]*)(?P<linesep>\r\n|\r|\n)?$'`
-/// anchored at the line start (spec §B.7). `Some(true)` for a close
+/// anchored at the line start (§B.7). `Some(true)` for a close
 /// delimiter.
 fn boundary_match(sep: Option<&[u8]>, line: &[u8]) -> Option<bool> {
     let rest = line.strip_prefix(sep?)?;
@@ -937,7 +937,7 @@ impl Input<'_> {
 // ---------------------------------------------------------------------------
 // FeedParser._parsegen
 
-/// How a part's body is parsed (spec §B.7, in this order).
+/// How a part's body is parsed (§B.7, in this order).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     DeliveryStatus,
@@ -968,7 +968,7 @@ struct Parser<'a, 'v> {
     /// The open parts: the current part and its ancestors.
     stack: Vec<Part<'a>>,
     /// The most recently created part once finished, if it is a leaf: it is
-    /// Python's `self._last` when a delimiter trims a line end (spec §B.7),
+    /// Python's `self._last` when a delimiter trims a line end (§B.7),
     /// and is handed to the visitor when the next part starts or at the end.
     held: Option<Part<'a>>,
     /// Python's `self._last` is a multipart that got its sub-parts through
@@ -1023,7 +1023,7 @@ fn classify_header_line(line: &[u8]) -> HeaderLine {
 }
 
 /// compat32 `header_source_parse` over the lines of `_parse_headers`, fed
-/// one line at a time (spec §B.3 step 2-3): a field line starts a header, a
+/// one line at a time (§B.3 step 2-3): a field line starts a header, a
 /// continuation line extends the current one (or is dropped when there is
 /// none), a `From ` line ends the current one and is dropped (the unix-from
 /// line, a misplaced envelope header, or a last line the caller pushes
@@ -1161,12 +1161,12 @@ impl<'a> Parser<'a, '_> {
     }
 
     /// Start a part at the current input position: header block, content
-    /// type, then the body by type (spec §B.7). `Ok(true)` when the part is
+    /// type, then the body by type (§B.7). `Ok(true)` when the part is
     /// complete, `Ok(false)` when it pushed a frame and needs a sub-part.
     fn start_part(&mut self, frames: &mut Vec<Frame>) -> Result<bool, DigestError> {
         self.new_message()?;
         let data = self.input.data;
-        // Header block (spec §B.3 step 1), parsed as it is read.
+        // Header block (§B.3 step 1), parsed as it is read.
         let mut folder = HeaderFolder { cur: None };
         let (mut ct_hdr, mut cte_hdr) = (None, None);
         let mut on_header = |h: Header| {
@@ -1269,8 +1269,8 @@ impl<'a> Parser<'a, '_> {
             }
             Frame::Multipart(state) => {
                 // The line end before a delimiter belongs to it: trim it
-                // from the string payload of Python's `self._last` (spec
-                // §B.7). That is a multipart that parsed sub-parts of its
+                // from the string payload of Python's `self._last`
+                // (§B.7). That is a multipart that parsed sub-parts of its
                 // own (the sub-part itself, or one inside a `message/*`
                 // sub-part): only its epilogue is trimmed, which the digest
                 // never reads. Otherwise it is the most recently created
@@ -1301,7 +1301,7 @@ impl<'a> Parser<'a, '_> {
         }
     }
 
-    /// The delimiter loop of a multipart with a boundary (spec §B.7).
+    /// The delimiter loop of a multipart with a boundary (§B.7).
     fn multipart_loop(
         &mut self,
         mut st: MultipartState,
@@ -1397,7 +1397,7 @@ impl<'a> Parser<'a, '_> {
     }
 }
 
-/// `get_content_charset()` (spec §B.6): the charset parameter, RFC 2231
+/// `get_content_charset()` (§B.6): the charset parameter, RFC 2231
 /// tuples decoded strictly with their charset, `None` unless ASCII,
 /// lower-cased.
 pub fn content_charset<'a>(part: &PartRef<'_, 'a>) -> Result<Option<Cow<'a, str>>, DigestError> {

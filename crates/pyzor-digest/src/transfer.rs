@@ -22,7 +22,7 @@ pub enum Cte {
 
 impl Cte {
     /// Python compares `str(header).lower()` with the names, with **no
-    /// strip**: `base64 ` or a folded value is not base64 (spec §C.1, J.8).
+    /// strip**: `base64 ` or a folded value is not base64 (§C.1, J.8).
     /// `str()` turns each 8-bit byte into U+FFFD, which never matches, so an
     /// ASCII case-insensitive comparison of the raw bytes is exact.
     pub fn from_header(raw: &[u8]) -> Cte {
@@ -203,7 +203,7 @@ fn a2b_base64_strict_fast(s: &[u8], out: &mut Vec<u8>) -> Option<()> {
     Some(())
 }
 
-/// `email._encoded_words.decode_b` (spec §C.1.1): strict with the missing
+/// `email._encoded_words.decode_b` (§C.1.1): strict with the missing
 /// padding appended, then lenient, then lenient with `==`; `None` when all
 /// three fail (the caller then keeps the encoded text).
 pub fn decode_b(encoded: &[u8]) -> Option<Vec<u8>> {
@@ -248,7 +248,7 @@ static HEX_VAL: [u8; 256] = {
     t
 };
 
-/// `binascii.a2b_qp(data, header=False)` (spec §C.1.2).
+/// `binascii.a2b_qp(data, header=False)` (§C.1.2).
 pub fn a2b_qp(d: &[u8]) -> Vec<u8> {
     /// Bytes looked at one by one before handing the search to `memchr`:
     /// escapes are often this close together (`=3D`, `=20` in HTML), where
@@ -411,7 +411,7 @@ fn a2b_uu(line: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
-/// `email.message._decode_uu` (spec §C.1.3); `None` is the ValueError
+/// `email.message._decode_uu` (§C.1.3); `None` is the ValueError
 /// after which `get_payload` returns the raw payload.
 pub fn decode_uu(encoded: &[u8]) -> Option<Vec<u8>> {
     let mut lines = bytes_splitlines(encoded);

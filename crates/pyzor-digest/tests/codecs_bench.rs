@@ -1,6 +1,6 @@
 //! Throughput figures for `digest::codecs::decode` (prints MB/s; asserts
 //! nothing about speed). Run with:
-//! `cargo test --release -p pyzor-core --test codecs_bench -- --ignored --nocapture`
+//! `cargo test --release -p pyzor-digest --test codecs_bench -- --ignored --nocapture`
 
 use std::time::Instant;
 

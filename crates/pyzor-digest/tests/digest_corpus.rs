@@ -1,5 +1,5 @@
-//! Every case of the golden digest corpus (testdata/digest-corpus, a copy of
-//! /work/shared/digest-corpus made by pyzor 1.1.2 on CPython 3.11.2):
+//! Every case of the golden digest corpus (testdata/digest-corpus, made by
+//! pyzor 1.1.2 on CPython 3.11.2; docs/digest-rules.md §K):
 //! `msg` digests, `predigest` output byte for byte, `mbox` and `digests`
 //! styles, and the inputs on which the reference raises.
 //!

@@ -3,7 +3,7 @@
 //! to `normalize_html_part` and what `HTMLStripper` makes of it (or the
 //! exception); `strip_html` must agree on all of them. Skips loudly without
 //! /usr/bin/python3, the venv or the corpus (`PYZOR_DIGEST_CORPUS`, else
-//! `shared/digest-corpus` next to the workspace).
+//! this crate's `testdata/digest-corpus`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -347,7 +347,7 @@ fn gen_soup(rng: &mut Rng) -> String {
     s
 }
 
-/// Cases written by hand: the spec examples and known traps.
+/// Cases written by hand: the examples of docs/digest-rules.md and known traps.
 fn fixed_cases() -> Vec<String> {
     let mut v: Vec<String> = [
         "Fish &amp; chips &amp",

@@ -2,9 +2,11 @@
 //! synthetic HTML newsletter. Prints figures only; run it in release mode:
 //!
 //! ```text
-//! PYZOR_REF_VENV=/work/ref-venv cargo test --release -p pyzor-core \
-//!     --test html_speed -- --ignored --nocapture
+//! cargo test --release -p pyzor-digest --test html_speed -- --ignored --nocapture
 //! ```
+//!
+//! The reference venv is `$PYZOR_REF_VENV`, else `target/ref-venv` (built by
+//! `scripts/setup-ref-env`).
 
 use std::hint::black_box;
 use std::path::Path;

@@ -1,5 +1,5 @@
-//! The `pyzord` command line: every option of the reference (field-survey
-//! §5.4) with the same names and value types, plus `--metrics-address` and
+//! The `pyzord` command line: every option of the reference
+//! (docs/field-notes.md §5.4) with the same names and value types, plus `--metrics-address` and
 //! `--workers`. Long options may be abbreviated to a unique prefix and take
 //! `--opt value` or `--opt=value`, as with Python's optparse.
 

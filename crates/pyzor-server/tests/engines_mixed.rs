@@ -465,7 +465,7 @@ fn refused_while_locked(which: Impl, venv: &Path, home: &Path) -> String {
 
 /// Start the reference on `home`'s pyzord.db with default CleanupAge and
 /// expect it to die at start-up (it reads `r_updated` of a whitelist-only
-/// record as a date: field-survey / docs/engines.md).
+/// record as a date: docs/protocol.md §9.11, docs/engines.md).
 fn reference_crashes_on_whitelist_only_record(venv: &Path, home: &Path) {
     let port = pyzor_testkit::free_udp_port();
     let child = spawn_pyzord(

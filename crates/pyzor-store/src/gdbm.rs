@@ -1,7 +1,7 @@
 //! The reference's default engine: a GDBM file (`pyzord.db`) in its exact
 //! value format, read and written in place through gdbm-native.
 //!
-//! Value (docs/protocol.md §6, crates.md §2.1):
+//! Value (docs/protocol.md §6, docs/field-notes.md §5.12):
 //! `1,r_count,r_entered,r_updated,wl_count,wl_entered,wl_updated`, each
 //! date `str(datetime)` of a naive **local** time or `None`; the older
 //! 3-field form `r_count,r_entered,r_updated` (version 0, epoch seconds) is
@@ -91,7 +91,7 @@ pub fn encode_record(r: &Record, key: &[u8]) -> Result<String> {
 /// The reference's `GdbmDBHandle.decode_record`: version 1 (7 fields) or
 /// the legacy 3-field version 0 `r_count,r_entered,r_updated`.
 ///
-/// Python quirk (field-survey §5.12): version 0 stores the two dates as
+/// Python quirk (docs/field-notes.md §5.12): version 0 stores the two dates as
 /// integers, which the reference then cannot print or expire; we read them
 /// as epoch seconds (0 = never).
 pub fn decode_record(v: &[u8], key: &[u8]) -> Result<Record> {
@@ -263,7 +263,7 @@ impl Engine for GdbmEngine {
     }
 
     /// The one expiry rule, without the reference's crash on records whose
-    /// `r_updated` is `None` (crates.md §2.4). Undecodable records are kept
+    /// `r_updated` is `None` (docs/protocol.md §9.11). Undecodable records are kept
     /// and logged.
     fn expire(&self, cutoff: Timestamp) -> Result<u64> {
         let mut db = self.lock();

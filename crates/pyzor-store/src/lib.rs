@@ -328,8 +328,8 @@ mod tests {
 
     #[test]
     fn options_defaults_and_cutoff() {
-        let mut o = EngineOptions::new("lmdb", "/home/p");
-        assert_eq!(o.file_path().unwrap(), PathBuf::from("/home/p/pyzord.lmdb"));
+        let mut o = EngineOptions::new("lmdb", "/srv/p");
+        assert_eq!(o.file_path().unwrap(), PathBuf::from("/srv/p/pyzord.lmdb"));
         assert_eq!(
             o.clone().dsn("/abs.lmdb").file_path().unwrap(),
             PathBuf::from("/abs.lmdb")

@@ -116,7 +116,7 @@ fn my_err(what: &str, e: mysql::Error) -> StoreError {
 
 /// The key of an operation (read or write): any UTF-8 text, of any length.
 ///
-/// Reproduces the reference's `char(40)` column (field-survey §5.12, mysql
+/// Reproduces the reference's `char(40)` column (docs/field-notes.md §5.12, mysql
 /// row; docs/engines.md, mysql) by letting the database decide, instead of
 /// emulating its rules, which depend on the server's `sql_mode` and
 /// collation:

@@ -46,7 +46,7 @@ pub fn ts_to_naive_local(t: Timestamp) -> Option<NaiveDateTime> {
 }
 
 /// Python's `str(datetime)`: `YYYY-MM-DD HH:MM:SS`, plus `.ffffff` only
-/// when the microsecond is not zero (crates.md §2.1).
+/// when the microsecond is not zero (docs/field-notes.md §5.12).
 pub fn py_str_datetime(n: &NaiveDateTime) -> String {
     use chrono::{Datelike, Timelike};
     let mut s = format!(

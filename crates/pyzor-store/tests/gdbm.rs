@@ -178,7 +178,7 @@ fn gdbm_reference_reads_our_file_and_our_updates() {
 
 #[test]
 fn gdbm_expiry_handles_whitelist_only_and_legacy_records() {
-    // The reference crashes here (crates.md §2.4); we apply the one rule.
+    // The reference crashes here (docs/protocol.md §9.11); we apply the one rule.
     let home = tempfile::tempdir().unwrap();
     let f = home.path().join("pyzord.db");
     let e = GdbmEngine::open(&f).unwrap();
@@ -275,7 +275,7 @@ fn gdbm_file_of_the_real_reference_server_round_trip() {
     }
     let start = || {
         // --cleanup-age 0: the reference crashes at start-up on a
-        // whitelist-only record otherwise (crates.md §2.4)
+        // whitelist-only record otherwise (docs/protocol.md §9.11)
         let s = Server(
             Command::new(venv.join("bin/pyzord"))
                 .arg("--homedir")

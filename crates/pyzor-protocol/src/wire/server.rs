@@ -440,7 +440,8 @@ pub fn push_int(out: &mut Vec<u8>, v: i64) {
     out.extend_from_slice(&buf[i..]);
 }
 
-/// The usage-log message of a request that was dispatched (§5.14):
+/// The usage-log message of a request that was dispatched
+/// (docs/field-notes.md §5.14):
 /// `user,client_ip,op,['digest', ...],code` (`%r` of the digest list,
 /// `None` when there is no `Op-Digest`).
 pub fn usage_line(
