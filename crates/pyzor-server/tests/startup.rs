@@ -388,7 +388,7 @@ fn help_states_the_real_worker_default() {
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout).into_owned();
     let workers = help
-        .split("--workers")
+        .split("--workers <WORKERS>")
         .nth(1)
         .expect("--workers is in the help");
     let workers = &workers[..workers.find("\n  -").unwrap_or(workers.len())];
