@@ -37,7 +37,7 @@ const MAX_REPORT: u64 = 64 * 1024;
 
 /// Which side of [`detach`] this process is on.
 #[derive(Debug)]
-pub enum Forked {
+pub(crate) enum Forked {
     /// The launching process, once the daemon has reported: `Ok` when it
     /// serves, else why it did not start. Exit with it.
     Launcher(Result<(), String>),
@@ -47,18 +47,18 @@ pub enum Forked {
 
 /// The daemon's end of the start-up pipe.
 #[derive(Debug)]
-pub struct Detached {
+pub(crate) struct Detached {
     report: File,
 }
 
 impl Detached {
     /// Tell the launcher the server serves (it exits 0).
-    pub fn ready(self) {
+    pub(crate) fn ready(self) {
         self.send(READY);
     }
 
     /// Tell the launcher why the start failed (it prints `reason` and exits 1).
-    pub fn failed(self, reason: &str) {
+    pub(crate) fn failed(self, reason: &str) {
         let mut m = FAILED.to_vec();
         m.extend_from_slice(reason.as_bytes());
         self.send(&m);
@@ -131,7 +131,7 @@ fn pipe() -> io::Result<(File, File)> {
 /// forked processes continue with a copy of the memory in which any lock
 /// another thread held stays locked. (As a last line of defence, the
 /// call fails if `/proc/self/task` lists more than one thread.)
-pub unsafe fn detach(output: &Path) -> io::Result<Forked> {
+pub(crate) unsafe fn detach(output: &Path) -> io::Result<Forked> {
     if let Some(n) = thread_count().filter(|&n| n > 1) {
         return Err(io::Error::other(format!(
             "{n} threads exist; pyzord must detach before starting any"
@@ -198,7 +198,7 @@ impl Detached {
 
 /// Why the pid file cannot be taken.
 #[derive(Debug, thiserror::Error)]
-pub enum PidFileError {
+pub(crate) enum PidFileError {
     #[error("pid file {} is a symbolic link; pyzord does not follow it (remove it or set another PidFile)", path.display())]
     Symlink { path: PathBuf },
     #[error("pid file {} is locked by a running pyzord ({running}); stop it first or set another PidFile", path.display())]
@@ -213,13 +213,13 @@ pub enum PidFileError {
 
 /// What the pid file held before it was taken (a stale pid).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stale {
+pub(crate) struct Stale {
     /// The file's first line, cut to 64 bytes.
-    pub content: String,
+    pub(crate) content: String,
     /// Whether that pid names a running process (which then is not a
     /// pyzord holding the file's lock: another program, or a reference
     /// pyzord, which does not lock).
-    pub alive: bool,
+    pub(crate) alive: bool,
 }
 
 impl std::fmt::Display for Stale {
@@ -241,7 +241,7 @@ impl std::fmt::Display for Stale {
 /// The locked pid file of a running (detached) server; removed when
 /// dropped.
 #[derive(Debug)]
-pub struct PidFile {
+pub(crate) struct PidFile {
     path: PathBuf,
     file: File,
 }
@@ -264,7 +264,7 @@ impl PidFile {
     /// [`PidFileError::Locked`] (naming the pid it holds); an unlocked one
     /// with content is stale and returned as such for the log. The pid is
     /// written by [`PidFile::write_pid`], once the server serves.
-    pub fn acquire(path: &Path) -> Result<(PidFile, Option<Stale>), PidFileError> {
+    pub(crate) fn acquire(path: &Path) -> Result<(PidFile, Option<Stale>), PidFileError> {
         let io_err = |source| PidFileError::Io {
             path: path.to_owned(),
             source,
@@ -335,7 +335,7 @@ impl PidFile {
     }
 
     /// Replace the file's content with `"<pid>\n"`.
-    pub fn write_pid(&mut self, pid: u32) -> Result<(), PidFileError> {
+    pub(crate) fn write_pid(&mut self, pid: u32) -> Result<(), PidFileError> {
         let r = (|| {
             self.file.set_len(0)?;
             self.file.seek(io::SeekFrom::Start(0))?;
@@ -345,10 +345,6 @@ impl PidFile {
             path: self.path.clone(),
             source,
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 

@@ -5,11 +5,11 @@
 //! second, burying everything else).
 //!
 //! Two kinds of failure reach it from the workers:
-//! * a whole engine batch failed ([`EngineHealth::batch_failed`]): the
+//! * a whole engine batch failed (`EngineHealth::batch_failed`): the
 //!   engine is **down** until a batch succeeds again
-//!   ([`EngineHealth::batch_ok`], one relaxed atomic load while up);
+//!   (`EngineHealth::batch_ok`, one relaxed atomic load while up);
 //! * one request failed after the engine refused its batch and the batch
-//!   was re-run request by request ([`EngineHealth::request_failed`], e.g.
+//!   was re-run request by request (`EngineHealth::request_failed`, e.g.
 //!   a digest the engine cannot store): the engine is not down; the first
 //!   such failure is logged, the next ones are counted and summarised at
 //!   most once per [`SUMMARY_EVERY`].
@@ -207,7 +207,7 @@ impl EngineHealth {
     }
 
     /// A whole engine batch of `operations` failed.
-    pub fn batch_failed(&self, engine: &str, operations: usize, error: &dyn Display) {
+    pub(crate) fn batch_failed(&self, engine: &str, operations: usize, error: &dyn Display) {
         self.down.store(true, Relaxed);
         let line = self.with_state(|s| s.batch_failed(engine, operations, error, Instant::now()));
         emit(line);
@@ -216,7 +216,7 @@ impl EngineHealth {
     /// An engine batch succeeded: logs the recovery when the engine was
     /// down. Costs one relaxed load while the engine is up.
     #[inline]
-    pub fn batch_ok(&self, engine: &str) {
+    pub(crate) fn batch_ok(&self, engine: &str) {
         if self.down.load(Relaxed) {
             self.recovered(engine);
         }
@@ -233,7 +233,7 @@ impl EngineHealth {
     }
 
     /// One request of a batch re-run request by request failed.
-    pub fn request_failed(&self, engine: &str, error: &dyn Display) {
+    pub(crate) fn request_failed(&self, engine: &str, error: &dyn Display) {
         let line = self.with_state(|s| s.request_failed(engine, error, Instant::now()));
         emit(line);
     }

@@ -15,7 +15,7 @@
 //! | [`metrics`] | counters, Prometheus text endpoint |
 //! | [`health`] | engine down/up log lines, failures summarised |
 //! | [`forward`] | the `ForwardClientHomeDir` hook |
-//! | [`daemon`] | `--detach` (start-up reported to the launcher), the pid file |
+//! | `daemon` | `--detach` (start-up reported to the launcher), the pid file |
 //!
 //! The protocol itself (parsing, decisions, reply bytes) is in
 //! `pyzor_protocol::wire::server`; this crate only moves bytes and runs
@@ -23,7 +23,7 @@
 
 pub mod cli;
 mod cmd;
-pub mod daemon;
+mod daemon;
 pub mod forward;
 pub mod health;
 pub mod logging;
