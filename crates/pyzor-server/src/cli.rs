@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 #[derive(Parser, Debug, Clone, Default)]
 #[command(
@@ -15,7 +15,7 @@ use clap::Parser;
     infer_long_args = true
 )]
 pub struct Cli {
-    /// 'nice' level
+    /// 'nice' level (applied only when not 0)
     #[arg(
         short = 'n',
         long = "nice",
@@ -26,81 +26,100 @@ pub struct Cli {
     /// enable debugging output
     #[arg(short = 'd', long = "debug")]
     pub debug: bool,
-    /// configuration directory
+    /// configuration directory (default: $HOME/.pyzor, or /etc/pyzor without $HOME; created if missing)
     #[arg(long = "homedir")]
     pub homedir: Option<PathBuf>,
-    /// listen on this IP
+    /// listen on this IP (default: 0.0.0.0; an address with ':' is IPv6 and also accepts IPv4)
     #[arg(short = 'a', long = "address")]
     pub address: Option<String>,
-    /// listen on this port
+    /// listen on this port (default: 24441)
     #[arg(short = 'p', long = "port")]
     pub port: Option<i64>,
-    /// select database backend (lmdb, gdbm, redis, redis_v0, mysql, postgres, memory)
+    /// select database backend (default: lmdb)
     #[arg(short = 'e', long = "database-engine")]
     pub engine: Option<String>,
-    /// data source name (filename for gdbm/lmdb, host,port,password,db for redis, host,user,password,database,table for MySQL)
+    /// data source name: a file for lmdb/gdbm (default: pyzord.lmdb / pyzord.db in the homedir), host,port,password,db for redis, host,user,password,database,table for mysql and postgres
     #[arg(long = "dsn")]
     pub dsn: Option<String>,
     /// accepted for compatibility; gevent does not apply (warned)
     #[arg(long = "gevent")]
     pub gevent: Option<String>,
-    /// set to true if multi-threading should be used (maps onto --workers)
+    /// true: min(--max-threads, cores) workers (see --workers)
     #[arg(long = "threads")]
     pub threads: Option<String>,
-    /// the maximum number of concurrent threads (maps onto --workers)
+    /// with --threads true: min(N, cores) workers (default: 0 = one per core; see --workers)
     #[arg(long = "max-threads")]
     pub max_threads: Option<i64>,
-    /// set to true if multi-processing should be used (maps onto --workers)
+    /// true: min(--max-processes, cores) workers (see --workers)
     #[arg(long = "processes")]
     pub processes: Option<String>,
-    /// the maximum number of concurrent processes (maps onto --workers)
+    /// with --processes true: min(N, cores) workers (default: 40; see --workers)
     #[arg(long = "max-processes")]
     pub max_processes: Option<i64>,
-    /// the number of db connections kept by the server (network engines)
+    /// connections kept by the redis, mysql and postgres engines (default: 0 = the engine's own: 16 for redis, 8 for mysql and postgres)
     #[arg(long = "db-connections")]
     pub db_connections: Option<i64>,
-    /// number of pre-forked workers (maps onto --workers)
+    /// N >= 2: N workers (see --workers); 1 or below is ignored
     #[arg(long = "pre-fork")]
     pub pre_fork: Option<String>,
-    /// name of password file
+    /// name of password file (default: pyzord.passwd in the homedir)
     #[arg(long = "password-file")]
     pub password_file: Option<String>,
-    /// name of ACL file
+    /// name of ACL file (default: pyzord.access in the homedir)
     #[arg(long = "access-file")]
     pub access_file: Option<String>,
-    /// time before digests expire (in seconds)
+    /// time before digests expire, in seconds (default: 10368000 = 120 days; 0 disables expiry)
     #[arg(long = "cleanup-age")]
     pub cleanup_age: Option<String>,
-    /// name of the log file
+    /// name of the log file (default: none; in the foreground the log goes to stderr)
     #[arg(long = "log-file")]
     pub log_file: Option<String>,
-    /// name of the usage log file
+    /// name of the usage log file (default: none)
     #[arg(long = "usage-log-file")]
     pub usage_log_file: Option<String>,
-    /// save the pid in this file after the server is daemonized
+    /// with --detach: the daemon's pid is written here, and the file locked while it runs (default: pyzord.pid in the homedir)
     #[arg(long = "pid-file")]
     pub pid_file: Option<String>,
     /// Specify a pyzor client configuration directory to forward received digests to a remote pyzor server
     #[arg(long = "forward-client-homedir")]
     pub forward_client_homedir: Option<String>,
-    /// daemonizes the server and redirects any output to the specified file
+    /// daemonizes the server and redirects any output to the specified file; exits 0 once the server serves, 1 with the reason if it cannot start
     #[arg(long = "detach")]
     pub detach: Option<PathBuf>,
-    /// serve Prometheus metrics on host:port (HTTP)
+    /// serve Prometheus metrics on host:port (HTTP) (default: none)
     #[arg(long = "metrics-address")]
     pub metrics_address: Option<String>,
-    /// number of socket workers (default: half the cores, rounded up)
+    /// number of socket workers (default: 0 = one per core, unless --pre-fork, --threads or --processes say otherwise)
     #[arg(long = "workers")]
     pub workers: Option<i64>,
-    /// process (default: an answered report survives kill -9, on disk within ~1 s) or fsync (survives power loss; one fsync per receive batch)
+    /// process (default: an answered report survives kill -9, on disk within ~1 s) or fsync (survives power loss; one fsync per receive batch); honoured by lmdb, gdbm always syncs, redis/mysql/postgres follow their server's settings
     #[arg(long = "durability")]
     pub durability: Option<String>,
-    /// print version and exit
+    /// print the version on stderr and exit
     #[arg(short = 'V', long = "version")]
     pub version: bool,
     /// (positional arguments make pyzord print its help, as the reference)
     #[arg(hide = true)]
     pub rest: Vec<String>,
+}
+
+/// The command line with the help text of this build: `-e` lists the
+/// engines compiled in (`pyzor_store::ENGINES`).
+pub fn command() -> clap::Command {
+    Cli::command().mut_arg("engine", |a| {
+        a.help(format!(
+            "select database backend: {} (default: {})",
+            pyzor_store::ENGINES.join(", "),
+            pyzor_store::DEFAULT_ENGINE
+        ))
+    })
+}
+
+/// Parse the process's arguments with [`command`]; `--help` and errors
+/// exit as clap does.
+pub fn parse() -> Cli {
+    let matches = command().get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 impl Cli {
@@ -187,5 +206,59 @@ mod tests {
         let c = Cli::try_parse_from(["pyzord", "extra"]).unwrap();
         assert_eq!(c.rest, vec!["extra".to_string()]);
         assert!(Cli::try_parse_from(["pyzord", "-V"]).unwrap().version);
+    }
+
+    /// Every "default: X" in the help is the built-in default of the flag's
+    /// config key (`SERVER_DEFAULTS`, empty = "none").
+    #[test]
+    fn help_defaults_are_the_real_defaults() {
+        use pyzor_config::SERVER_DEFAULTS;
+        let cmd = command();
+        let flags = [
+            ("address", "ListenAddress"),
+            ("port", "Port"),
+            ("engine", "Engine"),
+            ("max_threads", "MaxThreads"),
+            ("max_processes", "MaxProcesses"),
+            ("db_connections", "DBConnections"),
+            ("password_file", "PasswdFile"),
+            ("access_file", "AccessFile"),
+            ("cleanup_age", "CleanupAge"),
+            ("log_file", "LogFile"),
+            ("usage_log_file", "UsageLogFile"),
+            ("pid_file", "PidFile"),
+            ("metrics_address", "MetricsAddress"),
+            ("workers", "Workers"),
+        ];
+        for (id, key) in flags {
+            let arg = cmd
+                .get_arguments()
+                .find(|a| a.get_id() == id)
+                .unwrap_or_else(|| panic!("no flag {id}"));
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            let claimed = help
+                .split("default: ")
+                .nth(1)
+                .unwrap_or_else(|| panic!("{id}: no default in {help:?}"));
+            let real = SERVER_DEFAULTS
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| if v.is_empty() { "none" } else { v })
+                .unwrap();
+            assert!(
+                claimed.starts_with(real)
+                    && !claimed[real.len()..].starts_with(|c: char| c.is_ascii_alphanumeric()),
+                "--{id} claims {claimed:?}, the default of {key} is {real:?}"
+            );
+        }
+        let durability = cmd
+            .get_arguments()
+            .find(|a| a.get_id() == "durability")
+            .and_then(|a| a.get_help())
+            .unwrap()
+            .to_string();
+        assert!(durability.starts_with("process (default"), "{durability}");
+        let real = SERVER_DEFAULTS.iter().find(|(k, _)| *k == "Durability");
+        assert_eq!(real, Some(&("Durability", "process")));
     }
 }

@@ -13,8 +13,9 @@
 //! | [`rules`] | accounts + ACL in force, SIGUSR1 reload |
 //! | [`logging`] | main and usage logs in the reference's format, off the hot path |
 //! | [`metrics`] | counters, Prometheus text endpoint |
+//! | [`health`] | engine down/up log lines, failures summarised |
 //! | [`forward`] | the `ForwardClientHomeDir` hook |
-//! | [`daemon`] | `--detach` |
+//! | `daemon` | `--detach` (start-up reported to the launcher), the pid file |
 //!
 //! The protocol itself (parsing, decisions, reply bytes) is in
 //! `pyzor_protocol::wire::server`; this crate only moves bytes and runs
@@ -22,8 +23,9 @@
 
 pub mod cli;
 mod cmd;
-pub mod daemon;
+mod daemon;
 pub mod forward;
+pub mod health;
 pub mod logging;
 pub mod metrics;
 pub mod net;
@@ -40,7 +42,10 @@ use pyzor_store::{Durability, Engine, EngineOptions};
 use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 
+use pyzor_config::AuthFileError;
+
 use crate::cli::Cli;
+use crate::daemon::{Forked, PidFile, PidFileError};
 use crate::logging::{LogSettings, Logs};
 use crate::rules::RuleSet;
 use crate::server::{Server, StartOptions};
@@ -94,8 +99,7 @@ pub fn run(cli: Cli, argv0: &str) -> i32 {
         return 0;
     }
     if !cli.rest.is_empty() {
-        use clap::CommandFactory;
-        let _ = Cli::command().print_help();
+        let _ = cli::command().print_help();
         return 0;
     }
     if cli.nice != 0 {
@@ -126,40 +130,107 @@ pub fn run(cli: Cli, argv0: &str) -> i32 {
         .map(|n| n.get())
         .unwrap_or(1);
     let workers = cfg.worker_count(cores);
-    let detached = cli.detach.is_some();
-    if let Some(out) = &cli.detach {
-        if let Err(e) = daemon::detach(&cwd.join(out), cfg.pid_file.as_deref()) {
-            eprintln!("pyzord: cannot detach: {e}");
-            return 1;
-        }
-    }
+    let detached = match &cli.detach {
+        None => None,
+        // SAFETY: no thread exists yet: `run` is the whole program (main
+        // calls it first) and nothing above starts one (argument parsing,
+        // the config reader, the home directory); `detach` also checks.
+        Some(out) => match unsafe { daemon::detach(&cwd.join(out)) } {
+            Ok(Forked::Daemon(d)) => Some(d),
+            Ok(Forked::Launcher(Ok(()))) => return 0,
+            Ok(Forked::Launcher(Err(why))) => {
+                eprintln!("pyzord: {why}");
+                return 1;
+            }
+            Err(e) => {
+                eprintln!("pyzord: cannot detach: {e}");
+                return 1;
+            }
+        },
+    };
     let logs = match Logs::start(&LogSettings {
         main_file: cfg.log_file.clone(),
         usage_file: cfg.usage_log_file.clone(),
         debug: cli.debug,
-        stderr_info: !detached,
+        stderr_info: detached.is_none(),
     }) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("pyzord: cannot open log files: {e}");
+            let why = format!("cannot open log files: {e}");
+            eprintln!("pyzord: {why}");
+            if let Some(d) = detached {
+                d.failed(&why);
+            }
             return 1;
         }
     };
     logs.install(cli.debug);
-    let code = serve(&cfg, workers, detached, &logs);
-    log::info!("Server shutdown.");
-    logs.flush();
-    code
+    match start(&cfg, workers, detached.is_some(), &logs) {
+        Err(e) => {
+            // Said once: the log reaches stderr in the foreground (and the
+            // detach output when detached, where the launcher prints it).
+            log::error!("{e}");
+            logs.flush();
+            if let Some(d) = detached {
+                d.failed(&e.to_string());
+            }
+            1
+        }
+        Ok(running) => {
+            if let Some(d) = detached {
+                d.ready();
+            }
+            let code = running.serve();
+            log::info!("Server shutdown.");
+            logs.flush();
+            code
+        }
+    }
 }
 
-fn serve(cfg: &ServerConfig, workers: usize, detached: bool, logs: &Logs) -> i32 {
-    let mut signals = match Signals::new([SIGTERM, SIGINT, SIGUSR1]) {
-        Ok(s) => s,
-        Err(e) => {
-            log::error!("cannot install signal handlers: {e}");
-            return 1;
-        }
-    };
+/// Why pyzord did not start.
+#[derive(Debug, thiserror::Error)]
+enum StartError {
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error(transparent)]
+    PidFile(#[from] PidFileError),
+    #[error("{0}")]
+    Engine(String),
+    #[error(transparent)]
+    Rules(#[from] AuthFileError),
+    #[error("{0}")]
+    Forward(String),
+    #[error("cannot listen on UDP {address}:{port}: {source}")]
+    Listen {
+        address: String,
+        port: u16,
+        source: std::io::Error,
+    },
+    /// A [`metrics::MetricsAddressError`] (its text names the address).
+    #[error("{0}")]
+    Metrics(std::io::Error),
+}
+
+/// A started server and what its main thread still holds.
+struct Running {
+    server: Server,
+    signals: Signals,
+    /// Locked while the server runs; removed when dropped.
+    pid_file: Option<PidFile>,
+}
+
+/// Everything between the logs and "ready": signal handlers, the pid file
+/// (detached only: taken first, so that a second pyzord stops before it
+/// touches the engine; the pid is written once the sockets are bound), the
+/// engine, accounts and ACL, the forwarder, the sockets and workers.
+fn start(
+    cfg: &ServerConfig,
+    workers: usize,
+    detached: bool,
+    logs: &Logs,
+) -> Result<Running, StartError> {
+    let signals = Signals::new([SIGTERM, SIGINT, SIGUSR1]).map_err(StartError::Signals)?;
     for n in concurrency_notes(cfg, workers) {
         log::warn!("{n}");
     }
@@ -172,31 +243,23 @@ fn serve(cfg: &ServerConfig, workers: usize, detached: bool, logs: &Logs) -> i32
             cfg.homedir.join("pyzord.db").display()
         );
     }
-    let engine = match open_engine(cfg) {
-        Ok(e) => e,
-        Err(e) => {
-            log::error!("{e}");
-            eprintln!("pyzord: {e}");
-            return 1;
-        }
-    };
-    let rules = match RuleSet::load(cfg.passwd_file.clone(), cfg.access_file.clone()) {
-        Ok(r) => Arc::new(r),
-        Err(e) => {
-            log::error!("{e}");
-            eprintln!("pyzord: {e}");
-            return 1;
-        }
-    };
-    let forward = match &cfg.forward_client_homedir {
-        Some(dir) => match forward::start(dir) {
-            Ok(f) => Some(f),
-            Err(e) => {
-                log::error!("{e}");
-                eprintln!("pyzord: {e}");
-                return 1;
+    let mut pid_file = match cfg.pid_file.as_deref().filter(|_| detached) {
+        Some(path) => {
+            let (f, stale) = PidFile::acquire(path)?;
+            if let Some(stale) = stale {
+                log::warn!("Replacing stale pid file {} ({stale})", path.display());
             }
-        },
+            Some(f)
+        }
+        None => None,
+    };
+    let engine = open_engine(cfg).map_err(StartError::Engine)?;
+    let rules = Arc::new(RuleSet::load(
+        cfg.passwd_file.clone(),
+        cfg.access_file.clone(),
+    )?);
+    let forward = match &cfg.forward_client_homedir {
+        Some(dir) => Some(forward::start(dir).map_err(StartError::Forward)?),
         None => None,
     };
     let opts = StartOptions {
@@ -206,17 +269,23 @@ fn serve(cfg: &ServerConfig, workers: usize, detached: bool, logs: &Logs) -> i32
         cleanup_age: cfg.cleanup_age,
         metrics_address: cfg.metrics_address.clone(),
     };
-    let server = match Server::start(&opts, engine, rules, Some(logs.clone()), forward) {
-        Ok(s) => s,
-        Err(e) => {
-            log::error!("cannot listen on {}:{}: {e}", cfg.listen_address, cfg.port);
-            eprintln!(
-                "pyzord: cannot listen on {}:{}: {e}",
-                cfg.listen_address, cfg.port
-            );
-            return 1;
+    let server = Server::start(&opts, engine, rules, Some(logs.clone()), forward).map_err(|e| {
+        if metrics::MetricsAddressError::find(&e).is_some() {
+            StartError::Metrics(e)
+        } else {
+            StartError::Listen {
+                address: cfg.listen_address.clone(),
+                port: cfg.port,
+                source: e,
+            }
         }
-    };
+    })?;
+    if let Some(p) = pid_file.as_mut() {
+        if let Err(e) = p.write_pid(std::process::id()) {
+            server.shutdown();
+            return Err(e.into());
+        }
+    }
     log::info!(
         "Starting pyzord server on {} ({workers} workers, engine {}, durability {}).",
         server.local_addr(),
@@ -229,23 +298,35 @@ fn serve(cfg: &ServerConfig, workers: usize, detached: bool, logs: &Logs) -> i32
     if let Some(m) = server.metrics_addr() {
         log::info!("Metrics on http://{m}/metrics");
     }
-    for sig in signals.forever() {
-        match sig {
-            SIGUSR1 => {
-                log::info!("SIGUSR1 received. Reloading configuration.");
-                server.reload();
-            }
-            _ => {
-                log::info!("SIGTERM received. Shutting down.");
-                break;
+    Ok(Running {
+        server,
+        signals,
+        pid_file,
+    })
+}
+
+impl Running {
+    /// Serve until SIGTERM or SIGINT (SIGUSR1 reloads), then stop cleanly
+    /// and remove the pid file.
+    fn serve(mut self) -> i32 {
+        for sig in self.signals.forever() {
+            match sig {
+                SIGUSR1 => {
+                    log::info!("SIGUSR1 received. Reloading configuration.");
+                    self.server.reload();
+                }
+                SIGINT => {
+                    log::info!("SIGINT received. Shutting down.");
+                    break;
+                }
+                _ => {
+                    log::info!("SIGTERM received. Shutting down.");
+                    break;
+                }
             }
         }
+        self.server.shutdown();
+        drop(self.pid_file);
+        0
     }
-    server.shutdown();
-    if detached {
-        if let Some(p) = &cfg.pid_file {
-            let _ = std::fs::remove_file(p);
-        }
-    }
-    0
 }

@@ -7,6 +7,8 @@
 //! * `pyzord_requests_total{op,code}` — replies sent, by op (`ping` …
 //!   `whitelist`, `other` for unknown/missing ops) and code;
 //! * `pyzord_engine_errors_total` — failed engine batches;
+//! * `pyzord_engine_up` — 0 while the engine fails every batch, else 1
+//!   ([`crate::health`]);
 //! * `pyzord_dropped_total{what}` — log lines (`log`, `usage_log`) and
 //!   forwarded digests (`forward`) dropped because a queue was full;
 //! * `pyzord_batches_total`, `pyzord_batch_requests_total`,
@@ -23,6 +25,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pyzor_protocol::wire::Op;
+
+use crate::health::EngineHealth;
 
 const CODES: [u16; 7] = [200, 400, 401, 403, 500, 501, 505];
 const OPS: [&str; 7] = [
@@ -68,6 +72,8 @@ pub struct Metrics {
     pub send_errors: AtomicU64,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
+    /// The engine's up/down state and its log lines.
+    pub health: EngineHealth,
 }
 
 fn op_index(op: Option<Op>) -> usize {
@@ -142,6 +148,13 @@ impl Metrics {
             "counter",
             self.engine_errors.load(Relaxed),
         );
+        simple(
+            &mut s,
+            "pyzord_engine_up",
+            "0 while every engine batch fails, else 1.",
+            "gauge",
+            u64::from(self.health.is_up()),
+        );
         s.push_str("# HELP pyzord_dropped_total Items dropped because a queue was full.\n# TYPE pyzord_dropped_total counter\n");
         for (what, v) in [
             ("log", &self.dropped_log),
@@ -201,20 +214,53 @@ impl Metrics {
     }
 }
 
+/// The metrics endpoint cannot be served on `MetricsAddress`; carried
+/// inside the `io::Error` of [`serve`] so that pyzord names the metrics
+/// address, not the UDP one.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot serve metrics on {address} (--metrics-address / MetricsAddress): {source}")]
+pub struct MetricsAddressError {
+    pub address: String,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl MetricsAddressError {
+    fn wrap(address: &str, source: std::io::Error) -> std::io::Error {
+        std::io::Error::new(
+            source.kind(),
+            MetricsAddressError {
+                address: address.to_owned(),
+                source,
+            },
+        )
+    }
+
+    /// The [`MetricsAddressError`] inside `e`, if that is what it is.
+    pub fn find(e: &std::io::Error) -> Option<&MetricsAddressError> {
+        e.get_ref()?.downcast_ref()
+    }
+}
+
 /// Serve `GET /metrics` (any path, in fact) on `addr` until `stop` is set.
-/// Returns the bound address (useful with port 0).
+/// Returns the bound address (useful with port 0). A failure to resolve or
+/// bind `addr` is a [`MetricsAddressError`].
 pub fn serve(
     addr: &str,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<(std::net::SocketAddr, std::thread::JoinHandle<()>)> {
-    let sa = addr.to_socket_addrs()?.next().ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            format!("cannot resolve {addr}"),
+    let resolved = addr
+        .to_socket_addrs()
+        .map_err(|e| MetricsAddressError::wrap(addr, e))?
+        .next();
+    let sa = resolved.ok_or_else(|| {
+        MetricsAddressError::wrap(
+            addr,
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "resolves to no address"),
         )
     })?;
-    let listener = TcpListener::bind(sa)?;
+    let listener = TcpListener::bind(sa).map_err(|e| MetricsAddressError::wrap(addr, e))?;
     listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
     let h = std::thread::Builder::new().name("metrics".into()).spawn(move || {

@@ -243,11 +243,8 @@ fn execute(
         }
         Err(e) => {
             shared.metrics.engine_errors.fetch_add(1, Relaxed);
-            log::error!(
-                "Engine {} failed a batch of {} operations: {e}",
-                shared.engine.name(),
-                ops.len()
-            );
+            let name = shared.engine.name();
+            shared.metrics.health.batch_failed(name, ops.len(), &e);
             Some(failure_of(e))
         }
         Ok(()) if records.len() != ops.len() => {
@@ -258,7 +255,10 @@ fn execute(
                 ops.len()
             )))
         }
-        Ok(()) => None,
+        Ok(()) => {
+            shared.metrics.health.batch_ok(shared.engine.name());
+            None
+        }
     }
 }
 
@@ -299,11 +299,8 @@ fn execute_one_by_one(
         };
         if let Some(f) = fail {
             shared.metrics.engine_errors.fetch_add(1, Relaxed);
-            log::error!(
-                "Engine {} failed request {i} of its batch: {}",
-                shared.engine.name(),
-                f.diag
-            );
+            let name = shared.engine.name();
+            shared.metrics.health.request_failed(name, &f.diag);
             records.truncate(before);
             records.resize(before + ops_len, None);
             req_fail[i] = Some(f);

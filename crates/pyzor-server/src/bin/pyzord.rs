@@ -1,8 +1,7 @@
 //! `pyzord`: see the pyzor-server crate.
-use clap::Parser;
 
 fn main() {
     let argv0 = std::env::args().next().unwrap_or_else(|| "pyzord".into());
-    let cli = pyzor_server::cli::Cli::parse();
+    let cli = pyzor_server::cli::parse();
     std::process::exit(pyzor_server::run(cli, &argv0));
 }
