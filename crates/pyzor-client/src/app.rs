@@ -9,7 +9,7 @@ use crate::cli;
 use crate::commands::{self, Client, Context, Format};
 use pyzor_config::client::{self as files, ClientConfig};
 use pyzor_config::home::process_default_homedir;
-use pyzor_protocol::py::py_repr_str;
+use pyzor_protocol::py::py_oserror_str;
 
 /// The version string (`pyzor.__version__` of the release we replace).
 pub const VERSION: &str = "1.1.2";
@@ -44,21 +44,6 @@ fn script_path(argv0: &str) -> String {
 fn fail(err: &mut dyn Write, msg: &str) -> i32 {
     let _ = writeln!(err, "pyzor: error: {msg}");
     1
-}
-
-/// Python's `str(OSError)`: `[Errno 2] No such file or directory: '/x'`.
-fn py_os_error(e: &std::io::Error, path: &Path) -> String {
-    match e.raw_os_error() {
-        Some(n) => {
-            // SAFETY: strerror returns a NUL-terminated string we copy at once.
-            let msg = unsafe { std::ffi::CStr::from_ptr(libc::strerror(n)) }.to_string_lossy();
-            format!(
-                "[Errno {n}] {msg}: {}",
-                py_repr_str(&path.to_string_lossy())
-            )
-        }
-        None => e.to_string(),
-    }
 }
 
 /// Run the client. `args` excludes argv[0].
@@ -106,7 +91,11 @@ pub fn run(
     if !homedir.exists() {
         if let Err(e) = std::fs::create_dir(&homedir) {
             // Same text as the reference; exit 1 instead of its 0 (B7).
-            let _ = writeln!(out, "ERROR {}.", py_os_error(&e, &homedir));
+            let _ = writeln!(
+                out,
+                "ERROR {}.",
+                py_oserror_str(&e, Some(&homedir.to_string_lossy()))
+            );
             return 1;
         }
     }
@@ -131,7 +120,7 @@ pub fn run(
         return fail(err, &format!("cannot open the log file: {e}"));
     }
     let servers = match &settings.servers_file {
-        Some(p) => match read_optional(p) {
+        Some(p) => match files::read_client_file(p) {
             Ok(text) => match files::parse_servers(&text) {
                 Ok(s) => s,
                 Err(e) => return fail(err, &format!("{}: {e}", p.display())),
@@ -150,7 +139,7 @@ pub fn run(
         servers
     };
     let accounts = match &settings.accounts_file {
-        Some(p) if p.exists() => match read_optional(p) {
+        Some(p) if p.exists() => match files::read_client_file(p) {
             Ok(text) => {
                 let (accounts, warnings) = files::parse_accounts(&text);
                 for w in warnings {
@@ -204,12 +193,4 @@ pub fn run(
     }
     let _ = out.flush();
     0
-}
-
-fn read_optional(p: &Path) -> std::io::Result<String> {
-    match std::fs::read(p) {
-        Ok(b) => Ok(String::from_utf8_lossy(&b).into_owned()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        Err(e) => Err(e),
-    }
 }

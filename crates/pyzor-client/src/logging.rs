@@ -41,32 +41,6 @@ fn level_name(record: &log::Record<'_>) -> &'static str {
     }
 }
 
-/// Local time as Python's logging `asctime`: `2026-11-27 12:07:18,032`.
-pub fn asctime() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let t = now.as_secs() as libc::time_t;
-    // SAFETY: plain-old-data struct filled by localtime_r; NULL checked.
-    let tm = unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&t, &mut tm).is_null() {
-            return format!("{}", now.as_secs());
-        }
-        tm
-    };
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02},{:03}",
-        i64::from(tm.tm_year) + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec,
-        now.subsec_millis()
-    )
-}
-
 impl log::Log for Logger {
     fn enabled(&self, _: &log::Metadata<'_>) -> bool {
         true
@@ -83,12 +57,11 @@ impl log::Log for Logger {
         if !(to_stderr || (to_file && sink.file.is_some())) {
             return;
         }
-        let line = format!(
-            "{} ({}) {} {}\n",
-            asctime(),
+        let line = pyzor_config::localtime::log_line(
+            std::time::SystemTime::now(),
             std::process::id(),
             name,
-            record.args()
+            record.args(),
         );
         if to_stderr {
             let _ = std::io::stderr().write_all(line.as_bytes());

@@ -13,7 +13,7 @@ use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pyzor_config::client::{Account, ServerAddr};
-use pyzor_protocol::py::py_repr_str;
+use pyzor_protocol::py::{py_oserror_str, py_repr_str};
 use pyzor_protocol::wire::client::{build_request, parse_reply, Layout, Reply, ReplyError};
 use pyzor_protocol::wire::{Op, MAX_PACKET_SIZE};
 
@@ -70,22 +70,6 @@ pub fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
-/// Python's rendering of an OS error inside the reference's messages:
-/// `[Errno 111] Connection refused`.
-fn py_oserror(e: &io::Error) -> String {
-    match e.raw_os_error() {
-        Some(n) => {
-            // SAFETY: strerror returns a pointer to a static or thread-local
-            // NUL-terminated string; we copy it immediately.
-            let msg = unsafe { std::ffi::CStr::from_ptr(libc::strerror(n)) }
-                .to_string_lossy()
-                .into_owned();
-            format!("[Errno {n}] {msg}")
-        }
-        None => e.to_string(),
-    }
-}
-
 /// Resolve like `getaddrinfo(host, port, 0, SOCK_DGRAM)`, keeping order.
 fn resolve(server: &ServerAddr) -> io::Result<Vec<SocketAddr>> {
     Ok((server.host.as_str(), server.port)
@@ -102,7 +86,7 @@ pub fn exchange(
     let addrs = resolve(server).map_err(|e| {
         Outcome::err(
             400,
-            format!("Unable to send to {server}: {}", py_oserror(&e)),
+            format!("Unable to send to {server}: {}", py_oserror_str(&e, None)),
         )
     })?;
     let mut sock = None;
@@ -153,7 +137,10 @@ pub fn exchange(
         }
         Err(e) => Err(Outcome::err(
             400,
-            format!("Socket error while reading response: {}", py_oserror(&e)),
+            format!(
+                "Socket error while reading response: {}",
+                py_oserror_str(&e, None)
+            ),
         )),
     }
 }

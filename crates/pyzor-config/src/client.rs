@@ -1,7 +1,8 @@
 //! The client's configuration: the `[client]` section of `<homedir>/config`
 //! with the reference's defaults and precedence (docs/field-notes.md §5.1,
 //! §5.2), and the client's own files: `servers`, `accounts` and the local
-//! `whitelist` (§5.6, §5.7, §5.10) as pure functions over the file text.
+//! `whitelist` (§5.6, §5.7, §5.10) as pure functions over the file text,
+//! read with [`read_client_file`].
 //!
 //! Deliberate differences from the reference (docs/compatibility.md,
 //! "client"): inline `# comments` after a server are accepted (the
@@ -230,18 +231,21 @@ fn matches_reference_server_regex(line: &str) -> bool {
     k >= 1 && rest.get(k) == Some(&b':') && rest.get(k + 1).is_some_and(u8::is_ascii_digit)
 }
 
-/// Parse a port the way Python's `int()` does for the values that occur
-/// here (surrounding blanks allowed), limited to the UDP range.
+/// A port as the reference reads it, `int(port)` ([`py_int`]), limited to
+/// the UDP range (the reference would take any integer and fail later).
 fn parse_port(text: &str) -> Option<u16> {
-    let t = text.trim();
-    let t = t.strip_prefix('+').unwrap_or(t);
-    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit() || b == b'_') || t.contains("__") {
-        return None;
+    py_int(text).and_then(|n| u16::try_from(n).ok())
+}
+
+/// The text of one of the client's files (servers, accounts, local
+/// whitelist): a missing file reads as empty, bytes that are not UTF-8 as
+/// U+FFFD.
+pub fn read_client_file(p: &Path) -> std::io::Result<String> {
+    match std::fs::read(p) {
+        Ok(b) => Ok(String::from_utf8_lossy(&b).into_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(e) => Err(e),
     }
-    if t.starts_with('_') || t.ends_with('_') {
-        return None;
-    }
-    t.replace('_', "").parse().ok()
 }
 
 /// Parse the servers file text (docs/field-notes.md §5.6).

@@ -28,7 +28,7 @@
 //! Whitespace is Python's `str.isspace()` ([`py_isspace`]); NUL is removed
 //! before tokens are formed, so it joins its neighbours (E35).
 
-use super::text::{encode_utf8_ignore, StandIns};
+use super::text::{encode_utf8_ignore, is_line_boundary_byte, py_isspace_byte, StandIns};
 
 /// `[a-z]` under `re.IGNORECASE` on a `str` pattern: ASCII letters plus
 /// U+0130 İ, U+0131 ı, U+017F ſ and U+212A K (Kelvin), whose lower/upper
@@ -107,16 +107,17 @@ const LEAD4_F4: u8 = 9;
 /// (§D.1), other `str.isspace` characters, NUL, and lead bytes.
 static CLASS: [u8; 256] = {
     let mut t = [OTHER; 256];
-    t[b'\t' as usize] = SPACE;
-    t[0x1f] = SPACE;
-    t[b' ' as usize] = SPACE;
-    t[b'\n' as usize] = BOUNDARY;
-    t[b'\r' as usize] = BOUNDARY;
-    t[0x0b] = BOUNDARY;
-    t[0x0c] = BOUNDARY;
-    t[0x1c] = BOUNDARY;
-    t[0x1d] = BOUNDARY;
-    t[0x1e] = BOUNDARY;
+    let mut b = 0;
+    while b < 0x80 {
+        t[b] = if is_line_boundary_byte(b as u8) {
+            BOUNDARY
+        } else if py_isspace_byte(b as u8) {
+            SPACE
+        } else {
+            OTHER
+        };
+        b += 1;
+    }
     t[0] = NUL;
     let mut b = 0xC0;
     while b < 0x100 {

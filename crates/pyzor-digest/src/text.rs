@@ -87,7 +87,9 @@ impl StandIns {
     }
 }
 
-pub use pyzor_protocol::py::{is_line_boundary, py_isspace, py_splitlines, py_strip};
+pub use pyzor_protocol::py::{
+    is_line_boundary, is_line_boundary_byte, py_isspace, py_isspace_byte, py_splitlines, py_strip,
+};
 
 /// `s.encode("utf8", "ignore")`: UTF-8, with lone surrogates (the stand-ins
 /// of `stand_ins`) dropped (docs/digest-rules.md D.3). Every other character,

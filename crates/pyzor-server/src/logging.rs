@@ -80,11 +80,7 @@ fn level_name(l: Level) -> &'static str {
 
 /// One formatted line, `%(asctime)s (%(process)d) %(levelname)s %(message)s`.
 pub fn format_line(when: SystemTime, pid: u32, level: &str, text: &str) -> String {
-    let dt: chrono::DateTime<chrono::Local> = when.into();
-    format!(
-        "{} ({pid}) {level} {text}\n",
-        dt.format("%Y-%m-%d %H:%M:%S,%3f")
-    )
+    pyzor_config::localtime::log_line(when, pid, level, &text)
 }
 
 impl Logs {

@@ -20,11 +20,10 @@ use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Mutex;
 
 use gdbm_native::{Gdbm, OpenOptions};
+use pyzor_protocol::py::py_int;
 use pyzor_protocol::{Record, Timestamp};
 
-use crate::pytime::{
-    naive_local_to_ts, py_int, py_parse_datetime, py_str_datetime, ts_to_naive_local,
-};
+use crate::pytime::{naive_local_to_ts, py_parse_datetime, py_str_datetime, ts_to_naive_local};
 use crate::{Engine, Op, RecordIter, Result, StoreError};
 
 /// The `gdbm` engine.

@@ -1,6 +1,14 @@
 //! Python-compatible conversions shared by the engines whose stored format
 //! Python Pyzor reads and writes (gdbm, mysql, redis_v0): naive local
-//! datetimes, `str(datetime)` and `int()`.
+//! datetimes and `str(datetime)`. Python's `int()`, which they also use,
+//! is in `pyzor_protocol::py`.
+
+/// `int(str)`, for `redis.rs`, which imports it from here. Its v1 hash
+/// fields are read by the reference with `int(bytes)`, which is
+/// `pyzor_protocol::py::py_int_bytes` (ASCII whitespace only); its v0 value
+/// with `int(str)` after `decode()`, which is this one.
+#[cfg(feature = "redis")]
+pub(crate) use pyzor_protocol::py::py_int;
 
 use chrono::{DateTime, Local, LocalResult, NaiveDateTime, Offset, TimeZone};
 use pyzor_protocol::Timestamp;
@@ -95,30 +103,6 @@ pub fn py_parse_datetime(s: &str) -> Option<NaiveDateTime> {
     date.and_hms_micro_opt(num(h, 2)?, num(mi, 2)?, num(se, 2)?, micro)
 }
 
-/// Python's `int(s)` for a decimal string: surrounding whitespace, an
-/// optional sign, digits with single underscores between them.
-pub fn py_int(s: &str) -> Option<i64> {
-    let t = s.trim();
-    let (neg, digits) = match t.as_bytes().first()? {
-        b'-' => (true, &t[1..]),
-        b'+' => (false, &t[1..]),
-        _ => (false, t),
-    };
-    if digits.is_empty()
-        || digits.starts_with('_')
-        || digits.ends_with('_')
-        || digits.contains("__")
-    {
-        return None;
-    }
-    let clean: String = digits.chars().filter(|&c| c != '_').collect();
-    if !clean.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let v: i64 = clean.parse().ok()?;
-    Some(if neg { -v } else { v })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,18 +119,6 @@ mod tests {
         assert!(py_parse_datetime("2026-11-27 10:14:55.").is_none());
         assert!(py_parse_datetime("2026-13-27 10:14:55").is_none());
         assert!(py_parse_datetime("2026-11-27 10:14:55.1234567").is_none());
-    }
-
-    #[test]
-    fn python_int() {
-        assert_eq!(py_int(" 42\n"), Some(42));
-        assert_eq!(py_int("-1_000"), Some(-1000));
-        assert_eq!(py_int("+7"), Some(7));
-        assert_eq!(py_int("1__0"), None);
-        assert_eq!(py_int("_1"), None);
-        assert_eq!(py_int(""), None);
-        assert_eq!(py_int("0x10"), None);
-        assert_eq!(py_int("99999999999999999999"), None);
     }
 
     #[test]

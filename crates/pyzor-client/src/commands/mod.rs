@@ -164,7 +164,7 @@ fn check_like(ctx: &mut Context<'_>, op: Op) -> Result<bool, CommandError> {
     let w = ctx.settings.whitelist_threshold()?;
     let local = if op == Op::Check {
         match &ctx.settings.local_whitelist {
-            Some(p) => read_optional(p)
+            Some(p) => pyzor_config::client::read_client_file(p)
                 .map(|t| files::parse_local_whitelist(&t))
                 .map_err(|source| CommandError::Whitelist {
                     path: p.clone(),
@@ -275,14 +275,6 @@ fn predigest(ctx: &mut Context<'_>) -> Result<bool, CommandError> {
     Ok(true)
 }
 
-fn read_optional(p: &std::path::Path) -> std::io::Result<String> {
-    match std::fs::read(p) {
-        Ok(b) => Ok(String::from_utf8_lossy(&b).into_owned()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-        Err(e) => Err(e),
-    }
-}
-
 /// `local_whitelist` / `local_unwhitelist`: the file keeps its other lines
 /// and comments (B14).
 fn local_whitelist(ctx: &mut Context<'_>, add: bool) -> Result<bool, CommandError> {
@@ -293,7 +285,7 @@ fn local_whitelist(ctx: &mut Context<'_>, add: bool) -> Result<bool, CommandErro
         path: path.clone(),
         source,
     };
-    let text = read_optional(&path).map_err(err)?;
+    let text = pyzor_config::client::read_client_file(&path).map_err(err)?;
     let current = files::parse_local_whitelist(&text);
     let digests: Vec<String> = ctx
         .digests()?

@@ -268,40 +268,14 @@ fn log_error(server: &ServerAddr, code: i64, diag: &str) {
 }
 
 /// `str((code, diag))` as the reference prints it, e.g. `(200, 'OK')`.
-pub(crate) fn head_tuple(code: i64, diag: &str) -> String {
-    format!("({code}, {})", py_repr_str(diag))
-}
+pub(crate) use pyzor_protocol::py::py_str_int_str_tuple as head_tuple;
 
 /// Python's `time.ctime(t)` in the process's local time zone (the
 /// reference's info output, docs/protocol.md §7): `Thu Jan  1 00:00:00 1970`.
 /// Returns `None` when the C library cannot represent `t` (the reference
 /// then crashes with OverflowError/OSError).
-#[allow(clippy::useless_conversion)] // time_t is 32 bits on some targets
 pub(crate) fn ctime(t: i64) -> Option<String> {
-    let t: libc::time_t = t.try_into().ok()?;
-    // SAFETY: `tm` is plain old data; localtime_r only writes into it and
-    // returns NULL on failure, which we check.
-    let tm = unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&t, &mut tm).is_null() {
-            return None;
-        }
-        tm
-    };
-    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let wday = DAYS.get(usize::try_from(tm.tm_wday).ok()?)?;
-    let mon = MONTHS.get(usize::try_from(tm.tm_mon).ok()?)?;
-    Some(format!(
-        "{wday} {mon} {:2} {:02}:{:02}:{:02} {}",
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min,
-        tm.tm_sec,
-        i64::from(tm.tm_year) + 1900
-    ))
+    pyzor_protocol::py::py_ctime(&pyzor_config::localtime::localtime(t)?)
 }
 
 #[cfg(test)]

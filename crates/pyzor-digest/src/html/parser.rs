@@ -12,7 +12,7 @@
 
 use super::unescape::{check_unescape, try_unescape};
 use super::HtmlError;
-use crate::text::{py_isspace, py_strip};
+use crate::text::{py_isspace, py_isspace_byte, py_strip};
 
 /// The two `CDATA_CONTENT_ELEMENTS`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,7 +139,7 @@ impl<'a> Stripper<'a> {
         // Fast path: an ASCII byte that is not whitespace.
         match self.b.get(pos) {
             None => None,
-            Some(&c) if c < 0x80 => is_ascii_py_space(c).then_some(1),
+            Some(&c) if c < 0x80 => py_isspace_byte(c).then_some(1),
             Some(_) => self
                 .char_at(pos)
                 .filter(|&c| py_isspace(c))
@@ -193,7 +193,7 @@ impl<'a> Stripper<'a> {
     /// `\s*` from `pos`.
     #[inline(always)]
     fn skip_ws(&self, pos: usize) -> usize {
-        self.scan_ascii_while(pos, is_ascii_py_space, py_isspace)
+        self.scan_ascii_while(pos, py_isspace_byte, py_isspace)
     }
 
     fn find_byte(&self, c: u8, from: usize) -> Option<usize> {
@@ -366,7 +366,7 @@ impl<'a> Stripper<'a> {
     fn skip_bare_value(&self, pos: usize) -> usize {
         self.scan_ascii_while(
             pos,
-            |b| b != b'>' && !is_ascii_py_space(b),
+            |b| b != b'>' && !py_isspace_byte(b),
             |c| c != '>' && !py_isspace(c),
         )
     }
@@ -376,7 +376,7 @@ impl<'a> Stripper<'a> {
     fn attr_name(&self, pos: usize) -> Option<usize> {
         // ASCII bytes are their own characters: decode only 8-bit ones.
         let prev_ok = match pos.checked_sub(1).and_then(|p| self.b.get(p)) {
-            Some(&c) if c < 0x80 => matches!(c, b'\'' | b'"' | b'/') || is_ascii_py_space(c),
+            Some(&c) if c < 0x80 => matches!(c, b'\'' | b'"' | b'/') || py_isspace_byte(c),
             _ => self.char_before(pos).is_some_and(py_isspace),
         };
         if !prev_ok {
@@ -384,7 +384,7 @@ impl<'a> Stripper<'a> {
         }
         let first_len = match self.b.get(pos) {
             Some(&c) if c < 0x80 => {
-                if c == b'/' || c == b'>' || is_ascii_py_space(c) {
+                if c == b'/' || c == b'>' || py_isspace_byte(c) {
                     return None;
                 }
                 1
@@ -399,7 +399,7 @@ impl<'a> Stripper<'a> {
         };
         Some(self.scan_ascii_while(
             pos + first_len,
-            |b| !matches!(b, b'/' | b'=' | b'>') && !is_ascii_py_space(b),
+            |b| !matches!(b, b'/' | b'=' | b'>') && !py_isspace_byte(b),
             |c| !matches!(c, '/' | '=' | '>') && !py_isspace(c),
         ))
     }
@@ -719,12 +719,6 @@ impl<'a> Stripper<'a> {
     }
 }
 
-/// [`py_isspace`] on an ASCII byte: `\t`..`\r`, U+001C..U+001F and space.
-#[inline]
-fn is_ascii_py_space(b: u8) -> bool {
-    matches!(b, b'\t'..=b'\r' | 0x1c..=b' ')
-}
-
 /// Python `re.I` on a `str` pattern: the characters a lower-case ASCII
 /// letter of `script`/`style` matches. Besides both ASCII cases, `s`
 /// matches U+017F (ſ) and `i` matches U+0130 (İ) and U+0131 (ı), probed on
@@ -765,7 +759,7 @@ mod tests {
     fn ascii_byte_predicates_agree_with_char_ones() {
         for b in 0u8..0x80 {
             let c = char::from(b);
-            assert_eq!(is_ascii_py_space(b), py_isspace(c), "{b:02x}");
+            assert_eq!(py_isspace_byte(b), py_isspace(c), "{b:02x}");
         }
         // scan_ascii_while == scan_while on mixed text.
         let text = "ab c\u{a0}d\u{85}=e/f>g\u{3000}h\t\u{e9}\u{e9} \x1c>";
@@ -779,7 +773,7 @@ mod tests {
             );
             let a = s.scan_ascii_while(
                 pos,
-                |b| !matches!(b, b'/' | b'=' | b'>') && !is_ascii_py_space(b),
+                |b| !matches!(b, b'/' | b'=' | b'>') && !py_isspace_byte(b),
                 |c| !matches!(c, '/' | '=' | '>') && !py_isspace(c),
             );
             let b = s.scan_while(pos, |c| !matches!(c, '/' | '=' | '>') && !py_isspace(c));

@@ -16,7 +16,7 @@ use super::email::{slice, Headers};
 use super::render::{render_str, EmbeddedHeader};
 use super::{Op, DIGEST_SPEC, PROTO_VERSION};
 use crate::auth::{hash_key, sign, Hex40, ANONYMOUS};
-use crate::py::{py_int, py_repr_str};
+use crate::py::{py_int, py_str_int_str_tuple, py_strip_ascii};
 
 /// Who signs a request: the user name and its `hash_key`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,20 +90,12 @@ pub fn build_request(
     field(out, "User", &creds.user)?;
     field(out, "Time", &time.to_string())?;
     // M = msg.as_string().strip()
-    let m = py_strip_bytes(out);
+    let m = py_strip_ascii(out);
     let sig = sign(&creds.hashed_key, time, m);
     out.extend_from_slice(b"Sig: ");
     out.extend_from_slice(&sig);
     out.extend_from_slice(b"\n\n");
     Ok(())
-}
-
-/// `bytes(str.strip())` for ASCII-range text: Python's whitespace set.
-pub(crate) fn py_strip_bytes(b: &[u8]) -> &[u8] {
-    let ws = |c: &u8| matches!(c, 0x09..=0x0d | 0x1c..=0x20);
-    let start = b.iter().position(|c| !ws(c)).unwrap_or(b.len());
-    let end = b.iter().rposition(|c| !ws(c)).map_or(start, |i| i + 1);
-    &b[start..end]
 }
 
 /// A reply as the reference client sees it.
@@ -141,7 +133,7 @@ impl Reply {
     }
     /// `str(response.head_tuple())`, e.g. `(200, 'OK')`.
     pub fn head_tuple(&self) -> String {
-        format!("({}, {})", self.code, py_repr_str(&self.diag))
+        py_str_int_str_tuple(self.code, &self.diag)
     }
 }
 

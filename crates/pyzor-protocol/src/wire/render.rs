@@ -20,6 +20,8 @@
 //!   header`), which the server turns into 500 when signing and into "no
 //!   reply" when echoing `Thread`.
 
+use crate::py::{is_line_boundary_byte, py_isspace_byte};
+
 /// Python's serialiser refuses the value; the text is the exception
 /// message (`header value appears to contain an embedded header: ...` from
 /// `Header.encode`, or `folded header contains newline: ...` from the
@@ -47,20 +49,6 @@ impl Charset8 {
     }
 }
 
-/// `str.splitlines` boundaries that can occur in bytes: for the server's
-/// surrogate-escaped text only ASCII ones apply (a byte 0x85 is a surrogate,
-/// not NEL).
-#[inline]
-fn is_ascii_boundary(b: u8) -> bool {
-    matches!(b, b'\n' | b'\r' | 0x0b | 0x0c | 0x1c | 0x1d | 0x1e)
-}
-
-/// Python `str.isspace` for one byte of surrogate-escaped text.
-#[inline]
-fn is_py_space_byte(b: u8) -> bool {
-    matches!(b, 0x09..=0x0d | 0x1c..=0x20)
-}
-
 /// Append the rendered form of a header value received as bytes.
 pub fn render_value(value: &[u8], out: &mut Vec<u8>) -> Result<(), EmbeddedHeader> {
     render_field_value(b"", value, out)
@@ -73,7 +61,7 @@ pub fn render_field_value(
     value: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<(), EmbeddedHeader> {
-    if value.is_ascii() && !value.iter().any(|&b| is_ascii_boundary(b)) {
+    if value.is_ascii() && !value.iter().any(|&b| is_line_boundary_byte(b)) {
         out.extend_from_slice(value);
         return Ok(());
     }
@@ -108,7 +96,7 @@ fn check_newlines(name: &[u8], s: &[u8]) -> Result<(), EmbeddedHeader> {
 /// string; non-ASCII text becomes `utf-8` encoded words).
 pub fn render_str(value: &str, out: &mut Vec<u8>) -> Result<(), EmbeddedHeader> {
     let b = value.as_bytes();
-    if b.is_ascii() && !b.iter().any(|&c| is_ascii_boundary(c)) {
+    if b.is_ascii() && !b.iter().any(|&c| is_line_boundary_byte(c)) {
         out.extend_from_slice(b);
         return Ok(());
     }
@@ -131,7 +119,7 @@ fn split_lines_bytes(v: &[u8]) -> Vec<Vec<u8>> {
     let mut i = 0;
     let mut start = 0;
     while i < v.len() {
-        if is_ascii_boundary(v[i]) {
+        if is_line_boundary_byte(v[i]) {
             lines.push(v[start..i].to_vec());
             if v[i] == b'\r' && v.get(i + 1) == Some(&b'\n') {
                 i += 1;
@@ -179,7 +167,7 @@ impl Formatter {
             // `is_onlyws`: `not self or str(self).isspace()`; the list is
             // never empty here, and `"".isspace()` is false.
             let only_ws =
-                self.initial == 0 && !s.is_empty() && s.iter().all(|&b| is_py_space_byte(b));
+                self.initial == 0 && !s.is_empty() && s.iter().all(|&b| py_isspace_byte(b));
             match self.lines.last_mut() {
                 Some(last) if only_ws => last.extend_from_slice(&s),
                 _ => self.lines.push(s),
@@ -243,7 +231,7 @@ fn format_lines(lines: &[Vec<u8>], encoded: bool, cs: Charset8) -> Vec<u8> {
         f.newline();
         if encoded {
             let stripped: &[u8] = {
-                let n = line.iter().take_while(|&&b| is_py_space_byte(b)).count();
+                let n = line.iter().take_while(|&&b| py_isspace_byte(b)).count();
                 &line[n..]
             };
             let mut with_blank = vec![b' '];

@@ -23,12 +23,14 @@
 
 use std::borrow::Cow;
 
-use super::client::py_strip_bytes;
 use super::email::{slice, Headers};
 use super::render::{render_field_value, render_value};
 use super::{Op, MAX_PACKET_SIZE, PROTO_VERSION};
 use crate::auth::{sig_eq, sign, timestamp_ok, Accounts, Acl, ANONYMOUS};
-use crate::py::{py_float, py_int, py_repr_str, py_strip};
+use crate::py::{
+    py_float, py_int_of_float, py_int_outcome, py_repr_str, py_strip_ascii, PyFloatToIntError,
+    PyInt,
+};
 
 /// A parsed request; reusable (its buffers keep their capacity).
 #[derive(Debug, Default)]
@@ -240,7 +242,8 @@ pub fn db_key(digest: &[u8]) -> Result<&[u8], Failure> {
 /// `int(msg["Time"])` with Python's outcomes: `Ok(Some(t))`; `Ok(None)` for
 /// an integer beyond i64 that still converts to float (always outside the
 /// window → 401); `Err(500)` with Python's exception text otherwise
-/// (§4 step 2.2, bug 4).
+/// (§4 step 2.2, bug 4): `int()`'s `ValueError`, or the `OverflowError` of
+/// the float conversion in the window check.
 fn parse_time(v: Option<&[u8]>) -> Result<Option<i64>, Failure> {
     let Some(v) = v else {
         return Err(Failure::internal(
@@ -251,38 +254,14 @@ fn parse_time(v: Option<&[u8]>) -> Result<Option<i64>, Failure> {
         return Err(Failure::internal(header_object::INT));
     }
     let s = std::str::from_utf8(v).unwrap_or_default();
-    if let Some(t) = py_int(s) {
-        return Ok(Some(t));
+    match py_int_outcome(s).map_err(Failure::internal)? {
+        PyInt::I64(t) => Ok(Some(t)),
+        big => big.to_f64().map(|_| None).map_err(Failure::internal),
     }
-    // A syntactically valid integer too large for i64?
-    let t = py_strip(s);
-    let body = t.strip_prefix(['+', '-']).unwrap_or(t);
-    let valid = !body.is_empty()
-        && body.as_bytes()[0].is_ascii_digit()
-        && body.as_bytes()[body.len() - 1].is_ascii_digit()
-        && body.bytes().all(|c| c.is_ascii_digit() || c == b'_')
-        && !body.contains("__");
-    if !valid {
-        return Err(Failure::internal(format!(
-            "invalid literal for int() with base 10: {}",
-            py_repr_str(s)
-        )));
-    }
-    let digits: String = body.chars().filter(|c| *c != '_').collect();
-    if digits.len() > 4300 {
-        return Err(Failure::internal(format!(
-            "Exceeds the limit (4300 digits) for integer string conversion: value has {} digits; use sys.set_int_max_str_digits() to increase the limit",
-            digits.len()
-        )));
-    }
-    if digits.parse::<f64>().map_or(true, f64::is_infinite) {
-        return Err(Failure::internal("int too large to convert to float"));
-    }
-    Ok(None)
 }
 
-/// §4 step 3: `int(float(PV)) != 2` → 505; `float()` failing or NaN → 400;
-/// infinity → 500 (OverflowError).
+/// §4 step 3: `int(float(PV)) != 2` → 505; `float()` failing or NaN
+/// (`ValueError`) → 400; infinity → 500 (`OverflowError`).
 fn check_pv(pv: Option<&[u8]>) -> Result<(), Failure> {
     let Some(pv) = pv else {
         return Err(Failure::PV_MISSING);
@@ -291,18 +270,12 @@ fn check_pv(pv: Option<&[u8]>) -> Result<(), Failure> {
         return Err(Failure::internal(header_object::FLOAT));
     }
     let f = py_float(std::str::from_utf8(pv).unwrap_or_default()).ok_or(Failure::PV_INVALID)?;
-    if f.is_nan() {
-        return Err(Failure::PV_INVALID);
+    match py_int_of_float(f) {
+        Ok(2.0) => Ok(()),
+        Ok(_) => Err(Failure::VERSION),
+        Err(PyFloatToIntError::NaN) => Err(Failure::PV_INVALID),
+        Err(e @ PyFloatToIntError::Infinity) => Err(Failure::internal(e)),
     }
-    if f.is_infinite() {
-        return Err(Failure::internal(
-            "cannot convert float infinity to integer",
-        ));
-    }
-    if f.trunc() != 2.0 {
-        return Err(Failure::VERSION);
-    }
-    Ok(())
 }
 
 /// The text the reference signs on the server (§4.2): the request
@@ -342,7 +315,7 @@ fn signed_text<'s>(req: &Parsed, scratch: &'s mut Vec<u8>) -> Result<Option<&'s 
             i += 1;
         }
     }
-    Ok(Some(py_strip_bytes(scratch)))
+    Ok(Some(py_strip_ascii(scratch)))
 }
 
 /// The op-specific fields of a 200 reply.
