@@ -13,10 +13,13 @@
 //! Our own keys: `MetricsAddress` (`host:port` of the Prometheus text
 //! endpoint; empty = off), `Workers` (number of socket workers; empty or
 //! 0 = derived from the reference's concurrency keys, see
-//! [`ServerConfig::worker_count`]) and `Durability` (`process` or `fsync`,
-//! see [`DurabilityMode`]).
+//! [`ServerConfig::worker_count`]), `Durability` (`process` or `fsync`,
+//! see [`DurabilityMode`]) and `EngineTimeout` (seconds, default 5: how
+//! long the network engines wait for their database each time they wait;
+//! see [`ServerConfig::engine_timeout`]).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::home::expand_path;
 use super::ini::{Ini, IniError};
@@ -50,7 +53,11 @@ pub const SERVER_DEFAULTS: &[(&str, &str)] = &[
     ("MetricsAddress", ""),
     ("Workers", "0"),
     ("Durability", "process"),
+    ("EngineTimeout", "5"),
 ];
+
+/// The largest `EngineTimeout` accepted, in seconds (an hour).
+pub const MAX_ENGINE_TIMEOUT: f64 = 3600.0;
 
 /// `Durability`: how far an answered report has gone when pyzord replies.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -125,6 +132,13 @@ pub struct ServerConfig {
     pub workers: usize,
     /// `Durability` (ours).
     pub durability: DurabilityMode,
+    /// `EngineTimeout` (ours): seconds, fractions allowed, above 0 and at
+    /// most [`MAX_ENGINE_TIMEOUT`]. The mysql and postgres engines wait at
+    /// most this long for their database each time they wait (to connect,
+    /// for a lock, for a statement); a request that cannot be served in
+    /// that time is answered with the reference's 500 "Database
+    /// temporarily unavailable." (docs/engines.md, "Timeouts").
+    pub engine_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -210,6 +224,18 @@ impl ServerConfig {
             value: dur_raw,
             expected: "process or fsync",
         })?;
+        let et_raw = get("EngineTimeout")?;
+        let engine_timeout = et_raw
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|s| *s > 0.0 && *s <= MAX_ENGINE_TIMEOUT)
+            .map(Duration::from_secs_f64)
+            .ok_or(ConfigError::BadValue {
+                key: "EngineTimeout",
+                value: et_raw,
+                expected: "a number of seconds above 0 and at most 3600",
+            })?;
         let metrics = get("MetricsAddress")?;
         let fwd = get("ForwardClientHomeDir")?;
         Ok(ServerConfig {
@@ -238,6 +264,7 @@ impl ServerConfig {
             metrics_address: (!metrics.is_empty()).then_some(metrics),
             workers,
             durability,
+            engine_timeout,
         })
     }
 
@@ -412,6 +439,22 @@ mod tests {
         assert_eq!(c.durability, DurabilityMode::Process);
         let e = ServerConfig::load(t.path(), &[("Durability", "disk".into())]).unwrap_err();
         assert!(e.to_string().contains("Durability"), "{e}");
+    }
+
+    #[test]
+    fn engine_timeout_key() {
+        let t = home_with(None);
+        let c = ServerConfig::load(t.path(), &[]).unwrap();
+        assert_eq!(c.engine_timeout, Duration::from_secs(5));
+        let t = home_with(Some("[server]\nEngineTimeout = 2.5\n"));
+        let c = ServerConfig::load(t.path(), &[]).unwrap();
+        assert_eq!(c.engine_timeout, Duration::from_millis(2500));
+        let c = ServerConfig::load(t.path(), &[("EngineTimeout", " 1 ".into())]).unwrap();
+        assert_eq!(c.engine_timeout, Duration::from_secs(1));
+        for bad in ["0", "-1", "", "x", "inf", "nan", "3601"] {
+            let e = ServerConfig::load(t.path(), &[("EngineTimeout", bad.into())]).unwrap_err();
+            assert!(e.to_string().contains("EngineTimeout"), "{bad:?}: {e}");
+        }
     }
 
     #[test]

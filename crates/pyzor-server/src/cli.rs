@@ -95,6 +95,9 @@ pub struct Cli {
     /// process (default: an answered report survives kill -9, on disk within ~1 s) or fsync (survives power loss; one fsync per receive batch); honoured by lmdb, gdbm always syncs, redis/mysql/postgres follow their server's settings
     #[arg(long = "durability")]
     pub durability: Option<String>,
+    /// seconds the mysql and postgres engines wait for their database each time they wait (to connect, for a lock, for a statement) (default: 5)
+    #[arg(long = "engine-timeout")]
+    pub engine_timeout: Option<String>,
     /// print the version on stderr and exit
     #[arg(short = 'V', long = "version")]
     pub version: bool,
@@ -152,6 +155,7 @@ impl Cli {
         put("MetricsAddress", self.metrics_address.clone());
         put("Workers", self.workers.map(|x| x.to_string()));
         put("Durability", self.durability.clone());
+        put("EngineTimeout", self.engine_timeout.clone());
         v
     }
 }
@@ -191,12 +195,15 @@ mod tests {
             "f",
             "--db-connections",
             "2",
+            "--engine-timeout",
+            "1.5",
         ])
         .unwrap();
         let o = c.overrides();
         assert!(o.contains(&("Port", "1234".into())));
         assert!(o.contains(&("DigestDB", "db".into())));
         assert!(o.contains(&("Threads", "True".into())));
+        assert!(o.contains(&("EngineTimeout", "1.5".into())));
         assert_eq!(c.detach, Some(PathBuf::from("out")));
         // unique prefixes, as optparse
         let c = Cli::try_parse_from(["pyzord", "--home", "/x", "--usage-log", "u"]).unwrap();

@@ -66,10 +66,13 @@ pub fn open_engine(cfg: &ServerConfig) -> Result<Arc<dyn Engine>, String> {
         DurabilityMode::Process => Durability::Process,
         DurabilityMode::Fsync => Durability::Fsync,
     };
+    o.engine_timeout = cfg.engine_timeout;
     pyzor_store::open(&o).map_err(|e| {
+        // never the DSN as written: it may hold a password
         format!(
             "cannot open the {} engine ({}): {e}",
-            cfg.engine, cfg.digest_db
+            cfg.engine,
+            o.masked_dsn()
         )
     })
 }
@@ -328,5 +331,45 @@ impl Running {
         self.server.shutdown();
         drop(self.pid_file);
         0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The start error names the engine and its DSN, never the password
+    /// (nothing listens on port 1: each engine fails to connect).
+    #[test]
+    fn the_start_error_never_shows_the_password() {
+        let home = pyzor_testkit::temp_home();
+        let pw = "Pw-Secret-4711";
+        let mut cases = Vec::new();
+        #[cfg(feature = "mysql")]
+        cases.push(("mysql", format!("127.0.0.1:1,pyzor,{pw},pyzor,digests")));
+        #[cfg(feature = "postgres")]
+        cases.push(("postgres", format!("127.0.0.1:1,pyzor,{pw},pyzor,digests")));
+        #[cfg(feature = "redis")]
+        cases.push(("redis", format!("127.0.0.1,1,{pw},0")));
+        // a malformed DSN: no telling where its password is
+        #[cfg(feature = "mysql")]
+        cases.push(("mysql", format!("127.0.0.1,pyzor,{pw},pyzor")));
+        for (engine, dsn) in cases {
+            let cfg = ServerConfig::load(
+                home.path(),
+                &[
+                    ("Engine", engine.into()),
+                    ("DigestDB", dsn.clone()),
+                    ("EngineTimeout", "1".into()),
+                ],
+            )
+            .unwrap();
+            let e = match open_engine(&cfg) {
+                Err(e) => e,
+                Ok(_) => panic!("{engine}: opened {dsn}"),
+            };
+            assert!(!e.contains(pw), "{engine}: {e}");
+            assert!(e.contains("***"), "{engine}: {e}");
+        }
     }
 }

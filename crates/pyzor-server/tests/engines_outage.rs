@@ -575,3 +575,245 @@ fn redis_killed_under_a_mixed_fleet_loses_no_acknowledged_report() {
     py.stop();
     assert_eq!(rs.stop(), Some(0));
 }
+
+/// A database session of a command-line client (`psql`, `mysql`) that
+/// holds a lock until [`release`](Self::release) or drop: its statements
+/// go through stdin, so its transaction stays open in between.
+struct LockHolder {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl LockHolder {
+    /// Run `lock` (which ends by selecting the word `locked`) and wait
+    /// (≤ 20 s) until it has.
+    fn start(cmd: &mut Command, lock: &str) -> LockHolder {
+        use std::io::{BufRead, Write};
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+        let out = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        let mut h = LockHolder { child, lines };
+        writeln!(h.child.stdin.as_mut().unwrap(), "{lock}").unwrap();
+        let end = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match h.lines.recv_timeout(left) {
+                Ok(l) if l.trim() == "locked" => return h,
+                Ok(_) => {}
+                Err(_) => panic!("{lock:?} did not take its lock within 20 s"),
+            }
+        }
+    }
+
+    /// Run `release` and end the session (≤ 20 s).
+    fn release(mut self, release: &str) {
+        use std::io::Write;
+        let mut stdin = self.child.stdin.take().unwrap();
+        writeln!(stdin, "{release}").unwrap();
+        drop(stdin);
+        let t0 = Instant::now();
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(20),
+                "{release:?} did not end"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for LockHolder {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// With a table locked by another session, our pyzord (`--engine-timeout
+/// 1`) answers every report and check with the reference's 500 within a
+/// small bound instead of leaving them unanswered (measured before: 23 s
+/// without an answer, nothing logged), logs the cause, never shows the
+/// password, and once the lock is gone answers 200 again with nothing of
+/// the failed reports counted.
+fn locked_table_answers_500_in_time(
+    engine: &str,
+    dsn: &str,
+    password: Option<&str>,
+    lock: impl FnOnce() -> LockHolder,
+    release: &str,
+) {
+    let home = pyzor_testkit::temp_home();
+    let srv = start_pyzord(
+        Impl::Rust,
+        None,
+        home.path(),
+        &["-e", engine, "--dsn", dsn, "--engine-timeout", "1"],
+        &[],
+    );
+    // locked after the start: MariaDB's CREATE TABLE IF NOT EXISTS waits
+    // for the lock too (and fails the start after the timeout)
+    let lock = lock();
+    let d = load_digest(7);
+    for (i, op) in ["report", "check", "report"].iter().enumerate() {
+        let t0 = Instant::now();
+        let r = request(srv.port, op, &d, i as u32 + 1, Duration::from_secs(8))
+            .unwrap_or_else(|| panic!("{engine}: no answer to {op} within 8 s"));
+        let text = String::from_utf8_lossy(&r);
+        assert_eq!(reply_code(&r), 500, "{engine}: {op}: {text}");
+        assert!(
+            text.contains(&format!("Diag: {UNAVAILABLE}\n")),
+            "{engine}: {text}"
+        );
+        eprintln!("{engine}: {op} answered 500 after {:?}", t0.elapsed());
+    }
+    lock.release(release);
+    let r = request(srv.port, "report", &d, 9, Duration::from_secs(8)).expect("an answer");
+    assert_eq!(reply_code(&r), 200, "{}", String::from_utf8_lossy(&r));
+    assert_eq!(
+        check(srv.port, &d).0,
+        1,
+        "{engine}: the failed reports counted nothing"
+    );
+    assert_eq!(srv.stop(), Some(0));
+    let log = std::fs::read_to_string(home.path().join("rust-pyzord.log")).unwrap();
+    assert!(
+        log.contains("timeout") || log.contains("max_statement_time"),
+        "{engine}: the log names the cause:\n{log}"
+    );
+    if let Some(pw) = password {
+        assert!(
+            !log.contains(pw),
+            "{engine}: the log shows the password:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn postgres_locked_table_answers_500_within_the_engine_timeout() {
+    let test = "postgres_locked_table_answers_500_within_the_engine_timeout";
+    if !pyzor_testkit::postgres_available(test) {
+        return;
+    }
+    if !have_program("psql") {
+        pyzor_testkit::skip(test, "psql is not installed");
+        return;
+    }
+    let db = format!("pyzor_rs_lock_{}", std::process::id());
+    let psql = |db: &str| {
+        let mut c = Command::new("psql");
+        c.args([
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            db,
+        ]);
+        c
+    };
+    let admin = |sql: &str| {
+        let (ok, out) = run_bounded(psql("postgres").args(["-c", sql]), Duration::from_secs(30));
+        assert!(ok, "{sql}: {out}");
+    };
+    admin(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+    admin(&format!("CREATE DATABASE {db}"));
+    struct Drop_(Box<dyn Fn()>);
+    impl Drop for Drop_ {
+        fn drop(&mut self) {
+            (self.0)()
+        }
+    }
+    let _cleanup = Drop_(Box::new({
+        let db = db.clone();
+        move || {
+            let _ = run_bounded(
+                Command::new("psql")
+                    .args([
+                        "-X",
+                        "-q",
+                        "-h",
+                        "127.0.0.1",
+                        "-U",
+                        "postgres",
+                        "-d",
+                        "postgres",
+                        "-c",
+                    ])
+                    .arg(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")),
+                Duration::from_secs(30),
+            );
+        }
+    }));
+    // the engine's own table, created ahead so that it can be locked
+    let (ok, out) = run_bounded(
+        psql(&db).args([
+            "-c",
+            "CREATE TABLE digests (digest bytea PRIMARY KEY, r_count bigint NOT NULL DEFAULT 0, \
+             wl_count bigint NOT NULL DEFAULT 0, r_entered timestamptz, r_updated timestamptz, \
+             wl_entered timestamptz, wl_updated timestamptz)",
+        ]),
+        Duration::from_secs(30),
+    );
+    assert!(ok, "{out}");
+    let lock = || {
+        LockHolder::start(
+            &mut psql(&db),
+            "BEGIN; LOCK TABLE digests IN ACCESS EXCLUSIVE MODE; SELECT 'locked';",
+        )
+    };
+    let dsn = format!("127.0.0.1,postgres,,{db},digests");
+    locked_table_answers_500_in_time("postgres", &dsn, None, lock, "COMMIT;");
+}
+
+#[test]
+fn mariadb_locked_table_answers_500_within_the_engine_timeout() {
+    let test = "mariadb_locked_table_answers_500_within_the_engine_timeout";
+    if !pyzor_testkit::mysql_available(test) {
+        return;
+    }
+    if !have_program("mysql") {
+        pyzor_testkit::skip(test, "the mysql client is not installed");
+        return;
+    }
+    let name = format!("pyzor_rs_lock_{}", std::process::id());
+    let scratch = match MysqlScratch::create(&name) {
+        Ok(s) => s,
+        Err(e) => {
+            pyzor_testkit::skip(
+                test,
+                &format!("cannot create a MariaDB database as root: {e}"),
+            );
+            return;
+        }
+    };
+    let lock = || {
+        LockHolder::start(
+            Command::new("mysql").args(["-uroot", "--protocol=SOCKET", "-N", "-B", "-n"]),
+            &format!(
+                "LOCK TABLES `{}`.digests WRITE; SELECT 'locked';",
+                scratch.db
+            ),
+        )
+    };
+    locked_table_answers_500_in_time(
+        "mysql",
+        &scratch.dsn(),
+        Some(&scratch.password),
+        lock,
+        "UNLOCK TABLES;",
+    );
+}

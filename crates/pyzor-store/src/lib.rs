@@ -19,6 +19,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use pyzor_protocol::{Record, Timestamp};
 
@@ -193,6 +194,10 @@ pub const DEFAULT_ENGINE: &str = "lmdb";
 /// months).
 pub const DEFAULT_CLEANUP_AGE: u64 = 60 * 60 * 24 * 30 * 4;
 
+/// The default bound on each wait on a network database
+/// (`EngineTimeout`, see [`EngineOptions::engine_timeout`]).
+pub const DEFAULT_ENGINE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The DSN used when none is given, for the engines that have one
 /// (file engines; relative to the homedir). Network engines need a DSN.
 pub fn default_dsn(engine: &str) -> Option<&'static str> {
@@ -220,6 +225,18 @@ pub struct EngineOptions {
     /// expiry (Redis) apply it on every write; the others expire when the
     /// server calls [`Engine::expire`].
     pub cleanup_age: u64,
+    /// `EngineTimeout`: how long the network engines (mysql, postgres)
+    /// wait for their database, each time they wait: to connect, for a
+    /// free pooled connection or this process's previous write, for a lock
+    /// inside the database (`lock_timeout`, `innodb_lock_wait_timeout`,
+    /// `lock_wait_timeout`) and for a statement (`statement_timeout`,
+    /// MariaDB's `max_statement_time`). A database that does not answer at
+    /// all (hung, or the network gone) is given twice as long before the
+    /// connection is dropped (client-side deadline, TCP keepalive and
+    /// `TCP_USER_TIMEOUT`). Bulk statements off the request path (expiry,
+    /// migration, scans) get [`bulk_timeout`](Self::bulk_timeout) instead.
+    /// See docs/engines.md.
+    pub engine_timeout: Duration,
 }
 
 impl EngineOptions {
@@ -232,7 +249,39 @@ impl EngineOptions {
             durability: Durability::default(),
             db_connections: 0,
             cleanup_age: DEFAULT_CLEANUP_AGE,
+            engine_timeout: DEFAULT_ENGINE_TIMEOUT,
         }
+    }
+
+    /// The statement bound of bulk work (expiry, `put_many`,
+    /// `delete_many`, scan pages): 60 × `engine_timeout` (5 minutes by
+    /// default); lock waits stay bounded by `engine_timeout`.
+    pub fn bulk_timeout(&self) -> Duration {
+        self.engine_timeout.saturating_mul(60)
+    }
+
+    /// The DSN for messages and logs: the password field of a network
+    /// engine's DSN (the third comma-separated field of the mysql,
+    /// postgres and redis forms) is replaced by `***`. A DSN without the
+    /// engine's number of fields shows only its first field (the host),
+    /// since where its password is cannot be told.
+    pub fn masked_dsn(&self) -> String {
+        let Some(dsn) = &self.dsn else {
+            return default_dsn(&self.engine).unwrap_or_default().to_string();
+        };
+        let fields = match self.engine.as_str() {
+            "mysql" | "postgres" => 5,
+            "redis" | "redis_v0" => 4,
+            _ => return dsn.clone(),
+        };
+        let mut f: Vec<&str> = dsn.split(',').collect();
+        if f.len() != fields {
+            return format!("{},*** ({} fields)", f[0], f.len());
+        }
+        if !f[2].is_empty() {
+            f[2] = "***";
+        }
+        f.join(",")
     }
 
     pub fn dsn(mut self, dsn: impl Into<String>) -> Self {
@@ -308,11 +357,13 @@ pub fn open(opts: &EngineOptions) -> Result<Arc<dyn Engine>> {
         "mysql" => Ok(Arc::new(mysql::MysqlEngine::open(
             &opts.dsn_or_default()?,
             opts.db_connections,
+            sql::Limits::of(opts),
         )?)),
         #[cfg(feature = "postgres")]
         "postgres" => Ok(Arc::new(postgres::PostgresEngine::open(
             &opts.dsn_or_default()?,
             opts.db_connections,
+            sql::Limits::of(opts),
         )?)),
         "memory" => Ok(Arc::new(memory::MemoryEngine::new())),
         other => Err(StoreError::Config(format!(
@@ -353,5 +404,37 @@ mod tests {
         ));
         #[cfg(feature = "lmdb")]
         assert_eq!(ENGINES[0], DEFAULT_ENGINE);
+    }
+
+    #[test]
+    fn masked_dsns_never_show_the_password() {
+        let m = |engine: &str, dsn: &str| EngineOptions::new(engine, "/").dsn(dsn).masked_dsn();
+        assert_eq!(
+            m("mysql", "127.0.0.1,pyzor,secret,pyzor,digests"),
+            "127.0.0.1,pyzor,***,pyzor,digests"
+        );
+        assert_eq!(
+            m("mysql", "localhost,pyzor,,pyzor,digests"),
+            "localhost,pyzor,,pyzor,digests"
+        );
+        assert_eq!(
+            m("postgres", "db:5433,u,secret,pyzor,public.digests"),
+            "db:5433,u,***,pyzor,public.digests"
+        );
+        assert_eq!(
+            m("redis", "localhost,6379,secret,0"),
+            "localhost,6379,***,0"
+        );
+        assert_eq!(
+            m("redis", "sentinel:m@h1:26379;h2:26379,,secret,2"),
+            "sentinel:m@h1:26379;h2:26379,,***,2"
+        );
+        assert_eq!(m("redis_v0", ",,secret,"), ",,***,");
+        // a malformed DSN: where the password is cannot be told
+        assert_eq!(m("mysql", "h,u,secret,db"), "h,*** (4 fields)");
+        assert_eq!(m("redis", "h,1,secret,0,extra"), "h,*** (5 fields)");
+        assert_eq!(m("lmdb", "/var/lib/pyzor,x.lmdb"), "/var/lib/pyzor,x.lmdb");
+        assert_eq!(EngineOptions::new("lmdb", "/").masked_dsn(), "pyzord.lmdb");
+        assert_eq!(EngineOptions::new("mysql", "/").masked_dsn(), "");
     }
 }

@@ -32,20 +32,34 @@
 //! * **Writes.** One transaction per batch; each report/whitelist is
 //!   `INSERT … ON DUPLICATE KEY UPDATE` (atomic in InnoDB) followed by a
 //!   read of the row. Pool of `DBConnections` connections (default 8),
-//!   health-checked, re-made after an outage.
+//!   checked with a ping after a second idle, re-made after an outage.
+//! * **Timeouts** ([`Limits`], docs/engines.md): every session sets
+//!   `innodb_lock_wait_timeout` and `lock_wait_timeout` (metadata locks,
+//!   `LOCK TABLES`) to `EngineTimeout`, and on MariaDB also
+//!   `max_statement_time` and `idle_transaction_timeout`; the client gives
+//!   up on a server that says nothing for twice as long (socket read and
+//!   write timeouts, TCP keepalive, `TCP_USER_TIMEOUT`). A session that
+//!   failed is closed, never reused (the server rolls its transaction
+//!   back); bulk work (expiry, migration, scans) has its own two sessions
+//!   with the longer statement bound.
 
 use std::path::Path;
 use std::time::Duration;
 
 use mysql::prelude::Queryable;
-use mysql::{OptsBuilder, Pool, PoolConstraints, PoolOpts, PooledConn, TxOpts, Value};
+use mysql::{Conn, Opts, OptsBuilder, Value};
 use pyzor_protocol::{Record, Timestamp};
 
 use crate::pytime::{naive_local_to_ts, ts_to_naive_local};
-use crate::sql::{retry_lock_conflicts, KeysetPages, Paged, ScanItem};
+use crate::sql::{
+    retry_lock_conflicts, KeysetPages, Limits, Paged, Pool, ScanItem, Session, WriteTurn,
+    CHECK_AFTER_IDLE,
+};
 use crate::{Engine, Op, RecordIter, Result, StoreError};
 
 const DEFAULT_POOL: usize = 8;
+/// Sessions for bulk work (expiry, migration, scans).
+const BULK_POOL: usize = 2;
 const PAGE: usize = 5000;
 const SOCKETS: &[&str] = &[
     "/run/mysqld/mysqld.sock",
@@ -89,7 +103,7 @@ pub fn parse_dsn(dsn: &str) -> Result<MysqlDsn> {
     } else if let Some((h, p)) = f.host.rsplit_once(':') {
         let port = p
             .parse()
-            .map_err(|_| StoreError::Config(format!("MySQL DSN {dsn:?}: bad port {p:?}")))?;
+            .map_err(|_| StoreError::Config(format!("MySQL DSN: bad port {p:?}")))?;
         (h.to_string(), port, None)
     } else {
         (f.host.clone(), 3306, None)
@@ -105,12 +119,136 @@ pub fn parse_dsn(dsn: &str) -> Result<MysqlDsn> {
     })
 }
 
+/// Server errors that mean the DSN or the user's grants are wrong:
+/// access denied (1044, 1045, 1142, 1143, 1227, 1698), unknown database
+/// (1049), host not allowed (1130), authentication method (1251).
+const REFUSED: &[u16] = &[1044, 1045, 1049, 1130, 1142, 1143, 1227, 1251, 1698];
+
+/// The I/O error under a driver error, if any.
+fn io_error(e: &mysql::Error) -> Option<&std::io::Error> {
+    use std::error::Error;
+    match e {
+        mysql::Error::IoError(io) => Some(io),
+        mysql::Error::CodecError(c) => c.source()?.downcast_ref(),
+        _ => None,
+    }
+}
+
 fn my_err(what: &str, e: mysql::Error) -> StoreError {
+    let timed_out = io_error(&e).is_some_and(|io| {
+        matches!(
+            io.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )
+    });
+    if timed_out {
+        return StoreError::Unavailable(format!(
+            "MySQL {what}: the server did not answer in time ({e})"
+        ));
+    }
     match e {
         mysql::Error::MySqlError(ref m) if matches!(m.code, 1406 | 1366 | 1264) => {
             StoreError::BadKey(format!("MySQL {what}: {e}"))
         }
+        mysql::Error::MySqlError(ref m) if REFUSED.contains(&m.code) => StoreError::Config(format!(
+            "MySQL {what}: access refused; check the user, password and database of the DSN and the user's grants: {e}"
+        )),
         _ => StoreError::Unavailable(format!("MySQL {what}: {e}")),
+    }
+}
+
+/// A deadlock (1213): the transaction was rolled back and may run again.
+fn is_conflict(e: &mysql::Error) -> bool {
+    matches!(e, mysql::Error::MySqlError(m) if m.code == 1213)
+}
+
+/// One session.
+struct MyConn(Conn);
+
+impl Session for MyConn {
+    fn alive(&mut self, idle: Duration) -> bool {
+        idle < CHECK_AFTER_IDLE || self.0.ping().is_ok()
+    }
+}
+
+/// The statement that bounds a new session's waits inside the server:
+/// lock waits (row locks, and metadata locks such as `LOCK TABLES`) to
+/// `wait`; on MariaDB (executable comments, ignored by MySQL) statements
+/// to `statement` and a transaction left idle (a client gone silent) to
+/// twice `wait`.
+fn session_limits(wait: Duration, statement: Duration) -> String {
+    let secs = |d: Duration| d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    format!(
+        "SET SESSION innodb_lock_wait_timeout = {lock}, lock_wait_timeout = {lock} \
+         /*M!100108 , max_statement_time = {stmt:.3} */ \
+         /*M!100300 , idle_transaction_timeout = {idle} */",
+        lock = secs(wait).max(1),
+        stmt = statement.as_secs_f64(),
+        idle = secs(Limits::silence(wait)).max(1),
+    )
+}
+
+/// Connection options for sessions whose statements may run for
+/// `statement`.
+fn conn_opts(d: &MysqlDsn, limits: Limits, statement: Duration) -> Opts {
+    let ms = |x: Duration| u32::try_from(x.as_millis()).unwrap_or(u32::MAX).max(1);
+    let silence = Limits::silence(statement);
+    OptsBuilder::new()
+        .ip_or_hostname(Some(d.host.clone()))
+        .tcp_port(d.port)
+        .socket(d.socket.clone())
+        .user(Some(d.user.clone()))
+        .pass(Some(d.password.clone()))
+        .db_name(Some(d.database.clone()))
+        .prefer_socket(false)
+        .tcp_connect_timeout(Some(limits.wait))
+        .read_timeout(Some(silence))
+        .write_timeout(Some(silence))
+        .tcp_keepalive_time_ms(Some(ms(limits.wait)))
+        .tcp_keepalive_probe_interval_secs(Some(Limits::KEEPALIVE_INTERVAL.as_secs() as u32))
+        .tcp_keepalive_probe_count(Some(Limits::KEEPALIVE_RETRIES))
+        .tcp_user_timeout_ms(Some(ms(Limits::silence(limits.wait))))
+        .init(vec![session_limits(limits.wait, statement)])
+        .into()
+}
+
+fn session_pool(d: &MysqlDsn, max: usize, limits: Limits, statement: Duration) -> Pool<MyConn> {
+    let opts = conn_opts(d, limits, statement);
+    Pool::new("MySQL", max, limits.wait, move || {
+        Conn::new(opts.clone())
+            .map(MyConn)
+            .map_err(|e| my_err("connect", e))
+    })
+}
+
+/// Run `f` in a transaction and commit. When `f` fails the session is
+/// rolled back only if it is to be kept (a refused digest, an undecodable
+/// row); any other failure closes it (see [`Pool`]), which rolls back too
+/// without waiting on a session in an unknown state. `conflict` is set
+/// when the commit failed on a deadlock.
+fn in_tx<T>(
+    c: &mut Conn,
+    conflict: Option<&std::cell::Cell<bool>>,
+    f: impl FnOnce(&mut Conn) -> Result<T>,
+) -> Result<T> {
+    c.query_drop("START TRANSACTION")
+        .map_err(|e| my_err("begin", e))?;
+    match f(c) {
+        Ok(v) => {
+            c.query_drop("COMMIT").map_err(|e| {
+                if let Some(flag) = conflict.filter(|_| is_conflict(&e)) {
+                    flag.set(true);
+                }
+                my_err("commit", e)
+            })?;
+            Ok(v)
+        }
+        Err(e @ (StoreError::BadKey(_) | StoreError::Corrupt { .. })) => {
+            c.query_drop("ROLLBACK")
+                .map_err(|x| my_err("rollback", x))?;
+            Err(e)
+        }
+        Err(e) => Err(e),
     }
 }
 
@@ -197,44 +335,28 @@ fn row_record(d: &[u8], v: &[Value]) -> Result<Record> {
 
 /// The `mysql` engine.
 pub struct MysqlEngine {
-    dsn: String,
-    pool: Pool,
-    backoff: crate::backoff::Backoff,
+    /// `(schema, table)` for the row estimate.
+    schema_table: (String, String),
+    limits: Limits,
+    pool: Pool<MyConn>,
+    bulk: Pool<MyConn>,
     table: String,
     sql_report: String,
     sql_whitelist: String,
     sql_get: String,
     sql_put: String,
-    /// Serialises this process's write transactions (see `execute`).
-    write_serial: std::sync::Mutex<()>,
+    /// This process's write transactions, one at a time (see [`WriteTurn`]).
+    write_turn: WriteTurn,
 }
 
 impl MysqlEngine {
-    pub fn open(dsn: &str, connections: usize) -> Result<Self> {
+    pub fn open(dsn: &str, connections: usize, limits: Limits) -> Result<Self> {
         let d = parse_dsn(dsn)?;
         let max = if connections == 0 {
             DEFAULT_POOL
         } else {
             connections
         };
-        let constraints = PoolConstraints::new(1, max.max(1)).expect("1 <= max");
-        let opts = OptsBuilder::new()
-            .ip_or_hostname(Some(d.host.clone()))
-            .tcp_port(d.port)
-            .socket(d.socket.clone())
-            .user(Some(d.user.clone()))
-            .pass(Some(d.password.clone()))
-            .db_name(Some(d.database.clone()))
-            .prefer_socket(false)
-            .tcp_connect_timeout(Some(Duration::from_secs(2)))
-            .read_timeout(Some(Duration::from_secs(5)))
-            .write_timeout(Some(Duration::from_secs(5)))
-            .pool_opts(
-                PoolOpts::default()
-                    .with_constraints(constraints)
-                    .with_check_health(true),
-            );
-        let pool = Pool::new(opts).map_err(|e| my_err("connect", e))?;
         let t = check_table(&d.table)?;
         let upsert = |side: &str, other: &str| {
             format!(
@@ -246,7 +368,7 @@ impl MysqlEngine {
             )
         };
         let e = MysqlEngine {
-            write_serial: std::sync::Mutex::new(()),
+            write_turn: WriteTurn::new(),
             sql_report: upsert("r", "wl"),
             sql_whitelist: upsert("wl", "r"),
             sql_get: format!(
@@ -259,27 +381,26 @@ impl MysqlEngine {
                  wl_entered = VALUES(wl_entered), wl_updated = VALUES(wl_updated)"
             ),
             table: t,
-            dsn: dsn.to_string(),
-            pool,
-            backoff: crate::backoff::Backoff::new("MySQL"),
+            schema_table: match d.table.split_once('.') {
+                Some((a, b)) => (a.to_string(), b.to_string()),
+                None => (d.database.clone(), d.table.clone()),
+            },
+            pool: session_pool(&d, max, limits, limits.wait),
+            bulk: session_pool(&d, BULK_POOL, limits, limits.bulk),
+            limits,
         };
-        e.conn()?
-            .query_drop(format!(
+        // A wrong password, database or grant fails here, as a configuration
+        // error.
+        e.pool.first(|c| {
+            c.0.query_drop(format!(
                 "CREATE TABLE IF NOT EXISTS {} (digest char(40) NOT NULL, r_count int(11) DEFAULT NULL, \
                  wl_count int(11) DEFAULT NULL, r_entered datetime DEFAULT NULL, wl_entered datetime DEFAULT NULL, \
                  r_updated datetime DEFAULT NULL, wl_updated datetime DEFAULT NULL, PRIMARY KEY (digest))",
                 e.table
             ))
-            .map_err(|e| my_err("create table", e))?;
+            .map_err(|e| my_err("create table", e))
+        })?;
         Ok(e)
-    }
-
-    fn conn(&self) -> Result<PooledConn> {
-        self.backoff.attempt(|| {
-            self.pool
-                .try_get_conn(Duration::from_secs(3))
-                .map_err(|e| my_err("connection", e))
-        })
     }
 
     fn get_in(&self, q: &mut impl Queryable, d: &[u8], key: &str) -> Result<Option<Record>> {
@@ -302,50 +423,46 @@ impl Engine for MysqlEngine {
         // batch is written, so the server can re-run it request by request.
         let keys: Vec<&str> = ops.iter().map(|o| key(o.digest())).collect::<Result<_>>()?;
         let start = out.len();
-        let mut c = self.conn()?;
+        let writes = ops.iter().any(Op::is_write);
         // One write transaction at a time in this process: batches of
         // different workers touching the same rows in different orders
         // would otherwise deadlock each other in InnoDB (1213). Conflicts
         // with other processes (a second pyzord, a migration) are retried.
-        let _serial = ops.iter().any(Op::is_write).then(|| {
-            self.write_serial
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-        });
-        retry_lock_conflicts("mysql", |conflict| {
-            let tx_err = |what: &str, e: mysql::Error| {
-                if matches!(&e, mysql::Error::MySqlError(m) if matches!(m.code, 1213 | 1205)) {
-                    conflict.set(true);
-                }
-                my_err(what, e)
-            };
-            let r = (|| {
-                if !ops.iter().any(Op::is_write) {
+        let _turn = match writes {
+            true => Some(self.write_turn.take(self.limits.wait, "MySQL")?),
+            false => None,
+        };
+        retry_lock_conflicts("mysql", self.limits.wait, |conflict| {
+            let r = self.pool.with(|c| {
+                let c = &mut c.0;
+                if !writes {
                     for (op, k) in ops.iter().zip(&keys) {
-                        out.push(self.get_in(&mut c, op.digest(), k)?);
+                        out.push(self.get_in(c, op.digest(), k)?);
                     }
                     return Ok(());
                 }
                 let now_v = dt_value(Some(now));
-                let mut tx = c
-                    .start_transaction(TxOpts::default())
-                    .map_err(|e| my_err("begin", e))?;
-                for (op, k) in ops.iter().zip(&keys) {
-                    let sql = match op {
-                        Op::Get(_) => None,
-                        Op::Report(_) => Some(&self.sql_report),
-                        Op::Whitelist(_) => Some(&self.sql_whitelist),
-                    };
-                    if let Some(sql) = sql {
-                        tx.exec_drop(sql, (*k, now_v.clone(), now_v.clone()))
-                            .map_err(|e| tx_err("upsert", e))?;
+                in_tx(c, Some(conflict), |c| {
+                    for (op, k) in ops.iter().zip(&keys) {
+                        let sql = match op {
+                            Op::Get(_) => None,
+                            Op::Report(_) => Some(&self.sql_report),
+                            Op::Whitelist(_) => Some(&self.sql_whitelist),
+                        };
+                        if let Some(sql) = sql {
+                            c.exec_drop(sql, (*k, now_v.clone(), now_v.clone()))
+                                .map_err(|e| {
+                                    if is_conflict(&e) {
+                                        conflict.set(true);
+                                    }
+                                    my_err("upsert", e)
+                                })?;
+                        }
+                        out.push(self.get_in(c, op.digest(), k)?);
                     }
-                    out.push(self.get_in(&mut tx, op.digest(), k)?);
-                }
-                tx.commit().map_err(|e| tx_err("commit", e))
-                // On an error `tx` is dropped uncommitted: the mysql crate
-                // rolls it back.
-            })();
+                    Ok(())
+                })
+            });
             if r.is_err() {
                 out.truncate(start);
             }
@@ -354,45 +471,44 @@ impl Engine for MysqlEngine {
     }
 
     fn put_many(&self, records: &[(Vec<u8>, Record)]) -> Result<()> {
-        let mut c = self.conn()?;
-        let mut tx = c
-            .start_transaction(TxOpts::default())
-            .map_err(|e| my_err("begin", e))?;
-        for (d, r) in records {
-            let k = key(d)?;
-            tx.exec_drop(
-                &self.sql_put,
-                (
-                    k,
-                    r.r_count,
-                    r.wl_count,
-                    dt_value(r.r_entered),
-                    dt_value(r.r_updated),
-                    dt_value(r.wl_entered),
-                    dt_value(r.wl_updated),
-                ),
-            )
-            .map_err(|e| my_err("insert", e))?;
-        }
-        tx.commit().map_err(|e| my_err("commit", e))
+        self.bulk.with(|c| {
+            in_tx(&mut c.0, None, |tx| {
+                for (d, r) in records {
+                    let k = key(d)?;
+                    tx.exec_drop(
+                        &self.sql_put,
+                        (
+                            k,
+                            r.r_count,
+                            r.wl_count,
+                            dt_value(r.r_entered),
+                            dt_value(r.r_updated),
+                            dt_value(r.wl_entered),
+                            dt_value(r.wl_updated),
+                        ),
+                    )
+                    .map_err(|e| my_err("insert", e))?;
+                }
+                Ok(())
+            })
+        })
     }
 
     fn delete_many(&self, digests: &[Vec<u8>]) -> Result<()> {
-        let mut c = self.conn()?;
-        let mut tx = c
-            .start_transaction(TxOpts::default())
-            .map_err(|e| my_err("begin", e))?;
         let sql = format!("DELETE FROM {} WHERE digest = ?", self.table);
-        for d in digests {
-            // Like reads, the database compares (trailing blanks do not
-            // count); a non-UTF-8 digest is not in the table.
-            if let Ok(k) = key(d) {
-                tx.exec_drop(&sql, (k,)).map_err(|e| my_err("delete", e))?;
-            }
-        }
-        tx.commit().map_err(|e| my_err("commit", e))
+        self.bulk.with(|c| {
+            in_tx(&mut c.0, None, |tx| {
+                for d in digests {
+                    // Like reads, the database compares (trailing blanks do
+                    // not count); a non-UTF-8 digest is not in the table.
+                    if let Ok(k) = key(d) {
+                        tx.exec_drop(&sql, (k,)).map_err(|e| my_err("delete", e))?;
+                    }
+                }
+                Ok(())
+            })
+        })
     }
-
     /// Keyset pagination in primary-key order, 5000 rows per query:
     /// constant memory, and no connection is held between pages.
     fn scan(&self) -> Result<RecordIter<'_>> {
@@ -411,29 +527,32 @@ impl Engine for MysqlEngine {
             "DELETE FROM {} WHERE GREATEST(COALESCE(r_updated, wl_updated), COALESCE(wl_updated, r_updated)) < ? LIMIT 10000",
             self.table
         );
-        let mut total = 0;
-        loop {
-            let mut conn = self.conn()?;
-            conn.exec_drop(&sql, (dt_value(Some(c)),))
-                .map_err(|e| my_err("expire", e))?;
-            let n = conn.affected_rows();
-            total += n;
-            if n < 10000 {
-                return Ok(total);
+        self.bulk.with(|conn| {
+            let mut total = 0;
+            loop {
+                conn.0
+                    .exec_drop(&sql, (dt_value(Some(c)),))
+                    .map_err(|e| my_err("expire", e))?;
+                let n = conn.0.affected_rows();
+                total += n;
+                if n < 10000 {
+                    return Ok(total);
+                }
             }
-        }
+        })
     }
 
     /// InnoDB's row estimate from `information_schema`.
     fn approx_len(&self) -> Option<u64> {
-        let d = parse_dsn(&self.dsn).ok()?;
-        let (db, table) = match d.table.split_once('.') {
-            Some((a, b)) => (a.to_string(), b.to_string()),
-            None => (d.database.clone(), d.table.clone()),
-        };
-        let mut c = self.conn().ok()?;
-        let n: Option<Option<u64>> = c
-            .exec_first("SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?", (db, table))
+        let n: Option<Option<u64>> = self
+            .pool
+            .with(|c| {
+                c.0.exec_first(
+                    "SELECT TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                    &self.schema_table,
+                )
+                .map_err(|e| my_err("estimate", e))
+            })
             .ok()?;
         n.flatten()
     }
@@ -453,17 +572,18 @@ impl KeysetPages for KeysetScan<'_> {
     fn next_page(&mut self) -> Result<(Vec<ScanItem>, bool)> {
         let t = &self.e.table;
         let cols = "digest, r_count, wl_count, r_entered, r_updated, wl_entered, wl_updated";
-        let mut c = self.e.conn()?;
-        let rows: Vec<mysql::Row> = match &self.last {
-            None => c.query(format!(
-                "SELECT {cols} FROM {t} ORDER BY digest LIMIT {PAGE}"
-            )),
-            Some(l) => c.exec(
-                format!("SELECT {cols} FROM {t} WHERE digest > ? ORDER BY digest LIMIT {PAGE}"),
-                (l,),
-            ),
-        }
-        .map_err(|e| my_err("scan", e))?;
+        let rows: Vec<mysql::Row> = self.e.bulk.with(|c| {
+            match &self.last {
+                None => c.0.query(format!(
+                    "SELECT {cols} FROM {t} ORDER BY digest LIMIT {PAGE}"
+                )),
+                Some(l) => c.0.exec(
+                    format!("SELECT {cols} FROM {t} WHERE digest > ? ORDER BY digest LIMIT {PAGE}"),
+                    (l,),
+                ),
+            }
+            .map_err(|e| my_err("scan", e))
+        })?;
         let more = rows.len() >= PAGE;
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {

@@ -12,32 +12,65 @@
 //! * Each report/whitelist is one `INSERT … ON CONFLICT DO UPDATE …
 //!   RETURNING` (atomic); a batch is one transaction. Counts saturate at
 //!   sys.maxsize like the reference's.
-//! * A bounded pool of `DBConnections` connections (default 8); a
-//!   connection that failed is discarded and a new one is made on the next
-//!   request.
+//! * A bounded pool of `DBConnections` connections (default 8), checked
+//!   after a second idle; a connection that failed is closed, never reused
+//!   (the server rolls its transaction back), and a new one is made on the
+//!   next request.
+//! * **Timeouts** ([`Limits`], docs/engines.md): every session sets
+//!   `lock_timeout` = `EngineTimeout`, `statement_timeout` = `EngineTimeout`
+//!   (the longer bulk bound for expiry, migration and scans, which have
+//!   their own two sessions) and `idle_in_transaction_session_timeout` =
+//!   twice `EngineTimeout` (a client gone silent does not keep its locks).
+//!   The client gives up on a server that says nothing for twice the
+//!   statement bound (a deadline on every round trip, TCP keepalive,
+//!   `TCP_USER_TIMEOUT`).
 
-use std::sync::{Condvar, Mutex};
+use std::cell::Cell;
+use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use postgres::{Client, Config, NoTls, Row};
 use pyzor_protocol::{Record, Timestamp};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, Config, NoTls, Row};
 
-use crate::sql::{retry_lock_conflicts, KeysetPages, Paged, ScanItem};
+use crate::sql::{
+    retry_lock_conflicts, KeysetPages, Limits, Paged, Pool, ScanItem, Session, WriteTurn,
+    CHECK_AFTER_IDLE,
+};
 use crate::{Engine, Op, RecordIter, Result, StoreError};
 
 const DEFAULT_POOL: usize = 8;
+/// Sessions for bulk work (expiry, migration, scans).
+const BULK_POOL: usize = 2;
 const PAGE: i64 = 5000;
 const COLS: &str = "r_count, wl_count, r_entered, r_updated, wl_entered, wl_updated";
 
-fn pg_err(what: &str, e: postgres::Error) -> StoreError {
-    // `postgres::Error` displays only "db error" for server errors: the
+/// Server errors that mean the DSN or the user's grants are wrong.
+const REFUSED: &[SqlState] = &[
+    SqlState::INVALID_PASSWORD,
+    SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
+    SqlState::INVALID_CATALOG_NAME,
+    SqlState::INVALID_SCHEMA_NAME,
+    SqlState::INSUFFICIENT_PRIVILEGE,
+];
+
+fn pg_err(what: &str, e: tokio_postgres::Error) -> StoreError {
+    // `Error`'s Display says only "db error" for server errors: the
     // server's own message says what is wrong.
     match e.as_db_error() {
+        Some(db) if REFUSED.contains(db.code()) => StoreError::Config(format!(
+            "PostgreSQL {what}: refused; check the user, password and database of the DSN and the user's grants: {} ({})",
+            db.message(),
+            db.code().code()
+        )),
         Some(db) => StoreError::Unavailable(format!(
-            "PostgreSQL {what}: {} ({}: {})",
-            e,
-            db.code().code(),
-            db.message()
+            "PostgreSQL {what}: {} ({})",
+            db.message(),
+            db.code().code()
+        )),
+        // the server asked for a password the DSN does not give
+        None if e.to_string().contains("password missing") => StoreError::Config(format!(
+            "PostgreSQL {what}: the server wants a password; the DSN gives none"
         )),
         None => StoreError::Unavailable(format!("PostgreSQL {what}: {e}")),
     }
@@ -45,9 +78,133 @@ fn pg_err(what: &str, e: postgres::Error) -> StoreError {
 
 /// A transaction aborted by a lock conflict (deadlock, serialization
 /// failure): nothing of it was committed, running it again is safe.
-fn is_lock_conflict(e: &postgres::Error) -> bool {
-    use postgres::error::SqlState;
+fn is_lock_conflict(e: &tokio_postgres::Error) -> bool {
     matches!(e.code(), Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE)
+}
+
+/// One session: a client and its own single-threaded runtime, which
+/// drives the connection while a call waits on it.
+struct PgConn {
+    rt: tokio::runtime::Runtime,
+    client: Client,
+    /// How long a round trip may go unanswered.
+    silence: Duration,
+}
+
+impl PgConn {
+    /// Connect and log in within `login`, then run `setup`.
+    fn connect(config: &Config, login: Duration, silence: Duration, setup: &str) -> Result<Self> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Other(format!("PostgreSQL: cannot start a runtime: {e}")))?;
+        let made =
+            rt.block_on(async { tokio::time::timeout(silence, config.connect(NoTls)).await });
+        let (client, connection) = match made {
+            Ok(r) => r.map_err(|e| pg_err("connect", e))?,
+            Err(_) => {
+                return Err(StoreError::Unavailable(format!(
+                    "PostgreSQL connect: the server did not answer within {login:?}"
+                )))
+            }
+        };
+        rt.spawn(async move {
+            if let Err(e) = connection.await {
+                log::debug!("PostgreSQL connection ended: {e}");
+            }
+        });
+        let c = PgConn {
+            rt,
+            client,
+            silence,
+        };
+        c.run("session setup", None, c.client.batch_execute(setup))?;
+        Ok(c)
+    }
+
+    /// One round trip, given up after `silence`. `conflict` is set when it
+    /// failed on a lock conflict.
+    fn run<T>(
+        &self,
+        what: &str,
+        conflict: Option<&Cell<bool>>,
+        fut: impl Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T> {
+        match self
+            .rt
+            .block_on(async { tokio::time::timeout(self.silence, fut).await })
+        {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                if let Some(flag) = conflict.filter(|_| is_lock_conflict(&e)) {
+                    flag.set(true);
+                }
+                Err(pg_err(what, e))
+            }
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "PostgreSQL {what}: the server did not answer within {:?}",
+                self.silence
+            ))),
+        }
+    }
+
+    /// Run `f` in a transaction and commit. When `f` fails the session is
+    /// rolled back only if it is to be kept (an undecodable row); any
+    /// other failure closes it (see [`Pool`]), which rolls back too.
+    fn in_tx<T>(
+        &self,
+        conflict: Option<&Cell<bool>>,
+        f: impl FnOnce(&Self) -> Result<T>,
+    ) -> Result<T> {
+        self.run("begin", None, self.client.batch_execute("BEGIN"))?;
+        match f(self) {
+            Ok(v) => {
+                self.run("commit", conflict, self.client.batch_execute("COMMIT"))?;
+                Ok(v)
+            }
+            Err(e @ (StoreError::BadKey(_) | StoreError::Corrupt { .. })) => {
+                self.run("rollback", None, self.client.batch_execute("ROLLBACK"))?;
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Session for PgConn {
+    fn alive(&mut self, idle: Duration) -> bool {
+        !self.client.is_closed()
+            && (idle < CHECK_AFTER_IDLE
+                || self
+                    .run("check", None, self.client.simple_query(""))
+                    .is_ok())
+    }
+}
+
+/// Sessions whose statements may run for `statement`.
+fn session_pool(base: &Config, max: usize, limits: Limits, statement: Duration) -> Pool<PgConn> {
+    let ms = |d: Duration| d.as_millis().max(1);
+    // SET rather than the startup packet's `options`, which connection
+    // poolers such as PgBouncer refuse
+    let setup = format!(
+        "SET lock_timeout = {}; SET statement_timeout = {}; SET idle_in_transaction_session_timeout = {}",
+        ms(limits.wait),
+        ms(statement),
+        ms(Limits::silence(limits.wait))
+    );
+    let mut config = base.clone();
+    config
+        .connect_timeout(limits.wait)
+        .keepalives(true)
+        .keepalives_idle(limits.wait.max(Duration::from_secs(1)))
+        .keepalives_interval(Limits::KEEPALIVE_INTERVAL)
+        .keepalives_retries(Limits::KEEPALIVE_RETRIES)
+        .tcp_user_timeout(Limits::silence(limits.wait));
+    let login = Limits::silence(limits.wait);
+    let silence = Limits::silence(statement);
+    Pool::new("PostgreSQL", max, limits.wait, move || {
+        PgConn::connect(&config, login, silence, &setup)
+    })
 }
 
 fn to_sys(t: Option<Timestamp>) -> Option<SystemTime> {
@@ -90,25 +247,18 @@ fn row_record(r: &Row, off: usize) -> Result<Record> {
     })
 }
 
-struct PoolState {
-    idle: Vec<Client>,
-    live: usize,
-}
-
 /// The `postgres` engine.
 pub struct PostgresEngine {
-    config: Config,
-    max: usize,
-    state: Mutex<PoolState>,
-    freed: Condvar,
-    backoff: crate::backoff::Backoff,
+    limits: Limits,
+    pool: Pool<PgConn>,
+    bulk: Pool<PgConn>,
     table: String,
     sql_report: String,
     sql_whitelist: String,
     sql_get: String,
     sql_put: String,
-    /// Serialises this process's write transactions (see `execute`).
-    write_serial: Mutex<()>,
+    /// This process's write transactions, one at a time (see [`WriteTurn`]).
+    write_turn: WriteTurn,
 }
 
 /// Double-quote a checked table name (`schema.table` allowed).
@@ -121,7 +271,7 @@ fn quote_table(t: &str) -> Result<String> {
 }
 
 impl PostgresEngine {
-    pub fn open(dsn: &str, connections: usize) -> Result<Self> {
+    pub fn open(dsn: &str, connections: usize, limits: Limits) -> Result<Self> {
         let f = crate::sql::split_dsn(dsn, "PostgreSQL")?;
         let mut config = Config::new();
         if f.host.starts_with('/') {
@@ -138,10 +288,7 @@ impl PostgresEngine {
                 &f.host
             });
         }
-        config
-            .user(&f.user)
-            .dbname(&f.database)
-            .connect_timeout(Duration::from_secs(2));
+        config.user(&f.user).dbname(&f.database);
         if !f.password.is_empty() {
             config.password(&f.password);
         }
@@ -155,13 +302,16 @@ impl PostgresEngine {
                  {side}_updated = EXCLUDED.{side}_updated RETURNING {COLS}"
             )
         };
+        let max = if connections == 0 {
+            DEFAULT_POOL
+        } else {
+            connections
+        };
         let e = PostgresEngine {
-            write_serial: Mutex::new(()),
-            config,
-            max: if connections == 0 { DEFAULT_POOL } else { connections },
-            state: Mutex::new(PoolState { idle: Vec::new(), live: 0 }),
-            freed: Condvar::new(),
-            backoff: crate::backoff::Backoff::new("PostgreSQL"),
+            write_turn: WriteTurn::new(),
+            pool: session_pool(&config, max, limits, limits.wait),
+            bulk: session_pool(&config, BULK_POOL, limits, limits.bulk),
+            limits,
             sql_report: upsert("r"),
             sql_whitelist: upsert("wl"),
             sql_get: format!("SELECT {COLS} FROM {t} WHERE digest = $1"),
@@ -172,75 +322,17 @@ impl PostgresEngine {
             ),
             table: t,
         };
-        e.with(|c| {
-            c.batch_execute(&format!(
-                "CREATE TABLE IF NOT EXISTS {} (digest bytea PRIMARY KEY, r_count bigint NOT NULL DEFAULT 0, \
-                 wl_count bigint NOT NULL DEFAULT 0, r_entered timestamptz, r_updated timestamptz, \
-                 wl_entered timestamptz, wl_updated timestamptz)",
-                e.table
-            ))
-            .map_err(|x| pg_err("create table", x))
-        })?;
+        // A wrong password, database or grant fails here, as a configuration
+        // error.
+        let create = format!(
+            "CREATE TABLE IF NOT EXISTS {} (digest bytea PRIMARY KEY, r_count bigint NOT NULL DEFAULT 0, \
+             wl_count bigint NOT NULL DEFAULT 0, r_entered timestamptz, r_updated timestamptz, \
+             wl_entered timestamptz, wl_updated timestamptz)",
+            e.table
+        );
+        e.pool
+            .first(|c| c.run("create table", None, c.client.batch_execute(&create)))?;
         Ok(e)
-    }
-
-    /// Run `f` on a pooled connection (waiting up to 3 s for one when all
-    /// `max` are busy); a connection that failed is discarded.
-    fn with<T>(&self, f: impl FnOnce(&mut Client) -> Result<T>) -> Result<T> {
-        let mut c = {
-            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            let deadline = std::time::Instant::now() + Duration::from_secs(3);
-            loop {
-                if let Some(c) = st.idle.pop() {
-                    if c.is_closed() {
-                        st.live -= 1;
-                        continue;
-                    }
-                    break Some(c);
-                }
-                if st.live < self.max {
-                    st.live += 1;
-                    break None;
-                }
-                let now = std::time::Instant::now();
-                if now >= deadline {
-                    return Err(StoreError::Unavailable(
-                        "all PostgreSQL connections are busy".into(),
-                    ));
-                }
-                st = self
-                    .freed
-                    .wait_timeout(st, deadline - now)
-                    .unwrap_or_else(|p| p.into_inner())
-                    .0;
-            }
-        };
-        let mut client = match c.take() {
-            Some(c) => c,
-            None => match self
-                .backoff
-                .attempt(|| self.config.connect(NoTls).map_err(|e| pg_err("connect", e)))
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    self.release(None);
-                    return Err(e);
-                }
-            },
-        };
-        let r = f(&mut client);
-        let keep = !matches!(r, Err(StoreError::Unavailable(_))) && !client.is_closed();
-        self.release(keep.then_some(client));
-        r
-    }
-
-    fn release(&self, c: Option<Client>) {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        match c {
-            Some(c) => st.idle.push(c),
-            None => st.live -= 1,
-        }
-        self.freed.notify_one();
     }
 }
 
@@ -252,39 +344,42 @@ impl Engine for PostgresEngine {
     fn execute(&self, ops: &[Op<'_>], now: Timestamp, out: &mut Vec<Option<Record>>) -> Result<()> {
         let start = out.len();
         let now = to_sys(Some(now));
+        let writes = ops.iter().any(Op::is_write);
         // One write transaction at a time in this process: batches of
         // different workers touching the same rows in different orders
         // would otherwise deadlock (and PostgreSQL only notices after
         // deadlock_timeout, a second). Conflicts with other processes are
         // retried: an aborted transaction committed nothing.
-        let _serial = ops.iter().any(Op::is_write).then(|| {
-            self.write_serial
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-        });
-        retry_lock_conflicts("postgres", |conflict| {
-            let q_err = |what: &str, e: postgres::Error| {
-                if is_lock_conflict(&e) {
-                    conflict.set(true);
-                }
-                pg_err(what, e)
-            };
-            let r = self.with(|c| {
-                let mut tx = c.transaction().map_err(|e| pg_err("begin", e))?;
+        let _turn = match writes {
+            true => Some(self.write_turn.take(self.limits.wait, "PostgreSQL")?),
+            false => None,
+        };
+        retry_lock_conflicts("postgres", self.limits.wait, |conflict| {
+            let mut run_ops = |c: &PgConn| {
                 for op in ops {
                     let d = op.digest();
                     let row = match op {
-                        Op::Get(_) => tx.query_opt(&self.sql_get, &[&d]),
-                        Op::Report(_) => tx.query_opt(&self.sql_report, &[&d, &now]),
-                        Op::Whitelist(_) => tx.query_opt(&self.sql_whitelist, &[&d, &now]),
-                    }
-                    .map_err(|e| q_err("query", e))?;
+                        Op::Get(_) => {
+                            c.run("query", None, c.client.query_opt(&self.sql_get, &[&d]))
+                        }
+                        Op::Report(_) => c.run(
+                            "query",
+                            Some(conflict),
+                            c.client.query_opt(&self.sql_report, &[&d, &now]),
+                        ),
+                        Op::Whitelist(_) => c.run(
+                            "query",
+                            Some(conflict),
+                            c.client.query_opt(&self.sql_whitelist, &[&d, &now]),
+                        ),
+                    }?;
                     out.push(row.map(|r| row_record(&r, 0)).transpose()?);
                 }
-                if ops.iter().any(Op::is_write) {
-                    tx.commit().map_err(|e| q_err("commit", e))?;
-                }
                 Ok(())
+            };
+            let r = self.pool.with(|c| match writes {
+                true => c.in_tx(Some(conflict), run_ops),
+                false => run_ops(c),
             });
             if r.is_err() {
                 out.truncate(start);
@@ -294,36 +389,37 @@ impl Engine for PostgresEngine {
     }
 
     fn put_many(&self, records: &[(Vec<u8>, Record)]) -> Result<()> {
-        self.with(|c| {
-            let mut tx = c.transaction().map_err(|e| pg_err("begin", e))?;
-            let st = tx
-                .prepare(&self.sql_put)
-                .map_err(|e| pg_err("prepare", e))?;
-            for (d, r) in records {
-                tx.execute(
-                    &st,
-                    &[
-                        d,
-                        &r.r_count,
-                        &r.wl_count,
-                        &to_sys(r.r_entered),
-                        &to_sys(r.r_updated),
-                        &to_sys(r.wl_entered),
-                        &to_sys(r.wl_updated),
-                    ],
-                )
-                .map_err(|e| pg_err("insert", e))?;
-            }
-            tx.commit().map_err(|e| pg_err("commit", e))
+        self.bulk.with(|c| {
+            c.in_tx(None, |c| {
+                let st = c.run("prepare", None, c.client.prepare(&self.sql_put))?;
+                for (d, r) in records {
+                    c.run(
+                        "insert",
+                        None,
+                        c.client.execute(
+                            &st,
+                            &[
+                                d,
+                                &r.r_count,
+                                &r.wl_count,
+                                &to_sys(r.r_entered),
+                                &to_sys(r.r_updated),
+                                &to_sys(r.wl_entered),
+                                &to_sys(r.wl_updated),
+                            ],
+                        ),
+                    )?;
+                }
+                Ok(())
+            })
         })
     }
 
     fn delete_many(&self, digests: &[Vec<u8>]) -> Result<()> {
         let sql = format!("DELETE FROM {} WHERE digest = ANY($1)", self.table);
-        self.with(|c| {
-            c.execute(&sql, &[&digests])
+        self.bulk.with(|c| {
+            c.run("delete", None, c.client.execute(&sql, &[&digests]))
                 .map(|_| ())
-                .map_err(|e| pg_err("delete", e))
         })
     }
 
@@ -339,26 +435,30 @@ impl Engine for PostgresEngine {
             "DELETE FROM {} WHERE GREATEST(r_updated, wl_updated) < $1",
             self.table
         );
-        let c = to_sys(Some(cutoff));
-        self.with(|cl| cl.execute(&sql, &[&c]).map_err(|e| pg_err("expire", e)))
+        let cutoff = to_sys(Some(cutoff));
+        self.bulk
+            .with(|c| c.run("expire", None, c.client.execute(&sql, &[&cutoff])))
     }
 
     /// The planner's estimate (`pg_class.reltuples`; unknown before the
     /// table was first analysed).
     fn approx_len(&self) -> Option<u64> {
         let t = self.table.replace('"', "");
-        self.with(|c| {
-            let row = c
-                .query_opt(
-                    "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass($1)",
-                    &[&t],
-                )
-                .map_err(|e| pg_err("estimate", e))?;
-            Ok(row.and_then(|r| r.try_get::<_, i64>(0).ok()))
-        })
-        .ok()
-        .flatten()
-        .and_then(|n| u64::try_from(n).ok())
+        self.pool
+            .with(|c| {
+                let row = c.run(
+                    "estimate",
+                    None,
+                    c.client.query_opt(
+                        "SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass($1)",
+                        &[&t],
+                    ),
+                )?;
+                Ok(row.and_then(|r| r.try_get::<_, i64>(0).ok()))
+            })
+            .ok()
+            .flatten()
+            .and_then(|n| u64::try_from(n).ok())
     }
 
     /// Commits are durable by PostgreSQL's own settings (`synchronous_commit`).
@@ -376,14 +476,23 @@ struct PgScan<'a> {
 impl KeysetPages for PgScan<'_> {
     fn next_page(&mut self) -> Result<(Vec<ScanItem>, bool)> {
         let t = &self.e.table;
-        let rows = self.e.with(|c| {
-            match &self.last {
-                None => c.query(&format!("SELECT digest, {COLS} FROM {t} ORDER BY digest LIMIT {PAGE}"), &[]),
-                Some(l) => {
-                    c.query(&format!("SELECT digest, {COLS} FROM {t} WHERE digest > $1 ORDER BY digest LIMIT {PAGE}"), &[l])
-                }
-            }
-            .map_err(|e| pg_err("scan", e))
+        let rows = self.e.bulk.with(|c| match &self.last {
+            None => c.run(
+                "scan",
+                None,
+                c.client.query(
+                    &format!("SELECT digest, {COLS} FROM {t} ORDER BY digest LIMIT {PAGE}"),
+                    &[],
+                ),
+            ),
+            Some(l) => c.run(
+                "scan",
+                None,
+                c.client.query(
+                    &format!("SELECT digest, {COLS} FROM {t} WHERE digest > $1 ORDER BY digest LIMIT {PAGE}"),
+                    &[l],
+                ),
+            ),
         })?;
         let more = rows.len() as i64 >= PAGE;
         let mut out = Vec::with_capacity(rows.len());

@@ -4,8 +4,11 @@ mod common;
 mod mydb;
 #[path = "common/refpy.rs"]
 mod refpy;
+#[path = "common/sick.rs"]
+mod sick;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use mysql::prelude::Queryable;
 use pyzor_protocol::{Record, Timestamp};
@@ -271,4 +274,156 @@ fn mysql_lock_conflicts_between_batches_are_retried() {
         return;
     };
     common::opposite_order_batches_all_count(engine(&db.dsn_local("digests")));
+}
+
+/// The engine timeout of the tests below, and how long a failing call may
+/// take with it (generous: the machine is loaded).
+const TIMEOUT: Duration = Duration::from_secs(1);
+const BOUND: Duration = Duration::from_secs(8);
+
+fn sick_engine(dsn: &str) -> Arc<dyn Engine> {
+    let mut o = EngineOptions::new("mysql", "/nonexistent").dsn(dsn);
+    o.db_connections = 2;
+    o.engine_timeout = TIMEOUT;
+    open(&o).unwrap()
+}
+
+fn report(e: &dyn Engine, d: &str) -> pyzor_store::Result<Record> {
+    let mut out = Vec::new();
+    e.execute(&[Op::Report(d.as_bytes())], pyzor_store::now(), &mut out)?;
+    Ok(out[0].unwrap())
+}
+
+/// Run `f(engine)` on a thread; it must fail with `Unavailable` within
+/// [`BOUND`].
+fn fails_in_time<T: std::fmt::Debug + Send + 'static>(
+    e: &Arc<dyn Engine>,
+    what: &str,
+    f: impl FnOnce(&dyn Engine) -> pyzor_store::Result<T> + Send + 'static,
+) {
+    let e = e.clone();
+    let r = sick::within(BOUND, move || f(&*e));
+    match r {
+        Some((Err(StoreError::Unavailable(m)), took)) => {
+            eprintln!("{what}: failed after {took:?}: {m}")
+        }
+        Some((other, took)) => panic!("{what}: {other:?} after {took:?}, expected Unavailable"),
+        None => panic!("{what}: no answer within {BOUND:?}"),
+    }
+}
+
+/// A table or row locked by another session: the engine's calls fail
+/// (the server's 500) within a small multiple of the engine timeout
+/// instead of waiting for the lock, and once the lock is gone the same
+/// engine (the same pool) works again and nothing of a failed batch was
+/// written.
+#[test]
+fn mysql_locked_table_fails_within_the_timeout_and_recovers() {
+    let Some(mut db) =
+        mydb::MyDb::create("mysql_locked_table_fails_within_the_timeout_and_recovers")
+    else {
+        return;
+    };
+    let e = sick_engine(&db.dsn_tcp(3306, "digests"));
+    assert_eq!(report(&*e, "locked").unwrap().r_count, 1);
+    let table = format!("{}.digests", db.db);
+    // a row lock held by an open transaction of another session
+    let locker = db.root();
+    locker.query_drop("START TRANSACTION").unwrap();
+    locker
+        .query_drop(format!(
+            "SELECT * FROM {table} WHERE digest = 'locked' FOR UPDATE"
+        ))
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    fails_in_time(&e, "report of a locked row", |e| report(e, "locked"));
+    // a plain read does not wait for row locks
+    assert_eq!(e.get(b"locked").unwrap().unwrap().r_count, 1);
+    // The lock goes 6 s after the report began. Before, the driver gave
+    // up after 5 s but kept the connection, whose late answers then
+    // became the answers to the next queries ("can't parse: buf doesn't
+    // have enough data", "Packets out of sync"): no connection that
+    // failed goes back into the pool now.
+    std::thread::sleep(Duration::from_secs(6).saturating_sub(t0.elapsed()));
+    db.root().query_drop("ROLLBACK").unwrap();
+    // a table locked for writing
+    db.root()
+        .query_drop(format!("LOCK TABLES {table} WRITE"))
+        .unwrap();
+    fails_in_time(&e, "read of a locked table", |e| e.get(b"locked"));
+    fails_in_time(&e, "report into a locked table", |e| report(e, "other"));
+    db.root().query_drop("UNLOCK TABLES").unwrap();
+    // the same engine works again, on every pooled connection, and the
+    // failed reports counted nothing
+    for i in 1..=6 {
+        assert_eq!(report(&*e, "locked").unwrap().r_count, 1 + i);
+    }
+    assert_eq!(e.get(b"other").unwrap(), None);
+}
+
+/// A connection whose answer did not come in time is discarded, never
+/// reused: here the database's answers are held back by a proxy until
+/// after the engine gave up, then delivered. Reusing that connection
+/// would read them as the answers to later queries (the mysql crate's
+/// "Packets out of sync", or worse, another query's result).
+#[test]
+fn mysql_connection_that_timed_out_is_not_reused() {
+    let Some(db) = mydb::MyDb::create("mysql_connection_that_timed_out_is_not_reused") else {
+        return;
+    };
+    let proxy = sick::StallProxy::start(3306);
+    let e = sick_engine(&db.dsn_tcp(proxy.port, "digests"));
+    assert_eq!(report(&*e, "warm").unwrap().r_count, 1);
+    proxy.stall(true);
+    fails_in_time(&e, "report with its answer held back", |e| {
+        report(e, "stalled")
+    });
+    // the held answers arrive after the engine gave up
+    proxy.stall(false);
+    for i in 1..=6 {
+        let mut out = Vec::new();
+        let ops = [Op::Report(b"warm"), Op::Get(b"stalled"), Op::Get(b"never")];
+        match e.execute(&ops, pyzor_store::now(), &mut out) {
+            Ok(()) => {}
+            Err(x) => panic!("call {i} after the stall: {x}"),
+        }
+        assert_eq!(out[0].unwrap().r_count, 1 + i, "call {i}");
+        assert_eq!(
+            out[1], None,
+            "the report whose answer was held back was rolled back"
+        );
+        assert_eq!(out[2], None);
+    }
+}
+
+/// A wrong password is a configuration error that says so, and no error
+/// shows the password.
+#[test]
+fn mysql_wrong_password_is_a_configuration_error_without_the_password() {
+    let Some(db) =
+        mydb::MyDb::create("mysql_wrong_password_is_a_configuration_error_without_the_password")
+    else {
+        return;
+    };
+    let wrong = "Wrong-Pw-7731";
+    for host in ["127.0.0.1".to_string(), "localhost".to_string()] {
+        let dsn = format!("{host},{},{wrong},{},digests", db.user, db.db);
+        let o = EngineOptions::new("mysql", "/").dsn(&dsn);
+        match open(&o) {
+            Err(StoreError::Config(m)) => {
+                assert!(m.to_lowercase().contains("access denied"), "{m}");
+                assert!(m.contains("password"), "{m}");
+                assert!(!m.contains(wrong), "{m}");
+            }
+            Err(x) => panic!("{host}: {x:?}, expected a configuration error"),
+            Ok(_) => panic!("{host}: opened with a wrong password"),
+        }
+    }
+    // a user without grants on the database
+    let dsn = format!("127.0.0.1,{},{},mysql,digests", db.user, db.password);
+    match open(&EngineOptions::new("mysql", "/").dsn(&dsn)) {
+        Err(StoreError::Config(m)) => assert!(!m.contains(&db.password), "{m}"),
+        Err(x) => panic!("{x:?}, expected a configuration error"),
+        Ok(_) => panic!("opened a database without grants"),
+    }
 }

@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 
 use pyzor_store::{Engine, Op, StoreError};
 
+#[cfg(feature = "postgres")]
+#[path = "common/private_pg.rs"]
+mod private_pg;
+
 /// A child process that is killed when dropped.
 struct Proc(Child);
 
@@ -229,8 +233,12 @@ fn mysql_outage_loses_no_acknowledged_report() {
         c.query_drop("CREATE DATABASE pyzor").unwrap();
     }
     let e: Arc<dyn Engine> = Arc::new(
-        pyzor_store::mysql::MysqlEngine::open(&format!("127.0.0.1:{port},root,,pyzor,digests"), 4)
-            .unwrap(),
+        pyzor_store::mysql::MysqlEngine::open(
+            &format!("127.0.0.1:{port},root,,pyzor,digests"),
+            4,
+            pyzor_store::sql::Limits::default(),
+        )
+        .unwrap(),
     );
     let res = load(e.clone(), 12, || {
         drop(server.lock().unwrap().take()); // kill -9
@@ -260,98 +268,26 @@ fn mysql_outage_loses_no_acknowledged_report() {
 #[cfg(feature = "postgres")]
 #[test]
 fn postgres_outage_loses_no_acknowledged_report() {
-    use std::os::unix::fs::PermissionsExt;
     let test = "postgres_outage_loses_no_acknowledged_report";
-    let bin = Path::new("/usr/lib/postgresql/15/bin");
-    let as_postgres = |prog: &str| {
-        let mut c = Command::new("setpriv");
-        c.args([
-            "--reuid",
-            "postgres",
-            "--regid",
-            "postgres",
-            "--init-groups",
-        ])
-        .arg(bin.join(prog));
-        c
-    };
-    let is_root = std::fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-        .unwrap_or(false);
-    if !bin.join("initdb").is_file()
-        || !is_root
-        || Command::new("setpriv").arg("--version").output().is_err()
-    {
-        pyzor_testkit::skip(
-            test,
-            "needs /usr/lib/postgresql/15/bin, setpriv and root (to run PostgreSQL as postgres)",
-        );
+    let Some(pg) = private_pg::PrivatePg::create(test, None) else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let data = dir.path().join("data");
-    let st = as_postgres("initdb")
-        .args(["-A", "trust", "-U", "postgres", "-D"])
-        .arg(&data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    if !st.success() {
-        pyzor_testkit::skip(test, "initdb as the postgres user failed");
-        return;
-    }
-    let port = free_tcp_port();
-    let start = || {
-        let c = as_postgres("postgres")
-            .arg("-D")
-            .arg(&data)
-            .args([
-                "-p",
-                &port.to_string(),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-k",
-            ])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let p = Proc(c);
-        // accepting TCP is not yet accepting queries (recovery after kill -9)
-        let end = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ok = postgres::Config::new()
-                .host("127.0.0.1")
-                .port(port)
-                .user("postgres")
-                .dbname("postgres")
-                .connect(postgres::NoTls)
-                .is_ok();
-            if ok {
-                break;
-            }
-            assert!(Instant::now() < end, "private postgres did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        p
     };
-    let server = std::sync::Mutex::new(Some(start()));
+    let port = pg.port;
+    let server = std::sync::Mutex::new(pg);
     let e: Arc<dyn Engine> = Arc::new(
         pyzor_store::postgres::PostgresEngine::open(
             &format!("127.0.0.1:{port},postgres,,postgres,digests"),
             4,
+            pyzor_store::sql::Limits::default(),
         )
         .unwrap(),
     );
     let res = load(e.clone(), 12, || {
         // SIGKILL of the postmaster; its backends notice and exit, and the
         // next start recovers from the WAL
-        drop(server.lock().unwrap().take());
+        server.lock().unwrap().kill();
         std::thread::sleep(Duration::from_secs(1));
-        *server.lock().unwrap() = Some(start());
+        server.lock().unwrap().start();
     });
     assert!(res.other.is_empty(), "unexpected errors: {:?}", res.other);
     assert!(res.unavailable > 0, "the outage was noticed: {res:?}");

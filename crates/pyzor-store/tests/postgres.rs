@@ -4,6 +4,16 @@ mod common;
 mod mydb;
 #[path = "common/pgdb.rs"]
 mod pgdb;
+#[path = "common/private_pg.rs"]
+mod private_pg;
+#[path = "common/sick.rs"]
+mod sick;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use pyzor_protocol::Record;
+use pyzor_store::Engine;
 
 use pyzor_store::{open, EngineOptions, Op, StoreError};
 
@@ -54,4 +64,159 @@ fn postgres_lock_conflicts_between_batches_never_fail() {
     let mut o = EngineOptions::new("postgres", "/").dsn(db.dsn("digests"));
     o.db_connections = 2;
     common::opposite_order_batches_all_count(open(&o).unwrap());
+}
+
+/// The engine timeout of the tests below, and how long a failing call may
+/// take with it (generous: the machine is loaded).
+const TIMEOUT: Duration = Duration::from_secs(1);
+const BOUND: Duration = Duration::from_secs(8);
+
+fn sick_engine(dsn: &str) -> Arc<dyn Engine> {
+    let mut o = EngineOptions::new("postgres", "/").dsn(dsn);
+    o.db_connections = 2;
+    o.engine_timeout = TIMEOUT;
+    open(&o).unwrap()
+}
+
+fn report(e: &dyn Engine, d: &str) -> pyzor_store::Result<Record> {
+    let mut out = Vec::new();
+    e.execute(&[Op::Report(d.as_bytes())], pyzor_store::now(), &mut out)?;
+    Ok(out[0].unwrap())
+}
+
+/// Run `f(engine)` on a thread; it must fail with `Unavailable` within
+/// [`BOUND`].
+fn fails_in_time<T: std::fmt::Debug + Send + 'static>(
+    e: &Arc<dyn Engine>,
+    what: &str,
+    f: impl FnOnce(&dyn Engine) -> pyzor_store::Result<T> + Send + 'static,
+) {
+    let e = e.clone();
+    match sick::within(BOUND, move || f(&*e)) {
+        Some((Err(StoreError::Unavailable(m)), took)) => {
+            eprintln!("{what}: failed after {took:?}: {m}")
+        }
+        Some((other, took)) => panic!("{what}: {other:?} after {took:?}, expected Unavailable"),
+        None => panic!("{what}: no answer within {BOUND:?}"),
+    }
+}
+
+fn admin(db: &pgdb::PgDb) -> postgres::Client {
+    postgres::Config::new()
+        .host("127.0.0.1")
+        .user("postgres")
+        .dbname(&db.db)
+        .connect_timeout(Duration::from_secs(3))
+        .connect(postgres::NoTls)
+        .unwrap()
+}
+
+/// A table or row locked by another session: the engine's calls fail
+/// (the server's 500) within a small multiple of the engine timeout
+/// instead of waiting for the lock (measured before: every request hung
+/// for as long as the lock was held), and once the lock is gone the same
+/// engine works again and nothing of a failed batch was written.
+#[test]
+fn postgres_locked_table_fails_within_the_timeout_and_recovers() {
+    let Some(db) =
+        pgdb::PgDb::create("postgres_locked_table_fails_within_the_timeout_and_recovers")
+    else {
+        return;
+    };
+    let e = sick_engine(&db.dsn("digests"));
+    assert_eq!(report(&*e, "locked").unwrap().r_count, 1);
+    let mut locker = admin(&db);
+    // a row lock held by an open transaction of another session
+    locker
+        .batch_execute("BEGIN; SELECT * FROM digests WHERE digest = 'locked' FOR UPDATE")
+        .unwrap();
+    fails_in_time(&e, "report of a locked row", |e| report(e, "locked"));
+    // a plain read does not wait for row locks
+    assert_eq!(e.get(b"locked").unwrap().unwrap().r_count, 1);
+    locker.batch_execute("ROLLBACK").unwrap();
+    // the whole table, as in the measurement
+    locker
+        .batch_execute("BEGIN; LOCK TABLE digests IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    fails_in_time(&e, "read of a locked table", |e| e.get(b"locked"));
+    fails_in_time(&e, "report into a locked table", |e| report(e, "other"));
+    locker.batch_execute("COMMIT").unwrap();
+    for i in 1..=6 {
+        assert_eq!(report(&*e, "locked").unwrap().r_count, 1 + i);
+    }
+    assert_eq!(e.get(b"other").unwrap(), None);
+}
+
+/// A server that stops answering (hung, or its answers lost on the way)
+/// does not hang the engine: the call fails within the bound, and the
+/// connection it was using is discarded, never reused.
+#[test]
+fn postgres_silent_server_fails_within_the_timeout_and_recovers() {
+    let Some(db) =
+        pgdb::PgDb::create("postgres_silent_server_fails_within_the_timeout_and_recovers")
+    else {
+        return;
+    };
+    let proxy = sick::StallProxy::start(5432);
+    let e = sick_engine(&format!(
+        "127.0.0.1:{},postgres,,{},digests",
+        proxy.port, db.db
+    ));
+    assert_eq!(report(&*e, "warm").unwrap().r_count, 1);
+    proxy.stall(true);
+    let r = sick::within(BOUND, {
+        let e = e.clone();
+        move || report(&*e, "stalled")
+    });
+    proxy.stall(false);
+    match r {
+        Some((Err(StoreError::Unavailable(m)), took)) => eprintln!("failed after {took:?}: {m}"),
+        Some((other, took)) => panic!("{other:?} after {took:?}, expected Unavailable"),
+        None => panic!("no answer within {BOUND:?}"),
+    }
+    for i in 1..=6 {
+        let mut out = Vec::new();
+        let ops = [Op::Report(b"warm"), Op::Get(b"stalled"), Op::Get(b"never")];
+        if let Err(x) = e.execute(&ops, pyzor_store::now(), &mut out) {
+            panic!("call {i} after the stall: {x}");
+        }
+        assert_eq!(out[0].unwrap().r_count, 1 + i, "call {i}");
+        assert_eq!(
+            out[1], None,
+            "the report whose answer was held back was rolled back"
+        );
+        assert_eq!(out[2], None);
+    }
+}
+
+/// A wrong password (on a private server with password authentication:
+/// the shared one trusts every local connection) is a configuration error
+/// that says so, and no error shows the password; so is a missing database.
+#[test]
+fn postgres_wrong_password_is_a_configuration_error_without_the_password() {
+    let test = "postgres_wrong_password_is_a_configuration_error_without_the_password";
+    let right = "Right-Pw-5521";
+    let Some(pg) = private_pg::PrivatePg::create(test, Some(right)) else {
+        return;
+    };
+    let wrong = "Wrong-Pw-7731";
+    let dsn = |pw: &str, db: &str| format!("127.0.0.1:{},postgres,{pw},{db},digests", pg.port);
+    match open(&EngineOptions::new("postgres", "/").dsn(dsn(wrong, "postgres"))) {
+        Err(StoreError::Config(m)) => {
+            assert!(m.contains("password"), "{m}");
+            assert!(!m.contains(wrong), "{m}");
+        }
+        Err(x) => panic!("{x:?}, expected a configuration error"),
+        Ok(_) => panic!("opened with a wrong password"),
+    }
+    match open(&EngineOptions::new("postgres", "/").dsn(dsn(right, "nosuchdb"))) {
+        Err(StoreError::Config(m)) => {
+            assert!(m.contains("nosuchdb"), "{m}");
+            assert!(!m.contains(right), "{m}");
+        }
+        Err(x) => panic!("{x:?}, expected a configuration error"),
+        Ok(_) => panic!("opened a database that does not exist"),
+    }
+    let e = open(&EngineOptions::new("postgres", "/").dsn(dsn(right, "postgres"))).unwrap();
+    assert_eq!(e.get(b"x").unwrap(), None);
 }
