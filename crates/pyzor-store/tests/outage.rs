@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pyzor_store::{Engine, Op, StoreError};
+use pyzor_testkit::{free_tcp_port, programs_available, wait_tcp};
 
 /// A child process that is killed when dropped.
 struct Proc(Child);
@@ -20,25 +21,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_port(port: u16, limit: Duration) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if pyzor_testkit::tcp_service_up(port) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
 }
 
 #[derive(Default, Debug)]
@@ -93,12 +75,7 @@ fn load(e: Arc<dyn Engine>, secs: u64, outage: impl FnOnce() + Send) -> LoadResu
 #[test]
 fn redis_outage_loses_no_acknowledged_report() {
     let test = "redis_outage_loses_no_acknowledged_report";
-    if Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        pyzor_testkit::skip(test, "redis-server is not installed");
+    if !programs_available(test, &["redis-server"]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -120,7 +97,7 @@ fn redis_outage_loses_no_acknowledged_report() {
             .unwrap();
         let p = Proc(c);
         assert!(
-            wait_port(port, Duration::from_secs(10)),
+            wait_tcp(port, Duration::from_secs(10)),
             "private redis did not start"
         );
         p
@@ -169,13 +146,7 @@ fn redis_outage_loses_no_acknowledged_report() {
 fn mysql_outage_loses_no_acknowledged_report() {
     let test = "mysql_outage_loses_no_acknowledged_report";
     let mariadbd = Path::new("/usr/sbin/mariadbd");
-    if !mariadbd.is_file()
-        || Command::new("mariadb-install-db")
-            .arg("--help")
-            .output()
-            .is_err()
-    {
-        pyzor_testkit::skip(test, "mariadbd / mariadb-install-db are not installed");
+    if !programs_available(test, &["/usr/sbin/mariadbd", "mariadb-install-db"]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -213,7 +184,7 @@ fn mysql_outage_loses_no_acknowledged_report() {
             .unwrap();
         let p = Proc(c);
         assert!(
-            wait_port(port, Duration::from_secs(30)),
+            wait_tcp(port, Duration::from_secs(30)),
             "private mariadbd did not start"
         );
         p
@@ -278,10 +249,7 @@ fn postgres_outage_loses_no_acknowledged_report() {
     let is_root = std::fs::metadata("/proc/self")
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
         .unwrap_or(false);
-    if !bin.join("initdb").is_file()
-        || !is_root
-        || Command::new("setpriv").arg("--version").output().is_err()
-    {
+    if !bin.join("initdb").is_file() || !is_root || !pyzor_testkit::program_installed("setpriv") {
         pyzor_testkit::skip(
             test,
             "needs /usr/lib/postgresql/15/bin, setpriv and root (to run PostgreSQL as postgres)",
