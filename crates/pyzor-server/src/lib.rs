@@ -82,7 +82,8 @@ fn concurrency_notes(cfg: &ServerConfig, workers: usize) -> Vec<String> {
     v
 }
 
-/// `pyzord` from the command line to the exit status.
+/// `pyzord` from the command line to the exit status. Call it from `main`
+/// before any thread starts: `--detach` forks ([`daemon::detach`]).
 pub fn run(cli: Cli, argv0: &str) -> i32 {
     // SAFETY: umask has no memory-safety preconditions.
     unsafe {
@@ -127,7 +128,11 @@ pub fn run(cli: Cli, argv0: &str) -> i32 {
     let workers = cfg.worker_count(cores);
     let detached = cli.detach.is_some();
     if let Some(out) = &cli.detach {
-        if let Err(e) = daemon::detach(&cwd.join(out), cfg.pid_file.as_deref()) {
+        // SAFETY: `run` is pyzord's `main` (bin/pyzord.rs), and nothing
+        // above starts a thread: argument parsing, the home directory and
+        // the configuration are plain file I/O. Logs and workers start below.
+        let res = unsafe { daemon::detach(&cwd.join(out), cfg.pid_file.as_deref()) };
+        if let Err(e) = res {
             eprintln!("pyzord: cannot detach: {e}");
             return 1;
         }
