@@ -61,7 +61,7 @@ fn py_os_error(e: &std::io::Error, path: &Path) -> String {
     }
 }
 
-/// Run the client. `args` excludes argv[0].
+/// Run the client. `args` excludes `argv[0]`.
 pub fn run(
     argv0: &str,
     args: Vec<OsString>,
