@@ -297,7 +297,7 @@ fn part(
             let ws = r.pick(&["", "", "", " \t", "X"]);
             out.extend_from_slice(format!("--{b2}{ws}{}", eol(r, nl)).as_bytes());
             if r.chance(5) {
-                out.extend_from_slice(format!("--{b2}{}", nl).as_bytes());
+                out.extend_from_slice(format!("--{b2}{nl}").as_bytes());
             }
             part(r, out, depth + 1, nl, bounds);
         }
@@ -313,7 +313,7 @@ fn part(
         "message/rfc822" => part(r, out, depth + 1, nl, bounds),
         "message/delivery-status" => {
             for _ in 0..1 + r.below(3) {
-                out.extend_from_slice(format!("Reporting-MTA: dns; x{}", nl).as_bytes());
+                out.extend_from_slice(format!("Reporting-MTA: dns; x{nl}").as_bytes());
                 if r.chance(50) {
                     out.extend_from_slice(format!("{}{}", words(r, false), nl).as_bytes());
                 }
