@@ -180,3 +180,15 @@ pub fn temp_home() -> tempfile::TempDir {
         .tempdir()
         .expect("temp dir")
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn programs_are_found_on_path_or_by_their_path() {
+        assert!(super::program_installed("sh"));
+        assert!(super::program_installed("/bin/sh"));
+        assert!(!super::program_installed("pyzor-no-such-program"));
+        assert!(!super::program_installed("/nonexistent/sh"));
+        assert!(super::programs_available("testkit", &["sh"]));
+    }
+}
