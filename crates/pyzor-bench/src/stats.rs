@@ -294,8 +294,9 @@ impl Stats {
 
 /// CPU time (user + system) used by this process so far.
 pub fn self_cpu() -> Duration {
-    // SAFETY: getrusage only writes into the zeroed struct we pass.
+    // SAFETY: rusage is a plain C struct; all-zero bytes are a valid value.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage only writes into the struct we pass.
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, (t.tv_usec as u32) * 1000);
     tv(ru.ru_utime) + tv(ru.ru_stime)

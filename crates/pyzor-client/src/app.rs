@@ -46,7 +46,7 @@ fn fail(err: &mut dyn Write, msg: &str) -> i32 {
     1
 }
 
-/// Run the client. `args` excludes argv[0].
+/// Run the client. `args` excludes `argv[0]`.
 pub fn run(
     argv0: &str,
     args: Vec<OsString>,

@@ -234,13 +234,16 @@ impl Ini {
             let value = if is_comment { "" } else { stripped };
             if value.is_empty() {
                 // Empty lines belong to the current value (only if not a comment).
-                if !is_comment && cur_section.is_some() && has_option(&cur_option) {
+                if !is_comment && cur_section.is_some() && has_option(cur_option.as_deref()) {
                     cur_lines.push(String::new());
                 }
                 continue;
             }
             let cur_indent = line.find(|c: char| !py_isspace(c)).unwrap_or(0);
-            if cur_section.is_some() && has_option(&cur_option) && cur_indent > indent_level {
+            if cur_section.is_some()
+                && has_option(cur_option.as_deref())
+                && cur_indent > indent_level
+            {
                 cur_lines.push(value.to_owned());
                 continue;
             }
@@ -385,8 +388,8 @@ impl Ini {
 
 /// Python tests `optname` for truth: an option with an empty name (an
 /// error line such as `= v`) takes no continuation lines.
-fn has_option(o: &Option<String>) -> bool {
-    o.as_deref().is_some_and(|o| !o.is_empty())
+fn has_option(o: Option<&str>) -> bool {
+    o.is_some_and(|o| !o.is_empty())
 }
 
 /// `ConfigParser.optionxform`: `str.lower()`.

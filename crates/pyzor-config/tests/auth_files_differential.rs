@@ -4,10 +4,8 @@
 //! virtualenv (`PYZOR_REF_VENV`, else target/ref-venv); skips loudly
 //! without it.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use pyzor_protocol::auth::{parse_access, parse_passwd};
+use pyzor_testkit::{Oracle, XorShift};
 
 const DRIVER: &str = r#"
 import sys, os, tempfile, logging
@@ -50,22 +48,9 @@ fn ours(passwd: &str, access: &str) -> String {
     hex(format!("{}|{}", a.join(","), p.join(",")).as_bytes())
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn pick<'a>(&mut self, v: &[&'a str]) -> &'a str {
-        v[(self.next() % v.len() as u64) as usize]
-    }
-}
-
-fn gen(rng: &mut Rng, lines: &[&str], n: u64) -> String {
+fn generate(rng: &mut XorShift, lines: &[&str], n: usize) -> String {
     let mut s = String::new();
-    for _ in 0..rng.next() % n {
+    for _ in 0..rng.below(n) {
         s.push_str(rng.pick(lines));
         s.push_str(rng.pick(&["\n", "\r\n", "\r"]));
     }
@@ -113,31 +98,15 @@ fn passwd_and_access_match_the_reference() {
         "all : alice : deny",
         "report:frank:allow",
     ];
-    let mut rng = Rng(0xdeadbeefcafef00d);
+    let mut rng = XorShift::new(0xdeadbeefcafef00d);
     let cases: Vec<(String, String)> = (0..1500)
-        .map(|_| (gen(&mut rng, PW, 8), gen(&mut rng, AC, 8)))
+        .map(|_| (generate(&mut rng, PW, 8), generate(&mut rng, AC, 8)))
         .collect();
-    let mut child = Command::new(&python)
-        .args(["-c", DRIVER])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
     let feed: Vec<String> = cases
         .iter()
         .map(|(p, a)| format!("{}|{}", hex(p.as_bytes()), hex(a.as_bytes())))
         .collect();
-    let writer = std::thread::spawn(move || {
-        for l in feed {
-            writeln!(stdin, "{l}").unwrap();
-        }
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), cases.len());
+    let lines = Oracle::new(python).args(["-c", DRIVER]).answers(&feed);
     let bad: Vec<String> = cases
         .iter()
         .zip(&lines)

@@ -3,12 +3,8 @@
 //! sections, options and interpolated values, or the same kind of error.
 //! Skips loudly without /usr/bin/python3.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use pyzor_config::{Ini, IniError};
-
-const PYTHON: &str = "/usr/bin/python3";
+use pyzor_testkit::{Oracle, XorShift};
 
 const DRIVER: &str = r#"
 import sys, configparser, tempfile, os
@@ -79,20 +75,7 @@ fn ours(text: &str) -> String {
     format!("OK {}", out.join(","))
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
-fn generate(rng: &mut Rng) -> String {
+fn generate(rng: &mut XorShift) -> String {
     const LINES: &[&str] = &[
         "[server]",
         "[client]",
@@ -135,38 +118,21 @@ fn generate(rng: &mut Rng) -> String {
         s.push_str("[server]\n");
     }
     for _ in 0..rng.below(9) {
-        s.push_str(LINES[rng.below(LINES.len())]);
-        s.push_str(ENDS[rng.below(ENDS.len())]);
+        s.push_str(rng.pick(LINES));
+        s.push_str(rng.pick(ENDS));
     }
     s
 }
 
 #[test]
 fn ini_matches_configparser() {
-    if !std::path::Path::new(PYTHON).exists() {
-        pyzor_testkit::skip("ini_matches_configparser", &format!("{PYTHON} missing"));
+    let Some(python) = pyzor_testkit::system_python("ini_matches_configparser") else {
         return;
-    }
-    let mut rng = Rng(0x2545f4914f6cdd1d);
+    };
+    let mut rng = XorShift::new(0x2545f4914f6cdd1d);
     let inputs: Vec<String> = (0..3000).map(|_| generate(&mut rng)).collect();
-    let mut child = Command::new(PYTHON)
-        .args(["-c", DRIVER])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
     let feed: Vec<String> = inputs.iter().map(|i| hex(i.as_bytes())).collect();
-    let writer = std::thread::spawn(move || {
-        for l in feed {
-            writeln!(stdin, "{l}").unwrap();
-        }
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), inputs.len());
+    let lines = Oracle::new(python).args(["-c", DRIVER]).answers(&feed);
     let oks = lines
         .iter()
         .filter(|l| l.starts_with("OK ") && l.len() > 3)

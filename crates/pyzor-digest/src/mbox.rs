@@ -62,10 +62,9 @@ impl<R: BufRead> MboxReader<R> {
     /// the buffered complete lines are used up (then at most a partial line
     /// is left in the buffer).
     fn scan_buffered(&mut self) -> Option<io::Result<Vec<u8>>> {
-        let data = match self.reader.fill_buf() {
-            Ok(d) => d,
-            // `next`'s slow path reads again and reports the error.
-            Err(_) => return None,
+        // On an error `next`'s slow path reads again and reports it.
+        let Ok(data) = self.reader.fill_buf() else {
+            return None;
         };
         // Only complete lines are handled here; the buffer starts at a line
         // start (only whole lines are consumed, here and in `read_line`).

@@ -25,7 +25,7 @@
 //!    that ends at that `:` (leftmost match, greedy to the token end);
 //! 4. the surviving token texts are concatenated.
 //!
-//! Whitespace is Python's `str.isspace()` ([`py_isspace`]); NUL is removed
+//! Whitespace is Python's `str.isspace()` ([`py_isspace`](pyzor_protocol::py::py_isspace)); NUL is removed
 //! before tokens are formed, so it joins its neighbours (E35).
 
 use super::text::{encode_utf8_ignore, is_line_boundary_byte, py_isspace_byte, StandIns};

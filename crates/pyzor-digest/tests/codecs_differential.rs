@@ -4,14 +4,13 @@
 //! subprocess fed through stdin. Prints per-codec mismatch counts and
 //! fails on any mismatch. Skips loudly without /usr/bin/python3.
 
-use std::io::{Read, Write};
-use std::process::{Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use pyzor_digest::codecs::{decode, CodecError, Errors};
 use pyzor_digest::text::is_surrogate_stand_in;
+use pyzor_testkit::{Oracle, XorShift};
 
-const PYTHON: &str = "/usr/bin/python3";
 const PER_CODEC: usize = 400;
 
 /// Reads length-prefixed (label, errors, input) records and answers each
@@ -48,24 +47,6 @@ while pos < len(inp):
     out.write(bytes([tag]) + struct.pack("<I", len(res)) + res)
 out.flush()
 "#;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<'a>(&mut self, xs: &'a [&'a [u8]]) -> &'a [u8] {
-        xs[self.below(xs.len())]
-    }
-}
 
 /// Tokens that exercise a codec's special paths.
 fn tokens(label: &str) -> Vec<&'static [u8]> {
@@ -222,13 +203,13 @@ fn tokens(label: &str) -> Vec<&'static [u8]> {
     t
 }
 
-fn gen_input(rng: &mut Rng, toks: &[&'static [u8]], max_len: usize) -> Vec<u8> {
+fn gen_input(rng: &mut XorShift, toks: &[&'static [u8]], max_len: usize) -> Vec<u8> {
     let mut v = Vec::new();
     let len = rng.below(max_len);
     for _ in 0..len {
         match rng.below(10) {
-            0..=2 => v.push(rng.next() as u8),
-            3..=4 => v.push(0x80 | rng.next() as u8),
+            0..=2 => v.push(rng.byte()),
+            3..=4 => v.push(0x80 | rng.byte()),
             5 => {
                 // a likely double-byte unit
                 v.push(0x81 + rng.below(0x7E) as u8);
@@ -242,17 +223,6 @@ fn gen_input(rng: &mut Rng, toks: &[&'static [u8]], max_len: usize) -> Vec<u8> {
         }
     }
     v
-}
-
-fn python_available(test: &str) -> bool {
-    if std::path::Path::new(PYTHON).exists() {
-        return true;
-    }
-    pyzor_testkit::skip(
-        test,
-        &format!("{PYTHON} is missing; codec decoding is NOT verified against CPython"),
-    );
-    false
 }
 
 /// Our result in the same form as the script's answer.
@@ -284,7 +254,7 @@ fn ours(label: &str, data: &[u8], errors: Errors) -> (u8, Vec<u8>) {
 
 type Case = (String, Errors, Vec<u8>);
 
-fn run_python(cases: &[Case]) -> Vec<(u8, Vec<u8>)> {
+fn run_python(python: &Path, cases: &[Case]) -> Vec<(u8, Vec<u8>)> {
     let mut req = Vec::new();
     for (label, errors, data) in cases {
         req.extend_from_slice(&(label.len() as u16).to_le_bytes());
@@ -297,29 +267,7 @@ fn run_python(cases: &[Case]) -> Vec<(u8, Vec<u8>)> {
         req.extend_from_slice(&(data.len() as u32).to_le_bytes());
         req.extend_from_slice(data);
     }
-    let mut child = Command::new(PYTHON)
-        .args(["-I", "-c", PY_SCRIPT])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start python3");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let writer = std::thread::spawn(move || stdin.write_all(&req));
-    let mut resp = Vec::new();
-    child
-        .stdout
-        .take()
-        .expect("stdout")
-        .read_to_end(&mut resp)
-        .expect("read python output");
-    writer
-        .join()
-        .expect("writer thread")
-        .expect("write to python");
-    assert!(
-        child.wait().expect("python exit").success(),
-        "python failed"
-    );
+    let resp = Oracle::new(python).args(["-I", "-c", PY_SCRIPT]).run(req);
     let mut out = Vec::with_capacity(cases.len());
     let mut p = 0;
     while p < resp.len() {
@@ -453,11 +401,12 @@ const CODECS: &[&str] = &[
 
 #[test]
 fn codecs_match_cpython_on_generated_inputs() {
-    if !python_available("codecs_match_cpython_on_generated_inputs") {
+    let Some(python) = pyzor_testkit::system_python("codecs_match_cpython_on_generated_inputs")
+    else {
         return;
-    }
+    };
     let started = Instant::now();
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut rng = XorShift::new(0x9E37_79B9_7F4A_7C15);
     let mut cases: Vec<Case> = Vec::new();
     for &label in CODECS {
         let toks = tokens(label);
@@ -484,7 +433,7 @@ fn codecs_match_cpython_on_generated_inputs() {
             }
         }
     }
-    let theirs = run_python(&cases);
+    let theirs = run_python(&python, &cases);
     // (cases, mismatches, cases our side reports as not implemented)
     let mut report = std::collections::BTreeMap::<&str, (usize, usize, usize)>::new();
     let mut shown = 0;

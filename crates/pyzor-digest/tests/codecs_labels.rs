@@ -4,12 +4,8 @@
 //! encoding; docs/digest-rules.md §C.2) and against CPython 3.11 itself
 //! (`codecs.lookup` + the text-encoding check of `bytes.decode`).
 
-use std::io::{Read, Write};
-use std::process::{Command, Stdio};
-
 use pyzor_digest::codecs::lookup;
-
-const PYTHON: &str = "/usr/bin/python3";
+use pyzor_testkit::{Oracle, XorShift};
 
 fn tsv() -> String {
     let path = concat!(
@@ -40,22 +36,8 @@ fn every_label_of_the_spec_table_resolves_as_listed() {
     assert!(n > 400, "only {n} rows read");
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 /// Variants of a label that exercise the normalisation.
-fn mutate(rng: &mut Rng, name: &str) -> String {
+fn mutate(rng: &mut XorShift, name: &str) -> String {
     const JUNK: &[&str] = &[
         "-", "_", " ", ".", "..", "\u{e9}", "\u{212a}", "\u{130}", "\u{3000}", "--", "/", "\t",
         "\u{2160}",
@@ -63,9 +45,9 @@ fn mutate(rng: &mut Rng, name: &str) -> String {
     let mut out = String::new();
     for c in name.chars() {
         match rng.below(12) {
-            0 => out.push_str(JUNK[rng.below(JUNK.len())]),
+            0 => out.push_str(rng.pick(JUNK)),
             1 => out.extend(c.to_uppercase()),
-            2 if c == '_' || c == '-' => out.push_str(JUNK[rng.below(JUNK.len())]),
+            2 if c == '_' || c == '-' => out.push_str(rng.pick(JUNK)),
             _ => {}
         }
         if !out.ends_with(c) || rng.below(2) == 0 {
@@ -73,23 +55,19 @@ fn mutate(rng: &mut Rng, name: &str) -> String {
         }
     }
     if rng.below(6) == 0 {
-        out.insert_str(0, JUNK[rng.below(JUNK.len())]);
+        out.insert_str(0, rng.pick(JUNK));
     }
     if rng.below(6) == 0 {
-        out.push_str(JUNK[rng.below(JUNK.len())]);
+        out.push_str(rng.pick(JUNK));
     }
     out
 }
 
 #[test]
 fn label_resolution_matches_cpython() {
-    if !std::path::Path::new(PYTHON).exists() {
-        pyzor_testkit::skip(
-            "label_resolution_matches_cpython",
-            &format!("{PYTHON} missing; NOT verified"),
-        );
+    let Some(python) = pyzor_testkit::system_python("label_resolution_matches_cpython") else {
         return;
-    }
+    };
     let table = tsv();
     let mut names: Vec<String> = table
         .lines()
@@ -117,7 +95,7 @@ fn label_resolution_matches_cpython() {
         ]
         .map(String::from),
     );
-    let mut rng = Rng(0x1234_5678_9ABC_DEF1);
+    let mut rng = XorShift::new(0x1234_5678_9ABC_DEF1);
     let mut labels = Vec::new();
     for name in &names {
         labels.push(name.clone());
@@ -137,30 +115,9 @@ for line in sys.stdin.buffer.read().split(b"\n")[:-1]:
         ans = "!"
     sys.stdout.write(ans + "\n")
 "#;
-    let mut child = Command::new(PYTHON)
+    let answers = Oracle::new(python)
         .args(["-I", "-c", script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start python3");
-    let mut req = String::new();
-    for l in &labels {
-        req.push_str(l);
-        req.push('\n');
-    }
-    let mut stdin = child.stdin.take().expect("stdin");
-    let w = std::thread::spawn(move || stdin.write_all(req.as_bytes()));
-    let mut resp = String::new();
-    child
-        .stdout
-        .take()
-        .expect("stdout")
-        .read_to_string(&mut resp)
-        .expect("read");
-    w.join().expect("writer").expect("write");
-    assert!(child.wait().expect("wait").success());
-    let answers: Vec<&str> = resp.lines().collect();
-    assert_eq!(answers.len(), labels.len());
+        .answers(&labels);
     let mut bad = 0;
     for (label, want) in labels.iter().zip(answers) {
         let got = lookup(label).map_or("!", |c| c.name());

@@ -11,32 +11,11 @@
 //! reference virtualenv. Messages that need a codec `digest::codecs` does
 //! not implement are not compared (none are generated on purpose).
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+mod ref_digest_support;
 
 use pyzor_digest as digest;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // splitmix64
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn chance(&mut self, pct: usize) -> bool {
-        self.below(100) < pct
-    }
-    fn pick<'a, T: ?Sized>(&mut self, v: &[&'a T]) -> &'a T {
-        v[self.below(v.len())]
-    }
-}
+use pyzor_testkit::XorShift;
+use ref_digest_support::ref_digest;
 
 const WORDS: &[&str] = &[
     "hello",
@@ -114,7 +93,7 @@ const WORDS: &[&str] = &[
     "<style>p{}</style>",
 ];
 
-fn words(r: &mut Rng, utf8: bool) -> String {
+fn words(r: &mut XorShift, utf8: bool) -> String {
     let n = 1 + r.below(12);
     let mut s = String::new();
     for i in 0..n {
@@ -131,7 +110,7 @@ fn words(r: &mut Rng, utf8: bool) -> String {
     s
 }
 
-fn eol(r: &mut Rng, base: &'static str) -> &'static str {
+fn eol(r: &mut XorShift, base: &'static str) -> &'static str {
     if r.chance(90) {
         base
     } else {
@@ -139,7 +118,7 @@ fn eol(r: &mut Rng, base: &'static str) -> &'static str {
     }
 }
 
-fn body(r: &mut Rng, out: &mut Vec<u8>, nl: &'static str, charset_bytes: u8) {
+fn body(r: &mut XorShift, out: &mut Vec<u8>, nl: &'static str, charset_bytes: u8) {
     let n = r.below(14);
     for _ in 0..n {
         let w = words(r, charset_bytes == 8);
@@ -168,7 +147,13 @@ fn b64(data: &[u8]) -> String {
     s
 }
 
-fn part(r: &mut Rng, out: &mut Vec<u8>, depth: usize, nl: &'static str, bounds: &mut Vec<String>) {
+fn part(
+    r: &mut XorShift,
+    out: &mut Vec<u8>,
+    depth: usize,
+    nl: &'static str,
+    bounds: &mut Vec<String>,
+) {
     // Headers
     let kinds = if depth < 3 {
         &[
@@ -312,7 +297,7 @@ fn part(r: &mut Rng, out: &mut Vec<u8>, depth: usize, nl: &'static str, bounds: 
             let ws = r.pick(&["", "", "", " \t", "X"]);
             out.extend_from_slice(format!("--{b2}{ws}{}", eol(r, nl)).as_bytes());
             if r.chance(5) {
-                out.extend_from_slice(format!("--{b2}{}", nl).as_bytes());
+                out.extend_from_slice(format!("--{b2}{nl}").as_bytes());
             }
             part(r, out, depth + 1, nl, bounds);
         }
@@ -328,7 +313,7 @@ fn part(r: &mut Rng, out: &mut Vec<u8>, depth: usize, nl: &'static str, bounds: 
         "message/rfc822" => part(r, out, depth + 1, nl, bounds),
         "message/delivery-status" => {
             for _ in 0..1 + r.below(3) {
-                out.extend_from_slice(format!("Reporting-MTA: dns; x{}", nl).as_bytes());
+                out.extend_from_slice(format!("Reporting-MTA: dns; x{nl}").as_bytes());
                 if r.chance(50) {
                     out.extend_from_slice(format!("{}{}", words(r, false), nl).as_bytes());
                 }
@@ -367,7 +352,7 @@ fn part(r: &mut Rng, out: &mut Vec<u8>, depth: usize, nl: &'static str, bounds: 
     }
 }
 
-fn message(r: &mut Rng) -> Vec<u8> {
+fn message(r: &mut XorShift) -> Vec<u8> {
     let nl = r.pick(&["\n", "\n", "\r\n", "\r"]);
     let mut out = Vec::new();
     if r.chance(10) {
@@ -377,36 +362,6 @@ fn message(r: &mut Rng) -> Vec<u8> {
     }
     part(r, &mut out, 0, nl, &mut Vec::new());
     out
-}
-
-fn run_reference(py: &std::path::Path, msgs: &[Vec<u8>]) -> Vec<String> {
-    run_reference_mode(py, msgs, None)
-}
-
-fn run_reference_mode(py: &std::path::Path, msgs: &[Vec<u8>], mode: Option<&str>) -> Vec<String> {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ref_digest.py");
-    let mut child = Command::new(py)
-        .arg(script)
-        .args(mode)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start reference python");
-    let mut input = Vec::new();
-    for m in msgs {
-        input.extend_from_slice(format!("{}\n", m.len()).as_bytes());
-        input.extend_from_slice(m);
-    }
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child.wait_with_output().expect("reference output");
-    writer.join().unwrap().unwrap();
-    assert!(out.status.success(), "reference helper failed");
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(str::to_string)
-        .collect()
 }
 
 fn ours(raw: &[u8]) -> Option<String> {
@@ -431,7 +386,6 @@ fn random_mime_messages_match_reference() {
     let Some(venv) = pyzor_testkit::ref_venv("random_mime_messages_match_reference") else {
         return;
     };
-    let py = venv.join("bin/python");
     // PYZOR_DIFF_SEED / PYZOR_DIFF_COUNT explore further (bounded by count).
     let seed = std::env::var("PYZOR_DIFF_SEED")
         .ok()
@@ -441,9 +395,9 @@ fn random_mime_messages_match_reference() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3000);
-    let mut rng = Rng(seed);
+    let mut rng = XorShift::new(seed);
     let msgs: Vec<Vec<u8>> = (0..count).map(|_| message(&mut rng)).collect();
-    let refs = run_reference(&py, &msgs);
+    let refs = ref_digest(&venv, &msgs, None);
     assert_eq!(refs.len(), msgs.len());
     let mut compared = 0;
     let mut fails = Vec::new();
@@ -478,7 +432,7 @@ fn random_mime_messages_match_reference() {
 /// A random mbox: `From ` lines (at starts, inside bodies, `>From `),
 /// blank `\n` and `\r\n` lines, junk before the first message, missing
 /// final newline.
-fn mbox(r: &mut Rng) -> Vec<u8> {
+fn mbox(r: &mut XorShift) -> Vec<u8> {
     let mut out = Vec::new();
     if r.chance(20) {
         out.extend_from_slice(b"junk before\n\n");
@@ -507,10 +461,9 @@ fn random_mboxes_match_reference() {
     let Some(venv) = pyzor_testkit::ref_venv("random_mboxes_match_reference") else {
         return;
     };
-    let py = venv.join("bin/python");
-    let mut rng = Rng(0x5eed_0002);
+    let mut rng = XorShift::new(0x5eed_0002);
     let boxes: Vec<Vec<u8>> = (0..300).map(|_| mbox(&mut rng)).collect();
-    let refs = run_reference_mode(&py, &boxes, Some("mbox"));
+    let refs = ref_digest(&venv, &boxes, Some("mbox"));
     assert_eq!(refs.len(), boxes.len());
     let mut fails = Vec::new();
     for (i, (b, want)) in boxes.iter().zip(&refs).enumerate() {
@@ -542,7 +495,7 @@ fn random_mboxes_match_reference() {
 #[test]
 #[ignore]
 fn dump_samples() {
-    let mut rng = Rng(0x5eed_0001);
+    let mut rng = XorShift::new(0x5eed_0001);
     let msgs: Vec<Vec<u8>> = (0..3000).map(|_| message(&mut rng)).collect();
     let mut errs = 0;
     let mut empty = 0;
@@ -571,7 +524,6 @@ fn mutated_corpus_messages_match_reference() {
     let Some(venv) = pyzor_testkit::ref_venv("mutated_corpus_messages_match_reference") else {
         return;
     };
-    let py = venv.join("bin/python");
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/digest-corpus");
     let mut seeds: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -615,10 +567,12 @@ fn mutated_corpus_messages_match_reference() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1500usize);
-    let mut r = Rng(std::env::var("PYZOR_DIFF_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(77));
+    let mut r = XorShift::new(
+        std::env::var("PYZOR_DIFF_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(77),
+    );
     let msgs: Vec<Vec<u8>> = (0..count)
         .map(|_| {
             let mut d = seeds[r.below(seeds.len())].clone();
@@ -634,7 +588,7 @@ fn mutated_corpus_messages_match_reference() {
                         d.drain(pos.min(end)..end);
                     }
                     _ => {
-                        let t = TOKENS[r.below(TOKENS.len())];
+                        let t = r.pick(TOKENS);
                         d.splice(pos..pos, t.iter().copied());
                     }
                 }
@@ -642,7 +596,7 @@ fn mutated_corpus_messages_match_reference() {
             d
         })
         .collect();
-    let refs = run_reference(&py, &msgs);
+    let refs = ref_digest(&venv, &msgs, None);
     let mut fails = Vec::new();
     let mut compared = 0;
     for (i, (m, want)) in msgs.iter().zip(&refs).enumerate() {

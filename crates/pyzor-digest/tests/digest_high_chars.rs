@@ -6,24 +6,11 @@
 //! the selected lines and digests must agree. Skips loudly without the
 //! reference virtualenv.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+mod ref_digest_support;
 
 use pyzor_digest as digest;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use pyzor_testkit::XorShift;
+use ref_digest_support::ref_digest;
 
 /// One piece of text: a genuine character or a lone surrogate.
 #[derive(Clone, Copy)]
@@ -65,7 +52,7 @@ impl Carrier {
     }
 }
 
-fn high_char(r: &mut Rng) -> char {
+fn high_char(r: &mut XorShift) -> char {
     let cp = match r.below(6) {
         0 => 0x10FFFF,
         1 => 0x10F800,
@@ -77,7 +64,7 @@ fn high_char(r: &mut Rng) -> char {
 
 /// Text lines: short words (kept by the normaliser), high characters,
 /// lone surrogates when the carrier can hold them.
-fn lines(r: &mut Rng, surrogates: bool) -> Vec<Vec<Unit>> {
+fn lines(r: &mut XorShift, surrogates: bool) -> Vec<Vec<Unit>> {
     let words = ["alpha", "beta", "gamma", "delta", "eps", "zeta", "x"];
     let n = 1 + r.below(8);
     (0..n)
@@ -89,7 +76,7 @@ fn lines(r: &mut Rng, surrogates: bool) -> Vec<Vec<Unit>> {
                 }
                 for _ in 0..(1 + r.below(3)) {
                     match r.below(5) {
-                        0 | 1 => line.extend(words[r.below(words.len())].chars().map(Unit::Char)),
+                        0 | 1 => line.extend(r.pick(&words).chars().map(Unit::Char)),
                         2 | 3 => line.push(Unit::Char(high_char(r))),
                         _ if surrogates => {
                             line.push(Unit::Surrogate(0xD800 + r.below(0x800) as u16))
@@ -192,7 +179,7 @@ fn plain(line: &[Unit]) -> String {
         .collect()
 }
 
-fn part(r: &mut Rng, carrier: Carrier, out: &mut Vec<u8>) {
+fn part(r: &mut XorShift, carrier: Carrier, out: &mut Vec<u8>) {
     let ls = lines(r, carrier.carries_surrogates());
     let (head, body): (String, Vec<u8>) = match carrier {
         Carrier::Utf8 => (
@@ -282,7 +269,7 @@ fn part(r: &mut Rng, carrier: Carrier, out: &mut Vec<u8>) {
     out.extend_from_slice(&body);
 }
 
-fn message(r: &mut Rng, first: Option<Carrier>) -> Vec<u8> {
+fn message(r: &mut XorShift, first: Option<Carrier>) -> Vec<u8> {
     let mut out = b"From: a@example.com\nSubject: high chars\nMIME-Version: 1.0\n".to_vec();
     let n = 1 + r.below(3);
     out.extend_from_slice(b"Content-Type: multipart/mixed; boundary=\"BND\"\n\npreamble\n");
@@ -296,31 +283,6 @@ fn message(r: &mut Rng, first: Option<Carrier>) -> Vec<u8> {
     }
     out.extend_from_slice(b"--BND--\n");
     out
-}
-
-fn run_reference(py: &std::path::Path, msgs: &[Vec<u8>]) -> Vec<String> {
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ref_digest.py");
-    let mut child = Command::new(py)
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start reference python");
-    let mut input = Vec::new();
-    for m in msgs {
-        input.extend_from_slice(format!("{}\n", m.len()).as_bytes());
-        input.extend_from_slice(m);
-    }
-    let mut stdin = child.stdin.take().expect("stdin");
-    let writer = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child.wait_with_output().expect("reference output");
-    writer.join().expect("writer").expect("write to reference");
-    assert!(out.status.success(), "reference helper failed");
-    String::from_utf8(out.stdout)
-        .expect("ASCII output")
-        .lines()
-        .map(str::to_string)
-        .collect()
 }
 
 fn ours(raw: &[u8]) -> String {
@@ -343,7 +305,7 @@ fn high_plane16_chars_and_lone_surrogates_match_reference() {
     else {
         return;
     };
-    let mut r = Rng(0x0010_ffff_d800_0001);
+    let mut r = XorShift::new(0x0010_ffff_d800_0001);
     let mut msgs = Vec::new();
     // Every carrier alone, then random mixtures.
     for c in Carrier::ALL {
@@ -369,7 +331,7 @@ fn high_plane16_chars_and_lone_surrogates_match_reference() {
     msgs.push(
         b"Content-Type: text/plain; charset=utf-7\n\nabcd +2//f/9gA-x +2//f/w- efgh\n".to_vec(),
     );
-    let refs = run_reference(&venv.join("bin/python"), &msgs);
+    let refs = ref_digest(&venv, &msgs, None);
     assert_eq!(refs.len(), msgs.len());
     let mut fails = Vec::new();
     let mut kept_high = 0;

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use pyzor_digest::{self as digest, MboxReader};
+use pyzor_testkit::XorShift;
 
 /// Everything a client can call on untrusted bytes.
 fn exercise(data: &[u8]) {
@@ -29,19 +30,6 @@ fn exercise(data: &[u8]) {
         if l.is_err() {
             break;
         }
-    }
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
     }
 }
 
@@ -93,7 +81,7 @@ const TOKENS: &[&[u8]] = &[
     b" ",
 ];
 
-fn mutate(r: &mut Rng, data: &mut Vec<u8>) {
+fn mutate(r: &mut XorShift, data: &mut Vec<u8>) {
     for _ in 0..1 + r.below(8) {
         let pos = r.below(data.len() + 1);
         match r.below(6) {
@@ -102,7 +90,7 @@ fn mutate(r: &mut Rng, data: &mut Vec<u8>) {
                 data[p] ^= 1 << r.below(8);
             }
             1 => {
-                let t = TOKENS[r.below(TOKENS.len())];
+                let t = r.pick(TOKENS);
                 data.splice(pos..pos, t.iter().copied());
             }
             2 if !data.is_empty() => {
@@ -118,7 +106,7 @@ fn mutate(r: &mut Rng, data: &mut Vec<u8>) {
             }
             4 => data.insert(pos, r.below(256) as u8),
             _ => {
-                let t = TOKENS[r.below(TOKENS.len())];
+                let t = r.pick(TOKENS);
                 data.splice(pos..pos, t.iter().copied());
             }
         }
@@ -157,7 +145,7 @@ fn mutation_fuzz_never_panics() {
     let budget = Duration::from_secs(env_num("PYZOR_FUZZ_SECS", 20));
     let seeds = seeds();
     assert!(!seeds.is_empty());
-    let mut r = Rng(env_num("PYZOR_FUZZ_SEED", 0x00c0_ffee_d00d_1234));
+    let mut r = XorShift::new(env_num("PYZOR_FUZZ_SEED", 0x00c0_ffee_d00d_1234));
     let start = Instant::now();
     let mut done = 0;
     for _ in 0..iters {

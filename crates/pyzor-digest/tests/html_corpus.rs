@@ -6,7 +6,6 @@
 //! this crate's `testdata/digest-corpus`).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use pyzor_digest::html::{strip_html, HtmlError};
 use pyzor_digest::text::surrogate_stand_in;
@@ -87,10 +86,9 @@ fn python_exception(e: &HtmlError) -> &'static str {
 
 #[test]
 fn strip_html_matches_reference_on_corpus_html_parts() {
-    if !Path::new("/usr/bin/python3").is_file() {
-        pyzor_testkit::skip(TEST, "/usr/bin/python3 is missing");
+    let Some(python) = pyzor_testkit::system_python(TEST) else {
         return;
-    }
+    };
     let Some(venv) = pyzor_testkit::ref_venv(TEST) else {
         return;
     };
@@ -109,19 +107,13 @@ fn strip_html_matches_reference_on_corpus_html_parts() {
         );
         return;
     };
-    let out = Command::new("/usr/bin/python3")
+    let out = pyzor_testkit::Oracle::new(python)
         .arg("-c")
         .arg(DRIVER)
         .arg(&site)
         .arg(&corpus)
-        .output()
-        .expect("run /usr/bin/python3");
-    assert!(
-        out.status.success(),
-        "driver failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).expect("ASCII output");
+        .run(Vec::new());
+    let text = String::from_utf8(out).expect("ASCII output");
     let (mut parts, mut errors, mut failures) = (0, 0, Vec::new());
     for line in text.lines() {
         let mut f = line.split(' ');

@@ -6,13 +6,10 @@
 
 mod html_support;
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use pyzor_digest::html::{strip_html, unescape, HtmlError};
-
-const PYTHON: &str = "/usr/bin/python3";
+use pyzor_testkit::{Oracle, XorShift};
 
 /// The driver: imports pyzor's `HTMLStripper` from the reference venv when
 /// there is one, else declares the same ten lines (pyzor 1.1.2
@@ -60,28 +57,6 @@ for line in sys.stdin:
         out.write("ERR " + type(e).__name__ + "\n")
 out.flush()
 "#;
-
-/// SplitMix64: a fixed-seed generator, so every run tests the same cases.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
-        xs[self.below(xs.len())]
-    }
-    fn chance(&mut self, percent: usize) -> bool {
-        self.below(100) < percent
-    }
-}
 
 const WORDS: &[&str] = &[
     "hello",
@@ -294,7 +269,7 @@ const CRASHERS: &[&str] = &[
     "<![ if]>",
 ];
 
-fn gen_case(rng: &mut Rng) -> String {
+fn gen_case(rng: &mut XorShift) -> String {
     let mut s = String::new();
     let pieces = 1 + rng.below(14);
     for _ in 0..pieces {
@@ -319,7 +294,7 @@ fn gen_case(rng: &mut Rng) -> String {
                     // random printable ASCII soup, heavy in markup characters
                     const SOUP: &[u8] = b"<>/=\"'&#;!-[] ax1\t\n";
                     for _ in 0..rng.below(12) {
-                        s.push(SOUP[rng.below(SOUP.len())] as char);
+                        s.push(rng.pick(SOUP) as char);
                     }
                 }
             }
@@ -330,7 +305,7 @@ fn gen_case(rng: &mut Rng) -> String {
 
 /// Short random strings over the characters that matter to the parser,
 /// starting with `<` most of the time.
-fn gen_soup(rng: &mut Rng) -> String {
+fn gen_soup(rng: &mut XorShift) -> String {
     const SOUP: &[&str] = &[
         "<", "<", "<", ">", ">", "/", "/", "=", "=", "\"", "'", "&", "#", ";", "!", "-", "-", "[",
         "]", "?", "a", "b", "x", "S", "script", "style", "cdata", "if", "doctype", "amp", " ", " ",
@@ -398,18 +373,13 @@ fn fixed_cases() -> Vec<String> {
     v
 }
 
-/// The reference's site-packages, or `None` after a loud skip.
-fn python_ok() -> Option<PathBuf> {
+/// The system Python and the reference's site-packages, or `None` after a
+/// loud skip.
+fn python_ok() -> Option<(PathBuf, PathBuf)> {
     let test = "strip_html_matches_cpython_on_random_html";
-    if !Path::new(PYTHON).is_file() {
-        pyzor_testkit::skip(
-            test,
-            &format!("{PYTHON} is missing; the HTML parser is not compared with CPython"),
-        );
-        return None;
-    }
+    let python = pyzor_testkit::system_python(test)?;
     let venv = pyzor_testkit::ref_venv(test)?;
-    Some(venv.join("lib/python3.11/site-packages"))
+    Some((python, venv.join("lib/python3.11/site-packages")))
 }
 
 fn hex(s: &str) -> String {
@@ -426,38 +396,22 @@ fn unhex(h: &str) -> String {
 
 /// Run all `(kind, text)` cases through one Python process; one answer line
 /// per case.
-fn run_python(site: &Path, cases: &[(char, String)]) -> Vec<String> {
-    let mut child = Command::new(PYTHON)
+fn run_python(python: &Path, site: &Path, cases: &[(char, String)]) -> Vec<String> {
+    let mut lines = Oracle::new(python)
         .arg("-c")
         .arg(DRIVER)
         .arg(site)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start /usr/bin/python3");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let payload: String = cases
-        .iter()
-        .map(|(k, t)| format!("{k} {}\n", hex(t)))
-        .collect();
-    let writer = std::thread::spawn(move || {
-        stdin.write_all(payload.as_bytes()).expect("write cases");
-    });
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let ready = lines.next().expect("driver banner").expect("read banner");
+        .lines(cases.iter().map(|(k, t)| format!("{k} {}", hex(t))));
+    assert!(!lines.is_empty(), "no banner from the driver");
+    let ready = lines.remove(0);
     eprintln!("python driver: {ready}");
     assert!(
         ready.starts_with("READY 3.11.2 "),
-        "the reference is CPython 3.11.2 (pre-2025 html.parser); {PYTHON} says {ready}"
+        "the reference is CPython 3.11.2 (pre-2025 html.parser); {} says {ready}",
+        python.display()
     );
-    let answers: Vec<String> = lines.map(|l| l.expect("read answer")).collect();
-    writer.join().expect("writer thread");
-    assert!(
-        child.wait().expect("python exit").success(),
-        "python driver failed"
-    );
-    assert_eq!(answers.len(), cases.len(), "one answer per case");
-    answers
+    assert_eq!(lines.len(), cases.len(), "one answer per case");
+    lines
 }
 
 fn ours(text: &str) -> String {
@@ -479,7 +433,7 @@ fn show(answer: &str) -> String {
 
 #[test]
 fn strip_html_matches_cpython_on_random_html() {
-    let Some(site) = python_ok() else {
+    let Some((python, site)) = python_ok() else {
         return;
     };
     // PYZOR_HTML_DIFF_SEED / PYZOR_HTML_DIFF_SCALE: optional, for longer
@@ -487,7 +441,7 @@ fn strip_html_matches_cpython_on_random_html() {
     let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
     let seed = env("PYZOR_HTML_DIFF_SEED").unwrap_or(0x5079_7a6f_7273_2021);
     let scale = env("PYZOR_HTML_DIFF_SCALE").unwrap_or(1).max(1) as usize;
-    let mut rng = Rng(seed);
+    let mut rng = XorShift::new(seed);
     let mut cases: Vec<(char, String)> = fixed_cases().into_iter().map(|t| ('S', t)).collect();
     for _ in 0..6000 * scale {
         cases.push(('S', gen_case(&mut rng)));
@@ -516,7 +470,7 @@ fn strip_html_matches_cpython_on_random_html() {
         }
         cases.push(('U', t));
     }
-    let answers = run_python(&site, &cases);
+    let answers = run_python(&python, &site, &cases);
     let mut failures = Vec::new();
     let mut errors = 0;
     for ((kind, text), want) in cases.iter().zip(&answers) {

@@ -9,8 +9,6 @@
 //! `scripts/setup-ref-env`).
 
 use std::hint::black_box;
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use pyzor_digest::html::strip_html;
@@ -73,29 +71,23 @@ fn html_strip_throughput() {
         return;
     };
     let site = venv.join("lib/python3.11/site-packages");
-    if !Path::new("/usr/bin/python3").is_file() || !site.join("pyzor").is_dir() {
+    let Some(python) = pyzor_testkit::system_python("html_strip_throughput (python part)") else {
+        return;
+    };
+    if !site.join("pyzor").is_dir() {
         pyzor_testkit::skip(
             "html_strip_throughput (python part)",
-            "/usr/bin/python3 or the reference pyzor is missing",
+            "the reference pyzor is missing",
         );
         return;
     }
     let py_runs = 10;
-    let mut child = Command::new("/usr/bin/python3")
+    let res = pyzor_testkit::Oracle::new(python)
         .args(["-c", PY_BENCH])
         .arg(&site)
         .arg(py_runs.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start python");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin.write_all(doc.as_bytes()).expect("write doc");
-    }
-    let res = child.wait_with_output().expect("python result");
-    let line = String::from_utf8_lossy(&res.stdout);
+        .run(doc.into_bytes());
+    let line = String::from_utf8_lossy(&res);
     let mut f = line.split_whitespace();
     let secs: f64 = f.next().and_then(|v| v.parse().ok()).expect("seconds");
     let py_len: usize = f.next().and_then(|v| v.parse().ok()).expect("length");

@@ -402,14 +402,9 @@ fn migrate_prints_plain_progress_lines_off_a_terminal() {
 /// a private MariaDB database and a private PostgreSQL database.
 #[test]
 fn migrate_between_every_pair_of_engines() {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     let test = "migrate_between_every_pair_of_engines";
-    if Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        pyzor_testkit::skip(test, "redis-server is not installed");
+    if !pyzor_testkit::programs_available(test, &["redis-server"]) {
         return;
     }
     let Some(my) = mydb::MyDb::create(test) else {
@@ -448,11 +443,10 @@ fn migrate_between_every_pair_of_engines() {
             .spawn()
             .unwrap(),
     );
-    let end = Instant::now() + Duration::from_secs(10);
-    while !pyzor_testkit::tcp_service_up(port) {
-        assert!(Instant::now() < end, "private redis did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        pyzor_testkit::wait_tcp(port, Duration::from_secs(10)),
+        "private redis did not start"
+    );
     let mut con = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
         .unwrap()
         .get_connection()

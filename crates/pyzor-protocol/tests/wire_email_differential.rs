@@ -4,13 +4,9 @@
 //! bytes or refused with the same exception text. Skips loudly without
 //! /usr/bin/python3.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use pyzor_protocol::wire::email::Headers;
 use pyzor_protocol::wire::render::render_field_value;
-
-const PYTHON: &str = "/usr/bin/python3";
+use pyzor_testkit::{Oracle, XorShift};
 
 const DRIVER: &str = r#"
 import sys, email, email.message
@@ -53,21 +49,7 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// A small deterministic generator (xorshift), no extra dependencies.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
-fn generate(rng: &mut Rng) -> Vec<u8> {
+fn generate(rng: &mut XorShift) -> Vec<u8> {
     const NAMES: &[&[u8]] = &[
         b"Op",
         b"Thread",
@@ -113,27 +95,23 @@ fn generate(rng: &mut Rng) -> Vec<u8> {
     let mut d = Vec::new();
     for _ in 0..1 + rng.below(5) {
         if rng.below(10) < 8 {
-            d.extend_from_slice(NAMES[rng.below(NAMES.len())]);
-            d.extend_from_slice(SEPS[rng.below(SEPS.len())]);
+            d.extend_from_slice(rng.pick(NAMES));
+            d.extend_from_slice(rng.pick(SEPS));
         }
         for _ in 0..rng.below(6) {
-            d.extend_from_slice(VALUE[rng.below(VALUE.len())]);
+            d.extend_from_slice(rng.pick(VALUE));
         }
-        d.extend_from_slice(ENDS[rng.below(ENDS.len())]);
+        d.extend_from_slice(rng.pick(ENDS));
     }
     d
 }
 
 #[test]
 fn headers_and_rendering_match_cpython() {
-    if !std::path::Path::new(PYTHON).exists() {
-        pyzor_testkit::skip(
-            "headers_and_rendering_match_cpython",
-            &format!("{PYTHON} missing"),
-        );
+    let Some(python) = pyzor_testkit::system_python("headers_and_rendering_match_cpython") else {
         return;
-    }
-    let mut rng = Rng(0x9e3779b97f4a7c15);
+    };
+    let mut rng = XorShift::new(0x9e3779b97f4a7c15);
     let mut inputs: Vec<Vec<u8>> = vec![
         b"Op: ping\nThread: 1\n 2\nPV: 2.1\n".to_vec(),
         b"Thread: 12 \xc3\xa9\n 5\n".to_vec(),
@@ -142,27 +120,8 @@ fn headers_and_rendering_match_cpython() {
     for _ in 0..4000 {
         inputs.push(generate(&mut rng));
     }
-    let mut child = Command::new(PYTHON)
-        .args(["-c", DRIVER])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("run python");
-    // Feed stdin from a thread: Python answers line by line and would
-    // block on a full stdout pipe otherwise.
-    let mut stdin = child.stdin.take().unwrap();
     let feed: Vec<String> = inputs.iter().map(|i| hex(i)).collect();
-    let writer = std::thread::spawn(move || {
-        for l in feed {
-            writeln!(stdin, "{l}").unwrap();
-        }
-    });
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    assert!(out.status.success());
-    let text = String::from_utf8(out.stdout).unwrap();
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), inputs.len());
+    let lines = Oracle::new(python).args(["-c", DRIVER]).answers(&feed);
     let mut bad = Vec::new();
     for (i, (input, py)) in inputs.iter().zip(&lines).enumerate() {
         let rs = ours(input);

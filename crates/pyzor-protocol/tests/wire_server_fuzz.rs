@@ -9,21 +9,8 @@ mod wire_fuzz_support;
 
 use std::time::{Duration, Instant};
 
+use pyzor_testkit::XorShift;
 use wire_fuzz_support::{handle, seeds, Rules, Worker};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 /// Fragments that steer mutations towards the parser's interesting paths.
 const TOKENS: &[&[u8]] = &[
@@ -63,20 +50,20 @@ const TOKENS: &[&[u8]] = &[
     b"From ",
 ];
 
-fn mutate(r: &mut Rng, input: &mut Vec<u8>) {
+fn mutate(r: &mut XorShift, input: &mut Vec<u8>) {
     for _ in 0..(1 + r.below(6)) {
         let pos = r.below(input.len() + 1);
         match r.below(6) {
             0 if !input.is_empty() => {
                 let p = pos.min(input.len() - 1);
-                input[p] = r.next() as u8;
+                input[p] = r.byte();
             }
             1 if !input.is_empty() => {
                 let end = (pos + r.below(16)).min(input.len());
                 input.drain(pos.min(end)..end);
             }
             2 => {
-                let t = TOKENS[r.below(TOKENS.len())];
+                let t = r.pick(TOKENS);
                 input.splice(pos..pos, t.iter().copied());
             }
             3 if !input.is_empty() => {
@@ -86,7 +73,7 @@ fn mutate(r: &mut Rng, input: &mut Vec<u8>) {
                 let piece = input[start..end].to_vec();
                 input.splice(pos..pos, piece);
             }
-            4 => input.extend((0..r.below(32)).map(|_| r.next() as u8)),
+            4 => input.extend((0..r.below(32)).map(|_| r.byte())),
             _ => {
                 let n = r.below(3000);
                 input.splice(pos..pos, std::iter::repeat_n(b'a', n));
@@ -126,12 +113,12 @@ fn server_request_path_never_panics_and_replies_well_formed() {
     for want in ["200", "400", "401", "403"] {
         assert!(codes.contains_key(want), "no seed gives {want}: {codes:?}");
     }
-    let mut r = Rng(seed | 1);
+    let mut r = XorShift::new(seed | 1);
     let start = Instant::now();
     let mut n = 0u64;
     while n < iters && start.elapsed() < budget {
         let mut input = if r.below(5) == 0 {
-            (0..r.below(600)).map(|_| r.next() as u8).collect()
+            (0..r.below(600)).map(|_| r.byte()).collect()
         } else {
             seeds[r.below(seeds.len())].clone()
         };

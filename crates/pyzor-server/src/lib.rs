@@ -91,7 +91,8 @@ fn concurrency_notes(cfg: &ServerConfig, workers: usize) -> Vec<String> {
     v
 }
 
-/// `pyzord` from the command line to the exit status.
+/// `pyzord` from the command line to the exit status. Call it from `main`
+/// before any thread starts: `--detach` forks (`daemon::detach`).
 pub fn run(cli: Cli, argv0: &str) -> i32 {
     // SAFETY: umask has no memory-safety preconditions.
     unsafe {
@@ -364,9 +365,8 @@ mod tests {
                 ],
             )
             .unwrap();
-            let e = match open_engine(&cfg) {
-                Err(e) => e,
-                Ok(_) => panic!("{engine}: opened {dsn}"),
+            let Err(e) = open_engine(&cfg) else {
+                panic!("{engine}: opened {dsn}")
             };
             assert!(!e.contains(pw), "{engine}: {e}");
             assert!(e.contains("***"), "{engine}: {e}");

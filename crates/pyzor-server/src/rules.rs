@@ -4,7 +4,7 @@
 //! A reload that fails (a file exists but cannot be read or decoded) keeps
 //! the previous rules and logs why.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use pyzor_config::{load_access, load_passwd, AuthFileError};
@@ -29,7 +29,7 @@ pub struct RuleSet {
 impl RuleSet {
     /// Load both files now.
     pub fn load(passwd: Option<PathBuf>, access: Option<PathBuf>) -> Result<Self, AuthFileError> {
-        let rules = Self::read(&passwd, &access)?;
+        let rules = Self::read(passwd.as_deref(), access.as_deref())?;
         Ok(RuleSet {
             passwd,
             access,
@@ -48,8 +48,8 @@ impl RuleSet {
         }
     }
 
-    fn read(passwd: &Option<PathBuf>, access: &Option<PathBuf>) -> Result<Rules, AuthFileError> {
-        let (accounts, p_exists, pw) = load_passwd(passwd.as_deref())?;
+    fn read(passwd: Option<&Path>, access: Option<&Path>) -> Result<Rules, AuthFileError> {
+        let (accounts, p_exists, pw) = load_passwd(passwd)?;
         for w in pw {
             log::warn!("{w}");
         }
@@ -59,7 +59,7 @@ impl RuleSet {
         } else {
             log::info!("Accounts file does not exist - only the anonymous user will be available.");
         }
-        let (acl, a_exists, aw) = load_access(access.as_deref(), &accounts)?;
+        let (acl, a_exists, aw) = load_access(access, &accounts)?;
         for w in aw {
             log::warn!("{w}");
         }
@@ -96,7 +96,7 @@ impl RuleSet {
 
     /// Re-read both files; on error keep the old rules and return the error.
     pub fn reload(&self) -> Result<(), AuthFileError> {
-        let rules = Self::read(&self.passwd, &self.access)?;
+        let rules = Self::read(self.passwd.as_deref(), self.access.as_deref())?;
         match self.current.write() {
             Ok(mut g) => *g = Arc::new(rules),
             Err(e) => *e.into_inner() = Arc::new(rules),

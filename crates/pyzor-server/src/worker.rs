@@ -1,9 +1,9 @@
 //! Processing one receive batch: parse every datagram, decide it
 //! (`evaluate`: authentication, PV, ACL, dispatch; then the op's own
-//! [`Request`]), run **one** engine batch for all reads and increments (one
+//! `Request`), run **one** engine batch for all reads and increments (one
 //! transaction, one commit), then format every reply. Replies are only
 //! sent after the engine batch returned, so an acknowledged report is
-//! durable to the engine's level. What each op does is in [`crate::cmd`].
+//! durable to the engine's level. What each op does is in `crate::cmd`.
 //!
 //! [`Processor`] keeps all per-request state in vectors reused across
 //! batches; the check path allocates nothing per request.

@@ -14,7 +14,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use mixed_support::{free_tcp_port, have_program, reply_code, request, wait_tcp, Guard};
+use mixed_support::{reply_code, request, Guard};
+use pyzor_testkit::{free_tcp_port, programs_available, wait_tcp};
 
 /// A throw-away redis-server on `port` (no RDB, no AOF); waits ≤ 20 s.
 fn private_redis(port: u16, dir: &std::path::Path) -> Guard {
@@ -38,8 +39,7 @@ fn private_redis(port: u16, dir: &std::path::Path) -> Guard {
 #[test]
 fn an_engine_outage_logs_its_state_changes_not_every_request() {
     let test = "an_engine_outage_logs_its_state_changes_not_every_request";
-    if !have_program("redis-server") {
-        pyzor_testkit::skip(test, "redis-server is not installed");
+    if !programs_available(test, &["redis-server"]) {
         return;
     }
     let data = tempfile::tempdir().unwrap();

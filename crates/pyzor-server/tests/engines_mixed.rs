@@ -246,8 +246,7 @@ fn redis_fleet(test: &str, tz: Option<&str>, db: u32) {
     if !pyzor_testkit::redis_available(test) {
         return;
     }
-    if !have_program("redis-cli") {
-        pyzor_testkit::skip(test, "redis-cli is not installed");
+    if !pyzor_testkit::programs_available(test, &["redis-cli"]) {
         return;
     }
     let env: Vec<(&str, &str)> = tz.map(|z| ("TZ", z)).into_iter().collect();
@@ -385,8 +384,7 @@ fn mysql_fleet(test: &str, name: &str, tz: &str) {
     if !pyzor_testkit::mysql_available(test) {
         return;
     }
-    if !have_program("mysql") {
-        pyzor_testkit::skip(test, "the mysql client is not installed");
+    if !pyzor_testkit::programs_available(test, &["mysql"]) {
         return;
     }
     // Unique per process: two runs of the suite must not drop each other's.
@@ -634,7 +632,8 @@ fn mysql_reads_of_over_long_digests_answer_like_the_reference() {
     let Some(venv) = pyzor_testkit::ref_venv(test) else {
         return;
     };
-    if !pyzor_testkit::mysql_available(test) || !have_program("mysql") {
+    if !pyzor_testkit::mysql_available(test) || !pyzor_testkit::programs_available(test, &["mysql"])
+    {
         return;
     }
     let name = format!("pz_mixed_long_{}", std::process::id());
@@ -721,7 +720,8 @@ fn mysql_bad_digest_does_not_fail_other_requests_in_its_batch() {
     let Some(venv) = pyzor_testkit::ref_venv(test) else {
         return;
     };
-    if !pyzor_testkit::mysql_available(test) || !have_program("mysql") {
+    if !pyzor_testkit::mysql_available(test) || !pyzor_testkit::programs_available(test, &["mysql"])
+    {
         return;
     }
     let name = format!("pz_mixed_batch_{}", std::process::id());

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use common::Proc;
 use mixed_support::*;
+use pyzor_testkit::{free_tcp_port, wait_tcp};
 use rand::{Rng, SeedableRng};
 
 const DIGESTS: usize = 20;
@@ -212,8 +213,7 @@ fn private_redis(port: u16, dir: &Path) -> Guard {
 #[test]
 fn redis_killed_under_pyzord_load_loses_no_acknowledged_report() {
     let test = "redis_killed_under_pyzord_load_loses_no_acknowledged_report";
-    if !have_program("redis-server") || !have_program("redis-cli") {
-        pyzor_testkit::skip(test, "redis-server / redis-cli are not installed");
+    if !pyzor_testkit::programs_available(test, &["redis-server", "redis-cli"]) {
         return;
     }
     let data = tempfile::tempdir().unwrap();
@@ -265,12 +265,10 @@ struct PrivateMariadb {
 
 impl PrivateMariadb {
     fn install(test: &str) -> Option<PrivateMariadb> {
-        let mariadbd = Path::new("/usr/sbin/mariadbd");
-        if !mariadbd.is_file() || !have_program("mariadb-install-db") || !have_program("mysql") {
-            pyzor_testkit::skip(
-                test,
-                "mariadbd / mariadb-install-db / mysql are not installed",
-            );
+        if !pyzor_testkit::programs_available(
+            test,
+            &["/usr/sbin/mariadbd", "mariadb-install-db", "mysql"],
+        ) {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
@@ -513,8 +511,7 @@ fn redis_killed_under_a_mixed_fleet_loses_no_acknowledged_report() {
     let Some(venv) = pyzor_testkit::ref_venv(test) else {
         return;
     };
-    if !have_program("redis-server") || !have_program("redis-cli") {
-        pyzor_testkit::skip(test, "redis-server / redis-cli are not installed");
+    if !pyzor_testkit::programs_available(test, &["redis-server", "redis-cli"]) {
         return;
     }
     let data = tempfile::tempdir().unwrap();
@@ -704,8 +701,7 @@ fn postgres_locked_table_answers_500_within_the_engine_timeout() {
     if !pyzor_testkit::postgres_available(test) {
         return;
     }
-    if !have_program("psql") {
-        pyzor_testkit::skip(test, "psql is not installed");
+    if !pyzor_testkit::programs_available(test, &["psql"]) {
         return;
     }
     let db = format!("pyzor_rs_lock_{}", std::process::id());
@@ -785,8 +781,7 @@ fn mariadb_locked_table_answers_500_within_the_engine_timeout() {
     if !pyzor_testkit::mysql_available(test) {
         return;
     }
-    if !have_program("mysql") {
-        pyzor_testkit::skip(test, "the mysql client is not installed");
+    if !pyzor_testkit::programs_available(test, &["mysql"]) {
         return;
     }
     let name = format!("pyzor_rs_lock_{}", std::process::id());

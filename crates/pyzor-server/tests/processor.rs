@@ -32,15 +32,20 @@ unsafe impl GlobalAlloc for Counting {
         if counting() {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
         }
+        // SAFETY: the caller keeps `GlobalAlloc::alloc`'s contract, which
+        // is passed on unchanged.
         unsafe { System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        // SAFETY: `p` came from `System` through `alloc`/`realloc` with
+        // layout `l` (the caller's contract).
         unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
         if counting() {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
         }
+        // SAFETY: as for `dealloc`; `n` is the caller's valid new size.
         unsafe { System.realloc(p, l, n) }
     }
 }

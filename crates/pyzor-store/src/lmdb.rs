@@ -63,7 +63,7 @@ const INITIAL_MAP_WRITEMAP: usize = 1 << 30;
 /// Disk space kept reserved beyond LMDB's last used page when writing
 /// through the map. A write transaction of the server (64 requests) dirties
 /// at most a few hundred pages; bulk writes ask for more first
-/// ([`Reserve::ensure`]).
+/// (`Reserve::ensure`).
 pub const RESERVE_AHEAD: u64 = 64 << 20;
 /// Records per read transaction while scanning or expiring.
 const CHUNK: usize = 4096;

@@ -11,7 +11,7 @@
 //!   containing `/` is a socket path; `host:port` selects a TCP port (an
 //!   extension; the reference always uses 3306).
 //! * **Keys.** Any UTF-8 text goes to the database, which decides as it
-//!   does for the reference (see [`key`]): reads of any length answer
+//!   does for the reference (see `key`): reads of any length answer
 //!   (trailing blanks ignored by the PAD SPACE collation, longer keys find
 //!   nothing); a write the `char(40)` column cannot hold fails with
 //!   [`StoreError::BadKey`] (strict mode's 1406, the reference's 500) and

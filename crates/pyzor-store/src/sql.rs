@@ -1,7 +1,7 @@
 //! What the SQL engines (mysql, postgres) share: DSN handling, the
 //! keyset-paginated scan, and bounded waits: their time limits
-//! ([`Limits`]), their connection pool ([`Pool`]) and their one write
-//! transaction at a time ([`WriteTurn`]).
+//! (`Limits`), their connection pool (`Pool`) and their one write
+//! transaction at a time (`WriteTurn`).
 
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};

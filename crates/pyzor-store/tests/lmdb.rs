@@ -160,6 +160,8 @@ fn lmdb_corrupt_value_is_an_error_not_a_panic() {
     // Overwrite the stored value through raw heed.
     {
         use heed::types::Bytes;
+        // SAFETY: the engine above is closed, and this environment is the
+        // only one open on the path in this process until it is dropped.
         let env = unsafe { heed::EnvOpenOptions::new().map_size(1 << 20).open(&path) }.unwrap();
         let wtxn = env.write_txn().unwrap();
         let db = env

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pyzor_store::{Engine, Op, StoreError};
+use pyzor_testkit::{free_tcp_port, programs_available, wait_tcp};
 
 #[cfg(feature = "postgres")]
 #[path = "common/private_pg.rs"]
@@ -24,25 +25,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_port(port: u16, limit: Duration) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if pyzor_testkit::tcp_service_up(port) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
 }
 
 #[derive(Default, Debug)]
@@ -97,12 +79,7 @@ fn load(e: Arc<dyn Engine>, secs: u64, outage: impl FnOnce() + Send) -> LoadResu
 #[test]
 fn redis_outage_loses_no_acknowledged_report() {
     let test = "redis_outage_loses_no_acknowledged_report";
-    if Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        pyzor_testkit::skip(test, "redis-server is not installed");
+    if !programs_available(test, &["redis-server"]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -124,7 +101,7 @@ fn redis_outage_loses_no_acknowledged_report() {
             .unwrap();
         let p = Proc(c);
         assert!(
-            wait_port(port, Duration::from_secs(10)),
+            wait_tcp(port, Duration::from_secs(10)),
             "private redis did not start"
         );
         p
@@ -173,13 +150,7 @@ fn redis_outage_loses_no_acknowledged_report() {
 fn mysql_outage_loses_no_acknowledged_report() {
     let test = "mysql_outage_loses_no_acknowledged_report";
     let mariadbd = Path::new("/usr/sbin/mariadbd");
-    if !mariadbd.is_file()
-        || Command::new("mariadb-install-db")
-            .arg("--help")
-            .output()
-            .is_err()
-    {
-        pyzor_testkit::skip(test, "mariadbd / mariadb-install-db are not installed");
+    if !programs_available(test, &["/usr/sbin/mariadbd", "mariadb-install-db"]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -217,7 +188,7 @@ fn mysql_outage_loses_no_acknowledged_report() {
             .unwrap();
         let p = Proc(c);
         assert!(
-            wait_port(port, Duration::from_secs(30)),
+            wait_tcp(port, Duration::from_secs(30)),
             "private mariadbd did not start"
         );
         p

@@ -209,13 +209,7 @@ fn redis_cluster_contract() {
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
     let test = "redis_cluster_contract";
-    if Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-        || Command::new("redis-cli").arg("--version").output().is_err()
-    {
-        pyzor_testkit::skip(test, "redis-server / redis-cli are not installed");
+    if !pyzor_testkit::programs_available(test, &["redis-server", "redis-cli"]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -244,11 +238,10 @@ fn redis_cluster_contract() {
         })
         .collect();
     for p in &ports {
-        let end = Instant::now() + Duration::from_secs(10);
-        while !pyzor_testkit::tcp_service_up(*p) {
-            assert!(Instant::now() < end, "cluster node {p} did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        assert!(
+            pyzor_testkit::wait_tcp(*p, Duration::from_secs(10)),
+            "cluster node {p} did not start"
+        );
     }
     let addrs: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let st = Command::new("redis-cli")
@@ -322,12 +315,7 @@ fn redis_unix_socket_and_password() {
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
     let test = "redis_unix_socket_and_password";
-    if Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        pyzor_testkit::skip(test, "redis-server is not installed");
+    if !pyzor_testkit::programs_available(test, &["redis-server"]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -361,13 +349,7 @@ fn redis_sentinel_contract() {
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
     let test = "redis_sentinel_contract";
-    if Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-        || Command::new("redis-cli").arg("--version").output().is_err()
-    {
-        pyzor_testkit::skip(test, "redis-server / redis-cli are not installed");
+    if !pyzor_testkit::programs_available(test, &["redis-server", "redis-cli"]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,7 @@
 //! Support for the integration tests of every crate: free ports, the
-//! reference Pyzor 1.1.2 virtualenv, our own binaries, and the local
-//! services (Redis, MariaDB, PostgreSQL).
+//! reference Pyzor 1.1.2 virtualenv, our own binaries, the local services
+//! (Redis, MariaDB, PostgreSQL) and programs, the Python oracle runner
+//! ([`Oracle`]) and the one random generator ([`XorShift`]).
 //!
 //! Anything a test needs that is missing makes it **skip loudly**: it prints
 //! `SKIPPED: <test>: <reason>` to stderr (which `cargo nextest` shows) and
@@ -8,9 +9,15 @@
 //! (`CI=true`) the reference virtualenv is required: `scripts/test` builds
 //! it, and a missing one is a failure rather than a skip.
 
-use std::net::{TcpStream, UdpSocket};
+use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+mod oracle;
+mod rng;
+
+pub use oracle::{system_python, Oracle, SYSTEM_PYTHON};
+pub use rng::XorShift;
 
 /// The workspace root (two levels above this crate).
 pub fn workspace_root() -> PathBuf {
@@ -90,36 +97,80 @@ pub fn our_bin(name: &str) -> PathBuf {
     p
 }
 
+/// A TCP port on 127.0.0.1 that is free right now (the OS picks it).
+pub fn free_tcp_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral TCP port");
+    l.local_addr().expect("local addr").port()
+}
+
 /// Whether something listens on 127.0.0.1:`port` (TCP).
 pub fn tcp_service_up(port: u16) -> bool {
     TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(300)).is_ok()
 }
 
-/// Redis on its default port, or a loud skip.
-pub fn redis_available(test: &str) -> bool {
-    let up = tcp_service_up(6379);
+/// Wait (at most `limit`) until something accepts TCP on 127.0.0.1:`port`.
+pub fn wait_tcp(port: u16, limit: Duration) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if tcp_service_up(port) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// A service on its default local port, or a loud skip.
+fn service_available(test: &str, name: &str, port: u16) -> bool {
+    let up = tcp_service_up(port);
     if !up {
-        skip(test, "Redis is not running on 127.0.0.1:6379");
+        skip(test, &format!("{name} is not running on 127.0.0.1:{port}"));
     }
     up
+}
+
+/// Redis on its default port, or a loud skip.
+pub fn redis_available(test: &str) -> bool {
+    service_available(test, "Redis", 6379)
 }
 
 /// MariaDB/MySQL on its default port, or a loud skip.
 pub fn mysql_available(test: &str) -> bool {
-    let up = tcp_service_up(3306);
-    if !up {
-        skip(test, "MariaDB is not running on 127.0.0.1:3306");
-    }
-    up
+    service_available(test, "MariaDB", 3306)
 }
 
 /// PostgreSQL on its default port, or a loud skip.
 pub fn postgres_available(test: &str) -> bool {
-    let up = tcp_service_up(5432);
-    if !up {
-        skip(test, "PostgreSQL is not running on 127.0.0.1:5432");
+    service_available(test, "PostgreSQL", 5432)
+}
+
+/// Whether `program` can be run: an executable file on `PATH`, or at that
+/// path when it names one (contains a `/`).
+pub fn program_installed(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        return executable(Path::new(program));
     }
-    up
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| executable(&d.join(program))))
+}
+
+/// Whether every one of `programs` is installed, or a loud skip naming the
+/// missing ones.
+pub fn programs_available(test: &str, programs: &[&str]) -> bool {
+    let missing: Vec<&str> = programs
+        .iter()
+        .copied()
+        .filter(|p| !program_installed(p))
+        .collect();
+    if !missing.is_empty() {
+        skip(test, &format!("{} not installed", missing.join(" / ")));
+    }
+    missing.is_empty()
 }
 
 /// A fresh temporary home directory for one test.
@@ -130,25 +181,14 @@ pub fn temp_home() -> tempfile::TempDir {
         .expect("temp dir")
 }
 
-/// A tiny deterministic generator (xorshift64) for randomised tests that
-/// must replay the same inputs for a seed. Not for anything but tests.
-#[derive(Clone, Debug)]
-pub struct XorShift(u64);
-
-impl XorShift {
-    /// A generator from a non-zero seed.
-    pub fn new(seed: u64) -> XorShift {
-        XorShift(seed)
-    }
-
-    /// The next value: `x ^= x << 13; x ^= x >> 7; x ^= x << 17`.
-    #[allow(clippy::should_implement_trait)]
-    pub fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn programs_are_found_on_path_or_by_their_path() {
+        assert!(super::program_installed("sh"));
+        assert!(super::program_installed("/bin/sh"));
+        assert!(!super::program_installed("pyzor-no-such-program"));
+        assert!(!super::program_installed("/nonexistent/sh"));
+        assert!(super::programs_available("testkit", &["sh"]));
     }
 }

@@ -55,7 +55,7 @@ impl Client {
 pub(crate) const WINDOW: usize = 8;
 
 impl Client {
-    /// [`Client::query_all`] for several digests at once (up to [`WINDOW`]
+    /// [`Client::query_all`] for several digests at once (up to `WINDOW`
     /// in parallel); one result vector per digest, in input order.
     pub fn query_many(&self, op: Op, digests: &[&str]) -> Vec<Vec<Outcome>> {
         if digests.len() <= 1 {

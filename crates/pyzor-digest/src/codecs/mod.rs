@@ -11,7 +11,7 @@
 //! Tables are generated from the local CPython 3.11 by
 //! `tools/gen-codec-tables.py` (see docs/codecs.md). Lone surrogates that a
 //! codec produces (utf-7, unicode_escape, raw_unicode_escape; any codec
-//! that goes through [`Out::push_cp`] is tracked) are returned as
+//! that goes through `Out::push_cp` is tracked) are returned as
 //! stand-ins; [`decode_text`] says which block holds them
 //! ([`super::text::StandIns`]).
 

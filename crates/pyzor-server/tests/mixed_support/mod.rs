@@ -314,16 +314,6 @@ pub fn run_bounded(cmd: &mut Command, limit: Duration) -> (bool, String) {
     (out.status.success(), text)
 }
 
-/// Whether a program can be run at all.
-pub fn have_program(name: &str) -> bool {
-    Command::new(name)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
 /// `redis-cli` against 127.0.0.1:`port`, db `db`.
 pub fn redis_cli(port: u16, db: u32, args: &[&str]) -> String {
     let (ok, out) = run_bounded(
@@ -461,25 +451,4 @@ impl Drop for Guard {
     fn drop(&mut self) {
         self.kill_9();
     }
-}
-
-/// A TCP port free right now.
-pub fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Wait (bounded) until something accepts TCP on `port`.
-pub fn wait_tcp(port: u16, limit: Duration) -> bool {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if pyzor_testkit::tcp_service_up(port) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
 }
