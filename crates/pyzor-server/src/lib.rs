@@ -9,7 +9,7 @@
 //! | [`cli`] | the command line (reference flags + `--metrics-address`, `--workers`) |
 //! | [`server`] | start/stop: workers, engine timers, metrics endpoint, reload |
 //! | [`worker`] | one receive batch → one engine batch → replies |
-//! | [`net`] | `SO_REUSEPORT` sockets, `recvmmsg`/`sendmmsg` |
+//! | [`net`] | `SO_REUSEPORT` sockets (the port shared with nothing else, datagrams steered by client network), `recvmmsg`/`sendmmsg` |
 //! | [`rules`] | accounts + ACL in force, SIGUSR1 reload |
 //! | [`logging`] | main and usage logs in the reference's format, off the hot path |
 //! | [`metrics`] | counters, Prometheus text endpoint |
@@ -209,11 +209,8 @@ fn serve(cfg: &ServerConfig, workers: usize, detached: bool, logs: &Logs) -> i32
     let server = match Server::start(&opts, engine, rules, Some(logs.clone()), forward) {
         Ok(s) => s,
         Err(e) => {
-            log::error!("cannot listen on {}:{}: {e}", cfg.listen_address, cfg.port);
-            eprintln!(
-                "pyzord: cannot listen on {}:{}: {e}",
-                cfg.listen_address, cfg.port
-            );
+            log::error!("{e}");
+            eprintln!("pyzord: {e}");
             return 1;
         }
     };
