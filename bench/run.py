@@ -269,8 +269,11 @@ class Server:
             stop(self.proc)
 
 
+SOURCES = 1  # --sources, set in main()
+
+
 def bench_load(bench_bin, port, extra, bound_s):
-    cmd = [bench_bin, "load", "-p", str(port), "--json", *extra]
+    cmd = [bench_bin, "load", "-p", str(port), "--json", "--sources", str(SOURCES), *extra]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=bound_s)
     except subprocess.TimeoutExpired:
@@ -443,6 +446,13 @@ def main():
     ap.add_argument("--loads", default="check;report;check:90,report:10",
                     help="loads separated by ';', each a pyzor-bench op mix")
     ap.add_argument("--gen-threads", type=int, default=2, help="pyzor-bench threads for window > 1")
+    ap.add_argument("--sources", type=int, default=16,
+                    help="source networks of the load generator (pyzor-bench --sources: sockets bound to "
+                         "127.0.k.1, one /24 each), as a real server's clients come from many networks; "
+                         "1 = every request from 127.0.0.1")
+    ap.add_argument("--baseline-pyzord", metavar="PATH",
+                    help="another build of our pyzord (e.g. of an earlier commit), run as 'ours-base' with the "
+                         "arguments of 'ours', for a before/after comparison in one run")
     ap.add_argument("--echo-threads", default="1,2",
                     help="echo responders to run (thread counts); the ceiling is the best of them each round")
     ap.add_argument("--ref-venv", default=os.environ.get("PYZOR_REF_VENV", os.path.join(ROOT, "target", "ref-venv")),
@@ -461,6 +471,12 @@ def main():
     ap.add_argument("--max-minutes", type=float, default=120.0, help="abort the whole run after this long")
     args = ap.parse_args()
     command_line = "python3 bench/run.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    global SOURCES
+    if not 1 <= args.sources <= 254:
+        die("--sources must be 1 … 254")
+    SOURCES = args.sources
+    if args.baseline_pyzord and not os.path.isfile(args.baseline_pyzord):
+        die(f"--baseline-pyzord {args.baseline_pyzord}: no such file")
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
@@ -523,6 +539,9 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
     if args.suite in ("embedded", "all"):
         if have_ours:
             servers.append(Server("ours", "ours", ours_cmd(pyzord, ours_extra), f"{tmp}/ours"))
+            if args.baseline_pyzord:
+                servers.append(Server("ours-base", "ours", ours_cmd(os.path.abspath(args.baseline_pyzord), ours_extra),
+                                      f"{tmp}/ours-base"))
             servers.append(Server("ours-fsync", "ours",
                                   ours_cmd(pyzord, ours_extra + shlex.split(args.fsync_args)), f"{tmp}/ours-fsync"))
         if have_ref:
@@ -661,7 +680,8 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
         f.write(f"* load average at the end {' '.join(facts.get('loadavg', []))}; machine CPU busy "
                 f"{busy_before:.0f} % (1 s before the rounds, servers idle) and {busy_after:.0f} % after — "
                 "anything well above 0 % means other tenants shared the cores\n")
-        f.write(f"* load generator: pyzor-bench on the same machine, {args.gen_threads} thread(s) for windows > 1; "
+        f.write(f"* load generator: pyzor-bench on the same machine, {args.gen_threads} thread(s) for windows > 1, "
+                f"sockets bound to {args.sources} source network(s) (127.0.k.1, `--sources`); "
                 f"echo responders with {args.echo_threads} thread(s); \"% of echo\" uses the best echo of each round\n\n")
         f.write("## Method\n\n")
         f.write(f"Each server was prefilled with the same {args.pool:,} digests (report, `-m seq`), then every "

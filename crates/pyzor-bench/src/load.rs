@@ -9,12 +9,12 @@
 //! measured period (after the warm-up) are counted.
 
 use crate::proto::{parse_reply, population_digest, time_string, Op, RequestWriter, MAX_REQUEST};
-use crate::stats::{Stats, ThreadStats};
+use crate::stats::{Shape, Stats, ThreadStats};
 use crate::{BenchError, LoadArgs, Population};
 use pyzor_udp::{Batch, Options};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -160,7 +160,22 @@ impl Sock {
     }
 }
 
-fn connect_socket(target: SocketAddr, rcvbuf: usize) -> Result<UdpSocket, BenchError> {
+/// The source address of client socket `index` with `sources` source
+/// networks: `None` (the system's choice) for one, else 127.0.k.1 with k
+/// = 1 + index mod sources, one /24 per source (servers that steer by
+/// client network, like ours, see as many clients).
+fn source_addr(sources: u32, index: usize) -> Option<SocketAddr> {
+    (sources > 1).then(|| {
+        let k = 1 + (index % sources as usize) as u8;
+        SocketAddr::from((Ipv4Addr::new(127, 0, k, 1), 0))
+    })
+}
+
+fn connect_socket(
+    target: SocketAddr,
+    source: Option<SocketAddr>,
+    rcvbuf: usize,
+) -> Result<UdpSocket, BenchError> {
     let domain = if target.is_ipv6() {
         Domain::IPV6
     } else {
@@ -171,6 +186,9 @@ fn connect_socket(target: SocketAddr, rcvbuf: usize) -> Result<UdpSocket, BenchE
     // kernel caps it at rmem_max silently, which is fine.
     let _ = s.set_recv_buffer_size(rcvbuf);
     let _ = s.set_send_buffer_size(rcvbuf);
+    if let Some(src) = source {
+        s.bind(&src.into()).map_err(|e| BenchError::Bind(src, e))?;
+    }
     s.connect(&target.into()).map_err(BenchError::Socket)?;
     s.set_nonblocking(true).map_err(BenchError::Socket)?;
     Ok(s.into())
@@ -194,6 +212,12 @@ pub fn run(args: &LoadArgs, stop: Arc<AtomicBool>) -> Result<Stats, BenchError> 
                 std::io::ErrorKind::NotFound.into(),
             )
         })?;
+    if args.sources > 1 && !matches!(target, SocketAddr::V4(a) if a.ip().is_loopback()) {
+        return Err(BenchError::BadArg(format!(
+            "--sources {} needs a 127.x.x.x target (the sources are 127.0.k.1), not {target}",
+            args.sources
+        )));
+    }
     let mix = Mix::parse(&args.ops)?;
     let window = args.window as usize;
     let threads = (args.threads as usize).clamp(1, window);
@@ -239,7 +263,7 @@ pub fn run(args: &LoadArgs, stop: Arc<AtomicBool>) -> Result<Stats, BenchError> 
                 continue;
             }
             socks.push(Sock {
-                sock: connect_socket(target, 4 << 20)?,
+                sock: connect_socket(target, source_addr(args.sources, idx), 4 << 20)?,
                 window: w,
                 next_thread: FIRST_THREAD,
                 pending: BTreeMap::new(),
@@ -278,8 +302,11 @@ pub fn run(args: &LoadArgs, stop: Arc<AtomicBool>) -> Result<Stats, BenchError> 
         merged,
         args,
         &mix,
-        threads,
-        sockets_per_thread,
+        Shape {
+            threads,
+            sockets_per_thread,
+            sources: (args.sources as usize).min(total_sockets),
+        },
         measure_start,
         cpu_after - cpu_before,
     ))

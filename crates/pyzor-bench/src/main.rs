@@ -123,6 +123,12 @@ pub struct LoadArgs {
     /// Sockets per thread (0: min(window / threads, 8)).
     #[arg(long, default_value_t = 0)]
     pub sockets: u32,
+    /// Source networks: bind the client sockets in turn to 127.0.1.1,
+    /// 127.0.2.1, … (one /24 each), as the clients of a real server come
+    /// from many networks (needs a 127.x.x.x target). 1: the system picks
+    /// the source address.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=254))]
+    pub sources: u32,
     /// The answer Code every request should get.
     #[arg(short, long, default_value_t = 200)]
     pub expect: u16,

@@ -146,6 +146,8 @@ pub struct Stats {
     pub window: u32,
     pub threads: usize,
     pub sockets_per_thread: usize,
+    /// Source networks the sockets were bound to (1: the system's choice).
+    pub sources: usize,
     pub mode: &'static str,
     pub pool: u64,
     pub user: String,
@@ -172,13 +174,21 @@ pub struct Stats {
     pub ok: bool,
 }
 
+/// How the generator's sockets were laid out.
+#[derive(Clone, Copy, Debug)]
+pub struct Shape {
+    pub threads: usize,
+    pub sockets_per_thread: usize,
+    /// Source networks in use (1: the system's choice of address).
+    pub sources: usize,
+}
+
 impl Stats {
     pub fn finish(
         t: ThreadStats,
         args: &LoadArgs,
         mix: &Mix,
-        threads: usize,
-        sockets_per_thread: usize,
+        shape: Shape,
         measure_start: Instant,
         cpu: Duration,
     ) -> Stats {
@@ -208,8 +218,9 @@ impl Stats {
             target: format!("{}:{}", args.host, args.port),
             ops: mix.describe(),
             window: args.window,
-            threads,
-            sockets_per_thread,
+            threads: shape.threads,
+            sockets_per_thread: shape.sockets_per_thread,
+            sources: shape.sources,
             mode: args.mode.name(),
             pool: args.pool,
             user: args.user.clone(),
@@ -245,8 +256,8 @@ impl Stats {
         let l = &self.latency;
         let codes: Vec<String> = self.codes.iter().map(|(c, n)| format!("{c}={n}")).collect();
         s += &format!(
-            "====== pyzor-bench {} -> {} ======\n  window {} over {} thread(s) x {} socket(s), digests {} (pool {}), user {}\n",
-            self.ops, self.target, self.window, self.threads, self.sockets_per_thread, self.mode, self.pool, self.user
+            "====== pyzor-bench {} -> {} ======\n  window {} over {} thread(s) x {} socket(s) from {} source network(s), digests {} (pool {}), user {}\n",
+            self.ops, self.target, self.window, self.threads, self.sockets_per_thread, self.sources, self.mode, self.pool, self.user
         );
         s += &format!(
             "  sent {}  answered {}  lost {}  late {}  stray {}  malformed {}  send_err {}  recv_err {}\n",

@@ -172,3 +172,60 @@ fn a_tiny_timeout_turns_answers_into_lost_and_late_without_strays() {
     assert_eq!(u(&v, "stray"), 0, "{v}");
     assert_eq!(u(&v, "malformed"), 0, "{v}");
 }
+
+#[test]
+fn sources_bind_the_sockets_to_that_many_loopback_networks() {
+    // A silent server that notes where datagrams come from.
+    let server = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    server
+        .set_read_timeout(Some(std::time::Duration::from_millis(200)))
+        .unwrap();
+    let port = server.local_addr().unwrap().port().to_string();
+    let seen = std::thread::spawn(move || {
+        let mut ips = std::collections::BTreeSet::new();
+        let mut buf = [0u8; 2048];
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < end {
+            match server.recv_from(&mut buf) {
+                Ok((_, from)) => {
+                    ips.insert(from.ip().to_string());
+                }
+                Err(_) if !ips.is_empty() => break,
+                Err(_) => {}
+            }
+        }
+        ips
+    });
+    let (v, _) = load(&[
+        "-p",
+        &port,
+        "-w",
+        "8",
+        "--sockets",
+        "8",
+        "--sources",
+        "4",
+        "-c",
+        "8",
+        "-d",
+        "1",
+        "-W",
+        "0",
+        "-t",
+        "100",
+    ]);
+    assert_eq!(u(&v, "sources"), 4, "{v}");
+    assert_eq!(u(&v, "sent"), 8, "{v}");
+    let ips: Vec<String> = seen.join().unwrap().into_iter().collect();
+    assert_eq!(ips, ["127.0.1.1", "127.0.2.1", "127.0.3.1", "127.0.4.1"]);
+}
+
+#[test]
+fn sources_need_a_loopback_target() {
+    let out = Command::new(BIN)
+        .args(["load", "-H", "::1", "-p", "9", "--sources", "2", "-d", "1"])
+        .output()
+        .expect("run pyzor-bench load");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--sources 2 needs a 127.x.x.x target"));
+}

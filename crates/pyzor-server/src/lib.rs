@@ -9,7 +9,7 @@
 //! | [`cli`] | the command line (reference flags + `--metrics-address`, `--workers`) |
 //! | [`server`] | start/stop: workers, engine timers, metrics endpoint, reload |
 //! | [`worker`] | one receive batch → one engine batch → replies |
-//! | [`net`] | `SO_REUSEPORT` sockets, `recvmmsg`/`sendmmsg` |
+//! | [`net`] | `SO_REUSEPORT` sockets (the port shared with nothing else, datagrams steered by client network), `recvmmsg`/`sendmmsg` |
 //! | [`rules`] | accounts + ACL in force, SIGUSR1 reload |
 //! | [`logging`] | main and usage logs in the reference's format, off the hot path |
 //! | [`metrics`] | counters, Prometheus text endpoint |
@@ -205,15 +205,9 @@ enum StartError {
     Rules(#[from] AuthFileError),
     #[error("{0}")]
     Forward(String),
-    #[error("cannot listen on UDP {address}:{port}: {source}")]
-    Listen {
-        address: String,
-        port: u16,
-        source: std::io::Error,
-    },
-    /// A [`metrics::MetricsAddressError`] (its text names the address).
-    #[error("{0}")]
-    Metrics(std::io::Error),
+    /// The sockets, threads or metrics endpoint (its text names which).
+    #[error(transparent)]
+    Server(#[from] server::StartError),
 }
 
 /// A started server and what its main thread still holds.
@@ -273,17 +267,7 @@ fn start(
         cleanup_age: cfg.cleanup_age,
         metrics_address: cfg.metrics_address.clone(),
     };
-    let server = Server::start(&opts, engine, rules, Some(logs.clone()), forward).map_err(|e| {
-        if metrics::MetricsAddressError::find(&e).is_some() {
-            StartError::Metrics(e)
-        } else {
-            StartError::Listen {
-                address: cfg.listen_address.clone(),
-                port: cfg.port,
-                source: e,
-            }
-        }
-    })?;
+    let server = Server::start(&opts, engine, rules, Some(logs.clone()), forward)?;
     if let Some(p) = pid_file.as_mut() {
         if let Err(e) = p.write_pid(std::process::id()) {
             server.shutdown();

@@ -214,53 +214,18 @@ impl Metrics {
     }
 }
 
-/// The metrics endpoint cannot be served on `MetricsAddress`; carried
-/// inside the `io::Error` of [`serve`] so that pyzord names the metrics
-/// address, not the UDP one.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot serve metrics on {address} (--metrics-address / MetricsAddress): {source}")]
-pub struct MetricsAddressError {
-    pub address: String,
-    #[source]
-    pub source: std::io::Error,
-}
-
-impl MetricsAddressError {
-    fn wrap(address: &str, source: std::io::Error) -> std::io::Error {
-        std::io::Error::new(
-            source.kind(),
-            MetricsAddressError {
-                address: address.to_owned(),
-                source,
-            },
-        )
-    }
-
-    /// The [`MetricsAddressError`] inside `e`, if that is what it is.
-    pub fn find(e: &std::io::Error) -> Option<&MetricsAddressError> {
-        e.get_ref()?.downcast_ref()
-    }
-}
-
 /// Serve `GET /metrics` (any path, in fact) on `addr` until `stop` is set.
-/// Returns the bound address (useful with port 0). A failure to resolve or
-/// bind `addr` is a [`MetricsAddressError`].
+/// Returns the bound address (useful with port 0).
 pub fn serve(
     addr: &str,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<(std::net::SocketAddr, std::thread::JoinHandle<()>)> {
-    let resolved = addr
-        .to_socket_addrs()
-        .map_err(|e| MetricsAddressError::wrap(addr, e))?
-        .next();
+    let resolved = addr.to_socket_addrs()?.next();
     let sa = resolved.ok_or_else(|| {
-        MetricsAddressError::wrap(
-            addr,
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "resolves to no address"),
-        )
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "resolves to no address")
     })?;
-    let listener = TcpListener::bind(sa).map_err(|e| MetricsAddressError::wrap(addr, e))?;
+    let listener = TcpListener::bind(sa)?;
     listener.set_nonblocking(true)?;
     let local = listener.local_addr()?;
     let h = std::thread::Builder::new().name("metrics".into()).spawn(move || {

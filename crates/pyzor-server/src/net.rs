@@ -1,19 +1,27 @@
 //! UDP sockets and the worker's batch of datagrams.
 //!
 //! Each worker owns one socket bound with `SO_REUSEPORT` to the listen
-//! address (the kernel spreads clients over the workers) and one
-//! [`BatchIo`] (`recvmmsg`/`sendmmsg` from `pyzor-udp`): fixed receive
-//! buffers, reply buffers that keep their capacity, and the `mmsghdr`
-//! arrays. Nothing is allocated per datagram.
+//! address and one [`BatchIo`] (`recvmmsg`/`sendmmsg` from `pyzor-udp`):
+//! fixed receive buffers, reply buffers that keep their capacity, and the
+//! `mmsghdr` arrays. Nothing is allocated per datagram.
+//!
+//! [`bind_workers`] binds the sockets of one server so that they share the
+//! port with each other only (docs/server.md, "One server per port and per
+//! database"), and attaches the program of [`steer`] that keeps each
+//! client network on one worker ("Workers and per-client order").
 //!
 //! `recvmmsg` is called with `MSG_WAITFORONE`: it blocks (up to the socket's
 //! receive timeout, used to notice shutdown) for the first datagram and then
 //! takes whatever else is already queued, up to [`BATCH`].
 
+mod steer;
+
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::ops::{Deref, DerefMut};
-use std::time::Duration;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
+use std::time::{Duration, Instant};
 
 use pyzor_udp::{Batch, Options};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -76,6 +84,137 @@ pub fn bind_worker_socket(
     s.bind(&addr.into())?;
     s.set_read_timeout(Some(timeout))?;
     Ok(s.into())
+}
+
+/// How long [`bind_workers`] waits for another pyzord of this machine that
+/// is binding the same port number at the same moment.
+const START_LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// How datagrams are spread over the worker sockets.
+#[derive(Debug)]
+pub(crate) enum Steering {
+    /// One worker: nothing to choose.
+    Single,
+    /// By the sender's network (IPv4 /24, IPv6 /56), see [`steer`].
+    ByNetwork,
+    /// The kernel's hash of the 4-tuple, because the program could not be
+    /// attached (the reason).
+    KernelHash(io::Error),
+}
+
+/// The sockets of one server.
+#[derive(Debug)]
+pub(crate) struct Workers {
+    pub(crate) sockets: Vec<UdpSocket>,
+    /// The bound address (the port the kernel chose when 0 was asked for).
+    pub(crate) addr: SocketAddr,
+    pub(crate) steering: Steering,
+}
+
+/// Bind `n` worker sockets on `addr` that share the port with each other
+/// and with nothing else:
+///
+/// 1. a start-up lock per port number (an abstract unix socket, released
+///    by the kernel when the process ends) makes two pyzords of this
+///    machine that start at the same moment bind one after the other;
+/// 2. a probe bind *without* `SO_REUSEPORT` fails with `EADDRINUSE` when
+///    any socket holds the address: another pyzord (ours, whose sockets
+///    would otherwise accept ours into their group, or the reference's),
+///    or any other program;
+/// 3. the workers bind with `SO_REUSEPORT`. Between the probe and this
+///    bind only a program of the same user that itself sets
+///    `SO_REUSEPORT` and ignores the lock could slip in; anything else
+///    makes this bind fail, and the start with it.
+///
+/// Port 0 first asks the kernel for a free port (with a probe: with
+/// `SO_REUSEPORT` the kernel may hand out a port whose sockets would
+/// accept ours). With `n > 1` the steering program is attached; when that
+/// fails the result says why and the kernel's hash is used.
+pub(crate) fn bind_workers(addr: SocketAddr, n: usize, timeout: Duration) -> io::Result<Workers> {
+    let n = n.max(1);
+    let mut addr = addr;
+    if addr.port() == 0 {
+        addr = probe(addr)?;
+    }
+    let _lock = StartLock::acquire(addr.port(), START_LOCK_WAIT)?;
+    probe(addr)?;
+    let mut sockets = Vec::with_capacity(n);
+    for _ in 0..n {
+        sockets.push(bind_worker_socket(addr, true, timeout)?);
+    }
+    let steering = if n == 1 {
+        Steering::Single
+    } else {
+        match steer::attach(&sockets[0], n as u32) {
+            Ok(()) => Steering::ByNetwork,
+            Err(e) => Steering::KernelHash(e),
+        }
+    };
+    Ok(Workers {
+        sockets,
+        addr,
+        steering,
+    })
+}
+
+/// Bind `addr` without `SO_REUSEPORT` (and with the options of a worker
+/// socket that decide what conflicts) and let it go; the bound address.
+fn probe(addr: SocketAddr) -> io::Result<SocketAddr> {
+    let s = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        let _ = s.set_only_v6(false);
+    }
+    s.bind(&addr.into())?;
+    s.local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::other("probe socket has no IP address"))
+}
+
+/// The start-up lock of one port number: the abstract unix socket
+/// `@pyzord/udp/<port>` (per network namespace, like the port itself;
+/// no file to leave behind).
+struct StartLock(#[allow(dead_code)] UnixDatagram);
+
+impl StartLock {
+    fn acquire(port: u16, wait: Duration) -> io::Result<StartLock> {
+        let name = format!("pyzord/udp/{port}");
+        let addr = UnixAddr::from_abstract_name(name.as_bytes())?;
+        let end = Instant::now() + wait;
+        loop {
+            match UnixDatagram::bind_addr(&addr) {
+                Ok(s) => return Ok(StartLock(s)),
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse && Instant::now() < end => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AddrInUse,
+                        format!(
+                            "another process has held the start-up lock of port {port} \
+                             (abstract unix socket @{name}) for {} s",
+                            wait.as_secs()
+                        ),
+                    ))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Python's `str(OSError)` for an error from the operating system:
+/// `[Errno 98] Address already in use` (the reference's start-up errors
+/// end with it); other errors as they are.
+pub(crate) fn py_os_error(e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => {
+            // SAFETY: strerror returns a NUL-terminated string that is
+            // copied at once.
+            let msg = unsafe { std::ffi::CStr::from_ptr(libc::strerror(n)) }.to_string_lossy();
+            format!("[Errno {n}] {msg}")
+        }
+        None => e.to_string(),
+    }
 }
 
 /// A worker's [`Batch`]: [`BATCH`] receive buffers of 8192 bytes (the
@@ -149,6 +288,132 @@ mod tests {
         assert_eq!(&buf[..n], b"aaa");
         // Timeout gives 0.
         assert_eq!(io.recv(&s).unwrap(), 0);
+    }
+
+    #[test]
+    fn workers_share_their_port_with_nothing_else() {
+        let any = listen_addr("127.0.0.1", 0).unwrap();
+        let first = bind_workers(any, 3, Duration::from_millis(100)).unwrap();
+        assert_eq!(first.sockets.len(), 3);
+        assert_ne!(first.addr.port(), 0);
+        assert!(
+            matches!(first.steering, Steering::ByNetwork),
+            "{:?}",
+            first.steering
+        );
+        let again = bind_workers(first.addr, 2, Duration::from_millis(100)).unwrap_err();
+        assert_eq!(again.raw_os_error(), Some(libc::EADDRINUSE));
+        assert_eq!(py_os_error(&again), "[Errno 98] Address already in use");
+        // A plain socket on the port (e.g. the reference's) also keeps us out.
+        drop(first);
+        let plain = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let taken = plain.local_addr().unwrap();
+        let e = bind_workers(taken, 1, Duration::from_millis(100)).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EADDRINUSE));
+        let one = bind_workers(any, 1, Duration::from_millis(100)).unwrap();
+        assert!(matches!(one.steering, Steering::Single));
+    }
+
+    #[test]
+    fn one_source_network_reaches_one_worker() {
+        let any = listen_addr("127.0.0.1", 0).unwrap();
+        let w = bind_workers(any, 4, Duration::from_millis(100)).unwrap();
+        assert!(
+            matches!(w.steering, Steering::ByNetwork),
+            "{:?}",
+            w.steering
+        );
+        // 8 networks, 3 sockets (source ports) each, 4 datagrams per socket.
+        for net in 1..=8u8 {
+            for _ in 0..3 {
+                let c = UdpSocket::bind((Ipv4Addr::new(127, 0, net, 1), 0)).unwrap();
+                for _ in 0..4 {
+                    c.send_to(&[net], w.addr).unwrap();
+                }
+            }
+        }
+        let mut worker_of = [None; 9];
+        let mut got = 0;
+        for (i, s) in w.sockets.iter().enumerate() {
+            s.set_nonblocking(true).unwrap();
+            let mut buf = [0u8; 16];
+            while let Ok((n, from)) = s.recv_from(&mut buf) {
+                assert_eq!(n, 1);
+                assert_eq!(from.ip(), IpAddr::V4(Ipv4Addr::new(127, 0, buf[0], 1)));
+                let seen = worker_of[usize::from(buf[0])].get_or_insert(i);
+                assert_eq!(*seen, i, "network {} reached two workers", buf[0]);
+                got += 1;
+            }
+        }
+        assert_eq!(got, 8 * 3 * 4);
+        let used: std::collections::BTreeSet<_> = worker_of.iter().flatten().collect();
+        assert!(
+            used.len() >= 2,
+            "8 networks all on one worker: {worker_of:?}"
+        );
+    }
+
+    #[test]
+    fn ipv6_sources_are_steered_too() {
+        let Ok(any) = listen_addr("::1", 0) else {
+            return;
+        };
+        let Ok(w) = bind_workers(any, 4, Duration::from_millis(100)) else {
+            eprintln!("SKIPPED: ipv6_sources_are_steered_too: no IPv6 loopback");
+            return;
+        };
+        assert!(
+            matches!(w.steering, Steering::ByNetwork),
+            "{:?}",
+            w.steering
+        );
+        for _ in 0..6 {
+            let c = UdpSocket::bind("[::1]:0").unwrap();
+            for _ in 0..3 {
+                c.send_to(b"x", w.addr).unwrap();
+            }
+        }
+        let counts: Vec<usize> = w
+            .sockets
+            .iter()
+            .map(|s| {
+                s.set_nonblocking(true).unwrap();
+                let mut buf = [0u8; 4];
+                std::iter::from_fn(|| s.recv_from(&mut buf).ok()).count()
+            })
+            .collect();
+        assert_eq!(counts.iter().sum::<usize>(), 18);
+        assert_eq!(counts.iter().filter(|&&c| c > 0).count(), 1, "{counts:?}");
+    }
+
+    #[test]
+    fn the_start_lock_makes_a_second_start_wait() {
+        // An unused port number (the lock is per number, whatever holds
+        // the port itself).
+        let port = UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let held = StartLock::acquire(port, Duration::ZERO).unwrap();
+        let e = StartLock::acquire(port, Duration::from_millis(50))
+            .err()
+            .unwrap();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        assert!(
+            e.to_string().contains(&format!("@pyzord/udp/{port}")),
+            "{e}"
+        );
+        // While it is held, a server start on that port waits for it.
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let t0 = Instant::now();
+        let starter = std::thread::spawn(move || bind_workers(addr, 2, Duration::from_millis(100)));
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!starter.is_finished());
+        drop(held);
+        let w = starter.join().unwrap().unwrap();
+        assert!(t0.elapsed() >= Duration::from_millis(300));
+        assert_eq!(w.addr, addr);
     }
 
     #[test]

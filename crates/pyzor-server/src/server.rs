@@ -1,5 +1,6 @@
 //! Starting and stopping the server: worker threads (one `SO_REUSEPORT`
-//! socket each), the engine timers (flush every second, CleanupAge expiry
+//! socket each, datagrams steered by client network, see [`crate::net`]),
+//! the engine timers (flush every second, CleanupAge expiry
 //! at start and hourly), the metrics endpoint, SIGUSR1 reloads and a clean
 //! shutdown (in-flight batches answered, engine flushed).
 
@@ -15,7 +16,7 @@ use pyzor_store::Engine;
 use crate::forward::ForwardQueue;
 use crate::logging::Logs;
 use crate::metrics::Metrics;
-use crate::net::{bind_worker_socket, listen_addr};
+use crate::net::{bind_workers, listen_addr, py_os_error, Steering};
 use crate::rules::RuleSet;
 use crate::worker::{run_worker, Shared};
 
@@ -41,6 +42,29 @@ pub struct StartOptions {
     pub metrics_address: Option<String>,
 }
 
+/// Why [`Server::start`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The UDP address cannot be resolved or bound (e.g. another server
+    /// holds it: `[Errno 98] Address already in use`, as the reference).
+    #[error("cannot listen on {addr}: {}", py_os_error(.source))]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The metrics endpoint cannot be bound.
+    #[error("cannot serve metrics on {addr} (--metrics-address / MetricsAddress): {source}")]
+    Metrics {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A thread could not be started.
+    #[error("cannot start a thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
 /// A running server.
 pub struct Server {
     shared: Arc<Shared>,
@@ -59,18 +83,25 @@ impl Server {
         rules: Arc<RuleSet>,
         logs: Option<Logs>,
         forward: Option<ForwardQueue>,
-    ) -> std::io::Result<Server> {
+    ) -> Result<Server, StartError> {
         let metrics = Arc::new(Metrics::default());
         let stop = Arc::new(AtomicBool::new(false));
-        let mut addr = listen_addr(&opts.address, opts.port)?;
         let n = opts.workers.max(1);
-        let mut sockets = Vec::with_capacity(n);
-        for _ in 0..n {
-            let s = bind_worker_socket(addr, true, POLL)?;
-            if addr.port() == 0 {
-                addr = s.local_addr()?;
-            }
-            sockets.push(s);
+        let listen = |source| StartError::Listen {
+            addr: format!("{}:{}", opts.address, opts.port),
+            source,
+        };
+        let bound = bind_workers(
+            listen_addr(&opts.address, opts.port).map_err(listen)?,
+            n,
+            POLL,
+        )
+        .map_err(listen)?;
+        let (sockets, addr) = (bound.sockets, bound.addr);
+        if let Steering::KernelHash(e) = &bound.steering {
+            log::warn!(
+                "Cannot steer datagrams by client network ({e}); the kernel spreads them over the {n} workers, so one client's requests may be answered out of order (docs/server.md)"
+            );
         }
         if let Some(s) = sockets.first() {
             // The kernel reports twice the usable size and caps the request
@@ -97,7 +128,8 @@ impl Server {
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("worker-{i}"))
-                    .spawn(move || run_worker(sh, s))?,
+                    .spawn(move || run_worker(sh, s))
+                    .map_err(StartError::Thread)?,
             );
         }
         let timers = {
@@ -106,12 +138,17 @@ impl Server {
             Some(
                 std::thread::Builder::new()
                     .name("engine-timers".into())
-                    .spawn(move || timers(sh, age))?,
+                    .spawn(move || timers(sh, age))
+                    .map_err(StartError::Thread)?,
             )
         };
         let (metrics_addr, metrics_thread) = match &opts.metrics_address {
             Some(a) => {
-                let (la, h) = crate::metrics::serve(a, Arc::clone(&metrics), Arc::clone(&stop))?;
+                let (la, h) = crate::metrics::serve(a, Arc::clone(&metrics), Arc::clone(&stop))
+                    .map_err(|source| StartError::Metrics {
+                        addr: a.clone(),
+                        source,
+                    })?;
                 (Some(la), Some(h))
             }
             None => (None, None),

@@ -5,6 +5,10 @@
 //!   created when missing. If the DSN names an existing regular file, that
 //!   file is opened as a single-file environment (`MDB_NOSUBDIR`, lock file
 //!   `<file>-lock`).
+//! * **One process.** An environment is used by one process at a time: an
+//!   exclusive `flock` on `pyzor.lock` in the directory (`<file>-pyzor.lock`
+//!   beside a single-file environment), which names the owner's pid; a
+//!   second pyzord or pyzor-migrate on it fails to open, naming the owner.
 //! * **Keys.** A digest of up to [`MAX_INLINE`] bytes is stored as the key
 //!   `0x00 ‖ digest` (exact bytes: empty, NUL, non-UTF-8 all fine). A longer
 //!   digest — LMDB keys are limited to 511 bytes — is stored under
@@ -80,6 +84,9 @@ pub struct LmdbEngine {
     /// Disk reservation ahead of the map's writes; `None` on the `pwrite`
     /// path.
     reserve: Option<Reserve>,
+    /// This process's claim on the environment (released when the engine
+    /// is dropped or the process ends).
+    _owner: OwnerLock,
 }
 
 /// Why an operation inside a write transaction stopped: a typed error
@@ -197,6 +204,85 @@ fn probe_reserve(data_file: &Path, ahead: u64) -> std::io::Result<File> {
         .open(data_file)?;
     Reserve::allocate(&file, ahead)?;
     Ok(file)
+}
+
+/// The lock file of [`OwnerLock`]: `pyzor.lock` inside an environment
+/// directory, `<file>-pyzor.lock` beside a single-file environment.
+fn owner_lock_path(path: &Path, single_file: bool) -> PathBuf {
+    if single_file {
+        let mut name = path.as_os_str().to_owned();
+        name.push("-pyzor.lock");
+        PathBuf::from(name)
+    } else {
+        path.join("pyzor.lock")
+    }
+}
+
+/// One process at a time per environment: two pyzords on one database
+/// would each keep their own map size and disk reservation, so the second
+/// refuses to start, naming the first (docs/server.md, "One server per
+/// port and per database"). An exclusive `flock` on the lock file, which
+/// then holds the owner's pid for the next one to name; the kernel drops
+/// the lock when the owner ends, however it ends.
+struct OwnerLock(#[allow(dead_code)] File);
+
+impl OwnerLock {
+    fn acquire(env: &Path, lock: &Path) -> Result<OwnerLock> {
+        use std::io::{Read, Seek, Write};
+        let io_err = |source| StoreError::Io {
+            path: lock.display().to_string(),
+            source,
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(lock)
+            .map_err(io_err)?;
+        // SAFETY: plain syscall on a descriptor owned by `file`.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            // Best effort: on a full disk the lock holds without the pid
+            // (the next one then says "another process").
+            if file.set_len(0).is_ok() {
+                let _ = file.write_all(format!("{}\n", std::process::id()).as_bytes());
+            }
+            return Ok(OwnerLock(file));
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(io_err(e));
+        }
+        // The owner writes its pid right after taking the lock: read until
+        // the file names a live process (bounded: 1 s).
+        let mut holder = None;
+        for _ in 0..40 {
+            let mut text = String::new();
+            if file.rewind().is_ok() && file.read_to_string(&mut text).is_ok() {
+                if let Ok(pid) = text.trim().parse::<libc::pid_t>() {
+                    // SAFETY: signal 0 only checks that the process exists.
+                    let alive = pid > 0
+                        && (unsafe { libc::kill(pid, 0) } == 0
+                            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM));
+                    if alive {
+                        holder = Some(pid);
+                        break;
+                    }
+                }
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        let who = match holder {
+            Some(pid) => format!("process {pid}"),
+            None => "another process".to_owned(),
+        };
+        Err(StoreError::Config(format!(
+            "{} is in use by {who} (another pyzord or pyzor-migrate, lock file {}); \
+             stop it, or give each server its own database",
+            env.display(),
+            lock.display()
+        )))
+    }
 }
 
 fn is_map_full(e: &heed::Error) -> bool {
@@ -320,6 +406,7 @@ impl LmdbEngine {
                 source,
             })?;
         }
+        let owner = OwnerLock::acquire(path, &owner_lock_path(path, single_file))?;
         let data_file = if single_file {
             path.to_path_buf()
         } else {
@@ -426,6 +513,7 @@ impl LmdbEngine {
             path: path.to_path_buf(),
             gate: RwLock::new(()),
             reserve,
+            _owner: owner,
         })
     }
 
@@ -758,5 +846,29 @@ impl Engine for LmdbEngine {
     fn len_hint(&self) -> Option<u64> {
         self.read(|txn| self.db.len(txn).map_err(|e| self.err("stat", e)))
             .ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_owner_at_a_time_named_by_pid() {
+        let home = tempfile::tempdir().unwrap();
+        let path = home.path().join("env");
+        let first = LmdbEngine::open(&path, Durability::Process).unwrap();
+        let pid = std::process::id();
+        let held = std::fs::read_to_string(path.join("pyzor.lock")).unwrap();
+        assert_eq!(held.trim(), pid.to_string());
+        match LmdbEngine::open(&path, Durability::Process) {
+            Err(StoreError::Config(m)) => {
+                assert!(m.contains(&format!("in use by process {pid} ")), "{m}")
+            }
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("a second owner opened the environment"),
+        }
+        drop(first);
+        LmdbEngine::open(&path, Durability::Process).unwrap();
     }
 }
