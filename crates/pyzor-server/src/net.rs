@@ -5,9 +5,9 @@
 //! fixed receive buffers, reply buffers that keep their capacity, and the
 //! `mmsghdr` arrays. Nothing is allocated per datagram.
 //!
-//! [`bind_workers`] binds the sockets of one server so that they share the
+//! `bind_workers` binds the sockets of one server so that they share the
 //! port with each other only (docs/server.md, "One server per port and per
-//! database"), and attaches the program of [`steer`] that keeps each
+//! database"), and attaches the program of `steer` that keeps each
 //! client network on one worker ("Workers and per-client order").
 //!
 //! `recvmmsg` is called with `MSG_WAITFORONE`: it blocks (up to the socket's
