@@ -43,6 +43,14 @@ fn pg_err(what: &str, e: postgres::Error) -> StoreError {
     }
 }
 
+/// A statement refused for its row (SQLSTATE classes 22 "data exception"
+/// and 23 "integrity constraint violation", e.g. a CHECK constraint an
+/// administrator added): the record's own error. Its transaction is rolled
+/// back, so nothing of the batch is written ([`StoreError::BadKey`]).
+fn row_refused(e: &postgres::Error) -> bool {
+    matches!(e.code(), Some(c) if c.code().starts_with("22") || c.code().starts_with("23"))
+}
+
 /// A transaction aborted by a lock conflict (deadlock, serialization
 /// failure): nothing of it was committed, running it again is safe.
 fn is_lock_conflict(e: &postgres::Error) -> bool {
@@ -266,6 +274,12 @@ impl Engine for PostgresEngine {
             let q_err = |what: &str, e: postgres::Error| {
                 if is_lock_conflict(&e) {
                     conflict.set(true);
+                }
+                if row_refused(&e) {
+                    let msg = e
+                        .as_db_error()
+                        .map_or_else(|| e.to_string(), |d| d.message().to_string());
+                    return StoreError::BadKey(format!("PostgreSQL {what}: {msg}"));
                 }
                 pg_err(what, e)
             };

@@ -51,7 +51,7 @@ use pyzor_protocol::{Record, Timestamp};
 use crate::{Engine, Op, RecordIter, Result, StoreError};
 use codec::{decode_hash, decode_v0, encode_v0, secs};
 use dsn::{parse_dsn, Target};
-use pool::{connect_target, run, Pool};
+use pool::{connect_target, reply_err, run, run_each, Pool};
 use scan::{scan_round, RedisScan};
 use scripts::{load_scripts, script_cmd, SCRIPT_COUNT, SCRIPT_EXPIRE, SCRIPT_PUT};
 
@@ -126,6 +126,40 @@ impl RedisEngine {
         }
     }
 
+    /// The command reading the record under `key`.
+    fn read_cmd(&self, key: Vec<u8>) -> redis::Cmd {
+        let mut c = redis::cmd(match self.layout {
+            Layout::V1 => "HGETALL",
+            Layout::V0 => "GET",
+        });
+        c.arg(key);
+        c
+    }
+
+    /// One operation's reply: `HGETALL`/count script (v1) or `GET` (v0);
+    /// `None` for a reply that was lost.
+    fn decode_reply(&self, digest: &[u8], v: Option<redis::Value>) -> Result<Option<Record>> {
+        let v = v.ok_or_else(|| {
+            StoreError::Unavailable("Redis Cluster: the reply to a command was lost".into())
+        })?;
+        if let redis::Value::ServerError(e) = &v {
+            return Err(reply_err(digest, e));
+        }
+        let unexpected =
+            |e: redis::ParsingError| codec::corrupt(digest, format!("unexpected Redis reply: {e}"));
+        match self.layout {
+            Layout::V1 => {
+                let h: HashMap<Vec<u8>, Vec<u8>> =
+                    redis::from_redis_value(v).map_err(unexpected)?;
+                decode_hash(digest, &h)
+            }
+            Layout::V0 => {
+                let v: Option<Vec<u8>> = redis::from_redis_value(v).map_err(unexpected)?;
+                v.as_deref().map(|v| decode_v0(digest, v)).transpose()
+            }
+        }
+    }
+
     fn ttl_for(&self, r: &Record, now: Timestamp) -> Option<i64> {
         if self.ttl == 0 {
             return None;
@@ -158,18 +192,9 @@ impl Engine for RedisEngine {
             .iter()
             .map(|op| {
                 let key = real_key(self.prefix(), op.digest());
-                match (*op, self.layout) {
-                    (Op::Get(_), Layout::V1) => {
-                        let mut c = redis::cmd("HGETALL");
-                        c.arg(key);
-                        c
-                    }
-                    (Op::Get(_), Layout::V0) => {
-                        let mut c = redis::cmd("GET");
-                        c.arg(key);
-                        c
-                    }
-                    (Op::Report(_) | Op::Whitelist(_), _) => {
+                match *op {
+                    Op::Get(_) => self.read_cmd(key),
+                    Op::Report(_) | Op::Whitelist(_) => {
                         let side = if matches!(op, Op::Report(_)) {
                             "r"
                         } else {
@@ -183,28 +208,46 @@ impl Engine for RedisEngine {
             })
             .collect();
         let start = out.len();
+        // A pipeline is no transaction: each command's reply says what
+        // became of its operation, and a failed one (which wrote nothing:
+        // see SCRIPT_COUNT) fails only its own operation.
         let r = self.pool.with(|c| {
-            match self.layout {
-                Layout::V1 => {
-                    let hashes: Vec<HashMap<Vec<u8>, Vec<u8>>> = run(c, cmds)?;
-                    for (op, h) in ops.iter().zip(&hashes) {
-                        out.push(decode_hash(op.digest(), h)?);
-                    }
+            let mut replies = run_each(c, cmds)?;
+            let lost: Vec<usize> = (0..replies.len())
+                .filter(|&i| replies[i].is_none())
+                .collect();
+            if !lost.is_empty() {
+                // A cluster pipeline with an error reply drops the other
+                // replies, but those commands were run: read their records.
+                let reads = lost
+                    .iter()
+                    .filter_map(|&i| ops.get(i))
+                    .map(|op| self.read_cmd(real_key(self.prefix(), op.digest())))
+                    .collect();
+                for (i, v) in lost.into_iter().zip(run_each(c, reads)?) {
+                    replies[i] = v;
                 }
-                Layout::V0 => {
-                    let vals: Vec<Option<Vec<u8>>> = run(c, cmds)?;
-                    for (op, v) in ops.iter().zip(&vals) {
-                        out.push(
-                            v.as_deref()
-                                .map(|v| decode_v0(op.digest(), v))
-                                .transpose()?,
-                        );
+            }
+            if replies.len() != ops.len() {
+                return Err(StoreError::Other(format!(
+                    "Redis answered {} replies to {} commands",
+                    replies.len(),
+                    ops.len()
+                )));
+            }
+            let mut failed = Vec::new();
+            for (i, (op, v)) in ops.iter().zip(replies).enumerate() {
+                match self.decode_reply(op.digest(), v) {
+                    Ok(rec) => out.push(rec),
+                    Err(e) => {
+                        out.push(None);
+                        failed.push((i, e));
                     }
                 }
             }
-            Ok(())
+            crate::batch_outcome(failed, ops.len(), out, start)
         });
-        if r.is_err() {
+        if matches!(&r, Err(e) if !matches!(e, StoreError::Partial(_))) {
             out.truncate(start);
         }
         r

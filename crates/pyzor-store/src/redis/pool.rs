@@ -148,12 +148,7 @@ impl Pool {
             None => self.connect()?,
         };
         let r = f(&mut c);
-        let healthy = match &r {
-            Ok(_) => true,
-            Err(StoreError::Corrupt { .. }) | Err(StoreError::BadKey(_)) => true,
-            Err(_) => false,
-        };
-        if healthy {
+        if r.as_ref().err().is_none_or(record_level) {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
             if idle.len() < self.max_idle {
                 idle.push(c);
@@ -201,6 +196,35 @@ impl Pool {
     }
 }
 
+/// Whether an error is a record's own (the connection is fine): a record
+/// that does not decode, a key the engine refuses, a batch whose failed
+/// operations all failed that way.
+fn record_level(e: &StoreError) -> bool {
+    match e {
+        StoreError::Corrupt { .. } | StoreError::BadKey(_) => true,
+        StoreError::Partial(failed) => failed.iter().all(|(_, e)| record_level(e)),
+        _ => false,
+    }
+}
+
+/// A command's error reply as a [`StoreError`]: `WRONGTYPE` and `ERR`
+/// (a count that is not an integer, a record the count script refuses)
+/// are the record's own ([`StoreError::Corrupt`]); anything else (a
+/// replica's `READONLY` after a failover, `LOADING`, `MASTERDOWN`,
+/// `CLUSTERDOWN`, `OOM`, `MISCONF`, `BUSY`, a `NOSCRIPT` that survived a
+/// reload) is the server's: [`StoreError::Unavailable`].
+pub(super) fn reply_err(digest: &[u8], e: &redis::ServerError) -> StoreError {
+    let own = match e.kind() {
+        Some(k) => k == redis::ServerErrorKind::ResponseError,
+        None => e.code() == "WRONGTYPE",
+    };
+    if own {
+        super::codec::corrupt(digest, format!("Redis: {e}"))
+    } else {
+        StoreError::Unavailable(format!("Redis: {e}"))
+    }
+}
+
 /// Masters (`host`, `port`) listed by `CLUSTER NODES`, skipping failed ones.
 fn cluster_masters(text: &str) -> Vec<(String, u16)> {
     let mut out = Vec::new();
@@ -226,6 +250,74 @@ fn cluster_masters(text: &str) -> Vec<(String, u16)> {
         }
     }
     out
+}
+
+/// Send `cmds` as one pipeline and return every command's reply, an error
+/// reply included (`Value::ServerError`): a pipeline is no transaction, and
+/// the commands before and after a failed one were run. `None` is a
+/// command that succeeded but whose reply is lost: a cluster pipeline with
+/// an error reply returns only the errors. `Err` only when the exchange
+/// itself failed (then some commands may have run). Commands answered
+/// `NOSCRIPT` (Redis restarted or its scripts flushed) are run again, once,
+/// after the scripts are reloaded.
+pub(super) fn run_each(c: &mut Conn, cmds: Vec<redis::Cmd>) -> Result<Vec<Option<redis::Value>>> {
+    let noscript = |v: &redis::Value| {
+        matches!(v, redis::Value::ServerError(e)
+            if e.kind() == Some(redis::ServerErrorKind::NoScript))
+    };
+    match c {
+        Conn::Single(con) => {
+            let mut p = redis::pipe();
+            p.ignore_errors();
+            for cmd in cmds {
+                p.add_command(cmd);
+            }
+            let mut vals: Vec<redis::Value> = p.query(con).map_err(|e| redis_err("pipeline", e))?;
+            let again: Vec<usize> = (0..vals.len()).filter(|&i| noscript(&vals[i])).collect();
+            if !again.is_empty() {
+                load_scripts(c)?;
+                let Conn::Single(con) = c else {
+                    unreachable!("checked above")
+                };
+                let mut redo = redis::pipe();
+                redo.ignore_errors();
+                for (i, cmd) in p.cmd_iter().enumerate() {
+                    if again.contains(&i) {
+                        redo.add_command(cmd.clone());
+                    }
+                }
+                let redo: Vec<redis::Value> =
+                    redo.query(con).map_err(|e| redis_err("pipeline", e))?;
+                for (i, v) in again.into_iter().zip(redo) {
+                    vals[i] = v;
+                }
+            }
+            Ok(vals.into_iter().map(Some).collect())
+        }
+        Conn::Cluster(con) => {
+            let n = cmds.len();
+            let mut p = redis::cluster::cluster_pipe();
+            for cmd in cmds {
+                p.add_command(cmd);
+            }
+            match p.query::<Vec<redis::Value>>(con) {
+                Ok(vals) => Ok(vals.into_iter().map(Some).collect()),
+                Err(e) => {
+                    let text = e.to_string();
+                    let errs = e.into_server_errors().ok_or_else(|| {
+                        StoreError::Unavailable(format!("Redis cluster pipeline: {text}"))
+                    })?;
+                    let mut vals = vec![None; n];
+                    for (i, se) in errs.iter() {
+                        if let Some(slot) = vals.get_mut(*i) {
+                            *slot = Some(redis::Value::ServerError(se.clone()));
+                        }
+                    }
+                    Ok(vals)
+                }
+            }
+        }
+    }
 }
 
 /// Send `cmds` as one pipeline (a cluster pipeline routes each command to
