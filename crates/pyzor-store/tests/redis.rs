@@ -592,3 +592,34 @@ fn redis_a_failed_increment_is_an_error_and_writes_nothing() {
         .query(&mut con)
         .unwrap();
 }
+
+/// Every wait on a Sentinel has a timeout: a Sentinel that accepts
+/// connections but never answers makes `open` fail (Unavailable), not hang.
+#[test]
+fn redis_sentinel_that_never_answers_is_unavailable_not_a_hang() {
+    use std::time::Duration;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    // Accept and hold connections without ever replying.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in l.incoming().take(64) {
+            held.push(s);
+        }
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = RedisEngine::open(
+            &format!("sentinel:pz@127.0.0.1:{port},,,0"),
+            Layout::V1,
+            0,
+            0,
+        );
+        let _ = tx.send(r.err().map(|e| e.to_string()));
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(Some(e)) => assert!(e.contains("unavailable"), "{e}"),
+        Ok(None) => panic!("connected to a Sentinel that never answers"),
+        Err(_) => panic!("open still waits for the silent Sentinel after 20 s"),
+    }
+}

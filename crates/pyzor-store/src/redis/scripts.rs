@@ -92,7 +92,7 @@ pub(super) fn load_scripts(c: &mut Conn) -> Result<()> {
         Conn::Cluster(con) => {
             let _: i64 = redis::cmd("EXISTS")
                 .arg(PREFIX_V1)
-                .query(&mut **con)
+                .query(&mut con.con)
                 .map_err(|e| redis_err("EXISTS", e))?;
         }
     }
