@@ -92,7 +92,9 @@ pub enum StoreError {
     #[error("bad engine configuration: {0}")]
     Config(String),
     /// A stored value could not be decoded; the record is skipped or reported.
-    #[error("corrupt record for digest {digest:?}: {reason}")]
+    /// (The message shows at most 64 characters of the digest: digests
+    /// come from the network.)
+    #[error("corrupt record for digest {:?}: {reason}", shown(digest))]
     Corrupt { digest: String, reason: String },
     /// The digest cannot be stored by this engine (e.g. too long for the
     /// MySQL `char(40)` column).
@@ -135,6 +137,14 @@ pub(crate) fn batch_outcome(
         Err(failed.swap_remove(0).1)
     } else {
         Err(StoreError::Partial(failed))
+    }
+}
+
+/// At most 64 characters of a digest, for messages.
+fn shown(digest: &str) -> std::borrow::Cow<'_, str> {
+    match digest.char_indices().nth(64) {
+        Some((end, _)) => format!("{}… ({} bytes)", &digest[..end], digest.len()).into(),
+        None => digest.into(),
     }
 }
 
@@ -379,6 +389,22 @@ pub fn open(opts: &EngineOptions) -> Result<Arc<dyn Engine>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn corrupt_messages_are_bounded() {
+        let e = StoreError::Corrupt {
+            digest: "d".repeat(5000),
+            reason: "bad".into(),
+        };
+        let m = e.to_string();
+        assert!(m.len() < 120, "{m}");
+        assert!(m.contains("(5000 bytes)"), "{m}");
+        let e = StoreError::Corrupt {
+            digest: "short".into(),
+            reason: "bad".into(),
+        };
+        assert_eq!(e.to_string(), "corrupt record for digest \"short\": bad");
+    }
 
     #[test]
     fn options_defaults_and_cutoff() {
