@@ -81,8 +81,9 @@ pub struct Processor {
     scratch: Vec<u8>,
     /// The engine batch's operation list, kept between batches (empty).
     ops_buf: Vec<pyzor_store::Op<'static>>,
-    /// Per-request engine failures; only filled when a refused batch was
-    /// re-run request by request ([`execute_one_by_one`]).
+    /// Per-request engine failures; only filled when some operations of a
+    /// batch failed or a refused batch was re-run request by request
+    /// ([`execute_one_by_one`]).
     req_fail: Vec<Option<Failure>>,
     rules: Arc<Rules>,
     rules_gen: u64,
@@ -216,8 +217,9 @@ fn decide<'p>(
 
 /// Run the batch's operations (if any) as one engine call; the results go
 /// to `records`, one per operation. `Some` is the failure of every request
-/// with operations; `req_fail` holds per-request failures when the engine
-/// refused the batch and it was re-run request by request.
+/// with operations; `req_fail` holds per-request failures when some
+/// operations failed ([`StoreError::Partial`]), or when the engine refused
+/// the batch and it was re-run request by request.
 fn execute(
     shared: &Shared,
     decisions: &[Decision<'_>],
@@ -232,7 +234,20 @@ fn execute(
         return None;
     }
     match shared.engine.execute(ops, now, records) {
-        Err(e) if splittable(&e, ops) && decisions.len() > 1 => {
+        Err(StoreError::Partial(failed))
+            if records.len() == ops.len() && failed.iter().all(|(i, _)| *i < ops.len()) =>
+        {
+            shared.metrics.engine_errors.fetch_add(1, Relaxed);
+            log::error!(
+                "Engine {} failed {} of a batch's {} operations; answering their requests with 500",
+                shared.engine.name(),
+                failed.len(),
+                ops.len()
+            );
+            fail_requests(decisions, failed, req_fail);
+            None
+        }
+        Err(e) if splittable(&e) && decisions.len() > 1 => {
             log::warn!(
                 "Engine {} refused a batch of {} operations ({e}); answering its requests one by one",
                 shared.engine.name(),
@@ -308,16 +323,34 @@ fn execute_one_by_one(
     }
 }
 
-/// Whether a batch the engine refused can be re-run request by request:
-/// only when the engine guarantees nothing of it was written —
-/// [`StoreError::BadKey`] (documented on [`Engine::execute`]), or any
-/// per-record error of a batch of reads only.
-fn splittable(e: &StoreError, ops: &[pyzor_store::Op<'_>]) -> bool {
-    match e {
-        StoreError::BadKey(_) => true,
-        StoreError::Corrupt { .. } => !ops.iter().any(|o| o.is_write()),
-        _ => false,
+/// After a [`StoreError::Partial`] batch: `req_fail[i]` is the failure of
+/// each request owning a failed operation (its first); the other requests'
+/// operations were done.
+fn fail_requests(
+    decisions: &[Decision<'_>],
+    failed: Vec<(usize, StoreError)>,
+    req_fail: &mut Vec<Option<Failure>>,
+) {
+    req_fail.clear();
+    req_fail.resize(decisions.len(), None);
+    for (op, e) in failed {
+        let owner = decisions
+            .iter()
+            .position(|d| matches!(d, Decision::Ok { ops, .. } if ops.contains(&op)));
+        if let Some(slot) = owner.map(|i| &mut req_fail[i]) {
+            if slot.is_none() {
+                *slot = Some(failure_of(e));
+            }
+        }
     }
+}
+
+/// Whether a batch the engine refused can be re-run request by request:
+/// only when the engine guarantees nothing of it was written — a
+/// per-record error ([`StoreError::BadKey`], [`StoreError::Corrupt`];
+/// documented on [`Engine::execute`]).
+fn splittable(e: &StoreError) -> bool {
+    matches!(e, StoreError::BadKey(_) | StoreError::Corrupt { .. })
 }
 
 /// The reference's answer to an engine error.

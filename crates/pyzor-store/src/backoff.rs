@@ -33,6 +33,14 @@ impl Backoff {
         }
     }
 
+    /// Forget past failures: the next attempt runs at once (the target
+    /// changed, e.g. a Sentinel named a new master).
+    pub(crate) fn reset(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.next_try = None;
+        s.delay = MIN;
+    }
+
     /// Run the connection attempt `f` unless a previous failure is too
     /// recent; record its outcome.
     pub(crate) fn attempt<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {

@@ -171,31 +171,40 @@ impl Engine for GdbmEngine {
         "gdbm"
     }
 
+    /// GDBM has no transactions: a record that cannot be read fails only
+    /// its own operation (nothing of it is written; [`StoreError::Partial`])
+    /// and the batch goes on. Any other error (I/O) ends the batch.
     fn execute(&self, ops: &[Op<'_>], now: Timestamp, out: &mut Vec<Option<Record>>) -> Result<()> {
         let start = out.len();
         let mut db = self.lock();
         let mut wrote = false;
+        let mut failed = Vec::new();
         let r = (|| {
-            for op in ops {
-                let cur = self.get_in(&db, op.digest())?;
-                let rec = match *op {
-                    Op::Get(_) => cur,
-                    Op::Report(d) => {
+            for (i, op) in ops.iter().enumerate() {
+                // A record that does not decode, or whose dates cannot be
+                // encoded, fails before its insert.
+                let rec = self.get_in(&db, op.digest()).and_then(|cur| match *op {
+                    Op::Get(_) => Ok(cur),
+                    Op::Report(d) | Op::Whitelist(d) => {
                         let mut r = cur.unwrap_or_default();
-                        r.report(now);
+                        if matches!(op, Op::Report(_)) {
+                            r.report(now);
+                        } else {
+                            r.whitelist(now);
+                        }
                         self.put_in(&mut db, d, &r)?;
                         wrote = true;
-                        Some(r)
+                        Ok(Some(r))
                     }
-                    Op::Whitelist(d) => {
-                        let mut r = cur.unwrap_or_default();
-                        r.whitelist(now);
-                        self.put_in(&mut db, d, &r)?;
-                        wrote = true;
-                        Some(r)
+                });
+                match rec {
+                    Ok(rec) => out.push(rec),
+                    Err(e @ StoreError::Corrupt { .. }) => {
+                        out.push(None);
+                        failed.push((i, e));
                     }
-                };
-                out.push(rec);
+                    Err(e) => return Err(e),
+                }
             }
             Ok(())
         })();
@@ -205,7 +214,7 @@ impl Engine for GdbmEngine {
             out.truncate(start);
             return Err(e);
         }
-        Ok(())
+        crate::batch_outcome(failed, ops.len(), out, start)
     }
 
     fn put_many(&self, records: &[(Vec<u8>, Record)]) -> Result<()> {

@@ -93,7 +93,9 @@ pub enum StoreError {
     #[error("bad engine configuration: {0}")]
     Config(String),
     /// A stored value could not be decoded; the record is skipped or reported.
-    #[error("corrupt record for digest {digest:?}: {reason}")]
+    /// (The message shows at most 64 characters of the digest: digests
+    /// come from the network.)
+    #[error("corrupt record for digest {:?}: {reason}", shown(digest))]
     Corrupt { digest: String, reason: String },
     /// The digest cannot be stored by this engine (e.g. too long for the
     /// MySQL `char(40)` column).
@@ -109,6 +111,52 @@ pub enum StoreError {
     /// Anything else the engine's library reported.
     #[error("{0}")]
     Other(String),
+    /// Some operations of a batch failed, the others were done: only
+    /// from [`Engine::execute`], which then has pushed one entry per
+    /// operation (`None` for a failed one). Lists each failed operation's
+    /// index in the batch (ascending) and error; a failed operation wrote
+    /// nothing.
+    #[error("{}", partial_text(.0))]
+    Partial(Vec<(usize, StoreError)>),
+}
+
+/// The outcome of a batch of `n` operations whose `failed` ones are known
+/// and whose results were pushed onto `out` from `start` on: `Ok`, a
+/// [`StoreError::Partial`], or — when every operation failed, so nothing
+/// was written — the first error itself with nothing pushed.
+#[cfg(any(feature = "redis", feature = "lmdb", feature = "gdbm"))]
+pub(crate) fn batch_outcome(
+    mut failed: Vec<(usize, StoreError)>,
+    n: usize,
+    out: &mut Vec<Option<Record>>,
+    start: usize,
+) -> Result<()> {
+    if failed.is_empty() {
+        Ok(())
+    } else if failed.len() == n {
+        out.truncate(start);
+        Err(failed.swap_remove(0).1)
+    } else {
+        Err(StoreError::Partial(failed))
+    }
+}
+
+/// At most 64 characters of a digest, for messages.
+fn shown(digest: &str) -> std::borrow::Cow<'_, str> {
+    match digest.char_indices().nth(64) {
+        Some((end, _)) => format!("{}… ({} bytes)", &digest[..end], digest.len()).into(),
+        None => digest.into(),
+    }
+}
+
+fn partial_text(failed: &[(usize, StoreError)]) -> String {
+    match failed.first() {
+        Some((i, e)) => format!(
+            "{} operation(s) of the batch failed, the first (#{i}): {e}",
+            failed.len()
+        ),
+        None => "no operation of the batch failed".into(),
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -124,13 +172,29 @@ pub trait Engine: Send + Sync {
     /// Run a batch of operations in order, as one transaction where the
     /// engine has transactions, and push `out[i]` for `ops[i]`: the record
     /// after the operation (`None` for a digest never seen, on `Get`).
-    /// When this returns `Ok`, every write of the batch is durable to the
-    /// level of the engine's [`Durability`]. On `Err` nothing is pushed
-    /// (`out` keeps its previous length) and the caller answers every request
-    /// of the batch with 500. A digest the engine cannot store
-    /// ([`StoreError::BadKey`], only the `mysql` engine's `char(40)`) fails
-    /// the batch before anything is written, so the caller may re-run the
-    /// batch's requests one by one to answer only the offending one with 500.
+    /// The outcome says what was written, operation by operation, so that
+    /// the server answers 200 exactly to the requests whose operations were
+    /// all done (docs/engines.md, "Errors"):
+    ///
+    /// * `Ok`: every operation was done; every write is durable to the
+    ///   level of the engine's [`Durability`].
+    /// * [`StoreError::Partial`]: the listed operations failed and wrote
+    ///   nothing, every other one was done (as for `Ok`); `out` has one
+    ///   entry per operation, `None` for a failed one. Engines that cannot
+    ///   undo a batch's earlier writes (Redis, GDBM) report a record that
+    ///   fails this way, and so does LMDB, which skips it inside its
+    ///   transaction. When every operation failed, the engine returns the
+    ///   first one's error instead (nothing was written).
+    /// * [`StoreError::BadKey`] or [`StoreError::Corrupt`]: one record
+    ///   failed and **nothing** of the batch was written (refused before
+    ///   the first write, or rolled back): the caller may re-run the batch's
+    ///   requests one by one to find the offending ones (the SQL engines).
+    /// * any other error: the batch failed as a whole (the service is
+    ///   unreachable, a commit failed); some writes may have been applied
+    ///   and the caller answers every request of the batch with 500.
+    ///
+    /// On any `Err` but `Partial` nothing is pushed (`out` keeps its
+    /// previous length).
     fn execute(&self, ops: &[Op<'_>], now: Timestamp, out: &mut Vec<Option<Record>>) -> Result<()>;
 
     /// Read one record.
@@ -376,6 +440,22 @@ pub fn open(opts: &EngineOptions) -> Result<Arc<dyn Engine>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn corrupt_messages_are_bounded() {
+        let e = StoreError::Corrupt {
+            digest: "d".repeat(5000),
+            reason: "bad".into(),
+        };
+        let m = e.to_string();
+        assert!(m.len() < 120, "{m}");
+        assert!(m.contains("(5000 bytes)"), "{m}");
+        let e = StoreError::Corrupt {
+            digest: "short".into(),
+            reason: "bad".into(),
+        };
+        assert_eq!(e.to_string(), "corrupt record for digest \"short\": bad");
+    }
 
     #[test]
     fn options_defaults_and_cutoff() {

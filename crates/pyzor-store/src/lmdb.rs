@@ -718,55 +718,64 @@ impl Engine for LmdbEngine {
         "lmdb"
     }
 
+    /// A record that cannot be read (corrupt value, hash collision) fails
+    /// only its own operation ([`StoreError::Partial`]): its update stops
+    /// before writing, and the transaction goes on with the others.
     fn execute(&self, ops: &[Op<'_>], now: Timestamp, out: &mut Vec<Option<Record>>) -> Result<()> {
         let start = out.len();
+        let mut failed: Vec<(usize, StoreError)> = Vec::new();
+        let push = |i: usize, rec, out: &mut Vec<_>, failed: &mut Vec<_>| match rec {
+            Ok(rec) => out.push(rec),
+            Err(e) => {
+                out.push(None);
+                failed.push((i, e));
+            }
+        };
         if !ops.iter().any(Op::is_write) {
             let r = self.read(|txn| {
-                for op in ops {
+                for (i, op) in ops.iter().enumerate() {
                     let key = Key::new(op.digest());
-                    out.push(self.lookup(txn, &key, op.digest())?);
+                    push(i, self.lookup(txn, &key, op.digest()), out, &mut failed);
                 }
                 Ok(())
             });
             if r.is_err() {
                 out.truncate(start);
+                return r;
             }
-            return r;
-        }
-        let mut val = Vec::with_capacity(64);
-        // A typed error from inside the transaction (corrupt value, key
-        // collision) aborts it; heed errors go through `write` for retry.
-        let mut inner: Option<StoreError> = None;
-        let r = self.write(|txn| {
-            out.truncate(start);
-            for op in ops {
-                let d = op.digest();
-                let key = Key::new(d);
-                let rec = match *op {
-                    Op::Get(_) => self.lookup(txn, &key, d).map_err(Abort::from),
-                    Op::Report(_) => self
-                        .update(txn, &key, d, |r| r.report(now), &mut val)
-                        .map(Some),
-                    Op::Whitelist(_) => self
-                        .update(txn, &key, d, |r| r.whitelist(now), &mut val)
-                        .map(Some),
-                };
-                match rec {
-                    Ok(rec) => out.push(rec),
-                    Err(Abort::Typed(e)) => {
-                        inner = Some(e);
-                        return Err(heed::Error::Mdb(MdbError::Incompatible));
+        } else {
+            let mut val = Vec::with_capacity(64);
+            let r = self.write(|txn| {
+                // `write` runs this again after growing the map.
+                out.truncate(start);
+                failed.clear();
+                for (i, op) in ops.iter().enumerate() {
+                    let d = op.digest();
+                    let key = Key::new(d);
+                    let rec = match *op {
+                        Op::Get(_) => self.lookup(txn, &key, d).map_err(Abort::from),
+                        Op::Report(_) => self
+                            .update(txn, &key, d, |r| r.report(now), &mut val)
+                            .map(Some),
+                        Op::Whitelist(_) => self
+                            .update(txn, &key, d, |r| r.whitelist(now), &mut val)
+                            .map(Some),
+                    };
+                    match rec {
+                        Ok(rec) => push(i, Ok(rec), out, &mut failed),
+                        // The record's own error: nothing of it was written.
+                        Err(Abort::Typed(e)) => push(i, Err(e), out, &mut failed),
+                        Err(Abort::Lmdb(e)) => return Err(e),
                     }
-                    Err(Abort::Lmdb(e)) => return Err(e),
                 }
+                Ok(())
+            });
+            if let Err(e) = r {
+                out.truncate(start);
+                return Err(e);
             }
-            Ok(())
-        });
-        if let Err(e) = r {
-            out.truncate(start);
-            return Err(inner.take().unwrap_or(e));
         }
-        Ok(())
+        crate::batch_outcome(failed, ops.len(), out, start)
     }
 
     fn put_many(&self, records: &[(Vec<u8>, Record)]) -> Result<()> {

@@ -37,6 +37,9 @@ impl Engine for MemoryEngine {
         "memory"
     }
 
+    /// No operation can fail on its own here (a `HashMap` entry and a
+    /// saturating count): the only error is a poisoned lock, before
+    /// anything is written, so a batch is all done or not at all.
     fn execute(&self, ops: &[Op<'_>], now: Timestamp, out: &mut Vec<Option<Record>>) -> Result<()> {
         let mut m = self.lock()?;
         for op in ops {

@@ -63,6 +63,11 @@ fn pg_err(what: &str, e: tokio_postgres::Error) -> StoreError {
             db.message(),
             db.code().code()
         )),
+        Some(db) if row_refused(db.code()) => StoreError::BadKey(format!(
+            "PostgreSQL {what}: {} ({})",
+            db.message(),
+            db.code().code()
+        )),
         Some(db) => StoreError::Unavailable(format!(
             "PostgreSQL {what}: {} ({})",
             db.message(),
@@ -74,6 +79,14 @@ fn pg_err(what: &str, e: tokio_postgres::Error) -> StoreError {
         )),
         None => StoreError::Unavailable(format!("PostgreSQL {what}: {e}")),
     }
+}
+
+/// A statement refused for its row (SQLSTATE classes 22 "data exception"
+/// and 23 "integrity constraint violation", e.g. a CHECK constraint an
+/// administrator added): the record's own error. Its transaction is rolled
+/// back, so nothing of the batch is written ([`StoreError::BadKey`]).
+fn row_refused(code: &SqlState) -> bool {
+    code.code().starts_with("22") || code.code().starts_with("23")
 }
 
 /// A transaction aborted by a lock conflict (deadlock, serialization

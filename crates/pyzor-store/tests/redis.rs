@@ -307,6 +307,28 @@ fn redis_cluster_contract() {
         })
         .count();
     assert_eq!(with_keys, 3);
+    // A cluster pipeline with one error reply: only that operation fails,
+    // the others (on every node) are done and their records read.
+    let st = Command::new("redis-cli")
+        .args(["-c", "-p", &ports[0].to_string()])
+        .args(["SET", "pyzord.digest_v1.clbad", "x"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&st.stdout).contains("OK"), "{st:?}");
+    let good: Vec<String> = (0..12).map(|i| format!("clgood{i}")).collect();
+    let mut ops: Vec<Op> = good.iter().map(|g| Op::Report(g.as_bytes())).collect();
+    ops.insert(5, Op::Report(b"clbad"));
+    let mut out = Vec::new();
+    match e.execute(&ops, pyzor_store::now(), &mut out) {
+        Err(StoreError::Partial(f)) => {
+            assert_eq!(f.iter().map(|x| x.0).collect::<Vec<_>>(), vec![5]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(out.len(), 13);
+    for (i, r) in out.iter().enumerate() {
+        assert_eq!(r.map(|r| r.r_count), (i != 5).then_some(1), "op {i}");
+    }
 }
 
 /// A host containing `/` is a unix socket; the password field is used.
@@ -430,4 +452,156 @@ fn redis_sentinel_contract() {
         ),
         Err(StoreError::Unavailable(_))
     ));
+}
+
+/// A report whose increment cannot be made (the count is not an integer,
+/// or the key holds no hash) fails and writes nothing at all — no
+/// `*_updated`, no TTL; a count at sys.maxsize saturates and is a success.
+#[test]
+fn redis_a_failed_increment_is_an_error_and_writes_nothing() {
+    let Some(e) = engine(
+        "redis_a_failed_increment_is_an_error_and_writes_nothing",
+        11,
+        1000,
+    ) else {
+        return;
+    };
+    let p = common::uniq("inc-");
+    let mut con = redis::Client::open("redis://127.0.0.1:6379/11")
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let key = |s: &str| format!("pyzord.digest_v1.{p}{s}");
+    let hash = |con: &mut redis::Connection, k: &str| -> Vec<(String, String)> {
+        let mut h: Vec<(String, String)> = redis::cmd("HGETALL").arg(k).query(con).unwrap();
+        h.sort();
+        h
+    };
+    let _: () = redis::cmd("HSET")
+        .arg(key("nan"))
+        .arg(&["r_count", "many", "r_updated", "5"])
+        .query(&mut con)
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(key("date"))
+        .arg(&["r_count", "1", "r_updated", "yesterday"])
+        .query(&mut con)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(key("str"))
+        .arg("x")
+        .query(&mut con)
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(key("max"))
+        .arg(&["r_count", "9223372036854775807", "r_updated", "5"])
+        .query(&mut con)
+        .unwrap();
+    let now = Timestamp::from_secs(1_790_000_000);
+    for (s, op) in [
+        ("nan", "report"),
+        ("nan", "whitelist"),
+        ("date", "report"),
+        ("date", "whitelist"),
+        ("str", "report"),
+    ] {
+        let before = (s != "str").then(|| hash(&mut con, &key(s)));
+        let d = format!("{p}{s}");
+        let o = if op == "report" {
+            Op::Report(d.as_bytes())
+        } else {
+            Op::Whitelist(d.as_bytes())
+        };
+        let mut out = Vec::new();
+        let r = e.execute(&[o], now, &mut out);
+        if let Some(before) = before {
+            assert_eq!(hash(&mut con, &key(s)), before, "{s} {op} wrote nothing");
+        } else {
+            let v: String = redis::cmd("GET").arg(key(s)).query(&mut con).unwrap();
+            assert_eq!(v, "x", "{s} {op} wrote nothing");
+        }
+        assert!(
+            matches!(r, Err(StoreError::Corrupt { .. })),
+            "{s} {op}: the record's own error, not {r:?}"
+        );
+        assert!(out.is_empty());
+        let ttl: i64 = redis::cmd("TTL").arg(key(s)).query(&mut con).unwrap();
+        assert_eq!(ttl, -1, "{s} {op}: no TTL set");
+    }
+    let mut out = Vec::new();
+    let d = format!("{p}max");
+    e.execute(&[Op::Report(d.as_bytes())], now, &mut out)
+        .unwrap();
+    let r = out[0].unwrap();
+    assert_eq!(r.r_count, i64::MAX, "saturates at sys.maxsize");
+    assert_eq!(r.r_updated, Some(now));
+    // In a batch, the failed operations are listed; the others are done.
+    let (ok, nan, s) = (format!("{p}ok"), format!("{p}nan"), format!("{p}str"));
+    let mut out = vec![None];
+    let r = e.execute(
+        &[
+            Op::Report(ok.as_bytes()),
+            Op::Report(nan.as_bytes()),
+            Op::Get(ok.as_bytes()),
+            Op::Get(s.as_bytes()),
+            Op::Whitelist(ok.as_bytes()),
+        ],
+        now,
+        &mut out,
+    );
+    match r {
+        Err(StoreError::Partial(f)) => {
+            let idx: Vec<usize> = f.iter().map(|x| x.0).collect();
+            assert_eq!(idx, vec![1, 3]);
+            assert!(f.iter().all(|x| matches!(x.1, StoreError::Corrupt { .. })));
+        }
+        other => panic!("{other:?}"),
+    }
+    let counts: Vec<Option<(i64, i64)>> = out
+        .iter()
+        .map(|r| r.map(|r| (r.r_count, r.wl_count)))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![None, Some((1, 0)), None, Some((1, 0)), None, Some((1, 1))]
+    );
+    e.delete_many(&[ok.into_bytes()]).unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(key("nan"))
+        .arg(key("date"))
+        .arg(key("str"))
+        .arg(key("max"))
+        .query(&mut con)
+        .unwrap();
+}
+
+/// Every wait on a Sentinel has a timeout: a Sentinel that accepts
+/// connections but never answers makes `open` fail (Unavailable), not hang.
+#[test]
+fn redis_sentinel_that_never_answers_is_unavailable_not_a_hang() {
+    use std::time::Duration;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    // Accept and hold connections without ever replying.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in l.incoming().take(64) {
+            held.push(s);
+        }
+    });
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = RedisEngine::open(
+            &format!("sentinel:pz@127.0.0.1:{port},,,0"),
+            Layout::V1,
+            0,
+            0,
+        );
+        let _ = tx.send(r.err().map(|e| e.to_string()));
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(Some(e)) => assert!(e.contains("unavailable"), "{e}"),
+        Ok(None) => panic!("connected to a Sentinel that never answers"),
+        Err(_) => panic!("open still waits for the silent Sentinel after 20 s"),
+    }
 }

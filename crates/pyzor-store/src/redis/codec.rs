@@ -7,7 +7,7 @@ use pyzor_protocol::{Record, Timestamp};
 use crate::pytime::{naive_local_to_ts, py_int, ts_to_naive_local};
 use crate::{Result, StoreError};
 
-fn corrupt(d: &[u8], reason: String) -> StoreError {
+pub(super) fn corrupt(d: &[u8], reason: String) -> StoreError {
     StoreError::Corrupt {
         digest: String::from_utf8_lossy(d).into_owned(),
         reason,

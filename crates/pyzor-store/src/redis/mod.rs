@@ -15,29 +15,34 @@
 //! `localhost`, `6379`, no password, `0`); a host containing `/` is a unix
 //! socket path. Redis Cluster: put `cluster:` before a `;`-separated list
 //! of seed nodes in the host field, e.g. `cluster:10.0.0.1:7000;10.0.0.2:7000,,secret,0`
-//! (the port field is ignored and the db must be 0). Batches then go as a
-//! cluster pipeline with the scripts sent as `EVAL`; scans and expiry walk
-//! every master listed by `CLUSTER NODES`. Redis Sentinel:
+//! (the port field is ignored and the db must be 0). Batches then go as
+//! one cluster pipeline per master, with the scripts sent as `EVAL`; scans
+//! and expiry walk every master listed by `CLUSTER NODES`. Redis Sentinel:
 //! `sentinel:<master name>@host:port;host:port,,password,db` (Sentinel
 //! addresses; the password and db are the master's); every new connection
 //! asks the Sentinels for the current master, so a failover is followed.
 //!
 //! Unlike the reference, each report/whitelist is one Lua script (atomic:
-//! increment, first-entered, updated, TTL), and a batch is one pipeline.
-//! A broken connection is dropped and re-made on the next request; while
-//! Redis cannot be reached, new connections are attempted with exponential
-//! backoff (50 ms … 2 s) and requests fail fast with
-//! [`StoreError::Unavailable`] (the reference's 500).
+//! increment, first-entered, updated, TTL), and a batch is one pipeline —
+//! no transaction: each command's reply says what became of its operation
+//! ([`StoreError::Partial`] for the failed ones). A broken connection is
+//! dropped with the idle ones and re-made on the next request; while Redis
+//! cannot be reached, new connections are attempted with exponential
+//! backoff (50 ms … 2 s; behind Sentinels, per master address) and
+//! requests fail fast with [`StoreError::Unavailable`] (the reference's
+//! 500).
 //!
 //! | module | concern |
 //! | --- | --- |
 //! | this one | the [`Engine`] impl: batches as pipelines, put/delete, expiry |
 //! | `dsn` | the DSN forms |
 //! | `pool` | connections (single, Sentinel, Cluster), idle pool, nodes, pipelines |
+//! | `cluster` | hash slots, the masters' slot map, a batch as one pipeline per master |
 //! | `codec` | v1 hash fields and v0 strings ↔ [`Record`] |
 //! | `scripts` | the Lua scripts, loading and calling them |
 //! | `scan` | `SCAN` over every node (export, migration) |
 
+mod cluster;
 mod codec;
 mod dsn;
 mod pool;
@@ -51,7 +56,7 @@ use pyzor_protocol::{Record, Timestamp};
 use crate::{Engine, Op, RecordIter, Result, StoreError};
 use codec::{decode_hash, decode_v0, encode_v0, secs};
 use dsn::{parse_dsn, Target};
-use pool::{connect_target, run, Pool};
+use pool::{connect_target, reply_err, run, run_each, Pool, Reply};
 use scan::{scan_round, RedisScan};
 use scripts::{load_scripts, script_cmd, SCRIPT_COUNT, SCRIPT_EXPIRE, SCRIPT_PUT};
 
@@ -126,6 +131,45 @@ impl RedisEngine {
         }
     }
 
+    /// The command reading the record under `key`.
+    fn read_cmd(&self, key: Vec<u8>) -> redis::Cmd {
+        let mut c = redis::cmd(match self.layout {
+            Layout::V1 => "HGETALL",
+            Layout::V0 => "GET",
+        });
+        c.arg(key);
+        c
+    }
+
+    /// One operation's reply: `HGETALL`/count script (v1) or `GET` (v0).
+    fn decode_reply(&self, digest: &[u8], v: Reply) -> Result<Option<Record>> {
+        let v = match v {
+            Reply::Done(v) => v,
+            Reply::Lost => {
+                return Err(StoreError::Unavailable(
+                    "Redis Cluster: the reply to a command was lost".into(),
+                ))
+            }
+            Reply::Failed(e) => return Err(e),
+        };
+        if let redis::Value::ServerError(e) = &v {
+            return Err(reply_err(digest, e));
+        }
+        let unexpected =
+            |e: redis::ParsingError| codec::corrupt(digest, format!("unexpected Redis reply: {e}"));
+        match self.layout {
+            Layout::V1 => {
+                let h: HashMap<Vec<u8>, Vec<u8>> =
+                    redis::from_redis_value(v).map_err(unexpected)?;
+                decode_hash(digest, &h)
+            }
+            Layout::V0 => {
+                let v: Option<Vec<u8>> = redis::from_redis_value(v).map_err(unexpected)?;
+                v.as_deref().map(|v| decode_v0(digest, v)).transpose()
+            }
+        }
+    }
+
     fn ttl_for(&self, r: &Record, now: Timestamp) -> Option<i64> {
         if self.ttl == 0 {
             return None;
@@ -154,22 +198,15 @@ impl Engine for RedisEngine {
             return Ok(());
         }
         let cluster = matches!(self.pool.target, Target::Cluster { .. });
-        let cmds: Vec<redis::Cmd> = ops
+        let slot = |key: &[u8]| if cluster { cluster::key_slot(key) } else { 0 };
+        let cmds: Vec<(redis::Cmd, u16)> = ops
             .iter()
             .map(|op| {
                 let key = real_key(self.prefix(), op.digest());
-                match (*op, self.layout) {
-                    (Op::Get(_), Layout::V1) => {
-                        let mut c = redis::cmd("HGETALL");
-                        c.arg(key);
-                        c
-                    }
-                    (Op::Get(_), Layout::V0) => {
-                        let mut c = redis::cmd("GET");
-                        c.arg(key);
-                        c
-                    }
-                    (Op::Report(_) | Op::Whitelist(_), _) => {
+                let slot = slot(&key);
+                let cmd = match *op {
+                    Op::Get(_) => self.read_cmd(key),
+                    Op::Report(_) | Op::Whitelist(_) => {
                         let side = if matches!(op, Op::Report(_)) {
                             "r"
                         } else {
@@ -179,32 +216,55 @@ impl Engine for RedisEngine {
                         c.arg(side).arg(now.secs()).arg(self.ttl);
                         c
                     }
-                }
+                };
+                (cmd, slot)
             })
             .collect();
         let start = out.len();
+        // A pipeline is no transaction: each command's reply says what
+        // became of its operation, and a failed one (which wrote nothing:
+        // see SCRIPT_COUNT) fails only its own operation.
         let r = self.pool.with(|c| {
-            match self.layout {
-                Layout::V1 => {
-                    let hashes: Vec<HashMap<Vec<u8>, Vec<u8>>> = run(c, cmds)?;
-                    for (op, h) in ops.iter().zip(&hashes) {
-                        out.push(decode_hash(op.digest(), h)?);
-                    }
+            let mut replies = run_each(c, cmds)?;
+            let lost: Vec<usize> = (0..replies.len())
+                .filter(|&i| matches!(replies[i], Reply::Lost))
+                .collect();
+            if !lost.is_empty() {
+                // A cluster pipeline with an error reply drops the other
+                // replies, but those commands were run: read their records.
+                let reads = lost
+                    .iter()
+                    .filter_map(|&i| ops.get(i))
+                    .map(|op| {
+                        let key = real_key(self.prefix(), op.digest());
+                        let slot = slot(&key);
+                        (self.read_cmd(key), slot)
+                    })
+                    .collect();
+                for (i, v) in lost.into_iter().zip(run_each(c, reads)?) {
+                    replies[i] = v;
                 }
-                Layout::V0 => {
-                    let vals: Vec<Option<Vec<u8>>> = run(c, cmds)?;
-                    for (op, v) in ops.iter().zip(&vals) {
-                        out.push(
-                            v.as_deref()
-                                .map(|v| decode_v0(op.digest(), v))
-                                .transpose()?,
-                        );
+            }
+            if replies.len() != ops.len() {
+                return Err(StoreError::Other(format!(
+                    "Redis answered {} replies to {} commands",
+                    replies.len(),
+                    ops.len()
+                )));
+            }
+            let mut failed = Vec::new();
+            for (i, (op, v)) in ops.iter().zip(replies).enumerate() {
+                match self.decode_reply(op.digest(), v) {
+                    Ok(rec) => out.push(rec),
+                    Err(e) => {
+                        out.push(None);
+                        failed.push((i, e));
                     }
                 }
             }
-            Ok(())
+            crate::batch_outcome(failed, ops.len(), out, start)
         });
-        if r.is_err() {
+        if matches!(&r, Err(e) if !matches!(e, StoreError::Partial(_))) {
             out.truncate(start);
         }
         r

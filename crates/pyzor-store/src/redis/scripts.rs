@@ -7,16 +7,37 @@ use crate::Result;
 
 /// Count one report or whitelist atomically and return the hash.
 /// KEYS[1] key; ARGV[1] `r` or `wl`; ARGV[2] now (epoch s); ARGV[3] TTL (0 = none).
-/// The count saturates at sys.maxsize (HINCRBY refuses to overflow; the
-/// error is swallowed). Unlike the reference's HSETNX, an `*_entered` of
-/// `0` (never, as the reference's `__setitem__` writes it) is also set.
+///
+/// All or nothing: every check comes before the first write, so a script
+/// that fails has written nothing (Redis does not undo a script's writes).
+/// It fails — an error reply, the operation's 500 — when the key holds no
+/// hash (`WRONGTYPE` from `HMGET`), or when one of the six fields is not an
+/// integer of at most 64 bits written plainly (`-?[0-9]+`, what the
+/// reference and we write): then the record could not be read back, and a
+/// count that was written but answered 500 would be a lie. The count
+/// saturates at sys.maxsize (`HINCRBY` refuses to overflow; it is not
+/// called there). Unlike the reference's HSETNX, an `*_entered` of `0`
+/// (never, as the reference's `__setitem__` writes it) is also set.
 pub(super) const SCRIPT_COUNT: &str = r#"
-redis.pcall('HINCRBY', KEYS[1], ARGV[1] .. '_count', 1)
-local e = redis.call('HGET', KEYS[1], ARGV[1] .. '_entered')
-if not e or e == '0' or e == '' then
-  redis.call('HSET', KEYS[1], ARGV[1] .. '_entered', ARGV[2])
+local names = {'r_count', 'r_entered', 'r_updated', 'wl_count', 'wl_entered', 'wl_updated'}
+local v = redis.call('HMGET', KEYS[1], unpack(names))
+for i = 1, 6 do
+  local x = v[i]
+  if x then
+    local digits = string.match(x, '^%-?(%d+)$')
+    if not digits or #digits > 19 or (#digits == 19 and digits > '9223372036854775807') then
+      return redis.error_reply('ERR field ' .. names[i] .. ' of the record is not an integer')
+    end
+  end
 end
-redis.call('HSET', KEYS[1], ARGV[1] .. '_updated', ARGV[2])
+local c = (ARGV[1] == 'r') and 1 or 4
+if v[c] ~= '9223372036854775807' then
+  redis.call('HINCRBY', KEYS[1], names[c], 1)
+end
+if not v[c + 1] or tonumber(v[c + 1]) == 0 then
+  redis.call('HSET', KEYS[1], names[c + 1], ARGV[2])
+end
+redis.call('HSET', KEYS[1], names[c + 2], ARGV[2])
 if tonumber(ARGV[3]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
 return redis.call('HGETALL', KEYS[1])
 "#;
@@ -71,7 +92,7 @@ pub(super) fn load_scripts(c: &mut Conn) -> Result<()> {
         Conn::Cluster(con) => {
             let _: i64 = redis::cmd("EXISTS")
                 .arg(PREFIX_V1)
-                .query(&mut **con)
+                .query(&mut con.con)
                 .map_err(|e| redis_err("EXISTS", e))?;
         }
     }
