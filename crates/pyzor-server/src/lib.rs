@@ -9,6 +9,7 @@
 //! | [`cli`] | the command line (reference flags + `--metrics-address`, `--workers`) |
 //! | [`server`] | start/stop: workers, engine timers, metrics endpoint, reload |
 //! | [`worker`] | one receive batch → one engine batch → replies |
+//! | `engine_queue` | a worker's engine thread, for engines that may block |
 //! | [`net`] | `SO_REUSEPORT` sockets, `recvmmsg`/`sendmmsg` |
 //! | [`rules`] | accounts + ACL in force, SIGUSR1 reload |
 //! | [`logging`] | main and usage logs in the reference's format, off the hot path |
@@ -23,6 +24,7 @@
 pub mod cli;
 mod cmd;
 pub mod daemon;
+mod engine_queue;
 pub mod forward;
 pub mod logging;
 pub mod metrics;
@@ -205,6 +207,7 @@ fn serve(cfg: &ServerConfig, workers: usize, detached: bool, logs: &Logs) -> i32
         workers,
         cleanup_age: cfg.cleanup_age,
         metrics_address: cfg.metrics_address.clone(),
+        engine_queue: server::DEFAULT_ENGINE_QUEUE,
     };
     let server = match Server::start(&opts, engine, rules, Some(logs.clone()), forward) {
         Ok(s) => s,

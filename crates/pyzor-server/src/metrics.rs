@@ -7,6 +7,10 @@
 //! * `pyzord_requests_total{op,code}` — replies sent, by op (`ping` …
 //!   `whitelist`, `other` for unknown/missing ops) and code;
 //! * `pyzord_engine_errors_total` — failed engine batches;
+//! * `pyzord_engine_queue_full_total` — requests answered 500 at once
+//!   because their worker's engine queue was full (engines that may block);
+//! * `pyzord_engine_queue_requests` — requests waiting for an engine thread
+//!   now, the ones in its engine call included (gauge);
 //! * `pyzord_dropped_total{what}` — log lines (`log`, `usage_log`) and
 //!   forwarded digests (`forward`) dropped because a queue was full;
 //! * `pyzord_batches_total`, `pyzord_batch_requests_total`,
@@ -58,6 +62,8 @@ impl Tally {
 pub struct Metrics {
     requests: [[AtomicU64; 8]; 7],
     pub engine_errors: AtomicU64,
+    pub engine_queue_full: AtomicU64,
+    pub engine_queued: AtomicU64,
     pub dropped_log: AtomicU64,
     pub dropped_usage: AtomicU64,
     pub dropped_forward: AtomicU64,
@@ -141,6 +147,20 @@ impl Metrics {
             "Engine batches that failed.",
             "counter",
             self.engine_errors.load(Relaxed),
+        );
+        simple(
+            &mut s,
+            "pyzord_engine_queue_full_total",
+            "Requests answered 500 at once because the engine queue of their worker was full.",
+            "counter",
+            self.engine_queue_full.load(Relaxed),
+        );
+        simple(
+            &mut s,
+            "pyzord_engine_queue_requests",
+            "Requests waiting for an engine thread, including those in its engine call.",
+            "gauge",
+            self.engine_queued.load(Relaxed),
         );
         s.push_str("# HELP pyzord_dropped_total Items dropped because a queue was full.\n# TYPE pyzord_dropped_total counter\n");
         for (what, v) in [

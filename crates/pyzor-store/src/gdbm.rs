@@ -172,6 +172,11 @@ impl Engine for GdbmEngine {
         "gdbm"
     }
 
+    /// A local file or memory: answered on the worker's own thread.
+    fn may_block(&self) -> bool {
+        false
+    }
+
     fn execute(&self, ops: &[Op<'_>], now: Timestamp, out: &mut Vec<Option<Record>>) -> Result<()> {
         let start = out.len();
         let mut db = self.lock();

@@ -630,6 +630,11 @@ impl Engine for LmdbEngine {
         "lmdb"
     }
 
+    /// A local file or memory: answered on the worker's own thread.
+    fn may_block(&self) -> bool {
+        false
+    }
+
     fn execute(&self, ops: &[Op<'_>], now: Timestamp, out: &mut Vec<Option<Record>>) -> Result<()> {
         let start = out.len();
         if !ops.iter().any(Op::is_write) {

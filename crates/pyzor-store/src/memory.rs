@@ -37,6 +37,11 @@ impl Engine for MemoryEngine {
         "memory"
     }
 
+    /// A local file or memory: answered on the worker's own thread.
+    fn may_block(&self) -> bool {
+        false
+    }
+
     fn execute(&self, ops: &[Op<'_>], now: Timestamp, out: &mut Vec<Option<Record>>) -> Result<()> {
         let mut m = self.lock()?;
         for op in ops {
