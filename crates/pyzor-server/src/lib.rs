@@ -9,6 +9,7 @@
 //! | [`cli`] | the command line (reference flags + `--metrics-address`, `--workers`) |
 //! | [`server`] | start/stop: workers, engine timers, metrics endpoint, reload |
 //! | [`worker`] | one receive batch → one engine batch → replies |
+//! | `engine_queue` | a worker's engine thread, for engines that may block |
 //! | [`net`] | `SO_REUSEPORT` sockets (the port shared with nothing else, datagrams steered by client network), `recvmmsg`/`sendmmsg` |
 //! | [`rules`] | accounts + ACL in force, SIGUSR1 reload |
 //! | [`logging`] | main and usage logs in the reference's format, off the hot path |
@@ -24,6 +25,7 @@
 pub mod cli;
 mod cmd;
 mod daemon;
+mod engine_queue;
 pub mod forward;
 pub mod health;
 pub mod logging;
@@ -266,6 +268,7 @@ fn start(
         workers,
         cleanup_age: cfg.cleanup_age,
         metrics_address: cfg.metrics_address.clone(),
+        engine_queue: server::DEFAULT_ENGINE_QUEUE,
     };
     let server = Server::start(&opts, engine, rules, Some(logs.clone()), forward)?;
     if let Some(p) = pid_file.as_mut() {

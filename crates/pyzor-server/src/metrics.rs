@@ -9,6 +9,10 @@
 //! * `pyzord_engine_errors_total` — failed engine batches;
 //! * `pyzord_engine_up` — 0 while the engine fails every batch, else 1
 //!   ([`crate::health`]);
+//! * `pyzord_engine_queue_full_total` — requests answered 500 at once
+//!   because their worker's engine queue was full (engines that may block);
+//! * `pyzord_engine_queue_requests` — requests waiting for an engine thread
+//!   now, the ones in its engine call included (gauge);
 //! * `pyzord_dropped_total{what}` — log lines (`log`, `usage_log`) and
 //!   forwarded digests (`forward`) dropped because a queue was full;
 //! * `pyzord_batches_total`, `pyzord_batch_requests_total`,
@@ -62,6 +66,8 @@ impl Tally {
 pub struct Metrics {
     requests: [[AtomicU64; 8]; 7],
     pub engine_errors: AtomicU64,
+    pub engine_queue_full: AtomicU64,
+    pub engine_queued: AtomicU64,
     pub dropped_log: AtomicU64,
     pub dropped_usage: AtomicU64,
     pub dropped_forward: AtomicU64,
@@ -154,6 +160,20 @@ impl Metrics {
             "0 while every engine batch fails, else 1.",
             "gauge",
             u64::from(self.health.is_up()),
+        );
+        simple(
+            &mut s,
+            "pyzord_engine_queue_full_total",
+            "Requests answered 500 at once because the engine queue of their worker was full.",
+            "counter",
+            self.engine_queue_full.load(Relaxed),
+        );
+        simple(
+            &mut s,
+            "pyzord_engine_queue_requests",
+            "Requests waiting for an engine thread, including those in its engine call.",
+            "gauge",
+            self.engine_queued.load(Relaxed),
         );
         s.push_str("# HELP pyzord_dropped_total Items dropped because a queue was full.\n# TYPE pyzord_dropped_total counter\n");
         for (what, v) in [

@@ -2,7 +2,7 @@
 //! socket each, datagrams steered by client network, see [`crate::net`]),
 //! the engine timers (flush every second, CleanupAge expiry
 //! at start and hourly), the metrics endpoint, SIGUSR1 reloads and a clean
-//! shutdown (in-flight batches answered, engine flushed).
+//! shutdown (in-flight batches and engine queues answered, engine flushed).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -26,6 +26,8 @@ const POLL: Duration = Duration::from_millis(200);
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// CleanupAge expiry period (also run once at start).
 const EXPIRE_EVERY: Duration = Duration::from_secs(3600);
+/// [`StartOptions::engine_queue`] of pyzord.
+pub const DEFAULT_ENGINE_QUEUE: usize = 1024;
 
 /// What [`Server::start`] needs besides the engine and rules.
 #[derive(Clone, Debug)]
@@ -40,6 +42,11 @@ pub struct StartOptions {
     pub cleanup_age: i64,
     /// `MetricsAddress`.
     pub metrics_address: Option<String>,
+    /// For an engine that may block (`Engine::may_block`): how many
+    /// requests each worker lets wait for its engine thread, the one in
+    /// the engine call included; beyond it they are answered 500 at once
+    /// (docs/server.md, "Concurrency"). At least 1.
+    pub engine_queue: usize,
 }
 
 /// Why [`Server::start`] failed.
@@ -125,10 +132,11 @@ impl Server {
         let mut workers = Vec::with_capacity(n);
         for (i, s) in sockets.into_iter().enumerate() {
             let sh = Arc::clone(&shared);
+            let queue = opts.engine_queue;
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("worker-{i}"))
-                    .spawn(move || run_worker(sh, s))
+                    .spawn(move || run_worker(sh, s, queue))
                     .map_err(StartError::Thread)?,
             );
         }
@@ -192,8 +200,9 @@ impl Server {
         }
     }
 
-    /// Stop: workers finish (and answer) the batch in hand, the engine is
-    /// flushed, the forwarder sends what it holds.
+    /// Stop: workers finish (and answer) the batch in hand, their engine
+    /// threads answer what waits for them, the engine is flushed, the
+    /// forwarder sends what it holds.
     pub fn shutdown(mut self) {
         self.shared.stop.store(true, Relaxed);
         for w in self.workers.drain(..) {

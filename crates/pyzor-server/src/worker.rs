@@ -5,6 +5,12 @@
 //! sent after the engine batch returned, so an acknowledged report is
 //! durable to the engine's level. What each op does is in `crate::cmd`.
 //!
+//! That is the whole path for the local engines. For an engine that may
+//! block ([`Engine::may_block`]) the worker answers at once what needs no
+//! engine and hands the rest to its engine thread
+//! (`crate::engine_queue`), which runs the engine batch and answers it
+//! (`Processor::process_jobs`).
+//!
 //! [`Processor`] keeps all per-request state in vectors reused across
 //! batches; the check path allocates nothing per request.
 
@@ -23,6 +29,7 @@ use pyzor_protocol::Record;
 use pyzor_store::{Engine, StoreError};
 
 use crate::cmd::Request;
+use crate::engine_queue::{EngineQueue, Job};
 use crate::forward::ForwardQueue;
 use crate::logging::Logs;
 use crate::metrics::{Metrics, Tally};
@@ -55,6 +62,11 @@ enum Decision<'a> {
 type Answer<'s, 'a> = Result<(&'a [u8], &'s Request<'a>, &'s [Option<Record>]), &'s Failure>;
 
 impl<'a> Decision<'a> {
+    /// Whether the request has store operations.
+    fn needs_engine(&self) -> bool {
+        matches!(self, Decision::Ok { ops, .. } if !ops.is_empty())
+    }
+
     /// The request's user, op and records, or its failure: its own, or the
     /// engine's (`engine_fail`) when it has operations.
     fn answer<'s>(
@@ -117,6 +129,22 @@ impl Processor {
         datagram: impl Fn(usize) -> (&'d [u8], Option<SocketAddr>),
         replies: &mut [Vec<u8>],
     ) {
+        self.process_batch(shared, n, datagram, replies, None);
+    }
+
+    /// [`Self::process`]; with `queue`, for an engine that may block, the
+    /// requests with store operations are handed to the engine thread,
+    /// which answers them, and `ready[i]` says whether `replies[i]` is an
+    /// answer to send now. When the queue is full they are answered 500
+    /// here.
+    pub(crate) fn process_batch<'d>(
+        &mut self,
+        shared: &Shared,
+        n: usize,
+        datagram: impl Fn(usize) -> (&'d [u8], Option<SocketAddr>),
+        replies: &mut [Vec<u8>],
+        mut queue: Option<(&mut EngineQueue, &mut [bool])>,
+    ) {
         let gen = shared.rules.generation();
         if gen != self.rules_gen {
             self.rules = shared.rules.current();
@@ -140,51 +168,215 @@ impl Processor {
             decisions.push(decide(p, &self.rules, now_f, &mut self.scratch, &mut ops));
         }
 
-        // 2. One engine batch.
-        let engine_failure = execute(
-            shared,
-            &decisions,
-            &ops,
-            now,
-            &mut self.records,
-            &mut self.req_fail,
-        );
+        // 2. One engine batch, here or on the engine thread.
+        let engine_failure = match &mut queue {
+            None => execute(
+                shared,
+                &decisions,
+                &ops,
+                now,
+                &mut self.records,
+                &mut self.req_fail,
+            ),
+            Some((q, _)) => {
+                self.records.clear();
+                self.req_fail.clear();
+                hand_off(shared, q, &decisions, &datagram)
+            }
+        };
 
         // 3. Replies, usage log, forwarding, metrics.
-        let logs = shared.logs.as_ref();
-        let usage_info = logs.filter(|l| l.usage_enabled(Level::Info));
-        let usage_err = logs.filter(|l| l.usage_enabled(Level::Error));
+        let answers = Answers::new(shared);
         for (i, (dec, reply)) in decisions.iter().zip(replies.iter_mut()).enumerate() {
-            let p = &self.parsed[i];
-            let thread = p.get("Thread");
+            if let Some((_, ready)) = &mut queue {
+                // Without a failure, the engine thread has it.
+                ready[i] = engine_failure.is_some() || !dec.needs_engine();
+                if !ready[i] {
+                    continue;
+                }
+            }
             let engine_fail = engine_failure
                 .as_ref()
                 .or_else(|| self.req_fail.get(i).and_then(Option::as_ref));
-            match dec.answer(engine_fail, &self.records) {
-                Err(f) => {
-                    format_reply(reply, f.code, &f.diag, thread, ReplyBody::Bare);
-                    self.tally.add(p.get("Op").and_then(Op::from_bytes), f.code);
-                    if let Some(l) = usage_err {
-                        l.usage(Level::Error, format!("{}: {}", f.code, f.diag));
-                    }
-                }
-                Ok((user, request, records)) => {
-                    format_reply(reply, 200, "OK", thread, request.reply(records));
-                    self.tally.add(Some(request.op()), 200);
-                    if let Some(l) = usage_info {
-                        let ip = datagram(i).1.map(|a| a.ip().to_string());
-                        let line = usage_line(user, &ip.unwrap_or_default(), p.get("Op"), p, 200);
-                        l.usage(Level::Info, line);
-                    }
-                    if let Some(q) = &shared.forward {
-                        request.forward(q, &shared.metrics);
-                    }
-                }
-            }
+            let p = &self.parsed[i];
+            let peer = || datagram(i).1;
+            answers.answer(
+                &mut self.tally,
+                p,
+                dec,
+                engine_fail,
+                &self.records,
+                peer,
+                reply,
+            );
         }
         shared.metrics.add_tally(&mut self.tally);
         self.ops_buf = recycle(ops);
         self.decisions = recycle(decisions);
+    }
+
+    /// The engine thread's side of [`Self::process_batch`]: answer the
+    /// requests of `jobs`, in order, with one engine batch; the replies go
+    /// to `replies[..]` in the same order. With `give_up` the engine is not
+    /// called and every request is answered 500 "Database temporarily
+    /// unavailable.". Returns whether the engine was unavailable.
+    pub(crate) fn process_jobs(
+        &mut self,
+        shared: &Shared,
+        jobs: &[Job],
+        replies: &mut [Vec<u8>],
+        give_up: bool,
+    ) -> bool {
+        let requests = || jobs.iter().flat_map(Job::requests);
+        let n = jobs.iter().map(Job::len).sum();
+        while self.parsed.len() < n {
+            self.parsed.push(Parsed::new());
+        }
+        for (p, r) in self.parsed.iter_mut().zip(requests()) {
+            p.parse(r.datagram);
+        }
+        let now = pyzor_store::now();
+        let mut decisions: Vec<Decision<'_>> = recycle(std::mem::take(&mut self.decisions));
+        let mut ops: Vec<pyzor_store::Op<'_>> = recycle(std::mem::take(&mut self.ops_buf));
+        for (p, r) in self.parsed.iter().zip(requests()) {
+            // The worker accepted these bytes for `r.op` as `r.user`:
+            // only the op's own fields are read again (the same bytes give
+            // the same request).
+            decisions.push(match Request::new(r.op, p) {
+                Ok(request) => {
+                    let start = ops.len();
+                    request.store_ops(&mut ops);
+                    Decision::Ok {
+                        user: r.user,
+                        request,
+                        ops: start..ops.len(),
+                    }
+                }
+                Err(f) => Decision::Fail(f),
+            });
+        }
+        let engine_failure = if give_up {
+            self.records.clear();
+            self.req_fail.clear();
+            Some(Failure::DB_UNAVAILABLE)
+        } else {
+            execute(
+                shared,
+                &decisions,
+                &ops,
+                now,
+                &mut self.records,
+                &mut self.req_fail,
+            )
+        };
+        let answers = Answers::new(shared);
+        let each = decisions.iter().zip(replies.iter_mut()).zip(requests());
+        for (i, ((dec, reply), r)) in each.enumerate() {
+            let engine_fail = engine_failure
+                .as_ref()
+                .or_else(|| self.req_fail.get(i).and_then(Option::as_ref));
+            let p = &self.parsed[i];
+            answers.answer(
+                &mut self.tally,
+                p,
+                dec,
+                engine_fail,
+                &self.records,
+                || r.peer,
+                reply,
+            );
+        }
+        shared.metrics.add_tally(&mut self.tally);
+        self.ops_buf = recycle(ops);
+        self.decisions = recycle(decisions);
+        engine_failure == Some(Failure::DB_UNAVAILABLE)
+    }
+}
+
+/// Hand the requests of `decisions` that need the engine to the engine
+/// thread. `Some` is their failure when the queue refused them (or the
+/// engine thread is gone): then they are answered here.
+fn hand_off<'d>(
+    shared: &Shared,
+    queue: &mut EngineQueue,
+    decisions: &[Decision<'_>],
+    datagram: &impl Fn(usize) -> (&'d [u8], Option<SocketAddr>),
+) -> Option<Failure> {
+    let k = decisions.iter().filter(|d| d.needs_engine()).count();
+    if k == 0 {
+        return None;
+    }
+    if !queue.admit(k, shared) {
+        return Some(Failure::DB_UNAVAILABLE);
+    }
+    let mut job = queue.job();
+    for (i, dec) in decisions.iter().enumerate() {
+        if let Decision::Ok { user, request, ops } = dec {
+            if !ops.is_empty() {
+                let (bytes, peer) = datagram(i);
+                job.push(bytes, user, peer, request.op());
+            }
+        }
+    }
+    match queue.submit(job, shared) {
+        Ok(()) => None,
+        Err(_) => Some(Failure::DB_UNAVAILABLE),
+    }
+}
+
+/// Step 3 of a batch for one request: its reply, usage-log line,
+/// forwarding and count.
+struct Answers<'s> {
+    shared: &'s Shared,
+    usage_info: Option<&'s Logs>,
+    usage_err: Option<&'s Logs>,
+}
+
+impl<'s> Answers<'s> {
+    fn new(shared: &'s Shared) -> Self {
+        let logs = shared.logs.as_ref();
+        Answers {
+            shared,
+            usage_info: logs.filter(|l| l.usage_enabled(Level::Info)),
+            usage_err: logs.filter(|l| l.usage_enabled(Level::Error)),
+        }
+    }
+
+    /// Answer `p` as decided (`dec`), with the engine's failure if any and
+    /// the batch's `records`; `peer` is the sender, for the usage log.
+    #[allow(clippy::too_many_arguments)]
+    fn answer(
+        &self,
+        tally: &mut Tally,
+        p: &Parsed,
+        dec: &Decision<'_>,
+        engine_fail: Option<&Failure>,
+        records: &[Option<Record>],
+        peer: impl FnOnce() -> Option<SocketAddr>,
+        reply: &mut Vec<u8>,
+    ) {
+        let thread = p.get("Thread");
+        match dec.answer(engine_fail, records) {
+            Err(f) => {
+                format_reply(reply, f.code, &f.diag, thread, ReplyBody::Bare);
+                tally.add(p.get("Op").and_then(Op::from_bytes), f.code);
+                if let Some(l) = self.usage_err {
+                    l.usage(Level::Error, format!("{}: {}", f.code, f.diag));
+                }
+            }
+            Ok((user, request, records)) => {
+                format_reply(reply, 200, "OK", thread, request.reply(records));
+                tally.add(Some(request.op()), 200);
+                if let Some(l) = self.usage_info {
+                    let ip = peer().map(|a| a.ip().to_string());
+                    let line = usage_line(user, &ip.unwrap_or_default(), p.get("Op"), p, 200);
+                    l.usage(Level::Info, line);
+                }
+                if let Some(q) = &self.shared.forward {
+                    request.forward(q, &self.shared.metrics);
+                }
+            }
+        }
     }
 }
 
@@ -377,11 +569,29 @@ fn recycle<A, B>(mut v: Vec<A>) -> Vec<B> {
 }
 
 /// A worker's loop: receive a batch, process it, send the replies, until
-/// `shared.stop` is set. The batch in hand is always answered.
-pub fn run_worker(shared: Arc<Shared>, sock: std::net::UdpSocket) {
+/// `shared.stop` is set. The batch in hand is always answered. With an
+/// engine that may block, the requests that need it go to the worker's
+/// engine thread (at most `engine_queue` waiting), whose queue is drained
+/// before this returns.
+pub fn run_worker(shared: Arc<Shared>, sock: std::net::UdpSocket, engine_queue: usize) {
     let mut io = crate::net::BatchIo::new();
     let mut proc = Processor::new(&shared);
-    let send_all = [true; crate::net::BATCH];
+    let mut queue = None;
+    if shared.engine.may_block() {
+        let name = format!(
+            "{}-engine",
+            std::thread::current().name().unwrap_or("worker")
+        );
+        match EngineQueue::start(&shared, &sock, engine_queue, name) {
+            Ok(q) => queue = Some(q),
+            Err(e) => log::error!(
+                "cannot start an engine thread ({e}); this worker calls the engine itself"
+            ),
+        }
+    }
+    // Which replies of the batch to send now (all, unless some went to the
+    // engine thread).
+    let mut ready = [true; crate::net::BATCH];
     while !shared.stop.load(Relaxed) {
         let n = match io.recv(&sock) {
             Ok(0) => continue,
@@ -396,17 +606,22 @@ pub fn run_worker(shared: Arc<Shared>, sock: std::net::UdpSocket) {
         let mut replies = std::mem::take(&mut io.replies);
         {
             let io_ref = &io;
-            proc.process(
-                &shared,
-                n,
-                |i| (io_ref.datagram(i), io_ref.peer(i)),
-                &mut replies,
-            );
+            let datagram = |i| (io_ref.datagram(i), io_ref.peer(i));
+            match &mut queue {
+                None => proc.process(&shared, n, datagram, &mut replies),
+                Some(q) => {
+                    let q = Some((q, &mut ready[..]));
+                    proc.process_batch(&shared, n, datagram, &mut replies, q);
+                }
+            }
         }
         io.replies = replies;
-        let errors = io.send(&sock, &send_all);
+        let errors = io.send(&sock, &ready);
         if errors > 0 {
             shared.metrics.send_errors.fetch_add(errors as u64, Relaxed);
         }
+    }
+    if let Some(q) = queue {
+        q.finish();
     }
 }

@@ -171,6 +171,11 @@ impl Engine for GdbmEngine {
         "gdbm"
     }
 
+    /// A local file or memory: answered on the worker's own thread.
+    fn may_block(&self) -> bool {
+        false
+    }
+
     /// GDBM has no transactions: a record that cannot be read fails only
     /// its own operation (nothing of it is written; [`StoreError::Partial`])
     /// and the batch goes on. Any other error (I/O) ends the batch.

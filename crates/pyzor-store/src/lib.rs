@@ -169,6 +169,17 @@ pub trait Engine: Send + Sync {
     /// The engine's name as given to `-e` (`lmdb`, `gdbm`, ...).
     fn name(&self) -> &'static str;
 
+    /// Whether a call may wait on something outside this process — a
+    /// network round trip, a lock held by another database session — for
+    /// much longer than a local disk access. The server runs such an
+    /// engine's calls on an engine thread per worker, so that requests that
+    /// need no engine are never held behind one. The default is `true`;
+    /// the local engines (`lmdb`, `gdbm`, `memory`) say `false` and are
+    /// called on the worker's own thread, the fastest path.
+    fn may_block(&self) -> bool {
+        true
+    }
+
     /// Run a batch of operations in order, as one transaction where the
     /// engine has transactions, and push `out[i]` for `ops[i]`: the record
     /// after the operation (`None` for a digest never seen, on `Get`).

@@ -718,6 +718,11 @@ impl Engine for LmdbEngine {
         "lmdb"
     }
 
+    /// A local file or memory: answered on the worker's own thread.
+    fn may_block(&self) -> bool {
+        false
+    }
+
     /// A record that cannot be read (corrupt value, hash collision) fails
     /// only its own operation ([`StoreError::Partial`]): its update stops
     /// before writing, and the transaction goes on with the others.

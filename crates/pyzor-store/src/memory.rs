@@ -37,6 +37,11 @@ impl Engine for MemoryEngine {
         "memory"
     }
 
+    /// A local file or memory: answered on the worker's own thread.
+    fn may_block(&self) -> bool {
+        false
+    }
+
     /// No operation can fail on its own here (a `HashMap` entry and a
     /// saturating count): the only error is a poisoned lock, before
     /// anything is written, so a batch is all done or not at all.
