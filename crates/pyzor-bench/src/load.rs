@@ -32,7 +32,7 @@ const POOL_TABLE_MAX: u64 = 2_000_000;
 
 /// The op mix: cumulative weights over ops.
 #[derive(Clone, Debug)]
-pub struct Mix {
+pub(crate) struct Mix {
     entries: Vec<(Op, u32)>,
     total: u32,
 }
@@ -80,7 +80,7 @@ impl Mix {
             .unwrap_or(self.entries[0].0)
     }
 
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut prev = 0;
         let mut out = Vec::new();
         for (op, c) in &self.entries {

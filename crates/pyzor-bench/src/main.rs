@@ -16,7 +16,7 @@ use std::sync::Arc;
 /// What can go wrong before or around a run (answers from the server are
 /// counted, never errors).
 #[derive(Debug, thiserror::Error)]
-pub enum BenchError {
+pub(crate) enum BenchError {
     #[error("cannot resolve {0}: {1}; give an address such as 127.0.0.1 and a port")]
     Resolve(String, #[source] std::io::Error),
     #[error("socket setup failed: {0}")]
@@ -37,7 +37,7 @@ pub enum BenchError {
 
 /// Which digests the requests carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Population {
+pub(crate) enum Population {
     /// Uniformly random from a pool of --pool digests (prefill it with `seq`).
     Pool,
     /// Each digest of the pool once, in order (for prefilling; implies --count = --pool).
@@ -77,7 +77,7 @@ enum Cmd {
 }
 
 #[derive(Args, Debug, Clone)]
-pub struct LoadArgs {
+pub(crate) struct LoadArgs {
     /// Server host.
     #[arg(short = 'H', long, default_value = "127.0.0.1")]
     pub host: String,
@@ -138,7 +138,7 @@ pub struct LoadArgs {
 }
 
 #[derive(Args, Debug, Clone)]
-pub struct EchoArgs {
+pub(crate) struct EchoArgs {
     /// Address to listen on.
     #[arg(short, long, default_value = "127.0.0.1")]
     pub addr: String,

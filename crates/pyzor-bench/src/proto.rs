@@ -72,7 +72,7 @@ impl Op {
     }
 
     /// A 200 answer to these must carry `Count` and `WL-Count`.
-    pub fn answer_has_counts(self) -> bool {
+    pub(crate) fn answer_has_counts(self) -> bool {
         matches!(self, Op::Check | Op::Info | Op::Pong)
     }
 }
@@ -88,7 +88,7 @@ fn hex40(bytes: &[u8; 20], out: &mut [u8; 40]) {
 /// The digest number `i` of the population with `seed`: the lower-case hex
 /// SHA-1 of `"pyzor-bench:<seed>:<i>"`. The same seed gives the same
 /// digests, so a prefill run (`seq`) and a measured run (`pool`) agree.
-pub fn population_digest(seed: u64, i: u64) -> [u8; 40] {
+pub(crate) fn population_digest(seed: u64, i: u64) -> [u8; 40] {
     let mut h = Sha1::new();
     let mut text = [0u8; 64];
     let mut cur = std::io::Cursor::new(&mut text[..]);
@@ -102,7 +102,7 @@ pub fn population_digest(seed: u64, i: u64) -> [u8; 40] {
 }
 
 /// Writes requests into caller buffers.
-pub struct RequestWriter {
+pub(crate) struct RequestWriter {
     user: String,
     hash_key: Hex40,
 }
@@ -154,7 +154,7 @@ impl RequestWriter {
 }
 
 /// Upper bound of a request's size (user names are limited to 256 bytes).
-pub const MAX_REQUEST: usize = 512;
+pub(crate) const MAX_REQUEST: usize = 512;
 
 /// What the generator needs from a reply.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -217,7 +217,7 @@ fn parse_signed(v: &[u8]) -> Option<i64> {
 }
 
 /// The Thread of a request, for the echo responder (first `Thread:` line).
-pub fn request_thread(d: &[u8]) -> &[u8] {
+pub(crate) fn request_thread(d: &[u8]) -> &[u8] {
     for line in d.split(|&b| b == b'\n') {
         if let Some(v) = line.strip_prefix(b"Thread:") {
             let start = v
@@ -235,7 +235,7 @@ pub fn request_thread(d: &[u8]) -> &[u8] {
 
 /// Write the echo responder's Pyzor-shaped reply (the layout of a check
 /// answer, docs/protocol.md §2.2) for a request with `thread`.
-pub fn write_echo_reply(buf: &mut [u8], thread: &[u8]) -> usize {
+pub(crate) fn write_echo_reply(buf: &mut [u8], thread: &[u8]) -> usize {
     let mut cur = std::io::Cursor::new(&mut buf[..]);
     let _ = cur.write_all(b"Code: 200\nDiag: OK\nPV: 2.1\nThread: ");
     let room = cur
@@ -248,7 +248,7 @@ pub fn write_echo_reply(buf: &mut [u8], thread: &[u8]) -> usize {
 }
 
 /// Format a Unix time in seconds as the decimal string the `Time` header uses.
-pub fn time_string(secs: u64) -> String {
+pub(crate) fn time_string(secs: u64) -> String {
     let mut s = String::with_capacity(12);
     let _ = write!(s, "{secs}");
     s

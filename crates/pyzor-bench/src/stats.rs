@@ -15,7 +15,7 @@ fn new_hist() -> Histogram<u64> {
 }
 
 /// One worker's counters.
-pub struct ThreadStats {
+pub(crate) struct ThreadStats {
     pub sent: u64,
     pub sent_by_op: [u64; 6],
     pub responses: u64,
@@ -108,7 +108,7 @@ fn max_opt(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 
 /// Latency summary in milliseconds.
 #[derive(Serialize, Debug, Clone)]
-pub struct Latency {
+pub(crate) struct Latency {
     pub mean_ms: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
@@ -131,7 +131,7 @@ impl Latency {
 
 /// Per-op part of the result (only for ops that were sent).
 #[derive(Serialize, Debug, Clone)]
-pub struct OpResult {
+pub(crate) struct OpResult {
     pub op: &'static str,
     pub sent: u64,
     pub responses: u64,
@@ -140,7 +140,7 @@ pub struct OpResult {
 
 /// The result of a load run, printed as text or JSON.
 #[derive(Serialize, Debug, Clone)]
-pub struct Stats {
+pub(crate) struct Stats {
     pub target: String,
     pub ops: String,
     pub window: u32,
@@ -176,7 +176,7 @@ pub struct Stats {
 
 /// How the generator's sockets were laid out.
 #[derive(Clone, Copy, Debug)]
-pub struct Shape {
+pub(crate) struct Shape {
     pub threads: usize,
     pub sockets_per_thread: usize,
     /// Source networks in use (1: the system's choice of address).
@@ -304,7 +304,7 @@ impl Stats {
 }
 
 /// CPU time (user + system) used by this process so far.
-pub fn self_cpu() -> Duration {
+pub(crate) fn self_cpu() -> Duration {
     // SAFETY: rusage is a plain C struct; all-zero bytes are a valid value.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage only writes into the struct we pass.

@@ -71,7 +71,10 @@ pub fn predigest_lines(msg: &[u8]) -> Result<Vec<Vec<u8>>, InputError> {
 /// the digests before a failing message, and the failure (docs/digest-rules.md
 /// §A: in mbox style the reference has handled every earlier message when
 /// it raises). Blank lines of style `digests` are skipped.
-pub fn read_digests(style: Style, input: &mut dyn Read) -> (Vec<String>, Option<InputError>) {
+pub(crate) fn read_digests(
+    style: Style,
+    input: &mut dyn Read,
+) -> (Vec<String>, Option<InputError>) {
     let mut out = Vec::new();
     match style {
         Style::Digests => {

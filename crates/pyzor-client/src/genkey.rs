@@ -32,13 +32,13 @@ pub trait PassphraseSource {
 }
 
 /// Passphrases from standard input: a terminal (echo off) or a pipe.
-pub struct Prompter {
+pub(crate) struct Prompter {
     tty: bool,
 }
 
 impl Prompter {
     /// Use the process's standard input.
-    pub fn from_stdin() -> Prompter {
+    pub(crate) fn from_stdin() -> Prompter {
         Prompter {
             tty: std::io::stdin().is_terminal(),
         }
@@ -124,7 +124,7 @@ pub fn genkey(source: &mut dyn PassphraseSource) -> Result<Option<String>, Genke
 /// The output for a given salt: the reference builds the salt as 20
 /// characters `chr(0..=255)` and hashes their UTF-8 encoding; we keep that
 /// encoding so keys look alike.
-pub fn key_lines(salt_bytes: &[u8; 20], passphrase: &str) -> String {
+pub(crate) fn key_lines(salt_bytes: &[u8; 20], passphrase: &str) -> String {
     let salt: String = salt_bytes.iter().map(|&b| char::from(b)).collect();
     let salt_digest = Sha1::digest(salt.as_bytes());
     let mut h = Sha1::new();

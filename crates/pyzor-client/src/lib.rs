@@ -13,13 +13,13 @@
 //! | [`net`] | one request/reply over UDP with a timeout |
 //! | [`commands`] | the commands, their output (text, JSON) and exit flags |
 //! | [`genkey`] | account key generation |
-//! | [`digester`] | input styles to digests |
+//! | `digester` | input styles to digests |
 //! | [`logging`] | the reference's log format and levels |
 
 pub mod app;
 pub mod cli;
 pub mod commands;
-pub mod digester;
+pub(crate) mod digester;
 pub mod genkey;
 pub mod logging;
 pub mod net;

@@ -10,7 +10,7 @@ use std::sync::{Mutex, OnceLock};
 
 /// `log` target marking a record as CRITICAL (the `log` crate has no such
 /// level; it is logged at `Error` with this target).
-pub const CRITICAL_TARGET: &str = "pyzor::critical";
+pub(crate) const CRITICAL_TARGET: &str = "pyzor::critical";
 
 /// Log a CRITICAL record.
 #[macro_export]

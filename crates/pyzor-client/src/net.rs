@@ -43,7 +43,7 @@ impl Outcome {
 }
 
 /// Text of the reference's timeout error.
-pub const TIMEOUT_DIAG: &str = "Reading response timed-out.";
+pub(crate) const TIMEOUT_DIAG: &str = "Reading response timed-out.";
 
 /// A random thread id in 1024..=65535 (`ThreadId.generate()`), from the OS
 /// random source.
@@ -150,7 +150,7 @@ pub fn exchange(
 /// crashes (non-numeric or out-of-range Thread or Code: ValueError →
 /// AttributeError traceback, docs/protocol.md §9.1/§9.14) we return a 400
 /// error line instead (docs/compatibility.md, "client").
-pub fn validate_reply(packet: &[u8], expected_thread: u32) -> Outcome {
+pub(crate) fn validate_reply(packet: &[u8], expected_thread: u32) -> Outcome {
     match parse_reply(packet, expected_thread) {
         Ok(reply) => {
             if let Some(w) = &reply.thread_warning {

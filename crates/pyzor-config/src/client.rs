@@ -21,7 +21,7 @@ use pyzor_protocol::py::{py_int, py_repr_str};
 
 /// The reference client's `[client]` defaults (scripts/pyzor
 /// `load_configuration`).
-pub const CLIENT_DEFAULTS: &[(&str, &str)] = &[
+pub(crate) const CLIENT_DEFAULTS: &[(&str, &str)] = &[
     ("ServersFile", "servers"),
     ("AccountsFile", "accounts"),
     ("LocalWhitelist", "whitelist"),
@@ -93,7 +93,7 @@ impl ClientConfig {
     }
 
     /// Typed settings from an [`Ini`] holding all layers.
-    pub fn from_ini(ini: &Ini, homedir: &Path) -> Result<Self, ClientConfigError> {
+    pub(crate) fn from_ini(ini: &Ini, homedir: &Path) -> Result<Self, ClientConfigError> {
         let get = |k: &str| -> Result<String, ClientConfigError> {
             Ok(ini.get("client", k)?.unwrap_or_default())
         };
@@ -381,7 +381,7 @@ pub fn parse_accounts(text: &str) -> (Accounts, Vec<String>) {
 /// starts a comment (`((?<=[^\\])#.*)`), so `\#` stays literally in the
 /// entry. Fixed (B14): a line whose first character is `#` is a comment
 /// (the reference made it an entry).
-pub fn whitelist_entry(line: &str) -> Option<&str> {
+pub(crate) fn whitelist_entry(line: &str) -> Option<&str> {
     if line.starts_with('#') {
         return None;
     }

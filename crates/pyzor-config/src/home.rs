@@ -1,17 +1,17 @@
 //! Home-directory rules of the reference scripts (docs/field-notes.md §5.1).
 //!
 //! * default: `$HOME/.pyzor` when `HOME` is set and not empty, else
-//!   `/etc/pyzor`; `--homedir` overrides ([`default_homedir`]);
+//!   `/etc/pyzor`; `--homedir` overrides (`default_homedir`);
 //! * created with a plain, non-recursive `mkdir` when missing
 //!   ([`ensure_homedir`]);
 //! * file-valued settings: empty means unset, `~` is expanded, relative
-//!   names are joined to the home directory ([`expand_path`]).
+//!   names are joined to the home directory (`expand_path`).
 
 use std::path::{Path, PathBuf};
 
 /// The home directory when `--homedir` is not given, from the value of
 /// `$HOME` (`None` when unset).
-pub fn default_homedir(home_env: Option<&std::ffi::OsStr>) -> PathBuf {
+pub(crate) fn default_homedir(home_env: Option<&std::ffi::OsStr>) -> PathBuf {
     match home_env {
         Some(h) if !h.is_empty() => Path::new(h).join(".pyzor"),
         _ => PathBuf::from("/etc/pyzor"),
@@ -35,7 +35,7 @@ pub fn ensure_homedir(dir: &Path) -> std::io::Result<()> {
 /// `pyzor.config.expand_homefiles` for one value: `None` for an empty
 /// value; `~`/`~user` expanded as `os.path.expanduser` does; a relative
 /// result joined to `homedir`.
-pub fn expand_path(value: &str, homedir: &Path) -> Option<PathBuf> {
+pub(crate) fn expand_path(value: &str, homedir: &Path) -> Option<PathBuf> {
     if value.is_empty() {
         return None;
     }

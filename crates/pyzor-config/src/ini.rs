@@ -27,7 +27,7 @@ use std::path::Path;
 use pyzor_protocol::py::{py_isspace, py_strip};
 
 /// The name of the section whose options every other section inherits.
-pub const DEFAULT_SECTION: &str = "DEFAULT";
+pub(crate) const DEFAULT_SECTION: &str = "DEFAULT";
 /// `configparser.MAX_INTERPOLATION_DEPTH`.
 const MAX_INTERPOLATION_DEPTH: usize = 10;
 
@@ -84,7 +84,7 @@ pub enum IniError {
 }
 
 /// One section: lower-cased option name → raw (uninterpolated) value.
-pub type Section = BTreeMap<String, String>;
+pub(crate) type Section = BTreeMap<String, String>;
 
 /// A parsed configuration, as `ConfigParser` holds it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -109,7 +109,7 @@ impl Ini {
 
     /// `ConfigParser.read(path)`: a missing file is silently ignored
     /// (returns `Ok(false)`); otherwise its options are merged in.
-    pub fn read_file(&mut self, path: &Path) -> Result<bool, IniError> {
+    pub(crate) fn read_file(&mut self, path: &Path) -> Result<bool, IniError> {
         let file = path.display().to_string();
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
@@ -129,7 +129,7 @@ impl Ini {
 
     /// Add a section (no error if it exists, unlike Python; callers use it
     /// to seed defaults).
-    pub fn add_section(&mut self, name: &str) {
+    pub(crate) fn add_section(&mut self, name: &str) {
         if name != DEFAULT_SECTION && self.section(name).is_none() {
             self.sections.push((name.to_owned(), Section::new()));
         }
@@ -143,7 +143,7 @@ impl Ini {
     }
 
     /// The raw value of `option` (case-insensitive) in `section` or `[DEFAULT]`.
-    pub fn get_raw(&self, section: &str, option: &str) -> Option<&str> {
+    pub(crate) fn get_raw(&self, section: &str, option: &str) -> Option<&str> {
         let key = optionxform(option);
         self.section(section)
             .and_then(|s| s.get(&key))

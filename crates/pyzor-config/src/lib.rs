@@ -13,10 +13,10 @@
 //! | [`home`] | the home-directory rules and file-name expansion (docs/field-notes.md §5.1) |
 //! | [`server`] | the `[server]` keys of `pyzord`, their defaults and the precedence defaults < config file < flags (§5.2, §5.4) |
 //! | [`client`] | the `[client]` keys of `pyzor` and the servers, accounts and local whitelist files |
-//! | [`auth_files`] | reading `pyzord.passwd` and `pyzord.access` from disk |
+//! | `auth_files` | reading `pyzord.passwd` and `pyzord.access` from disk |
 //! | [`localtime`] | `time.localtime()` through the C library, and the log-line format of both scripts |
 
-pub mod auth_files;
+pub(crate) mod auth_files;
 pub mod client;
 pub mod home;
 pub mod ini;
@@ -24,6 +24,6 @@ pub mod localtime;
 pub mod server;
 
 pub use auth_files::{load_access, load_passwd, AuthFileError};
-pub use home::{default_homedir, ensure_homedir, expand_path};
+pub use home::ensure_homedir;
 pub use ini::{Ini, IniError};
 pub use server::{ServerConfig, SERVER_DEFAULTS};

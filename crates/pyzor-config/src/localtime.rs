@@ -37,7 +37,7 @@ pub fn localtime(secs: i64) -> Option<StructTime> {
 /// `%(asctime)s` of a log record created at `when`, in local time:
 /// `2026-11-27 12:07:18,032`. Falls back to the epoch seconds if the C
 /// library cannot convert the time.
-pub fn log_asctime(when: SystemTime) -> String {
+pub(crate) fn log_asctime(when: SystemTime) -> String {
     let since = when.duration_since(UNIX_EPOCH).unwrap_or_default();
     match i64::try_from(since.as_secs()).ok().and_then(localtime) {
         Some(t) => py_log_asctime(&t, since.subsec_millis()),

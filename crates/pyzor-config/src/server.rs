@@ -57,7 +57,7 @@ pub const SERVER_DEFAULTS: &[(&str, &str)] = &[
 ];
 
 /// The largest `EngineTimeout` accepted, in seconds (an hour).
-pub const MAX_ENGINE_TIMEOUT: f64 = 3600.0;
+pub(crate) const MAX_ENGINE_TIMEOUT: f64 = 3600.0;
 
 /// `Durability`: how far an answered report has gone when pyzord replies.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -133,7 +133,7 @@ pub struct ServerConfig {
     /// `Durability` (ours).
     pub durability: DurabilityMode,
     /// `EngineTimeout` (ours): seconds, fractions allowed, above 0 and at
-    /// most [`MAX_ENGINE_TIMEOUT`]. The mysql and postgres engines wait at
+    /// most `MAX_ENGINE_TIMEOUT`. The mysql and postgres engines wait at
     /// most this long for their database each time they wait (to connect,
     /// for a lock, for a statement); a request that cannot be served in
     /// that time is answered with the reference's 500 "Database
@@ -160,7 +160,7 @@ impl ServerConfig {
     }
 
     /// Typed settings from an [`Ini`] that already holds all layers.
-    pub fn from_ini(ini: &Ini, homedir: &Path) -> Result<Self, ConfigError> {
+    pub(crate) fn from_ini(ini: &Ini, homedir: &Path) -> Result<Self, ConfigError> {
         let get = |k: &str| -> Result<String, ConfigError> {
             Ok(ini.get("server", k)?.unwrap_or_default())
         };

@@ -30,7 +30,7 @@
 
 pub mod mbox;
 pub mod mime;
-pub mod normalize;
+pub(crate) mod normalize;
 pub mod text;
 pub mod transfer;
 
@@ -147,11 +147,6 @@ impl Predigest {
         self.selected.as_slice().iter().map(|&i| self.lines.get(i))
     }
 
-    /// How many lines were kept before selection.
-    pub fn kept_lines(&self) -> usize {
-        self.lines.len()
-    }
-
     /// SHA-1 over the selected lines, each `bytes.rstrip()`ped (a no-op on
     /// normalised lines, kept literal, J.9).
     pub fn digest(&self) -> Digest {
@@ -184,11 +179,12 @@ pub fn predigest_lines(raw: &[u8]) -> Result<Vec<Vec<u8>>, DigestError> {
 /// Line indexes hashed for `n` kept lines (§E): all when `n <= 4`, else
 /// `offset * n // 100 + i` for `(offset, length)` in `[(20, 3), (60, 3)]`,
 /// skipping indexes past the end.
-pub fn selection(n: usize) -> Vec<usize> {
+#[cfg(test)]
+pub(crate) fn selection(n: usize) -> Vec<usize> {
     Selection::new(n).as_slice().to_vec()
 }
 
-/// [`selection`] without a heap allocation: it never has more than 6
+/// The selection of §E without a heap allocation: it never has more than 6
 /// indexes.
 #[derive(Debug, Clone, Copy)]
 struct Selection {

@@ -30,19 +30,12 @@
 
 use super::text::{encode_utf8_ignore, is_line_boundary_byte, py_isspace_byte, StandIns};
 
-/// `[a-z]` under `re.IGNORECASE` on a `str` pattern: ASCII letters plus
-/// U+0130 İ, U+0131 ı, U+017F ſ and U+212A K (Kelvin), whose lower/upper
-/// case is an ASCII letter (docs/digest-rules.md §D.2, E23).
-#[inline]
-pub fn is_url_letter(c: char) -> bool {
-    c.is_ascii_alphabetic() || matches!(c, '\u{130}' | '\u{131}' | '\u{17f}' | '\u{212a}')
-}
-
 /// The byte offset where the `[a-z]+:\S+` removal cuts token `t` (UTF-8,
 /// NULs removed), or `t.len()`: at the first `:` that has a letter right
 /// before it and a character after it, back to the start of that letter
-/// run. Letters are ASCII plus İ (C4 B0), ı (C4 B1), ſ (C5 BF) and K
-/// (E2 84 AA), [`is_url_letter`].
+/// run. Letters are `[a-z]` under `re.IGNORECASE` on a `str` pattern: ASCII
+/// plus İ (C4 B0), ı (C4 B1), ſ (C5 BF) and K (E2 84 AA), whose lower or
+/// upper case is an ASCII letter (docs/digest-rules.md §D.2, E23).
 fn url_cut(t: &[u8]) -> usize {
     for c in 1..t.len().saturating_sub(1) {
         if t[c] != b':' {
@@ -76,7 +69,8 @@ fn has_inner_at(t: &[u8]) -> bool {
 /// `normalize(line).encode("utf8", "ignore")` for a line that holds no
 /// line boundary, and `len(normalize(line))` in code points (surrogate
 /// stand-ins, as `stand_ins` names them, count, §D.3).
-pub fn normalize_line(line: &str, stand_ins: StandIns) -> (Vec<u8>, usize) {
+#[cfg(test)]
+pub(crate) fn normalize_line(line: &str, stand_ins: StandIns) -> (Vec<u8>, usize) {
     let mut l = Lines {
         stand_ins,
         ..Lines::default()
@@ -328,11 +322,6 @@ impl Lines {
         self.ends.len()
     }
 
-    /// Whether no line was kept.
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
     /// Kept line `i` (UTF-8, possibly empty, §D.3).
     pub fn get(&self, i: usize) -> &[u8] {
         let start = if i == 0 { 0 } else { self.ends[i - 1] };
@@ -341,7 +330,8 @@ impl Lines {
 
     /// Feed one payload that holds no lone surrogate (every character is
     /// genuine): [`Lines::add_payload_with`] with [`StandIns::NONE`].
-    pub fn add_payload(&mut self, payload: &str) {
+    #[cfg(test)]
+    pub(crate) fn add_payload(&mut self, payload: &str) {
         self.add_payload_with(payload, StandIns::NONE);
     }
 

@@ -8,14 +8,14 @@
 //! 15–16 ([`StandIns`]). A stand-in behaves as a surrogate does in Python
 //! everywhere in the pipeline: like every private-use character it is
 //! `\S`, not a letter, has no case mapping and counts as one code point;
-//! only `encode("utf8", "ignore")` ([`encode_utf8_ignore`]) tells them
+//! only `encode("utf8", "ignore")` (`encode_utf8_ignore`) tells them
 //! apart and drops the stand-ins.
 //!
 //! Which characters are stand-ins is a property of each decoded text, not
 //! of the code points: a text that no codec gave a lone surrogate has
-//! [`StandIns::NONE`] and is encoded verbatim, so a genuine U+10F800..
+//! `StandIns::NONE` and is encoded verbatim, so a genuine U+10F800..
 //! U+10FFFF character is kept as Python keeps it. A codec that emits lone
-//! surrogates uses the block at [`SURROGATE_STAND_IN_BASE`] (U+10F800..
+//! surrogates uses the block at `SURROGATE_STAND_IN_BASE` (U+10F800..
 //! U+10FFFF) unless the same text also holds genuine characters of that
 //! block; then it decodes again with a block the text does not use
 //! (`codecs::decode_text`). The only inexact case left: a text with lone
@@ -23,7 +23,7 @@
 //! characters of the last block are then dropped with the surrogates.
 
 /// First code point of the default stand-in block (stands for U+D800).
-pub const SURROGATE_STAND_IN_BASE: u32 = 0x10_F800;
+pub(crate) const SURROGATE_STAND_IN_BASE: u32 = 0x10_F800;
 
 /// The stand-in for the lone surrogate `unit` (0xD800..=0xDFFF).
 pub fn surrogate_stand_in(unit: u16) -> char {
@@ -40,7 +40,7 @@ pub fn is_surrogate_stand_in(c: char) -> bool {
 
 /// Lowest code point a stand-in block may start at (U+F0000: planes 15 and
 /// 16 are private use, 64 blocks of 2048).
-pub const STAND_IN_AREA_START: u32 = 0xF_0000;
+pub(crate) const STAND_IN_AREA_START: u32 = 0xF_0000;
 
 /// Which characters of one decoded text stand for lone surrogates: none,
 /// or the 2048-code-point block starting at a base in U+F0000..U+10F800.
@@ -49,7 +49,7 @@ pub struct StandIns(Option<u32>);
 
 impl StandIns {
     /// The text holds no stand-in: every character is genuine.
-    pub const NONE: StandIns = StandIns(None);
+    pub(crate) const NONE: StandIns = StandIns(None);
     /// Stand-ins in the default block U+10F800..U+10FFFF.
     pub const DEFAULT: StandIns = StandIns(Some(SURROGATE_STAND_IN_BASE));
 
@@ -71,7 +71,7 @@ impl StandIns {
 
     /// The stand-in for the lone surrogate `unit` (0xD800..=0xDFFF); the
     /// default block when this is [`StandIns::NONE`].
-    pub fn stand_in(self, unit: u16) -> char {
+    pub(crate) fn stand_in(self, unit: u16) -> char {
         let base = self.0.unwrap_or(SURROGATE_STAND_IN_BASE);
         let off = u32::from(unit).wrapping_sub(0xD800) & 0x7FF;
         char::from_u32(base + off).expect("plane 15/16 code point")
@@ -94,7 +94,7 @@ pub use pyzor_protocol::py::{
 /// `s.encode("utf8", "ignore")`: UTF-8, with lone surrogates (the stand-ins
 /// of `stand_ins`) dropped (docs/digest-rules.md D.3). Every other character,
 /// U+10F800..U+10FFFF included, is kept.
-pub fn encode_utf8_ignore(s: &str, stand_ins: StandIns, out: &mut Vec<u8>) {
+pub(crate) fn encode_utf8_ignore(s: &str, stand_ins: StandIns, out: &mut Vec<u8>) {
     if !stand_ins.is_some() || !s.chars().any(|c| stand_ins.contains(c)) {
         out.extend_from_slice(s.as_bytes());
         return;

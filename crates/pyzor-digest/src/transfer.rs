@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 /// The decoders `get_payload(decode=True)` knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cte {
+pub(crate) enum Cte {
     /// `quoted-printable`
     QuotedPrintable,
     /// `base64`
@@ -25,7 +25,7 @@ impl Cte {
     /// strip**: `base64 ` or a folded value is not base64 (§C.1, J.8).
     /// `str()` turns each 8-bit byte into U+FFFD, which never matches, so an
     /// ASCII case-insensitive comparison of the raw bytes is exact.
-    pub fn from_header(raw: &[u8]) -> Cte {
+    pub(crate) fn from_header(raw: &[u8]) -> Cte {
         let is = |name: &str| raw.eq_ignore_ascii_case(name.as_bytes());
         if is("quoted-printable") {
             Cte::QuotedPrintable
@@ -41,7 +41,7 @@ impl Cte {
 
 /// `get_payload(decode=True)` for a string payload: the decoder for the
 /// Content-Transfer-Encoding (`None` when the header is absent).
-pub fn decode_payload(cte: Option<Cte>, payload: Cow<'_, [u8]>) -> Cow<'_, [u8]> {
+pub(crate) fn decode_payload(cte: Option<Cte>, payload: Cow<'_, [u8]>) -> Cow<'_, [u8]> {
     match cte.unwrap_or(Cte::Other) {
         Cte::QuotedPrintable => Cow::Owned(a2b_qp(&payload)),
         Cte::Base64 => {
@@ -206,7 +206,7 @@ fn a2b_base64_strict_fast(s: &[u8], out: &mut Vec<u8>) -> Option<()> {
 /// `email._encoded_words.decode_b` (§C.1.1): strict with the missing
 /// padding appended, then lenient, then lenient with `==`; `None` when all
 /// three fail (the caller then keeps the encoded text).
-pub fn decode_b(encoded: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn decode_b(encoded: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(encoded.len() / 4 * 3 + 3);
     let pad = encoded.len() % 4;
     let mut padded;
@@ -249,7 +249,7 @@ static HEX_VAL: [u8; 256] = {
 };
 
 /// `binascii.a2b_qp(data, header=False)` (§C.1.2).
-pub fn a2b_qp(d: &[u8]) -> Vec<u8> {
+pub(crate) fn a2b_qp(d: &[u8]) -> Vec<u8> {
     /// Bytes looked at one by one before handing the search to `memchr`:
     /// escapes are often this close together (`=3D`, `=20` in HTML), where
     /// a call to `memchr` costs more than the scan.
@@ -413,7 +413,7 @@ fn a2b_uu(line: &[u8]) -> Option<Vec<u8>> {
 
 /// `email.message._decode_uu` (§C.1.3); `None` is the ValueError
 /// after which `get_payload` returns the raw payload.
-pub fn decode_uu(encoded: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn decode_uu(encoded: &[u8]) -> Option<Vec<u8>> {
     let mut lines = bytes_splitlines(encoded);
     loop {
         let line = lines.next()?;

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// Plain lines every this many records (the reference's print_interval).
 const EVERY: u64 = 100_000;
 
-pub struct Progress {
+pub(crate) struct Progress {
     bar: Option<ProgressBar>,
     last_line: u64,
     start: Instant,

@@ -15,7 +15,7 @@
 //! | `int(bytes)` | [`py_int_bytes`] |
 //! | `float(str)` | [`py_float`] |
 //! | `int(float)` | [`py_int_of_float`] |
-//! | `repr(str)`, `%r`; `%.200R` | [`py_repr_str`]; [`py_repr_str_max`] |
+//! | `repr(str)`, `%r`; `%.200R` | [`py_repr_str`]; `py_repr_str_max` |
 //! | `str((int, str))` | [`py_str_int_str_tuple`] |
 //! | `str(OSError)` | [`py_oserror_str`] |
 //! | `time.ctime()`; `logging`'s `asctime` | [`py_ctime`]; [`py_log_asctime`] (on a [`StructTime`]) |
@@ -206,7 +206,7 @@ pub fn py_splitlines(s: &str) -> impl Iterator<Item = &str> {
 // int(), float()
 
 /// CPython's default `sys.get_int_max_str_digits()`.
-pub const INT_MAX_STR_DIGITS: usize = 4300;
+pub(crate) const INT_MAX_STR_DIGITS: usize = 4300;
 
 /// A value Python's `int()` returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -225,8 +225,8 @@ pub enum PyInt<'a> {
 impl PyInt<'_> {
     /// `float(n)`, as Python converts an int wherever it meets a float.
     /// Correctly rounded (round-half-even), like CPython's conversion.
-    pub fn to_f64(&self) -> Result<f64, PyIntTooLargeForFloat> {
-        match *self {
+    pub(crate) fn to_f64(self) -> Result<f64, PyIntTooLargeForFloat> {
+        match self {
             PyInt::I64(v) => Ok(v as f64),
             PyInt::Big { negative, digits } => {
                 let clean: String = digits.chars().filter(|&c| c != '_').collect();
@@ -242,7 +242,7 @@ impl PyInt<'_> {
 /// Python's `OverflowError` converting a huge int to float.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("int too large to convert to float")]
-pub struct PyIntTooLargeForFloat;
+pub(crate) struct PyIntTooLargeForFloat;
 
 /// Python's `ValueError` from `int(s)` on a `str`, with Python's text.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -251,7 +251,7 @@ pub enum PyIntError<'a> {
     /// of the argument.
     #[error("invalid literal for int() with base 10: {}", py_repr_str_max(.0, 200))]
     InvalidLiteral(&'a str),
-    /// More digits than [`INT_MAX_STR_DIGITS`] (checked before what follows
+    /// More digits than `INT_MAX_STR_DIGITS` (checked before what follows
     /// the digits, as CPython does: `"5" * 5000 + "x"` gets this error).
     #[error("Exceeds the limit ({INT_MAX_STR_DIGITS} digits) for integer string conversion: value has {0} digits; use sys.set_int_max_str_digits() to increase the limit")]
     TooManyDigits(usize),
@@ -453,7 +453,7 @@ pub fn py_repr_str(s: &str) -> String {
 /// `%.<max>R` in CPython's `PyUnicode_FromFormat` (e.g. `%.200R` in the
 /// `int()` error): [`py_repr_str`] cut after `max` characters, closing
 /// quote included in the cut.
-pub fn py_repr_str_max(s: &str, max: usize) -> String {
+pub(crate) fn py_repr_str_max(s: &str, max: usize) -> String {
     let mut r = py_repr_str(s);
     if let Some((i, _)) = r.char_indices().nth(max) {
         r.truncate(i);

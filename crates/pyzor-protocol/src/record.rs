@@ -33,6 +33,18 @@ impl Timestamp {
 /// increments saturate there.
 pub const MAX_COUNT: i64 = i64::MAX;
 
+/// The expiry cutoff at `now` for `CleanupAge` seconds: records whose last
+/// update is before it go ([`Record::expired`]). `None` when the age is 0 or
+/// less (expiry disabled), as the reference's `cleanup_age` check.
+pub fn expiry_cutoff(now: Timestamp, cleanup_age_secs: i64) -> Option<Timestamp> {
+    (cleanup_age_secs > 0).then(|| {
+        Timestamp(
+            now.0
+                .saturating_sub(cleanup_age_secs.saturating_mul(1_000_000)),
+        )
+    })
+}
+
 /// What Pyzor knows about one digest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Record {

@@ -1,5 +1,5 @@
 //! What the main log says about engine failures: one line when the engine
-//! starts failing, a summary every [`SUMMARY_EVERY`] while it keeps
+//! starts failing, a summary every `SUMMARY_EVERY` while it keeps
 //! failing, and one line when it answers again — never one line per failed
 //! batch (a Redis outage under load used to write thousands of lines a
 //! second, burying everything else).
@@ -12,9 +12,9 @@
 //!   was re-run request by request (`EngineHealth::request_failed`, e.g.
 //!   a digest the engine cannot store): the engine is not down; the first
 //!   such failure is logged, the next ones are counted and summarised at
-//!   most once per [`SUMMARY_EVERY`].
+//!   most once per `SUMMARY_EVERY`.
 //!
-//! Error texts are cut to [`MAX_ERROR`] bytes: they may quote a digest,
+//! Error texts are cut to `MAX_ERROR` bytes: they may quote a digest,
 //! and no log line grows with client input. The state is also exported
 //! as the `pyzord_engine_up` gauge ([`crate::metrics`]).
 
@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 use log::Level;
 
 /// How often a failing engine's counts are logged.
-pub const SUMMARY_EVERY: Duration = Duration::from_secs(60);
+pub(crate) const SUMMARY_EVERY: Duration = Duration::from_secs(60);
 /// Longest error text quoted in a line (bytes).
-pub const MAX_ERROR: usize = 200;
+pub(crate) const MAX_ERROR: usize = 200;
 
 /// The engine's state as the log reports it; shared by all workers.
 #[derive(Debug, Default)]
@@ -197,7 +197,7 @@ impl State {
 impl EngineHealth {
     /// Whether the engine is answering (no failed batch since the last
     /// successful one).
-    pub fn is_up(&self) -> bool {
+    pub(crate) fn is_up(&self) -> bool {
         !self.down.load(Relaxed)
     }
 

@@ -57,7 +57,7 @@ pub const VERSION: &str = "1.1.2";
 
 /// Open the configured engine (any of `pyzor_store::ENGINES`; `memory` is
 /// volatile, for tests and benchmarks).
-pub fn open_engine(cfg: &ServerConfig) -> Result<Arc<dyn Engine>, String> {
+pub(crate) fn open_engine(cfg: &ServerConfig) -> Result<Arc<dyn Engine>, String> {
     let mut o = EngineOptions::new(&cfg.engine, &cfg.homedir);
     if cfg.digest_db_explicit || pyzor_store::default_dsn(&cfg.engine).is_some() {
         o.dsn = Some(cfg.digest_db.clone());

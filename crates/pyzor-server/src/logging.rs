@@ -79,7 +79,7 @@ fn level_name(l: Level) -> &'static str {
 }
 
 /// One formatted line, `%(asctime)s (%(process)d) %(levelname)s %(message)s`.
-pub fn format_line(when: SystemTime, pid: u32, level: &str, text: &str) -> String {
+pub(crate) fn format_line(when: SystemTime, pid: u32, level: &str, text: &str) -> String {
     pyzor_config::localtime::log_line(when, pid, level, &text)
 }
 
@@ -148,7 +148,7 @@ impl Logs {
     /// Whether the usage log takes lines of `level` (check before
     /// formatting a line: no work when it is off).
     #[inline]
-    pub fn usage_enabled(&self, level: Level) -> bool {
+    pub(crate) fn usage_enabled(&self, level: Level) -> bool {
         level <= self.usage_level
     }
 

@@ -44,7 +44,7 @@ const OPS: [&str; 7] = [
 ];
 
 /// Reply counts of one batch, kept by a worker and added to [`Metrics`]
-/// once per batch ([`Metrics::add_tally`]): one atomic add per distinct
+/// once per batch (`Metrics::add_tally`): one atomic add per distinct
 /// (operation, code) of the batch instead of one per reply, so that the
 /// workers do not pass the counters' cache line back and forth at every
 /// reply.
@@ -100,7 +100,7 @@ fn code_index(code: u16) -> usize {
 
 impl Metrics {
     /// Add a batch's [`Tally`] to the shared counters and empty it.
-    pub fn add_tally(&self, t: &mut Tally) {
+    pub(crate) fn add_tally(&self, t: &mut Tally) {
         for (shared, counts) in self.requests.iter().zip(t.counts.iter_mut()) {
             for (cell, n) in shared.iter().zip(counts.iter_mut()) {
                 if *n != 0 {

@@ -1,7 +1,7 @@
 //! UDP sockets and the worker's batch of datagrams.
 //!
 //! Each worker owns one socket bound with `SO_REUSEPORT` to the listen
-//! address and one [`BatchIo`] (`recvmmsg`/`sendmmsg` from `pyzor-udp`):
+//! address and one `BatchIo` (`recvmmsg`/`sendmmsg` from `pyzor-udp`):
 //! fixed receive buffers, reply buffers that keep their capacity, and the
 //! `mmsghdr` arrays. Nothing is allocated per datagram.
 //!
@@ -12,7 +12,7 @@
 //!
 //! `recvmmsg` is called with `MSG_WAITFORONE`: it blocks (up to the socket's
 //! receive timeout, used to notice shutdown) for the first datagram and then
-//! takes whatever else is already queued, up to [`BATCH`].
+//! takes whatever else is already queued, up to `BATCH`.
 
 mod steer;
 
@@ -31,13 +31,13 @@ use pyzor_protocol::wire::MAX_PACKET_SIZE;
 /// Datagrams per receive/send batch (one `recvmmsg`, one engine call, one
 /// `sendmmsg`). 64 = the largest window a single client keeps in flight in
 /// the benchmarks; a bigger batch costs 8 KiB of buffer per datagram.
-pub const BATCH: usize = 64;
+pub(crate) const BATCH: usize = 64;
 /// Receive buffer size requested from the kernel (bursts are not dropped).
-pub const RCVBUF: usize = 8 << 20;
+pub(crate) const RCVBUF: usize = 8 << 20;
 
 /// Resolve the listen address as the reference does: an address containing
 /// `:` is IPv6, anything else IPv4 (a host name is resolved in that family).
-pub fn listen_addr(address: &str, port: u16) -> io::Result<SocketAddr> {
+pub(crate) fn listen_addr(address: &str, port: u16) -> io::Result<SocketAddr> {
     let v6 = address.contains(':');
     if v6 {
         let a = address.trim_start_matches('[').trim_end_matches(']');
@@ -62,7 +62,7 @@ pub fn listen_addr(address: &str, port: u16) -> io::Result<SocketAddr> {
 /// A UDP socket for one worker: `SO_REUSEPORT`, a large `SO_RCVBUF`, IPv6
 /// sockets also accept IPv4 (`IPV6_V6ONLY` off, as the reference), and a
 /// receive timeout so that the worker notices shutdown.
-pub fn bind_worker_socket(
+pub(crate) fn bind_worker_socket(
     addr: SocketAddr,
     reuse_port: bool,
     timeout: Duration,
@@ -222,7 +222,7 @@ pub(crate) fn py_os_error(e: &io::Error) -> String {
 /// §1), the senders' addresses, reply buffers of 512 bytes to start with,
 /// and `MSG_WAITFORONE`. Everything else (`recv`, `datagram`, `peer`,
 /// `replies`, `send`) is [`Batch`]'s own.
-pub struct BatchIo(Batch);
+pub(crate) struct BatchIo(Batch);
 
 impl BatchIo {
     pub fn new() -> Self {

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use pyzor_protocol::Timestamp;
 use pyzor_store::Engine;
 
 use crate::forward::ForwardQueue;
@@ -27,7 +26,7 @@ const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// CleanupAge expiry period (also run once at start).
 const EXPIRE_EVERY: Duration = Duration::from_secs(3600);
 /// [`StartOptions::engine_queue`] of pyzord.
-pub const DEFAULT_ENGINE_QUEUE: usize = 1024;
+pub(crate) const DEFAULT_ENGINE_QUEUE: usize = 1024;
 
 /// What [`Server::start`] needs besides the engine and rules.
 #[derive(Clone, Debug)]
@@ -178,7 +177,7 @@ impl Server {
     }
 
     /// Where the metrics endpoint listens.
-    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+    pub(crate) fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
     }
 
@@ -234,12 +233,8 @@ fn timers(sh: Arc<Shared>, cleanup_age: i64) {
     let mut next_expire = Instant::now();
     while !sh.stop.load(Relaxed) {
         let now = Instant::now();
-        if cleanup_age > 0 && now >= next_expire {
-            let cutoff = Timestamp(
-                pyzor_store::now()
-                    .0
-                    .saturating_sub(cleanup_age.saturating_mul(1_000_000)),
-            );
+        let cutoff = pyzor_protocol::record::expiry_cutoff(pyzor_store::now(), cleanup_age);
+        if let Some(cutoff) = cutoff.filter(|_| now >= next_expire) {
             match sh.engine.expire(cutoff) {
                 Ok(n) if n > 0 => log::info!("Expired {n} records not updated for {cleanup_age} s"),
                 Ok(_) => {}

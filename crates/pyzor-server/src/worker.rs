@@ -573,7 +573,7 @@ fn recycle<A, B>(mut v: Vec<A>) -> Vec<B> {
 /// engine that may block, the requests that need it go to the worker's
 /// engine thread (at most `engine_queue` waiting), whose queue is drained
 /// before this returns.
-pub fn run_worker(shared: Arc<Shared>, sock: std::net::UdpSocket, engine_queue: usize) {
+pub(crate) fn run_worker(shared: Arc<Shared>, sock: std::net::UdpSocket, engine_queue: usize) {
     let mut io = crate::net::BatchIo::new();
     let mut proc = Processor::new(&shared);
     let mut queue = None;

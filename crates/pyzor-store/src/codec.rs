@@ -60,7 +60,7 @@ fn get_varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
 }
 
 /// Append the encoding of `r` to `out`.
-pub fn encode_into(r: &Record, out: &mut Vec<u8>) {
+pub(crate) fn encode_into(r: &Record, out: &mut Vec<u8>) {
     let stamps = [r.r_entered, r.r_updated, r.wl_entered, r.wl_updated];
     let mut flags = VERSION;
     for (i, t) in stamps.iter().enumerate() {

@@ -41,7 +41,7 @@ pub mod memory;
 pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
-pub mod pytime;
+pub(crate) mod pytime;
 #[cfg(feature = "redis")]
 pub mod redis;
 #[cfg(any(feature = "mysql", feature = "postgres"))]
@@ -64,7 +64,7 @@ impl<'a> Op<'a> {
             Op::Get(d) | Op::Report(d) | Op::Whitelist(d) => d,
         }
     }
-    pub fn is_write(&self) -> bool {
+    pub(crate) fn is_write(&self) -> bool {
         !matches!(self, Op::Get(_))
     }
 }
@@ -267,11 +267,11 @@ pub const DEFAULT_ENGINE: &str = "lmdb";
 
 /// The reference's default CleanupAge: 60*60*24*30*4 seconds (about four
 /// months).
-pub const DEFAULT_CLEANUP_AGE: u64 = 60 * 60 * 24 * 30 * 4;
+pub(crate) const DEFAULT_CLEANUP_AGE: u64 = 60 * 60 * 24 * 30 * 4;
 
 /// The default bound on each wait on a network database
 /// (`EngineTimeout`, see [`EngineOptions::engine_timeout`]).
-pub const DEFAULT_ENGINE_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_ENGINE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The DSN used when none is given, for the engines that have one
 /// (file engines; relative to the homedir). Network engines need a DSN.
@@ -309,7 +309,7 @@ pub struct EngineOptions {
     /// all (hung, or the network gone) is given twice as long before the
     /// connection is dropped (client-side deadline, TCP keepalive and
     /// `TCP_USER_TIMEOUT`). Bulk statements off the request path (expiry,
-    /// migration, scans) get [`bulk_timeout`](Self::bulk_timeout) instead.
+    /// migration, scans) get `bulk_timeout` instead.
     /// See docs/engines.md.
     pub engine_timeout: Duration,
 }
@@ -331,7 +331,7 @@ impl EngineOptions {
     /// The statement bound of bulk work (expiry, `put_many`,
     /// `delete_many`, scan pages): 60 × `engine_timeout` (5 minutes by
     /// default); lock waits stay bounded by `engine_timeout`.
-    pub fn bulk_timeout(&self) -> Duration {
+    pub(crate) fn bulk_timeout(&self) -> Duration {
         self.engine_timeout.saturating_mul(60)
     }
 
@@ -365,7 +365,7 @@ impl EngineOptions {
     }
 
     /// The DSN as given, or the engine's default.
-    pub fn dsn_or_default(&self) -> Result<String> {
+    pub(crate) fn dsn_or_default(&self) -> Result<String> {
         match (&self.dsn, default_dsn(&self.engine)) {
             (Some(d), _) => Ok(d.clone()),
             (None, Some(d)) => Ok(d.to_string()),
@@ -379,13 +379,8 @@ impl EngineOptions {
     /// The expiry cutoff for [`Engine::expire`] at `now`: records last
     /// updated before it go. `None` when CleanupAge is 0 (expiry disabled).
     pub fn expiry_cutoff(&self, now: Timestamp) -> Option<Timestamp> {
-        if self.cleanup_age == 0 {
-            return None;
-        }
         let age = i64::try_from(self.cleanup_age).unwrap_or(i64::MAX);
-        Some(Timestamp(
-            now.0.saturating_sub(age.saturating_mul(1_000_000)),
-        ))
+        pyzor_protocol::record::expiry_cutoff(now, age)
     }
 
     /// A file DSN resolved against the homedir (absolute paths stay).

@@ -9,7 +9,7 @@
 //!   exclusive `flock` on `pyzor.lock` in the directory (`<file>-pyzor.lock`
 //!   beside a single-file environment), which names the owner's pid; a
 //!   second pyzord or pyzor-migrate on it fails to open, naming the owner.
-//! * **Keys.** A digest of up to [`MAX_INLINE`] bytes is stored as the key
+//! * **Keys.** A digest of up to `MAX_INLINE` bytes is stored as the key
 //!   `0x00 ‖ digest` (exact bytes: empty, NUL, non-UTF-8 all fine). A longer
 //!   digest — LMDB keys are limited to 511 bytes — is stored under
 //!   `0x01 ‖ SHA-1(digest)` and its full bytes follow the record in the
@@ -26,7 +26,7 @@
 //!   map size, `du` the space used), so the map starts at 1 GiB instead of
 //!   64 GiB; and a write fault on a page the file system cannot allocate
 //!   would kill the process with `SIGBUS` when the disk is full, so disk
-//!   blocks are reserved ([`RESERVE_AHEAD`] beyond LMDB's last page) before
+//!   blocks are reserved (`RESERVE_AHEAD` beyond LMDB's last page) before
 //!   they are needed. When the reservation fails, writes are refused with
 //!   an `ENOSPC` error (the requests are answered 500, reads keep working)
 //!   until space is free again. A file system without `fallocate` (or one
@@ -56,7 +56,7 @@ use sha1::{Digest, Sha1};
 use crate::{codec, Durability, Engine, Op, RecordIter, Result, StoreError};
 
 /// Longest digest stored verbatim as (part of) the LMDB key.
-pub const MAX_INLINE: usize = 510;
+pub(crate) const MAX_INLINE: usize = 510;
 const TAG_INLINE: u8 = 0;
 const TAG_HASHED: u8 = 1;
 /// Initial map without `MDB_WRITEMAP` (sparse address space only).
@@ -68,7 +68,7 @@ const INITIAL_MAP_WRITEMAP: usize = 1 << 30;
 /// through the map. A write transaction of the server (64 requests) dirties
 /// at most a few hundred pages; bulk writes ask for more first
 /// (`Reserve::ensure`).
-pub const RESERVE_AHEAD: u64 = 64 << 20;
+pub(crate) const RESERVE_AHEAD: u64 = 64 << 20;
 /// Records per read transaction while scanning or expiring.
 const CHUNK: usize = 4096;
 
@@ -391,7 +391,7 @@ impl LmdbEngine {
     }
 
     /// [`LmdbEngine::open_with_map`] with a chosen disk reservation ahead
-    /// of the last page (see [`RESERVE_AHEAD`]); tests use a small one to
+    /// of the last page (see `RESERVE_AHEAD`); tests use a small one to
     /// fill a small file system.
     pub fn open_tuned(
         path: &Path,

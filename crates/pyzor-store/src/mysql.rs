@@ -69,7 +69,7 @@ const SOCKETS: &[&str] = &[
 
 /// The parsed DSN.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MysqlDsn {
+pub(crate) struct MysqlDsn {
     pub host: String,
     pub port: u16,
     /// A unix socket path, when the host asks for one.
@@ -81,7 +81,7 @@ pub struct MysqlDsn {
 }
 
 /// The table name quoted for MySQL.
-pub fn check_table(t: &str) -> Result<String> {
+pub(crate) fn check_table(t: &str) -> Result<String> {
     Ok(crate::sql::check_table(t)?
         .iter()
         .map(|p| format!("`{p}`"))
@@ -90,7 +90,7 @@ pub fn check_table(t: &str) -> Result<String> {
 }
 
 /// Parse `host,user,password,database,table`.
-pub fn parse_dsn(dsn: &str) -> Result<MysqlDsn> {
+pub(crate) fn parse_dsn(dsn: &str) -> Result<MysqlDsn> {
     let f = crate::sql::split_dsn(dsn, "MySQL")?;
     let (host, port, socket) = if f.host.contains('/') {
         ("localhost".to_string(), 3306, Some(f.host.clone()))

@@ -22,7 +22,7 @@ use pyzor_protocol::Timestamp;
 /// `datetime.timestamp()` with the default `fold=0`, the ambiguous time
 /// takes the earlier instant; a time in the gap is read with the offset in
 /// force before the gap (i.e. shifted forward by the gap's length).
-pub fn naive_local_to_ts(n: NaiveDateTime) -> Timestamp {
+pub(crate) fn naive_local_to_ts(n: NaiveDateTime) -> Timestamp {
     let dt = match Local.from_local_datetime(&n) {
         LocalResult::Single(d) => d,
         LocalResult::Ambiguous(a, b) => a.min(b),
@@ -48,14 +48,14 @@ pub fn naive_local_to_ts(n: NaiveDateTime) -> Timestamp {
 }
 
 /// Our timestamp as a naive local datetime, or `None` outside chrono's range.
-pub fn ts_to_naive_local(t: Timestamp) -> Option<NaiveDateTime> {
+pub(crate) fn ts_to_naive_local(t: Timestamp) -> Option<NaiveDateTime> {
     let utc = DateTime::from_timestamp_micros(t.0)?;
     Some(utc.with_timezone(&Local).naive_local())
 }
 
 /// Python's `str(datetime)`: `YYYY-MM-DD HH:MM:SS`, plus `.ffffff` only
 /// when the microsecond is not zero (docs/field-notes.md §5.12).
-pub fn py_str_datetime(n: &NaiveDateTime) -> String {
+pub(crate) fn py_str_datetime(n: &NaiveDateTime) -> String {
     use chrono::{Datelike, Timelike};
     let mut s = format!(
         "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
@@ -76,7 +76,7 @@ pub fn py_str_datetime(n: &NaiveDateTime) -> String {
 /// Python's `strptime(s, "%Y-%m-%d %H:%M:%S.%f")`, falling back to
 /// `"%Y-%m-%d %H:%M:%S"` (the reference's `_dt_decode`): `%f` takes one to
 /// six digits, the other fields one or more.
-pub fn py_parse_datetime(s: &str) -> Option<NaiveDateTime> {
+pub(crate) fn py_parse_datetime(s: &str) -> Option<NaiveDateTime> {
     let (date, time) = s.split_once(' ')?;
     let mut d = date.splitn(3, '-');
     let (y, mo, da) = (d.next()?, d.next()?, d.next()?);

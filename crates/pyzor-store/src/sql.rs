@@ -52,7 +52,7 @@ impl Limits {
 
 /// The five fields `host,user,password,database,table`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SqlDsn {
+pub(crate) struct SqlDsn {
     pub host: String,
     pub user: String,
     pub password: String,
@@ -61,7 +61,7 @@ pub struct SqlDsn {
 }
 
 /// Split `host,user,password,database,table` (the reference's MySQL form).
-pub fn split_dsn(dsn: &str, engine: &str) -> Result<SqlDsn> {
+pub(crate) fn split_dsn(dsn: &str, engine: &str) -> Result<SqlDsn> {
     let f: Vec<&str> = dsn.split(',').collect();
     if f.len() != 5 {
         // not the DSN itself: it may hold a password
@@ -82,7 +82,7 @@ pub fn split_dsn(dsn: &str, engine: &str) -> Result<SqlDsn> {
 
 /// Check a table name (optionally `database.table`) and return its parts:
 /// it goes into SQL text, so only letters, digits, `_` and `$` pass.
-pub fn check_table(t: &str) -> Result<Vec<&str>> {
+pub(crate) fn check_table(t: &str) -> Result<Vec<&str>> {
     let parts: Vec<&str> = t.split('.').collect();
     let ok = parts.len() <= 2
         && parts.iter().all(|p| {
@@ -99,10 +99,10 @@ pub fn check_table(t: &str) -> Result<Vec<&str>> {
 }
 
 /// One item of a scan.
-pub type ScanItem = Result<(Vec<u8>, Record)>;
+pub(crate) type ScanItem = Result<(Vec<u8>, Record)>;
 
 /// A source of keyset pages (rows after the last key seen, in key order).
-pub trait KeysetPages {
+pub(crate) trait KeysetPages {
     /// The next page, and whether another may follow (a short page is the
     /// last).
     fn next_page(&mut self) -> Result<(Vec<ScanItem>, bool)>;
@@ -110,7 +110,7 @@ pub trait KeysetPages {
 
 /// Turns pages into a record stream: constant memory, and an error ends the
 /// stream after it is handed out.
-pub struct Paged<S> {
+pub(crate) struct Paged<S> {
     source: S,
     buf: std::vec::IntoIter<ScanItem>,
     done: bool,
@@ -156,7 +156,7 @@ impl<S: KeysetPages> Iterator for Paged<S> {
 /// `attempt` sets the flag it is given when its error was such a conflict.
 /// No attempt starts after `limit` has passed (a lock *timeout* is not a
 /// conflict: it has waited its time already).
-pub fn retry_lock_conflicts<T>(
+pub(crate) fn retry_lock_conflicts<T>(
     engine: &str,
     limit: Duration,
     mut attempt: impl FnMut(&std::cell::Cell<bool>) -> Result<T>,

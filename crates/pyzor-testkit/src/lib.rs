@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 mod oracle;
 mod rng;
 
-pub use oracle::{system_python, Oracle, SYSTEM_PYTHON};
+pub use oracle::{system_python, Oracle};
 pub use rng::XorShift;
 
 /// The workspace root (two levels above this crate).
@@ -104,7 +104,7 @@ pub fn free_tcp_port() -> u16 {
 }
 
 /// Whether something listens on 127.0.0.1:`port` (TCP).
-pub fn tcp_service_up(port: u16) -> bool {
+pub(crate) fn tcp_service_up(port: u16) -> bool {
     TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(300)).is_ok()
 }
 
@@ -146,7 +146,7 @@ pub fn postgres_available(test: &str) -> bool {
 
 /// Whether `program` can be run: an executable file on `PATH`, or at that
 /// path when it names one (contains a `/`).
-pub fn program_installed(program: &str) -> bool {
+pub(crate) fn program_installed(program: &str) -> bool {
     use std::os::unix::fs::PermissionsExt;
     let executable = |p: &Path| {
         p.metadata()

@@ -8,9 +8,9 @@ use std::process::{Command, Stdio};
 
 /// The system's CPython 3.11, which the differential tests of the codecs,
 /// `html.parser`, `email` and `configparser` compare with.
-pub const SYSTEM_PYTHON: &str = "/usr/bin/python3";
+pub(crate) const SYSTEM_PYTHON: &str = "/usr/bin/python3";
 
-/// [`SYSTEM_PYTHON`], or a loud skip when it is not installed.
+/// `SYSTEM_PYTHON`, or a loud skip when it is not installed.
 pub fn system_python(test: &str) -> Option<PathBuf> {
     let python = PathBuf::from(SYSTEM_PYTHON);
     if python.is_file() {

@@ -21,7 +21,7 @@ impl Client {
     /// Ask every server concurrently; results in servers order
     /// (B8: the reference prints in completion order — nondeterministic —
     /// we print in the servers file's order).
-    pub fn query_all(&self, op: Op, digest: Option<&str>) -> Vec<Outcome> {
+    pub(crate) fn query_all(&self, op: Op, digest: Option<&str>) -> Vec<Outcome> {
         let digests: Vec<&str> = digest.into_iter().collect();
         let one = |s: &ServerAddr| {
             let account = self.accounts.get(&(s.host.clone(), s.port));
@@ -57,7 +57,7 @@ pub(crate) const WINDOW: usize = 8;
 impl Client {
     /// [`Client::query_all`] for several digests at once (up to `WINDOW`
     /// in parallel); one result vector per digest, in input order.
-    pub fn query_many(&self, op: Op, digests: &[&str]) -> Vec<Vec<Outcome>> {
+    pub(crate) fn query_many(&self, op: Op, digests: &[&str]) -> Vec<Vec<Outcome>> {
         if digests.len() <= 1 {
             return digests
                 .iter()

@@ -12,7 +12,7 @@
 //! `tools/gen-codec-tables.py` (see docs/codecs.md). Lone surrogates that a
 //! codec produces (utf-7, unicode_escape, raw_unicode_escape; any codec
 //! that goes through `Out::push_cp` is tracked) are returned as
-//! stand-ins; [`decode_text`] says which block holds them
+//! stand-ins; `decode_text` says which block holds them
 //! ([`super::text::StandIns`]).
 
 mod escape;
@@ -244,7 +244,7 @@ pub fn decode(label: &str, bytes: &[u8], errors: Errors) -> Result<String, Codec
 /// text is then exactly Python's), else the block they were put in, which
 /// holds no genuine character of the text (see [`super::text`]; the one
 /// inexact case is a text using all 64 candidate blocks).
-pub fn decode_text(
+pub(crate) fn decode_text(
     label: &str,
     bytes: &[u8],
     errors: Errors,
@@ -274,7 +274,11 @@ pub fn decode_text(
 }
 
 /// Decode with an already looked-up codec.
-pub fn decode_with(codec: Codec, bytes: &[u8], errors: Errors) -> Result<String, CodecError> {
+pub(crate) fn decode_with(
+    codec: Codec,
+    bytes: &[u8],
+    errors: Errors,
+) -> Result<String, CodecError> {
     if bytes.is_empty() {
         return Ok(String::new());
     }

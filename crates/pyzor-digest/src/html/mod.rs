@@ -10,7 +10,7 @@
 //!
 //! * [`strip_html`]: `HTMLStripper(data).feed(text)` (never `close()`d),
 //!   then `" ".join(data)`.
-//! * [`unescape`] / [`try_unescape`]: `html.unescape` (HTML5 rules).
+//! * [`unescape`] (and the parser's `try_unescape`): `html.unescape` (HTML5 rules).
 //!
 //! The parser is a hand-written linear-time port of the regex-driven
 //! Python code (`parser.rs`); the HTML5 entity table (`entities.rs`) is
@@ -20,7 +20,9 @@ mod entities;
 mod parser;
 mod unescape;
 
-pub use unescape::{try_unescape, unescape, PY_INT_MAX_STR_DIGITS};
+pub use unescape::unescape;
+#[cfg(test)]
+use unescape::PY_INT_MAX_STR_DIGITS;
 
 /// `memchr::memchr(c, hay)`, with the first eight bytes tested inline
 /// (one word compare, or a byte loop when fewer are left): many searches

@@ -12,7 +12,7 @@ use super::HtmlError;
 
 /// Python's `int()` refuses decimal strings longer than this
 /// (`sys.get_int_max_str_digits()`, default 4300 since CPython 3.11.0).
-pub const PY_INT_MAX_STR_DIGITS: usize = 4300;
+pub(crate) const PY_INT_MAX_STR_DIGITS: usize = 4300;
 
 /// `{1,32}` in `_charref`: a name is at most 32 code points.
 const NAME_MAX_CHARS: usize = 32;
@@ -22,7 +22,7 @@ const NAME_MAX_CHARS: usize = 32;
 /// Identical to Python, except for one input on which Python raises: a
 /// decimal reference with more than 4300 digits (`&#` + 4301 digits), where
 /// `int()` raises `ValueError`. This function converts such a reference by
-/// its value as if Python had no limit; use [`try_unescape`] to get the
+/// its value as if Python had no limit; use `try_unescape` to get the
 /// error.
 pub fn unescape(s: &str) -> Cow<'_, str> {
     match unescape_impl(s, false) {
@@ -35,7 +35,7 @@ pub fn unescape(s: &str) -> Cow<'_, str> {
 /// `html.unescape(s)` including Python's failure: a decimal character
 /// reference with more than [`PY_INT_MAX_STR_DIGITS`] digits gives
 /// [`HtmlError::CharrefTooLong`] (its `offset` is a byte offset into `s`).
-pub fn try_unescape(s: &str) -> Result<Cow<'_, str>, HtmlError> {
+pub(crate) fn try_unescape(s: &str) -> Result<Cow<'_, str>, HtmlError> {
     unescape_impl(s, true)
 }
 

@@ -20,7 +20,7 @@ use crate::DigestError;
 /// are not visited: the digest skips them (§C). Only the open
 /// ancestors of the current part are kept, so memory does not grow with the
 /// number of parts.
-pub fn parse_leaves(
+pub(crate) fn parse_leaves(
     data: &[u8],
     visit: &mut dyn FnMut(PartRef<'_, '_>) -> Result<(), DigestError>,
 ) -> Result<(), DigestError> {

@@ -13,7 +13,7 @@
 //!
 //! | module | job |
 //! | --- | --- |
-//! | this one | the public API: [`parse_leaves`], [`PartRef`] (headers, content type, payload of a leaf), [`header_str`] |
+//! | this one | the public API: `parse_leaves`, `PartRef` (headers, content type, payload of a leaf), `header_str` |
 //! | `feed` | `FeedParser._parsegen`: the walk over the parts |
 //! | `input` | `BufferedSubFile`: lines, push-back, false-EOF matchers (boundaries), payload ranges |
 //! | `params` | `Content-Type`: the type, parameters (RFC 2231 included), boundary and charset decoding |
@@ -30,10 +30,8 @@ mod feed;
 mod input;
 mod params;
 
-pub use feed::parse_leaves;
-pub use params::{
-    content_charset, get_param, get_param_raw, raw_unicode_escape, unquote, ParamValue,
-};
+pub(crate) use feed::parse_leaves;
+pub(crate) use params::{content_charset, get_param_raw, ParamValue};
 /// A byte range `[start, end)` of the message, and one stored header (name
 /// and raw value, compat32 `header_source_parse`): the protocol crate's
 /// header lexer produces both.
@@ -47,14 +45,14 @@ use super::DigestError;
 /// `RecursionError` a little below 990 levels (measured with the reference:
 /// 980 nested `message/rfc822` digest fine, 990 crash); we go up to this
 /// depth and return [`DigestError::TooDeep`] beyond it.
-pub const MAX_DEPTH: usize = 1000;
+pub(crate) const MAX_DEPTH: usize = 1000;
 
 /// One part of the message tree, as far as the digest needs it. Nothing is
 /// copied or allocated for an ordinary part: the headers the digest reads
 /// are found while the header block is read, and the payload is (almost
 /// always) one byte range.
 #[derive(Debug, Clone, Default)]
-pub struct Part<'a> {
+pub(crate) struct Part<'a> {
     /// The header block, `[start of first line, end of last line)`, without
     /// a trailing `From ` line that went back to the body. Other headers
     /// than the two below are re-parsed from it on demand.
@@ -77,7 +75,7 @@ pub struct Part<'a> {
 
 /// A leaf part (string payload) handed to the visitor of [`parse_leaves`].
 #[derive(Debug, Clone, Copy)]
-pub struct PartRef<'p, 'a> {
+pub(crate) struct PartRef<'p, 'a> {
     data: &'a [u8],
     part: &'p Part<'a>,
 }
@@ -85,7 +83,7 @@ pub struct PartRef<'p, 'a> {
 /// `str(header_value)` for compat32: a value holding 8-bit bytes comes back
 /// as an `email.header.Header` whose `str()` replaces **each** 8-bit byte by
 /// U+FFFD (§B.4). ASCII values are returned as they are.
-pub fn header_str(bytes: &[u8]) -> Cow<'_, str> {
+pub(crate) fn header_str(bytes: &[u8]) -> Cow<'_, str> {
     match bytes.is_ascii().then(|| std::str::from_utf8(bytes)) {
         Some(Ok(s)) => Cow::Borrowed(s),
         _ => Cow::Owned(
@@ -99,13 +97,9 @@ pub fn header_str(bytes: &[u8]) -> Cow<'_, str> {
 
 impl<'a> PartRef<'_, 'a> {
     /// The whole message.
-    pub fn data(&self) -> &'a [u8] {
+    #[cfg(test)]
+    pub(crate) fn data(&self) -> &'a [u8] {
         self.data
-    }
-
-    /// The part.
-    pub fn part(&self) -> &Part<'a> {
-        self.part
     }
 
     /// `msg.get(name)`: first header whose name equals `name` ignoring ASCII
@@ -130,24 +124,25 @@ impl<'a> PartRef<'_, 'a> {
     }
 
     /// All headers in order (compat32 `header_source_parse`).
-    pub fn headers(&self) -> Vec<Header> {
+    #[cfg(test)]
+    pub(crate) fn headers(&self) -> Vec<Header> {
         let mut v = Vec::new();
         for_each_header(self.data, self.part.header_block, |h| v.push(h));
         v
     }
 
     /// `get_content_type()`.
-    pub fn ctype(&self) -> &str {
+    pub(crate) fn ctype(&self) -> &str {
         &self.part.ctype
     }
 
     /// `get_content_maintype()`.
-    pub fn maintype(&self) -> &str {
+    pub(crate) fn maintype(&self) -> &str {
         maintype(self.ctype())
     }
 
     /// `get_content_subtype()`.
-    pub fn subtype(&self) -> &str {
+    pub(crate) fn subtype(&self) -> &str {
         // `ctype.split('/')[1]`; a content type always has exactly one '/'.
         let ct = self.ctype();
         match memchr::memchr(b'/', ct.as_bytes()) {
@@ -158,7 +153,7 @@ impl<'a> PartRef<'_, 'a> {
 
     /// The string payload as raw bytes (what `get_payload(decode=True)`
     /// starts from, §C.1): borrowed when it is one range.
-    pub fn payload_bytes(&self) -> Cow<'a, [u8]> {
+    pub(crate) fn payload_bytes(&self) -> Cow<'a, [u8]> {
         match &self.part.payload {
             Some(spans) => spans.bytes(self.data),
             None => Cow::Borrowed(&[]),
@@ -166,7 +161,7 @@ impl<'a> PartRef<'_, 'a> {
     }
 
     /// `get_param(name)` on Content-Type (see [`get_param`]).
-    pub fn get_param(&self, name: &str) -> Result<Option<ParamValue>, DigestError> {
+    pub(crate) fn get_param(&self, name: &str) -> Result<Option<ParamValue>, DigestError> {
         match self.get("content-type") {
             None => Ok(None),
             Some(v) => get_param_raw(v, name),

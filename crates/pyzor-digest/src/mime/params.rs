@@ -13,7 +13,7 @@ use crate::DigestError;
 
 /// A parameter value as `Message.get_param` returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ParamValue {
+pub(crate) enum ParamValue {
     /// A plain (unquoted) string.
     Str(String),
     /// An RFC 2231 `(charset, language, value)` tuple.
@@ -166,7 +166,7 @@ fn param_items(value: &str) -> impl Iterator<Item = (Cow<'_, str>, &str)> {
 }
 
 /// `email.utils.unquote`.
-pub fn unquote(s: &str) -> String {
+pub(crate) fn unquote(s: &str) -> String {
     if s.len() > 1 {
         if s.starts_with('"') && s.ends_with('"') {
             return s[1..s.len() - 1]
@@ -256,7 +256,7 @@ type Piece = (Option<String>, String, bool);
 /// encoded)` tuples; mixing a numbered piece with an unnumbered one makes
 /// that sort compare `int` with `None`, a `TypeError` in the reference,
 /// returned here as [`DigestError::ReferenceCrash`].
-pub fn get_param(value: &str, name: &str) -> Result<Option<ParamValue>, DigestError> {
+pub(crate) fn get_param(value: &str, name: &str) -> Result<Option<ParamValue>, DigestError> {
     if memchr::memchr(b'*', value.as_bytes()).is_none() {
         // No RFC 2231 piece is possible: the first name match wins, and only
         // its value is built.
@@ -354,7 +354,7 @@ pub fn get_param(value: &str, name: &str) -> Result<Option<ParamValue>, DigestEr
 /// The usual value, ASCII without a `*` (so without RFC 2231 pieces), is
 /// scanned once as bytes, stopping at the first name that matches; anything
 /// else goes through [`get_param`].
-pub fn get_param_raw(value: &[u8], name: &str) -> Result<Option<ParamValue>, DigestError> {
+pub(crate) fn get_param_raw(value: &[u8], name: &str) -> Result<Option<ParamValue>, DigestError> {
     match plain_param_raw(value, name) {
         Some(v) => Ok(v.map(|v| ParamValue::Str(v.into_owned()))),
         None => get_param(&header_str(value), name),
@@ -446,7 +446,9 @@ pub fn raw_unicode_escape(s: &str) -> Vec<u8> {
 /// `get_content_charset()` (§B.6): the charset parameter, RFC 2231
 /// tuples decoded strictly with their charset, `None` unless ASCII,
 /// lower-cased.
-pub fn content_charset<'a>(part: &PartRef<'_, 'a>) -> Result<Option<Cow<'a, str>>, DigestError> {
+pub(crate) fn content_charset<'a>(
+    part: &PartRef<'_, 'a>,
+) -> Result<Option<Cow<'a, str>>, DigestError> {
     if let Some(v) = part.get("content-type") {
         if let Some(cs) = plain_param_raw(v, "charset") {
             // ASCII already; lower-cased without a copy when it is.

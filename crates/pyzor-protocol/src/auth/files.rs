@@ -36,7 +36,7 @@ impl Accounts {
             .insert(user.to_owned(), (key.to_owned(), hash_key(key, user)));
     }
     /// `hash_key(key, user)` of a known user (exact, case-sensitive name).
-    pub fn hashed_key(&self, user: &[u8]) -> Option<&Hex40> {
+    pub(crate) fn hashed_key(&self, user: &[u8]) -> Option<&Hex40> {
         std::str::from_utf8(user)
             .ok()
             .and_then(|u| self.map.get(u))
@@ -61,7 +61,7 @@ impl Accounts {
 }
 
 /// The six operations the server implements.
-pub const KNOWN_OPS: [&str; 6] = ["check", "report", "ping", "pong", "info", "whitelist"];
+pub(crate) const KNOWN_OPS: [&str; 6] = ["check", "report", "ping", "pong", "info", "whitelist"];
 
 /// The operations one user may request: the known ones as bits, any other
 /// names the access file granted as strings.

@@ -1,9 +1,9 @@
 //! Accounts, signatures and access control (docs/protocol.md §4.2, §5).
 //!
 //! * [`hash_key`] — `lower(hex(SHA1(user + ":" + lower(key))))`;
-//! * [`sign`] / [`sign_digest`] — `lower(hex(SHA1(SHA1(M) + ":" + T + ":" + hash_key)))`;
-//! * [`timestamp_ok`] — the ±300 s window (inclusive);
-//! * [`sig_eq`] — constant-time comparison of the received signature
+//! * [`sign`] / `sign_digest` — `lower(hex(SHA1(SHA1(M) + ":" + T + ":" + hash_key)))`;
+//! * `timestamp_ok` — the ±300 s window (inclusive);
+//! * `sig_eq` — constant-time comparison of the received signature
 //!   (the reference compares with `!=`; see docs/compatibility.md);
 //! * [`files`] — `pyzord.passwd` → [`Accounts`], `pyzord.access` → [`Acl`].
 //!
@@ -12,16 +12,16 @@
 
 pub mod files;
 
-pub use files::{parse_access, parse_passwd, Accounts, Acl, OpSet};
+pub use files::{parse_access, parse_passwd, Accounts, Acl};
 
 use sha1::{Digest, Sha1};
 
 /// `pyzor.MAX_TIMESTAMP_DIFFERENCE`: a signed request's `Time` may differ
 /// from the server's clock by this many seconds (inclusive).
-pub const MAX_TIMESTAMP_DIFFERENCE: f64 = 300.0;
+pub(crate) const MAX_TIMESTAMP_DIFFERENCE: f64 = 300.0;
 
 /// The user name of unsigned requests.
-pub const ANONYMOUS: &str = "anonymous";
+pub(crate) const ANONYMOUS: &str = "anonymous";
 
 /// 40 lower-case hex digits (a SHA1 in the form Pyzor writes it).
 pub type Hex40 = [u8; 40];
@@ -64,7 +64,7 @@ pub fn sign(hashed_key: &Hex40, timestamp: i64, msg: &[u8]) -> Hex40 {
 }
 
 /// [`sign`] when `SHA1(M)` is already known.
-pub fn sign_digest(hashed_key: &Hex40, timestamp: i64, msg_sha1: &[u8; 20]) -> Hex40 {
+pub(crate) fn sign_digest(hashed_key: &Hex40, timestamp: i64, msg_sha1: &[u8; 20]) -> Hex40 {
     let mut h = Sha1::new();
     h.update(msg_sha1);
     h.update(b":");
@@ -76,13 +76,13 @@ pub fn sign_digest(hashed_key: &Hex40, timestamp: i64, msg_sha1: &[u8; 20]) -> H
 }
 
 /// `abs(time.time() - timestamp) > 300` is the reference's rejection test.
-pub fn timestamp_ok(now: f64, timestamp: i64) -> bool {
+pub(crate) fn timestamp_ok(now: f64, timestamp: i64) -> bool {
     (now - timestamp as f64).abs() <= MAX_TIMESTAMP_DIFFERENCE
 }
 
 /// Constant-time equality of the expected signature and the received
 /// `Sig` value (same result as Python's `!=`, no timing leak).
-pub fn sig_eq(expected: &Hex40, received: &[u8]) -> bool {
+pub(crate) fn sig_eq(expected: &Hex40, received: &[u8]) -> bool {
     if received.len() != expected.len() {
         return false;
     }

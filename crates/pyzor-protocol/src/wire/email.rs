@@ -10,11 +10,11 @@
 //! which reads the header block of every MIME part with it):
 //! * lines end in `\n`, `\r\n` or a bare `\r` ([`line_end`]);
 //! * header lines match `^(From |[\x21-\x39\x3b-\x7e]*:|[\t ])`
-//!   ([`classify_header_line`]); the first line that does not ends the
+//!   (`classify_header_line`); the first line that does not ends the
 //!   headers (a blank line is consumed, any other line starts the body,
 //!   [`read_header_block`]);
 //! * a line starting with a blank or tab continues the previous header (a
-//!   continuation as first line is dropped, [`HeaderFolder`]);
+//!   continuation as first line is dropped, `HeaderFolder`);
 //! * `From ` as the first line is the mbox "Unix from" (skipped); as the
 //!   last header line it is pushed back into the body; elsewhere dropped;
 //! * a line starting with `:` is dropped;
@@ -65,7 +65,7 @@ pub fn line_end(d: &[u8], s: usize) -> usize {
 /// ^(From |[\041-\071\073-\176]*:|[\t ])` (`NotHeader` when it does not
 /// match).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HeaderLine {
+pub(crate) enum HeaderLine {
     NotHeader,
     /// Starts with `From `.
     From,
@@ -89,7 +89,7 @@ static NAME_BYTE: [bool; 256] = {
 
 /// `headerRE.match(line)`, and which alternative matched.
 #[inline]
-pub fn classify_header_line(line: &[u8]) -> HeaderLine {
+pub(crate) fn classify_header_line(line: &[u8]) -> HeaderLine {
     match line.first() {
         Some(b'\t' | b' ') => return HeaderLine::Continuation,
         Some(b'F') if line.starts_with(b"From ") => return HeaderLine::From,
@@ -114,7 +114,7 @@ pub fn classify_header_line(line: &[u8]) -> HeaderLine {
 /// [`read_header_block`]), a line with an empty name is dropped ("Missing
 /// header name.").
 #[derive(Debug, Default)]
-pub struct HeaderFolder {
+pub(crate) struct HeaderFolder {
     /// (name, value start, end of its last line).
     cur: Option<(Span, usize, usize)>,
 }
@@ -315,7 +315,7 @@ impl Headers {
     }
 
     /// `msg.get_all(name)`: every value of that name, in order.
-    pub fn get_all<'s, 'b>(
+    pub(crate) fn get_all<'s, 'b>(
         &'s self,
         buf: &'b [u8],
         name: &'s str,

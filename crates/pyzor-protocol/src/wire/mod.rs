@@ -9,7 +9,7 @@
 //! * [`client`] — build a signed request ([`client::build_request`]),
 //!   read a reply ([`client::parse_reply`]).
 //!
-//! Constants shared by both sides: [`PROTO_VERSION`], [`DIGEST_SPEC`],
+//! Constants shared by both sides: `PROTO_VERSION`, `DIGEST_SPEC`,
 //! [`MAX_PACKET_SIZE`], and the operations [`Op`].
 
 pub mod client;
@@ -18,14 +18,12 @@ pub mod render;
 pub mod server;
 
 /// `str(pyzor.proto_version)`.
-pub const PROTO_VERSION: &str = "2.1";
+pub(crate) const PROTO_VERSION: &str = "2.1";
 /// `Op-Spec` the reference client sends with report/whitelist
 /// (`pyzor.digest.digest_spec` flattened).
-pub const DIGEST_SPEC: &str = "20,3,60,3";
+pub(crate) const DIGEST_SPEC: &str = "20,3,60,3";
 /// Both sides read at most this many bytes of a datagram.
 pub const MAX_PACKET_SIZE: usize = 8192;
-/// The default server port.
-pub const DEFAULT_PORT: u16 = 24441;
 /// `sys.maxsize`: the `Count` of a `pong` reply.
 pub const PONG_COUNT: i64 = i64::MAX;
 

@@ -33,7 +33,7 @@ pub struct EmbeddedHeader(pub String);
 
 /// Charset used for values with non-ASCII bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Charset8 {
+pub(crate) enum Charset8 {
     /// Bytes parsed from the wire (`unknown-8bit`).
     Unknown8bit,
     /// Text the client encodes (`utf-8`).
@@ -50,11 +50,11 @@ impl Charset8 {
 }
 
 /// Append the rendered form of a header value received as bytes.
-pub fn render_value(value: &[u8], out: &mut Vec<u8>) -> Result<(), EmbeddedHeader> {
+pub(crate) fn render_value(value: &[u8], out: &mut Vec<u8>) -> Result<(), EmbeddedHeader> {
     render_field_value(b"", value, out)
 }
 
-/// [`render_value`] for the field `name` (the name only appears in the
+/// `render_value` for the field `name` (the name only appears in the
 /// error text).
 pub fn render_field_value(
     name: &[u8],
@@ -94,7 +94,7 @@ fn check_newlines(name: &[u8], s: &[u8]) -> Result<(), EmbeddedHeader> {
 
 /// Append the rendered form of a header value the client sends (a Rust
 /// string; non-ASCII text becomes `utf-8` encoded words).
-pub fn render_str(value: &str, out: &mut Vec<u8>) -> Result<(), EmbeddedHeader> {
+pub(crate) fn render_str(value: &str, out: &mut Vec<u8>) -> Result<(), EmbeddedHeader> {
     let b = value.as_bytes();
     if b.is_ascii() && !b.iter().any(|&c| is_line_boundary_byte(c)) {
         out.extend_from_slice(b);

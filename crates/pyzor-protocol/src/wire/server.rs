@@ -63,7 +63,7 @@ impl Parsed {
     }
 
     /// `request.get_all(name)`.
-    pub fn get_all<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
+    pub(crate) fn get_all<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s [u8]> + 's {
         self.headers.get_all(&self.buf, name)
     }
 
@@ -121,24 +121,25 @@ impl Failure {
             diag: Cow::Owned(format!("Internal Server Error: {text}")),
         }
     }
-    pub const PV_MISSING: Failure = Failure::fixed(
+    pub(crate) const PV_MISSING: Failure = Failure::fixed(
         400,
         "Bad request: Protocol Version not specified in request",
     );
-    pub const PV_INVALID: Failure = Failure::fixed(400, "Bad request: Invalid Protocol Version");
-    pub const UNKNOWN_USER: Failure =
+    pub(crate) const PV_INVALID: Failure =
+        Failure::fixed(400, "Bad request: Invalid Protocol Version");
+    pub(crate) const UNKNOWN_USER: Failure =
         Failure::fixed(401, "Unauthorized: Signature Error: Unknown user.");
-    pub const BAD_TIME: Failure = Failure::fixed(
+    pub(crate) const BAD_TIME: Failure = Failure::fixed(
         401,
         "Unauthorized: Signature Error: Timestamp not within allowed range.",
     );
-    pub const BAD_SIGNATURE: Failure =
+    pub(crate) const BAD_SIGNATURE: Failure =
         Failure::fixed(401, "Unauthorized: Signature Error: Invalid signature.");
     pub const FORBIDDEN: Failure = Failure::fixed(
         403,
         "Forbidden: User is not authorized to request the operation.",
     );
-    pub const NOT_IMPLEMENTED: Failure = Failure::fixed(
+    pub(crate) const NOT_IMPLEMENTED: Failure = Failure::fixed(
         501,
         "Not implemented: Requested operation is not implemented.",
     );
@@ -165,11 +166,12 @@ pub struct Accepted<'a> {
 /// returned as a `Header` object (bytes ≥ 0x80, §3.2 bug 3): one function
 /// per use site, each naming the operation Python attempted.
 mod header_object {
-    pub const UNHASHABLE: &str = "unhashable type: 'Header'";
-    pub const INT: &str =
+    pub(crate) const UNHASHABLE: &str = "unhashable type: 'Header'";
+    pub(crate) const INT: &str =
         "int() argument must be a string, a bytes-like object or a real number, not 'Header'";
-    pub const FLOAT: &str = "float() argument must be a string or a real number, not 'Header'";
-    pub const DB_KEY: &str = "a bytes-like object is required, not 'Header'";
+    pub(crate) const FLOAT: &str =
+        "float() argument must be a string or a real number, not 'Header'";
+    pub(crate) const DB_KEY: &str = "a bytes-like object is required, not 'Header'";
 }
 
 /// Decide a request (§4 steps 2–5: authentication, PV, ACL, dispatch).
@@ -395,7 +397,7 @@ pub fn format_reply(
 }
 
 /// Decimal formatting without allocation.
-pub fn push_int(out: &mut Vec<u8>, v: i64) {
+pub(crate) fn push_int(out: &mut Vec<u8>, v: i64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     let mut u = v.unsigned_abs();

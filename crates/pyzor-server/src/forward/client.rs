@@ -162,7 +162,10 @@ impl Forwarder {
     }
 
     /// [`Forwarder::new`] with explicit tuning.
-    pub fn with_config(dir: &Path, config: ForwarderConfig) -> Result<Forwarder, ForwarderError> {
+    pub(crate) fn with_config(
+        dir: &Path,
+        config: ForwarderConfig,
+    ) -> Result<Forwarder, ForwarderError> {
         let settings = ClientConfig::load(dir, &[]).map_err(|source| ForwarderError::Config {
             path: dir.to_path_buf(),
             source,
