@@ -35,6 +35,7 @@ impl Backoff {
 
     /// Forget past failures: the next attempt runs at once (the target
     /// changed, e.g. a Sentinel named a new master).
+    #[cfg(feature = "redis")]
     pub(crate) fn reset(&self) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         s.next_try = None;

@@ -41,6 +41,7 @@ pub mod memory;
 pub mod mysql;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(any(feature = "gdbm", feature = "redis", feature = "mysql"))]
 pub(crate) mod pytime;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -64,7 +65,8 @@ impl<'a> Op<'a> {
             Op::Get(d) | Op::Report(d) | Op::Whitelist(d) => d,
         }
     }
-    pub(crate) fn is_write(&self) -> bool {
+    /// Whether the operation changes a count (report, whitelist).
+    pub fn is_write(&self) -> bool {
         !matches!(self, Op::Get(_))
     }
 }
@@ -331,6 +333,7 @@ impl EngineOptions {
     /// The statement bound of bulk work (expiry, `put_many`,
     /// `delete_many`, scan pages): 60 × `engine_timeout` (5 minutes by
     /// default); lock waits stay bounded by `engine_timeout`.
+    #[cfg(any(feature = "mysql", feature = "postgres"))]
     pub(crate) fn bulk_timeout(&self) -> Duration {
         self.engine_timeout.saturating_mul(60)
     }

@@ -55,6 +55,7 @@ pub(crate) fn ts_to_naive_local(t: Timestamp) -> Option<NaiveDateTime> {
 
 /// Python's `str(datetime)`: `YYYY-MM-DD HH:MM:SS`, plus `.ffffff` only
 /// when the microsecond is not zero (docs/field-notes.md §5.12).
+#[cfg(any(feature = "gdbm", test))]
 pub(crate) fn py_str_datetime(n: &NaiveDateTime) -> String {
     use chrono::{Datelike, Timelike};
     let mut s = format!(
@@ -76,6 +77,7 @@ pub(crate) fn py_str_datetime(n: &NaiveDateTime) -> String {
 /// Python's `strptime(s, "%Y-%m-%d %H:%M:%S.%f")`, falling back to
 /// `"%Y-%m-%d %H:%M:%S"` (the reference's `_dt_decode`): `%f` takes one to
 /// six digits, the other fields one or more.
+#[cfg(any(feature = "gdbm", feature = "mysql", test))]
 pub(crate) fn py_parse_datetime(s: &str) -> Option<NaiveDateTime> {
     let (date, time) = s.split_once(' ')?;
     let mut d = date.splitn(3, '-');
