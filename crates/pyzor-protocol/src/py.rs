@@ -531,6 +531,41 @@ pub fn py_log_asctime(t: &StructTime, millis: u32) -> String {
     )
 }
 
+/// `str(v)` of a Python int, formatted on the stack (no allocation): the
+/// signed request's `Time` and every number of a reply.
+pub(crate) fn py_str_int(v: i64) -> DecimalBuf {
+    // 19 digits at most for an i64, and the sign.
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut u = v.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (u % 10) as u8;
+        u /= 10;
+        if u == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    DecimalBuf { buf, start: i }
+}
+
+/// What [`py_str_int`] returns; [`DecimalBuf::as_bytes`] is the text.
+pub(crate) struct DecimalBuf {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl DecimalBuf {
+    /// The decimal text.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -57,21 +57,10 @@ fn protocol_sources_do_no_io_and_read_no_clock() {
 
 #[test]
 fn protocol_depends_on_no_io_crate() {
-    let manifest =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")).unwrap();
-    let deps = manifest
-        .split("[dependencies]")
-        .nth(1)
-        .and_then(|s| s.split("\n[").next())
-        .unwrap_or("");
-    let names: Vec<&str> = deps
-        .lines()
-        .filter_map(|l| l.split(['.', '=', ' ']).next())
-        .filter(|n| !n.is_empty() && !n.starts_with('#'))
-        .collect();
+    let names = pyzor_testkit::manifest_dependencies(Path::new(env!("CARGO_MANIFEST_DIR")));
     for n in &names {
         assert!(
-            ["sha1", "thiserror", "memchr"].contains(n),
+            ["sha1", "thiserror", "memchr"].contains(&n.as_str()),
             "pyzor-protocol gained the dependency {n:?}: the protocol crate depends only on pure crates"
         );
     }

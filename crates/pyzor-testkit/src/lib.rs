@@ -28,6 +28,22 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The names under `[dependencies]` of the crate whose `Cargo.toml` is in
+/// `crate_dir` (the layer tests check what a crate may depend on).
+pub fn manifest_dependencies(crate_dir: &Path) -> Vec<String> {
+    let manifest = std::fs::read_to_string(crate_dir.join("Cargo.toml")).expect("read Cargo.toml");
+    let deps = manifest
+        .split("[dependencies]")
+        .nth(1)
+        .and_then(|s| s.split("\n[").next())
+        .unwrap_or("");
+    deps.lines()
+        .filter_map(|l| l.split(['.', '=', ' ']).next())
+        .filter(|n| !n.is_empty() && !n.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Print the loud skip line, and append it to the file named by
 /// `PYZOR_SKIP_LOG` (set by `scripts/test`, which lists every skip at the
 /// end of the run).

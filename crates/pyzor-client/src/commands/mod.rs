@@ -139,11 +139,7 @@ fn ping(ctx: &mut Context<'_>) -> Result<bool, CommandError> {
 fn info(ctx: &mut Context<'_>) -> Result<bool, CommandError> {
     let digests = ctx.digests()?;
     let mut runner = Runner::new(Op::Info, ctx.format, 0, 0);
-    let digests: Vec<&str> = digests
-        .iter()
-        .map(String::as_str)
-        .filter(|d| !d.is_empty())
-        .collect();
+    let digests = non_empty(&digests);
     for chunk in digests.chunks(WINDOW) {
         let results = ctx.client.query_many(Op::Info, chunk);
         let mut text = String::new();
@@ -181,7 +177,7 @@ fn check_like(ctx: &mut Context<'_>, op: Op) -> Result<bool, CommandError> {
     let mut mock_text = String::new();
     let mut real_text = String::new();
     let mut remote: Vec<&str> = Vec::new();
-    for d in digests.iter().map(String::as_str).filter(|d| !d.is_empty()) {
+    for d in non_empty(&digests) {
         if !local.contains(d) {
             remote.push(d);
             continue;
@@ -226,11 +222,7 @@ fn check_like(ctx: &mut Context<'_>, op: Op) -> Result<bool, CommandError> {
 fn report_like(ctx: &mut Context<'_>, op: Op) -> Result<bool, CommandError> {
     let (digests, failure) = ctx.digests_partial()?;
     let mut all_ok = true;
-    let digests: Vec<&str> = digests
-        .iter()
-        .map(String::as_str)
-        .filter(|d| !d.is_empty())
-        .collect();
+    let digests = non_empty(&digests);
     for chunk in digests.chunks(WINDOW) {
         let results = ctx.client.query_many(op, chunk);
         let mut text = String::new();
@@ -307,3 +299,12 @@ fn local_whitelist(ctx: &mut Context<'_>, add: bool) -> Result<bool, CommandErro
     std::fs::write(&path, new).map_err(err)?;
     Ok(true)
 }
+/// The digests to ask for: the reference skips empty input lines.
+fn non_empty(digests: &[String]) -> Vec<&str> {
+    digests
+        .iter()
+        .map(String::as_str)
+        .filter(|d| !d.is_empty())
+        .collect()
+}
+

@@ -68,8 +68,8 @@ pub(crate) fn sign_digest(hashed_key: &Hex40, timestamp: i64, msg_sha1: &[u8; 20
     let mut h = Sha1::new();
     h.update(msg_sha1);
     h.update(b":");
-    let mut ts = itoa_buf(timestamp);
-    h.update(ts.as_bytes_mut());
+    let ts = crate::py::py_str_int(timestamp);
+    h.update(ts.as_bytes());
     h.update(b":");
     h.update(hashed_key);
     hex40(&h.finalize())
@@ -91,38 +91,6 @@ pub(crate) fn sig_eq(expected: &Hex40, received: &[u8]) -> bool {
         diff |= a ^ b;
     }
     diff == 0
-}
-
-/// A decimal integer formatted on the stack.
-struct ItoaBuf {
-    buf: [u8; 24],
-    start: usize,
-}
-
-impl ItoaBuf {
-    fn as_bytes_mut(&mut self) -> &[u8] {
-        &self.buf[self.start..]
-    }
-}
-
-fn itoa_buf(v: i64) -> ItoaBuf {
-    let mut buf = [0u8; 24];
-    let mut i = buf.len();
-    let neg = v < 0;
-    let mut u = v.unsigned_abs();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (u % 10) as u8;
-        u /= 10;
-        if u == 0 {
-            break;
-        }
-    }
-    if neg {
-        i -= 1;
-        buf[i] = b'-';
-    }
-    ItoaBuf { buf, start: i }
 }
 
 #[cfg(test)]
@@ -175,7 +143,10 @@ mod tests {
         assert!(sig_eq(&s, b"ca0c1d537e3234782f24c1418426f67caa48fe51"));
         assert!(!sig_eq(&s, b"CA0C1D537E3234782F24C1418426F67CAA48FE51"));
         assert!(!sig_eq(&s, b""));
-        assert_eq!(itoa_buf(-12).as_bytes_mut(), b"-12");
-        assert_eq!(itoa_buf(i64::MIN).as_bytes_mut(), b"-9223372036854775808");
+        assert_eq!(crate::py::py_str_int(-12).as_bytes(), b"-12");
+        assert_eq!(
+            crate::py::py_str_int(i64::MIN).as_bytes(),
+            b"-9223372036854775808"
+        );
     }
 }

@@ -396,23 +396,9 @@ pub fn format_reply(
     out.push(b'\n');
 }
 
-/// Decimal formatting without allocation.
+/// Decimal formatting without allocation (`str(int)`).
 pub(crate) fn push_int(out: &mut Vec<u8>, v: i64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    let mut u = v.unsigned_abs();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (u % 10) as u8;
-        u /= 10;
-        if u == 0 {
-            break;
-        }
-    }
-    if v < 0 {
-        out.push(b'-');
-    }
-    out.extend_from_slice(&buf[i..]);
+    out.extend_from_slice(crate::py::py_str_int(v).as_bytes());
 }
 
 /// The usage-log message of a request that was dispatched
