@@ -11,6 +11,8 @@
 //!   ([`crate::health`]);
 //! * `pyzord_dropped_total{what}` — log lines (`log`, `usage_log`) and
 //!   forwarded digests (`forward`) dropped because a queue was full;
+//! * `pyzord_log_queue_bytes` — bytes held by log lines waiting for the
+//!   writer (at most `logging::QUEUE_BYTES`);
 //! * `pyzord_batches_total`, `pyzord_batch_requests_total`,
 //!   `pyzord_batch_max` — receive batches, the datagrams in them, the
 //!   largest batch;
@@ -21,12 +23,13 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use pyzor_protocol::wire::Op;
 
 use crate::health::EngineHealth;
+use crate::logging::Logs;
 
 const CODES: [u16; 7] = [200, 400, 401, 403, 500, 501, 505];
 const OPS: [&str; 7] = [
@@ -74,6 +77,8 @@ pub struct Metrics {
     pub reloads_failed: AtomicU64,
     /// The engine's up/down state and its log lines.
     pub health: EngineHealth,
+    /// The logs whose queue and drops are exported ([`Metrics::watch_logs`]).
+    logs: OnceLock<Logs>,
 }
 
 fn op_index(op: Option<Op>) -> usize {
@@ -102,6 +107,12 @@ impl Metrics {
                 }
             }
         }
+    }
+
+    /// Export the drops and queue of `logs` (once; later calls are
+    /// ignored).
+    pub fn watch_logs(&self, logs: &Logs) {
+        let _ = self.logs.set(logs.clone());
     }
 
     /// Count one receive batch of `n` datagrams.
@@ -156,16 +167,24 @@ impl Metrics {
             u64::from(self.health.is_up()),
         );
         s.push_str("# HELP pyzord_dropped_total Items dropped because a queue was full.\n# TYPE pyzord_dropped_total counter\n");
+        let ((log_main, log_usage), log_queued) = self
+            .logs
+            .get()
+            .map_or(((0, 0), 0), |l| (l.dropped(), l.queued_bytes()));
         for (what, v) in [
-            ("log", &self.dropped_log),
-            ("usage_log", &self.dropped_usage),
-            ("forward", &self.dropped_forward),
+            ("log", self.dropped_log.load(Relaxed) + log_main),
+            ("usage_log", self.dropped_usage.load(Relaxed) + log_usage),
+            ("forward", self.dropped_forward.load(Relaxed)),
         ] {
-            s.push_str(&format!(
-                "pyzord_dropped_total{{what=\"{what}\"}} {}\n",
-                v.load(Relaxed)
-            ));
+            s.push_str(&format!("pyzord_dropped_total{{what=\"{what}\"}} {v}\n"));
         }
+        simple(
+            &mut s,
+            "pyzord_log_queue_bytes",
+            "Bytes held by log lines waiting to be written.",
+            "gauge",
+            log_queued as u64,
+        );
         simple(
             &mut s,
             "pyzord_forwarded_total",

@@ -224,7 +224,7 @@ fn usage_log_lines_do_not_grow_with_client_input() {
         format!("Op: check\n{many}Thread: 2\nPV: 2.1\n\n").as_bytes(),
     );
     assert_eq!(code_of(&r), "200");
-    // An error text quoting 6000 characters of `Time`.
+    // An error text quoting `Time` (6000 characters).
     let r = raw(
         srv.port,
         format!(
@@ -262,7 +262,8 @@ fn usage_log_lines_do_not_grow_with_client_input() {
         ),
         "{error}"
     );
-    assert!(error.contains("5800 more characters"), "{error}");
+    // Python already cuts this one (`%.200R`); the line stays short.
+    assert!(error.len() < 400, "{error}");
 }
 
 #[test]
