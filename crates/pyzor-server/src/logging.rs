@@ -238,7 +238,7 @@ impl Logs {
     }
 
     /// Wait until every queued line is written (shutdown), at most about
-    /// [`FLUSH_WAIT`] (a stderr nobody reads must not hang the shutdown).
+    /// 5 s (a stderr nobody reads must not hang the shutdown).
     pub fn flush(&self) {
         let deadline = Instant::now() + FLUSH_WAIT;
         let (ack_tx, ack_rx) = sync_channel(1);

@@ -20,15 +20,13 @@
 //! * `pyzord_forwarded_total` — digests queued for the forward servers;
 //! * `pyzord_reloads_total{result}` — SIGUSR1 reloads.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use pyzor_protocol::wire::Op;
 
 use crate::health::EngineHealth;
+use crate::http::{Answer, Router};
 use crate::logging::Logs;
 
 const CODES: [u16; 7] = [200, 400, 401, 403, 500, 501, 505];
@@ -233,41 +231,20 @@ impl Metrics {
     }
 }
 
-/// Serve `GET /metrics` (any path, in fact) on `addr` until `stop` is set.
-/// Returns the bound address (useful with port 0).
+/// The Prometheus text format's content type.
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Serve `GET /metrics` on `addr` until `stop` is set ([`crate::http`]:
+/// 404 on other paths, 405 for other methods, idle and slow clients cut
+/// off). Returns the bound address (useful with port 0).
 pub fn serve(
     addr: &str,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<(std::net::SocketAddr, std::thread::JoinHandle<()>)> {
-    let resolved = addr.to_socket_addrs()?.next();
-    let sa = resolved.ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, "resolves to no address")
-    })?;
-    let listener = TcpListener::bind(sa)?;
-    listener.set_nonblocking(true)?;
-    let local = listener.local_addr()?;
-    let h = std::thread::Builder::new().name("metrics".into()).spawn(move || {
-        while !stop.load(Relaxed) {
-            match listener.accept() {
-                Ok((mut conn, _)) => {
-                    let _ = conn.set_nonblocking(false);
-                    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-                    let _ = conn.set_write_timeout(Some(Duration::from_secs(2)));
-                    let mut req = [0u8; 2048];
-                    let _ = conn.read(&mut req);
-                    let body = metrics.render();
-                    let head = format!(
-                        "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = conn.write_all(head.as_bytes());
-                    let _ = conn.write_all(body.as_bytes());
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(100)),
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
-            }
-        }
-    })?;
-    Ok((local, h))
+    let router = Router::new().get(
+        "/metrics",
+        Box::new(move |_query| Answer::ok(CONTENT_TYPE, metrics.render())),
+    );
+    crate::http::serve(addr, router, stop)
 }
