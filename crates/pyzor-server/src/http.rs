@@ -39,29 +39,29 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::task::JoinHandle;
 
 /// Open connections at most.
-pub const MAX_CONNECTIONS: usize = 64;
+pub(crate) const MAX_CONNECTIONS: usize = 64;
 /// Time to send the whole request head.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest life of a connection.
-pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request head (bytes; hyper's minimum buffer).
-pub const MAX_HEAD: usize = 8192;
+pub(crate) const MAX_HEAD: usize = 8192;
 /// Most headers in a request.
-pub const MAX_HEADERS: usize = 32;
+pub(crate) const MAX_HEADERS: usize = 32;
 /// How often the accept loop looks at the stop flag.
 const POLL: Duration = Duration::from_millis(200);
 
 /// What a handler answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Answer {
-    pub status: u16,
-    pub content_type: &'static str,
-    pub body: String,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) content_type: &'static str,
+    pub(crate) body: String,
 }
 
 impl Answer {
     /// 200 with `body` of `content_type`.
-    pub fn ok(content_type: &'static str, body: String) -> Self {
+    pub(crate) fn ok(content_type: &'static str, body: String) -> Self {
         Answer {
             status: 200,
             content_type,
@@ -80,12 +80,12 @@ impl Answer {
 
 /// A handler: the query string (without `?`, empty when none) to the
 /// answer. It runs on the listener's thread: keep it short.
-pub type Handler = Box<dyn Fn(&str) -> Answer + Send + Sync>;
+pub(crate) type Handler = Box<dyn Fn(&str) -> Answer + Send + Sync>;
 
 /// Paths to handlers, all read-only (`GET`, and `HEAD` without the body).
 /// An unknown path is 404; another method on a known path is 405.
 #[derive(Default)]
-pub struct Router {
+pub(crate) struct Router {
     routes: Vec<(&'static str, Handler)>,
 }
 
@@ -97,18 +97,18 @@ impl std::fmt::Debug for Router {
 }
 
 impl Router {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Answer `GET path` with `handler` (exact path, query string apart).
-    pub fn get(mut self, path: &'static str, handler: Handler) -> Self {
+    pub(crate) fn get(mut self, path: &'static str, handler: Handler) -> Self {
         self.routes.push((path, handler));
         self
     }
 
     /// The answer to `method path?query`.
-    pub fn answer(&self, method: &Method, path: &str, query: &str) -> Answer {
+    pub(crate) fn answer(&self, method: &Method, path: &str, query: &str) -> Answer {
         let Some((_, handler)) = self.routes.iter().find(|(p, _)| *p == path) else {
             return Answer::plain(404, "Not Found");
         };
@@ -141,7 +141,7 @@ impl Router {
 /// Bind `addr` now (errors are the caller's: they name the address) and
 /// serve `router` on a thread of its own until `stop` is set. Returns the
 /// bound address (useful with port 0) and the thread.
-pub fn serve(
+pub(crate) fn serve(
     addr: &str,
     router: Router,
     stop: Arc<AtomicBool>,

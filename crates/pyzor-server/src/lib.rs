@@ -13,7 +13,7 @@
 //! | [`rules`] | accounts + ACL in force, SIGUSR1 reload |
 //! | [`logging`] | main and usage logs in the reference's format, off the hot path |
 //! | [`metrics`] | counters, Prometheus text endpoint |
-//! | [`http`] | the metrics address's HTTP listener and router (hyper), bounded |
+//! | `http` | the metrics address's HTTP listener and router (hyper), bounded |
 //! | [`health`] | engine down/up log lines, failures summarised |
 //! | [`forward`] | the `ForwardClientHomeDir` hook |
 //! | `daemon` | `--detach` (start-up reported to the launcher), the pid file |
@@ -27,7 +27,7 @@ mod cmd;
 mod daemon;
 pub mod forward;
 pub mod health;
-pub mod http;
+mod http;
 pub mod logging;
 pub mod metrics;
 pub mod net;

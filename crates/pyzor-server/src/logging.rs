@@ -2,14 +2,14 @@
 //! (`pyzord-usage`), in the reference's format
 //! `YYYY-MM-DD HH:MM:SS,mmm (PID) LEVEL message` (local time), written by
 //! one writer thread. Callers never block: lines go through a queue bounded
-//! in bytes ([`QUEUE_BYTES`]) and in lines, and are counted as dropped when
+//! in bytes (`QUEUE_BYTES`) and in lines, and are counted as dropped when
 //! it is full (a stalled stderr, a slow disk).
 //!
 //! No line grows with what a client sends (docs/security.md): every
-//! message is cut to [`MAX_LINE`] bytes, and in usage-log lines every
+//! message is cut to `MAX_LINE` bytes, and in usage-log lines every
 //! quoted value (a digest, the header an error text quotes) is cut to
-//! [`MAX_QUOTED`] characters and at most [`MAX_VALUES`] of them are shown
-//! ([`bound_usage`]).
+//! `MAX_QUOTED` characters and at most `MAX_VALUES` of them are shown
+//! (`bound_usage`).
 //!
 //! Destinations (scripts/pyzord `setup_logging`, adapted for systemd):
 //! * `LogFile` / `UsageLogFile`: INFO and above (DEBUG with `-d`), appended;
@@ -32,16 +32,16 @@ use log::{Level, LevelFilter, Log, Metadata, Record};
 /// Bytes the queued lines may hold (their text plus the size of a queue
 /// slot each). Without it a flood of long lines behind a stderr nobody
 /// reads held 16384 lines of up to 32 KiB: RSS grew from 6.6 MB to 536 MB.
-pub const QUEUE_BYTES: usize = 4 << 20;
+pub(crate) const QUEUE_BYTES: usize = 4 << 20;
 /// Lines the queue may hold, whatever their size.
 const QUEUE_LINES: usize = 16384;
 /// Longest message of one line (bytes); the rest is replaced by
 /// `… (N more bytes)`.
-pub const MAX_LINE: usize = 8192;
+pub(crate) const MAX_LINE: usize = 8192;
 /// Longest quoted value of a usage-log line (characters of the `repr`).
-pub const MAX_QUOTED: usize = 200;
+pub(crate) const MAX_QUOTED: usize = 200;
 /// Quoted values shown in one usage-log line (digests of one request).
-pub const MAX_VALUES: usize = 10;
+pub(crate) const MAX_VALUES: usize = 10;
 /// Longest wait of [`Logs::flush`].
 const FLUSH_WAIT: Duration = Duration::from_secs(5);
 
@@ -51,7 +51,7 @@ enum Msg {
         level: Level,
         when: SystemTime,
         text: String,
-        /// What it counts against [`QUEUE_BYTES`].
+        /// What it counts against `QUEUE_BYTES`.
         cost: usize,
     },
     Flush(SyncSender<()>),
@@ -72,7 +72,7 @@ pub struct LogSettings {
 pub struct Logs {
     tx: SyncSender<Msg>,
     usage_level: LevelFilter,
-    /// Bytes of the lines in the queue (see [`QUEUE_BYTES`]).
+    /// Bytes of the lines in the queue (see `QUEUE_BYTES`).
     queued: Arc<AtomicUsize>,
     dropped_main: Arc<AtomicU64>,
     dropped_usage: Arc<AtomicU64>,
@@ -187,7 +187,7 @@ impl Logs {
     }
 
     /// Queue a usage-log line; its quoted values are cut
-    /// ([`bound_usage`]).
+    /// (`bound_usage`).
     pub fn usage(&self, level: Level, text: String) {
         let text = match bound_usage(&text) {
             Cow::Borrowed(_) => text,
@@ -196,7 +196,7 @@ impl Logs {
         self.send(true, level, text);
     }
 
-    /// Queue a line (cut to [`MAX_LINE`]) if the queue has room for it in
+    /// Queue a line (cut to `MAX_LINE`) if the queue has room for it in
     /// bytes and in lines, else count it as dropped.
     fn send(&self, usage: bool, level: Level, text: String) {
         let text = cap_line(text);
@@ -224,7 +224,7 @@ impl Logs {
         }
     }
 
-    /// Bytes the queued lines hold now (at most [`QUEUE_BYTES`]).
+    /// Bytes the queued lines hold now (at most `QUEUE_BYTES`).
     pub fn queued_bytes(&self) -> usize {
         self.queued.load(Relaxed)
     }
@@ -318,7 +318,7 @@ fn writer(
     }
 }
 
-/// `text` cut to [`MAX_LINE`] bytes at a character boundary.
+/// `text` cut to `MAX_LINE` bytes at a character boundary.
 fn cap_line(mut text: String) -> String {
     if text.len() <= MAX_LINE {
         return text;
@@ -350,7 +350,7 @@ fn quoted_end(b: &[u8], start: usize) -> usize {
     b.len()
 }
 
-/// The first [`MAX_QUOTED`] characters of the quoted value `b[start..end]`
+/// The first `MAX_QUOTED` characters of the quoted value `b[start..end]`
 /// (an escape such as `\\x00` is never split): the byte where they end
 /// and how many characters follow, or `None` when it is not longer.
 fn quoted_cut(b: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
@@ -382,12 +382,12 @@ fn quoted_cut(b: &[u8], start: usize, end: usize) -> Option<(usize, usize)> {
 
 /// A usage-log message with every quoted value (a Python `repr` of client
 /// input: the digests of `user,ip,op,['digest', ...],code`, the header an
-/// error text quotes) cut to [`MAX_QUOTED`] characters, followed by
-/// `… (N more characters)`, and only the first [`MAX_VALUES`] values
+/// error text quotes) cut to `MAX_QUOTED` characters, followed by
+/// `… (N more characters)`, and only the first `MAX_VALUES` values
 /// shown, followed by `, … (N more)`. A quote opens a value only after a
 /// space, `[`, `(`, `,` or `:` (so `o'brien` does not). Borrowed when
 /// nothing is cut (the usual line).
-pub fn bound_usage(text: &str) -> Cow<'_, str> {
+pub(crate) fn bound_usage(text: &str) -> Cow<'_, str> {
     let b = text.as_bytes();
     let mut out: Option<String> = None;
     // `text[done..]` is not in `out` yet.

@@ -12,7 +12,7 @@
 //! * `pyzord_dropped_total{what}` — log lines (`log`, `usage_log`) and
 //!   forwarded digests (`forward`) dropped because a queue was full;
 //! * `pyzord_log_queue_bytes` — bytes held by log lines waiting for the
-//!   writer (at most `logging::QUEUE_BYTES`);
+//!   writer (at most 4 MiB, `logging::QUEUE_BYTES`);
 //! * `pyzord_batches_total`, `pyzord_batch_requests_total`,
 //!   `pyzord_batch_max` — receive batches, the datagrams in them, the
 //!   largest batch;
@@ -234,7 +234,7 @@ impl Metrics {
 /// The Prometheus text format's content type.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Serve `GET /metrics` on `addr` until `stop` is set ([`crate::http`]:
+/// Serve `GET /metrics` on `addr` until `stop` is set (the `http` module:
 /// 404 on other paths, 405 for other methods, idle and slow clients cut
 /// off). Returns the bound address (useful with port 0).
 pub fn serve(
