@@ -35,14 +35,34 @@ fn read_text(path: &Path) -> Result<Option<String>, AuthFileError> {
 
 /// Load `pyzord.passwd`; a missing file (or `None`) means no accounts.
 /// Returns the accounts, whether the file existed, and warnings.
+///
+/// An account whose key is empty is refused with a warning (the reference
+/// accepts it): the signing key is `hash_key("", user)`, which anyone who
+/// knows the user name can compute, so such an account would lend its
+/// rights to the whole internet (docs/compatibility.md S5).
 pub fn load_passwd(path: Option<&Path>) -> Result<(Accounts, bool, Vec<String>), AuthFileError> {
     let Some(p) = path else {
         return Ok((Accounts::default(), false, Vec::new()));
     };
     match read_text(p)? {
         Some(t) => {
-            let (a, w) = parse_passwd(&t);
-            Ok((a, true, w))
+            let (parsed, mut w) = parse_passwd(&t);
+            let mut accounts = Accounts::default();
+            let mut refused = Vec::new();
+            for user in parsed.users() {
+                match parsed.key(user) {
+                    Some(key) if !key.is_empty() => accounts.insert(user, key),
+                    _ => refused.push(user),
+                }
+            }
+            refused.sort_unstable();
+            w.extend(refused.into_iter().map(|user| {
+                format!(
+                    "Account {user:?} in {} has an empty key and is refused: anyone can compute its signatures; give it a key",
+                    p.display()
+                )
+            }));
+            Ok((accounts, true, w))
         }
         None => Ok((Accounts::default(), false, Vec::new())),
     }
@@ -80,5 +100,31 @@ mod tests {
         .unwrap();
         assert!(!existed);
         assert_eq!(acl, Acl::reference_default());
+    }
+
+    #[test]
+    fn an_empty_key_is_refused_with_a_warning() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pyzord.passwd");
+        std::fs::write(
+            &p,
+            "alice :\nbob : k\ncarol : x\ncarol :  \t\nerin : \nerin : y\n",
+        )
+        .unwrap();
+        let (acc, existed, w) = load_passwd(Some(&p)).unwrap();
+        assert!(existed);
+        assert_eq!(acc.key("bob"), Some("k"));
+        assert_eq!(acc.key("erin"), Some("y"), "a later line with a key wins");
+        assert!(!acc.contains("alice"));
+        assert!(
+            !acc.contains("carol"),
+            "a later empty key refuses the account"
+        );
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].contains("\"alice\"") && w[0].contains("empty key"),
+            "{w:?}"
+        );
+        assert!(w[1].contains("\"carol\""), "{w:?}");
     }
 }

@@ -14,6 +14,7 @@
 //! | [`rules`] | accounts + ACL in force, SIGUSR1 reload |
 //! | [`logging`] | main and usage logs in the reference's format, off the hot path |
 //! | [`metrics`] | counters, Prometheus text endpoint |
+//! | `http` | the metrics address's HTTP listener and router (hyper), bounded |
 //! | [`health`] | engine down/up log lines, failures summarised |
 //! | [`forward`] | the `ForwardClientHomeDir` hook |
 //! | `daemon` | `--detach` (start-up reported to the launcher), the pid file |
@@ -28,6 +29,7 @@ mod daemon;
 mod engine_queue;
 pub mod forward;
 pub mod health;
+mod http;
 pub mod logging;
 pub mod metrics;
 pub mod net;

@@ -15,6 +15,8 @@
 //!   now, the ones in its engine call included (gauge);
 //! * `pyzord_dropped_total{what}` — log lines (`log`, `usage_log`) and
 //!   forwarded digests (`forward`) dropped because a queue was full;
+//! * `pyzord_log_queue_bytes` — bytes held by log lines waiting for the
+//!   writer (at most 4 MiB, `logging::QUEUE_BYTES`);
 //! * `pyzord_batches_total`, `pyzord_batch_requests_total`,
 //!   `pyzord_batch_max` — receive batches, the datagrams in them, the
 //!   largest batch;
@@ -22,15 +24,14 @@
 //! * `pyzord_forwarded_total` — digests queued for the forward servers;
 //! * `pyzord_reloads_total{result}` — SIGUSR1 reloads.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
 
 use pyzor_protocol::wire::Op;
 
 use crate::health::EngineHealth;
+use crate::http::{Answer, Router};
+use crate::logging::Logs;
 
 const CODES: [u16; 7] = [200, 400, 401, 403, 500, 501, 505];
 const OPS: [&str; 7] = [
@@ -80,6 +81,8 @@ pub struct Metrics {
     pub reloads_failed: AtomicU64,
     /// The engine's up/down state and its log lines.
     pub health: EngineHealth,
+    /// The logs whose queue and drops are exported ([`Metrics::watch_logs`]).
+    logs: OnceLock<Logs>,
 }
 
 fn op_index(op: Option<Op>) -> usize {
@@ -108,6 +111,12 @@ impl Metrics {
                 }
             }
         }
+    }
+
+    /// Export the drops and queue of `logs` (once; later calls are
+    /// ignored).
+    pub fn watch_logs(&self, logs: &Logs) {
+        let _ = self.logs.set(logs.clone());
     }
 
     /// Count one receive batch of `n` datagrams.
@@ -176,16 +185,24 @@ impl Metrics {
             self.engine_queued.load(Relaxed),
         );
         s.push_str("# HELP pyzord_dropped_total Items dropped because a queue was full.\n# TYPE pyzord_dropped_total counter\n");
+        let ((log_main, log_usage), log_queued) = self
+            .logs
+            .get()
+            .map_or(((0, 0), 0), |l| (l.dropped(), l.queued_bytes()));
         for (what, v) in [
-            ("log", &self.dropped_log),
-            ("usage_log", &self.dropped_usage),
-            ("forward", &self.dropped_forward),
+            ("log", self.dropped_log.load(Relaxed) + log_main),
+            ("usage_log", self.dropped_usage.load(Relaxed) + log_usage),
+            ("forward", self.dropped_forward.load(Relaxed)),
         ] {
-            s.push_str(&format!(
-                "pyzord_dropped_total{{what=\"{what}\"}} {}\n",
-                v.load(Relaxed)
-            ));
+            s.push_str(&format!("pyzord_dropped_total{{what=\"{what}\"}} {v}\n"));
         }
+        simple(
+            &mut s,
+            "pyzord_log_queue_bytes",
+            "Bytes held by log lines waiting to be written.",
+            "gauge",
+            log_queued as u64,
+        );
         simple(
             &mut s,
             "pyzord_forwarded_total",
@@ -234,41 +251,20 @@ impl Metrics {
     }
 }
 
-/// Serve `GET /metrics` (any path, in fact) on `addr` until `stop` is set.
-/// Returns the bound address (useful with port 0).
+/// The Prometheus text format's content type.
+const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Serve `GET /metrics` on `addr` until `stop` is set (the `http` module:
+/// 404 on other paths, 405 for other methods, idle and slow clients cut
+/// off). Returns the bound address (useful with port 0).
 pub fn serve(
     addr: &str,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<(std::net::SocketAddr, std::thread::JoinHandle<()>)> {
-    let resolved = addr.to_socket_addrs()?.next();
-    let sa = resolved.ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, "resolves to no address")
-    })?;
-    let listener = TcpListener::bind(sa)?;
-    listener.set_nonblocking(true)?;
-    let local = listener.local_addr()?;
-    let h = std::thread::Builder::new().name("metrics".into()).spawn(move || {
-        while !stop.load(Relaxed) {
-            match listener.accept() {
-                Ok((mut conn, _)) => {
-                    let _ = conn.set_nonblocking(false);
-                    let _ = conn.set_read_timeout(Some(Duration::from_secs(2)));
-                    let _ = conn.set_write_timeout(Some(Duration::from_secs(2)));
-                    let mut req = [0u8; 2048];
-                    let _ = conn.read(&mut req);
-                    let body = metrics.render();
-                    let head = format!(
-                        "HTTP/1.0 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = conn.write_all(head.as_bytes());
-                    let _ = conn.write_all(body.as_bytes());
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(100)),
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
-            }
-        }
-    })?;
-    Ok((local, h))
+    let router = Router::new().get(
+        "/metrics",
+        Box::new(move |_query| Answer::ok(CONTENT_TYPE, metrics.render())),
+    );
+    crate::http::serve(addr, router, stop)
 }

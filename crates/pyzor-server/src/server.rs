@@ -91,6 +91,9 @@ impl Server {
         forward: Option<ForwardQueue>,
     ) -> Result<Server, StartError> {
         let metrics = Arc::new(Metrics::default());
+        if let Some(l) = &logs {
+            metrics.watch_logs(l);
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let n = opts.workers.max(1);
         let listen = |source| StartError::Listen {
