@@ -307,4 +307,3 @@ fn non_empty(digests: &[String]) -> Vec<&str> {
         .filter(|d| !d.is_empty())
         .collect()
 }
-

@@ -32,11 +32,47 @@ use crate::py::{
     PyInt,
 };
 
+/// How many bytes a reply may be larger than the request that caused it
+/// when the request was not signed by a known user (docs/security.md,
+/// "Amplification"). The largest legitimate growth is 236 bytes: the
+/// `int()` error quoting 200 characters of `Time` (a 298-byte reply) to the
+/// 62-byte `User:b\nTime:` + 50 × `\x01`; an `info` reply with 20-digit
+/// numbers to the 23-byte `Op:info\nOp-Digest:\nPV:2` grows by 199.
+pub const MAX_REPLY_GROWTH: usize = 256;
+
+/// What replaces a reply larger than [`MAX_REPLY_GROWTH`] allows.
+pub const REPLY_TOO_LARGE: Failure = Failure::fixed(500, "Internal Server Error: Reply too large.");
+
+/// The amplification guard (docs/security.md, "Amplification"): unless the
+/// request was signed by a known user (`signed`), a reply (`out`) larger
+/// than the request (`request_len` bytes as received) by more than
+/// [`MAX_REPLY_GROWTH`] is replaced by [`REPLY_TOO_LARGE`], echoing the
+/// request's `thread` when that still fits, else with an empty `Thread`.
+/// Returns whether the reply was replaced.
+pub fn bound_reply(
+    out: &mut Vec<u8>,
+    request_len: usize,
+    signed: bool,
+    thread: Option<&[u8]>,
+) -> bool {
+    let limit = request_len.saturating_add(MAX_REPLY_GROWTH);
+    if signed || out.len() <= limit {
+        return false;
+    }
+    let f = REPLY_TOO_LARGE;
+    format_reply(out, f.code, &f.diag, thread, ReplyBody::Bare);
+    if out.is_empty() || out.len() > limit {
+        format_reply(out, f.code, &f.diag, None, ReplyBody::Bare);
+    }
+    true
+}
+
 /// A parsed request; reusable (its buffers keep their capacity).
 #[derive(Debug, Default)]
 pub struct Parsed {
     buf: Vec<u8>,
     headers: Headers,
+    received: usize,
 }
 
 impl Parsed {
@@ -44,6 +80,7 @@ impl Parsed {
         Self {
             buf: Vec::with_capacity(MAX_PACKET_SIZE + 2),
             headers: Headers::new(),
+            received: 0,
         }
     }
 
@@ -51,10 +88,16 @@ impl Parsed {
     /// bytes (§1), every `\n\n` replaced by `\n` and a `\n` appended (§3.1,
     /// the legacy-client rewrite), then parsed as email headers (§3.2).
     pub fn parse(&mut self, datagram: &[u8]) {
+        self.received = datagram.len();
         let d = &datagram[..datagram.len().min(MAX_PACKET_SIZE)];
         self.buf.clear();
         legacy_rewrite(d, &mut self.buf);
         self.headers.parse(&self.buf);
+    }
+
+    /// The datagram's length as received (before the 8192-byte cut).
+    pub fn received_len(&self) -> usize {
+        self.received
     }
 
     /// `request[name]`: first occurrence, ASCII case-insensitive.
