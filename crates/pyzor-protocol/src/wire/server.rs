@@ -748,4 +748,87 @@ mod tests {
         p.parse(&d2);
         assert_eq!(p.get_all("Op").next(), Some(&b"pin"[..]));
     }
+
+    /// The reply of `dgram` as the server formats it (error replies).
+    fn error_reply(dgram: &[u8], accounts: &Accounts) -> Vec<u8> {
+        let (code, diag, _) = run(dgram, accounts, &Acl::reference_default(), 1.7e9);
+        let mut p = Parsed::new();
+        p.parse(dgram);
+        let mut out = Vec::new();
+        format_reply(&mut out, code, &diag, p.get("Thread"), ReplyBody::Bare);
+        out
+    }
+
+    #[test]
+    fn max_reply_growth_covers_every_legitimate_reply() {
+        let mut accounts = Accounts::default();
+        accounts.insert("b", "k");
+        // The int() error quotes at most 200 characters (`%.200R`): the
+        // shortest request reaching the cut.
+        let mut d = b"User:b\nTime:".to_vec();
+        d.extend([1u8; 50]);
+        let r = error_reply(&d, &accounts);
+        assert_eq!(r.len(), 298);
+        assert_eq!(r.len() - d.len(), 236);
+        assert!(r.len() - d.len() <= MAX_REPLY_GROWTH);
+        // Issue 12's figures: 8184 and 3047 bytes in, 298 and 299 out.
+        let mut d = b"User:b\nTime:".to_vec();
+        d.extend([1u8; 8172]);
+        assert_eq!(error_reply(&d, &accounts).len(), 298);
+        let mut d = b"Op: ping\nThread: 1\nPV: 2.1\nUser: b\nTime: 1x".to_vec();
+        d.extend(b"abcdefghijklmnopqrstuvwxyz".iter().cycle().take(3000));
+        assert_eq!(error_reply(&d, &accounts).len(), 299);
+        // The longest fixed text, to an 8-byte request.
+        let d = b"User:b\nx";
+        assert!(error_reply(d, &accounts).len() - d.len() <= MAX_REPLY_GROWTH);
+        // An info reply with 20-digit numbers to a 23-byte request.
+        let d = b"Op:info\nOp-Digest:\nPV:2";
+        let mut out = Vec::new();
+        let n = i64::MIN;
+        let body = ReplyBody::Info {
+            entered: n,
+            updated: n,
+            wl_entered: n,
+            wl_updated: n,
+            count: n,
+            wl_count: n,
+        };
+        format_reply(&mut out, 200, "OK", None, body);
+        assert_eq!(out.len() - d.len(), 199);
+    }
+
+    #[test]
+    fn bound_reply_replaces_oversized_unsigned_replies() {
+        let big = vec![0x80u8; 3000];
+        let mut out = Vec::new();
+        format_reply(&mut out, 200, "OK", Some(&big), ReplyBody::Bare);
+        assert!(out.len() > 3000 + MAX_REPLY_GROWTH);
+        // Signed: untouched.
+        let before = out.clone();
+        assert!(!bound_reply(&mut out, 3000, true, Some(&big)));
+        assert_eq!(out, before);
+        // Unsigned: the fixed reply; the Thread does not fit, so it is empty.
+        assert!(bound_reply(&mut out, 3000, false, Some(&big)));
+        assert_eq!(
+            out,
+            b"Code: 500\nDiag: Internal Server Error: Reply too large.\nPV: 2.1\nThread: \n\n"
+        );
+        // Even to an empty request, the fixed reply fits.
+        assert!(out.len() <= MAX_REPLY_GROWTH);
+        // A Thread that fits is echoed.
+        let mut out = vec![b'x'; 5000];
+        assert!(bound_reply(&mut out, 100, false, Some(b"42")));
+        assert_eq!(
+            out,
+            b"Code: 500\nDiag: Internal Server Error: Reply too large.\nPV: 2.1\nThread: 42\n\n"
+        );
+        // Within the bound: untouched.
+        let mut out = vec![b'x'; 356];
+        assert!(!bound_reply(&mut out, 100, false, None));
+        assert_eq!(out.len(), 356);
+        // The length as received counts, not the 8192 bytes read.
+        let mut p = Parsed::new();
+        p.parse(&[b'a'; 9000]);
+        assert_eq!(p.received_len(), 9000);
+    }
 }
