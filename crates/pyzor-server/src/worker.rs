@@ -20,9 +20,10 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
 use log::Level;
+use pyzor_protocol::auth::ANONYMOUS;
 use pyzor_protocol::record::Timestamp;
 use pyzor_protocol::wire::server::{
-    evaluate, format_reply, usage_line, Failure, Parsed, ReplyBody,
+    bound_reply, evaluate, format_reply, usage_line, Failure, Parsed, ReplyBody,
 };
 use pyzor_protocol::wire::Op;
 use pyzor_protocol::Record;
@@ -377,6 +378,10 @@ impl<'s> Answers<'s> {
                 }
             }
         }
+        // docs/security.md "Amplification": only a signed request may get
+        // a reply much larger than itself.
+        let signed = matches!(dec, Decision::Ok { user, .. } if *user != ANONYMOUS.as_bytes());
+        bound_reply(reply, p.received_len(), signed, thread);
     }
 }
 

@@ -21,7 +21,7 @@ use sha1::{Digest, Sha1};
 pub(crate) const MAX_TIMESTAMP_DIFFERENCE: f64 = 300.0;
 
 /// The user name of unsigned requests.
-pub(crate) const ANONYMOUS: &str = "anonymous";
+pub const ANONYMOUS: &str = "anonymous";
 
 /// 40 lower-case hex digits (a SHA1 in the form Pyzor writes it).
 pub type Hex40 = [u8; 40];

@@ -32,11 +32,47 @@ use crate::py::{
     PyInt,
 };
 
+/// How many bytes a reply may be larger than the request that caused it
+/// when the request was not signed by a known user (docs/security.md,
+/// "Amplification"). The largest legitimate growth is 236 bytes: the
+/// `int()` error quoting 200 characters of `Time` (a 298-byte reply) to the
+/// 62-byte `User:b\nTime:` + 50 × `\x01`; an `info` reply with 20-digit
+/// numbers to the 23-byte `Op:info\nOp-Digest:\nPV:2` grows by 199.
+pub const MAX_REPLY_GROWTH: usize = 256;
+
+/// What replaces a reply larger than [`MAX_REPLY_GROWTH`] allows.
+pub const REPLY_TOO_LARGE: Failure = Failure::fixed(500, "Internal Server Error: Reply too large.");
+
+/// The amplification guard (docs/security.md, "Amplification"): unless the
+/// request was signed by a known user (`signed`), a reply (`out`) larger
+/// than the request (`request_len` bytes as received) by more than
+/// [`MAX_REPLY_GROWTH`] is replaced by [`REPLY_TOO_LARGE`], echoing the
+/// request's `thread` when that still fits, else with an empty `Thread`.
+/// Returns whether the reply was replaced.
+pub fn bound_reply(
+    out: &mut Vec<u8>,
+    request_len: usize,
+    signed: bool,
+    thread: Option<&[u8]>,
+) -> bool {
+    let limit = request_len.saturating_add(MAX_REPLY_GROWTH);
+    if signed || out.len() <= limit {
+        return false;
+    }
+    let f = REPLY_TOO_LARGE;
+    format_reply(out, f.code, &f.diag, thread, ReplyBody::Bare);
+    if out.is_empty() || out.len() > limit {
+        format_reply(out, f.code, &f.diag, None, ReplyBody::Bare);
+    }
+    true
+}
+
 /// A parsed request; reusable (its buffers keep their capacity).
 #[derive(Debug, Default)]
 pub struct Parsed {
     buf: Vec<u8>,
     headers: Headers,
+    received: usize,
 }
 
 impl Parsed {
@@ -44,6 +80,7 @@ impl Parsed {
         Self {
             buf: Vec::with_capacity(MAX_PACKET_SIZE + 2),
             headers: Headers::new(),
+            received: 0,
         }
     }
 
@@ -51,10 +88,16 @@ impl Parsed {
     /// bytes (§1), every `\n\n` replaced by `\n` and a `\n` appended (§3.1,
     /// the legacy-client rewrite), then parsed as email headers (§3.2).
     pub fn parse(&mut self, datagram: &[u8]) {
+        self.received = datagram.len();
         let d = &datagram[..datagram.len().min(MAX_PACKET_SIZE)];
         self.buf.clear();
         legacy_rewrite(d, &mut self.buf);
         self.headers.parse(&self.buf);
+    }
+
+    /// The datagram's length as received (before the 8192-byte cut).
+    pub fn received_len(&self) -> usize {
+        self.received
     }
 
     /// `request[name]`: first occurrence, ASCII case-insensitive.
@@ -704,5 +747,88 @@ mod tests {
         d2.extend_from_slice(b"\nOp: ping\n");
         p.parse(&d2);
         assert_eq!(p.get_all("Op").next(), Some(&b"pin"[..]));
+    }
+
+    /// The reply of `dgram` as the server formats it (error replies).
+    fn error_reply(dgram: &[u8], accounts: &Accounts) -> Vec<u8> {
+        let (code, diag, _) = run(dgram, accounts, &Acl::reference_default(), 1.7e9);
+        let mut p = Parsed::new();
+        p.parse(dgram);
+        let mut out = Vec::new();
+        format_reply(&mut out, code, &diag, p.get("Thread"), ReplyBody::Bare);
+        out
+    }
+
+    #[test]
+    fn max_reply_growth_covers_every_legitimate_reply() {
+        let mut accounts = Accounts::default();
+        accounts.insert("b", "k");
+        // The int() error quotes at most 200 characters (`%.200R`): the
+        // shortest request reaching the cut.
+        let mut d = b"User:b\nTime:".to_vec();
+        d.extend([1u8; 50]);
+        let r = error_reply(&d, &accounts);
+        assert_eq!(r.len(), 298);
+        assert_eq!(r.len() - d.len(), 236);
+        assert!(r.len() - d.len() <= MAX_REPLY_GROWTH);
+        // Issue 12's figures: 8184 and 3047 bytes in, 298 and 299 out.
+        let mut d = b"User:b\nTime:".to_vec();
+        d.extend([1u8; 8172]);
+        assert_eq!(error_reply(&d, &accounts).len(), 298);
+        let mut d = b"Op: ping\nThread: 1\nPV: 2.1\nUser: b\nTime: 1x".to_vec();
+        d.extend(b"abcdefghijklmnopqrstuvwxyz".iter().cycle().take(3000));
+        assert_eq!(error_reply(&d, &accounts).len(), 299);
+        // The longest fixed text, to an 8-byte request.
+        let d = b"User:b\nx";
+        assert!(error_reply(d, &accounts).len() - d.len() <= MAX_REPLY_GROWTH);
+        // An info reply with 20-digit numbers to a 23-byte request.
+        let d = b"Op:info\nOp-Digest:\nPV:2";
+        let mut out = Vec::new();
+        let n = i64::MIN;
+        let body = ReplyBody::Info {
+            entered: n,
+            updated: n,
+            wl_entered: n,
+            wl_updated: n,
+            count: n,
+            wl_count: n,
+        };
+        format_reply(&mut out, 200, "OK", None, body);
+        assert_eq!(out.len() - d.len(), 199);
+    }
+
+    #[test]
+    fn bound_reply_replaces_oversized_unsigned_replies() {
+        let big = vec![0x80u8; 3000];
+        let mut out = Vec::new();
+        format_reply(&mut out, 200, "OK", Some(&big), ReplyBody::Bare);
+        assert!(out.len() > 3000 + MAX_REPLY_GROWTH);
+        // Signed: untouched.
+        let before = out.clone();
+        assert!(!bound_reply(&mut out, 3000, true, Some(&big)));
+        assert_eq!(out, before);
+        // Unsigned: the fixed reply; the Thread does not fit, so it is empty.
+        assert!(bound_reply(&mut out, 3000, false, Some(&big)));
+        assert_eq!(
+            out,
+            b"Code: 500\nDiag: Internal Server Error: Reply too large.\nPV: 2.1\nThread: \n\n"
+        );
+        // Even to an empty request, the fixed reply fits.
+        assert!(out.len() <= MAX_REPLY_GROWTH);
+        // A Thread that fits is echoed.
+        let mut out = vec![b'x'; 5000];
+        assert!(bound_reply(&mut out, 100, false, Some(b"42")));
+        assert_eq!(
+            out,
+            b"Code: 500\nDiag: Internal Server Error: Reply too large.\nPV: 2.1\nThread: 42\n\n"
+        );
+        // Within the bound: untouched.
+        let mut out = vec![b'x'; 356];
+        assert!(!bound_reply(&mut out, 100, false, None));
+        assert_eq!(out.len(), 356);
+        // The length as received counts, not the 8192 bytes read.
+        let mut p = Parsed::new();
+        p.parse(&[b'a'; 9000]);
+        assert_eq!(p.received_len(), 9000);
     }
 }
