@@ -31,6 +31,7 @@ pub mod health;
 pub mod logging;
 pub mod metrics;
 pub mod net;
+mod protect;
 pub mod rules;
 pub mod server;
 pub mod worker;
@@ -269,6 +270,7 @@ fn start(
         cleanup_age: cfg.cleanup_age,
         metrics_address: cfg.metrics_address.clone(),
         engine_queue: server::DEFAULT_ENGINE_QUEUE,
+        rate_limit: cfg.rate_limit.clone(),
     };
     let server = Server::start(&opts, engine, rules, Some(logs.clone()), forward)?;
     if let Some(p) = pid_file.as_mut() {
