@@ -250,11 +250,15 @@ pub(crate) struct ReplayGuard {
     inner: Mutex<Seen>,
 }
 
+/// A signed write: (user, `Sig`).
+type SignedKey = (Box<[u8]>, Box<[u8]>);
+
 #[derive(Debug, Default)]
 struct Seen {
-    expiry: HashMap<(Box<[u8]>, Box<[u8]>), u64>,
+    /// Each remembered key and when it expires.
+    expiry: HashMap<SignedKey, u64>,
     /// Keys in the order they were added (= the order they expire).
-    order: VecDeque<((Box<[u8]>, Box<[u8]>), u64)>,
+    order: VecDeque<(SignedKey, u64)>,
 }
 
 impl ReplayGuard {
@@ -275,7 +279,7 @@ impl ReplayGuard {
                 }
             }
         }
-        let key: (Box<[u8]>, Box<[u8]>) = (user.into(), sig.into());
+        let key: SignedKey = (user.into(), sig.into());
         if seen.expiry.get(&key).is_some_and(|&e| e > now) {
             return false;
         }
