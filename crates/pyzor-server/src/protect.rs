@@ -402,6 +402,52 @@ mod tests {
         assert!(l.len() > SETS * WAYS / 2, "{}", l.len());
     }
 
+    /// Through a worker's `Processor`: the burst is answered, then every
+    /// second limited request gets the short 503, the others an empty
+    /// reply that the worker loop does not send.
+    #[test]
+    fn a_worker_drops_and_slips_limited_requests() {
+        use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+        use std::sync::Arc;
+
+        use pyzor_protocol::auth::{parse_access, Accounts};
+        use pyzor_store::memory::MemoryEngine;
+
+        use crate::metrics::Metrics;
+        use crate::rules::{RuleSet, Rules};
+        use crate::worker::{Processor, Protection, Shared};
+
+        let accounts = Accounts::default();
+        let (acl, _) = parse_access("all : anonymous : allow\n", &accounts);
+        let sh = Shared {
+            engine: Arc::new(MemoryEngine::new()),
+            rules: Arc::new(RuleSet::fixed(Rules { accounts, acl })),
+            metrics: Arc::new(Metrics::default()),
+            logs: None,
+            forward: None,
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let protection = Protection {
+            rate: cfg(0, 2),
+            ..Protection::default()
+        };
+        let mut p = Processor::with_protection(&sh, &protection);
+        let req: &[u8] = b"Op: report\nOp-Digest: d\nThread: 7\nPV: 2.1\n\n";
+        let peer = Some("192.0.2.9:4000".parse().unwrap());
+        let mut replies = vec![b"stale".to_vec(); 6];
+        let mut ready = [true; 6];
+        p.process_batch(&sh, 6, |_| (req, peer), &mut replies, None, &mut ready);
+        assert_eq!(ready, [true, true, false, true, false, true]);
+        assert!(replies[0].starts_with(b"Code: 200\n"));
+        assert!(replies[2].is_empty());
+        let slip =
+            "Code: 503\nDiag: Service Unavailable: rate limit exceeded\nPV: 2.1\nThread: 7\n\n";
+        assert_eq!(String::from_utf8_lossy(&replies[3]), slip);
+        assert_eq!(sh.metrics.rate_limited.load(Relaxed), 4);
+        assert_eq!(sh.metrics.rate_dropped.load(Relaxed), 2);
+        assert_eq!(sh.engine.get(b"d").unwrap().unwrap().r_count, 2);
+    }
+
     #[test]
     fn replay_guard_once_per_window_and_bounded() {
         let g = ReplayGuard::default();

@@ -272,6 +272,10 @@ impl Processor {
                 *r = send;
             }
             if !send {
+                if matches!(dec, Decision::Drop) {
+                    // Not sent by the worker loop; empty for `process`.
+                    reply.clear();
+                }
                 continue;
             }
             let engine_fail = engine_failure
