@@ -16,8 +16,12 @@
 //! [`ServerConfig::worker_count`]), `Durability` (`process` or `fsync`,
 //! see [`DurabilityMode`]) and `EngineTimeout` (seconds, default 5: how
 //! long the network engines wait for their database each time they wait;
-//! see [`ServerConfig::engine_timeout`]).
+//! see [`ServerConfig::engine_timeout`]), and the per-network rate limits
+//! (`RateLimit`, `ReportRateLimit`, `RateLimitIPv4Prefix`,
+//! `RateLimitIPv6Prefix`, `RateLimitAllow`, `RateLimitMode`; see
+//! [`RateLimitConfig`] and docs/security.md).
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -54,6 +58,12 @@ pub const SERVER_DEFAULTS: &[(&str, &str)] = &[
     ("Workers", "0"),
     ("Durability", "process"),
     ("EngineTimeout", "5"),
+    ("RateLimit", "1000"),
+    ("ReportRateLimit", "20"),
+    ("RateLimitIPv4Prefix", "24"),
+    ("RateLimitIPv6Prefix", "56"),
+    ("RateLimitAllow", "127.0.0.0/8, ::1/128"),
+    ("RateLimitMode", "enforce"),
 ];
 
 /// The largest `EngineTimeout` accepted, in seconds (an hour).
@@ -80,6 +90,58 @@ impl DurabilityMode {
             _ => None,
         }
     }
+}
+
+/// The per-network rate limits (docs/security.md, "Floods and count
+/// inflation").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    /// `RateLimit`: requests per second (and burst) per network for every
+    /// op but report and whitelist; 0 = unlimited.
+    pub read: u32,
+    /// `ReportRateLimit`: the same for report and whitelist; 0 = unlimited.
+    pub write: u32,
+    /// `RateLimitIPv4Prefix`: IPv4 senders sharing this many leading bits
+    /// share their buckets (0..=32).
+    pub v4_prefix: u8,
+    /// `RateLimitIPv6Prefix`: the same for IPv6 (0..=128).
+    pub v6_prefix: u8,
+    /// `RateLimitAllow`: networks never limited (`addr/len` or `addr`,
+    /// separated by commas or spaces).
+    pub allow: Vec<(IpAddr, u8)>,
+    /// `RateLimitMode = log`: count what would be limited, limit nothing.
+    pub log_only: bool,
+}
+
+impl RateLimitConfig {
+    /// No limit at all.
+    pub fn off() -> Self {
+        RateLimitConfig {
+            read: 0,
+            write: 0,
+            v4_prefix: 24,
+            v6_prefix: 56,
+            allow: Vec::new(),
+            log_only: false,
+        }
+    }
+
+    /// Whether any bucket is limited.
+    pub fn enabled(&self) -> bool {
+        self.read > 0 || self.write > 0
+    }
+}
+
+/// `addr/len` (or a bare `addr`: the whole address) for `RateLimitAllow`.
+fn parse_network(s: &str) -> Option<(IpAddr, u8)> {
+    let (a, len) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l.parse::<u8>().ok()?)),
+        None => (s, None),
+    };
+    let ip: IpAddr = a.parse().ok()?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let len = len.unwrap_or(max);
+    (len <= max).then_some((ip, len))
 }
 
 /// Engines whose DSN is a file name relative to the home directory.
@@ -139,6 +201,8 @@ pub struct ServerConfig {
     /// that time is answered with the reference's 500 "Database
     /// temporarily unavailable." (docs/engines.md, "Timeouts").
     pub engine_timeout: Duration,
+    /// The per-network rate limits (ours).
+    pub rate_limit: RateLimitConfig,
 }
 
 impl ServerConfig {
@@ -236,6 +300,7 @@ impl ServerConfig {
                 value: et_raw,
                 expected: "a number of seconds above 0 and at most 3600",
             })?;
+        let rate_limit = rate_limit_config(&get, &int)?;
         let metrics = get("MetricsAddress")?;
         let fwd = get("ForwardClientHomeDir")?;
         Ok(ServerConfig {
@@ -265,6 +330,7 @@ impl ServerConfig {
             workers,
             durability,
             engine_timeout,
+            rate_limit,
         })
     }
 
@@ -300,6 +366,61 @@ impl ServerConfig {
         }
         cores
     }
+}
+
+/// The `RateLimit*` keys, from `get` and `int` of [`ServerConfig::from_ini`].
+fn rate_limit_config(
+    get: &dyn Fn(&str) -> Result<String, ConfigError>,
+    int: &dyn Fn(&'static str) -> Result<i64, ConfigError>,
+) -> Result<RateLimitConfig, ConfigError> {
+    let ranged = |k: &'static str, max: i64, expected: &'static str| {
+        let v = int(k)?;
+        if (0..=max).contains(&v) {
+            Ok(v)
+        } else {
+            Err(ConfigError::BadValue {
+                key: k,
+                value: v.to_string(),
+                expected,
+            })
+        }
+    };
+    const RATE: &str = "requests per second, 0 (off) to 1000000";
+    let read = ranged("RateLimit", 1_000_000, RATE)? as u32;
+    let write = ranged("ReportRateLimit", 1_000_000, RATE)? as u32;
+    let v4_prefix = ranged("RateLimitIPv4Prefix", 32, "a prefix length 0..32")? as u8;
+    let v6_prefix = ranged("RateLimitIPv6Prefix", 128, "a prefix length 0..128")? as u8;
+    let allow_raw = get("RateLimitAllow")?;
+    let allow = allow_raw
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(parse_network)
+        .collect::<Option<Vec<_>>>()
+        .ok_or(ConfigError::BadValue {
+            key: "RateLimitAllow",
+            value: allow_raw.clone(),
+            expected: "networks as addr/len, separated by commas or spaces",
+        })?;
+    let mode = get("RateLimitMode")?;
+    let log_only = match mode.trim().to_ascii_lowercase().as_str() {
+        "enforce" => false,
+        "log" => true,
+        _ => {
+            return Err(ConfigError::BadValue {
+                key: "RateLimitMode",
+                value: mode,
+                expected: "enforce or log",
+            })
+        }
+    };
+    Ok(RateLimitConfig {
+        read,
+        write,
+        v4_prefix,
+        v6_prefix,
+        allow,
+        log_only,
+    })
 }
 
 impl ServerConfig {
@@ -454,6 +575,55 @@ mod tests {
         for bad in ["0", "-1", "", "x", "inf", "nan", "3601"] {
             let e = ServerConfig::load(t.path(), &[("EngineTimeout", bad.into())]).unwrap_err();
             assert!(e.to_string().contains("EngineTimeout"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn rate_limit_keys() {
+        let t = home_with(None);
+        let c = ServerConfig::load(t.path(), &[]).unwrap().rate_limit;
+        assert_eq!(
+            (c.read, c.write, c.v4_prefix, c.v6_prefix),
+            (1000, 20, 24, 56)
+        );
+        assert!(!c.log_only && c.enabled());
+        // Loopback (the mail server on the same host) is never limited.
+        assert_eq!(
+            c.allow,
+            vec![
+                ("127.0.0.0".parse().unwrap(), 8),
+                ("::1".parse().unwrap(), 128)
+            ]
+        );
+        let c = ServerConfig::load(t.path(), &[("RateLimitAllow", "".into())]).unwrap();
+        assert!(c.rate_limit.allow.is_empty());
+        let t = home_with(Some(
+            "[server]\nRateLimit = 0\nReportRateLimit = 0\nRateLimitIPv4Prefix = 16\nRateLimitIPv6Prefix = 48\nRateLimitAllow = 10.0.0.0/8, 2001:db8::/32 192.0.2.7\nRateLimitMode = Log\n",
+        ));
+        let c = ServerConfig::load(t.path(), &[]).unwrap().rate_limit;
+        assert!(!c.enabled() && c.log_only);
+        assert_eq!((c.v4_prefix, c.v6_prefix), (16, 48));
+        assert_eq!(
+            c.allow,
+            vec![
+                ("10.0.0.0".parse().unwrap(), 8),
+                ("2001:db8::".parse().unwrap(), 32),
+                ("192.0.2.7".parse().unwrap(), 32)
+            ]
+        );
+        let c = ServerConfig::load(t.path(), &[("ReportRateLimit", "10".into())]).unwrap();
+        assert_eq!(c.rate_limit.write, 10);
+        for (k, bad) in [
+            ("RateLimit", "-1"),
+            ("ReportRateLimit", "x"),
+            ("RateLimitIPv4Prefix", "33"),
+            ("RateLimitIPv6Prefix", "129"),
+            ("RateLimitAllow", "10.0.0.0/33"),
+            ("RateLimitAllow", "example.com"),
+            ("RateLimitMode", "drop"),
+        ] {
+            let e = ServerConfig::load(t.path(), &[(k, bad.into())]).unwrap_err();
+            assert!(e.to_string().contains(k), "{k} {bad:?}: {e}");
         }
     }
 

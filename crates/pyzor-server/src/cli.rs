@@ -98,6 +98,12 @@ pub struct Cli {
     /// seconds the mysql and postgres engines wait for their database each time they wait (to connect, for a lock, for a statement) (default: 5)
     #[arg(long = "engine-timeout")]
     pub engine_timeout: Option<String>,
+    /// requests per second (and burst) per client network for every op but report and whitelist; 0 = unlimited (default: 1000; see docs/security.md)
+    #[arg(long = "rate-limit")]
+    pub rate_limit: Option<i64>,
+    /// reports and whitelists per second (and burst) per client network; 0 = unlimited (default: 20)
+    #[arg(long = "report-rate-limit")]
+    pub report_rate_limit: Option<i64>,
     /// print the version on stderr and exit
     #[arg(short = 'V', long = "version")]
     pub version: bool,
@@ -156,6 +162,11 @@ impl Cli {
         put("Workers", self.workers.map(|x| x.to_string()));
         put("Durability", self.durability.clone());
         put("EngineTimeout", self.engine_timeout.clone());
+        put("RateLimit", self.rate_limit.map(|x| x.to_string()));
+        put(
+            "ReportRateLimit",
+            self.report_rate_limit.map(|x| x.to_string()),
+        );
         v
     }
 }
@@ -197,6 +208,10 @@ mod tests {
             "2",
             "--engine-timeout",
             "1.5",
+            "--rate-limit",
+            "0",
+            "--report-rate-limit",
+            "10",
         ])
         .unwrap();
         let o = c.overrides();
@@ -204,6 +219,8 @@ mod tests {
         assert!(o.contains(&("DigestDB", "db".into())));
         assert!(o.contains(&("Threads", "True".into())));
         assert!(o.contains(&("EngineTimeout", "1.5".into())));
+        assert!(o.contains(&("RateLimit", "0".into())));
+        assert!(o.contains(&("ReportRateLimit", "10".into())));
         assert_eq!(c.detach, Some(PathBuf::from("out")));
         // unique prefixes, as optparse
         let c = Cli::try_parse_from(["pyzord", "--home", "/x", "--usage-log", "u"]).unwrap();
@@ -236,6 +253,8 @@ mod tests {
             ("pid_file", "PidFile"),
             ("metrics_address", "MetricsAddress"),
             ("workers", "Workers"),
+            ("rate_limit", "RateLimit"),
+            ("report_rate_limit", "ReportRateLimit"),
         ];
         for (id, key) in flags {
             let arg = cmd

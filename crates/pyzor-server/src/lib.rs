@@ -33,6 +33,7 @@ mod http;
 pub mod logging;
 pub mod metrics;
 pub mod net;
+mod protect;
 pub mod rules;
 pub mod server;
 pub mod worker;
@@ -271,6 +272,7 @@ fn start(
         cleanup_age: cfg.cleanup_age,
         metrics_address: cfg.metrics_address.clone(),
         engine_queue: server::DEFAULT_ENGINE_QUEUE,
+        rate_limit: cfg.rate_limit.clone(),
     };
     let server = Server::start(&opts, engine, rules, Some(logs.clone()), forward)?;
     if let Some(p) = pid_file.as_mut() {

@@ -22,7 +22,12 @@
 //!   largest batch;
 //! * `pyzord_send_errors_total` — replies the kernel refused;
 //! * `pyzord_forwarded_total` — digests queued for the forward servers;
-//! * `pyzord_reloads_total{result}` — SIGUSR1 reloads.
+//! * `pyzord_reloads_total{result}` — SIGUSR1 reloads;
+//! * `pyzord_rate_limited_total` — requests over their network's rate
+//!   limit (in log mode too), `pyzord_rate_dropped_total` — those of them
+//!   not answered, `pyzord_rate_allowlisted_total` — requests exempted by
+//!   `RateLimitAllow` (docs/security.md);
+//! * `pyzord_replays_total` — signed writes refused as replays.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
@@ -79,6 +84,14 @@ pub struct Metrics {
     pub send_errors: AtomicU64,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
+    /// Requests over their network's rate limit (enforced or logged).
+    pub rate_limited: AtomicU64,
+    /// Limited requests that got no reply.
+    pub rate_dropped: AtomicU64,
+    /// Requests from a network of the allow list.
+    pub rate_allowlisted: AtomicU64,
+    /// Signed writes refused as replays.
+    pub replays: AtomicU64,
     /// The engine's up/down state and its log lines.
     pub health: EngineHealth,
     /// The logs whose queue and drops are exported ([`Metrics::watch_logs`]).
@@ -238,6 +251,30 @@ impl Metrics {
             "counter",
             self.send_errors.load(Relaxed),
         );
+        for (name, help, v) in [
+            (
+                "pyzord_rate_limited_total",
+                "Requests over their network's rate limit (enforced or logged).",
+                &self.rate_limited,
+            ),
+            (
+                "pyzord_rate_dropped_total",
+                "Rate-limited requests that got no reply.",
+                &self.rate_dropped,
+            ),
+            (
+                "pyzord_rate_allowlisted_total",
+                "Requests exempted from rate limits by RateLimitAllow.",
+                &self.rate_allowlisted,
+            ),
+            (
+                "pyzord_replays_total",
+                "Signed writes refused as replays.",
+                &self.replays,
+            ),
+        ] {
+            simple(&mut s, name, help, "counter", v.load(Relaxed));
+        }
         s.push_str("# HELP pyzord_reloads_total SIGUSR1 reloads of passwd/access.\n# TYPE pyzord_reloads_total counter\n");
         s.push_str(&format!(
             "pyzord_reloads_total{{result=\"ok\"}} {}\n",

@@ -46,6 +46,8 @@ pub struct StartOptions {
     /// the engine call included; beyond it they are answered 500 at once
     /// (docs/server.md, "Concurrency"). At least 1.
     pub engine_queue: usize,
+    /// The per-network rate limits (docs/security.md).
+    pub rate_limit: pyzor_config::RateLimitConfig,
 }
 
 /// Why [`Server::start`] failed.
@@ -131,14 +133,19 @@ impl Server {
             forward,
             stop: Arc::clone(&stop),
         });
+        let protection = crate::worker::Protection {
+            rate: opts.rate_limit.clone(),
+            replay: Arc::default(),
+        };
         let mut workers = Vec::with_capacity(n);
         for (i, s) in sockets.into_iter().enumerate() {
             let sh = Arc::clone(&shared);
             let queue = opts.engine_queue;
+            let protection = protection.clone();
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("worker-{i}"))
-                    .spawn(move || run_worker(sh, s, queue))
+                    .spawn(move || run_worker(sh, s, queue, protection))
                     .map_err(StartError::Thread)?,
             );
         }

@@ -14,6 +14,7 @@
 //! [`Processor`] keeps all per-request state in vectors reused across
 //! batches; the check path allocates nothing per request.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -34,6 +35,7 @@ use crate::engine_queue::{EngineQueue, Job};
 use crate::forward::ForwardQueue;
 use crate::logging::Logs;
 use crate::metrics::{Metrics, Tally};
+use crate::protect::{RateLimiter, ReplayGuard, Verdict};
 use crate::rules::{RuleSet, Rules};
 
 /// Everything the workers share.
@@ -46,10 +48,44 @@ pub struct Shared {
     pub stop: Arc<AtomicBool>,
 }
 
+/// The protections of the decide path (docs/security.md): the rate limits
+/// (each worker keeps its own buckets) and the replay guard (one for all
+/// workers).
+#[derive(Clone, Debug)]
+pub(crate) struct Protection {
+    pub(crate) rate: pyzor_config::RateLimitConfig,
+    pub(crate) replay: Arc<ReplayGuard>,
+}
+
+impl Default for Protection {
+    /// No rate limit; a replay guard of its own.
+    fn default() -> Self {
+        Protection {
+            rate: pyzor_config::RateLimitConfig::off(),
+            replay: Arc::default(),
+        }
+    }
+}
+
+/// The short reply to every `SLIP`-th rate-limited request
+/// (`crate::protect::SLIP`); the others get none.
+const RATE_LIMITED: Failure = Failure {
+    code: 503,
+    diag: Cow::Borrowed("Service Unavailable: rate limit exceeded"),
+};
+
+/// The reply to a replayed signed write (docs/security.md, "Replay").
+const REPLAYED: Failure = Failure {
+    code: 401,
+    diag: Cow::Borrowed("Unauthorized: Request already seen."),
+};
+
 /// What became of one datagram before the engine call.
 #[derive(Debug)]
 enum Decision<'a> {
     Fail(Failure),
+    /// Rate-limited and not answered.
+    Drop,
     Ok {
         /// For the usage log.
         user: &'a [u8],
@@ -77,6 +113,8 @@ impl<'a> Decision<'a> {
     ) -> Answer<'s, 'a> {
         match self {
             Decision::Fail(f) => Err(f),
+            // Never answered (`Processor::process_batch` skips it).
+            Decision::Drop => Err(&RATE_LIMITED),
             Decision::Ok { user, request, ops } => match engine_fail {
                 Some(f) if !ops.is_empty() => Err(f),
                 _ => Ok((user, request, records.get(ops.clone()).unwrap_or_default())),
@@ -102,11 +140,27 @@ pub struct Processor {
     rules_gen: u64,
     /// This batch's reply counts, added to the shared metrics at its end.
     tally: Tally,
+    /// This worker's per-network buckets (`None`: no limit).
+    limiter: Option<RateLimiter>,
+    replay: Arc<ReplayGuard>,
+    /// The limiter's monotonic clock starts here.
+    clock0: std::time::Instant,
+    /// When a rate limit was last logged (µs of `clock0`).
+    limit_logged: Option<u64>,
 }
 
 impl Processor {
     pub fn new(shared: &Shared) -> Self {
+        Self::with_protection(shared, &Protection::default())
+    }
+
+    /// [`Self::new`] with rate limits and a replay guard.
+    pub(crate) fn with_protection(shared: &Shared, protection: &Protection) -> Self {
         Processor {
+            limiter: RateLimiter::new(&protection.rate),
+            replay: Arc::clone(&protection.replay),
+            clock0: std::time::Instant::now(),
+            limit_logged: None,
             parsed: Vec::new(),
             decisions: Vec::new(),
             records: Vec::new(),
@@ -122,7 +176,9 @@ impl Processor {
     /// Process `n` datagrams: `datagram(i)` gives the bytes and sender of
     /// request `i`; replies are written into `replies[i]` (an empty reply
     /// is a valid answer: the reference sends an empty datagram when it
-    /// cannot serialise the `Thread` it echoes).
+    /// cannot serialise the `Thread` it echoes; a request dropped by the
+    /// rate limit also has an empty reply here, which the worker loop does
+    /// not send).
     pub fn process<'d>(
         &mut self,
         shared: &Shared,
@@ -130,13 +186,14 @@ impl Processor {
         datagram: impl Fn(usize) -> (&'d [u8], Option<SocketAddr>),
         replies: &mut [Vec<u8>],
     ) {
-        self.process_batch(shared, n, datagram, replies, None);
+        self.process_batch(shared, n, datagram, replies, None, &mut []);
     }
 
-    /// [`Self::process`]; with `queue`, for an engine that may block, the
-    /// requests with store operations are handed to the engine thread,
-    /// which answers them, and `ready[i]` says whether `replies[i]` is an
-    /// answer to send now. When the queue is full they are answered 500
+    /// [`Self::process`]; `ready[i]` (when `ready` is that long) says
+    /// whether `replies[i]` is an answer to send now: not when the rate
+    /// limit dropped it, nor, with `queue` (an engine that may block),
+    /// when it has store operations and was handed to the engine thread,
+    /// which answers it. When the queue is full they are answered 500
     /// here.
     pub(crate) fn process_batch<'d>(
         &mut self,
@@ -144,7 +201,8 @@ impl Processor {
         n: usize,
         datagram: impl Fn(usize) -> (&'d [u8], Option<SocketAddr>),
         replies: &mut [Vec<u8>],
-        mut queue: Option<(&mut EngineQueue, &mut [bool])>,
+        mut queue: Option<&mut EngineQueue>,
+        ready: &mut [bool],
     ) {
         let gen = shared.rules.generation();
         if gen != self.rules_gen {
@@ -165,8 +223,27 @@ impl Processor {
         // 1. Decide every request; collect its store operations.
         let mut decisions: Vec<Decision<'_>> = recycle(std::mem::take(&mut self.decisions));
         let mut ops: Vec<pyzor_store::Op<'_>> = recycle(std::mem::take(&mut self.ops_buf));
-        for p in &self.parsed[..n] {
-            decisions.push(decide(p, &self.rules, now_f, &mut self.scratch, &mut ops));
+        let mono = self.clock0.elapsed().as_micros() as u64;
+        for (i, p) in self.parsed[..n].iter().enumerate() {
+            let limited = limit(
+                (&mut self.limiter, &mut self.limit_logged),
+                shared,
+                p,
+                datagram(i).1,
+                mono,
+            );
+            if let Some(d) = limited {
+                decisions.push(d);
+                continue;
+            }
+            decisions.push(decide(
+                p,
+                &self.rules,
+                now_f,
+                &mut self.scratch,
+                &mut ops,
+                (&self.replay, now.0, &shared.metrics),
+            ));
         }
 
         // 2. One engine batch, here or on the engine thread.
@@ -179,7 +256,7 @@ impl Processor {
                 &mut self.records,
                 &mut self.req_fail,
             ),
-            Some((q, _)) => {
+            Some(q) => {
                 self.records.clear();
                 self.req_fail.clear();
                 hand_off(shared, q, &decisions, &datagram)
@@ -189,12 +266,18 @@ impl Processor {
         // 3. Replies, usage log, forwarding, metrics.
         let answers = Answers::new(shared);
         for (i, (dec, reply)) in decisions.iter().zip(replies.iter_mut()).enumerate() {
-            if let Some((_, ready)) = &mut queue {
-                // Without a failure, the engine thread has it.
-                ready[i] = engine_failure.is_some() || !dec.needs_engine();
-                if !ready[i] {
-                    continue;
+            // Without a failure, the engine thread has it.
+            let handed = queue.is_some() && engine_failure.is_none() && dec.needs_engine();
+            let send = !handed && !matches!(dec, Decision::Drop);
+            if let Some(r) = ready.get_mut(i) {
+                *r = send;
+            }
+            if !send {
+                if matches!(dec, Decision::Drop) {
+                    // Not sent by the worker loop; empty for `process`.
+                    reply.clear();
                 }
+                continue;
             }
             let engine_fail = engine_failure
                 .as_ref()
@@ -294,6 +377,56 @@ impl Processor {
     }
 }
 
+/// The rate limit's decision on request `p` from `peer`, if it is not
+/// let through (`limiter` and when it last logged; `mono`: µs of the limiter's clock).
+fn limit(
+    (limiter, limit_logged): (&mut Option<RateLimiter>, &mut Option<u64>),
+    shared: &Shared,
+    p: &Parsed,
+    peer: Option<SocketAddr>,
+    mono: u64,
+) -> Option<Decision<'static>> {
+    let (limiter, peer) = (limiter.as_mut()?, peer?);
+    let write = matches!(
+        p.get("Op").and_then(Op::from_bytes),
+        Some(Op::Report | Op::Whitelist)
+    );
+    let m = &shared.metrics;
+    let verdict = limiter.check(peer.ip(), write, mono);
+    match verdict {
+        Verdict::Allow => return None,
+        Verdict::Listed => {
+            m.rate_allowlisted.fetch_add(1, Relaxed);
+            return None;
+        }
+        Verdict::Logged | Verdict::Limited { .. } => {
+            m.rate_limited.fetch_add(1, Relaxed);
+        }
+    }
+    // One line a minute per worker at most.
+    if limit_logged.is_none_or(|t| mono.saturating_sub(t) >= 60_000_000) {
+        *limit_logged = Some(mono);
+        let what = if write { "report/whitelist" } else { "request" };
+        let how = if verdict == Verdict::Logged {
+            "processed anyway (RateLimitMode = log)"
+        } else {
+            "limited"
+        };
+        log::warn!(
+            "{} exceeds its {what} rate limit: {how} (pyzord_rate_limited_total counts every one; logged at most once a minute per worker)",
+            peer.ip()
+        );
+    }
+    match verdict {
+        Verdict::Limited { answer: true } => Some(Decision::Fail(RATE_LIMITED)),
+        Verdict::Limited { answer: false } => {
+            m.rate_dropped.fetch_add(1, Relaxed);
+            Some(Decision::Drop)
+        }
+        _ => None,
+    }
+}
+
 /// Hand the requests of `decisions` that need the engine to the engine
 /// thread. `Some` is their failure when the queue refused them (or the
 /// engine thread is gone): then they are answered here.
@@ -386,13 +519,18 @@ impl<'s> Answers<'s> {
 }
 
 /// One request before the engine call: `evaluate`, then the op's own
-/// [`Request`], whose store operations are pushed onto `ops`.
+/// [`Request`], whose store operations are pushed onto `ops`. A signed
+/// request of an account that changes counts is accepted once: a repeat
+/// of its (user, `Sig`) while the guard remembers it (`replay`: the
+/// guard, the clock in µs, the metrics) is answered [`REPLAYED`] and
+/// changes nothing (docs/security.md, "Replay").
 fn decide<'p>(
     p: &'p Parsed,
     rules: &Rules,
     now: f64,
     scratch: &mut Vec<u8>,
     ops: &mut Vec<pyzor_store::Op<'p>>,
+    replay: (&ReplayGuard, i64, &Metrics),
 ) -> Decision<'p> {
     let accepted = match evaluate(p, &rules.accounts, &rules.acl, now, scratch) {
         Ok(a) => a,
@@ -402,6 +540,20 @@ fn decide<'p>(
         Ok(request) => {
             let start = ops.len();
             request.store_ops(ops);
+            let (guard, now_us, metrics) = replay;
+            let signed_write = ops.len() > start
+                && matches!(request.op(), Op::Report | Op::Whitelist)
+                // Anonymous requests are not signed: nothing to remember.
+                && accepted.user != b"anonymous";
+            if signed_write {
+                let sig = p.get("Sig").unwrap_or_default();
+                let now_us = u64::try_from(now_us).unwrap_or(0);
+                if !guard.first_use(accepted.user, sig, now_us) {
+                    ops.truncate(start);
+                    metrics.replays.fetch_add(1, Relaxed);
+                    return Decision::Fail(REPLAYED);
+                }
+            }
             Decision::Ok {
                 user: accepted.user,
                 request,
@@ -578,9 +730,14 @@ fn recycle<A, B>(mut v: Vec<A>) -> Vec<B> {
 /// engine that may block, the requests that need it go to the worker's
 /// engine thread (at most `engine_queue` waiting), whose queue is drained
 /// before this returns.
-pub(crate) fn run_worker(shared: Arc<Shared>, sock: std::net::UdpSocket, engine_queue: usize) {
+pub(crate) fn run_worker(
+    shared: Arc<Shared>,
+    sock: std::net::UdpSocket,
+    engine_queue: usize,
+    protection: Protection,
+) {
     let mut io = crate::net::BatchIo::new();
-    let mut proc = Processor::new(&shared);
+    let mut proc = Processor::with_protection(&shared, &protection);
     let mut queue = None;
     if shared.engine.may_block() {
         let name = format!(
@@ -595,7 +752,7 @@ pub(crate) fn run_worker(shared: Arc<Shared>, sock: std::net::UdpSocket, engine_
         }
     }
     // Which replies of the batch to send now (all, unless some went to the
-    // engine thread).
+    // engine thread or were dropped by the rate limit).
     let mut ready = [true; crate::net::BATCH];
     while !shared.stop.load(Relaxed) {
         let n = match io.recv(&sock) {
@@ -612,13 +769,8 @@ pub(crate) fn run_worker(shared: Arc<Shared>, sock: std::net::UdpSocket, engine_
         {
             let io_ref = &io;
             let datagram = |i| (io_ref.datagram(i), io_ref.peer(i));
-            match &mut queue {
-                None => proc.process(&shared, n, datagram, &mut replies),
-                Some(q) => {
-                    let q = Some((q, &mut ready[..]));
-                    proc.process_batch(&shared, n, datagram, &mut replies, q);
-                }
-            }
+            let q = queue.as_mut();
+            proc.process_batch(&shared, n, datagram, &mut replies, q, &mut ready[..]);
         }
         io.replies = replies;
         let errors = io.send(&sock, &ready);

@@ -125,6 +125,7 @@ fn start(engine: Arc<Gated>, engine_queue: usize) -> Server {
         cleanup_age: 0,
         metrics_address: None,
         engine_queue,
+        rate_limit: pyzor_config::RateLimitConfig::off(),
     };
     let rules = RuleSet::fixed(Rules {
         accounts: Accounts::default(),

@@ -1,0 +1,248 @@
+//! Safe on the internet (docs/security.md): per-network rate limits on a
+//! live pyzord (a report flood from one /24 is cut to its bucket while
+//! another /24 is answered; the allow list; log mode), and a replayed
+//! signed whitelist counted once.
+
+mod common;
+use common::*;
+
+use std::io::{Read, Write};
+use std::net::UdpSocket;
+use std::time::{Duration, Instant};
+
+use pyzor_protocol::wire::client::{build_request, Credentials, Layout};
+use pyzor_protocol::wire::Op;
+
+const ALICE_KEY: &str = "0123456789abcdef0123456789abcdef01234567";
+
+/// A home whose `[server]` section is `config`; anonymous may do everything.
+fn home(config: &str) -> tempfile::TempDir {
+    let home = pyzor_testkit::temp_home();
+    std::fs::write(home.path().join("config"), format!("[server]\n{config}")).unwrap();
+    std::fs::write(
+        home.path().join("pyzord.access"),
+        "all : anonymous : allow\n",
+    )
+    .unwrap();
+    home
+}
+
+/// A client socket bound to `from` (any address of 127/8 is local).
+fn client(from: &str) -> UdpSocket {
+    let s = UdpSocket::bind((from, 0)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s
+}
+
+/// Send `dgram` from `s` and wait for its reply.
+fn ask(s: &UdpSocket, port: u16, dgram: &[u8]) -> String {
+    s.send_to(dgram, ("127.0.0.1", port)).unwrap();
+    let mut buf = vec![0u8; 70000];
+    let (n, _) = s
+        .recv_from(&mut buf)
+        .unwrap_or_else(|e| panic!("no reply to {dgram:?}: {e}"));
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+fn op(op: &str, digest: &str, thread: u32) -> Vec<u8> {
+    format!("Op: {op}\nOp-Digest: {digest}\nThread: {thread}\nPV: 2.1\n\n").into_bytes()
+}
+
+/// `Name: value` of a reply, as a number.
+fn field(reply: &str, name: &str) -> i64 {
+    reply
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .unwrap_or_else(|| panic!("no {name} in {reply:?}"))
+        .parse()
+        .unwrap()
+}
+
+fn free_tcp_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// The value of the counter `name` on the metrics endpoint.
+fn metric(mport: u16, name: &str) -> u64 {
+    let mut body = String::new();
+    let t0 = Instant::now();
+    loop {
+        if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", mport)) {
+            c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+            c.read_to_string(&mut body).unwrap();
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "no metrics endpoint");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    body.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {body}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_report_flood_is_cut_to_its_bucket_and_other_networks_are_answered() {
+    let home = home("RateLimitAllow =\n");
+    let mport = free_tcp_port();
+    let srv = start_ours(
+        home.path(),
+        &[
+            "-e",
+            "memory",
+            "--report-rate-limit",
+            "10",
+            "--metrics-address",
+            &format!("127.0.0.1:{mport}"),
+        ],
+    );
+    let flood = client("127.0.5.1");
+    let other = client("127.0.6.1");
+    let t0 = Instant::now();
+    let report = op("report", "flood", 1);
+    for round in 0..10 {
+        for _ in 0..100 {
+            flood.send_to(&report, ("127.0.0.1", srv.port)).unwrap();
+        }
+        let r = ask(&other, srv.port, &op("check", "flood", 100 + round));
+        assert!(r.starts_with("Code: 200\n"), "{r}");
+    }
+    // Some limited reports are answered (the slip), with a short error.
+    let mut buf = vec![0u8; 70000];
+    let mut limited_replies = 0;
+    flood
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    for _ in 0..1000 {
+        match flood.recv_from(&mut buf) {
+            Ok((n, _)) if buf[..n].starts_with(b"Code: 503\n") => limited_replies += 1,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    assert!(limited_replies > 0, "no 503 reply to the flood");
+    let count = field(&ask(&other, srv.port, &op("check", "flood", 7)), "Count");
+    let elapsed = t0.elapsed().as_secs_f64();
+    let bound = 10.0 + 10.0 * elapsed + 2.0;
+    assert!(
+        count >= 1 && (count as f64) <= bound,
+        "stored {count} reports in {elapsed:.2} s (at most {bound:.0})"
+    );
+    assert!(metric(mport, "pyzord_rate_limited_total") > 500);
+    assert!(metric(mport, "pyzord_rate_dropped_total") > 0);
+    assert_eq!(srv.stop(), Some(0));
+}
+
+#[test]
+fn the_allow_list_exempts_a_network() {
+    let home = home("RateLimitAllow = 10.0.0.0/8 127.0.7.0/24\n");
+    let mport = free_tcp_port();
+    let srv = start_ours(
+        home.path(),
+        &[
+            "-e",
+            "memory",
+            "--report-rate-limit",
+            "10",
+            "--metrics-address",
+            &format!("127.0.0.1:{mport}"),
+        ],
+    );
+    let listed = client("127.0.7.1");
+    for i in 0..100 {
+        let r = ask(&listed, srv.port, &op("report", "listed", i));
+        assert!(r.starts_with("Code: 200\n"), "{i}: {r}");
+    }
+    let r = ask(&listed, srv.port, &op("check", "listed", 1));
+    assert_eq!(field(&r, "Count"), 100);
+    assert!(metric(mport, "pyzord_rate_allowlisted_total") >= 101);
+    assert_eq!(metric(mport, "pyzord_rate_limited_total"), 0);
+    assert_eq!(srv.stop(), Some(0));
+}
+
+#[test]
+fn log_mode_stores_everything_and_counts() {
+    let home = home("RateLimitAllow =\nRateLimitMode = log\n");
+    let mport = free_tcp_port();
+    let srv = start_ours(
+        home.path(),
+        &[
+            "-e",
+            "memory",
+            "--report-rate-limit",
+            "10",
+            "--metrics-address",
+            &format!("127.0.0.1:{mport}"),
+        ],
+    );
+    let c = client("127.0.8.1");
+    let t0 = Instant::now();
+    for i in 0..100 {
+        let r = ask(&c, srv.port, &op("report", "logged", i));
+        assert!(r.starts_with("Code: 200\n"), "{i}: {r}");
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let r = ask(&c, srv.port, &op("check", "logged", 1));
+    assert_eq!(field(&r, "Count"), 100);
+    let limited = metric(mport, "pyzord_rate_limited_total");
+    // Everything beyond the burst and the refill would have been limited.
+    let over = 100.0 - (10.0 + 10.0 * elapsed) - 2.0;
+    assert!(
+        limited >= 1 && limited as f64 >= over,
+        "{limited} in {elapsed:.2} s"
+    );
+    assert_eq!(metric(mport, "pyzord_rate_dropped_total"), 0);
+    let port = srv.port;
+    assert_eq!(srv.stop(), Some(0));
+    let log = std::fs::read_to_string(home.path().join("stderr.log")).unwrap();
+    assert!(log.contains("RateLimitMode = log"), "{log}");
+    let _ = port;
+}
+
+#[test]
+fn a_replayed_signed_whitelist_counts_once() {
+    let home = pyzor_testkit::temp_home();
+    std::fs::write(
+        home.path().join("pyzord.passwd"),
+        format!("alice : {ALICE_KEY}\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        home.path().join("pyzord.access"),
+        "check : anonymous : allow\nall : alice : allow\n",
+    )
+    .unwrap();
+    let srv = start_ours(home.path(), &["-e", "memory"]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut dg = Vec::new();
+    build_request(
+        Op::Whitelist,
+        &["replayed"],
+        4242,
+        &Credentials::new("alice", ALICE_KEY),
+        now,
+        Layout::Single,
+        &mut dg,
+    )
+    .unwrap();
+    // From two networks: a replay may come from anywhere.
+    let (a, b) = (client("127.0.9.1"), client("127.0.10.1"));
+    let first = ask(&a, srv.port, &dg);
+    assert!(first.starts_with("Code: 200\n"), "{first}");
+    for i in 0..99 {
+        let s = if i % 2 == 0 { &b } else { &a };
+        let r = ask(s, srv.port, &dg);
+        assert!(
+            r.starts_with("Code: 401\nDiag: Unauthorized: Request already seen.\n"),
+            "{i}: {r}"
+        );
+    }
+    let r = ask(&a, srv.port, &op("check", "replayed", 1));
+    assert_eq!(field(&r, "WL-Count"), 1, "{r}");
+    assert_eq!(srv.stop(), Some(0));
+}
