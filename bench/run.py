@@ -497,9 +497,10 @@ def main():
     have_ours = os.path.isfile(pyzord)
     have_ref = os.path.isfile(ref_pyzord)
     if not have_ours:
-        skipped("our pyzord", f"{pyzord} missing (cargo build --release -p pyzor-server)")
+        skipped("our pyzord", f"{os.path.relpath(pyzord, ROOT)} missing (cargo build --release -p pyzor-server)")
     if not have_ref:
-        skipped("Python pyzord", f"{ref_pyzord} missing (scripts/setup-ref-env or --ref-venv)")
+        # Relative to the checkout: the results file is committed.
+        skipped("Python pyzord", f"{os.path.relpath(ref_pyzord, ROOT)} missing (scripts/setup-ref-env or --ref-venv)")
 
     tmp = tempfile.mkdtemp(prefix="pyzor-bench-run.")
     log(f"homes and logs in {tmp}")
