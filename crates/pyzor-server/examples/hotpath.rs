@@ -5,14 +5,13 @@
 //! Times are this thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), so that a
 //! busy machine inflates them less than wall time.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use pyzor_protocol::auth::{parse_access, parse_passwd};
 use pyzor_protocol::wire::client::{build_request, Credentials, Layout};
 use pyzor_protocol::wire::Op;
-use pyzor_server::metrics::Metrics;
-use pyzor_server::rules::{RuleSet, Rules};
+
+use pyzor_server::rules::Rules;
 use pyzor_server::worker::{Processor, Shared};
 use pyzor_store::memory::MemoryEngine;
 
@@ -32,14 +31,7 @@ fn cpu_ns() -> f64 {
 fn main() {
     let (accounts, _) = parse_passwd("bob : 0123456789abcdef\n");
     let (acl, _) = parse_access("all : bob : allow\nall : anonymous : allow\n", &accounts);
-    let shared = Shared {
-        engine: Arc::new(MemoryEngine::new()),
-        rules: Arc::new(RuleSet::fixed(Rules { accounts, acl })),
-        metrics: Arc::new(Metrics::default()),
-        logs: None,
-        forward: None,
-        stop: Arc::new(AtomicBool::new(false)),
-    };
+    let shared = Shared::standalone(Arc::new(MemoryEngine::new()), Rules { accounts, acl });
     // The parser alone, for scale.
     {
         let mut req = Vec::new();

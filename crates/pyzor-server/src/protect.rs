@@ -407,26 +407,18 @@ mod tests {
     /// reply that the worker loop does not send.
     #[test]
     fn a_worker_drops_and_slips_limited_requests() {
-        use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+        use std::sync::atomic::Ordering::Relaxed;
         use std::sync::Arc;
 
         use pyzor_protocol::auth::{parse_access, Accounts};
         use pyzor_store::memory::MemoryEngine;
 
-        use crate::metrics::Metrics;
-        use crate::rules::{RuleSet, Rules};
+        use crate::rules::Rules;
         use crate::worker::{Processor, Protection, Shared};
 
         let accounts = Accounts::default();
         let (acl, _) = parse_access("all : anonymous : allow\n", &accounts);
-        let sh = Shared {
-            engine: Arc::new(MemoryEngine::new()),
-            rules: Arc::new(RuleSet::fixed(Rules { accounts, acl })),
-            metrics: Arc::new(Metrics::default()),
-            logs: None,
-            forward: None,
-            stop: Arc::new(AtomicBool::new(false)),
-        };
+        let sh = Shared::standalone(Arc::new(MemoryEngine::new()), Rules { accounts, acl });
         let protection = Protection {
             rate: cfg(0, 2),
             ..Protection::default()

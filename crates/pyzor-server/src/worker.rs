@@ -48,6 +48,22 @@ pub struct Shared {
     pub stop: Arc<AtomicBool>,
 }
 
+impl Shared {
+    /// An engine and fixed rules, with fresh metrics, no logs, no
+    /// forwarding, not stopped: what a processor needs outside a running
+    /// server (tests, examples, benchmarks).
+    pub fn standalone(engine: Arc<dyn Engine>, rules: Rules) -> Shared {
+        Shared {
+            engine,
+            rules: Arc::new(RuleSet::fixed(rules)),
+            metrics: Arc::new(Metrics::default()),
+            logs: None,
+            forward: None,
+            stop: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
 /// The protections of the decide path (docs/security.md): the rate limits
 /// (each worker keeps its own buckets) and the replay guard (one for all
 /// workers).

@@ -25,14 +25,12 @@ mod common;
 mod mixed_support;
 
 use std::process::Command;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
 use mixed_support::{redis_cli, run_bounded, MysqlScratch, RedisKeys};
 use pyzor_protocol::auth::{parse_access, Accounts};
-use pyzor_server::metrics::Metrics;
-use pyzor_server::rules::{RuleSet, Rules};
+use pyzor_server::rules::Rules;
 use pyzor_server::worker::{Processor, Shared};
 use pyzor_store::{Engine, EngineOptions};
 
@@ -41,14 +39,7 @@ fn shared(engine: Arc<dyn Engine>) -> Shared {
     let accounts = Accounts::default();
     let (acl, warnings) = parse_access("all : anonymous : allow\n", &accounts);
     assert!(warnings.is_empty(), "{warnings:?}");
-    Shared {
-        engine,
-        rules: Arc::new(RuleSet::fixed(Rules { accounts, acl })),
-        metrics: Arc::new(Metrics::default()),
-        logs: None,
-        forward: None,
-        stop: Arc::new(AtomicBool::new(false)),
-    }
+    Shared::standalone(engine, Rules { accounts, acl })
 }
 
 /// A name unique to this run (tests of several runs may share a service).

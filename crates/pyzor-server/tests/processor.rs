@@ -9,8 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use pyzor_protocol::auth::{Accounts, Acl};
 use pyzor_protocol::{Record, Timestamp};
-use pyzor_server::metrics::Metrics;
-use pyzor_server::rules::{RuleSet, Rules};
+use pyzor_server::rules::Rules;
 use pyzor_server::worker::{Processor, Shared};
 use pyzor_store::memory::MemoryEngine;
 use pyzor_store::{Engine, Op, RecordIter, StoreError};
@@ -109,17 +108,13 @@ impl Engine for Probe {
 }
 
 fn shared(engine: Arc<dyn Engine>) -> Shared {
-    Shared {
+    Shared::standalone(
         engine,
-        rules: Arc::new(RuleSet::fixed(Rules {
+        Rules {
             accounts: Accounts::default(),
             acl: Acl::reference_default(),
-        })),
-        metrics: Arc::new(Metrics::default()),
-        logs: None,
-        forward: None,
-        stop: Arc::new(AtomicBool::new(false)),
-    }
+        },
+    )
 }
 
 fn probe() -> Arc<Probe> {

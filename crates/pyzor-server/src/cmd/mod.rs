@@ -119,28 +119,19 @@ impl<'a> Request<'a> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
 
     use pyzor_protocol::auth::{parse_access, Accounts};
     use pyzor_store::memory::MemoryEngine;
 
-    use crate::metrics::Metrics;
-    use crate::rules::{RuleSet, Rules};
+    use crate::rules::Rules;
     use crate::worker::{Processor, Shared};
 
     /// A memory engine; anonymous may do everything.
     fn shared() -> Shared {
         let accounts = Accounts::default();
         let (acl, _) = parse_access("all : anonymous : allow\n", &accounts);
-        Shared {
-            engine: Arc::new(MemoryEngine::new()),
-            rules: Arc::new(RuleSet::fixed(Rules { accounts, acl })),
-            metrics: Arc::new(Metrics::default()),
-            logs: None,
-            forward: None,
-            stop: Arc::new(AtomicBool::new(false)),
-        }
+        Shared::standalone(Arc::new(MemoryEngine::new()), Rules { accounts, acl })
     }
 
     fn answer(sh: &Shared, request: &[u8]) -> Vec<u8> {
