@@ -64,14 +64,18 @@ pub(crate) const NOT_A_DIGEST: Failure = Failure {
 /// 40 lower-case hex digits (a SHA-1 as `hexdigest()` writes it, the only
 /// digest a Pyzor client sends). Refuses the whole request.
 fn counted_digests(req: &Parsed, opts: ParseOptions) -> Result<(), Failure> {
-    req.digests().try_for_each(|d| {
-        db_key(d)?;
-        let sha1 = d.len() == 40 && d.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        if opts.strict_digests && !sha1 {
-            return Err(NOT_A_DIGEST);
-        }
-        Ok(())
-    })
+    // A digest that is not a key anywhere in the request answers as
+    // without `StrictDigests` (500, compatibility.md D5).
+    req.digests().try_for_each(|d| db_key(d).map(drop))?;
+    if opts.strict_digests && !req.digests().all(is_sha1_hex) {
+        return Err(NOT_A_DIGEST);
+    }
+    Ok(())
+}
+
+/// 40 lower-case hex digits: a SHA-1 as Python's `hexdigest()` writes it.
+fn is_sha1_hex(d: &[u8]) -> bool {
+    d.len() == 40 && d.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// What each op's module says about its op.
@@ -319,7 +323,10 @@ mod tests {
             let req = format!("Op: {op}\nPV: 2.1\n");
             assert!(answer_with(&sh, true, req.as_bytes()).starts_with("Code: 200\n"));
         }
+        // A digest that is not a key comes first, wherever it is.
         let sh = shared();
+        let req = b"Op: report\nPV: 2.1\nOp-Digest: x\nOp-Digest: \xff\n";
+        assert!(answer_with(&sh, true, req).starts_with("Code: 500\n"));
         for op in ["check", "info"] {
             let req = format!("Op: {op}\nPV: 2.1\nOp-Digest: x\n");
             assert!(
