@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -152,6 +153,7 @@ def main():
         srv.terminate()
         srv.wait(timeout=30)
         log.close()
+        shutil.rmtree(home, ignore_errors=True)
     try:
         fl = json.loads(out.decode().strip().splitlines()[-1])
     except (ValueError, IndexError):
