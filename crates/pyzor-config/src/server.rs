@@ -64,6 +64,7 @@ pub const SERVER_DEFAULTS: &[(&str, &str)] = &[
     ("RateLimitIPv6Prefix", "56"),
     ("RateLimitAllow", "127.0.0.0/8, ::1/128"),
     ("RateLimitMode", "enforce"),
+    ("StrictDigests", "False"),
 ];
 
 /// The largest `EngineTimeout` accepted, in seconds (an hour).
@@ -203,6 +204,10 @@ pub struct ServerConfig {
     pub engine_timeout: Duration,
     /// The per-network rate limits (ours).
     pub rate_limit: RateLimitConfig,
+    /// `StrictDigests` (ours): report and whitelist count only digests of
+    /// 40 lower-case hex digits and refuse others with a 400; off by
+    /// default, as the reference counts any string (docs/security.md).
+    pub strict_digests: bool,
 }
 
 impl ServerConfig {
@@ -331,6 +336,7 @@ impl ServerConfig {
             durability,
             engine_timeout,
             rate_limit,
+            strict_digests: boolean("StrictDigests")?,
         })
     }
 
@@ -456,6 +462,21 @@ mod tests {
             std::fs::write(t.path().join("config"), c).unwrap();
         }
         t
+    }
+
+    /// `StrictDigests`: off by default (the reference counts any digest);
+    /// `True` in any case turns it on, as the reference's other booleans.
+    #[test]
+    fn strict_digests_key() {
+        let t = home_with(None);
+        assert!(!ServerConfig::load(t.path(), &[]).unwrap().strict_digests);
+        let t = home_with(Some("[server]\nStrictDigests = true\n"));
+        assert!(ServerConfig::load(t.path(), &[]).unwrap().strict_digests);
+        let on = [("StrictDigests", "True".to_owned())];
+        let t = home_with(None);
+        assert!(ServerConfig::load(t.path(), &on).unwrap().strict_digests);
+        let t = home_with(Some("[server]\nStrictDigests = yes\n"));
+        assert!(!ServerConfig::load(t.path(), &[]).unwrap().strict_digests);
     }
 
     #[test]

@@ -104,6 +104,9 @@ pub struct Cli {
     /// reports and whitelists per second (and burst) per client network; 0 = unlimited (default: 20)
     #[arg(long = "report-rate-limit")]
     pub report_rate_limit: Option<i64>,
+    /// count only 40 lower-case hex digit digests in report and whitelist; others are refused 400 (default: off, as the reference; see docs/security.md)
+    #[arg(long = "strict-digests")]
+    pub strict_digests: bool,
     /// print the version on stderr and exit
     #[arg(short = 'V', long = "version")]
     pub version: bool,
@@ -166,6 +169,10 @@ impl Cli {
         put(
             "ReportRateLimit",
             self.report_rate_limit.map(|x| x.to_string()),
+        );
+        put(
+            "StrictDigests",
+            self.strict_digests.then(|| "True".to_owned()),
         );
         v
     }
@@ -230,6 +237,14 @@ mod tests {
         let c = Cli::try_parse_from(["pyzord", "extra"]).unwrap();
         assert_eq!(c.rest, vec!["extra".to_string()]);
         assert!(Cli::try_parse_from(["pyzord", "-V"]).unwrap().version);
+    }
+
+    #[test]
+    fn strict_digests_flag() {
+        let c = Cli::try_parse_from(["pyzord", "--strict-digests"]).unwrap();
+        assert!(c.overrides().contains(&("StrictDigests", "True".into())));
+        let c = Cli::try_parse_from(["pyzord"]).unwrap();
+        assert!(!c.overrides().iter().any(|(k, _)| *k == "StrictDigests"));
     }
 
     /// Every "default: X" in the help is the built-in default of the flag's

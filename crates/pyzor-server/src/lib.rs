@@ -273,6 +273,7 @@ fn start(
         metrics_address: cfg.metrics_address.clone(),
         engine_queue: server::DEFAULT_ENGINE_QUEUE,
         rate_limit: cfg.rate_limit.clone(),
+        strict_digests: cfg.strict_digests,
     };
     let server = Server::start(&opts, engine, rules, Some(logs.clone()), forward)?;
     if let Some(p) = pid_file.as_mut() {

@@ -48,6 +48,8 @@ pub struct StartOptions {
     pub engine_queue: usize,
     /// The per-network rate limits (docs/security.md).
     pub rate_limit: pyzor_config::RateLimitConfig,
+    /// `StrictDigests` (docs/security.md, "Strict digests").
+    pub strict_digests: bool,
 }
 
 /// Why [`Server::start`] failed.
@@ -136,6 +138,7 @@ impl Server {
         let protection = crate::worker::Protection {
             rate: opts.rate_limit.clone(),
             replay: Arc::default(),
+            strict_digests: opts.strict_digests,
         };
         let mut workers = Vec::with_capacity(n);
         for (i, s) in sockets.into_iter().enumerate() {

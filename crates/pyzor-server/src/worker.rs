@@ -30,7 +30,7 @@ use pyzor_protocol::wire::Op;
 use pyzor_protocol::Record;
 use pyzor_store::{Engine, StoreError};
 
-use crate::cmd::Request;
+use crate::cmd::{ParseOptions, Request};
 use crate::engine_queue::{EngineQueue, Job};
 use crate::forward::ForwardQueue;
 use crate::logging::Logs;
@@ -71,6 +71,8 @@ impl Shared {
 pub(crate) struct Protection {
     pub(crate) rate: pyzor_config::RateLimitConfig,
     pub(crate) replay: Arc<ReplayGuard>,
+    /// `StrictDigests`: report and whitelist count only SHA-1 digests.
+    pub(crate) strict_digests: bool,
 }
 
 impl Default for Protection {
@@ -79,6 +81,7 @@ impl Default for Protection {
         Protection {
             rate: pyzor_config::RateLimitConfig::off(),
             replay: Arc::default(),
+            strict_digests: false,
         }
     }
 }
@@ -159,6 +162,8 @@ pub struct Processor {
     /// This worker's per-network buckets (`None`: no limit).
     limiter: Option<RateLimiter>,
     replay: Arc<ReplayGuard>,
+    /// What the ops accept (`StrictDigests`).
+    parse_opts: ParseOptions,
     /// The limiter's monotonic clock starts here.
     clock0: std::time::Instant,
     /// When a rate limit was last logged (µs of `clock0`).
@@ -175,6 +180,9 @@ impl Processor {
         Processor {
             limiter: RateLimiter::new(&protection.rate),
             replay: Arc::clone(&protection.replay),
+            parse_opts: ParseOptions {
+                strict_digests: protection.strict_digests,
+            },
             clock0: std::time::Instant::now(),
             limit_logged: None,
             parsed: Vec::new(),
@@ -259,6 +267,7 @@ impl Processor {
                 &mut self.scratch,
                 &mut ops,
                 (&self.replay, now.0, &shared.metrics),
+                self.parse_opts,
             ));
         }
 
@@ -342,7 +351,8 @@ impl Processor {
             // The worker accepted these bytes for `r.op` as `r.user`:
             // only the op's own fields are read again (the same bytes give
             // the same request).
-            decisions.push(match Request::new(r.op, p) {
+            // (`StrictDigests` was applied by the worker: these passed.)
+            decisions.push(match Request::new(r.op, p, ParseOptions::default()) {
                 Ok(request) => {
                     let start = ops.len();
                     request.store_ops(&mut ops);
@@ -547,12 +557,13 @@ fn decide<'p>(
     scratch: &mut Vec<u8>,
     ops: &mut Vec<pyzor_store::Op<'p>>,
     replay: (&ReplayGuard, i64, &Metrics),
+    parse_opts: ParseOptions,
 ) -> Decision<'p> {
     let accepted = match evaluate(p, &rules.accounts, &rules.acl, now, scratch) {
         Ok(a) => a,
         Err(f) => return Decision::Fail(f),
     };
-    match Request::new(accepted.op, p) {
+    match Request::new(accepted.op, p, parse_opts) {
         Ok(request) => {
             let start = ops.len();
             request.store_ops(ops);

@@ -126,6 +126,7 @@ fn start(engine: Arc<Gated>, engine_queue: usize) -> Server {
         metrics_address: None,
         engine_queue,
         rate_limit: pyzor_config::RateLimitConfig::off(),
+        strict_digests: false,
     };
     let rules = RuleSet::fixed(Rules {
         accounts: Accounts::default(),

@@ -246,3 +246,36 @@ fn a_replayed_signed_whitelist_counts_once() {
     assert_eq!(field(&r, "WL-Count"), 1, "{r}");
     assert_eq!(srv.stop(), Some(0));
 }
+
+/// `--strict-digests` and `StrictDigests = True` reach the workers: a
+/// report of a digest that is not 40 lower-case hex digits is refused 400
+/// and not counted; without them it is counted, as by the reference.
+#[test]
+fn strict_digests_on_a_live_server() {
+    let sha1 = "2aedaac999d71421c9ee49b9d81f627a7bc570aa";
+    for (config, flags, strict) in [
+        ("", &["-e", "memory", "--strict-digests"][..], true),
+        ("StrictDigests = True\n", &["-e", "memory"][..], true),
+        ("", &["-e", "memory"][..], false),
+    ] {
+        let home = home(config);
+        let srv = start_ours(home.path(), flags);
+        let c = client("127.0.0.1");
+        let r = ask(&c, srv.port, &op("report", "junk", 1));
+        if strict {
+            assert!(
+                r.starts_with("Code: 400\nDiag: Bad request: Invalid digest.\n"),
+                "{r}"
+            );
+        } else {
+            assert!(r.starts_with("Code: 200\n"), "{r}");
+        }
+        let r = ask(&c, srv.port, &op("check", "junk", 2));
+        assert_eq!(field(&r, "Count"), i64::from(!strict), "{r}");
+        let r = ask(&c, srv.port, &op("report", sha1, 3));
+        assert!(r.starts_with("Code: 200\n"), "{r}");
+        let r = ask(&c, srv.port, &op("check", sha1, 4));
+        assert_eq!(field(&r, "Count"), 1, "{r}");
+        assert_eq!(srv.stop(), Some(0));
+    }
+}

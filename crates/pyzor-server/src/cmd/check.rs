@@ -22,7 +22,7 @@ use pyzor_protocol::wire::server::{db_key, Failure, Parsed, ReplyBody};
 use pyzor_protocol::wire::Op;
 use pyzor_protocol::Record;
 
-use super::Command;
+use super::{Command, ParseOptions};
 use crate::forward::ForwardQueue;
 use crate::metrics::Metrics;
 
@@ -35,7 +35,7 @@ pub(crate) struct Check<'a> {
 impl<'a> Command<'a> for Check<'a> {
     const OP: Op = Op::Check;
 
-    fn parse(req: &'a Parsed) -> Result<Self, Failure> {
+    fn parse(req: &'a Parsed, _: ParseOptions) -> Result<Self, Failure> {
         let digest = req.digests().next().map(db_key).transpose()?;
         Ok(Check { digest })
     }

@@ -27,7 +27,7 @@ use pyzor_protocol::wire::server::{db_key, Failure, Parsed, ReplyBody};
 use pyzor_protocol::wire::Op;
 use pyzor_protocol::Record;
 
-use super::Command;
+use super::{Command, ParseOptions};
 use crate::forward::ForwardQueue;
 use crate::metrics::Metrics;
 
@@ -40,7 +40,7 @@ pub(crate) struct Info<'a> {
 impl<'a> Command<'a> for Info<'a> {
     const OP: Op = Op::Info;
 
-    fn parse(req: &'a Parsed) -> Result<Self, Failure> {
+    fn parse(req: &'a Parsed, _: ParseOptions) -> Result<Self, Failure> {
         let digest = req.digests().next().map(db_key).transpose()?;
         Ok(Info { digest })
     }

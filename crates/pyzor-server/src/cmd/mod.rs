@@ -29,7 +29,7 @@ mod pong;
 mod report;
 mod whitelist;
 
-use pyzor_protocol::wire::server::{Failure, Parsed, ReplyBody};
+use pyzor_protocol::wire::server::{db_key, Failure, Parsed, ReplyBody};
 use pyzor_protocol::wire::Op;
 use pyzor_protocol::Record;
 
@@ -43,13 +43,48 @@ pub(crate) use whitelist::Whitelist;
 use crate::forward::ForwardQueue;
 use crate::metrics::Metrics;
 
+/// The server's settings that change what an op accepts.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ParseOptions {
+    /// `StrictDigests` (docs/security.md, "Strict digests").
+    pub(crate) strict_digests: bool,
+}
+
+/// The reply to a report or whitelist with a digest that is not 40
+/// lower-case hex digits under `StrictDigests`: the reference's 400 family
+/// (`ProtocolError`, "Bad request: ..."); its text does not repeat the
+/// digest.
+pub(crate) const NOT_A_DIGEST: Failure = Failure {
+    code: 400,
+    diag: std::borrow::Cow::Borrowed("Bad request: Invalid digest."),
+};
+
+/// The keys report and whitelist count: every digest must be a database
+/// key (`db_key`, the reference's engine), and under `StrictDigests` also
+/// 40 lower-case hex digits (a SHA-1 as `hexdigest()` writes it, the only
+/// digest a Pyzor client sends). Refuses the whole request.
+fn counted_digests(req: &Parsed, opts: ParseOptions) -> Result<(), Failure> {
+    // A digest that is not a key anywhere in the request answers as
+    // without `StrictDigests` (500, compatibility.md D5).
+    req.digests().try_for_each(|d| db_key(d).map(drop))?;
+    if opts.strict_digests && !req.digests().all(is_sha1_hex) {
+        return Err(NOT_A_DIGEST);
+    }
+    Ok(())
+}
+
+/// 40 lower-case hex digits: a SHA-1 as Python's `hexdigest()` writes it.
+fn is_sha1_hex(d: &[u8]) -> bool {
+    d.len() == 40 && d.iter().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// What each op's module says about its op.
 pub(crate) trait Command<'a>: Sized {
     /// The op's `Op` value.
     const OP: Op;
     /// The op's fields of a request `evaluate` accepted; `Err` is the
     /// reply when the op refuses the request.
-    fn parse(req: &'a Parsed) -> Result<Self, Failure>;
+    fn parse(req: &'a Parsed, opts: ParseOptions) -> Result<Self, Failure>;
     /// Push the op's store operations onto the batch.
     fn store_ops(&self, batch: &mut Vec<pyzor_store::Op<'a>>);
     /// The fields of the 200 reply; `records` are the results of exactly
@@ -86,14 +121,14 @@ macro_rules! each_op {
 
 impl<'a> Request<'a> {
     /// The request `req` for `op`, as `evaluate` accepted it.
-    pub(crate) fn new(op: Op, req: &'a Parsed) -> Result<Self, Failure> {
+    pub(crate) fn new(op: Op, req: &'a Parsed, opts: ParseOptions) -> Result<Self, Failure> {
         Ok(match op {
-            Op::Ping => Request::Ping(Ping::parse(req)?),
-            Op::Pong => Request::Pong(Pong::parse(req)?),
-            Op::Check => Request::Check(Check::parse(req)?),
-            Op::Info => Request::Info(Info::parse(req)?),
-            Op::Report => Request::Report(Report::parse(req)?),
-            Op::Whitelist => Request::Whitelist(Whitelist::parse(req)?),
+            Op::Ping => Request::Ping(Ping::parse(req, opts)?),
+            Op::Pong => Request::Pong(Pong::parse(req, opts)?),
+            Op::Check => Request::Check(Check::parse(req, opts)?),
+            Op::Info => Request::Info(Info::parse(req, opts)?),
+            Op::Report => Request::Report(Report::parse(req, opts)?),
+            Op::Whitelist => Request::Whitelist(Whitelist::parse(req, opts)?),
         })
     }
 
@@ -223,5 +258,72 @@ mod tests {
         );
         // Refused whole: the good digest before it was not stored.
         assert_eq!(sh.engine.get(b"a").unwrap(), None);
+    }
+
+    /// `StrictDigests`: report and whitelist store only 40 lower-case hex
+    /// digits; a request with any other digest is refused whole with
+    /// [`super::NOT_A_DIGEST`], before anything is stored. Check and info
+    /// are not concerned; off (the reference's behaviour), anything is
+    /// counted.
+    #[test]
+    fn strict_digests_refuse_what_is_not_a_sha1() {
+        use crate::worker::Protection;
+        let good = "2aedaac999d71421c9ee49b9d81f627a7bc570aa";
+        let answer_with = |sh: &Shared, strict: bool, request: &[u8]| {
+            let protection = Protection {
+                strict_digests: strict,
+                ..Protection::default()
+            };
+            let mut replies = vec![Vec::new()];
+            Processor::with_protection(sh, &protection).process(
+                sh,
+                1,
+                |_| (request, None),
+                &mut replies,
+            );
+            String::from_utf8(replies.pop().unwrap()).unwrap()
+        };
+        let refused = "Code: 400\nDiag: Bad request: Invalid digest.\nPV: 2.1\nThread: \n\n";
+        let bad_digests = [
+            "2AEDAAC999D71421C9EE49B9D81F627A7BC570AA",
+            "2aedaac999d71421c9ee49b9d81f627a7bc570a",
+            "2aedaac999d71421c9ee49b9d81f627a7bc570aa0",
+            "2aedaac999d71421c9ee49b9d81f627a7bc570ag",
+            " 2aedaac999d71421c9ee49b9d81f627a7bc570a",
+            "x",
+        ];
+        for op in ["report", "whitelist"] {
+            let sh = shared();
+            for bad in bad_digests {
+                let req = format!("Op: {op}\nPV: 2.1\nOp-Digest: {good}\nOp-Digest: {bad}\n");
+                assert_eq!(
+                    answer_with(&sh, true, req.as_bytes()),
+                    refused,
+                    "{op} {bad:?}"
+                );
+                // Off: the reference's counts.
+                let req = format!("Op: {op}\nPV: 2.1\nOp-Digest: {bad}\n");
+                assert!(answer_with(&sh, false, req.as_bytes()).starts_with("Code: 200\n"));
+            }
+            // Refused whole: the good digest was not stored.
+            assert_eq!(sh.engine.get(good.as_bytes()).unwrap(), None, "{op}");
+            let req = format!("Op: {op}\nPV: 2.1\nOp-Digest: {good}\n");
+            assert!(answer_with(&sh, true, req.as_bytes()).starts_with("Code: 200\n"));
+            assert!(sh.engine.get(good.as_bytes()).unwrap().is_some(), "{op}");
+            // No digest: still a bare 200.
+            let req = format!("Op: {op}\nPV: 2.1\n");
+            assert!(answer_with(&sh, true, req.as_bytes()).starts_with("Code: 200\n"));
+        }
+        // A digest that is not a key comes first, wherever it is.
+        let sh = shared();
+        let req = b"Op: report\nPV: 2.1\nOp-Digest: x\nOp-Digest: \xff\n";
+        assert!(answer_with(&sh, true, req).starts_with("Code: 500\n"));
+        for op in ["check", "info"] {
+            let req = format!("Op: {op}\nPV: 2.1\nOp-Digest: x\n");
+            assert!(
+                answer_with(&sh, true, req.as_bytes()).starts_with("Code: 200\n"),
+                "{op}"
+            );
+        }
     }
 }

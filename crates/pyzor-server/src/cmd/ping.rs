@@ -19,7 +19,7 @@ use pyzor_protocol::wire::server::{Failure, Parsed, ReplyBody};
 use pyzor_protocol::wire::Op;
 use pyzor_protocol::Record;
 
-use super::Command;
+use super::{Command, ParseOptions};
 use crate::forward::ForwardQueue;
 use crate::metrics::Metrics;
 
@@ -29,7 +29,7 @@ pub(crate) struct Ping;
 impl<'a> Command<'a> for Ping {
     const OP: Op = Op::Ping;
 
-    fn parse(_: &'a Parsed) -> Result<Self, Failure> {
+    fn parse(_: &'a Parsed, _: ParseOptions) -> Result<Self, Failure> {
         Ok(Ping)
     }
 

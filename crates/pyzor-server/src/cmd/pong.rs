@@ -22,7 +22,7 @@ use pyzor_protocol::wire::server::{Failure, Parsed, ReplyBody};
 use pyzor_protocol::wire::{Op, PONG_COUNT};
 use pyzor_protocol::Record;
 
-use super::Command;
+use super::{Command, ParseOptions};
 use crate::forward::ForwardQueue;
 use crate::metrics::Metrics;
 
@@ -35,7 +35,7 @@ pub(crate) struct Pong {
 impl<'a> Command<'a> for Pong {
     const OP: Op = Op::Pong;
 
-    fn parse(req: &'a Parsed) -> Result<Self, Failure> {
+    fn parse(req: &'a Parsed, _: ParseOptions) -> Result<Self, Failure> {
         Ok(Pong {
             has_digest: req.digests().next().is_some(),
         })

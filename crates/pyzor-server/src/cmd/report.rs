@@ -1,7 +1,8 @@
 //! `report`: count one spam report of **every** `Op-Digest`
 //! (`RequestHandler.handle_report`): one increment each, all in the
 //! batch's transaction; a bare 200; then each digest is forwarded as a
-//! report. A digest that is not a key refuses the whole request.
+//! report. A digest that is not a key (or, under `StrictDigests`, not 40
+//! lower-case hex digits) refuses the whole request.
 //!
 //! ```text
 //! Op: report
@@ -19,11 +20,11 @@
 //! Thread: 4453
 //! ```
 
-use pyzor_protocol::wire::server::{db_key, Failure, Parsed, ReplyBody};
+use pyzor_protocol::wire::server::{Failure, Parsed, ReplyBody};
 use pyzor_protocol::wire::Op;
 use pyzor_protocol::Record;
 
-use super::Command;
+use super::{counted_digests, Command, ParseOptions};
 use crate::forward::ForwardQueue;
 use crate::metrics::Metrics;
 
@@ -36,8 +37,8 @@ pub(crate) struct Report<'a> {
 impl<'a> Command<'a> for Report<'a> {
     const OP: Op = Op::Report;
 
-    fn parse(req: &'a Parsed) -> Result<Self, Failure> {
-        req.digests().try_for_each(|d| db_key(d).map(drop))?;
+    fn parse(req: &'a Parsed, opts: ParseOptions) -> Result<Self, Failure> {
+        counted_digests(req, opts)?;
         Ok(Report { req })
     }
 

@@ -1,7 +1,8 @@
 //! `whitelist`: count one whitelisting of **every** `Op-Digest`
 //! (`RequestHandler.handle_whitelist`): one increment each, all in the
 //! batch's transaction; a bare 200; then each digest is forwarded as a
-//! whitelisting. A digest that is not a key refuses the whole request.
+//! whitelisting. A digest that is not a key (or, under `StrictDigests`,
+//! not 40 lower-case hex digits) refuses the whole request.
 //! (The default access file does not grant whitelist to anonymous; the
 //! example assumes one that does.)
 //!
@@ -20,11 +21,11 @@
 //! Thread: 4454
 //! ```
 
-use pyzor_protocol::wire::server::{db_key, Failure, Parsed, ReplyBody};
+use pyzor_protocol::wire::server::{Failure, Parsed, ReplyBody};
 use pyzor_protocol::wire::Op;
 use pyzor_protocol::Record;
 
-use super::Command;
+use super::{counted_digests, Command, ParseOptions};
 use crate::forward::ForwardQueue;
 use crate::metrics::Metrics;
 
@@ -37,8 +38,8 @@ pub(crate) struct Whitelist<'a> {
 impl<'a> Command<'a> for Whitelist<'a> {
     const OP: Op = Op::Whitelist;
 
-    fn parse(req: &'a Parsed) -> Result<Self, Failure> {
-        req.digests().try_for_each(|d| db_key(d).map(drop))?;
+    fn parse(req: &'a Parsed, opts: ParseOptions) -> Result<Self, Failure> {
+        counted_digests(req, opts)?;
         Ok(Whitelist { req })
     }
 

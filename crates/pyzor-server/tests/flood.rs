@@ -1,0 +1,165 @@
+//! A flood from one network against normal traffic from another
+//! (docs/security.md, "Floods and count inflation"): four sockets of
+//! 127.0.7.0/24 send reports and checks in bursts (about 5 000 a second:
+//! reports at 125 times the write limit, checks at 2.5 times the read
+//! limit) for a bounded time while 127.0.8.1 sends checks one at a time; every check of the
+//! normal network is answered, and the reports stored stay within the
+//! flooding network's write budget (burst + rate × elapsed: one bucket,
+//! a /24 reaches one worker). The flood stays below what a debug build
+//! on a loaded machine can read: beyond that the kernel drops datagrams
+//! of every sender before pyzord sees them, which no limit inside pyzord
+//! can change (docs/security.md, "What it cannot do"); the full-rate
+//! figures are bench/flood.py's. The only timing here is the reply
+//! timeout of 5 s.
+
+mod common;
+use common::*;
+
+use std::io::{Read, Write};
+use std::net::UdpSocket;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Reports per second (and burst) of a network.
+const WRITE_RATE: f64 = 20.0;
+/// How long the flood lasts at most.
+const FLOOD_FOR: Duration = Duration::from_secs(3);
+/// Checks the normal network sends.
+const NORMAL_CHECKS: u32 = 200;
+
+fn home() -> tempfile::TempDir {
+    let home = pyzor_testkit::temp_home();
+    // Loopback is limited too (it is allowed by default).
+    std::fs::write(home.path().join("config"), "[server]\nRateLimitAllow =\n").unwrap();
+    std::fs::write(
+        home.path().join("pyzord.access"),
+        "all : anonymous : allow\n",
+    )
+    .unwrap();
+    home
+}
+
+fn free_tcp_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// The metrics page.
+fn metrics(mport: u16) -> String {
+    let t0 = Instant::now();
+    loop {
+        if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", mport)) {
+            let mut body = String::new();
+            c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+            c.read_to_string(&mut body).unwrap();
+            return body;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "no metrics endpoint");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The sample `line` of the metrics page (0 when absent).
+fn sample(page: &str, line: &str) -> u64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(line)?.strip_prefix(' '))
+        .map_or(0, |v| v.parse().unwrap())
+}
+
+#[test]
+fn a_flooded_server_answers_every_check_of_another_network() {
+    let home = home();
+    let mport = free_tcp_port();
+    let srv = start_ours(
+        home.path(),
+        &[
+            "-e",
+            "memory",
+            "--workers",
+            "1",
+            "--report-rate-limit",
+            &WRITE_RATE.to_string(),
+            "--metrics-address",
+            &format!("127.0.0.1:{mport}"),
+        ],
+    );
+    let port = srv.port;
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let t0 = Instant::now();
+    let flooders: Vec<_> = (0..4)
+        .map(|i| {
+            let (stop, sent) = (Arc::clone(&stop), Arc::clone(&sent));
+            std::thread::spawn(move || {
+                let s = UdpSocket::bind((format!("127.0.7.{}", i + 1), 0)).unwrap();
+                s.set_nonblocking(true).unwrap();
+                let mut buf = vec![0u8; 70000];
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) && t0.elapsed() < FLOOD_FOR {
+                    let op = if n % 2 == 0 { "report" } else { "check" };
+                    let d = format!(
+                        "Op: {op}\nOp-Digest: {:040x}\nThread: {}\nPV: 2.1\n\n",
+                        n % 64,
+                        1024 + n % 60000
+                    );
+                    // A full socket buffer is the flood's problem.
+                    let _ = s.send_to(d.as_bytes(), ("127.0.0.1", port));
+                    n += 1;
+                    if n % 25 == 0 {
+                        while s.recv_from(&mut buf).is_ok() {}
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                }
+                sent.fetch_add(n, Ordering::Relaxed);
+            })
+        })
+        .collect();
+
+    // The normal network: one check at a time, each answered within 5 s.
+    let normal = UdpSocket::bind("127.0.8.1:0").unwrap();
+    normal
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = vec![0u8; 70000];
+    let mut during_flood = 0;
+    for i in 0..NORMAL_CHECKS {
+        let thread = 2000 + i;
+        let d = format!("Op: check\nOp-Digest: {i:040x}\nThread: {thread}\nPV: 2.1\n\n");
+        normal.send_to(d.as_bytes(), ("127.0.0.1", port)).unwrap();
+        let (n, _) = normal
+            .recv_from(&mut buf)
+            .unwrap_or_else(|e| panic!("check {i} of the normal network: no reply ({e})"));
+        let r = String::from_utf8_lossy(&buf[..n]);
+        assert!(
+            r.starts_with("Code: 200\n") && r.contains(&format!("Thread: {thread}\n")),
+            "{i}: {r}"
+        );
+        if t0.elapsed() < FLOOD_FOR {
+            during_flood += 1;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for f in flooders {
+        f.join().unwrap();
+    }
+    let elapsed = t0.elapsed().as_secs_f64();
+    let sent = sent.load(Ordering::Relaxed);
+    let page = metrics(mport);
+    let stored = sample(&page, "pyzord_requests_total{op=\"report\",code=\"200\"}");
+    let limited = sample(&page, "pyzord_rate_limited_total");
+    // One bucket (one worker, one network): burst + rate × elapsed, and
+    // a little slack for the clock.
+    let budget = WRITE_RATE + WRITE_RATE * elapsed + 2.0;
+    assert!(
+        stored >= 1 && stored as f64 <= budget,
+        "{stored} reports stored in {elapsed:.2} s, budget {budget:.0} ({sent} sent)"
+    );
+    assert!(limited > 0, "the flood ({sent} datagrams) was not limited");
+    eprintln!(
+        "flood: {sent} datagrams, {limited} limited, {stored} reports stored in {elapsed:.2} s; \
+         {during_flood} of {NORMAL_CHECKS} normal checks answered during the flood"
+    );
+    assert_eq!(srv.stop(), Some(0));
+}
