@@ -137,7 +137,7 @@ fn redis_a_wrongtype_key_fails_only_its_requests() {
     if !pyzor_testkit::redis_available(test) {
         return;
     }
-    const DB: u32 = 13; // its own: client_order.rs flushes db 12
+    const DB: u32 = 15; // its own: client_order.rs flushes db 12, the bench 13 and 14
     let p = format!("{}-", uniq("ee"));
     let (bad_type, bad_count) = (format!("{p}str"), format!("{p}nan"));
     let key = |d: &str| format!("pyzord.digest_v1.{d}");
