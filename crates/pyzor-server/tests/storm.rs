@@ -4,6 +4,9 @@
 //! what the one authorised user reported.
 
 mod common;
+#[path = "support/mutate.rs"]
+mod mutate;
+use mutate::mutate;
 use common::*;
 
 use pyzor_protocol::wire::client::{build_request, Credentials, Layout};
@@ -37,42 +40,6 @@ fn templates() -> Vec<Vec<u8>> {
     .unwrap();
     v.push(stale);
     v
-}
-
-fn mutate(rng: &mut rand::rngs::StdRng, t: &[u8]) -> Vec<u8> {
-    let mut d = t.to_vec();
-    for _ in 0..rng.random_range(1..8) {
-        match rng.random_range(0..7) {
-            0 if !d.is_empty() => {
-                let i = rng.random_range(0..d.len());
-                d[i] = rng.random();
-            }
-            1 if !d.is_empty() => {
-                let i = rng.random_range(0..d.len());
-                d.remove(i);
-            }
-            2 => {
-                let i = rng.random_range(0..=d.len());
-                let b = *[b'\n', b'\r', b':', b' ', b'\t', 0u8, 0xff, b'\x0b']
-                    .get(rng.random_range(0..8))
-                    .unwrap();
-                d.insert(i, b);
-            }
-            3 => {
-                let i = rng.random_range(0..=d.len());
-                let n = rng.random_range(1..200);
-                let junk: Vec<u8> = (0..n).map(|_| rng.random()).collect();
-                d.splice(i..i, junk);
-            }
-            4 => d.extend(std::iter::repeat_n(b'A', rng.random_range(0..9000))),
-            5 => {
-                let dup = d.clone();
-                d.extend_from_slice(&dup);
-            }
-            _ => d.truncate(rng.random_range(0..=d.len())),
-        }
-    }
-    d
 }
 
 #[test]
