@@ -246,12 +246,16 @@ fn timers(sh: Arc<Shared>, cleanup_age: i64) {
     let mut next_expire = Instant::now();
     while !sh.stop.load(Relaxed) {
         let now = Instant::now();
-        let cutoff = pyzor_protocol::record::expiry_cutoff(pyzor_store::now(), cleanup_age);
-        if let Some(cutoff) = cutoff.filter(|_| now >= next_expire) {
-            match sh.engine.expire(cutoff) {
-                Ok(n) if n > 0 => log::info!("Expired {n} records not updated for {cleanup_age} s"),
-                Ok(_) => {}
-                Err(e) => log::error!("Expiry failed: {e}"),
+        if now >= next_expire {
+            let cutoff = pyzor_protocol::record::expiry_cutoff(pyzor_store::now(), cleanup_age);
+            if let Some(cutoff) = cutoff {
+                match sh.engine.expire(cutoff) {
+                    Ok(n) if n > 0 => {
+                        log::info!("Expired {n} records not updated for {cleanup_age} s")
+                    }
+                    Ok(_) => {}
+                    Err(e) => log::error!("Expiry failed: {e}"),
+                }
             }
             next_expire = now + EXPIRE_EVERY;
         }

@@ -6,8 +6,8 @@
 mod common;
 #[path = "support/mutate.rs"]
 mod mutate;
-use mutate::mutate;
 use common::*;
+use mutate::mutate;
 
 use pyzor_protocol::wire::client::{build_request, Credentials, Layout};
 use pyzor_protocol::wire::Op;
