@@ -24,16 +24,13 @@
 //! [`Engine::may_block`]: pyzor_store::Engine::may_block
 
 use std::io;
-use std::mem::zeroed;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use pyzor_protocol::wire::Op;
-use socket2::SockAddr;
 
 use crate::worker::{Processor, Shared};
 
@@ -230,7 +227,7 @@ fn run(
     let mut proc = Processor::new(shared);
     let mut jobs: Vec<Job> = Vec::new();
     let mut replies: Vec<Vec<u8>> = Vec::new();
-    let mut out = Replies::default();
+    let mut out = pyzor_udp::SendTo::default();
     let mut give_up = false;
     while let Ok(first) = rx.recv() {
         let mut n = first.len();
@@ -252,7 +249,7 @@ fn run(
         let peers = jobs.iter().flat_map(|j| j.requests().map(|r| r.peer));
         let errors = out.send(sock, peers.zip(replies.iter().map(Vec::as_slice)));
         if errors > 0 {
-            shared.metrics.send_errors.fetch_add(errors, Relaxed);
+            shared.metrics.send_errors.fetch_add(errors as u64, Relaxed);
         }
         waiting.fetch_sub(n, Relaxed);
         shared.metrics.engine_queued.fetch_sub(n as u64, Relaxed);
@@ -260,71 +257,5 @@ fn run(
             job.clear();
             let _ = back.send(job);
         }
-    }
-}
-
-/// The engine thread's `sendmmsg`: replies to the addresses the worker
-/// handed over (the worker's `BatchIo` answers the senders of its own
-/// receive only). The vectors keep their capacity between calls.
-#[derive(Default)]
-struct Replies {
-    addrs: Vec<SockAddr>,
-    iovs: Vec<libc::iovec>,
-    hdrs: Vec<libc::mmsghdr>,
-}
-
-impl Replies {
-    /// Send each reply to its peer (none: not sent) in as few `sendmmsg`
-    /// calls as the kernel takes; returns how many it refused.
-    fn send<'r>(
-        &mut self,
-        sock: &UdpSocket,
-        each: impl Iterator<Item = (Option<SocketAddr>, &'r [u8])>,
-    ) -> u64 {
-        self.addrs.clear();
-        self.iovs.clear();
-        self.hdrs.clear();
-        for (peer, reply) in each {
-            let Some(peer) = peer else { continue };
-            self.addrs.push(SockAddr::from(peer));
-            self.iovs.push(libc::iovec {
-                iov_base: reply.as_ptr().cast_mut().cast(),
-                iov_len: reply.len(),
-            });
-        }
-        for (addr, iov) in self.addrs.iter().zip(self.iovs.iter_mut()) {
-            // SAFETY: all-zero is a valid value for this plain C struct.
-            let mut h: libc::mmsghdr = unsafe { zeroed() };
-            h.msg_hdr.msg_name = addr.as_ptr().cast_mut().cast();
-            h.msg_hdr.msg_namelen = addr.len();
-            h.msg_hdr.msg_iov = iov;
-            h.msg_hdr.msg_iovlen = 1;
-            self.hdrs.push(h);
-        }
-        let m = self.hdrs.len();
-        let (mut done, mut errors) = (0, 0);
-        while done < m {
-            // SAFETY: headers [done, m) point into `self.addrs`,
-            // `self.iovs` and the replies, none of which moves or is freed
-            // before this function returns; the kernel only reads them.
-            let r = unsafe {
-                libc::sendmmsg(
-                    sock.as_raw_fd(),
-                    self.hdrs[done..].as_mut_ptr(),
-                    (m - done) as libc::c_uint,
-                    0,
-                )
-            };
-            if r > 0 {
-                done += r as usize;
-            } else if r < 0 && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
-            } else {
-                // The first remaining reply failed: skip it.
-                errors += 1;
-                done += 1;
-            }
-        }
-        errors
     }
 }

@@ -209,20 +209,10 @@ impl Batch {
             self.prepare_send(m, i);
             m += 1;
         }
-        let fd = sock.as_fd().as_raw_fd();
-        let mut done = 0;
-        let mut refused = 0;
-        while done < m {
-            match self.sendmmsg(fd, done, m) {
-                Ok(k) => done += k,
-                Err(_) => {
-                    // The first remaining message failed: skip it.
-                    refused += 1;
-                    done += 1;
-                }
-            }
-        }
-        refused
+        // SAFETY: headers `[0, m)` were just prepared by `prepare_send`:
+        // they point at iovecs of `self.iovs` for live buffers of
+        // `self.replies` and at addresses of `self.addrs` or null.
+        unsafe { send_skipping_refused(sock.as_fd().as_raw_fd(), &mut self.hdrs[..m]) }
     }
 
     /// Send `replies[0..count]` in order (on a connected socket, or to the
@@ -240,7 +230,9 @@ impl Batch {
         let fd = sock.as_fd().as_raw_fd();
         let mut done = 0;
         while done < count {
-            match self.sendmmsg(fd, done, count) {
+            // SAFETY: headers `[0, count)` were just prepared by
+            // `prepare_send` (see `send`).
+            match unsafe { sendmmsg(fd, &mut self.hdrs[done..count]) } {
                 Ok(k) => done += k,
                 Err(e) if done == 0 => return Err(e),
                 Err(_) => break,
@@ -299,32 +291,98 @@ impl Batch {
         h.msg_flags = 0;
         self.dirty = self.dirty.max(m + 1);
     }
+}
 
-    /// One `sendmmsg` of the prepared headers `[from, to)`, retried on
-    /// `EINTR`. Returns how many the kernel took (at least one).
-    fn sendmmsg(&mut self, fd: RawFd, from: usize, to: usize) -> io::Result<usize> {
-        loop {
-            // SAFETY: `from < to <= slots`, and headers `[from, to)` were
-            // just prepared by `prepare_send`: they point at iovecs of
-            // `self.iovs` for live buffers of `self.replies` (not touched
-            // since) and at addresses of `self.addrs` or null; the kernel
-            // only reads them.
-            let r = unsafe {
-                libc::sendmmsg(
-                    fd,
-                    self.hdrs[from..to].as_mut_ptr(),
-                    (to - from) as libc::c_uint,
-                    0,
-                )
-            };
-            if r >= 0 {
-                return Ok(r as usize);
-            }
-            let e = io::Error::last_os_error();
-            if e.kind() != io::ErrorKind::Interrupted {
-                return Err(e);
+/// One `sendmmsg` of `hdrs`, retried on `EINTR`. Returns how many the
+/// kernel took (at least one).
+///
+/// # Safety
+/// Every header must point at a live iovec of a live buffer and at a live
+/// address (or null) for the whole call; the kernel only reads them.
+unsafe fn sendmmsg(fd: RawFd, hdrs: &mut [libc::mmsghdr]) -> io::Result<usize> {
+    loop {
+        // SAFETY: the caller's contract; `hdrs.len()` headers follow.
+        let r = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), hdrs.len() as libc::c_uint, 0) };
+        if r >= 0 {
+            return Ok(r as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Send every message of `hdrs` in as few `sendmmsg` calls as the kernel
+/// takes; a message the kernel refuses is skipped. Returns how many were
+/// refused.
+///
+/// # Safety
+/// As [`sendmmsg`].
+unsafe fn send_skipping_refused(fd: RawFd, hdrs: &mut [libc::mmsghdr]) -> usize {
+    let (mut done, mut refused) = (0, 0);
+    while done < hdrs.len() {
+        // SAFETY: the caller's contract, for a tail of the same headers.
+        match unsafe { sendmmsg(fd, &mut hdrs[done..]) } {
+            Ok(k) => done += k,
+            Err(_) => {
+                // The first remaining message failed: skip it.
+                refused += 1;
+                done += 1;
             }
         }
+    }
+    refused
+}
+
+/// Datagrams to addresses that come from elsewhere than a receive of the
+/// same socket (the server's engine thread answers requests its worker
+/// received): one `sendmmsg` for many replies. The vectors keep their
+/// capacity between calls.
+#[derive(Default)]
+pub struct SendTo {
+    addrs: Vec<socket2::SockAddr>,
+    iovs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+}
+
+// SAFETY: between calls the raw pointers in `iovs`/`hdrs` are stale and
+// rewritten before the next system call reads them; `send` builds and uses
+// them within one call.
+unsafe impl Send for SendTo {}
+
+impl SendTo {
+    /// Send each datagram to its address (`None`: not sent); a datagram the
+    /// kernel refuses is skipped. Returns how many were refused.
+    pub fn send<'d>(
+        &mut self,
+        sock: &impl AsFd,
+        each: impl Iterator<Item = (Option<SocketAddr>, &'d [u8])>,
+    ) -> usize {
+        self.addrs.clear();
+        self.iovs.clear();
+        self.hdrs.clear();
+        for (peer, data) in each {
+            let Some(peer) = peer else { continue };
+            self.addrs.push(socket2::SockAddr::from(peer));
+            self.iovs.push(libc::iovec {
+                iov_base: data.as_ptr().cast_mut().cast(),
+                iov_len: data.len(),
+            });
+        }
+        for (addr, iov) in self.addrs.iter().zip(self.iovs.iter_mut()) {
+            // SAFETY: all-zero is a valid value for this plain C struct.
+            let mut h: libc::mmsghdr = unsafe { zeroed() };
+            h.msg_hdr.msg_name = addr.as_ptr().cast_mut().cast();
+            h.msg_hdr.msg_namelen = addr.len();
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
+            self.hdrs.push(h);
+        }
+        // SAFETY: the headers point into `self.addrs`, `self.iovs` and the
+        // caller's datagrams, none of which moves or is freed before this
+        // call returns.
+        unsafe { send_skipping_refused(sock.as_fd().as_raw_fd(), &mut self.hdrs) }
     }
 }
 
