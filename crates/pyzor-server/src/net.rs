@@ -1,7 +1,7 @@
 //! UDP sockets and the worker's batch of datagrams.
 //!
 //! Each worker owns one socket bound with `SO_REUSEPORT` to the listen
-//! address and one `BatchIo` (`recvmmsg`/`sendmmsg` from `pyzor-udp`):
+//! address and one `worker_batch` (`recvmmsg`/`sendmmsg` from `pyzor-udp`):
 //! fixed receive buffers, reply buffers that keep their capacity, and the
 //! `mmsghdr` arrays. Nothing is allocated per datagram.
 //!
@@ -18,7 +18,6 @@ mod steer;
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket};
-use std::ops::{Deref, DerefMut};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
 use std::time::{Duration, Instant};
@@ -220,36 +219,12 @@ pub(crate) fn py_os_error(e: &io::Error) -> String {
 /// A worker's [`Batch`]: [`BATCH`] receive buffers of 8192 bytes (the
 /// reference's read size: longer datagrams are truncated, docs/protocol.md
 /// §1), the senders' addresses, reply buffers of 512 bytes to start with,
-/// and `MSG_WAITFORONE`. Everything else (`recv`, `datagram`, `peer`,
-/// `replies`, `send`) is [`Batch`]'s own.
-pub(crate) struct BatchIo(Batch);
-
-impl BatchIo {
-    pub fn new() -> Self {
-        BatchIo(Batch::new(Options {
-            reply_capacity: 512,
-            ..Options::new(BATCH, MAX_PACKET_SIZE)
-        }))
-    }
-}
-
-impl Default for BatchIo {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Deref for BatchIo {
-    type Target = Batch;
-    fn deref(&self) -> &Batch {
-        &self.0
-    }
-}
-
-impl DerefMut for BatchIo {
-    fn deref_mut(&mut self) -> &mut Batch {
-        &mut self.0
-    }
+/// and `MSG_WAITFORONE`.
+pub(crate) fn worker_batch() -> Batch {
+    Batch::new(Options {
+        reply_capacity: 512,
+        ..Options::new(BATCH, MAX_PACKET_SIZE)
+    })
 }
 
 #[cfg(test)]
@@ -267,7 +242,7 @@ mod tests {
             c.send_to(&[b'a' + i; 3], target).unwrap();
         }
         c.send_to(&vec![b'x'; 9000], target).unwrap();
-        let mut io = BatchIo::new();
+        let mut io = worker_batch();
         let mut got = 0;
         let mut lens = Vec::new();
         while got < 6 {

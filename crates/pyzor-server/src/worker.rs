@@ -763,7 +763,7 @@ pub(crate) fn run_worker(
     engine_queue: usize,
     protection: Protection,
 ) {
-    let mut io = crate::net::BatchIo::new();
+    let mut io = crate::net::worker_batch();
     let mut proc = Processor::with_protection(&shared, &protection);
     let mut queue = None;
     if shared.engine.may_block() {
