@@ -6,6 +6,7 @@ mod mydb;
 mod refpy;
 #[path = "common/sick.rs"]
 mod sick;
+use sick::{fails_in_time, report};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -276,42 +277,6 @@ fn mysql_lock_conflicts_between_batches_are_retried() {
     common::opposite_order_batches_all_count(engine(&db.dsn_local("digests")));
 }
 
-/// The engine timeout of the tests below, and how long a failing call may
-/// take with it (generous: the machine is loaded).
-const TIMEOUT: Duration = Duration::from_secs(1);
-const BOUND: Duration = Duration::from_secs(8);
-
-fn sick_engine(dsn: &str) -> Arc<dyn Engine> {
-    let mut o = EngineOptions::new("mysql", "/nonexistent").dsn(dsn);
-    o.db_connections = 2;
-    o.engine_timeout = TIMEOUT;
-    open(&o).unwrap()
-}
-
-fn report(e: &dyn Engine, d: &str) -> pyzor_store::Result<Record> {
-    let mut out = Vec::new();
-    e.execute(&[Op::Report(d.as_bytes())], pyzor_store::now(), &mut out)?;
-    Ok(out[0].unwrap())
-}
-
-/// Run `f(engine)` on a thread; it must fail with `Unavailable` within
-/// [`BOUND`].
-fn fails_in_time<T: std::fmt::Debug + Send + 'static>(
-    e: &Arc<dyn Engine>,
-    what: &str,
-    f: impl FnOnce(&dyn Engine) -> pyzor_store::Result<T> + Send + 'static,
-) {
-    let e = e.clone();
-    let r = sick::within(BOUND, move || f(&*e));
-    match r {
-        Some((Err(StoreError::Unavailable(m)), took)) => {
-            eprintln!("{what}: failed after {took:?}: {m}")
-        }
-        Some((other, took)) => panic!("{what}: {other:?} after {took:?}, expected Unavailable"),
-        None => panic!("{what}: no answer within {BOUND:?}"),
-    }
-}
-
 /// A table or row locked by another session: the engine's calls fail
 /// (the server's 500) within a small multiple of the engine timeout
 /// instead of waiting for the lock, and once the lock is gone the same
@@ -324,7 +289,7 @@ fn mysql_locked_table_fails_within_the_timeout_and_recovers() {
     else {
         return;
     };
-    let e = sick_engine(&db.dsn_tcp(3306, "digests"));
+    let e = sick::sick_engine("mysql", &db.dsn_tcp(3306, "digests"));
     assert_eq!(report(&*e, "locked").unwrap().r_count, 1);
     let table = format!("{}.digests", db.db);
     // a row lock held by an open transaction of another session
@@ -372,7 +337,7 @@ fn mysql_connection_that_timed_out_is_not_reused() {
         return;
     };
     let proxy = sick::StallProxy::start(3306);
-    let e = sick_engine(&db.dsn_tcp(proxy.port, "digests"));
+    let e = sick::sick_engine("mysql", &db.dsn_tcp(proxy.port, "digests"));
     assert_eq!(report(&*e, "warm").unwrap().r_count, 1);
     proxy.stall(true);
     fails_in_time(&e, "report with its answer held back", |e| {

@@ -8,12 +8,9 @@ mod pgdb;
 mod private_pg;
 #[path = "common/sick.rs"]
 mod sick;
+use sick::{fails_in_time, report, BOUND};
 
-use std::sync::Arc;
 use std::time::Duration;
-
-use pyzor_protocol::Record;
-use pyzor_store::Engine;
 
 use pyzor_store::{open, EngineOptions, Op, StoreError};
 
@@ -66,41 +63,6 @@ fn postgres_lock_conflicts_between_batches_never_fail() {
     common::opposite_order_batches_all_count(open(&o).unwrap());
 }
 
-/// The engine timeout of the tests below, and how long a failing call may
-/// take with it (generous: the machine is loaded).
-const TIMEOUT: Duration = Duration::from_secs(1);
-const BOUND: Duration = Duration::from_secs(8);
-
-fn sick_engine(dsn: &str) -> Arc<dyn Engine> {
-    let mut o = EngineOptions::new("postgres", "/").dsn(dsn);
-    o.db_connections = 2;
-    o.engine_timeout = TIMEOUT;
-    open(&o).unwrap()
-}
-
-fn report(e: &dyn Engine, d: &str) -> pyzor_store::Result<Record> {
-    let mut out = Vec::new();
-    e.execute(&[Op::Report(d.as_bytes())], pyzor_store::now(), &mut out)?;
-    Ok(out[0].unwrap())
-}
-
-/// Run `f(engine)` on a thread; it must fail with `Unavailable` within
-/// [`BOUND`].
-fn fails_in_time<T: std::fmt::Debug + Send + 'static>(
-    e: &Arc<dyn Engine>,
-    what: &str,
-    f: impl FnOnce(&dyn Engine) -> pyzor_store::Result<T> + Send + 'static,
-) {
-    let e = e.clone();
-    match sick::within(BOUND, move || f(&*e)) {
-        Some((Err(StoreError::Unavailable(m)), took)) => {
-            eprintln!("{what}: failed after {took:?}: {m}")
-        }
-        Some((other, took)) => panic!("{what}: {other:?} after {took:?}, expected Unavailable"),
-        None => panic!("{what}: no answer within {BOUND:?}"),
-    }
-}
-
 fn admin(db: &pgdb::PgDb) -> postgres::Client {
     postgres::Config::new()
         .host("127.0.0.1")
@@ -123,7 +85,7 @@ fn postgres_locked_table_fails_within_the_timeout_and_recovers() {
     else {
         return;
     };
-    let e = sick_engine(&db.dsn("digests"));
+    let e = sick::sick_engine("postgres", &db.dsn("digests"));
     assert_eq!(report(&*e, "locked").unwrap().r_count, 1);
     let mut locker = admin(&db);
     // a row lock held by an open transaction of another session
@@ -158,10 +120,10 @@ fn postgres_silent_server_fails_within_the_timeout_and_recovers() {
         return;
     };
     let proxy = sick::StallProxy::start(5432);
-    let e = sick_engine(&format!(
-        "127.0.0.1:{},postgres,,{},digests",
-        proxy.port, db.db
-    ));
+    let e = sick::sick_engine(
+        "postgres",
+        &format!("127.0.0.1:{},postgres,,{},digests", proxy.port, db.db),
+    );
     assert_eq!(report(&*e, "warm").unwrap().r_count, 1);
     proxy.stall(true);
     let r = sick::within(BOUND, {

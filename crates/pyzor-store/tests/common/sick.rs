@@ -119,3 +119,44 @@ pub fn within<T: Send + 'static>(
     });
     rx.recv_timeout(limit).ok()
 }
+
+/// The engine timeout of the timeout tests, and how long a failing call
+/// may take with it (generous: the machine is loaded).
+pub const TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+pub const BOUND: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// `engine` on `dsn` with two connections and [`TIMEOUT`].
+pub fn sick_engine(engine: &str, dsn: &str) -> Arc<dyn pyzor_store::Engine> {
+    let mut o = pyzor_store::EngineOptions::new(engine, "/nonexistent").dsn(dsn);
+    o.db_connections = 2;
+    o.engine_timeout = TIMEOUT;
+    pyzor_store::open(&o).unwrap()
+}
+
+/// One report of `d`, its record after.
+pub fn report(e: &dyn pyzor_store::Engine, d: &str) -> pyzor_store::Result<pyzor_protocol::Record> {
+    let mut out = Vec::new();
+    e.execute(
+        &[pyzor_store::Op::Report(d.as_bytes())],
+        pyzor_store::now(),
+        &mut out,
+    )?;
+    Ok(out[0].unwrap())
+}
+
+/// Run `f(engine)` on a thread; it must fail with `Unavailable` within
+/// [`BOUND`].
+pub fn fails_in_time<T: std::fmt::Debug + Send + 'static>(
+    e: &Arc<dyn pyzor_store::Engine>,
+    what: &str,
+    f: impl FnOnce(&dyn pyzor_store::Engine) -> pyzor_store::Result<T> + Send + 'static,
+) {
+    let e = e.clone();
+    match within(BOUND, move || f(&*e)) {
+        Some((Err(pyzor_store::StoreError::Unavailable(m)), took)) => {
+            eprintln!("{what}: failed after {took:?}: {m}")
+        }
+        Some((other, took)) => panic!("{what}: {other:?} after {took:?}, expected Unavailable"),
+        None => panic!("{what}: no answer within {BOUND:?}"),
+    }
+}
