@@ -28,6 +28,7 @@
 //! assert_eq!(d.to_string().len(), 40);
 //! ```
 
+pub mod explain;
 pub mod mbox;
 pub mod mime;
 pub(crate) mod normalize;
