@@ -123,6 +123,12 @@ pub fn run(
         Some(p) => match files::read_client_file(p) {
             Ok(text) => match files::parse_servers(&text) {
                 Ok(s) => s,
+                // `doctor` alone runs anyway: it reports the bad line itself
+                // (and asks no server).
+                Err(e) if opts.commands.iter().all(|c| c == "doctor") => {
+                    log::error!("{}: {e}", p.display());
+                    Vec::new()
+                }
                 Err(e) => return fail(err, &format!("{}: {e}", p.display())),
             },
             Err(e) => return fail(err, &format!("cannot read {}: {e}", p.display())),

@@ -254,6 +254,7 @@ Options:
   -V, --version         print version and exit
   --json                print one JSON object per server and digest
                         (pyzor-rs extension)
+Also 'explain' and 'doctor' (see docs/client.md) (pyzor-rs extension)
 ",
         usage = usage(prog)
     )

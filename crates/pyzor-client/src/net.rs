@@ -171,6 +171,34 @@ pub fn request(
     account: Option<&Account>,
     timeout: Duration,
 ) -> Outcome {
+    request_at(server, op, digests, account, timeout, now_secs()).0
+}
+
+/// [`request`] with the `Time` header set to `time` (seconds since the
+/// epoch) instead of now, and the round-trip time (from sending to the
+/// reply, or to the failure). `pyzor doctor` probes the server's
+/// timestamp window with it.
+pub fn request_at(
+    server: &ServerAddr,
+    op: Op,
+    digests: &[&str],
+    account: Option<&Account>,
+    timeout: Duration,
+    time: i64,
+) -> (Outcome, Duration) {
+    let t0 = std::time::Instant::now();
+    let outcome = request_inner(server, op, digests, account, timeout, time);
+    (outcome, t0.elapsed())
+}
+
+fn request_inner(
+    server: &ServerAddr,
+    op: Op,
+    digests: &[&str],
+    account: Option<&Account>,
+    timeout: Duration,
+    time: i64,
+) -> Outcome {
     let thread = new_thread_id();
     let mut datagram = Vec::with_capacity(256);
     if let Err(e) = build_request(
@@ -178,7 +206,7 @@ pub fn request(
         digests,
         u32::from(thread),
         &pyzor_config::client::credentials(account),
-        now_secs(),
+        time,
         Layout::Single,
         &mut datagram,
     ) {

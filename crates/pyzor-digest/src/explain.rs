@@ -243,7 +243,8 @@ impl Warning {
                 "The message holds the GTUBE test string ({GTUBE}). It is a single {}-character word, \
                  and the digest removes every word of {LONG_WORD} or more characters \
                  (DataDigester.normalize: re.sub(r\"\\S{{10,}}\", \"\", line)), so GTUBE contributes \
-                 nothing to the digest: Pyzor cannot recognise a GTUBE test message.",
+                 nothing to the digest: it is the digest of the message's other text (the empty \
+                 digest when there is none), and Pyzor cannot tell a GTUBE test from other mail.",
                 GTUBE.chars().count()
             ),
             Warning::FewLines { kept } => format!(

@@ -7,8 +7,12 @@
 //! | `query` | asking every server, several digests at once |
 //! | `output` | what is printed per answer (text or JSON), Python reprs, `ctime` |
 //! | `exit` | the flags the exit status is computed from |
+//! | `explain` | `pyzor explain` (ours): why a message has its digest and counts |
+//! | `doctor` | `pyzor doctor` (ours): servers, account, clock skew, files |
 
+mod doctor;
 mod exit;
+mod explain;
 mod output;
 mod query;
 
@@ -122,6 +126,8 @@ pub fn dispatch(name: &str, ctx: &mut Context<'_>) -> Result<Option<bool>, Comma
         }
         "local_whitelist" => local_whitelist(ctx, true)?,
         "local_unwhitelist" => local_whitelist(ctx, false)?,
+        "explain" => explain::run(ctx)?,
+        "doctor" => doctor::run(ctx)?,
         _ => return Ok(None),
     };
     Ok(Some(ok))
@@ -159,15 +165,7 @@ fn check_like(ctx: &mut Context<'_>, op: Op) -> Result<bool, CommandError> {
     let r = ctx.settings.report_threshold()?;
     let w = ctx.settings.whitelist_threshold()?;
     let local = if op == Op::Check {
-        match &ctx.settings.local_whitelist {
-            Some(p) => pyzor_config::client::read_client_file(p)
-                .map(|t| files::parse_local_whitelist(&t))
-                .map_err(|source| CommandError::Whitelist {
-                    path: p.clone(),
-                    source,
-                })?,
-            None => Default::default(),
-        }
+        local_whitelist_entries(ctx)?.unwrap_or_default()
     } else {
         Default::default()
     };
@@ -214,6 +212,23 @@ fn check_like(ctx: &mut Context<'_>, op: Op) -> Result<bool, CommandError> {
     ctx.write(&mock_text)?;
     ctx.write(&real_text)?;
     Ok(runner.check_ok())
+}
+
+/// The entries of the local whitelist file (`None` when `LocalWhitelist`
+/// is unset; a missing file has none), as the reference's `check` reads
+/// them.
+fn local_whitelist_entries(
+    ctx: &Context<'_>,
+) -> Result<Option<std::collections::HashSet<String>>, CommandError> {
+    let Some(p) = &ctx.settings.local_whitelist else {
+        return Ok(None);
+    };
+    pyzor_config::client::read_client_file(p)
+        .map(|t| Some(files::parse_local_whitelist(&t)))
+        .map_err(|source| CommandError::Whitelist {
+            path: p.clone(),
+            source,
+        })
 }
 
 /// `report` and `whitelist` print per message, so on an undigestible
