@@ -614,7 +614,11 @@ fn server(s: &ServerAddr, account: Option<&Account>, timeout: Duration, f: &mut 
     let (first, rtt) = net::request_at(s, Op::Ping, &[], account, timeout, now);
     let rtt_ms = rtt.as_secs_f64() * 1000.0;
     let reply = match &first {
-        Outcome::Error { code, diag } => {
+        Outcome::Error { code, diag }
+            if *code == 504
+                || diag.starts_with("Socket error")
+                || diag.starts_with("Unable to send") =>
+        {
             let why = if *code == 504 {
                 format!("no answer within {:.1} s", timeout.as_secs_f64())
             } else {
@@ -625,6 +629,18 @@ fn server(s: &ServerAddr, account: Option<&Account>, timeout: Duration, f: &mut 
                 topic,
                 format!("unreachable: {why}; check the host and port, that pyzord runs there, and that UDP is not filtered"),
                 json!({"reachable": false, "code": code}),
+            );
+            return;
+        }
+        Outcome::Error { code, diag } => {
+            f.add_with(
+                Level::Error,
+                topic,
+                format!(
+                    "something answers after {rtt_ms:.1} ms, but not with a valid Pyzor reply: {}; is this port a Pyzor server?",
+                    super::output::head_tuple(*code, &cut(diag))
+                ),
+                json!({"reachable": true, "valid_reply": false, "code": code}),
             );
             return;
         }

@@ -55,12 +55,25 @@ pub fn write_server_accounts(home: &Path) {
 /// `--homedir H -a 127.0.0.1 -p PORT` plus `extra`; `None` when it does not
 /// come up within 15 s.
 pub fn start_server(bin: &Path, extra: &[&str], with_accounts: bool) -> Option<Server> {
+    start_server_via(bin, &[], extra, with_accounts)
+}
+
+/// [`start_server`] through a launcher: `program pre... --homedir H -a
+/// 127.0.0.1 -p PORT extra...` (e.g. Python running the reference pyzord
+/// with a shifted clock).
+pub fn start_server_via(
+    program: &Path,
+    pre: &[&str],
+    extra: &[&str],
+    with_accounts: bool,
+) -> Option<Server> {
     let home = pyzor_testkit::temp_home();
     if with_accounts {
         write_server_accounts(home.path());
     }
     let port = pyzor_testkit::free_udp_port();
-    let child = Command::new(bin)
+    let child = Command::new(program)
+        .args(pre)
         .arg("--homedir")
         .arg(home.path())
         .args(["-a", "127.0.0.1", "-p", &port.to_string()])
