@@ -253,15 +253,25 @@ impl Warning {
                  space); a digest of so little text is shared by many unrelated messages.",
                 if *kept == 1 { "" } else { "s" }
             ),
-            Warning::Sampled { kept, used } => format!(
-                "The digest samples lines: of {kept} usable lines only {} are hashed ({}: three \
-                 starting at 20 % and three at 60 % of the way through), so the other {} (the first \
-                 and the last lines among them) do not change it; messages that differ only there \
-                 share this digest.",
-                used.len(),
-                index_ranges(used),
-                kept - used.len()
-            ),
+            Warning::Sampled { kept, used } => {
+                let ends = match (used.first() != Some(&0), used.last() != Some(&(kept - 1))) {
+                    (true, true) => " (the first and the last line among them)",
+                    (true, false) => " (the first line among them)",
+                    (false, true) => " (the last line among them)",
+                    (false, false) => "",
+                };
+                let other = kept - used.len();
+                format!(
+                    "The digest samples lines: of {kept} usable lines only {} are hashed ({}: three \
+                     starting at 20 % and three at 60 % of the way through), so the other {other} \
+                     {}{ends} {} not change it; messages that differ only there share this \
+                     digest.",
+                    used.len(),
+                    index_ranges(used),
+                    if other == 1 { "line" } else { "lines" },
+                    if other == 1 { "does" } else { "do" },
+                )
+            }
         }
     }
 }
@@ -543,7 +553,10 @@ mod tests {
         assert_eq!(e.lines[0].line, 5);
         let t = e.warnings[0].text();
         assert!(t.contains("lines 5-7, lines 13-15"), "{t}");
-        assert!(t.contains("other 14"), "{t}");
+        assert!(
+            t.contains("other 14 lines (the first and the last line among them)"),
+            "{t}"
+        );
     }
 
     #[test]

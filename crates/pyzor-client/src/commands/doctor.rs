@@ -713,13 +713,16 @@ fn server(s: &ServerAddr, account: Option<&Account>, timeout: Duration, f: &mut 
                 Level::Warn => ": within the server's 300 s window, but signed requests fail once it grows past it; set the clock with NTP",
                 _ => ": outside the server's 300 s window, so signed requests fail; set the clock with NTP",
             };
-            let dir = if k.seconds >= 0 { "ahead of" } else { "behind" };
+            let how = match k.seconds {
+                0 => "agrees with ours".to_string(),
+                x if x > 0 => format!("is {x} s ahead of ours"),
+                x => format!("is {} s behind ours", -x),
+            };
             f.add_with(
                 level,
                 topic,
                 format!(
-                    "clock skew: the server's clock is {} s {dir} ours (±{} s, {} extra pings){advice}",
-                    k.seconds.abs(),
+                    "clock skew: the server's clock {how} (±{} s, {} extra pings){advice}",
                     k.precision,
                     k.probes
                 ),

@@ -264,7 +264,7 @@ impl Report<'_> {
     fn text_lines(&self, e: &Explanation, t: &mut String) {
         let what = match &e.sampling {
             Sampling::Empty => format!(
-                "no line hashed: none of the {} lines of text kept 8 or more characters",
+                "no line hashed: no line of text ({} looked at) kept 8 or more characters",
                 e.source_lines
             ),
             Sampling::All => format!(
@@ -278,7 +278,8 @@ impl Report<'_> {
                 e.source_lines
             ),
         };
-        t.push_str(&format!("  {what}:\n"));
+        let colon = if e.lines.is_empty() { "" } else { ":" };
+        t.push_str(&format!("  {what}{colon}\n"));
         for l in &e.lines {
             t.push_str(&format!(
                 "    usable line {}: part {} line {}: {}\n      hashed as {}\n",
@@ -346,7 +347,7 @@ impl Report<'_> {
             )
         } else if !listed.is_empty() {
             format!(
-                "listed as spam on {} (more than {} reports): `pyzor check` flags it",
+                "listed as spam on {}, above the report threshold (-r {}): `pyzor check` flags it",
                 listed.join(", "),
                 self.r
             )
