@@ -198,6 +198,36 @@ fn explain_warnings_and_digests_match_the_reference() {
 }
 
 #[test]
+fn explain_goes_on_after_a_message_the_reference_cannot_digest() {
+    let home = ClientHome::new(&["127.0.0.1:9".to_string()], &[]);
+    // A NUL in the charset of a non-text part with 8-bit bytes: the
+    // reference raises ValueError (docs/digest-rules.md §H.2).
+    let mut mbox = b"From a@b Sat Jan  1 00:00:00 2000\nContent-Type: application/x; charset=\"a\0b\"\n\n\xe9\xe9 body\n\n".to_vec();
+    mbox.extend_from_slice(b"From c@d Sat Jan  1 00:00:00 2000\n");
+    mbox.extend_from_slice(NORMAL_MSG);
+    let r = pyzor(
+        home.path(),
+        &["-t", "0.5", "-s", "mbox", "--json", "explain"],
+        &mbox,
+    );
+    assert_eq!(r.code, 1);
+    let v = json_lines(&r);
+    assert_eq!(v.len(), 2, "{}", r.stdout);
+    assert!(v[0]["digest"].is_null());
+    assert!(
+        v[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("Pyzor 1.1.2 raises"),
+        "{}",
+        v[0]
+    );
+    assert_eq!(v[1]["kept_lines"], 3);
+    let t = pyzor(home.path(), &["-t", "0.5", "-s", "mbox", "explain"], &mbox).stdout;
+    assert!(t.contains("error: cannot digest this message"), "{t}");
+}
+
+#[test]
 fn doctor_healthy_setup_exits_zero_and_flags_a_readable_accounts_file() {
     let test = "doctor_healthy_setup_exits_zero_and_flags_a_readable_accounts_file";
     let Some(server) = our_server(test) else {

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use super::output::{printable, quoted};
 use super::{CommandError, Context, Format};
 use crate::net::{self, Outcome};
 use pyzor_config::client::{self as files, Account, ServerAddr, DEFAULT_SERVER};
@@ -95,15 +96,11 @@ const CLIENT_KEYS: [&str; 8] = [
 const MAX_QUOTE: usize = 80;
 
 fn quote(s: &str) -> String {
-    let mut out: String = s
-        .chars()
-        .take(MAX_QUOTE)
-        .flat_map(char::escape_debug)
-        .collect();
-    if s.chars().nth(MAX_QUOTE).is_some() {
-        out.push('…');
-    }
-    format!("\"{out}\"")
+    quoted(s, MAX_QUOTE)
+}
+
+fn cut(s: &str) -> String {
+    printable(s, MAX_QUOTE)
 }
 
 /// Run `pyzor doctor`.
@@ -243,10 +240,7 @@ fn config(path: &Path, f: &mut Findings) {
             f.add(
                 Level::Note,
                 topic,
-                format!(
-                    "section [{}] is not read by the client or pyzord",
-                    quote(s).trim_matches('"')
-                ),
+                format!("section [{}] is not read by the client or pyzord", cut(s)),
             );
         }
     }
@@ -511,10 +505,6 @@ fn classify(o: &Outcome) -> Probe {
             Probe::Failed(super::output::head_tuple(*code, &cut(diag)))
         }
     }
-}
-
-fn cut(s: &str) -> String {
-    quote(s).trim_matches('"').to_string()
 }
 
 /// The clock skew estimate: the server's clock minus ours.

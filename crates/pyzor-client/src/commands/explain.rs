@@ -13,7 +13,7 @@ use std::io::{BufReader, Read, Write};
 
 use serde_json::{json, Value};
 
-use super::output::{ctime, head_tuple};
+use super::output::{ctime, head_tuple, printable, quoted};
 use super::{CommandError, Context, Format};
 use crate::digester::{InputError, Style};
 use crate::net::Outcome;
@@ -77,20 +77,6 @@ impl ServerView {
 /// with the diag cut and made printable.
 fn failure(code: i64, diag: &str) -> String {
     head_tuple(code, &printable(diag, MAX_DIAG_CHARS))
-}
-
-/// `s` cut to `max` characters, control characters escaped (a message or a
-/// server can hold terminal escapes).
-fn printable(s: &str, max: usize) -> String {
-    let mut out: String = s.chars().take(max).flat_map(char::escape_debug).collect();
-    if s.chars().nth(max).is_some() {
-        out.push('…');
-    }
-    out
-}
-
-fn quoted(s: &str) -> String {
-    format!("\"{}\"", printable(s, usize::MAX))
 }
 
 fn check_view(o: &Outcome) -> Result<(i64, i64), String> {
@@ -286,8 +272,8 @@ impl Report<'_> {
                 l.index + 1,
                 l.part,
                 l.line,
-                quoted(&l.source),
-                quoted(&String::from_utf8_lossy(&l.normalized))
+                quoted(&l.source, usize::MAX),
+                quoted(&String::from_utf8_lossy(&l.normalized), usize::MAX)
             ));
         }
         if e.removed.total() > 0 {
@@ -310,7 +296,7 @@ impl Report<'_> {
                     .examples
                     .iter()
                     .filter(|x| x.rule == rule)
-                    .map(|x| quoted(&x.text))
+                    .map(|x| quoted(&x.text, usize::MAX))
                     .collect();
                 parts.push(format!("{n} {what}, e.g. {}", ex.join(", ")));
             }
@@ -490,13 +476,6 @@ fn server_json(v: &ServerView) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn printable_escapes_and_cuts() {
-        assert_eq!(printable("a\x1b[31mb", 100), "a\\u{1b}[31mb");
-        assert_eq!(printable("abcdef", 3), "abc…");
-        assert_eq!(quoted("x\"y"), "\"x\\\"y\"");
-    }
 
     #[test]
     fn dates_for_people() {

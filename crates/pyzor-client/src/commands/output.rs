@@ -267,6 +267,23 @@ fn log_error(server: &ServerAddr, code: i64, diag: &str) {
     );
 }
 
+/// `s` cut to `max` characters (then ending with `…`), control and other
+/// non-printable characters escaped as Rust's `escape_debug` does: text
+/// from a message or a server shown to a person (`explain`, `doctor`) can
+/// neither drive the terminal nor flood the output.
+pub(crate) fn printable(s: &str, max: usize) -> String {
+    let mut out: String = s.chars().take(max).flat_map(char::escape_debug).collect();
+    if s.chars().nth(max).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// [`printable`] in double quotes.
+pub(crate) fn quoted(s: &str, max: usize) -> String {
+    format!("\"{}\"", printable(s, max))
+}
+
 /// `str((code, diag))` as the reference prints it, e.g. `(200, 'OK')`.
 pub(crate) use pyzor_protocol::py::py_str_int_str_tuple as head_tuple;
 
@@ -358,6 +375,13 @@ mod tests {
         assert_eq!(v["local_whitelist"], true);
         assert_eq!(v["server"], "h:1");
         assert!(r.check_ok());
+    }
+
+    #[test]
+    fn printable_escapes_and_cuts() {
+        assert_eq!(printable("a\x1b[31mb\r", 100), "a\\u{1b}[31mb\\r");
+        assert_eq!(printable("abcdef", 3), "abc…");
+        assert_eq!(quoted("x\"y", 10), "\"x\\\"y\"");
     }
 
     #[test]
