@@ -186,19 +186,6 @@ pub fn request_at(
     timeout: Duration,
     time: i64,
 ) -> (Outcome, Duration) {
-    let t0 = std::time::Instant::now();
-    let outcome = request_inner(server, op, digests, account, timeout, time);
-    (outcome, t0.elapsed())
-}
-
-fn request_inner(
-    server: &ServerAddr,
-    op: Op,
-    digests: &[&str],
-    account: Option<&Account>,
-    timeout: Duration,
-    time: i64,
-) -> Outcome {
     let thread = new_thread_id();
     let mut datagram = Vec::with_capacity(256);
     if let Err(e) = build_request(
@@ -210,13 +197,17 @@ fn request_inner(
         Layout::Single,
         &mut datagram,
     ) {
-        return Outcome::err(400, format!("cannot build the request: {e}"));
+        let e = Outcome::err(400, format!("cannot build the request: {e}"));
+        return (e, Duration::ZERO);
     }
     log::debug!(
         "sending: {}",
         py_repr_str(&String::from_utf8_lossy(&datagram))
     );
-    match exchange(server, &datagram, timeout) {
+    let t0 = std::time::Instant::now();
+    let answer = exchange(server, &datagram, timeout);
+    let rtt = t0.elapsed();
+    let outcome = match answer {
         Ok(packet) => {
             // The reference logs `received: %r/%r` of the bytes and address.
             log::debug!(
@@ -228,7 +219,8 @@ fn request_inner(
             validate_reply(&packet, u32::from(thread))
         }
         Err(e) => e,
-    }
+    };
+    (outcome, rtt)
 }
 
 #[cfg(test)]

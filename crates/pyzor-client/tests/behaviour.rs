@@ -7,76 +7,12 @@
 mod common;
 
 use std::net::UdpSocket;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
 
 /// How the scripted server answers one request.
 type Responder = Box<dyn Fn(&str, &str) -> Option<Vec<u8>> + Send>;
-
-/// A UDP server answering each request with `reply(request_text, thread)`.
-struct Fake {
-    port: u16,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<Vec<String>>>,
-}
-
-impl Fake {
-    fn start(
-        bind: &str,
-        reply: impl Fn(&str, &str) -> Option<Vec<u8>> + Send + 'static,
-    ) -> Option<Fake> {
-        let sock = UdpSocket::bind(bind).ok()?;
-        sock.set_read_timeout(Some(Duration::from_millis(50)))
-            .unwrap();
-        let port = sock.local_addr().unwrap().port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let st = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
-            let mut seen = Vec::new();
-            let mut buf = [0u8; 9000];
-            // Bounded: at most 10 minutes, then give up.
-            let t0 = std::time::Instant::now();
-            while !st.load(Ordering::Relaxed) && t0.elapsed() < Duration::from_secs(600) {
-                let Ok((n, from)) = sock.recv_from(&mut buf) else {
-                    continue;
-                };
-                let req = String::from_utf8_lossy(&buf[..n]).into_owned();
-                let thread = req
-                    .lines()
-                    .find_map(|l| l.strip_prefix("Thread: "))
-                    .unwrap_or("")
-                    .to_string();
-                if let Some(r) = reply(&req, &thread) {
-                    let _ = sock.send_to(&r, from);
-                }
-                seen.push(req);
-            }
-            seen
-        });
-        Some(Fake {
-            port,
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    fn finish(mut self) -> Vec<String> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.take().unwrap().join().unwrap()
-    }
-}
-
-impl Drop for Fake {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
 
 fn counts(count: u64, wl: u64) -> impl Fn(&str, &str) -> Option<Vec<u8>> {
     move |req, thread| {

@@ -6,11 +6,9 @@ mod common;
 
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{run_client, start_server, start_server_via, ClientHome, Run, Server, BOB_KEY};
+use common::{run_client, start_server, start_server_via, ClientHome, Fake, Run, Server, BOB_KEY};
 use serde_json::Value;
 
 const GTUBE_MSG: &[u8] = b"Subject: GTUBE\n\nXJS*C4JBQADN1.NSBTEST-ANTI-UBE-TEST-EMAIL*C.34X\n";
@@ -402,70 +400,25 @@ fn doctor_reports_what_the_client_ignores() {
     assert_eq!(pyzor(h, &["ping"], b"").code, 1);
 }
 
-/// A responder on loopback that answers every datagram with garbage,
-/// a 60 000-byte datagram, or a well-formed reply full of terminal escapes
-/// and absurd numbers, in turn; stops when dropped.
-struct Hostile {
-    port: u16,
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<usize>>,
-}
-
-impl Hostile {
-    fn start() -> Hostile {
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        let port = sock.local_addr().unwrap().port();
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut buf = [0u8; 9000];
-            let mut n = 0usize;
-            // Bounded: at most 10 000 datagrams or until stopped.
-            while !flag.load(Ordering::Relaxed) && n < 10_000 {
-                let Ok((len, from)) = sock.recv_from(&mut buf) else {
-                    continue;
-                };
-                let req = String::from_utf8_lossy(&buf[..len]).into_owned();
-                let thread = req
-                    .lines()
-                    .find_map(|l| l.strip_prefix("Thread: "))
-                    .unwrap_or("1")
-                    .to_string();
-                let reply: Vec<u8> = match n % 3 {
-                    0 => (0..2000u32).map(|i| (i * 7 + 13) as u8).collect(),
-                    1 => vec![b'A'; 60_000],
-                    _ => format!(
-                        "Code: 200\nDiag: \x1b[2J\x1b[31mOK\nPV: 2.1\nThread: {thread}\nCount: 99999999999999999999999\nWL-Count: -5\nEntered: 99999999999999\nUpdated: x\n\n"
-                    )
-                    .into_bytes(),
-                };
-                let _ = sock.send_to(&reply, from);
-                n += 1;
-            }
-            n
-        });
-        Hostile {
-            port,
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Hostile {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+/// Answers every datagram with garbage, a 60 000-byte datagram, or a
+/// well-formed reply full of terminal escapes and absurd numbers, in turn.
+fn hostile_reply() -> impl Fn(&str, &str) -> Option<Vec<u8>> {
+    let n = AtomicUsize::new(0);
+    move |_req, thread| {
+        Some(match n.fetch_add(1, Ordering::Relaxed) % 3 {
+            0 => (0..2000u32).map(|i| (i * 7 + 13) as u8).collect(),
+            1 => vec![b'A'; 60_000],
+            _ => format!(
+                "Code: 200\nDiag: \x1b[2J\x1b[31mOK\nPV: 2.1\nThread: {thread}\nCount: 99999999999999999999999\nWL-Count: -5\nEntered: 99999999999999\nUpdated: x\n\n"
+            )
+            .into_bytes(),
+        })
     }
 }
 
 #[test]
 fn hostile_server_replies_are_contained() {
-    let hostile = Hostile::start();
+    let hostile = Fake::start("127.0.0.1:0", hostile_reply()).unwrap();
     let home = ClientHome::new(
         &[format!("127.0.0.1:{}", hostile.port)],
         &[("127.0.0.1".to_string(), hostile.port, "bob", BOB_KEY)],

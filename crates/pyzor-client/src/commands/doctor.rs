@@ -169,6 +169,22 @@ fn mode(_: &Path) -> Option<u32> {
     None
 }
 
+/// The text of a client file, or `None` after reporting why it cannot be
+/// read (`effect`: what that breaks).
+fn read_or_report(path: &Path, topic: &str, effect: &str, f: &mut Findings) -> Option<String> {
+    match files::read_client_file(path) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            f.add(
+                Level::Error,
+                topic,
+                format!("{} cannot be read: {e}{effect}", path.display()),
+            );
+            None
+        }
+    }
+}
+
 fn home(dir: &Path, f: &mut Findings) {
     let topic = "home";
     match mode(dir) {
@@ -196,12 +212,7 @@ fn home(dir: &Path, f: &mut Findings) {
 
 fn config(path: &Path, f: &mut Findings) {
     let topic = "config";
-    let Ok(text) = files::read_client_file(path) else {
-        f.add(
-            Level::Error,
-            topic,
-            format!("{} cannot be read", path.display()),
-        );
+    let Some(text) = read_or_report(path, topic, "", f) else {
         return;
     };
     if !path.exists() {
@@ -269,16 +280,8 @@ fn servers_file(path: Option<&Path>, f: &mut Findings) -> bool {
         );
         return true;
     }
-    let text = match files::read_client_file(path) {
-        Ok(t) => t,
-        Err(e) => {
-            f.add(
-                Level::Error,
-                topic,
-                format!("{} cannot be read: {e}", path.display()),
-            );
-            return false;
-        }
+    let Some(text) = read_or_report(path, topic, "; every network command fails", f) else {
+        return false;
     };
     let mut used = 0;
     let mut ignored = 0;
@@ -379,16 +382,8 @@ fn accounts_file(path: Option<&Path>, servers: &[ServerAddr], f: &mut Findings) 
             );
         }
     }
-    let text = match files::read_client_file(path) {
-        Ok(t) => t,
-        Err(e) => {
-            f.add(
-                Level::Error,
-                topic,
-                format!("{} cannot be read: {e}", path.display()),
-            );
-            return;
-        }
+    let Some(text) = read_or_report(path, topic, "; every command fails", f) else {
+        return;
     };
     let (accounts, warnings) = files::parse_accounts(&text);
     for w in &warnings {
@@ -429,16 +424,8 @@ fn whitelist_file(path: Option<&Path>, f: &mut Findings) {
         f.add(Level::Note, topic, "no local whitelist file");
         return;
     };
-    let text = match files::read_client_file(path) {
-        Ok(t) => t,
-        Err(e) => {
-            f.add(
-                Level::Error,
-                topic,
-                format!("{} cannot be read: {e}; check fails", path.display()),
-            );
-            return;
-        }
+    let Some(text) = read_or_report(path, topic, "; check fails", f) else {
+        return;
     };
     let mut bad = 0;
     let mut good = 0;
