@@ -392,6 +392,19 @@ fn doctor_reports_what_the_client_ignores() {
         "{t}"
     );
 
+    // A file of many bad lines gives a bounded report.
+    let junk: String = (0..5000).map(|i| format!("junk line {i}\n")).collect();
+    std::fs::write(h.join("whitelist"), &junk).unwrap();
+    std::fs::write(h.join("servers"), &junk).unwrap();
+    let r = pyzor(h, &["-t", "0.5", "doctor"], b"");
+    assert_eq!(r.code, 1);
+    assert!(r.stdout.lines().count() < 70, "{}", r.stdout);
+    assert!(
+        r.stdout.contains("… and 4980 more such lines"),
+        "{}",
+        r.stdout
+    );
+
     // A bad port stops every other command; doctor still reports it.
     std::fs::write(h.join("servers"), "127.0.0.1:99999\n").unwrap();
     let r = pyzor(h, &["doctor"], b"");

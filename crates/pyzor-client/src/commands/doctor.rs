@@ -79,6 +79,32 @@ impl Findings {
     }
 }
 
+/// Findings of one kind listed per file; the rest are counted (a file of a
+/// million bad lines gives a bounded report).
+const MAX_LISTED: usize = 20;
+
+impl Findings {
+    /// Keep the first [`MAX_LISTED`] warnings about `topic`, then one line
+    /// saying how many more there are.
+    fn cap(&mut self, topic: &str) {
+        let mut seen = 0usize;
+        self.0.retain(|x| {
+            if x.topic != topic || x.level != Level::Warn {
+                return true;
+            }
+            seen += 1;
+            seen <= MAX_LISTED
+        });
+        if seen > MAX_LISTED {
+            self.add(
+                Level::Warn,
+                topic,
+                format!("… and {} more such lines", seen - MAX_LISTED),
+            );
+        }
+    }
+}
+
 /// The `[client]` keys the client reads (`scripts/pyzor`
 /// `load_configuration` defaults; configparser lower-cases option names).
 const CLIENT_KEYS: [&str; 8] = [
@@ -115,6 +141,9 @@ pub(super) fn run(ctx: &mut Context<'_>) -> Result<bool, CommandError> {
         &mut f,
     );
     whitelist_file(ctx.settings.local_whitelist.as_deref(), &mut f);
+    for topic in ["config", "servers", "accounts", "whitelist"] {
+        f.cap(topic);
+    }
     if servers_ok {
         for s in &ctx.client.servers {
             let account = ctx.client.accounts.get(&(s.host.clone(), s.port));
