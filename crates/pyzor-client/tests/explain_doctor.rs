@@ -187,6 +187,13 @@ fn explain_warnings_and_digests_match_the_reference() {
         let want: Vec<&str> = pre.stdout.lines().collect();
         assert_eq!(hashed, want);
     }
+    // Given as a digest, the empty digest still gets its warning.
+    let r = pyzor(
+        h,
+        &["-t", "0.5", "-s", "digests", "--json", "explain"],
+        b"da39a3ee5e6b4b0d3255bfef95601890afd80709\n",
+    );
+    assert_eq!(json_lines(&r)[0]["warnings"][0]["code"], "empty-digest");
     let r = pyzor(h, &["-t", "0.5", "explain"], b"Subject: empty\n\n");
     assert!(
         r.stdout.contains("matches every empty message"),

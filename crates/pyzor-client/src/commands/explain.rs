@@ -18,7 +18,7 @@ use super::{CommandError, Context, Format};
 use crate::digester::{InputError, Style};
 use crate::net::Outcome;
 use pyzor_config::client::ServerAddr;
-use pyzor_digest::explain::{explain, Explanation, Rule, Sampling};
+use pyzor_digest::explain::{explain, Explanation, Rule, Sampling, Warning};
 use pyzor_digest::{digests_style_lines, DigestError, MboxReader};
 use pyzor_protocol::wire::Op;
 
@@ -237,10 +237,8 @@ impl Report<'_> {
             Some(false) => push(&mut t, "local whitelist: not listed".into()),
             None => push(&mut t, "local whitelist: none configured".into()),
         }
-        if let Some(Ok(e)) = self.expl {
-            for w in &e.warnings {
-                push(&mut t, format!("warning ({}): {}", w.code(), w.text()));
-            }
+        for w in self.warnings() {
+            push(&mut t, format!("warning ({}): {}", w.code(), w.text()));
         }
         push(&mut t, format!("verdict: {}", self.verdict()));
         t.push('\n');
@@ -301,6 +299,16 @@ impl Report<'_> {
                 parts.push(format!("{n} {what}, e.g. {}", ex.join(", ")));
             }
             t.push_str(&format!("  removed before hashing: {}\n", parts.join("; ")));
+        }
+    }
+
+    /// The message's warnings; for a digest given as such, the one that
+    /// needs no text (the empty digest).
+    fn warnings(&self) -> Vec<Warning> {
+        match self.expl {
+            Some(Ok(e)) => e.warnings.clone(),
+            None if self.digest == pyzor_digest::EMPTY_DIGEST => vec![Warning::EmptyDigest],
+            _ => Vec::new(),
         }
     }
 
@@ -401,13 +409,13 @@ impl Report<'_> {
                         .map(|x| json!({"rule": x.rule.code(), "text": x.text}))
                         .collect::<Vec<_>>(),
                 });
-                obj["warnings"] = e
-                    .warnings
-                    .iter()
-                    .map(|w| json!({"code": w.code().as_str(), "text": w.text()}))
-                    .collect();
             }
         }
+        obj["warnings"] = self
+            .warnings()
+            .iter()
+            .map(|w| json!({"code": w.code().as_str(), "text": w.text()}))
+            .collect();
         obj
     }
 }
