@@ -48,7 +48,9 @@ pub struct CliOptions {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
-fn command() -> Command {
+/// The options as clap parses them. Their help text is [`help`]'s (optparse
+/// layout); crates/pyzor-dist renders the man page from both.
+pub fn command() -> Command {
     let val = |id: &'static str, short: Option<char>, long: &'static str| {
         let a = Arg::new(id)
             .long(long)

@@ -12,65 +12,9 @@ use std::io::{BufRead, BufWriter, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
+use pyzor_migrate::cli::Args;
 use pyzor_protocol::Record;
 use pyzor_store::{Engine, EngineOptions, StoreError};
-
-/// Command-line options. Long options may be abbreviated to any unique
-/// prefix, as with the reference's optparse.
-#[derive(Parser, Debug)]
-#[command(
-    name = "pyzor-migrate",
-    about = "This scripts allows migrating pyzor records between different engine types. It's arguments are \
-             pyzor's DSN, which differ according to the engine type. See pyzor documentation for more details.",
-    infer_long_args = true
-)]
-struct Args {
-    /// select source database backend
-    #[arg(
-        long = "se",
-        visible_alias = "source-engine",
-        value_name = "SOURCE_ENGINE"
-    )]
-    source_engine: Option<String>,
-    /// data source DSN
-    #[arg(long = "sd", visible_alias = "source-dsn", value_name = "SOURCE_DSN")]
-    source_dsn: Option<String>,
-    /// select destination database backend
-    #[arg(
-        long = "de",
-        visible_alias = "destination-engine",
-        value_name = "DESTINATION_ENGINE"
-    )]
-    destination_engine: Option<String>,
-    /// destination DSN
-    #[arg(
-        long = "dd",
-        visible_alias = "destination-dsn",
-        value_name = "DESTINATION_DSN"
-    )]
-    destination_dsn: Option<String>,
-    /// delete old records (from the source, after all were transferred)
-    #[arg(long)]
-    delete: bool,
-    /// read and count the source without writing anything
-    #[arg(long)]
-    dry_run: bool,
-    /// write the source's records to FILE as JSON Lines (`-` = stdout)
-    /// instead of a destination engine
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["destination_engine", "destination_dsn", "import"])]
-    export: Option<String>,
-    /// read records from a JSON Lines FILE (`-` = stdin) instead of a
-    /// source engine
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["source_engine", "source_dsn", "delete"])]
-    import: Option<String>,
-    /// records per destination write (one transaction where the engine has them)
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
-    batch_size: u64,
-    /// give Redis destination records the rest of this CleanupAge as TTL
-    /// (seconds; 0 = no TTL, as the reference's migration)
-    #[arg(long, default_value_t = 0)]
-    cleanup_age: u64,
-}
 
 /// Why a run could not start.
 #[derive(Debug, thiserror::Error)]
