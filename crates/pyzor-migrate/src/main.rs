@@ -4,6 +4,11 @@
 //! Exit status: 0 when every record was transferred; 1 for a usage or
 //! open error (as the reference); 2 when some records failed (the
 //! reference exits 0 then).
+//!
+//! Output: the result line (`Migration complete, ...`, the reference's) on
+//! stdout, or on stderr with `--export -` (stdout then carries the
+//! records); progress and per-record failures always on stderr
+//! (docs/compatibility.md D32).
 
 mod jsonl;
 mod progress;
@@ -15,13 +20,33 @@ use clap::Parser;
 use pyzor_protocol::Record;
 use pyzor_store::{Engine, EngineOptions, StoreError};
 
+/// The three forms of the command line.
+const USAGE: &str = "pyzor-migrate --se ENGINE --sd DSN --de ENGINE --dd DSN [--delete] [--dry-run]
+       pyzor-migrate --se ENGINE --sd DSN --export FILE|-
+       pyzor-migrate --import FILE|- --de ENGINE --dd DSN";
+
+/// `Unsupported source engine: foo` (the reference's words, on stdout)
+/// followed by the engines this build has.
+fn unsupported(which: &str, engine: &str) -> StartError {
+    let shown: String = engine.chars().take(64).collect();
+    StartError::Usage(format!(
+        "Unsupported {which} engine: {shown} (this build has: {})",
+        pyzor_store::ENGINES.join(", ")
+    ))
+}
+
 /// Command-line options. Long options may be abbreviated to any unique
 /// prefix, as with the reference's optparse.
 #[derive(Parser, Debug)]
 #[command(
     name = "pyzor-migrate",
-    about = "This scripts allows migrating pyzor records between different engine types. It's arguments are \
-             pyzor's DSN, which differ according to the engine type. See pyzor documentation for more details.",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (pyzor-rs; Pyzor 1.1.2 compatible)"),
+    about = "Copy Pyzor records from one storage engine to another, or export them to and import them from JSON Lines.",
+    long_about = "Copy Pyzor records from one storage engine to another, or export them to and import \
+                  them from JSON Lines. Each engine takes its own DSN form: a file name for lmdb and \
+                  gdbm, host,port,password,db for redis, host,user,password,database,table for mysql \
+                  and postgres (docs/engines.md).",
+    override_usage = USAGE,
     infer_long_args = true
 )]
 struct Args {
@@ -75,6 +100,9 @@ struct Args {
 /// Why a run could not start.
 #[derive(Debug, thiserror::Error)]
 enum StartError {
+    /// The reference's words; the usage forms follow on stderr.
+    #[error("options --se/--sd/--de/--dd are required")]
+    Missing,
     #[error("{0}")]
     Usage(String),
     #[error("cannot open the {which} {engine} database: {source}")]
@@ -216,20 +244,13 @@ fn run(args: Args) -> Result<ExitCode, StartError> {
         || (args.export.is_none()
             && (args.destination_engine.is_none() || args.destination_dsn.is_none()));
     if missing {
-        return Err(StartError::Usage(
-            "options --se/--sd/--de/--dd are required".into(),
-        ));
+        return Err(StartError::Missing);
     }
-    if let Some(e) = &src_engine {
-        if !pyzor_store::ENGINES.contains(&e.as_str()) {
-            return Err(StartError::Usage(format!("Unsupported source engine: {e}")));
-        }
-    }
-    if let Some(e) = &dst_engine {
-        if !pyzor_store::ENGINES.contains(&e.as_str()) {
-            return Err(StartError::Usage(format!(
-                "Unsupported destination engine: {e}"
-            )));
+    for (which, engine) in [("source", &src_engine), ("destination", &dst_engine)] {
+        if let Some(e) = engine.as_deref() {
+            if !pyzor_store::ENGINES.contains(&e) {
+                return Err(unsupported(which, e));
+            }
         }
     }
 
@@ -274,7 +295,7 @@ fn run(args: Args) -> Result<ExitCode, StartError> {
             .and_then(|f| f.try_clone().ok())
             .map(BufWriter::new),
         tally: Tally::default(),
-        progress: progress::Progress::new(total, to_stdout),
+        progress: progress::Progress::new(total),
     };
 
     if let Some(src) = &source {
@@ -362,7 +383,7 @@ fn run(args: Args) -> Result<ExitCode, StartError> {
         del_failed |= src.delete_many(&chunk).is_err();
         del_failed |= src.flush().is_err();
         if del_failed {
-            println!("Deleting transferred records from the source failed; they are still there");
+            eprintln!("Deleting transferred records from the source failed; they are still there");
             sink.tally.failed += 1;
         }
     }
@@ -392,8 +413,13 @@ fn main() -> ExitCode {
     let args = Args::parse();
     match run(args) {
         Ok(c) => c,
-        Err(StartError::Usage(m)) => {
+        Err(e @ StartError::Missing) => {
             // The reference prints these to stdout and exits 1.
+            println!("{e}");
+            eprintln!("Usage: {USAGE}");
+            ExitCode::from(1)
+        }
+        Err(StartError::Usage(m)) => {
             println!("{m}");
             ExitCode::from(1)
         }
