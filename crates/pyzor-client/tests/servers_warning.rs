@@ -40,7 +40,12 @@ fn a_bad_servers_line_is_warned_about_on_stderr_only() {
             servers.display()
         ),
     ];
-    assert_eq!(ours.stderr.lines().collect::<Vec<_>>(), want, "{}", ours.stderr);
+    assert_eq!(
+        ours.stderr.lines().collect::<Vec<_>>(),
+        want,
+        "{}",
+        ours.stderr
+    );
 
     drop(silent);
 }

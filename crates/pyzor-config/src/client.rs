@@ -270,9 +270,7 @@ pub const MAX_SHOWN: usize = 80;
 /// in the reference); the host is everything before the last colon. A
 /// trailing ` # comment` is removed first. An empty result means
 /// [`DEFAULT_SERVER`]. The lines skipped are returned too, for a warning.
-pub fn parse_servers_noting(
-    text: &str,
-) -> Result<(Vec<ServerAddr>, Vec<IgnoredLine>), FileError> {
+pub fn parse_servers_noting(text: &str) -> Result<(Vec<ServerAddr>, Vec<IgnoredLine>), FileError> {
     let mut servers = Vec::new();
     let mut ignored = Vec::new();
     for (idx, raw) in text.lines().enumerate() {

@@ -303,7 +303,11 @@ fn migrate_counts_failures_and_exits_non_zero() {
         "{out}"
     );
     // Per-record failures are diagnostics: stderr, stdout keeps the result.
-    assert!(stderr(&o).contains("Record line 2 failed"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("Record line 2 failed"),
+        "{}",
+        stderr(&o)
+    );
     assert!(!out.contains("Record line"), "{out}");
     // A record the destination refuses (a digest MySQL's char(40) cannot hold).
     let test = "migrate_counts_failures_and_exits_non_zero";
@@ -365,11 +369,23 @@ fn migrate_usage_errors_match_the_reference() {
     );
     let o = migrate(
         home.path(),
-        &["--se", "lmdb", "--sd", "x", "--de", &"n".repeat(500), "--dd", "y"],
+        &[
+            "--se",
+            "lmdb",
+            "--sd",
+            "x",
+            "--de",
+            &"n".repeat(500),
+            "--dd",
+            "y",
+        ],
     );
     assert_eq!(o.status.code(), Some(1));
     assert!(
-        stdout(&o).starts_with(&format!("Unsupported destination engine: {} (", "n".repeat(64))),
+        stdout(&o).starts_with(&format!(
+            "Unsupported destination engine: {} (",
+            "n".repeat(64)
+        )),
         "a hostile name is cut: {}",
         stdout(&o)
     );
@@ -453,7 +469,10 @@ fn migrate_version_and_help() {
     let o = migrate(home.path(), &["--help"]);
     let help = stdout(&o);
     assert!(o.status.success());
-    assert!(!help.contains("This scripts") && !help.contains("It's arguments"), "{help}");
+    assert!(
+        !help.contains("This scripts") && !help.contains("It's arguments"),
+        "{help}"
+    );
     for form in [
         "--se ENGINE --sd DSN --de ENGINE --dd DSN",
         "--se ENGINE --sd DSN --export FILE|-",

@@ -21,7 +21,8 @@ use crate::daemon::privileges;
 
 /// What to write instead of an invalid line of each file.
 const PASSWD_FORM: &str = "write `user : key` (the key from `pyzor genkey`)";
-const ACCESS_FORM: &str = "write `ops : users : allow` or `... : deny` (ops and users separated by spaces, or `all`)";
+const ACCESS_FORM: &str =
+    "write `ops : users : allow` or `... : deny` (ops and users separated by spaces, or `all`)";
 
 /// The longest line quoted from a file in a problem.
 const MAX_QUOTE: usize = 120;
@@ -96,10 +97,7 @@ pub(crate) fn run(cfg: &ServerConfig, workers: usize, out: &mut dyn Write) -> i3
             if rl.log_only { "log only" } else { "enforced" }
         ),
     );
-    for (name, file) in [
-        ("log", &cfg.log_file),
-        ("usage log", &cfg.usage_log_file),
-    ] {
+    for (name, file) in [("log", &cfg.log_file), ("usage log", &cfg.usage_log_file)] {
         match file {
             None => show(name, "none".into()),
             Some(p) => match std::fs::OpenOptions::new().create(true).append(true).open(p) {
@@ -183,13 +181,7 @@ fn check_passwd(
                     format!("{shown}: {} account(s): {}", users.len(), users.join(", ")),
                 );
                 if let Some(p) = path {
-                    line_problems(
-                        p,
-                        &warnings,
-                        &|l| parse_passwd(l).1,
-                        PASSWD_FORM,
-                        problems,
-                    );
+                    line_problems(p, &warnings, &|l| parse_passwd(l).1, PASSWD_FORM, problems);
                 }
             } else {
                 show(

@@ -251,7 +251,11 @@ mod tests {
         let c = Cli::try_parse_from(["pyzord", "--user", "nobody", "--group=nogroup"]).unwrap();
         assert!(c.overrides().contains(&("User", "nobody".into())));
         assert!(c.overrides().contains(&("Group", "nogroup".into())));
-        assert!(Cli::try_parse_from(["pyzord", "--check-config"]).unwrap().check_config);
+        assert!(
+            Cli::try_parse_from(["pyzord", "--check-config"])
+                .unwrap()
+                .check_config
+        );
     }
 
     #[test]

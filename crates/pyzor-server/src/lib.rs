@@ -318,10 +318,14 @@ fn start(
     let drop_root = || match identity {
         None => Ok(()),
         Some(id) => {
-            let files: Vec<&std::path::Path> = [cfg.log_file.as_deref(), cfg.usage_log_file.as_deref(), pid_path]
-                .into_iter()
-                .flatten()
-                .collect();
+            let files: Vec<&std::path::Path> = [
+                cfg.log_file.as_deref(),
+                cfg.usage_log_file.as_deref(),
+                pid_path,
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
             id.chown(&files)
                 .and_then(|()| id.drop_root())
                 .map_err(|e| e.to_string())?;

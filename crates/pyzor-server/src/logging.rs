@@ -571,8 +571,14 @@ mod tests {
         let read = |n: &str| std::fs::read_to_string(dir.path().join(n)).unwrap();
         assert!(read("main.log.1").contains("INFO before\n"));
         assert!(!read("main.log.1").contains("after"));
-        assert!(read("main.log").ends_with("INFO after\n"), "{}", read("main.log"));
-        assert!(read("usage.log.1").contains("u-before") && !read("usage.log.1").contains("u-after"));
+        assert!(
+            read("main.log").ends_with("INFO after\n"),
+            "{}",
+            read("main.log")
+        );
+        assert!(
+            read("usage.log.1").contains("u-before") && !read("usage.log.1").contains("u-after")
+        );
         assert!(read("usage.log").contains("u-after") && !read("usage.log").contains("u-before"));
         // The name now is a directory: the reopen fails, the old file stays.
         std::fs::rename(&main, dir.path().join("main.log.2")).unwrap();
@@ -581,7 +587,10 @@ mod tests {
         logs.send(false, Level::Info, "still here".into());
         logs.flush();
         let kept = read("main.log.2");
-        assert!(kept.contains("ERROR Cannot reopen") && kept.ends_with("INFO still here\n"), "{kept}");
+        assert!(
+            kept.contains("ERROR Cannot reopen") && kept.ends_with("INFO still here\n"),
+            "{kept}"
+        );
     }
 
     #[test]

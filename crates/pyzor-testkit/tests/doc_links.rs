@@ -105,8 +105,15 @@ fn every_markdown_link_points_to_a_file_that_exists() {
         }
     }
     broken.dedup();
-    assert!(checked > 20, "only {checked} links found: is the parser blind?");
-    assert!(broken.is_empty(), "links to missing files:\n{}", broken.join("\n"));
+    assert!(
+        checked > 20,
+        "only {checked} links found: is the parser blind?"
+    );
+    assert!(
+        broken.is_empty(),
+        "links to missing files:\n{}",
+        broken.join("\n")
+    );
 }
 
 #[test]
@@ -115,7 +122,10 @@ fn the_link_parser_sees_what_it_should() {
         link_targets("see [a](docs/a.md#x) and [b](<b c.md>), [w](https://x.org)"),
         vec!["docs/a.md#x", "b", "https://x.org"]
     );
-    assert_eq!(link_targets("[ref]: ../bench/R.md \"title\""), vec!["../bench/R.md"]);
+    assert_eq!(
+        link_targets("[ref]: ../bench/R.md \"title\""),
+        vec!["../bench/R.md"]
+    );
     assert!(is_external("https://x.org") && is_external("#anchor") && is_external("mailto:a@b"));
     assert!(!is_external("docs/server.md"));
     assert_eq!(

@@ -137,7 +137,10 @@ mod tests {
                 got.push(String::from_utf8_lossy(&buf[..k]).into_owned());
             }
             assert_eq!(got[0], "READY=1\nSTATUS=serving", "{name}");
-            assert!(got[1].starts_with("RELOADING=1\nMONOTONIC_USEC="), "{got:?}");
+            assert!(
+                got[1].starts_with("RELOADING=1\nMONOTONIC_USEC="),
+                "{got:?}"
+            );
             assert_eq!(got[2], "STOPPING=1");
         }
     }
