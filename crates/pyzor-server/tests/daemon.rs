@@ -21,25 +21,6 @@ use std::time::{Duration, Instant};
 /// uid and gid of `nobody` / `nogroup` on Debian.
 const NOBODY: u32 = 65534;
 
-/// Spawn pyzord on a free port without waiting for it.
-fn spawn(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Proc {
-    let port = pyzor_testkit::free_udp_port();
-    let child = Command::new(pyzord_bin())
-        .arg("--homedir")
-        .arg(home)
-        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(
-            std::fs::File::create(home.join("stderr.log")).unwrap(),
-        ))
-        .spawn()
-        .expect("spawn pyzord");
-    Proc { child, port }
-}
-
 /// The next notification, waiting at most 60 s (a debug build on a busy
 /// machine); fails if pyzord exits first.
 fn next_state(sock: &UnixDatagram, p: &mut Proc) -> String {
@@ -82,7 +63,7 @@ fn ready_only_when_it_answers_and_stopping_on_sigterm() {
         sock.set_read_timeout(Some(Duration::from_millis(100)))
             .unwrap();
         let home = pyzor_testkit::temp_home();
-        let mut p = spawn(home.path(), &[], &[("NOTIFY_SOCKET", &env)]);
+        let mut p = spawn_ours(home.path(), &[], &[("NOTIFY_SOCKET", &env)]);
         let ready = next_state(sock, &mut p);
         assert!(ready.starts_with("READY=1\n"), "{env}: {ready:?}");
         assert!(
@@ -106,7 +87,7 @@ fn ready_only_when_it_answers_and_stopping_on_sigterm() {
 #[test]
 fn a_bad_notify_socket_is_warned_about() {
     let home = pyzor_testkit::temp_home();
-    let mut p = spawn(home.path(), &[], &[("NOTIFY_SOCKET", "relative/name")]);
+    let mut p = spawn_ours(home.path(), &[], &[("NOTIFY_SOCKET", "relative/name")]);
     wait_ready(p.port, &mut p.child);
     let port = p.port;
     assert_eq!(p.stop(), Some(0), "port {port}");
@@ -169,7 +150,7 @@ fn sighup_reopens_both_logs_after_a_rename() {
     let home = pyzor_testkit::temp_home();
     let args = log_args(home.path());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut p = spawn(home.path(), &args, &[]);
+    let mut p = spawn_ours(home.path(), &args, &[]);
     wait_ready(p.port, &mut p.child);
     rotate_and_check(&p, home.path());
     assert_eq!(p.stop(), Some(0));
@@ -216,7 +197,7 @@ fn user_and_group_drop_root_after_binding() {
     let args = log_args(&logs);
     let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
     args.extend(["--user", "nobody", "--group", "nogroup", "--workers", "2"]);
-    let mut p = spawn(home.path(), &args, &[]);
+    let mut p = spawn_ours(home.path(), &args, &[]);
     wait_ready(p.port, &mut p.child);
     let want = format!("{NOBODY} {NOBODY} {NOBODY} {NOBODY}");
     let tasks = std::fs::read_dir(format!("/proc/{}/task", p.pid())).unwrap();
