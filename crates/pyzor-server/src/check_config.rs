@@ -26,6 +26,8 @@ const ACCESS_FORM: &str =
 
 /// The longest line quoted from a file in a problem.
 const MAX_QUOTE: usize = 120;
+/// The most problems listed for one file; the rest are counted.
+const MAX_PROBLEMS: usize = 20;
 
 /// Run the check, writing the report to `out`; the exit status.
 pub(crate) fn run(cfg: &ServerConfig, workers: usize, out: &mut dyn Write) -> i32 {
@@ -146,20 +148,32 @@ fn line_problems(
     problems: &mut Vec<String>,
 ) {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut seen = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut found = Vec::new();
     for (n, line) in text.split_inclusive('\n').enumerate() {
         for w in parse(line) {
-            let w: String = w.chars().take(MAX_QUOTE).collect();
-            problems.push(format!("{} line {}: {w}; {form}", path.display(), n + 1));
-            seen.push(w);
+            let w = cut(&w);
+            found.push(format!("{} line {}: {w}; {form}", path.display(), n + 1));
+            seen.insert(w);
         }
     }
     for w in warnings {
-        let cut: String = w.chars().take(MAX_QUOTE).collect();
-        if !seen.contains(&cut) {
-            problems.push(format!("{}: {w}", path.display()));
+        let w = cut(w);
+        if !seen.contains(&w) {
+            found.push(format!("{}: {w}", path.display()));
         }
     }
+    let more = found.len().saturating_sub(MAX_PROBLEMS);
+    found.truncate(MAX_PROBLEMS);
+    problems.extend(found);
+    if more > 0 {
+        problems.push(format!("{}: {more} more problems", path.display()));
+    }
+}
+
+/// `s` cut to `MAX_QUOTE` characters.
+fn cut(s: &str) -> String {
+    s.chars().take(MAX_QUOTE).collect()
 }
 
 fn check_passwd(

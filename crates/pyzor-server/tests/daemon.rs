@@ -359,6 +359,15 @@ fn check_config_names_a_broken_access_line() {
     );
     assert!(text.contains(&want), "{want:?} missing in:\n{text}");
     assert_eq!(text.matches("PROBLEM").count(), 1, "{text}");
+    // A hostile file: huge lines, thousands of them. The report stays
+    // bounded: lines quoted to 120 characters, 20 problems, then a count.
+    let junk = format!("{}\n", "x".repeat(10_000)).repeat(5000);
+    std::fs::write(&access, junk).unwrap();
+    let (code, text) = check(home.path(), &[]);
+    assert_eq!(code, 1);
+    assert_eq!(text.matches("PROBLEM").count(), 21, "{:.2000}", text);
+    assert!(text.contains(": 4980 more problems"), "{:.2000}", text);
+    assert!(text.lines().all(|l| l.len() < 600), "{:.2000}", text);
 }
 
 /// An engine that accepts the connection and never answers: the check
