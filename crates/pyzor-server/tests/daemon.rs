@@ -365,9 +365,9 @@ fn check_config_names_a_broken_access_line() {
     std::fs::write(&access, junk).unwrap();
     let (code, text) = check(home.path(), &[]);
     assert_eq!(code, 1);
-    assert_eq!(text.matches("PROBLEM").count(), 21, "{:.2000}", text);
-    assert!(text.contains(": 4980 more problems"), "{:.2000}", text);
-    assert!(text.lines().all(|l| l.len() < 600), "{:.2000}", text);
+    assert_eq!(text.matches("PROBLEM").count(), 21, "{text:.2000}");
+    assert!(text.contains(": 4980 more problems"), "{text:.2000}");
+    assert!(text.lines().all(|l| l.len() < 600), "{text:.2000}");
 }
 
 /// An engine that accepts the connection and never answers: the check
