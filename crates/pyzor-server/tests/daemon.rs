@@ -361,12 +361,12 @@ fn check_config_names_a_broken_access_line() {
     assert_eq!(text.matches("PROBLEM").count(), 1, "{text}");
     // A hostile file: huge lines, thousands of them. The report stays
     // bounded: lines quoted to 120 characters, 20 problems, then a count.
-    let junk = format!("{}\n", "x".repeat(10_000)).repeat(5000);
+    let junk = format!("{}\n", "x".repeat(2000)).repeat(1000);
     std::fs::write(&access, junk).unwrap();
     let (code, text) = check(home.path(), &[]);
     assert_eq!(code, 1);
     assert_eq!(text.matches("PROBLEM").count(), 21, "{text:.2000}");
-    assert!(text.contains(": 4980 more problems"), "{text:.2000}");
+    assert!(text.contains(": 980 more problems"), "{text:.2000}");
     assert!(text.lines().all(|l| l.len() < 600), "{text:.2000}");
 }
 
