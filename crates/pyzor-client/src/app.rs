@@ -121,8 +121,29 @@ pub fn run(
     }
     let servers = match &settings.servers_file {
         Some(p) => match files::read_client_file(p) {
-            Ok(text) => match files::parse_servers(&text) {
-                Ok(s) => s,
+            Ok(text) => match files::parse_servers_noting(&text) {
+                Ok((s, ignored)) => {
+                    // The reference skips these silently (D33): say so.
+                    for i in &ignored {
+                        let _ = writeln!(
+                            err,
+                            "pyzor: warning: {} line {}: {:?} is not a server (host:port); ignored",
+                            p.display(),
+                            i.line,
+                            i.text
+                        );
+                    }
+                    if s.is_empty() && !ignored.is_empty() {
+                        let _ = writeln!(
+                            err,
+                            "pyzor: warning: no server left in {}: using {}:{}",
+                            p.display(),
+                            files::DEFAULT_SERVER.0,
+                            files::DEFAULT_SERVER.1
+                        );
+                    }
+                    s
+                }
                 // `doctor` alone runs anyway: it reports the bad line itself
                 // (and asks no server).
                 Err(e) if opts.commands.iter().all(|c| c == "doctor") => {

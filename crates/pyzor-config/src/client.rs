@@ -248,6 +248,20 @@ pub fn read_client_file(p: &Path) -> std::io::Result<String> {
     }
 }
 
+/// A servers-file line that names no server: the reference skips it
+/// without a word (and falls back to public.pyzor.org when nothing is
+/// left); the client warns about it (docs/compatibility.md D33).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IgnoredLine {
+    /// 1-based line number.
+    pub line: usize,
+    /// The line, cut to [`MAX_SHOWN`] characters.
+    pub text: String,
+}
+
+/// The longest part of an ignored line that a warning quotes.
+pub const MAX_SHOWN: usize = 80;
+
 /// Parse the servers file text (docs/field-notes.md §5.6).
 ///
 /// Lines are stripped; blank lines and `#` lines are skipped. `[v6]:port`
@@ -255,28 +269,37 @@ pub fn read_client_file(p: &Path) -> std::io::Result<String> {
 /// reference's regex (so one-letter hosts and `host: port` stay ignored, as
 /// in the reference); the host is everything before the last colon. A
 /// trailing ` # comment` is removed first. An empty result means
-/// [`DEFAULT_SERVER`].
-pub fn parse_servers(text: &str) -> Result<Vec<ServerAddr>, FileError> {
+/// [`DEFAULT_SERVER`]. The lines skipped are returned too, for a warning.
+pub fn parse_servers_noting(text: &str) -> Result<(Vec<ServerAddr>, Vec<IgnoredLine>), FileError> {
     let mut servers = Vec::new();
+    let mut ignored = Vec::new();
     for (idx, raw) in text.lines().enumerate() {
         let line = raw.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
         let line = strip_inline_comment(line);
+        let mut ignore = || {
+            ignored.push(IgnoredLine {
+                line: idx + 1,
+                text: line.chars().take(MAX_SHOWN).collect(),
+            })
+        };
         if let Some(rest) = line.strip_prefix('[') {
-            if let Some((host, port)) = rest.split_once("]:") {
-                if !host.is_empty() && host.contains(':') {
+            match rest.split_once("]:") {
+                Some((host, port)) if !host.is_empty() && host.contains(':') => {
                     let port = parse_port(port).ok_or_else(|| FileError::BadServerPort {
                         line: idx + 1,
                         text: raw.to_string(),
                     })?;
                     servers.push(ServerAddr::new(host, port));
                 }
+                _ => ignore(),
             }
             continue;
         }
         if !matches_reference_server_regex(line) {
+            ignore();
             continue;
         }
         let (host, port) = line.rsplit_once(':').expect("regex guarantees a colon");
@@ -286,7 +309,12 @@ pub fn parse_servers(text: &str) -> Result<Vec<ServerAddr>, FileError> {
         })?;
         servers.push(ServerAddr::new(host, port));
     }
-    Ok(servers)
+    Ok((servers, ignored))
+}
+
+/// [`parse_servers_noting`] without the skipped lines.
+pub fn parse_servers(text: &str) -> Result<Vec<ServerAddr>, FileError> {
+    parse_servers_noting(text).map(|(servers, _)| servers)
 }
 
 /// A client account: the user name and the key half of `salt,key`.
@@ -470,6 +498,20 @@ mod tests {
             })
         );
         assert!(parse_servers("host:99999\n").is_err());
+    }
+
+    /// The lines the reference skips silently are reported, numbered from
+    /// 1 and cut; comments and blank lines are not.
+    #[test]
+    fn servers_skipped_lines_are_noted() {
+        let long = format!("{}\n", "h".repeat(500));
+        let text = format!("# c\n\nx:1\n127.0.0.1:24441\nhost: 12\nlocalhost\n[::1]\n{long}");
+        let (s, ignored) = parse_servers_noting(&text).unwrap();
+        assert_eq!(s, vec![ServerAddr::new("127.0.0.1", 24441)]);
+        let lines: Vec<usize> = ignored.iter().map(|i| i.line).collect();
+        assert_eq!(lines, vec![3, 5, 6, 7, 8]);
+        assert_eq!(ignored[1].text, "host: 12");
+        assert_eq!(ignored[4].text.chars().count(), MAX_SHOWN);
     }
 
     #[test]

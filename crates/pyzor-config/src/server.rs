@@ -19,7 +19,8 @@
 //! see [`ServerConfig::engine_timeout`]), and the per-network rate limits
 //! (`RateLimit`, `ReportRateLimit`, `RateLimitIPv4Prefix`,
 //! `RateLimitIPv6Prefix`, `RateLimitAllow`, `RateLimitMode`; see
-//! [`RateLimitConfig`] and docs/security.md).
+//! [`RateLimitConfig`] and docs/security.md), and `User`/`Group` (the
+//! identity pyzord drops root to once its sockets are bound; empty = stay).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -65,6 +66,8 @@ pub const SERVER_DEFAULTS: &[(&str, &str)] = &[
     ("RateLimitAllow", "127.0.0.0/8, ::1/128"),
     ("RateLimitMode", "enforce"),
     ("StrictDigests", "False"),
+    ("User", ""),
+    ("Group", ""),
 ];
 
 /// The largest `EngineTimeout` accepted, in seconds (an hour).
@@ -208,6 +211,10 @@ pub struct ServerConfig {
     /// 40 lower-case hex digits and refuse others with a 400; off by
     /// default, as the reference counts any string (docs/security.md).
     pub strict_digests: bool,
+    /// `User` / `Group` (ours): run as this user and group once the
+    /// sockets are bound and the files open; `None` = as started.
+    pub user: Option<String>,
+    pub group: Option<String>,
 }
 
 impl ServerConfig {
@@ -337,6 +344,8 @@ impl ServerConfig {
             engine_timeout,
             rate_limit,
             strict_digests: boolean("StrictDigests")?,
+            user: Some(get("User")?).filter(|v| !v.is_empty()),
+            group: Some(get("Group")?).filter(|v| !v.is_empty()),
         })
     }
 

@@ -4,13 +4,23 @@
 
 use clap::Parser;
 
+/// The three forms of the command line.
+pub const USAGE: &str = "pyzor-migrate --se ENGINE --sd DSN --de ENGINE --dd DSN [--delete] [--dry-run]
+       pyzor-migrate --se ENGINE --sd DSN --export FILE|-
+       pyzor-migrate --import FILE|- --de ENGINE --dd DSN";
+
 /// Command-line options. Long options may be abbreviated to any unique
 /// prefix, as with the reference's optparse.
 #[derive(Parser, Debug)]
 #[command(
     name = "pyzor-migrate",
-    about = "This scripts allows migrating pyzor records between different engine types. It's arguments are \
-             pyzor's DSN, which differ according to the engine type. See pyzor documentation for more details.",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (pyzor-rs; Pyzor 1.1.2 compatible)"),
+    about = "Copy Pyzor records from one storage engine to another, or export them to and import them from JSON Lines.",
+    long_about = "Copy Pyzor records from one storage engine to another, or export them to and import \
+                  them from JSON Lines. Each engine takes its own DSN form: a file name for lmdb and \
+                  gdbm, host,port,password,db for redis, host,user,password,database,table for mysql \
+                  and postgres (docs/engines.md).",
+    override_usage = USAGE,
     infer_long_args = true
 )]
 pub struct Args {

@@ -4,6 +4,11 @@
 //! Exit status: 0 when every record was transferred; 1 for a usage or
 //! open error (as the reference); 2 when some records failed (the
 //! reference exits 0 then).
+//!
+//! Output: the result line (`Migration complete, ...`, the reference's) on
+//! stdout, or on stderr with `--export -` (stdout then carries the
+//! records); progress and per-record failures always on stderr
+//! (docs/compatibility.md D32).
 
 mod jsonl;
 mod progress;
@@ -12,13 +17,26 @@ use std::io::{BufRead, BufWriter, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-use pyzor_migrate::cli::Args;
+use pyzor_migrate::cli::{Args, USAGE};
 use pyzor_protocol::Record;
 use pyzor_store::{Engine, EngineOptions, StoreError};
+
+/// `Unsupported source engine: foo` (the reference's words, on stdout)
+/// followed by the engines this build has.
+fn unsupported(which: &str, engine: &str) -> StartError {
+    let shown: String = engine.chars().take(64).collect();
+    StartError::Usage(format!(
+        "Unsupported {which} engine: {shown} (this build has: {})",
+        pyzor_store::ENGINES.join(", ")
+    ))
+}
 
 /// Why a run could not start.
 #[derive(Debug, thiserror::Error)]
 enum StartError {
+    /// The reference's words; the usage forms follow on stderr.
+    #[error("options --se/--sd/--de/--dd are required")]
+    Missing,
     #[error("{0}")]
     Usage(String),
     #[error("cannot open the {which} {engine} database: {source}")]
@@ -160,20 +178,13 @@ fn run(args: Args) -> Result<ExitCode, StartError> {
         || (args.export.is_none()
             && (args.destination_engine.is_none() || args.destination_dsn.is_none()));
     if missing {
-        return Err(StartError::Usage(
-            "options --se/--sd/--de/--dd are required".into(),
-        ));
+        return Err(StartError::Missing);
     }
-    if let Some(e) = &src_engine {
-        if !pyzor_store::ENGINES.contains(&e.as_str()) {
-            return Err(StartError::Usage(format!("Unsupported source engine: {e}")));
-        }
-    }
-    if let Some(e) = &dst_engine {
-        if !pyzor_store::ENGINES.contains(&e.as_str()) {
-            return Err(StartError::Usage(format!(
-                "Unsupported destination engine: {e}"
-            )));
+    for (which, engine) in [("source", &src_engine), ("destination", &dst_engine)] {
+        if let Some(e) = engine.as_deref() {
+            if !pyzor_store::ENGINES.contains(&e) {
+                return Err(unsupported(which, e));
+            }
         }
     }
 
@@ -218,7 +229,7 @@ fn run(args: Args) -> Result<ExitCode, StartError> {
             .and_then(|f| f.try_clone().ok())
             .map(BufWriter::new),
         tally: Tally::default(),
-        progress: progress::Progress::new(total, to_stdout),
+        progress: progress::Progress::new(total),
     };
 
     if let Some(src) = &source {
@@ -306,7 +317,7 @@ fn run(args: Args) -> Result<ExitCode, StartError> {
         del_failed |= src.delete_many(&chunk).is_err();
         del_failed |= src.flush().is_err();
         if del_failed {
-            println!("Deleting transferred records from the source failed; they are still there");
+            eprintln!("Deleting transferred records from the source failed; they are still there");
             sink.tally.failed += 1;
         }
     }
@@ -336,8 +347,13 @@ fn main() -> ExitCode {
     let args = Args::parse();
     match run(args) {
         Ok(c) => c,
-        Err(StartError::Usage(m)) => {
+        Err(e @ StartError::Missing) => {
             // The reference prints these to stdout and exits 1.
+            println!("{e}");
+            eprintln!("Usage: {USAGE}");
+            ExitCode::from(1)
+        }
+        Err(StartError::Usage(m)) => {
             println!("{m}");
             ExitCode::from(1)
         }

@@ -24,6 +24,10 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
 fn gdbm_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../pyzor-store/tests/py/gdbm_ref.py")
 }
@@ -298,7 +302,13 @@ fn migrate_counts_failures_and_exits_non_zero() {
         out.contains("Migration complete, 2 records transferred successfully, 2 records failed"),
         "{out}"
     );
-    assert!(out.contains("Record line 2 failed"), "{out}");
+    // Per-record failures are diagnostics: stderr, stdout keeps the result.
+    assert!(
+        stderr(&o).contains("Record line 2 failed"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!out.contains("Record line"), "{out}");
     // A record the destination refuses (a digest MySQL's char(40) cannot hold).
     let test = "migrate_counts_failures_and_exits_non_zero";
     let Some(my) = mydb::MyDb::create(test) else {
@@ -340,12 +350,45 @@ fn migrate_usage_errors_match_the_reference() {
     let o = migrate(home.path(), &["--se", "gdbm", "--sd", "x"]);
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(stdout(&o), "options --se/--sd/--de/--dd are required\n");
+    // ... and the three forms of the command line on stderr
+    for form in ["--dd DSN", "--export FILE|-", "--import FILE|-"] {
+        assert!(stderr(&o).contains(form), "{form}: {}", stderr(&o));
+    }
     let o = migrate(
         home.path(),
         &["--se", "nosuch", "--sd", "x", "--de", "lmdb", "--dd", "y"],
     );
     assert_eq!(o.status.code(), Some(1));
-    assert_eq!(stdout(&o), "Unsupported source engine: nosuch\n");
+    // The reference's words first, then what this build has.
+    assert_eq!(
+        stdout(&o),
+        format!(
+            "Unsupported source engine: nosuch (this build has: {})\n",
+            pyzor_store::ENGINES.join(", ")
+        )
+    );
+    let o = migrate(
+        home.path(),
+        &[
+            "--se",
+            "lmdb",
+            "--sd",
+            "x",
+            "--de",
+            &"n".repeat(500),
+            "--dd",
+            "y",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stdout(&o).starts_with(&format!(
+            "Unsupported destination engine: {} (",
+            "n".repeat(64)
+        )),
+        "a hostile name is cut: {}",
+        stdout(&o)
+    );
     // unique prefixes of long options work, as with optparse
     let o = migrate(
         home.path(),
@@ -391,11 +434,52 @@ fn migrate_prints_plain_progress_lines_off_a_terminal() {
         ],
     );
     assert_ok(&o, 100_001);
-    assert!(
-        stdout(&o).contains("100000 records transferred..."),
-        "{}",
-        stdout(&o)
+    // Progress is on stderr; its rate is a whole number (no
+    // `906,370.3155/s`); stdout holds the result line only.
+    let err = stderr(&o);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("100000 records transferred... ("))
+        .unwrap_or_else(|| panic!("{err}"));
+    let rate = line
+        .strip_prefix("100000 records transferred... (")
+        .and_then(|r| r.strip_suffix("/s)"))
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(rate.parse::<u64>().is_ok(), "{line}");
+    assert_eq!(
+        stdout(&o),
+        "Migration complete, 100001 records transferred successfully, 0 records failed\n"
     );
+}
+
+#[test]
+fn migrate_version_and_help() {
+    let home = tempfile::tempdir().unwrap();
+    for flag in ["-V", "--version"] {
+        let o = migrate(home.path(), &[flag]);
+        assert!(o.status.success());
+        assert_eq!(
+            stdout(&o),
+            format!(
+                "pyzor-migrate {} (pyzor-rs; Pyzor 1.1.2 compatible)\n",
+                env!("CARGO_PKG_VERSION")
+            )
+        );
+    }
+    let o = migrate(home.path(), &["--help"]);
+    let help = stdout(&o);
+    assert!(o.status.success());
+    assert!(
+        !help.contains("This scripts") && !help.contains("It's arguments"),
+        "{help}"
+    );
+    for form in [
+        "--se ENGINE --sd DSN --de ENGINE --dd DSN",
+        "--se ENGINE --sd DSN --export FILE|-",
+        "--import FILE|- --de ENGINE --dd DSN",
+    ] {
+        assert!(help.contains(form), "{form}: {help}");
+    }
 }
 
 /// Every ordered pair of engines (20), through the binary: a private Redis,

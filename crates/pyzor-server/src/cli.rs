@@ -107,6 +107,15 @@ pub struct Cli {
     /// count only 40 lower-case hex digit digests in report and whitelist; others are refused 400 (default: off, as the reference; see docs/security.md)
     #[arg(long = "strict-digests")]
     pub strict_digests: bool,
+    /// once the sockets are bound and the files open, run as this user (name or uid; needs root) (default: none)
+    #[arg(long = "user", value_name = "USER")]
+    pub user: Option<String>,
+    /// with or without --user: run as this group (default: the user's primary group)
+    #[arg(long = "group", value_name = "GROUP")]
+    pub group: Option<String>,
+    /// read the config, passwd and access files, open the engine, print what pyzord would run with; exit 0, or 1 naming the problem
+    #[arg(long = "check-config")]
+    pub check_config: bool,
     /// print the version on stderr and exit
     #[arg(short = 'V', long = "version")]
     pub version: bool,
@@ -170,6 +179,8 @@ impl Cli {
             "ReportRateLimit",
             self.report_rate_limit.map(|x| x.to_string()),
         );
+        put("User", self.user.clone());
+        put("Group", self.group.clone());
         put(
             "StrictDigests",
             self.strict_digests.then(|| "True".to_owned()),
@@ -237,6 +248,14 @@ mod tests {
         let c = Cli::try_parse_from(["pyzord", "extra"]).unwrap();
         assert_eq!(c.rest, vec!["extra".to_string()]);
         assert!(Cli::try_parse_from(["pyzord", "-V"]).unwrap().version);
+        let c = Cli::try_parse_from(["pyzord", "--user", "nobody", "--group=nogroup"]).unwrap();
+        assert!(c.overrides().contains(&("User", "nobody".into())));
+        assert!(c.overrides().contains(&("Group", "nogroup".into())));
+        assert!(
+            Cli::try_parse_from(["pyzord", "--check-config"])
+                .unwrap()
+                .check_config
+        );
     }
 
     #[test]

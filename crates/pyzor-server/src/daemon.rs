@@ -28,6 +28,9 @@ use std::path::{Path, PathBuf};
 
 use nix::unistd::{fork, setsid, ForkResult};
 
+pub(crate) mod notify;
+pub(crate) mod privileges;
+
 /// The daemon's report when it serves.
 const READY: &[u8] = b"ready\n";
 /// Prefix of the daemon's report when its start failed.

@@ -17,12 +17,14 @@
 //! | `http` | the metrics address's HTTP listener and router (hyper), bounded |
 //! | [`health`] | engine down/up log lines, failures summarised |
 //! | [`forward`] | the `ForwardClientHomeDir` hook |
-//! | `daemon` | `--detach` (start-up reported to the launcher), the pid file |
+//! | `daemon` | `--detach` (start-up reported to the launcher), the pid file, systemd readiness (`daemon::notify`), `--user`/`--group` (`daemon::privileges`) |
+//! | `check_config` | `--check-config`: what pyzord would run with, or the problem |
 //!
 //! The protocol itself (parsing, decisions, reply bytes) is in
 //! `pyzor_protocol::wire::server`; this crate only moves bytes and runs
 //! threads. [`run`] is the whole program.
 
+mod check_config;
 pub mod cli;
 mod cmd;
 mod daemon;
@@ -44,12 +46,14 @@ use std::sync::Arc;
 use pyzor_config::server::DurabilityMode;
 use pyzor_config::{ensure_homedir, home::process_default_homedir, ServerConfig};
 use pyzor_store::{Durability, Engine, EngineOptions};
-use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook::iterator::Signals;
 
 use pyzor_config::AuthFileError;
 
 use crate::cli::Cli;
+use crate::daemon::notify::Notifier;
+use crate::daemon::privileges::{self, Identity};
 use crate::daemon::{Forked, PidFile, PidFileError};
 use crate::logging::{LogSettings, Logs};
 use crate::rules::RuleSet;
@@ -58,9 +62,8 @@ use crate::server::{Server, StartOptions};
 /// The version the reference prints.
 pub const VERSION: &str = "1.1.2";
 
-/// Open the configured engine (any of `pyzor_store::ENGINES`; `memory` is
-/// volatile, for tests and benchmarks).
-pub(crate) fn open_engine(cfg: &ServerConfig) -> Result<Arc<dyn Engine>, String> {
+/// The engine options of `cfg` (also shown, DSN masked, by `--check-config`).
+pub(crate) fn engine_options(cfg: &ServerConfig) -> EngineOptions {
     let mut o = EngineOptions::new(&cfg.engine, &cfg.homedir);
     if cfg.digest_db_explicit || pyzor_store::default_dsn(&cfg.engine).is_some() {
         o.dsn = Some(cfg.digest_db.clone());
@@ -72,6 +75,13 @@ pub(crate) fn open_engine(cfg: &ServerConfig) -> Result<Arc<dyn Engine>, String>
         DurabilityMode::Fsync => Durability::Fsync,
     };
     o.engine_timeout = cfg.engine_timeout;
+    o
+}
+
+/// Open the configured engine (any of `pyzor_store::ENGINES`; `memory` is
+/// volatile, for tests and benchmarks).
+pub(crate) fn open_engine(cfg: &ServerConfig) -> Result<Arc<dyn Engine>, String> {
+    let o = engine_options(cfg);
     pyzor_store::open(&o).map_err(|e| {
         // never the DSN as written: it may hold a password
         format!(
@@ -139,6 +149,18 @@ pub fn run(cli: Cli, argv0: &str) -> i32 {
         .map(|n| n.get())
         .unwrap_or(1);
     let workers = cfg.worker_count(cores);
+    if cli.check_config {
+        return check_config::run(&cfg, workers, &mut std::io::stdout().lock());
+    }
+    // Resolved before anything starts: a user that does not exist, or a
+    // process that is not root, stops here with the reason.
+    let identity = match privileges::resolve(cfg.user.as_deref(), cfg.group.as_deref()) {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("pyzord: {e}");
+            return 1;
+        }
+    };
     let detached = match &cli.detach {
         None => None,
         // SAFETY: no thread exists yet: `run` is the whole program (main
@@ -174,7 +196,15 @@ pub fn run(cli: Cli, argv0: &str) -> i32 {
         }
     };
     logs.install(cli.debug);
-    match start(&cfg, workers, detached.is_some(), &logs) {
+    let notifier = match Notifier::from_env() {
+        Some(Ok(n)) => Some(n),
+        Some(Err(e)) => {
+            log::warn!("{e}");
+            None
+        }
+        None => None,
+    };
+    match start(&cfg, workers, detached.is_some(), &logs, identity.as_ref()) {
         Err(e) => {
             // Said once: the log reaches stderr in the foreground (and the
             // detach output when detached, where the launcher prints it).
@@ -185,11 +215,15 @@ pub fn run(cli: Cli, argv0: &str) -> i32 {
             }
             1
         }
-        Ok(running) => {
+        Ok(mut running) => {
             if let Some(d) = detached {
                 d.ready();
             }
-            let code = running.serve();
+            if let Some(n) = &notifier {
+                n.ready(&format!("serving on {}", running.server.local_addr()));
+            }
+            running.notifier = notifier;
+            let code = running.serve(&logs);
             log::info!("Server shutdown.");
             logs.flush();
             code
@@ -221,19 +255,24 @@ struct Running {
     signals: Signals,
     /// Locked while the server runs; removed when dropped.
     pid_file: Option<PidFile>,
+    /// `$NOTIFY_SOCKET` (systemd `Type=notify`).
+    notifier: Option<Notifier>,
 }
 
 /// Everything between the logs and "ready": signal handlers, the pid file
 /// (detached only: taken first, so that a second pyzord stops before it
 /// touches the engine; the pid is written once the sockets are bound), the
-/// engine, accounts and ACL, the forwarder, the sockets and workers.
+/// engine, accounts and ACL, the forwarder, the sockets, the privilege
+/// drop (`identity`: after every socket is bound and file opened, before
+/// the workers serve), the workers.
 fn start(
     cfg: &ServerConfig,
     workers: usize,
     detached: bool,
     logs: &Logs,
+    identity: Option<&Identity>,
 ) -> Result<Running, StartError> {
-    let signals = Signals::new([SIGTERM, SIGINT, SIGUSR1]).map_err(StartError::Signals)?;
+    let signals = Signals::new([SIGTERM, SIGINT, SIGUSR1, SIGHUP]).map_err(StartError::Signals)?;
     for n in concurrency_notes(cfg, workers) {
         log::warn!("{n}");
     }
@@ -275,7 +314,26 @@ fn start(
         rate_limit: cfg.rate_limit.clone(),
         strict_digests: cfg.strict_digests,
     };
-    let server = Server::start(&opts, engine, rules, Some(logs.clone()), forward)?;
+    let pid_path = pid_file.as_ref().and(cfg.pid_file.as_deref());
+    let drop_root = || match identity {
+        None => Ok(()),
+        Some(id) => {
+            let files: Vec<&std::path::Path> = [
+                cfg.log_file.as_deref(),
+                cfg.usage_log_file.as_deref(),
+                pid_path,
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            id.chown(&files)
+                .and_then(|()| id.drop_root())
+                .map_err(|e| e.to_string())?;
+            log::info!("Running as {} (uid {}, gid {}).", id.label, id.uid, id.gid);
+            Ok(())
+        }
+    };
+    let server = Server::start_then(&opts, engine, rules, Some(logs.clone()), forward, drop_root)?;
     if let Some(p) = pid_file.as_mut() {
         if let Err(e) = p.write_pid(std::process::id()) {
             server.shutdown();
@@ -298,24 +356,41 @@ fn start(
         server,
         signals,
         pid_file,
+        notifier: None,
     })
 }
 
 impl Running {
-    /// Serve until SIGTERM or SIGINT (SIGUSR1 reloads), then stop cleanly
-    /// and remove the pid file.
-    fn serve(mut self) -> i32 {
+    /// Serve until SIGTERM or SIGINT (SIGUSR1 reloads the accounts and
+    /// ACL, SIGHUP reopens the log files), then stop cleanly and remove the
+    /// pid file. The service manager hears `RELOADING=1`/`READY=1` around a
+    /// reload and `STOPPING=1` when the shutdown begins.
+    fn serve(mut self, logs: &Logs) -> i32 {
+        let notify = |f: fn(&Notifier)| {
+            if let Some(n) = &self.notifier {
+                f(n)
+            }
+        };
         for sig in self.signals.forever() {
             match sig {
                 SIGUSR1 => {
+                    notify(Notifier::reloading);
                     log::info!("SIGUSR1 received. Reloading configuration.");
                     self.server.reload();
+                    notify(|n| n.ready("serving (reloaded)"));
+                }
+                SIGHUP => {
+                    log::info!("SIGHUP received. Reopening the log files.");
+                    logs.reopen();
+                    log::info!("Log files reopened.");
                 }
                 SIGINT => {
+                    notify(Notifier::stopping);
                     log::info!("SIGINT received. Shutting down.");
                     break;
                 }
                 _ => {
+                    notify(Notifier::stopping);
                     log::info!("SIGTERM received. Shutting down.");
                     break;
                 }

@@ -55,6 +55,9 @@ enum Msg {
         cost: usize,
     },
     Flush(SyncSender<()>),
+    /// SIGHUP: close the log files and open them again by name (after
+    /// logrotate renamed them); acknowledged like `Flush`.
+    Reopen(SyncSender<()>),
 }
 
 /// Settings of both logs.
@@ -85,6 +88,8 @@ impl std::fmt::Debug for Logs {
 }
 
 struct Sink {
+    /// The file's name, opened again on [`Logs::reopen`].
+    path: Option<PathBuf>,
     file: Option<File>,
     file_level: LevelFilter,
     stderr_level: LevelFilter,
@@ -124,6 +129,7 @@ impl Logs {
             LevelFilter::Info
         };
         let main = Sink {
+            path: s.main_file.clone(),
             file: s.main_file.as_deref().map(open_append).transpose()?,
             file_level,
             stderr_level: if s.debug {
@@ -135,6 +141,7 @@ impl Logs {
             },
         };
         let usage = Sink {
+            path: s.usage_file.clone(),
             file: s.usage_file.as_deref().map(open_append).transpose()?,
             file_level,
             stderr_level: if s.debug {
@@ -240,9 +247,24 @@ impl Logs {
     /// Wait until every queued line is written (shutdown), at most about
     /// 5 s (a stderr nobody reads must not hang the shutdown).
     pub fn flush(&self) {
+        self.control(Msg::Flush);
+    }
+
+    /// SIGHUP (logrotate): the writer closes `LogFile` and `UsageLogFile`
+    /// and opens them again by name, creating them if they were renamed
+    /// away. Lines queued before the call go to the old files. A file that
+    /// cannot be opened again keeps its old descriptor, and the reason is
+    /// written to both the old file and stderr. Waits like [`Logs::flush`].
+    pub fn reopen(&self) {
+        self.control(Msg::Reopen);
+    }
+
+    /// Queue a control message behind the lines already queued and wait
+    /// for the writer's acknowledgement, at most `FLUSH_WAIT` in all.
+    fn control(&self, make: fn(SyncSender<()>) -> Msg) {
         let deadline = Instant::now() + FLUSH_WAIT;
         let (ack_tx, ack_rx) = sync_channel(1);
-        let mut msg = Msg::Flush(ack_tx);
+        let mut msg = make(ack_tx);
         loop {
             match self.tx.try_send(msg) {
                 Ok(()) => break,
@@ -313,6 +335,40 @@ fn writer(
                     }
                 }
                 let _ = ack.send(());
+            }
+            Msg::Reopen(ack) => {
+                for s in [&mut main, &mut usage] {
+                    s.reopen(pid, &mut stderr);
+                }
+                let _ = ack.send(());
+            }
+        }
+    }
+}
+
+impl Sink {
+    /// Open the file again by name (see [`Logs::reopen`]).
+    fn reopen(&mut self, pid: u32, stderr: &mut Box<dyn Write + Send>) {
+        let Some(path) = &self.path else { return };
+        if let Some(f) = self.file.as_mut() {
+            let _ = f.flush();
+        }
+        match open_append(path) {
+            Ok(f) => self.file = Some(f),
+            Err(e) => {
+                let line = format_line(
+                    SystemTime::now(),
+                    pid,
+                    "ERROR",
+                    &format!(
+                        "Cannot reopen {} after SIGHUP ({e}); still writing to the file open before. Check that the directory is writable by pyzord's user",
+                        path.display()
+                    ),
+                );
+                if let Some(f) = self.file.as_mut() {
+                    let _ = f.write_all(line.as_bytes());
+                }
+                let _ = stderr.write_all(line.as_bytes());
             }
         }
     }
@@ -488,6 +544,53 @@ mod tests {
         drop(read_end); // the writer's writes now fail: it drains the queue
         logs.flush();
         assert_eq!(logs.queued_bytes(), 0);
+    }
+
+    /// Reopen after a rename (logrotate): lines before it stay in the
+    /// renamed file, lines after it go to a new file of the old name; a
+    /// file that cannot be opened again keeps the old one and says why.
+    #[test]
+    fn reopen_follows_a_rename_and_survives_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let (main, usage) = (dir.path().join("main.log"), dir.path().join("usage.log"));
+        let settings = LogSettings {
+            main_file: Some(main.clone()),
+            usage_file: Some(usage.clone()),
+            debug: false,
+            stderr_info: false,
+        };
+        let logs = Logs::start_with(&settings, Box::new(std::io::sink())).unwrap();
+        logs.send(false, Level::Info, "before".into());
+        logs.usage(Level::Info, "u-before".into());
+        std::fs::rename(&main, dir.path().join("main.log.1")).unwrap();
+        std::fs::rename(&usage, dir.path().join("usage.log.1")).unwrap();
+        logs.reopen();
+        logs.send(false, Level::Info, "after".into());
+        logs.usage(Level::Info, "u-after".into());
+        logs.flush();
+        let read = |n: &str| std::fs::read_to_string(dir.path().join(n)).unwrap();
+        assert!(read("main.log.1").contains("INFO before\n"));
+        assert!(!read("main.log.1").contains("after"));
+        assert!(
+            read("main.log").ends_with("INFO after\n"),
+            "{}",
+            read("main.log")
+        );
+        assert!(
+            read("usage.log.1").contains("u-before") && !read("usage.log.1").contains("u-after")
+        );
+        assert!(read("usage.log").contains("u-after") && !read("usage.log").contains("u-before"));
+        // The name now is a directory: the reopen fails, the old file stays.
+        std::fs::rename(&main, dir.path().join("main.log.2")).unwrap();
+        std::fs::create_dir(&main).unwrap();
+        logs.reopen();
+        logs.send(false, Level::Info, "still here".into());
+        logs.flush();
+        let kept = read("main.log.2");
+        assert!(
+            kept.contains("ERROR Cannot reopen") && kept.ends_with("INFO still here\n"),
+            "{kept}"
+        );
     }
 
     #[test]

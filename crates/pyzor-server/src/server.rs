@@ -73,6 +73,10 @@ pub enum StartError {
     /// A thread could not be started.
     #[error("cannot start a thread: {0}")]
     Thread(#[source] std::io::Error),
+    /// The step run between binding and serving failed (pyzord: the
+    /// privilege drop of `--user`/`--group`).
+    #[error("{0}")]
+    BeforeServing(String),
 }
 
 /// A running server.
@@ -93,6 +97,21 @@ impl Server {
         rules: Arc<RuleSet>,
         logs: Option<Logs>,
         forward: Option<ForwardQueue>,
+    ) -> Result<Server, StartError> {
+        Self::start_then(opts, engine, rules, logs, forward, || Ok(()))
+    }
+
+    /// [`Server::start`], running `before_serving` once every socket (UDP
+    /// and metrics) is bound and before any worker receives a datagram:
+    /// pyzord drops root there. When it fails, nothing has served and the
+    /// error is [`StartError::BeforeServing`].
+    pub fn start_then(
+        opts: &StartOptions,
+        engine: Arc<dyn Engine>,
+        rules: Arc<RuleSet>,
+        logs: Option<Logs>,
+        forward: Option<ForwardQueue>,
+        before_serving: impl FnOnce() -> Result<(), String>,
     ) -> Result<Server, StartError> {
         let metrics = Arc::new(Metrics::default());
         if let Some(l) = &logs {
@@ -140,6 +159,24 @@ impl Server {
             replay: Arc::default(),
             strict_digests: opts.strict_digests,
         };
+        let (metrics_addr, metrics_thread) = match &opts.metrics_address {
+            Some(a) => {
+                let (la, h) = crate::metrics::serve(a, Arc::clone(&metrics), Arc::clone(&stop))
+                    .map_err(|source| StartError::Metrics {
+                        addr: a.clone(),
+                        source,
+                    })?;
+                (Some(la), Some(h))
+            }
+            None => (None, None),
+        };
+        if let Err(e) = before_serving() {
+            stop.store(true, Relaxed);
+            if let Some(t) = metrics_thread {
+                let _ = t.join();
+            }
+            return Err(StartError::BeforeServing(e));
+        }
         let mut workers = Vec::with_capacity(n);
         for (i, s) in sockets.into_iter().enumerate() {
             let sh = Arc::clone(&shared);
@@ -161,17 +198,6 @@ impl Server {
                     .spawn(move || timers(sh, age))
                     .map_err(StartError::Thread)?,
             )
-        };
-        let (metrics_addr, metrics_thread) = match &opts.metrics_address {
-            Some(a) => {
-                let (la, h) = crate::metrics::serve(a, Arc::clone(&metrics), Arc::clone(&stop))
-                    .map_err(|source| StartError::Metrics {
-                        addr: a.clone(),
-                        source,
-                    })?;
-                (Some(la), Some(h))
-            }
-            None => (None, None),
         };
         log::debug!("Listening on {addr} with {n} workers");
         Ok(Server {

@@ -83,12 +83,21 @@ pub fn pyzord_bin() -> PathBuf {
 
 /// Start our pyzord on a free port with `args` (after --homedir/-a/-p).
 pub fn start_ours(home: &Path, args: &[&str]) -> Proc {
+    let mut p = spawn_ours(home, args, &[]);
+    wait_ready(p.port, &mut p.child);
+    p
+}
+
+/// Spawn our pyzord on a free port with `args` and extra environment
+/// variables, without waiting for it; stderr goes to `home/stderr.log`.
+pub fn spawn_ours(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Proc {
     let port = pyzor_testkit::free_udp_port();
-    let mut child = Command::new(pyzord_bin())
+    let child = Command::new(pyzord_bin())
         .arg("--homedir")
         .arg(home)
         .args(["-a", "127.0.0.1", "-p", &port.to_string()])
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(
@@ -96,7 +105,6 @@ pub fn start_ours(home: &Path, args: &[&str]) -> Proc {
         ))
         .spawn()
         .expect("spawn pyzord");
-    wait_ready(port, &mut child);
     Proc { child, port }
 }
 
