@@ -274,6 +274,8 @@ fn start(
         engine_queue: server::DEFAULT_ENGINE_QUEUE,
         rate_limit: cfg.rate_limit.clone(),
         strict_digests: cfg.strict_digests,
+        ignore_empty_digest: cfg.ignore_empty_digest,
+        distinct_window: cfg.distinct_window,
     };
     let server = Server::start(&opts, engine, rules, Some(logs.clone()), forward)?;
     if let Some(p) = pid_file.as_mut() {
