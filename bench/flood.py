@@ -87,6 +87,23 @@ def normal_client(port, rate, seconds, source="127.0.8.1"):
     return lat, lost
 
 
+def thread_cpu(pid):
+    """CPU seconds so far of each thread of `pid`, by thread name."""
+    tck = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                comm = f.read().strip()
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # utime and stime: fields 14 and 15 of stat(5), 12th and 13th after the name.
+        out[comm] = out.get(comm, 0) + (int(fields[11]) + int(fields[12])) / tck
+    return out
+
+
 def pct(xs, p):
     if not xs:
         return float("nan")
@@ -105,6 +122,7 @@ def main():
     ap.add_argument("--flood-ops", default="check:50,report:50")
     ap.add_argument("--flood-window", type=int, default=256)
     ap.add_argument("--label", default="debug build")
+    ap.add_argument("--flood-cpus", default="", help="taskset CPU list for the flood generator")
     ap.add_argument("--write", action="store_true", help="append to bench/RESULTS-attack.md")
     a = ap.parse_args()
 
@@ -130,10 +148,14 @@ def main():
                 time.sleep(0.1)
         base_lat, base_lost = normal_client(port, a.rate, a.seconds)
         m0 = metrics(mport)
+        cpu0 = thread_cpu(srv.pid)
+        kids0 = os.times()
+        load0 = os.getloadavg()[0]
         stored0 = m0.get('pyzord_requests_total{op="report",code="200"}', 0)
         t0 = time.monotonic()
+        pin = ["taskset", "-c", a.flood_cpus] if a.flood_cpus else []
         flood = subprocess.Popen(
-            [a.bench, "load", "-H", "127.0.0.1", "-p", str(port), "-o", a.flood_ops,
+            pin + [a.bench, "load", "-H", "127.0.0.1", "-p", str(port), "-o", a.flood_ops,
              "-w", str(a.flood_window), "-d", str(a.seconds + 1), "-W", "0", "-t", "5",
              "-m", "new", "--json"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -146,6 +168,8 @@ def main():
         out, _ = flood.communicate(timeout=a.seconds + 60)
         elapsed = time.monotonic() - t0
         m1 = metrics(mport)
+        cpu1 = thread_cpu(srv.pid)
+        kids1 = os.times()
     finally:
         if flood and flood.poll() is None:
             flood.kill()
@@ -177,6 +201,12 @@ def main():
         ("flood requests rate-limited", f"{limited:.0f}"),
         ("reports stored during the flood", f"{stored:.0f}"),
         (f"write budget {rl} + {rl} × {elapsed:.1f} s", f"{budget:.0f}"),
+        ("pyzord CPU in the flooded run, % of one core, by thread",
+         ", ".join(f"{k} {100 * (cpu1[k] - cpu0.get(k, 0)) / elapsed:.0f}"
+                   for k in sorted(cpu1) if cpu1[k] - cpu0.get(k, 0) > 0.005 * elapsed)),
+        ("flood generator CPU, % of one core" + (f" (pinned to CPU {a.flood_cpus})" if a.flood_cpus else ""),
+         f"{100 * ((kids1[2] + kids1[3]) - (kids0[2] + kids0[3])) / elapsed:.0f}"),
+        ("machine load average (1 min) before the flooded run", f"{load0:.1f}"),
     ]
     table = ["| figure | value |", "|---|---:|"] + [f"| {k} | {v} |" for k, v in rows]
     text = "\n".join(table)

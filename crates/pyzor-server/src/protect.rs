@@ -562,6 +562,19 @@ mod tests {
         assert!(l.len() > SETS * WAYS / 2, "{}", l.len());
     }
 
+    /// A memory engine; anonymous may do everything.
+    fn anyone_may_do_everything() -> crate::worker::Shared {
+        use pyzor_protocol::auth::{parse_access, Accounts};
+        use pyzor_store::memory::MemoryEngine;
+
+        use crate::rules::Rules;
+
+        let accounts = Accounts::default();
+        let (acl, _) = parse_access("all : anonymous : allow\n", &accounts);
+        let engine = std::sync::Arc::new(MemoryEngine::new());
+        crate::worker::Shared::standalone(engine, Rules { accounts, acl })
+    }
+
     /// Through a worker's `Processor`: the burst is answered, then every
     /// second limited request gets the short 503, the others an empty
     /// reply that the worker loop does not send.
@@ -570,15 +583,9 @@ mod tests {
         use std::sync::atomic::Ordering::Relaxed;
         use std::sync::Arc;
 
-        use pyzor_protocol::auth::{parse_access, Accounts};
-        use pyzor_store::memory::MemoryEngine;
+        use crate::worker::{Processor, Protection};
 
-        use crate::rules::Rules;
-        use crate::worker::{Processor, Protection, Shared};
-
-        let accounts = Accounts::default();
-        let (acl, _) = parse_access("all : anonymous : allow\n", &accounts);
-        let sh = Shared::standalone(Arc::new(MemoryEngine::new()), Rules { accounts, acl });
+        let sh = anyone_may_do_everything();
         let protection = Protection {
             rate: cfg(0, 2),
             ..Protection::default()
@@ -726,15 +733,9 @@ mod tests {
         use std::sync::atomic::Ordering::Relaxed;
         use std::sync::Arc;
 
-        use pyzor_protocol::auth::{parse_access, Accounts};
-        use pyzor_store::memory::MemoryEngine;
+        use crate::worker::{Processor, Protection};
 
-        use crate::rules::Rules;
-        use crate::worker::{Processor, Protection, Shared};
-
-        let accounts = Accounts::default();
-        let (acl, _) = parse_access("all : anonymous : allow\n", &accounts);
-        let sh = Shared::standalone(Arc::new(MemoryEngine::new()), Rules { accounts, acl });
+        let sh = anyone_may_do_everything();
         let protection = Protection {
             distinct: DistinctReporters::new(60, &RateLimitConfig::off()).map(Arc::new),
             ..Protection::default()

@@ -216,21 +216,7 @@ fn a_replayed_signed_whitelist_counts_once() {
     )
     .unwrap();
     let srv = start_ours(home.path(), &["-e", "memory"]);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let mut dg = Vec::new();
-    build_request(
-        Op::Whitelist,
-        &["replayed"],
-        4242,
-        &Credentials::new("alice", ALICE_KEY),
-        now,
-        Layout::Single,
-        &mut dg,
-    )
-    .unwrap();
+    let dg = signed(Op::Whitelist, "replayed", 4242);
     // From two networks: a replay may come from anywhere.
     let (a, b) = (client("127.0.9.1"), client("127.0.10.1"));
     let first = ask(&a, srv.port, &dg);
