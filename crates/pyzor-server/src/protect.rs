@@ -606,7 +606,6 @@ mod tests {
     #[test]
     fn a_worker_drops_and_slips_limited_requests() {
         use std::sync::atomic::Ordering::Relaxed;
-        use std::sync::Arc;
 
         use crate::worker::{Processor, Protection};
 
