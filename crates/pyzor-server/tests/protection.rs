@@ -28,6 +28,15 @@ fn home(config: &str) -> tempfile::TempDir {
     home
 }
 
+/// [`home`] with the account alice and the access file `access`.
+fn home_with_alice(config: &str, access: &str) -> tempfile::TempDir {
+    let home = home(config);
+    let passwd = format!("alice : {ALICE_KEY}\n");
+    std::fs::write(home.path().join("pyzord.passwd"), passwd).unwrap();
+    std::fs::write(home.path().join("pyzord.access"), access).unwrap();
+    home
+}
+
 /// A client socket bound to `from` (any address of 127/8 is local).
 fn client(from: &str) -> UdpSocket {
     let s = UdpSocket::bind((from, 0)).unwrap();
@@ -204,17 +213,7 @@ fn log_mode_stores_everything_and_counts() {
 
 #[test]
 fn a_replayed_signed_whitelist_counts_once() {
-    let home = pyzor_testkit::temp_home();
-    std::fs::write(
-        home.path().join("pyzord.passwd"),
-        format!("alice : {ALICE_KEY}\n"),
-    )
-    .unwrap();
-    std::fs::write(
-        home.path().join("pyzord.access"),
-        "check : anonymous : allow\nall : alice : allow\n",
-    )
-    .unwrap();
+    let home = home_with_alice("", "check : anonymous : allow\nall : alice : allow\n");
     let srv = start_ours(home.path(), &["-e", "memory"]);
     let dg = signed(Op::Whitelist, "replayed", 4242);
     // From two networks: a replay may come from anywhere.
@@ -306,17 +305,10 @@ fn distinct_reporters_on_a_live_server() {
     }
     let run = std::process::id();
     for (engine, dsn) in engines {
-        let home = home("RateLimitAllow =\nDistinctWindow = 2\n");
-        std::fs::write(
-            home.path().join("pyzord.passwd"),
-            format!("alice : {ALICE_KEY}\n"),
-        )
-        .unwrap();
-        std::fs::write(
-            home.path().join("pyzord.access"),
+        let home = home_with_alice(
+            "RateLimitAllow =\nDistinctWindow = 2\n",
             "all : anonymous : allow\nall : alice : allow\n",
-        )
-        .unwrap();
+        );
         let mport = free_tcp_port();
         let maddr = format!("127.0.0.1:{mport}");
         let mut flags = vec!["-e", engine, "--metrics-address", &maddr];
