@@ -19,8 +19,10 @@
 //! see [`ServerConfig::engine_timeout`]), and the per-network rate limits
 //! (`RateLimit`, `ReportRateLimit`, `RateLimitIPv4Prefix`,
 //! `RateLimitIPv6Prefix`, `RateLimitAllow`, `RateLimitMode`; see
-//! [`RateLimitConfig`] and docs/security.md), and `User`/`Group` (the
-//! identity pyzord drops root to once its sockets are bound; empty = stay).
+//! [`RateLimitConfig`] and docs/security.md), `User`/`Group` (the
+//! identity pyzord drops root to once its sockets are bound; empty = stay),
+//! and the count policies `StrictDigests`, `IgnoreEmptyDigest` and
+//! `DistinctWindow`.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -68,6 +70,8 @@ pub const SERVER_DEFAULTS: &[(&str, &str)] = &[
     ("StrictDigests", "False"),
     ("User", ""),
     ("Group", ""),
+    ("IgnoreEmptyDigest", "False"),
+    ("DistinctWindow", "0"),
 ];
 
 /// The largest `EngineTimeout` accepted, in seconds (an hour).
@@ -215,7 +219,19 @@ pub struct ServerConfig {
     /// sockets are bound and the files open; `None` = as started.
     pub user: Option<String>,
     pub group: Option<String>,
+    /// `IgnoreEmptyDigest` (ours): check and info answer the empty-body
+    /// digest with zeros, report and whitelist do not count it; off by
+    /// default (docs/security.md, "The empty-body digest").
+    pub ignore_empty_digest: bool,
+    /// `DistinctWindow` (ours): seconds (0 = off, at most
+    /// [`MAX_DISTINCT_WINDOW`]) in which a digest's report or whitelist
+    /// count rises at most once per reporter (docs/security.md, "Distinct
+    /// reporters").
+    pub distinct_window: u32,
 }
+
+/// The longest `DistinctWindow` accepted, in seconds (30 days).
+pub const MAX_DISTINCT_WINDOW: u32 = 30 * 86_400;
 
 impl ServerConfig {
     /// Build the layered configuration: defaults, then the `[server]`
@@ -346,6 +362,18 @@ impl ServerConfig {
             strict_digests: boolean("StrictDigests")?,
             user: Some(get("User")?).filter(|v| !v.is_empty()),
             group: Some(get("Group")?).filter(|v| !v.is_empty()),
+            ignore_empty_digest: boolean("IgnoreEmptyDigest")?,
+            distinct_window: {
+                let v = int("DistinctWindow")?;
+                u32::try_from(v)
+                    .ok()
+                    .filter(|w| *w <= MAX_DISTINCT_WINDOW)
+                    .ok_or(ConfigError::BadValue {
+                        key: "DistinctWindow",
+                        value: v.to_string(),
+                        expected: "a number of seconds from 0 (off) to 2592000 (30 days)",
+                    })?
+            },
         })
     }
 
@@ -486,6 +514,33 @@ mod tests {
         assert!(ServerConfig::load(t.path(), &on).unwrap().strict_digests);
         let t = home_with(Some("[server]\nStrictDigests = yes\n"));
         assert!(!ServerConfig::load(t.path(), &[]).unwrap().strict_digests);
+    }
+
+    /// `IgnoreEmptyDigest` and `DistinctWindow`: off by default (they
+    /// change the reference's answers and counts); the window is 0..=30
+    /// days, anything else names the key.
+    #[test]
+    fn count_policy_keys() {
+        let t = home_with(None);
+        let c = ServerConfig::load(t.path(), &[]).unwrap();
+        assert!(!c.ignore_empty_digest);
+        assert_eq!(c.distinct_window, 0);
+        let t = home_with(Some(
+            "[server]\nIgnoreEmptyDigest = True\nDistinctWindow = 3600\n",
+        ));
+        let c = ServerConfig::load(t.path(), &[]).unwrap();
+        assert!(c.ignore_empty_digest);
+        assert_eq!(c.distinct_window, 3600);
+        let flag = [("DistinctWindow", "60".to_owned())];
+        assert_eq!(
+            ServerConfig::load(t.path(), &flag).unwrap().distinct_window,
+            60
+        );
+        for bad in ["-1", "2592001", "x"] {
+            let t = home_with(Some(&format!("[server]\nDistinctWindow = {bad}\n")));
+            let e = ServerConfig::load(t.path(), &[]).unwrap_err().to_string();
+            assert!(e.contains("DistinctWindow"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -5,7 +5,8 @@
 use clap::Parser;
 
 /// The three forms of the command line.
-pub const USAGE: &str = "pyzor-migrate --se ENGINE --sd DSN --de ENGINE --dd DSN [--delete] [--dry-run]
+pub const USAGE: &str =
+    "pyzor-migrate --se ENGINE --sd DSN --de ENGINE --dd DSN [--delete] [--dry-run]
        pyzor-migrate --se ENGINE --sd DSN --export FILE|-
        pyzor-migrate --import FILE|- --de ENGINE --dd DSN";
 

@@ -3,7 +3,10 @@
 //! with the server's resident memory (`VmRSS` of `/proc/<pid>/status`)
 //! sampled at the start, the middle and the end, and a ping answered
 //! every 10 000 datagrams (a server that stops answering or exits ends
-//! the run with a failure).
+//! the run with a failure). The load is sent without waiting for replies,
+//! so the server's socket buffer may overflow and the kernel drop a ping:
+//! a ping is tried up to [`PING_TRIES`] times, 5 s each, and the retries
+//! are counted.
 //!
 //! ```text
 //! cargo run -p pyzor-server --example soak -- --port P --pid PID [--count N] [--seconds S] [--seed X]
@@ -21,6 +24,9 @@ use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
+
+/// Tries of each ping before the server counts as not answering.
+const PING_TRIES: u32 = 3;
 
 /// Well-formed requests of every op, mutated by [`mutate`].
 const TEMPLATES: &[&[u8]] = &[
@@ -70,7 +76,7 @@ fn main() {
     sock.set_nonblocking(true).unwrap();
     let probe = UdpSocket::bind("127.0.0.1:0").unwrap();
     probe
-        .set_read_timeout(Some(Duration::from_secs(10)))
+        .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     let mut buf = vec![0u8; 70000];
     let t0 = Instant::now();
@@ -83,7 +89,7 @@ fn main() {
         true
     };
     let alive = sample("start", 0);
-    let (mut sent, mut replies, mut pings) = (0u64, 0u64, 0u64);
+    let (mut sent, mut replies, mut pings, mut retries) = (0u64, 0u64, 0u64, 0u64);
     let mut middle_done = false;
     let mut failure: Option<String> = (!alive).then(|| "no server process".to_owned());
     while failure.is_none() && sent < count && t0.elapsed() < limit {
@@ -109,16 +115,27 @@ fn main() {
             replies += 1;
         }
         if sent % 10_000 == 0 {
-            probe.send_to(PING, ("127.0.0.1", port)).unwrap();
-            match probe.recv_from(&mut buf) {
-                Ok((n, _)) if buf[..n].starts_with(b"Code: 200\n") => pings += 1,
-                Ok((n, _)) => {
+            let mut answer = Err(String::new());
+            for _ in 0..PING_TRIES {
+                probe.send_to(PING, ("127.0.0.1", port)).unwrap();
+                answer = match probe.recv_from(&mut buf) {
+                    Ok((n, _)) => Ok(buf[..n].to_vec()),
+                    Err(e) => Err(e.to_string()),
+                };
+                if answer.is_ok() {
+                    break;
+                }
+                retries += 1;
+            }
+            match answer {
+                Ok(r) if r.starts_with(b"Code: 200\n") => pings += 1,
+                Ok(r) => {
                     failure = Some(format!(
                         "ping answered {:?}",
-                        String::from_utf8_lossy(&buf[..n.min(80)])
+                        String::from_utf8_lossy(&r[..r.len().min(80)])
                     ))
                 }
-                Err(e) => failure = Some(format!("ping unanswered: {e}")),
+                Err(e) => failure = Some(format!("{PING_TRIES} pings in a row unanswered: {e}")),
             }
             let half = sent >= count / 2 || t0.elapsed() >= limit / 2;
             if half && !middle_done {
@@ -138,7 +155,7 @@ fn main() {
     }
     let t = t0.elapsed().as_secs_f64();
     println!(
-        "soak: {sent} datagrams in {t:.1} s ({:.0}/s), {replies} replies, {pings} pings answered, crashes: {}",
+        "soak: {sent} datagrams in {t:.1} s ({:.0}/s), {replies} replies, {pings} pings answered ({retries} tries lost), failures: {}",
         sent as f64 / t.max(1e-9),
         u8::from(failure.is_some())
     );

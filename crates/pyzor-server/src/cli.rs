@@ -116,6 +116,12 @@ pub struct Cli {
     /// read the config, passwd and access files, open the engine, print what pyzord would run with; exit 0, or 1 naming the problem
     #[arg(long = "check-config")]
     pub check_config: bool,
+    /// check/info of the empty-body digest da39a3ee… answer 0/0, report/whitelist of it count nothing (default: off; docs/security.md)
+    #[arg(long = "ignore-empty-digest")]
+    pub ignore_empty_digest: bool,
+    /// seconds in which a digest's report (and whitelist) count rises at most once per client network or account; 0 = off (default: 0; docs/security.md)
+    #[arg(long = "distinct-window")]
+    pub distinct_window: Option<i64>,
     /// print the version on stderr and exit
     #[arg(short = 'V', long = "version")]
     pub version: bool,
@@ -184,6 +190,14 @@ impl Cli {
         put(
             "StrictDigests",
             self.strict_digests.then(|| "True".to_owned()),
+        );
+        put(
+            "IgnoreEmptyDigest",
+            self.ignore_empty_digest.then(|| "True".to_owned()),
+        );
+        put(
+            "DistinctWindow",
+            self.distinct_window.map(|x| x.to_string()),
         );
         v
     }
@@ -264,6 +278,24 @@ mod tests {
         assert!(c.overrides().contains(&("StrictDigests", "True".into())));
         let c = Cli::try_parse_from(["pyzord"]).unwrap();
         assert!(!c.overrides().iter().any(|(k, _)| *k == "StrictDigests"));
+    }
+
+    #[test]
+    fn count_policy_flags() {
+        let c = Cli::try_parse_from([
+            "pyzord",
+            "--ignore-empty-digest",
+            "--distinct-window",
+            "600",
+        ])
+        .unwrap();
+        let o = c.overrides();
+        assert!(o.contains(&("IgnoreEmptyDigest", "True".into())));
+        assert!(o.contains(&("DistinctWindow", "600".into())));
+        let o = Cli::try_parse_from(["pyzord"]).unwrap().overrides();
+        assert!(!o
+            .iter()
+            .any(|(k, _)| *k == "IgnoreEmptyDigest" || *k == "DistinctWindow"));
     }
 
     /// Every "default: X" in the help is the built-in default of the flag's

@@ -32,7 +32,7 @@ use std::thread::JoinHandle;
 
 use pyzor_protocol::wire::Op;
 
-use crate::worker::{Processor, Shared};
+use crate::worker::{Processor, Protection, Shared};
 
 /// The most requests the engine thread answers with one engine call when
 /// several jobs wait (each job is one receive batch, up to 64 requests).
@@ -122,12 +122,14 @@ pub(crate) struct EngineQueue {
 
 impl EngineQueue {
     /// Start the engine thread `name`; it replies on a clone of `sock`.
-    /// At most `capacity` requests (at least one) wait for it.
+    /// At most `capacity` requests (at least one) wait for it. It reads
+    /// the requests again with the worker's `protection` options.
     pub(crate) fn start(
         shared: &Arc<Shared>,
         sock: &UdpSocket,
         capacity: usize,
         name: String,
+        protection: &Protection,
     ) -> io::Result<EngineQueue> {
         let (tx, rx) = mpsc::channel();
         let (back_tx, back) = mpsc::channel();
@@ -136,9 +138,10 @@ impl EngineQueue {
             let shared = Arc::clone(shared);
             let sock = sock.try_clone()?;
             let waiting = Arc::clone(&waiting);
+            let proc = Processor::with_protection(&shared, protection);
             std::thread::Builder::new()
                 .name(name)
-                .spawn(move || run(&shared, &sock, &rx, &back_tx, &waiting))?
+                .spawn(move || run(&shared, proc, &sock, &rx, &back_tx, &waiting))?
         };
         Ok(EngineQueue {
             tx: Some(tx),
@@ -219,12 +222,12 @@ impl EngineQueue {
 /// queue and it is empty.
 fn run(
     shared: &Shared,
+    mut proc: Processor,
     sock: &UdpSocket,
     rx: &Receiver<Job>,
     back: &Sender<Job>,
     waiting: &AtomicUsize,
 ) {
-    let mut proc = Processor::new(shared);
     let mut jobs: Vec<Job> = Vec::new();
     let mut replies: Vec<Vec<u8>> = Vec::new();
     let mut out = pyzor_udp::SendTo::default();

@@ -313,6 +313,8 @@ fn start(
         engine_queue: server::DEFAULT_ENGINE_QUEUE,
         rate_limit: cfg.rate_limit.clone(),
         strict_digests: cfg.strict_digests,
+        ignore_empty_digest: cfg.ignore_empty_digest,
+        distinct_window: cfg.distinct_window,
     };
     let pid_path = pid_file.as_ref().and(cfg.pid_file.as_deref());
     let drop_root = || match identity {

@@ -27,7 +27,11 @@
 //!   limit (in log mode too), `pyzord_rate_dropped_total` — those of them
 //!   not answered, `pyzord_rate_allowlisted_total` — requests exempted by
 //!   `RateLimitAllow` (docs/security.md);
-//! * `pyzord_replays_total` — signed writes refused as replays.
+//! * `pyzord_replays_total` — signed writes refused as replays;
+//! * `pyzord_distinct_repeats_total` — report/whitelist digests not counted
+//!   under `DistinctWindow` (their reporter counted them in the window);
+//! * `pyzord_empty_digest_ignored_total` — empty-body digests answered or
+//!   not counted under `IgnoreEmptyDigest`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
@@ -92,6 +96,10 @@ pub struct Metrics {
     pub rate_allowlisted: AtomicU64,
     /// Signed writes refused as replays.
     pub replays: AtomicU64,
+    /// Digests not counted under `DistinctWindow`.
+    pub distinct_repeats: AtomicU64,
+    /// Empty-body digests left alone under `IgnoreEmptyDigest`.
+    pub empty_digest_ignored: AtomicU64,
     /// The engine's up/down state and its log lines.
     pub health: EngineHealth,
     /// The logs whose queue and drops are exported ([`Metrics::watch_logs`]).
@@ -271,6 +279,16 @@ impl Metrics {
                 "pyzord_replays_total",
                 "Signed writes refused as replays.",
                 &self.replays,
+            ),
+            (
+                "pyzord_distinct_repeats_total",
+                "Report/whitelist digests not counted: their reporter counted them within DistinctWindow.",
+                &self.distinct_repeats,
+            ),
+            (
+                "pyzord_empty_digest_ignored_total",
+                "Empty-body digests answered as unknown or not counted (IgnoreEmptyDigest).",
+                &self.empty_digest_ignored,
             ),
         ] {
             simple(&mut s, name, help, "counter", v.load(Relaxed));

@@ -1,6 +1,7 @@
 //! Being safe on the internet (docs/security.md): per-network rate limits
-//! ([`RateLimiter`], one per worker) and the refusal of replayed signed
-//! writes ([`ReplayGuard`], one for all workers).
+//! ([`RateLimiter`], one per worker), the refusal of replayed signed
+//! writes ([`ReplayGuard`], one for all workers) and the distinct-reporters
+//! policy ([`DistinctReporters`], one for all workers).
 //!
 //! The rate limiter keeps two token buckets per client network (IPv4 /24
 //! and IPv6 /56 by default): one for report and whitelist, one for every
@@ -26,8 +27,15 @@ pub(crate) const WAYS: usize = 4;
 /// Every `SLIP`-th limited request of a network is answered with a short
 /// error, the others get no reply (BIND's response-rate-limiting "slip"):
 /// a real client learns why it gets no answers, and a spoofed flood gets
-/// at most one small reply per `SLIP` datagrams back.
+/// at most one small reply per `SLIP` datagrams back, and at most
+/// [`SLIP_RATE`] a second.
 pub(crate) const SLIP: u32 = 2;
+/// The most limited requests of one network answered per second (and in a
+/// burst). Measured (bench/RESULTS-attack.md, "Where a flooded worker's
+/// time goes"): without it, half of a 75,000-datagram-a-second flood was
+/// answered, and those replies took as much of the worker's CPU as
+/// receiving the whole flood.
+pub(crate) const SLIP_RATE: u32 = 10;
 
 /// What to do with one request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +95,8 @@ struct Slot {
     write: Bucket,
     /// Limited requests so far, for the slip.
     limited: u32,
+    /// Slip replies left ([`SLIP_RATE`]).
+    slip: Bucket,
 }
 
 /// A network: masked address and family.
@@ -195,7 +205,7 @@ impl RateLimiter {
         }
         slot.limited = slot.limited.wrapping_add(1);
         Verdict::Limited {
-            answer: slot.limited % SLIP == 0,
+            answer: slot.limited % SLIP == 0 && slot.slip.take(SLIP_RATE, now),
         }
     }
 
@@ -223,6 +233,7 @@ impl RateLimiter {
                     read: Bucket::full(self.read, now),
                     write: Bucket::full(self.write, now),
                     limited: 0,
+                    slip: Bucket::full(SLIP_RATE, now),
                 };
                 i
             }
@@ -296,6 +307,165 @@ impl ReplayGuard {
     }
 }
 
+/// Entries of the distinct-reporters table: 1,048,576 (16 MiB).
+pub(crate) const DISTINCT_ENTRIES: usize = 1 << 20;
+/// Shards of the table, each behind its own lock.
+pub(crate) const DISTINCT_SHARDS: usize = 64;
+/// Entries per set: a new (reporter, digest) takes an empty or expired
+/// one, else the one counted longest ago.
+pub(crate) const DISTINCT_WAYS: usize = 8;
+/// Sets per shard.
+pub(crate) const DISTINCT_SETS: usize = DISTINCT_ENTRIES / (DISTINCT_SHARDS * DISTINCT_WAYS);
+
+/// One remembered count: the keyed hash of (kind, reporter, digest) and
+/// when it was counted (seconds of the table's clock + 1; 0 = empty).
+#[derive(Clone, Copy, Debug, Default)]
+struct Counted {
+    tag: u64,
+    at: u32,
+}
+
+/// Who reports: a signed account, or the sender's network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Reporter<'a> {
+    Account(&'a [u8]),
+    Network { v6: bool, net: u128 },
+}
+
+/// `DistinctWindow` (docs/security.md, "Distinct reporters"): a digest's
+/// report count, and its whitelist count, rise at most once per reporter
+/// per `window` seconds. A reporter is a signed account (not anonymous),
+/// else the sender's network with the rate limiter's masks. Shared by all
+/// workers (one account may send from several networks); in memory only,
+/// lost on restart.
+///
+/// The table has a fixed number of entries ([`DISTINCT_ENTRIES`]), found
+/// by a hash keyed at start, so that senders can neither grow it nor aim
+/// at a chosen entry. A set that is full of entries still in their window
+/// forgets the one counted longest ago: a reporter may then count again
+/// early. That happens when more than a set's worth of new (reporter,
+/// digest) pairs arrive within one window: with 500,000 pairs in a window
+/// 96 % were still recognised (bench/distinct.py).
+#[derive(Debug)]
+pub(crate) struct DistinctReporters {
+    window: u32,
+    v4_len: u8,
+    v6_len: u8,
+    hasher: RandomState,
+    /// Sets per shard ([`DISTINCT_SETS`]).
+    sets: usize,
+    shards: Box<[Mutex<Box<[Counted]>>]>,
+    clock0: std::time::Instant,
+}
+
+impl DistinctReporters {
+    /// A table for `window` seconds (at most `MAX_DISTINCT_WINDOW`),
+    /// reporters' networks masked as `rate` says; `None` when `window` is 0.
+    pub(crate) fn new(window: u32, rate: &RateLimitConfig) -> Option<Self> {
+        Self::sized(window, rate, DISTINCT_SETS)
+    }
+
+    /// [`Self::new`] with `sets` sets per shard (tests use small tables).
+    fn sized(window: u32, rate: &RateLimitConfig, sets: usize) -> Option<Self> {
+        (window > 0).then(|| DistinctReporters {
+            window: window.min(pyzor_config::server::MAX_DISTINCT_WINDOW),
+            v4_len: rate.v4_prefix,
+            v6_len: rate.v6_prefix,
+            hasher: RandomState::new(),
+            sets,
+            shards: (0..DISTINCT_SHARDS)
+                .map(|_| Mutex::new(vec![Counted::default(); sets * DISTINCT_WAYS].into()))
+                .collect(),
+            clock0: std::time::Instant::now(),
+        })
+    }
+
+    /// The reporter of a request by `user` (signed unless anonymous) from
+    /// `ip`.
+    pub(crate) fn reporter<'u>(&self, user: &'u [u8], ip: Option<IpAddr>) -> Reporter<'u> {
+        match ip {
+            Some(ip) if user == pyzor_protocol::auth::ANONYMOUS.as_bytes() => {
+                let n = network(ip, self.v4_len, self.v6_len);
+                Reporter::Network {
+                    v6: n.v6,
+                    net: n.net,
+                }
+            }
+            // An account, or (tests, no sender) the anonymous user itself.
+            _ => Reporter::Account(user),
+        }
+    }
+
+    /// Seconds since the table was made (its clock).
+    pub(crate) fn now(&self) -> u32 {
+        u32::try_from(self.clock0.elapsed().as_secs()).unwrap_or(u32::MAX - 1)
+    }
+
+    /// Whether `reporter`'s report (`whitelist`: whitelisting) of `digest`
+    /// at `now` (seconds of [`Self::now`]) counts: not when the same
+    /// reporter's same kind of count of that digest was counted less than
+    /// the window ago. A counted one starts its window; a repeat does not
+    /// extend it.
+    pub(crate) fn counts(
+        &self,
+        reporter: Reporter<'_>,
+        whitelist: bool,
+        digest: &[u8],
+        now: u32,
+    ) -> bool {
+        let (h, shard, set) = self.locate(reporter, whitelist, digest);
+        let mut table = self.shards[shard]
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let ways = &mut table[set..set + DISTINCT_WAYS];
+        let at = now.saturating_add(1);
+        let fresh = |c: &Counted| c.at != 0 && at.saturating_sub(c.at) < self.window;
+        if let Some(c) = ways.iter_mut().find(|c| c.at != 0 && c.tag == h) {
+            if fresh(c) {
+                return false;
+            }
+            c.at = at;
+            return true;
+        }
+        // An empty or expired entry, else the one counted longest ago.
+        let victim = ways
+            .iter_mut()
+            .min_by_key(|c| (fresh(c), c.at))
+            .expect("DISTINCT_WAYS > 0");
+        *victim = Counted { tag: h, at };
+        true
+    }
+
+    /// The keyed hash of a count, its shard and the first entry of its set.
+    fn locate(
+        &self,
+        reporter: Reporter<'_>,
+        whitelist: bool,
+        digest: &[u8],
+    ) -> (u64, usize, usize) {
+        let h = self.hasher.hash_one((whitelist, reporter, digest));
+        let shard = (h >> 58) as usize % DISTINCT_SHARDS;
+        (h, shard, (h as usize % self.sets) * DISTINCT_WAYS)
+    }
+
+    /// Entries in use (tests).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| {
+                s.lock()
+                    .map_or(0, |t| t.iter().filter(|c| c.at != 0).count())
+            })
+            .sum()
+    }
+
+    /// Bytes of the table (fixed).
+    pub(crate) fn bytes(&self) -> usize {
+        DISTINCT_SHARDS * self.sets * DISTINCT_WAYS * std::mem::size_of::<Counted>()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,6 +517,21 @@ mod tests {
         // Same /56, other /64: the same network.
         let b: IpAddr = "2001:db8:1:ff::9".parse().unwrap();
         assert!(matches!(l.check(b, false, 0), Verdict::Limited { .. }));
+    }
+
+    /// A flood gets at most `SLIP_RATE` short replies a second.
+    #[test]
+    fn slip_replies_are_capped_per_second() {
+        let mut l = RateLimiter::new(&cfg(1, 1)).unwrap();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let answered = |l: &mut RateLimiter, t: u64| {
+            (0..1000)
+                .filter(|_| l.check(a, false, t) == Verdict::Limited { answer: true })
+                .count()
+        };
+        assert_eq!(answered(&mut l, 0), SLIP_RATE as usize);
+        assert_eq!(answered(&mut l, 100_000), 1);
+        assert_eq!(answered(&mut l, 2_000_000), SLIP_RATE as usize);
     }
 
     #[test]
@@ -402,23 +587,29 @@ mod tests {
         assert!(l.len() > SETS * WAYS / 2, "{}", l.len());
     }
 
+    /// A memory engine; anonymous may do everything.
+    fn anyone_may_do_everything() -> crate::worker::Shared {
+        use pyzor_protocol::auth::{parse_access, Accounts};
+        use pyzor_store::memory::MemoryEngine;
+
+        use crate::rules::Rules;
+
+        let accounts = Accounts::default();
+        let (acl, _) = parse_access("all : anonymous : allow\n", &accounts);
+        let engine = std::sync::Arc::new(MemoryEngine::new());
+        crate::worker::Shared::standalone(engine, Rules { accounts, acl })
+    }
+
     /// Through a worker's `Processor`: the burst is answered, then every
     /// second limited request gets the short 503, the others an empty
     /// reply that the worker loop does not send.
     #[test]
     fn a_worker_drops_and_slips_limited_requests() {
         use std::sync::atomic::Ordering::Relaxed;
-        use std::sync::Arc;
 
-        use pyzor_protocol::auth::{parse_access, Accounts};
-        use pyzor_store::memory::MemoryEngine;
+        use crate::worker::{Processor, Protection};
 
-        use crate::rules::Rules;
-        use crate::worker::{Processor, Protection, Shared};
-
-        let accounts = Accounts::default();
-        let (acl, _) = parse_access("all : anonymous : allow\n", &accounts);
-        let sh = Shared::standalone(Arc::new(MemoryEngine::new()), Rules { accounts, acl });
+        let sh = anyone_may_do_everything();
         let protection = Protection {
             rate: cfg(0, 2),
             ..Protection::default()
@@ -438,6 +629,164 @@ mod tests {
         assert_eq!(sh.metrics.rate_limited.load(Relaxed), 4);
         assert_eq!(sh.metrics.rate_dropped.load(Relaxed), 2);
         assert_eq!(sh.engine.get(b"d").unwrap().unwrap().r_count, 2);
+    }
+
+    fn distinct(window: u32) -> DistinctReporters {
+        DistinctReporters::new(window, &RateLimitConfig::off()).unwrap()
+    }
+
+    #[test]
+    fn distinct_off_is_none_and_the_table_is_fixed() {
+        assert!(DistinctReporters::new(0, &RateLimitConfig::off()).is_none());
+        let d = distinct(60);
+        assert_eq!(d.bytes(), DISTINCT_ENTRIES * 16);
+        assert_eq!(d.bytes(), 16 << 20);
+    }
+
+    #[test]
+    fn distinct_counts_once_per_window() {
+        let d = distinct(60);
+        let r = d.reporter(b"anonymous", Some("192.0.2.1".parse().unwrap()));
+        assert!(d.counts(r, false, b"x", 100));
+        assert!(!d.counts(r, false, b"x", 100));
+        assert!(!d.counts(r, false, b"x", 159));
+        // A repeat does not extend the window: 60 s after the count.
+        assert!(d.counts(r, false, b"x", 160));
+        assert!(!d.counts(r, false, b"x", 161));
+        // Other digests, and whitelisting the same digest, count apart.
+        assert!(d.counts(r, false, b"y", 161));
+        assert!(d.counts(r, true, b"x", 161));
+        assert!(!d.counts(r, true, b"x", 162));
+    }
+
+    #[test]
+    fn distinct_reporters_are_networks_or_accounts() {
+        let rate = RateLimitConfig {
+            v4_prefix: 24,
+            v6_prefix: 56,
+            ..RateLimitConfig::off()
+        };
+        let d = DistinctReporters::new(600, &rate).unwrap();
+        let anon = |ip: &str| d.reporter(b"anonymous", Some(ip.parse().unwrap()));
+        assert!(d.counts(anon("192.0.2.1"), false, b"x", 0));
+        // Same /24 (and the same /24 through a dual-stack socket).
+        assert!(!d.counts(anon("192.0.2.200"), false, b"x", 1));
+        assert!(!d.counts(anon("::ffff:192.0.2.9"), false, b"x", 1));
+        assert!(d.counts(anon("192.0.3.1"), false, b"x", 1));
+        // IPv6: one /56.
+        assert!(d.counts(anon("2001:db8:0:100::1"), false, b"x", 1));
+        assert!(!d.counts(anon("2001:db8:0:1ff::2"), false, b"x", 1));
+        assert!(d.counts(anon("2001:db8:0:200::1"), false, b"x", 1));
+        // An account is one reporter wherever it sends from, and not the
+        // network it sends from.
+        let alice = |ip: &str| d.reporter(b"alice", Some(ip.parse().unwrap()));
+        assert!(d.counts(alice("192.0.2.1"), false, b"x", 2));
+        assert!(!d.counts(alice("198.51.100.1"), false, b"x", 3));
+        assert!(d.counts(d.reporter(b"bob", None), false, b"x", 3));
+    }
+
+    /// `count` digests that land in the set of `first` (a digest of `r`).
+    fn same_set(
+        d: &DistinctReporters,
+        r: Reporter<'_>,
+        first: &[u8],
+        count: usize,
+    ) -> Vec<Vec<u8>> {
+        let (_, shard, set) = d.locate(r, false, first);
+        (0u32..)
+            .map(|i| format!("d{i}").into_bytes())
+            .filter(|k| {
+                let (_, s2, set2) = d.locate(r, false, k);
+                (s2, set2) == (shard, set)
+            })
+            .filter(|k| k != first)
+            .take(count)
+            .collect()
+    }
+
+    #[test]
+    fn distinct_eviction_takes_expired_then_the_oldest() {
+        let d = DistinctReporters::sized(100, &RateLimitConfig::off(), 1).unwrap();
+        let r = d.reporter(b"alice", None);
+        let others = same_set(&d, r, b"e", DISTINCT_WAYS + 1);
+        // The set: `e` counted first, then seven others.
+        assert!(d.counts(r, false, b"e", 0));
+        for (t, k) in (1..).zip(&others[..DISTINCT_WAYS - 1]) {
+            assert!(d.counts(r, false, k, t));
+        }
+        // All eight in their window: a new one evicts the oldest, `e`,
+        // which may then count again early (the documented cost).
+        assert!(d.counts(r, false, &others[DISTINCT_WAYS - 1], 50));
+        assert!(
+            !d.counts(r, false, &others[0], 50),
+            "a newer entry was evicted"
+        );
+        assert!(d.counts(r, false, b"e", 51));
+        // Once the old ones expire, a new one takes an expired entry and
+        // the fresh ones stay.
+        assert!(d.counts(r, false, &others[DISTINCT_WAYS], 130));
+        assert!(!d.counts(r, false, b"e", 131));
+        assert!(!d.counts(r, false, &others[DISTINCT_WAYS - 1], 131));
+    }
+
+    /// A flood of reports from random spoofed networks, each of a new
+    /// digest, fills the fixed table and never grows it.
+    #[test]
+    fn distinct_table_stays_bounded_under_a_spoofed_flood() {
+        let d = DistinctReporters::sized(3600, &RateLimitConfig::off(), 16).unwrap();
+        let capacity = DISTINCT_SHARDS * 16 * DISTINCT_WAYS;
+        let bytes = d.bytes();
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for i in 0..(4 * capacity as u64) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let ip = IpAddr::from((x as u32).to_be_bytes());
+            let r = d.reporter(b"anonymous", Some(ip));
+            assert!(d.counts(r, i % 2 == 0, &x.to_le_bytes(), (i / 1000) as u32));
+        }
+        assert_eq!(d.bytes(), bytes);
+        assert_eq!(d.len(), capacity);
+    }
+
+    /// Through a worker's `Processor`: every report is answered 200; one
+    /// /24 counts once, another /24 once more; a digest named twice in one
+    /// request counts once; repeats are counted in the metrics.
+    #[test]
+    fn a_worker_counts_each_reporter_once() {
+        use std::sync::atomic::Ordering::Relaxed;
+        use std::sync::Arc;
+
+        use crate::worker::{Processor, Protection};
+
+        let sh = anyone_may_do_everything();
+        let protection = Protection {
+            distinct: DistinctReporters::new(60, &RateLimitConfig::off()).map(Arc::new),
+            ..Protection::default()
+        };
+        let mut p = Processor::with_protection(&sh, &protection);
+        let req: &[u8] = b"Op: report\nOp-Digest: d\nOp-Digest: d\nThread: 7\nPV: 2.1\n\n";
+        let peers = ["192.0.2.9:1", "192.0.2.10:2", "192.0.3.1:3", "192.0.2.9:1"];
+        let mut replies = vec![Vec::new(); 4];
+        let mut ready = [false; 4];
+        p.process_batch(
+            &sh,
+            4,
+            |i| (req, Some(peers[i].parse().unwrap())),
+            &mut replies,
+            None,
+            &mut ready,
+        );
+        assert_eq!(ready, [true; 4]);
+        for r in &replies {
+            assert!(
+                r.starts_with(b"Code: 200\n"),
+                "{}",
+                String::from_utf8_lossy(r)
+            );
+        }
+        assert_eq!(sh.engine.get(b"d").unwrap().unwrap().r_count, 2);
+        assert_eq!(sh.metrics.distinct_repeats.load(Relaxed), 6);
     }
 
     #[test]

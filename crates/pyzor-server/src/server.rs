@@ -50,6 +50,11 @@ pub struct StartOptions {
     pub rate_limit: pyzor_config::RateLimitConfig,
     /// `StrictDigests` (docs/security.md, "Strict digests").
     pub strict_digests: bool,
+    /// `IgnoreEmptyDigest` (docs/security.md, "The empty-body digest").
+    pub ignore_empty_digest: bool,
+    /// `DistinctWindow` in seconds, 0 = off (docs/security.md, "Distinct
+    /// reporters").
+    pub distinct_window: u32,
 }
 
 /// Why [`Server::start`] failed.
@@ -158,6 +163,12 @@ impl Server {
             rate: opts.rate_limit.clone(),
             replay: Arc::default(),
             strict_digests: opts.strict_digests,
+            ignore_empty_digest: opts.ignore_empty_digest,
+            distinct: crate::protect::DistinctReporters::new(
+                opts.distinct_window,
+                &opts.rate_limit,
+            )
+            .map(Arc::new),
         };
         let (metrics_addr, metrics_thread) = match &opts.metrics_address {
             Some(a) => {
@@ -176,6 +187,13 @@ impl Server {
                 let _ = t.join();
             }
             return Err(StartError::BeforeServing(e));
+        }
+        if let Some(d) = &protection.distinct {
+            log::info!(
+                "DistinctWindow = {} s: a digest's report and whitelist counts rise at most once per client network or account in that time ({} KiB table, in memory only)",
+                opts.distinct_window,
+                d.bytes() / 1024
+            );
         }
         let mut workers = Vec::with_capacity(n);
         for (i, s) in sockets.into_iter().enumerate() {

@@ -35,7 +35,7 @@ use crate::engine_queue::{EngineQueue, Job};
 use crate::forward::ForwardQueue;
 use crate::logging::Logs;
 use crate::metrics::{Metrics, Tally};
-use crate::protect::{RateLimiter, ReplayGuard, Verdict};
+use crate::protect::{DistinctReporters, RateLimiter, ReplayGuard, Verdict};
 use crate::rules::{RuleSet, Rules};
 
 /// Everything the workers share.
@@ -73,15 +73,21 @@ pub(crate) struct Protection {
     pub(crate) replay: Arc<ReplayGuard>,
     /// `StrictDigests`: report and whitelist count only SHA-1 digests.
     pub(crate) strict_digests: bool,
+    /// `IgnoreEmptyDigest`: the empty-body digest is neither read nor counted.
+    pub(crate) ignore_empty_digest: bool,
+    /// `DistinctWindow` (one table for all workers and engine threads).
+    pub(crate) distinct: Option<Arc<DistinctReporters>>,
 }
 
 impl Default for Protection {
-    /// No rate limit; a replay guard of its own.
+    /// No rate limit; a replay guard of its own; no policy.
     fn default() -> Self {
         Protection {
             rate: pyzor_config::RateLimitConfig::off(),
             replay: Arc::default(),
             strict_digests: false,
+            ignore_empty_digest: false,
+            distinct: None,
         }
     }
 }
@@ -114,8 +120,17 @@ enum Decision<'a> {
     },
 }
 
-/// A request's reply: 200 for its user, op and records, or a failure.
-type Answer<'s, 'a> = Result<(&'a [u8], &'s Request<'a>, &'s [Option<Record>]), &'s Failure>;
+/// A request's reply: 200 for its user, op, store operations and their
+/// records, or a failure.
+type Answer<'s, 'a> = Result<
+    (
+        &'a [u8],
+        &'s Request<'a>,
+        &'s [pyzor_store::Op<'a>],
+        &'s [Option<Record>],
+    ),
+    &'s Failure,
+>;
 
 impl<'a> Decision<'a> {
     /// Whether the request has store operations.
@@ -123,11 +138,13 @@ impl<'a> Decision<'a> {
         matches!(self, Decision::Ok { ops, .. } if !ops.is_empty())
     }
 
-    /// The request's user, op and records, or its failure: its own, or the
-    /// engine's (`engine_fail`) when it has operations.
+    /// The request's user, op, operations (of the batch's `ops`) and
+    /// records, or its failure: its own, or the engine's (`engine_fail`)
+    /// when it has operations.
     fn answer<'s>(
         &'s self,
         engine_fail: Option<&'s Failure>,
+        all_ops: &'s [pyzor_store::Op<'a>],
         records: &'s [Option<Record>],
     ) -> Answer<'s, 'a> {
         match self {
@@ -136,7 +153,12 @@ impl<'a> Decision<'a> {
             Decision::Drop => Err(&RATE_LIMITED),
             Decision::Ok { user, request, ops } => match engine_fail {
                 Some(f) if !ops.is_empty() => Err(f),
-                _ => Ok((user, request, records.get(ops.clone()).unwrap_or_default())),
+                _ => Ok((
+                    user,
+                    request,
+                    all_ops.get(ops.clone()).unwrap_or_default(),
+                    records.get(ops.clone()).unwrap_or_default(),
+                )),
             },
         }
     }
@@ -162,7 +184,8 @@ pub struct Processor {
     /// This worker's per-network buckets (`None`: no limit).
     limiter: Option<RateLimiter>,
     replay: Arc<ReplayGuard>,
-    /// What the ops accept (`StrictDigests`).
+    distinct: Option<Arc<DistinctReporters>>,
+    /// What the ops accept (`StrictDigests`, `IgnoreEmptyDigest`).
     parse_opts: ParseOptions,
     /// The limiter's monotonic clock starts here.
     clock0: std::time::Instant,
@@ -180,8 +203,10 @@ impl Processor {
         Processor {
             limiter: RateLimiter::new(&protection.rate),
             replay: Arc::clone(&protection.replay),
+            distinct: protection.distinct.clone(),
             parse_opts: ParseOptions {
                 strict_digests: protection.strict_digests,
+                ignore_empty_digest: protection.ignore_empty_digest,
             },
             clock0: std::time::Instant::now(),
             limit_logged: None,
@@ -248,6 +273,20 @@ impl Processor {
         let mut decisions: Vec<Decision<'_>> = recycle(std::mem::take(&mut self.decisions));
         let mut ops: Vec<pyzor_store::Op<'_>> = recycle(std::mem::take(&mut self.ops_buf));
         let mono = self.clock0.elapsed().as_micros() as u64;
+        let ctx = Context {
+            rules: &self.rules,
+            now: now_f,
+            replay: (&self.replay, now.0),
+            // With an engine thread, it applies `DistinctWindow` to the
+            // operations it runs (`Self::process_jobs`).
+            distinct: self
+                .distinct
+                .as_deref()
+                .filter(|_| queue.is_none())
+                .map(|d| (d, d.now())),
+            metrics: &shared.metrics,
+            opts: self.parse_opts,
+        };
         for (i, p) in self.parsed[..n].iter().enumerate() {
             let limited = limit(
                 (&mut self.limiter, &mut self.limit_logged),
@@ -260,15 +299,7 @@ impl Processor {
                 decisions.push(d);
                 continue;
             }
-            decisions.push(decide(
-                p,
-                &self.rules,
-                now_f,
-                &mut self.scratch,
-                &mut ops,
-                (&self.replay, now.0, &shared.metrics),
-                self.parse_opts,
-            ));
+            decisions.push(decide(p, datagram(i).1, &ctx, &mut self.scratch, &mut ops));
         }
 
         // 2. One engine batch, here or on the engine thread.
@@ -314,7 +345,7 @@ impl Processor {
                 p,
                 dec,
                 engine_fail,
-                &self.records,
+                (&ops, &self.records),
                 peer,
                 reply,
             );
@@ -345,17 +376,21 @@ impl Processor {
             p.parse(r.datagram);
         }
         let now = pyzor_store::now();
+        let distinct = self.distinct.as_deref().map(|d| (d, d.now()));
         let mut decisions: Vec<Decision<'_>> = recycle(std::mem::take(&mut self.decisions));
         let mut ops: Vec<pyzor_store::Op<'_>> = recycle(std::mem::take(&mut self.ops_buf));
         for (p, r) in self.parsed.iter().zip(requests()) {
             // The worker accepted these bytes for `r.op` as `r.user`:
-            // only the op's own fields are read again (the same bytes give
-            // the same request).
-            // (`StrictDigests` was applied by the worker: these passed.)
-            decisions.push(match Request::new(r.op, p, ParseOptions::default()) {
+            // only the op's own fields are read again (the same bytes and
+            // options give the same request). `DistinctWindow` is applied
+            // here, once, to the operations this thread runs.
+            decisions.push(match Request::new(r.op, p, self.parse_opts) {
                 Ok(request) => {
                     let start = ops.len();
                     request.store_ops(&mut ops);
+                    if let Some(d) = distinct {
+                        keep_distinct(d, r.user, r.peer, &mut ops, start, &shared.metrics);
+                    }
                     Decision::Ok {
                         user: r.user,
                         request,
@@ -391,7 +426,7 @@ impl Processor {
                 p,
                 dec,
                 engine_fail,
-                &self.records,
+                (&ops, &self.records),
                 || r.peer,
                 reply,
             );
@@ -503,20 +538,21 @@ impl<'s> Answers<'s> {
     }
 
     /// Answer `p` as decided (`dec`), with the engine's failure if any and
-    /// the batch's `records`; `peer` is the sender, for the usage log.
+    /// the batch's operations and `records`; `peer` is the sender, for the
+    /// usage log.
     #[allow(clippy::too_many_arguments)]
-    fn answer(
+    fn answer<'a>(
         &self,
         tally: &mut Tally,
         p: &Parsed,
-        dec: &Decision<'_>,
+        dec: &Decision<'a>,
         engine_fail: Option<&Failure>,
-        records: &[Option<Record>],
+        (ops, records): (&[pyzor_store::Op<'a>], &[Option<Record>]),
         peer: impl FnOnce() -> Option<SocketAddr>,
         reply: &mut Vec<u8>,
     ) {
         let thread = p.get("Thread");
-        match dec.answer(engine_fail, records) {
+        match dec.answer(engine_fail, ops, records) {
             Err(f) => {
                 format_reply(reply, f.code, &f.diag, thread, ReplyBody::Bare);
                 tally.add(p.get("Op").and_then(Op::from_bytes), f.code);
@@ -524,7 +560,7 @@ impl<'s> Answers<'s> {
                     l.usage(Level::Error, format!("{}: {}", f.code, f.diag));
                 }
             }
-            Ok((user, request, records)) => {
+            Ok((user, request, ops, records)) => {
                 format_reply(reply, 200, "OK", thread, request.reply(records));
                 tally.add(Some(request.op()), 200);
                 if let Some(l) = self.usage_info {
@@ -533,7 +569,7 @@ impl<'s> Answers<'s> {
                     l.usage(Level::Info, line);
                 }
                 if let Some(q) = &self.shared.forward {
-                    request.forward(q, &self.shared.metrics);
+                    request.forward(ops, q, &self.shared.metrics);
                 }
             }
         }
@@ -544,42 +580,62 @@ impl<'s> Answers<'s> {
     }
 }
 
-/// One request before the engine call: `evaluate`, then the op's own
-/// [`Request`], whose store operations are pushed onto `ops`. A signed
-/// request of an account that changes counts is accepted once: a repeat
-/// of its (user, `Sig`) while the guard remembers it (`replay`: the
-/// guard, the clock in µs, the metrics) is answered [`REPLAYED`] and
-/// changes nothing (docs/security.md, "Replay").
+/// What [`decide`] needs besides the request: the rules, the clock (float
+/// seconds for the authentication window), the replay guard with the
+/// clock in µs, the distinct-reporters table with its clock (`None`: off,
+/// or applied by the engine thread), the metrics and the ops' options.
+struct Context<'c> {
+    rules: &'c Rules,
+    now: f64,
+    replay: (&'c ReplayGuard, i64),
+    distinct: Option<(&'c DistinctReporters, u32)>,
+    metrics: &'c Metrics,
+    opts: ParseOptions,
+}
+
+/// One request from `peer` before the engine call: `evaluate`, then the
+/// op's own [`Request`], whose store operations are pushed onto `ops`. A
+/// signed request of an account that changes counts is accepted once: a
+/// repeat of its (user, `Sig`) while the guard remembers it is answered
+/// [`REPLAYED`] and changes nothing (docs/security.md, "Replay"). Then
+/// `DistinctWindow` drops the writes its reporter already counted.
 fn decide<'p>(
     p: &'p Parsed,
-    rules: &Rules,
-    now: f64,
+    peer: Option<SocketAddr>,
+    ctx: &Context<'_>,
     scratch: &mut Vec<u8>,
     ops: &mut Vec<pyzor_store::Op<'p>>,
-    replay: (&ReplayGuard, i64, &Metrics),
-    parse_opts: ParseOptions,
 ) -> Decision<'p> {
-    let accepted = match evaluate(p, &rules.accounts, &rules.acl, now, scratch) {
+    let rules = ctx.rules;
+    let accepted = match evaluate(p, &rules.accounts, &rules.acl, ctx.now, scratch) {
         Ok(a) => a,
         Err(f) => return Decision::Fail(f),
     };
-    match Request::new(accepted.op, p, parse_opts) {
+    match Request::new(accepted.op, p, ctx.opts) {
         Ok(request) => {
             let start = ops.len();
             request.store_ops(ops);
-            let (guard, now_us, metrics) = replay;
+            let ignored = request.ignored();
+            if ignored > 0 {
+                let m = &ctx.metrics.empty_digest_ignored;
+                m.fetch_add(ignored as u64, Relaxed);
+            }
+            let (guard, now_us) = ctx.replay;
             let signed_write = ops.len() > start
                 && matches!(request.op(), Op::Report | Op::Whitelist)
                 // Anonymous requests are not signed: nothing to remember.
-                && accepted.user != b"anonymous";
+                && accepted.user != ANONYMOUS.as_bytes();
             if signed_write {
                 let sig = p.get("Sig").unwrap_or_default();
                 let now_us = u64::try_from(now_us).unwrap_or(0);
                 if !guard.first_use(accepted.user, sig, now_us) {
                     ops.truncate(start);
-                    metrics.replays.fetch_add(1, Relaxed);
+                    ctx.metrics.replays.fetch_add(1, Relaxed);
                     return Decision::Fail(REPLAYED);
                 }
+            }
+            if let Some(d) = ctx.distinct {
+                keep_distinct(d, accepted.user, peer, ops, start, ctx.metrics);
             }
             Decision::Ok {
                 user: accepted.user,
@@ -588,6 +644,35 @@ fn decide<'p>(
             }
         }
         Err(f) => Decision::Fail(f),
+    }
+}
+
+/// `DistinctWindow` on the operations `ops[start..]` of one request by
+/// `user` from `peer`: the writes whose reporter already counted them
+/// within the window are removed (the request is still answered 200, as
+/// the reference would) and counted in `pyzord_distinct_repeats_total`.
+fn keep_distinct(
+    (table, now): (&DistinctReporters, u32),
+    user: &[u8],
+    peer: Option<SocketAddr>,
+    ops: &mut Vec<pyzor_store::Op<'_>>,
+    start: usize,
+    metrics: &Metrics,
+) {
+    let reporter = table.reporter(user, peer.map(|a| a.ip()));
+    let mut kept = start;
+    for i in start..ops.len() {
+        let op = ops[i];
+        let whitelist = matches!(op, pyzor_store::Op::Whitelist(_));
+        if !op.is_write() || table.counts(reporter, whitelist, op.digest(), now) {
+            ops[kept] = op;
+            kept += 1;
+        }
+    }
+    let repeats = ops.len() - kept;
+    if repeats > 0 {
+        ops.truncate(kept);
+        metrics.distinct_repeats.fetch_add(repeats as u64, Relaxed);
     }
 }
 
@@ -771,7 +856,13 @@ pub(crate) fn run_worker(
             "{}-engine",
             std::thread::current().name().unwrap_or("worker")
         );
-        match EngineQueue::start(&shared, &sock, engine_queue, name) {
+        // The engine thread applies the same options and `DistinctWindow`
+        // (the rate limit is the worker's).
+        let engine_side = Protection {
+            rate: pyzor_config::RateLimitConfig::off(),
+            ..protection.clone()
+        };
+        match EngineQueue::start(&shared, &sock, engine_queue, name, &engine_side) {
             Ok(q) => queue = Some(q),
             Err(e) => log::error!(
                 "cannot start an engine thread ({e}); this worker calls the engine itself"

@@ -127,6 +127,8 @@ fn start(engine: Arc<Gated>, engine_queue: usize) -> Server {
         engine_queue,
         rate_limit: pyzor_config::RateLimitConfig::off(),
         strict_digests: false,
+        ignore_empty_digest: false,
+        distinct_window: 0,
     };
     let rules = RuleSet::fixed(Rules {
         accounts: Accounts::default(),

@@ -1,7 +1,8 @@
 //! Safe on the internet (docs/security.md): per-network rate limits on a
 //! live pyzord (a report flood from one /24 is cut to its bucket while
-//! another /24 is answered; the allow list; log mode), and a replayed
-//! signed whitelist counted once.
+//! another /24 is answered; the allow list; log mode), a replayed
+//! signed whitelist counted once, and the count policies (`StrictDigests`,
+//! `DistinctWindow`, `IgnoreEmptyDigest`).
 
 mod common;
 use common::*;
@@ -24,6 +25,15 @@ fn home(config: &str) -> tempfile::TempDir {
         "all : anonymous : allow\n",
     )
     .unwrap();
+    home
+}
+
+/// [`home`] with the account alice and the access file `access`.
+fn home_with_alice(config: &str, access: &str) -> tempfile::TempDir {
+    let home = home(config);
+    let passwd = format!("alice : {ALICE_KEY}\n");
+    std::fs::write(home.path().join("pyzord.passwd"), passwd).unwrap();
+    std::fs::write(home.path().join("pyzord.access"), access).unwrap();
     home
 }
 
@@ -203,33 +213,9 @@ fn log_mode_stores_everything_and_counts() {
 
 #[test]
 fn a_replayed_signed_whitelist_counts_once() {
-    let home = pyzor_testkit::temp_home();
-    std::fs::write(
-        home.path().join("pyzord.passwd"),
-        format!("alice : {ALICE_KEY}\n"),
-    )
-    .unwrap();
-    std::fs::write(
-        home.path().join("pyzord.access"),
-        "check : anonymous : allow\nall : alice : allow\n",
-    )
-    .unwrap();
+    let home = home_with_alice("", "check : anonymous : allow\nall : alice : allow\n");
     let srv = start_ours(home.path(), &["-e", "memory"]);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let mut dg = Vec::new();
-    build_request(
-        Op::Whitelist,
-        &["replayed"],
-        4242,
-        &Credentials::new("alice", ALICE_KEY),
-        now,
-        Layout::Single,
-        &mut dg,
-    )
-    .unwrap();
+    let dg = signed(Op::Whitelist, "replayed", 4242);
     // From two networks: a replay may come from anywhere.
     let (a, b) = (client("127.0.9.1"), client("127.0.10.1"));
     let first = ask(&a, srv.port, &dg);
@@ -276,6 +262,141 @@ fn strict_digests_on_a_live_server() {
         assert!(r.starts_with("Code: 200\n"), "{r}");
         let r = ask(&c, srv.port, &op("check", sha1, 4));
         assert_eq!(field(&r, "Count"), 1, "{r}");
+        assert_eq!(srv.stop(), Some(0));
+    }
+}
+
+/// The Redis db of this file's tests (docs: each test file its own).
+const REDIS_DB: u32 = 2;
+
+/// A signed `op` of `digest` by alice at the current time.
+fn signed(op_: Op, digest: &str, thread: u32) -> Vec<u8> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut dg = Vec::new();
+    build_request(
+        op_,
+        &[digest],
+        thread,
+        &Credentials::new("alice", ALICE_KEY),
+        now,
+        Layout::Single,
+        &mut dg,
+    )
+    .unwrap();
+    dg
+}
+
+/// `DistinctWindow` on a live pyzord, with an engine the worker calls
+/// (memory) and one its engine thread calls (redis, db 2, when running):
+/// two reports from one /24 in the window count once, from two /24s
+/// twice; whitelists alike; a signed account is one reporter from any
+/// network; after the window the same network counts again; every repeat
+/// is answered 200 and counted in the metrics. Off (the default), the
+/// reference's counts.
+#[test]
+fn distinct_reporters_on_a_live_server() {
+    let test = "distinct_reporters_on_a_live_server";
+    let mut engines = vec![("memory", String::new())];
+    if pyzor_testkit::redis_available(test) {
+        engines.push(("redis", format!("127.0.0.1,6379,,{REDIS_DB}")));
+    }
+    let run = std::process::id();
+    for (engine, dsn) in engines {
+        let home = home_with_alice(
+            "RateLimitAllow =\nDistinctWindow = 2\n",
+            "all : anonymous : allow\nall : alice : allow\n",
+        );
+        let mport = free_tcp_port();
+        let maddr = format!("127.0.0.1:{mport}");
+        let mut flags = vec!["-e", engine, "--metrics-address", &maddr];
+        if !dsn.is_empty() {
+            flags.extend(["--dsn", &dsn]);
+        }
+        let srv = start_ours(home.path(), &flags);
+        let digest = format!("{run:08x}{:032x}", engine.len());
+        let (a1, a2, b) = (
+            client("127.0.30.1"),
+            client("127.0.30.2"),
+            client("127.0.31.1"),
+        );
+        let counts = |s: &UdpSocket| {
+            let r = ask(s, srv.port, &op("check", &digest, 99));
+            (field(&r, "Count"), field(&r, "WL-Count"))
+        };
+        for (i, s) in [&a1, &a2].into_iter().enumerate() {
+            for o in ["report", "whitelist"] {
+                let r = ask(s, srv.port, &op(o, &digest, i as u32));
+                assert!(r.starts_with("Code: 200\n"), "{engine} {o}: {r}");
+            }
+        }
+        assert_eq!(counts(&a1), (1, 1), "{engine}: one /24");
+        ask(&b, srv.port, &op("report", &digest, 3));
+        assert_eq!(counts(&b), (2, 1), "{engine}: a second /24");
+        // alice from a1's network is another reporter; from b's, herself.
+        let r = ask(&a1, srv.port, &signed(Op::Report, &digest, 4));
+        assert!(r.starts_with("Code: 200\n"), "{engine}: {r}");
+        let r = ask(&b, srv.port, &signed(Op::Report, &digest, 5));
+        assert!(r.starts_with("Code: 200\n"), "{engine}: {r}");
+        assert_eq!(counts(&a1), (3, 1), "{engine}: alice counts once");
+        assert_eq!(metric(mport, "pyzord_distinct_repeats_total"), 3);
+        std::thread::sleep(Duration::from_millis(2100));
+        ask(&a2, srv.port, &op("report", &digest, 6));
+        assert_eq!(counts(&a2), (4, 1), "{engine}: after the window");
+        assert_eq!(srv.stop(), Some(0));
+        if engine == "redis" {
+            let key = format!("pyzord.digest_v1.{digest}");
+            let out = std::process::Command::new("redis-cli")
+                .args(["-n", &REDIS_DB.to_string(), "DEL", &key])
+                .output();
+            assert!(out.is_ok_and(|o| o.status.success()), "cannot remove {key}");
+        }
+    }
+    // Off by default: each report counts, as with the reference.
+    let home = home("RateLimitAllow =\n");
+    let srv = start_ours(home.path(), &["-e", "memory"]);
+    let (a1, a2) = (client("127.0.30.1"), client("127.0.30.2"));
+    ask(&a1, srv.port, &op("report", "off", 1));
+    ask(&a2, srv.port, &op("report", "off", 2));
+    assert_eq!(
+        field(&ask(&a1, srv.port, &op("check", "off", 3)), "Count"),
+        2
+    );
+    assert_eq!(srv.stop(), Some(0));
+}
+
+/// `--ignore-empty-digest` and `IgnoreEmptyDigest = True`: the empty-body
+/// digest is reported and whitelisted with 200 and stored nowhere; check
+/// and info answer zeros; the metrics count each. Off, it counts.
+#[test]
+fn ignore_empty_digest_on_a_live_server() {
+    let empty = "da39a3ee5e6b4b0d3255bfef95601890afd80709";
+    for (config, flag, ignore) in [
+        ("", Some("--ignore-empty-digest"), true),
+        ("IgnoreEmptyDigest = True\n", None, true),
+        ("", None, false),
+    ] {
+        let home = home(config);
+        let mport = free_tcp_port();
+        let maddr = format!("127.0.0.1:{mport}");
+        let mut flags = vec!["-e", "memory", "--metrics-address", &maddr];
+        flags.extend(flag);
+        let srv = start_ours(home.path(), &flags);
+        let c = client("127.0.0.1");
+        for (i, o) in ["report", "whitelist"].into_iter().enumerate() {
+            let r = ask(&c, srv.port, &op(o, empty, i as u32));
+            assert!(r.starts_with("Code: 200\n"), "{r}");
+        }
+        let n = i64::from(!ignore);
+        let r = ask(&c, srv.port, &op("check", empty, 3));
+        assert_eq!((field(&r, "Count"), field(&r, "WL-Count")), (n, n), "{r}");
+        let r = ask(&c, srv.port, &op("info", empty, 4));
+        assert_eq!((field(&r, "Count"), field(&r, "WL-Count")), (n, n), "{r}");
+        assert_eq!(field(&r, "Entered") == 0, ignore, "{r}");
+        let ignored = metric(mport, "pyzord_empty_digest_ignored_total");
+        assert_eq!(ignored, if ignore { 4 } else { 0 });
         assert_eq!(srv.stop(), Some(0));
     }
 }

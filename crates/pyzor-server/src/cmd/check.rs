@@ -1,6 +1,7 @@
 //! `check`: the spam and whitelist counts of the **first** `Op-Digest`
 //! (`RequestHandler.handle_check`; further digests are ignored, even ones
 //! that are not keys). One read; an unknown digest counts 0. Not forwarded.
+//! Under `IgnoreEmptyDigest` the empty-body digest counts 0 without a read.
 //!
 //! ```text
 //! Op: check
@@ -18,41 +19,41 @@
 //! WL-Count: 0
 //! ```
 
-use pyzor_protocol::wire::server::{db_key, Failure, Parsed, ReplyBody};
+use pyzor_protocol::wire::server::{Failure, Parsed, ReplyBody};
 use pyzor_protocol::wire::Op;
 use pyzor_protocol::Record;
 
-use super::{Command, ParseOptions};
-use crate::forward::ForwardQueue;
-use crate::metrics::Metrics;
+use super::{Command, Lookup, ParseOptions};
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Check<'a> {
-    /// `digests[0]`; `None` without `Op-Digest` (then a bare 200).
-    digest: Option<&'a [u8]>,
+    /// `digests[0]`.
+    digest: Lookup<'a>,
 }
 
 impl<'a> Command<'a> for Check<'a> {
     const OP: Op = Op::Check;
 
-    fn parse(req: &'a Parsed, _: ParseOptions) -> Result<Self, Failure> {
-        let digest = req.digests().next().map(db_key).transpose()?;
-        Ok(Check { digest })
-    }
-
-    fn store_ops(&self, batch: &mut Vec<pyzor_store::Op<'a>>) {
-        batch.extend(self.digest.map(pyzor_store::Op::Get));
-    }
-
-    fn reply(&self, records: &[Option<Record>]) -> ReplyBody {
-        records.first().map_or(ReplyBody::Bare, |r| {
-            let r = r.unwrap_or_default();
-            ReplyBody::Counts {
-                count: r.r_count,
-                wl_count: r.wl_count,
-            }
+    fn parse(req: &'a Parsed, opts: ParseOptions) -> Result<Self, Failure> {
+        Ok(Check {
+            digest: Lookup::parse(req, opts)?,
         })
     }
 
-    fn forward(&self, _: &ForwardQueue, _: &Metrics) {}
+    fn store_ops(&self, batch: &mut Vec<pyzor_store::Op<'a>>) {
+        self.digest.store_ops(batch);
+    }
+
+    fn reply(&self, records: &[Option<Record>]) -> ReplyBody {
+        self.digest
+            .record(records)
+            .map_or(ReplyBody::Bare, |r| ReplyBody::Counts {
+                count: r.r_count,
+                wl_count: r.wl_count,
+            })
+    }
+
+    fn ignored(&self) -> usize {
+        self.digest.ignored()
+    }
 }

@@ -1,6 +1,7 @@
 //! `info`: the whole record of the **first** `Op-Digest`
 //! (`RequestHandler.handle_info`; further digests are ignored). One read;
-//! an unknown digest gives zeros. Not forwarded.
+//! an unknown digest gives zeros (and so does the empty-body digest under
+//! `IgnoreEmptyDigest`, without a read). Not forwarded.
 //!
 //! ```text
 //! Op: info
@@ -23,47 +24,47 @@
 //! ```
 
 use pyzor_protocol::record::Timestamp;
-use pyzor_protocol::wire::server::{db_key, Failure, Parsed, ReplyBody};
+use pyzor_protocol::wire::server::{Failure, Parsed, ReplyBody};
 use pyzor_protocol::wire::Op;
 use pyzor_protocol::Record;
 
-use super::{Command, ParseOptions};
-use crate::forward::ForwardQueue;
-use crate::metrics::Metrics;
+use super::{Command, Lookup, ParseOptions};
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Info<'a> {
-    /// `digests[0]`; `None` without `Op-Digest` (then a bare 200).
-    digest: Option<&'a [u8]>,
+    /// `digests[0]`.
+    digest: Lookup<'a>,
 }
 
 impl<'a> Command<'a> for Info<'a> {
     const OP: Op = Op::Info;
 
-    fn parse(req: &'a Parsed, _: ParseOptions) -> Result<Self, Failure> {
-        let digest = req.digests().next().map(db_key).transpose()?;
-        Ok(Info { digest })
+    fn parse(req: &'a Parsed, opts: ParseOptions) -> Result<Self, Failure> {
+        Ok(Info {
+            digest: Lookup::parse(req, opts)?,
+        })
     }
 
     fn store_ops(&self, batch: &mut Vec<pyzor_store::Op<'a>>) {
-        batch.extend(self.digest.map(pyzor_store::Op::Get));
+        self.digest.store_ops(batch);
     }
 
     fn reply(&self, records: &[Option<Record>]) -> ReplyBody {
-        records.first().map_or(ReplyBody::Bare, |r| {
-            let r = r.unwrap_or_default();
-            ReplyBody::Info {
+        self.digest
+            .record(records)
+            .map_or(ReplyBody::Bare, |r| ReplyBody::Info {
                 entered: time_output(r.r_entered),
                 updated: time_output(r.r_updated),
                 wl_entered: time_output(r.wl_entered),
                 wl_updated: time_output(r.wl_updated),
                 count: r.r_count,
                 wl_count: r.wl_count,
-            }
-        })
+            })
     }
 
-    fn forward(&self, _: &ForwardQueue, _: &Metrics) {}
+    fn ignored(&self) -> usize {
+        self.digest.ignored()
+    }
 }
 
 /// `handle_info`'s `time_output`, written with `"%d"`:

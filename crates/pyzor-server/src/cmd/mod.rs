@@ -48,6 +48,75 @@ use crate::metrics::Metrics;
 pub(crate) struct ParseOptions {
     /// `StrictDigests` (docs/security.md, "Strict digests").
     pub(crate) strict_digests: bool,
+    /// `IgnoreEmptyDigest` (docs/security.md, "The empty-body digest").
+    pub(crate) ignore_empty_digest: bool,
+}
+
+/// The digest of an empty body: `sha1(b"").hexdigest()`, what the
+/// reference's digester gives a message whose body normalises to nothing
+/// (SpamExperts/pyzor issue 3: it matches every such message).
+pub(crate) const EMPTY_DIGEST: &[u8] = b"da39a3ee5e6b4b0d3255bfef95601890afd80709";
+
+/// Whether `IgnoreEmptyDigest` leaves `digest` alone: check and info
+/// answer it as unknown without reading, report and whitelist do not
+/// count (nor forward) it. The one place that rule lives.
+fn ignored(digest: &[u8], opts: ParseOptions) -> bool {
+    opts.ignore_empty_digest && digest == EMPTY_DIGEST
+}
+
+/// What check and info read: the **first** `Op-Digest` (further ones are
+/// ignored, even ones that are not keys).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Lookup<'a> {
+    /// No `Op-Digest`: a bare 200.
+    Absent,
+    /// The empty-body digest under `IgnoreEmptyDigest`: zeros, no read.
+    Ignored,
+    /// Read this key.
+    Key(&'a [u8]),
+}
+
+impl<'a> Lookup<'a> {
+    /// The first digest of `req`, which must be a database key.
+    fn parse(req: &'a Parsed, opts: ParseOptions) -> Result<Self, Failure> {
+        Ok(match req.digests().next().map(db_key).transpose()? {
+            None => Lookup::Absent,
+            Some(d) if ignored(d, opts) => Lookup::Ignored,
+            Some(d) => Lookup::Key(d),
+        })
+    }
+
+    fn store_ops(&self, batch: &mut Vec<pyzor_store::Op<'a>>) {
+        if let Lookup::Key(d) = *self {
+            batch.push(pyzor_store::Op::Get(d));
+        }
+    }
+
+    /// The record to answer with (`None`: a bare 200): an unknown digest
+    /// and an ignored one give zeros.
+    fn record(&self, records: &[Option<Record>]) -> Option<Record> {
+        match self {
+            Lookup::Absent => None,
+            Lookup::Ignored => Some(Record::default()),
+            Lookup::Key(_) => records.first().map(|r| r.unwrap_or_default()),
+        }
+    }
+
+    fn ignored(&self) -> usize {
+        usize::from(matches!(self, Lookup::Ignored))
+    }
+}
+
+/// The digests a report or whitelist counts: every `Op-Digest` but those
+/// `IgnoreEmptyDigest` leaves alone.
+fn counted<'a>(req: &'a Parsed, opts: ParseOptions) -> impl Iterator<Item = &'a [u8]> + 'a {
+    req.digests().filter(move |d| !ignored(d, opts))
+}
+
+/// How many `Op-Digest`s of a report or whitelist `IgnoreEmptyDigest`
+/// leaves alone.
+fn ignored_count(req: &Parsed, opts: ParseOptions) -> usize {
+    req.digests().filter(|d| ignored(d, opts)).count()
 }
 
 /// The reply to a report or whitelist with a digest that is not 40
@@ -90,8 +159,27 @@ pub(crate) trait Command<'a>: Sized {
     /// The fields of the 200 reply; `records` are the results of exactly
     /// the operations [`Command::store_ops`] pushed, in order.
     fn reply(&self, records: &[Option<Record>]) -> ReplyBody;
-    /// Queue the op for the `ForwardClientHomeDir` servers, once answered 200.
-    fn forward(&self, queue: &ForwardQueue, metrics: &Metrics);
+    /// Queue the op for the `ForwardClientHomeDir` servers, once answered
+    /// 200; `ops` are the request's store operations as run (a digest
+    /// `IgnoreEmptyDigest` or `DistinctWindow` left out is not forwarded).
+    fn forward(&self, ops: &[pyzor_store::Op<'_>], queue: &ForwardQueue, metrics: &Metrics) {
+        let _ = (ops, queue, metrics);
+    }
+    /// How many of its digests `IgnoreEmptyDigest` left alone (metrics).
+    fn ignored(&self) -> usize {
+        0
+    }
+}
+
+/// Forward the digests of a report's or whitelist's store operations.
+fn forward_writes(ops: &[pyzor_store::Op<'_>], queue: &ForwardQueue, metrics: &Metrics) {
+    for op in ops.iter().filter(|o| o.is_write()) {
+        queue.push(
+            matches!(op, pyzor_store::Op::Whitelist(_)),
+            op.digest(),
+            metrics,
+        );
+    }
 }
 
 /// An accepted request, by op.
@@ -147,8 +235,18 @@ impl<'a> Request<'a> {
         each_op!(self, c => c.reply(records))
     }
 
-    pub(crate) fn forward(&self, queue: &ForwardQueue, metrics: &Metrics) {
-        each_op!(self, c => c.forward(queue, metrics))
+    pub(crate) fn forward(
+        &self,
+        ops: &[pyzor_store::Op<'_>],
+        queue: &ForwardQueue,
+        metrics: &Metrics,
+    ) {
+        each_op!(self, c => c.forward(ops, queue, metrics))
+    }
+
+    /// How many of its digests `IgnoreEmptyDigest` left alone.
+    pub(crate) fn ignored(&self) -> usize {
+        each_op!(self, c => c.ignored())
     }
 }
 
@@ -160,7 +258,7 @@ mod tests {
     use pyzor_store::memory::MemoryEngine;
 
     use crate::rules::Rules;
-    use crate::worker::{Processor, Shared};
+    use crate::worker::{Processor, Protection, Shared};
 
     /// A memory engine; anonymous may do everything.
     fn shared() -> Shared {
@@ -173,6 +271,18 @@ mod tests {
         let mut replies = vec![Vec::new()];
         Processor::new(sh).process(sh, 1, |_| (request, None), &mut replies);
         replies.pop().unwrap()
+    }
+
+    /// The reply to `request` under `protection`, as text.
+    fn answer_with(sh: &Shared, protection: &Protection, request: &[u8]) -> String {
+        let mut replies = vec![Vec::new()];
+        Processor::with_protection(sh, protection).process(
+            sh,
+            1,
+            |_| (request, None),
+            &mut replies,
+        );
+        String::from_utf8(replies.pop().unwrap()).unwrap()
     }
 
     /// The ```text blocks of an op file's module comment, as datagrams.
@@ -267,21 +377,13 @@ mod tests {
     /// counted.
     #[test]
     fn strict_digests_refuse_what_is_not_a_sha1() {
-        use crate::worker::Protection;
         let good = "2aedaac999d71421c9ee49b9d81f627a7bc570aa";
         let answer_with = |sh: &Shared, strict: bool, request: &[u8]| {
             let protection = Protection {
                 strict_digests: strict,
                 ..Protection::default()
             };
-            let mut replies = vec![Vec::new()];
-            Processor::with_protection(sh, &protection).process(
-                sh,
-                1,
-                |_| (request, None),
-                &mut replies,
-            );
-            String::from_utf8(replies.pop().unwrap()).unwrap()
+            answer_with(sh, &protection, request)
         };
         let refused = "Code: 400\nDiag: Bad request: Invalid digest.\nPV: 2.1\nThread: \n\n";
         let bad_digests = [
@@ -324,6 +426,59 @@ mod tests {
                 answer_with(&sh, true, req.as_bytes()).starts_with("Code: 200\n"),
                 "{op}"
             );
+        }
+    }
+
+    /// `IgnoreEmptyDigest`: check and info of the empty-body digest answer
+    /// zeros without a read (as for an unknown digest), report and
+    /// whitelist of it store nothing and answer 200; the other digests of
+    /// the same request count. Off, the reference's counts.
+    #[test]
+    fn ignore_empty_digest_answers_zeros_and_stores_nothing() {
+        use std::sync::atomic::Ordering::Relaxed;
+        let empty = std::str::from_utf8(super::EMPTY_DIGEST).unwrap();
+        let good = "2aedaac999d71421c9ee49b9d81f627a7bc570aa";
+        for ignore in [false, true] {
+            let sh = shared();
+            let protection = Protection {
+                ignore_empty_digest: ignore,
+                ..Protection::default()
+            };
+            let ask = |req: String| answer_with(&sh, &protection, req.as_bytes());
+            for op in ["report", "whitelist"] {
+                let r = ask(format!(
+                    "Op: {op}\nPV: 2.1\nOp-Digest: {empty}\nOp-Digest: {good}\nThread: 9\n"
+                ));
+                assert_eq!(r, "Code: 200\nDiag: OK\nPV: 2.1\nThread: 9\n\n", "{op}");
+            }
+            let r = ask(format!(
+                "Op: check\nPV: 2.1\nOp-Digest: {empty}\nThread: 1\n"
+            ));
+            let n = u8::from(!ignore);
+            let counts = format!("Count: {n}\nWL-Count: {n}\n\n");
+            assert!(
+                r.starts_with("Code: 200\n") && r.ends_with(&counts),
+                "{ignore}: {r}"
+            );
+            let r = ask(format!(
+                "Op: info\nPV: 2.1\nOp-Digest: {empty}\nThread: 1\n"
+            ));
+            assert!(r.ends_with(&counts), "{ignore}: {r}");
+            if ignore {
+                assert!(
+                    r.contains("\nEntered: 0\nUpdated: 0\nWL-Entered: 0\nWL-Updated: 0\n"),
+                    "{r}"
+                );
+            }
+            // Only the first digest of a check is looked at.
+            let r = ask(format!(
+                "Op: check\nPV: 2.1\nOp-Digest: {good}\nOp-Digest: {empty}\n"
+            ));
+            assert!(r.ends_with("Count: 1\nWL-Count: 1\n\n"), "{r}");
+            assert_eq!(sh.engine.get(empty.as_bytes()).unwrap().is_none(), ignore);
+            assert_eq!(sh.engine.get(good.as_bytes()).unwrap().unwrap().r_count, 1);
+            let ignored = sh.metrics.empty_digest_ignored.load(Relaxed);
+            assert_eq!(ignored, if ignore { 4 } else { 0 });
         }
     }
 }

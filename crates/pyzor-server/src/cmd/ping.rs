@@ -20,8 +20,6 @@ use pyzor_protocol::wire::Op;
 use pyzor_protocol::Record;
 
 use super::{Command, ParseOptions};
-use crate::forward::ForwardQueue;
-use crate::metrics::Metrics;
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Ping;
@@ -38,6 +36,4 @@ impl<'a> Command<'a> for Ping {
     fn reply(&self, _: &[Option<Record>]) -> ReplyBody {
         ReplyBody::Bare
     }
-
-    fn forward(&self, _: &ForwardQueue, _: &Metrics) {}
 }

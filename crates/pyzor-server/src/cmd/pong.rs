@@ -23,8 +23,6 @@ use pyzor_protocol::wire::{Op, PONG_COUNT};
 use pyzor_protocol::Record;
 
 use super::{Command, ParseOptions};
-use crate::forward::ForwardQueue;
-use crate::metrics::Metrics;
 
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Pong {
@@ -53,6 +51,4 @@ impl<'a> Command<'a> for Pong {
             ReplyBody::Bare
         }
     }
-
-    fn forward(&self, _: &ForwardQueue, _: &Metrics) {}
 }

@@ -2,7 +2,10 @@
 //! (`RequestHandler.handle_report`): one increment each, all in the
 //! batch's transaction; a bare 200; then each digest is forwarded as a
 //! report. A digest that is not a key (or, under `StrictDigests`, not 40
-//! lower-case hex digits) refuses the whole request.
+//! lower-case hex digits) refuses the whole request. Under
+//! `IgnoreEmptyDigest` the empty-body digest is neither counted nor
+//! forwarded; under `DistinctWindow` a repeat from the same reporter is
+//! not either (`crate::protect::DistinctReporters`).
 //!
 //! ```text
 //! Op: report
@@ -24,7 +27,7 @@ use pyzor_protocol::wire::server::{Failure, Parsed, ReplyBody};
 use pyzor_protocol::wire::Op;
 use pyzor_protocol::Record;
 
-use super::{counted_digests, Command, ParseOptions};
+use super::{counted, counted_digests, forward_writes, ignored_count, Command, ParseOptions};
 use crate::forward::ForwardQueue;
 use crate::metrics::Metrics;
 
@@ -32,6 +35,7 @@ use crate::metrics::Metrics;
 pub(crate) struct Report<'a> {
     /// The request, for its `Op-Digest`s (none: a bare 200).
     req: &'a Parsed,
+    opts: ParseOptions,
 }
 
 impl<'a> Command<'a> for Report<'a> {
@@ -39,20 +43,22 @@ impl<'a> Command<'a> for Report<'a> {
 
     fn parse(req: &'a Parsed, opts: ParseOptions) -> Result<Self, Failure> {
         counted_digests(req, opts)?;
-        Ok(Report { req })
+        Ok(Report { req, opts })
     }
 
     fn store_ops(&self, batch: &mut Vec<pyzor_store::Op<'a>>) {
-        batch.extend(self.req.digests().map(pyzor_store::Op::Report));
+        batch.extend(counted(self.req, self.opts).map(pyzor_store::Op::Report));
     }
 
     fn reply(&self, _: &[Option<Record>]) -> ReplyBody {
         ReplyBody::Bare
     }
 
-    fn forward(&self, queue: &ForwardQueue, metrics: &Metrics) {
-        for d in self.req.digests() {
-            queue.push(false, d, metrics);
-        }
+    fn forward(&self, ops: &[pyzor_store::Op<'_>], queue: &ForwardQueue, metrics: &Metrics) {
+        forward_writes(ops, queue, metrics);
+    }
+
+    fn ignored(&self) -> usize {
+        ignored_count(self.req, self.opts)
     }
 }
