@@ -126,7 +126,12 @@ pub enum StoreError {
 /// and whose results were pushed onto `out` from `start` on: `Ok`, a
 /// [`StoreError::Partial`], or — when every operation failed, so nothing
 /// was written — the first error itself with nothing pushed.
-#[cfg(any(feature = "redis", feature = "lmdb", feature = "gdbm"))]
+#[cfg(any(
+    feature = "redis",
+    feature = "lmdb",
+    feature = "gdbm",
+    feature = "mysql"
+))]
 pub(crate) fn batch_outcome(
     mut failed: Vec<(usize, StoreError)>,
     n: usize,
