@@ -200,8 +200,9 @@ pub trait Engine: Send + Sync {
     ///   nothing, every other one was done (as for `Ok`); `out` has one
     ///   entry per operation, `None` for a failed one. Engines that cannot
     ///   undo a batch's earlier writes (Redis, GDBM) report a record that
-    ///   fails this way, and so does LMDB, which skips it inside its
-    ///   transaction. When every operation failed, the engine returns the
+    ///   fails this way, and so do LMDB, which skips it inside its
+    ///   transaction, and MySQL, which writes a digest the column may not
+    ///   hold with a statement of its own that the database undoes alone. When every operation failed, the engine returns the
     ///   first one's error instead (nothing was written).
     /// * [`StoreError::BadKey`] or [`StoreError::Corrupt`]: one record
     ///   failed and **nothing** of the batch was written (refused before

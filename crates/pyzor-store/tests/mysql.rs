@@ -22,6 +22,15 @@ fn engine(dsn: &str) -> Arc<dyn Engine> {
     open(&EngineOptions::new("mysql", "/nonexistent").dsn(dsn)).unwrap()
 }
 
+/// A private database (`pyzor_h13m_…`, dropped afterwards) and the engine
+/// on its `digests` table over the unix socket; `None` (loud skip) without
+/// MariaDB.
+fn private_engine(test: &str) -> Option<(mydb::MyDb, Arc<dyn Engine>)> {
+    let db = mydb::MyDb::create_as(test, "pyzor_h13m_")?;
+    let e = engine(&db.dsn_local("digests"));
+    Some((db, e))
+}
+
 #[test]
 fn mysql_contract() {
     let Some(db) = mydb::MyDb::create("mysql_contract") else {
@@ -44,11 +53,9 @@ fn mysql_contract() {
 /// are written, before and after it, and the failed ones wrote nothing.
 #[test]
 fn mysql_a_digest_char40_cannot_hold_fails_only_its_own_operations() {
-    let test = "mysql_a_digest_char40_cannot_hold_fails_only_its_own_operations";
-    let Some(mut db) = mydb::MyDb::create_as(test, "pyzor_h13m_") else {
+    let Some((mut db, e)) = private_engine("mysql_a_digest_char40_cannot_hold_fails_only_its_own_operations") else {
         return;
     };
-    let e = engine(&db.dsn_local("digests"));
     let long = "a".repeat(41);
     let wide = "\u{e9}".repeat(41);
     let ops = [
@@ -115,11 +122,9 @@ fn mysql_a_digest_char40_cannot_hold_fails_only_its_own_operations() {
 /// path whenever a batch reads one before counting it.
 #[test]
 fn mysql_batches_agree_with_the_memory_engine() {
-    let test = "mysql_batches_agree_with_the_memory_engine";
-    let Some(db) = mydb::MyDb::create_as(test, "pyzor_h13m_") else {
+    let Some((_db, e)) = private_engine("mysql_batches_agree_with_the_memory_engine") else {
         return;
     };
-    let e = engine(&db.dsn_local("digests"));
     let mut keys: Vec<Vec<u8>> = (0..400u32)
         .map(|i| format!("{:040x}", u128::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15)).into_bytes())
         .collect();
@@ -133,11 +138,9 @@ fn mysql_batches_agree_with_the_memory_engine() {
 /// reply is the record as it stands after the operations before it.
 #[test]
 fn mysql_one_digest_every_kind_in_one_batch() {
-    let test = "mysql_one_digest_every_kind_in_one_batch";
-    let Some(db) = mydb::MyDb::create_as(test, "pyzor_h13m_") else {
+    let Some((_db, e)) = private_engine("mysql_one_digest_every_kind_in_one_batch") else {
         return;
     };
-    let e = engine(&db.dsn_local("digests"));
     batch_order::one_digest_every_kind_in_one_batch(
         &*e,
         b"0123456789abcdef0123456789abcdef01234567",
@@ -152,11 +155,9 @@ fn mysql_one_digest_every_kind_in_one_batch() {
 /// digest, as the reference's do; reads of any of them answer.
 #[test]
 fn mysql_a_full_batch_of_longest_digests_fails_alone() {
-    let test = "mysql_a_full_batch_of_longest_digests_fails_alone";
-    let Some(mut db) = mydb::MyDb::create_as(test, "pyzor_h13m_") else {
+    let Some((mut db, e)) = private_engine("mysql_a_full_batch_of_longest_digests_fails_alone") else {
         return;
     };
-    let e = engine(&db.dsn_local("digests"));
     let digest = |i: usize| -> String {
         match i % 4 {
             0 | 1 => format!("{i:03}{}", "z".repeat(8000)),
