@@ -53,7 +53,9 @@ fn mysql_contract() {
 /// are written, before and after it, and the failed ones wrote nothing.
 #[test]
 fn mysql_a_digest_char40_cannot_hold_fails_only_its_own_operations() {
-    let Some((mut db, e)) = private_engine("mysql_a_digest_char40_cannot_hold_fails_only_its_own_operations") else {
+    let Some((mut db, e)) =
+        private_engine("mysql_a_digest_char40_cannot_hold_fails_only_its_own_operations")
+    else {
         return;
     };
     let long = "a".repeat(41);
@@ -155,7 +157,8 @@ fn mysql_one_digest_every_kind_in_one_batch() {
 /// digest, as the reference's do; reads of any of them answer.
 #[test]
 fn mysql_a_full_batch_of_longest_digests_fails_alone() {
-    let Some((mut db, e)) = private_engine("mysql_a_full_batch_of_longest_digests_fails_alone") else {
+    let Some((mut db, e)) = private_engine("mysql_a_full_batch_of_longest_digests_fails_alone")
+    else {
         return;
     };
     let digest = |i: usize| -> String {
