@@ -30,7 +30,7 @@
 //!   the other NULL ("never"), which Python reads as `None` too; an
 //!   existing row's `*_entered` that is NULL is filled on the first count.
 //! * **Batches.** A batch is one statement per kind, whatever its size
-//!   ([`BatchPlan`]): the reports and whitelists of each distinct digest
+//!   (`sql::BatchPlan`): the reports and whitelists of each distinct digest
 //!   are added up and written by one multi-row `INSERT … VALUES (…),(…) ON
 //!   DUPLICATE KEY UPDATE` (so a digest named twice counts twice), in
 //!   digest order inside one transaction, and one read (`SELECT … JOIN` on
