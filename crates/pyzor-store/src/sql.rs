@@ -692,4 +692,94 @@ mod tests {
         );
         assert_eq!(p.slots().live, 0);
     }
+
+    fn ascii_class(k: &str) -> Option<String> {
+        k.bytes()
+            .all(|b| b.is_ascii_alphanumeric())
+            .then(|| k.to_ascii_lowercase())
+    }
+
+    fn op_key(d: &[u8]) -> std::result::Result<&str, &'static str> {
+        std::str::from_utf8(d).map_err(|_| "not UTF-8")
+    }
+
+    #[test]
+    fn a_batch_reads_rows_before_writing_only_when_a_reply_needs_them() {
+        let needs = |ops: &[Op<'_>]| BatchPlan::new(ops, op_key).needs_before(ops, ascii_class);
+        // reports only, reads only, reads after the counts: the rows after
+        // the batch tell every reply
+        assert!(!needs(&[
+            Op::Report(b"a"),
+            Op::Report(b"b"),
+            Op::Report(b"a")
+        ]));
+        assert!(!needs(&[Op::Get(b"a"), Op::Get(b"A")]));
+        assert!(!needs(&[Op::Report(b"a"), Op::Get(b"a"), Op::Get(b"b")]));
+        assert!(!needs(&[Op::Get(b"x"), Op::Report(b"y")]));
+        // a read, or a count of the other side, before a count of one row
+        assert!(needs(&[Op::Get(b"a"), Op::Report(b"a")]));
+        assert!(
+            needs(&[Op::Get(b"A"), Op::Report(b"a")]),
+            "one row by collation"
+        );
+        assert!(needs(&[Op::Report(b"a"), Op::Whitelist(b"a")]));
+        // keys that may be any row
+        assert!(needs(&[Op::Get(b"a b"), Op::Report(b"x")]));
+        assert!(needs(&[Op::Get(b"x"), Op::Whitelist(b"a b")]));
+        // not UTF-8: fails alone, needs nothing
+        assert!(!needs(&[Op::Get(b"\xff"), Op::Report(b"\xff")]));
+    }
+
+    #[test]
+    fn replies_follow_the_batch_order_on_rows_the_database_merged() {
+        // "abc" and "ABC" are one row for the database (case-insensitive
+        // collation): its reports of both count on that row, and each
+        // reply sees the counts before it in the batch
+        let t = |s: i64| Some(pyzor_protocol::Timestamp::from_secs(s));
+        let ops = [
+            Op::Report(b"abc"),
+            Op::Get(b"ABC"),
+            Op::Report(b"ABC"),
+            Op::Get(b"abc"),
+            Op::Whitelist(b"nope\xff"),
+            Op::Get(b"other"),
+            Op::Report(b"long"),
+        ];
+        let plan = BatchPlan::new(&ops, op_key);
+        assert_eq!(plan.keys, ["abc", "ABC", "other", "long"]);
+        assert_eq!(plan.adds, [(1, 0), (1, 0), (0, 0), (1, 0)]);
+        let was = Record {
+            r_count: 5,
+            r_entered: t(10),
+            r_updated: t(20),
+            ..Record::default()
+        };
+        let now = Record {
+            r_count: 7,
+            r_updated: t(99),
+            ..was
+        };
+        let row = |r: Record| Some((b"abc".to_vec(), r));
+        let after = [row(now), row(now), None, None];
+        let before = [Some(was), Some(was), None, None];
+        let refused = [None, None, None, Some("too long".to_string())];
+        let mut out = vec![None];
+        let failed = plan.assemble(&ops, Some(&before), &after, &refused, &mut out);
+        let once = Record { r_count: 6, ..now };
+        assert_eq!(
+            out,
+            [
+                None,
+                Some(once),
+                Some(once),
+                Some(now),
+                Some(now),
+                None,
+                None,
+                None
+            ]
+        );
+        let failed: Vec<usize> = failed.iter().map(|(i, _)| *i).collect();
+        assert_eq!(failed, [4, 6]);
+    }
 }

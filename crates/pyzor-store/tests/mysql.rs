@@ -151,6 +151,54 @@ fn mysql_one_digest_every_kind_in_one_batch() {
     batch_order::one_digest_every_kind_in_one_batch(&*e, b"punct-uation", b"fresh-digest");
 }
 
+/// Keys the database's collation makes one row (case, trailing blanks)
+/// are one digest inside a batch too: their counts add up on the row, and
+/// each reply sees the counts before it, as if each operation were its
+/// own `INSERT`/`SELECT` (the reference's).
+#[test]
+fn mysql_digests_one_by_collation_count_on_one_row_in_batch_order() {
+    let Some((_db, e)) =
+        private_engine("mysql_digests_one_by_collation_count_on_one_row_in_batch_order")
+    else {
+        return;
+    };
+    let d = "0123456789abcdef0123456789abcdef01234567";
+    let upper = d.to_uppercase();
+    let padded = format!("{d}   ");
+    let ops = [
+        Op::Get(d.as_bytes()),
+        Op::Report(d.as_bytes()),
+        Op::Get(upper.as_bytes()),
+        Op::Report(upper.as_bytes()),
+        Op::Whitelist(padded.as_bytes()),
+        Op::Get(padded.as_bytes()),
+        Op::Report(d.as_bytes()),
+        Op::Get(upper.as_bytes()),
+    ];
+    let mut out = Vec::new();
+    e.execute(&ops, pyzor_store::now(), &mut out).unwrap();
+    let counts: Vec<Option<(i64, i64)>> = out
+        .iter()
+        .map(|r| r.map(|r| (r.r_count, r.wl_count)))
+        .collect();
+    let f = |r, w| Some((r, w));
+    assert_eq!(
+        counts,
+        [
+            None,
+            f(1, 0),
+            f(1, 0),
+            f(2, 0),
+            f(2, 1),
+            f(2, 1),
+            f(3, 1),
+            f(3, 1)
+        ]
+    );
+    let r = e.get(d.as_bytes()).unwrap().unwrap();
+    assert_eq!((r.r_count, r.wl_count), (3, 1));
+}
+
 /// Hostile: the largest batch the server hands over (256 operations) of
 /// the longest digests a datagram can carry. Over-long and over-wide ones
 /// fail alone; ones whose excess is blanks count on their 40-character
