@@ -22,6 +22,13 @@ fn engine(dsn: &str) -> Arc<dyn Engine> {
     open(&EngineOptions::new("mysql", "/nonexistent").dsn(dsn)).unwrap()
 }
 
+/// Each reply's (r_count, wl_count).
+fn counts(out: &[Option<Record>]) -> Vec<Option<(i64, i64)>> {
+    out.iter()
+        .map(|r| r.map(|r| (r.r_count, r.wl_count)))
+        .collect()
+}
+
 /// A private database (`pyzor_h13m_…`, dropped afterwards) and the engine
 /// on its `digests` table over the unix socket; `None` (loud skip) without
 /// MariaDB.
@@ -83,13 +90,9 @@ fn mysql_a_digest_char40_cannot_hold_fails_only_its_own_operations() {
         other => panic!("{other:?}"),
     }
     assert_eq!(out.len(), ops.len(), "one entry per operation");
-    let counts: Vec<Option<(i64, i64)>> = out
-        .iter()
-        .map(|r| r.map(|r| (r.r_count, r.wl_count)))
-        .collect();
     let f = |r, w| Some((r, w));
     assert_eq!(
-        counts,
+        counts(&out),
         [
             f(1, 0),
             None,
@@ -177,13 +180,9 @@ fn mysql_digests_one_by_collation_count_on_one_row_in_batch_order() {
     ];
     let mut out = Vec::new();
     e.execute(&ops, pyzor_store::now(), &mut out).unwrap();
-    let counts: Vec<Option<(i64, i64)>> = out
-        .iter()
-        .map(|r| r.map(|r| (r.r_count, r.wl_count)))
-        .collect();
     let f = |r, w| Some((r, w));
     assert_eq!(
-        counts,
+        counts(&out),
         [
             None,
             f(1, 0),
