@@ -126,7 +126,12 @@ pub enum StoreError {
 /// and whose results were pushed onto `out` from `start` on: `Ok`, a
 /// [`StoreError::Partial`], or — when every operation failed, so nothing
 /// was written — the first error itself with nothing pushed.
-#[cfg(any(feature = "redis", feature = "lmdb", feature = "gdbm"))]
+#[cfg(any(
+    feature = "redis",
+    feature = "lmdb",
+    feature = "gdbm",
+    feature = "mysql"
+))]
 pub(crate) fn batch_outcome(
     mut failed: Vec<(usize, StoreError)>,
     n: usize,
@@ -195,8 +200,9 @@ pub trait Engine: Send + Sync {
     ///   nothing, every other one was done (as for `Ok`); `out` has one
     ///   entry per operation, `None` for a failed one. Engines that cannot
     ///   undo a batch's earlier writes (Redis, GDBM) report a record that
-    ///   fails this way, and so does LMDB, which skips it inside its
-    ///   transaction. When every operation failed, the engine returns the
+    ///   fails this way, and so do LMDB, which skips it inside its
+    ///   transaction, and MySQL, which writes a digest the column may not
+    ///   hold with a statement of its own that the database undoes alone. When every operation failed, the engine returns the
     ///   first one's error instead (nothing was written).
     /// * [`StoreError::BadKey`] or [`StoreError::Corrupt`]: one record
     ///   failed and **nothing** of the batch was written (refused before

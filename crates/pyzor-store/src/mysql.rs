@@ -14,10 +14,10 @@
 //!   does for the reference (see `key`): reads of any length answer
 //!   (trailing blanks ignored by the PAD SPACE collation, longer keys find
 //!   nothing); a write the `char(40)` column cannot hold fails with
-//!   [`StoreError::BadKey`] (strict mode's 1406, the reference's 500) and
-//!   its batch is rolled back. Non-UTF-8 is `BadKey` before the database is
-//!   touched. With the default collation case and trailing blanks do not
-//!   distinguish digests.
+//!   [`StoreError::BadKey`] (strict mode's 1406, the reference's 500), for
+//!   its own operations only ([`StoreError::Partial`]). Non-UTF-8 fails
+//!   its operation before the database is touched. With the default
+//!   collation case and trailing blanks do not distinguish digests.
 //! * **Timestamps.** DATETIME is naive. Like Python pyzord, which writes
 //!   `NOW()` in the session time zone and reads values back as *its* local
 //!   time, we read naive values as the local time of this process, and we
@@ -29,9 +29,23 @@
 //!   report or whitelist. We set only the side that was counted and leave
 //!   the other NULL ("never"), which Python reads as `None` too; an
 //!   existing row's `*_entered` that is NULL is filled on the first count.
-//! * **Writes.** One transaction per batch; each report/whitelist is
-//!   `INSERT … ON DUPLICATE KEY UPDATE` (atomic in InnoDB) followed by a
-//!   read of the row. Pool of `DBConnections` connections (default 8),
+//! * **Batches.** A batch is one statement per kind, whatever its size
+//!   (`sql::BatchPlan`): the reports and whitelists of each distinct digest
+//!   are added up and written by one multi-row `INSERT … VALUES (…),(…) ON
+//!   DUPLICATE KEY UPDATE` (so a digest named twice counts twice), in
+//!   digest order inside one transaction, and one read (`SELECT … JOIN` on
+//!   the batch's digests, matched by the database's own collation) gives
+//!   every operation's reply, assembled in the batch's order. A batch with
+//!   writes is `START TRANSACTION`, the upsert, the read, `COMMIT`: Ok
+//!   means committed (as durable as the server's
+//!   `innodb_flush_log_at_trx_commit` makes a commit). A batch that
+//!   reads a row before it counts it in the same batch reads the rows
+//!   first as well. Statements carry at most 256 rows, padded to a power of
+//!   two, so each connection prepares at most nine texts per kind, kept by
+//!   the driver's statement cache. Write transactions of different calls
+//!   run at the same time (one per pooled connection): taking rows in
+//!   digest order, they do not deadlock each other; a deadlock with another
+//!   process is retried. Pool of `DBConnections` connections (default 8),
 //!   checked with a ping after a second idle, re-made after an outage.
 //! * **Timeouts** ([`Limits`], docs/engines.md): every session sets
 //!   `innodb_lock_wait_timeout` and `lock_wait_timeout` (metadata locks,
@@ -52,12 +66,20 @@ use pyzor_protocol::{Record, Timestamp};
 
 use crate::pytime::{naive_local_to_ts, ts_to_naive_local};
 use crate::sql::{
-    retry_lock_conflicts, KeysetPages, Limits, Paged, Pool, ScanItem, Session, WriteTurn,
+    retry_lock_conflicts, BatchPlan, Found, KeysetPages, Limits, Paged, Pool, ScanItem, Session,
     CHECK_AFTER_IDLE,
 };
-use crate::{Engine, Op, RecordIter, Result, StoreError};
+use crate::{batch_outcome, Engine, Op, RecordIter, Result, StoreError};
 
 const DEFAULT_POOL: usize = 8;
+/// The most rows one statement of a batch carries; a batch's distinct
+/// digests go in chunks of at most this many, each padded to a power of
+/// two, so that a connection prepares at most [`ARITIES`] texts per kind.
+const MAX_ROWS: usize = 256;
+const ARITIES: usize = MAX_ROWS.trailing_zeros() as usize + 1;
+/// The driver's per-connection cache of prepared statements: both kinds
+/// at every arity, and the others (bulk work), stay prepared.
+const STMT_CACHE: usize = 2 * ARITIES + 8;
 /// Sessions for bulk work (expiry, migration, scans).
 const BULK_POOL: usize = 2;
 const PAGE: usize = 5000;
@@ -208,6 +230,7 @@ fn conn_opts(d: &MysqlDsn, limits: Limits, statement: Duration) -> Opts {
         .tcp_keepalive_probe_interval_secs(Some(Limits::KEEPALIVE_INTERVAL.as_secs() as u32))
         .tcp_keepalive_probe_count(Some(Limits::KEEPALIVE_RETRIES))
         .tcp_user_timeout_ms(Some(ms(Limits::silence(limits.wait))))
+        .stmt_cache_size(Some(STMT_CACHE))
         .init(vec![session_limits(limits.wait, statement)])
         .into()
 }
@@ -270,7 +293,77 @@ fn in_tx<T>(
 /// Only non-UTF-8 is refused here: the reference fails those too (MySQLdb
 /// cannot encode the surrogate escapes Python's `email` parser makes).
 fn key(d: &[u8]) -> Result<&str> {
-    std::str::from_utf8(d).map_err(|_| StoreError::BadKey("MySQL digests must be UTF-8".into()))
+    op_key(d).map_err(|why| StoreError::BadKey(why.into()))
+}
+
+/// [`key`] for a batch's operations ([`BatchPlan`]).
+fn op_key(d: &[u8]) -> std::result::Result<&str, &'static str> {
+    std::str::from_utf8(d).map_err(|_| "MySQL digests must be UTF-8")
+}
+
+/// Whether every `char(40)` column holds `k` whatever its character set:
+/// at most 40 ASCII characters. Only other keys can be refused by the
+/// database, so only they are written one by one, each failing alone.
+fn fits_any_column(k: &str) -> bool {
+    k.len() <= 40 && k.is_ascii()
+}
+
+/// Which keys may be one row ([`BatchPlan::needs_before`]): two keys of
+/// ASCII letters and digits are one row under MySQL's collations (`_ci`,
+/// `_bin`, `_cs`; PAD SPACE or not) only if they are equal ignoring ASCII
+/// case; anything else (blanks, punctuation, non-ASCII) may equal any key.
+fn row_class(k: &str) -> Option<String> {
+    (!k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric())).then(|| k.to_ascii_lowercase())
+}
+
+/// Statement texts per arity: `[j]` carries `2^j` rows.
+fn per_arity(text: impl Fn(usize) -> String) -> Vec<String> {
+    (0..ARITIES).map(|j| text(1 << j)).collect()
+}
+
+/// The slot in [`per_arity`] for `n` rows (at most [`MAX_ROWS`]) padded up.
+fn arity_slot(n: usize) -> usize {
+    n.next_power_of_two().trailing_zeros() as usize
+}
+
+/// One multi-row upsert: each row adds its report and whitelist counts;
+/// a side with nothing to add is left exactly as it is (NULL stays NULL),
+/// a side counted for the first time gets its entered date, as the
+/// single-row statement of the reference's `report`/`whitelist` does.
+/// A new row gets 0 (not NULL) on the side not counted and NULL dates.
+fn upsert_sql(t: &str, rows: usize) -> String {
+    let values = vec!["(?, ?, ?, ?, ?, ?, ?)"; rows].join(", ");
+    let side = |s: &str| {
+        format!(
+            "{s}_count = IF(VALUES({s}_count) > 0, COALESCE({s}_count, 0) + VALUES({s}_count), {s}_count), \
+             {s}_entered = IF(VALUES({s}_count) > 0, COALESCE({s}_entered, VALUES({s}_entered)), {s}_entered), \
+             {s}_updated = IF(VALUES({s}_count) > 0, VALUES({s}_updated), {s}_updated)"
+        )
+    };
+    format!(
+        "INSERT INTO {t} (digest, r_count, wl_count, r_entered, r_updated, wl_entered, wl_updated) \
+         VALUES {values} ON DUPLICATE KEY UPDATE {}, {}",
+        side("r"),
+        side("wl")
+    )
+}
+
+/// One multi-row read: `(i, key)` pairs joined to the table, so that the
+/// database matches each key to its row by its own collation, exactly as
+/// the reference's `SELECT … WHERE digest = %s` does (case, trailing
+/// blanks, over-long keys), and says which key found which row. The join
+/// uses the primary key (`eq_ref`).
+fn read_sql(t: &str, rows: usize) -> String {
+    let keys = vec!["SELECT ?, ?"; rows - 1].join(" UNION ALL ");
+    let more = if keys.is_empty() {
+        String::new()
+    } else {
+        format!(" UNION ALL {keys}")
+    };
+    format!(
+        "SELECT k.i, x.digest, x.r_count, x.wl_count, x.r_entered, x.r_updated, x.wl_entered, x.wl_updated \
+         FROM (SELECT ? AS i, ? AS d{more}) AS k JOIN {t} AS x ON x.digest = k.d"
+    )
 }
 
 fn dt_value(t: Option<Timestamp>) -> Value {
@@ -341,12 +434,18 @@ pub struct MysqlEngine {
     pool: Pool<MyConn>,
     bulk: Pool<MyConn>,
     table: String,
-    sql_report: String,
-    sql_whitelist: String,
-    sql_get: String,
+    /// [`upsert_sql`] and [`read_sql`] per arity ([`per_arity`]).
+    sql_upsert: Vec<String>,
+    sql_read: Vec<String>,
     sql_put: String,
-    /// This process's write transactions, one at a time (see [`WriteTurn`]).
-    write_turn: WriteTurn,
+}
+
+/// What the database answered for a batch ([`BatchPlan::assemble`]).
+#[derive(Default)]
+struct Answers {
+    before: Option<Vec<Option<Record>>>,
+    after: Vec<Found>,
+    refused: Vec<Option<String>>,
 }
 
 impl MysqlEngine {
@@ -358,22 +457,9 @@ impl MysqlEngine {
             connections
         };
         let t = check_table(&d.table)?;
-        let upsert = |side: &str, other: &str| {
-            format!(
-                "INSERT INTO {t} (digest, {side}_count, {other}_count, {side}_entered, {side}_updated) \
-                 VALUES (?, 1, 0, ?, ?) ON DUPLICATE KEY UPDATE \
-                 {side}_count = COALESCE({side}_count, 0) + 1, \
-                 {side}_entered = COALESCE({side}_entered, VALUES({side}_entered)), \
-                 {side}_updated = VALUES({side}_updated)"
-            )
-        };
         let e = MysqlEngine {
-            write_turn: WriteTurn::new(),
-            sql_report: upsert("r", "wl"),
-            sql_whitelist: upsert("wl", "r"),
-            sql_get: format!(
-                "SELECT r_count, wl_count, r_entered, r_updated, wl_entered, wl_updated FROM {t} WHERE digest = ?"
-            ),
+            sql_upsert: per_arity(|n| upsert_sql(&t, n)),
+            sql_read: per_arity(|n| read_sql(&t, n)),
             sql_put: format!(
                 "INSERT INTO {t} (digest, r_count, wl_count, r_entered, r_updated, wl_entered, wl_updated) \
                  VALUES (?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE r_count = VALUES(r_count), \
@@ -403,11 +489,138 @@ impl MysqlEngine {
         Ok(e)
     }
 
-    fn get_in(&self, q: &mut impl Queryable, d: &[u8], key: &str) -> Result<Option<Record>> {
-        let row: Option<mysql::Row> = q
-            .exec_first(&self.sql_get, (key,))
-            .map_err(|e| my_err("select", e))?;
-        row.map(|r| row_record(d, &r.unwrap())).transpose()
+    /// Run a batch on one session: a read alone, or a transaction of the
+    /// writes and the reads (see the module's "Batches").
+    fn run(
+        &self,
+        c: &mut Conn,
+        ops: &[Op<'_>],
+        plan: &BatchPlan<'_>,
+        now: Timestamp,
+        conflict: &std::cell::Cell<bool>,
+    ) -> Result<Answers> {
+        let mut refused = vec![None; plan.keys.len()];
+        if plan.write_keys().next().is_none() {
+            let after = self.read(c, plan)?;
+            return Ok(Answers {
+                before: None,
+                after,
+                refused,
+            });
+        }
+        in_tx(c, Some(conflict), |c| {
+            let before = match plan.needs_before(ops, row_class) {
+                true => Some(
+                    self.read(c, plan)?
+                        .into_iter()
+                        .map(|f| f.map(|(_, r)| r))
+                        .collect(),
+                ),
+                false => None,
+            };
+            // Rows are taken in digest order, the same in every batch, so
+            // that concurrent batches of this process do not deadlock.
+            let (mut plain, mut odd): (Vec<usize>, Vec<usize>) = plan
+                .write_keys()
+                .partition(|&k| fits_any_column(plan.keys[k]));
+            plain.sort_unstable_by_key(|&k| plan.keys[k]);
+            odd.sort_unstable_by_key(|&k| plan.keys[k]);
+            for chunk in plain.chunks(MAX_ROWS) {
+                self.upsert(c, plan, chunk, now, conflict)?;
+            }
+            // A key the column may not hold is its own statement: when the
+            // database refuses it (1406, 1366), only that statement is
+            // undone and only that key's counts fail.
+            for &k in &odd {
+                match self.upsert(c, plan, &[k], now, conflict) {
+                    Err(StoreError::BadKey(why)) => refused[k] = Some(why),
+                    r => r?,
+                }
+            }
+            let after = self.read(c, plan)?;
+            Ok(Answers {
+                before,
+                after,
+                refused,
+            })
+        })
+    }
+
+    /// Add the counts of `keys` (at most [`MAX_ROWS`], in the order given)
+    /// with one statement, padded with rows that add nothing to its first
+    /// key.
+    fn upsert(
+        &self,
+        c: &mut Conn,
+        plan: &BatchPlan<'_>,
+        keys: &[usize],
+        now: Timestamp,
+        conflict: &std::cell::Cell<bool>,
+    ) -> Result<()> {
+        let n = keys.len().next_power_of_two();
+        let now = dt_value(Some(now));
+        let mut p: Vec<Value> = Vec::with_capacity(7 * n);
+        for i in 0..n {
+            let (k, (r, w)) = match keys.get(i) {
+                Some(&k) => (k, plan.adds[k]),
+                None => (keys[0], (0, 0)),
+            };
+            let date = |add: i64| if add > 0 { now.clone() } else { Value::NULL };
+            p.extend([
+                Value::from(plan.keys[k]),
+                Value::Int(r),
+                Value::Int(w),
+                date(r),
+                date(r),
+                date(w),
+                date(w),
+            ]);
+        }
+        c.exec_drop(&self.sql_upsert[arity_slot(n)], p)
+            .map_err(|e| {
+                if is_conflict(&e) {
+                    conflict.set(true);
+                }
+                my_err("upsert", e)
+            })
+    }
+
+    /// Every key's row, [`MAX_ROWS`] keys per statement.
+    fn read(&self, c: &mut Conn, plan: &BatchPlan<'_>) -> Result<Vec<Found>> {
+        let all = plan.keys.len();
+        let mut found: Vec<Found> = vec![None; all];
+        for lo in (0..all).step_by(MAX_ROWS) {
+            let hi = (lo + MAX_ROWS).min(all);
+            let n = (hi - lo).next_power_of_two();
+            let mut p: Vec<Value> = Vec::with_capacity(2 * n);
+            for i in lo..lo + n {
+                match plan.keys.get(i).filter(|_| i < hi) {
+                    Some(k) => p.extend([Value::Int(i as i64), Value::from(*k)]),
+                    // NULL equals no row
+                    None => p.extend([Value::NULL, Value::NULL]),
+                }
+            }
+            let rows: Vec<mysql::Row> = c
+                .exec(&self.sql_read[arity_slot(n)], p)
+                .map_err(|e| my_err("select", e))?;
+            for row in rows {
+                let v = row.unwrap();
+                let i = match v.first() {
+                    Some(&Value::Int(i)) => usize::try_from(i).ok(),
+                    Some(&Value::UInt(i)) => usize::try_from(i).ok(),
+                    _ => None,
+                }
+                .filter(|i| (lo..hi).contains(i));
+                let (Some(i), Some(Value::Bytes(id))) = (i, v.get(1)) else {
+                    return Err(StoreError::Other(format!(
+                        "MySQL read: a row that answers no key of the batch: {v:?}"
+                    )));
+                };
+                let rec = row_record(plan.keys[i].as_bytes(), &v[2..])?;
+                found[i] = Some((id.clone(), rec));
+            }
+        }
+        Ok(found)
     }
 }
 
@@ -417,57 +630,24 @@ impl Engine for MysqlEngine {
     }
 
     fn execute(&self, ops: &[Op<'_>], now: Timestamp, out: &mut Vec<Option<Record>>) -> Result<()> {
-        // A non-UTF-8 digest fails the batch before the database is touched;
-        // one the column cannot hold fails it at its INSERT (1406, BadKey)
-        // and the transaction is rolled back: either way nothing of the
-        // batch is written, so the server can re-run it request by request.
-        let keys: Vec<&str> = ops.iter().map(|o| key(o.digest())).collect::<Result<_>>()?;
+        let plan = BatchPlan::new(ops, op_key);
         let start = out.len();
-        let writes = ops.iter().any(Op::is_write);
-        // One write transaction at a time in this process: batches of
-        // different workers touching the same rows in different orders
-        // would otherwise deadlock each other in InnoDB (1213). Conflicts
-        // with other processes (a second pyzord, a migration) are retried.
-        let _turn = match writes {
-            true => Some(self.write_turn.take(self.limits.wait, "MySQL")?),
-            false => None,
+        let answers = match plan.keys.is_empty() {
+            // every operation failed before the database (not UTF-8)
+            true => Answers::default(),
+            false => retry_lock_conflicts("mysql", self.limits.wait, |conflict| {
+                self.pool
+                    .with(|c| self.run(&mut c.0, ops, &plan, now, conflict))
+            })?,
         };
-        retry_lock_conflicts("mysql", self.limits.wait, |conflict| {
-            let r = self.pool.with(|c| {
-                let c = &mut c.0;
-                if !writes {
-                    for (op, k) in ops.iter().zip(&keys) {
-                        out.push(self.get_in(c, op.digest(), k)?);
-                    }
-                    return Ok(());
-                }
-                let now_v = dt_value(Some(now));
-                in_tx(c, Some(conflict), |c| {
-                    for (op, k) in ops.iter().zip(&keys) {
-                        let sql = match op {
-                            Op::Get(_) => None,
-                            Op::Report(_) => Some(&self.sql_report),
-                            Op::Whitelist(_) => Some(&self.sql_whitelist),
-                        };
-                        if let Some(sql) = sql {
-                            c.exec_drop(sql, (*k, now_v.clone(), now_v.clone()))
-                                .map_err(|e| {
-                                    if is_conflict(&e) {
-                                        conflict.set(true);
-                                    }
-                                    my_err("upsert", e)
-                                })?;
-                        }
-                        out.push(self.get_in(c, op.digest(), k)?);
-                    }
-                    Ok(())
-                })
-            });
-            if r.is_err() {
-                out.truncate(start);
-            }
-            r
-        })
+        let failed = plan.assemble(
+            ops,
+            answers.before.as_deref(),
+            &answers.after,
+            &answers.refused,
+            out,
+        );
+        batch_outcome(failed, ops.len(), out, start)
     }
 
     fn put_many(&self, records: &[(Vec<u8>, Record)]) -> Result<()> {

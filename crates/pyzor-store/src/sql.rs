@@ -1,15 +1,17 @@
 //! What the SQL engines (mysql, postgres) share: DSN handling, the
-//! keyset-paginated scan, and bounded waits: their time limits
-//! (`Limits`), their connection pool (`Pool`) and their one write
-//! transaction at a time (`WriteTurn`).
+//! keyset-paginated scan, a batch run as one statement per kind
+//! (`BatchPlan`), and bounded waits: their time limits (`Limits`), their
+//! connection pool (`Pool`) and their one write transaction at a time
+//! (`WriteTurn`).
 
+use std::collections::{HashMap, HashSet};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use pyzor_protocol::Record;
 
 use crate::backoff::Backoff;
-use crate::{EngineOptions, Result, StoreError};
+use crate::{EngineOptions, Op, Result, StoreError};
 
 /// How long an SQL engine waits for its database (docs/engines.md,
 /// "Timeouts").
@@ -96,6 +98,208 @@ pub(crate) fn check_table(t: &str) -> Result<Vec<&str>> {
         )));
     }
     Ok(parts)
+}
+
+/// What an SQL engine's read answered for one key: the row's identity (the
+/// stored digest, as the database returned it) and its record; `None` when
+/// no row equals the key. Keys that differ only where the database's
+/// collation does not look (case, trailing blanks on MySQL) have one row.
+#[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+pub(crate) type Found = Option<(Vec<u8>, Record)>;
+
+/// A batch of operations as an SQL engine runs it: one row per distinct
+/// digest, with the batch's reports and whitelists of that digest added
+/// together, so that a batch is one multi-row upsert and one multi-row read
+/// whatever its size and however often it names a digest. The replies are
+/// then assembled per operation ([`BatchPlan::assemble`]) as an engine that
+/// runs the operations one after the other answers them (memory, lmdb):
+/// each operation sees the operations before it in the batch and none
+/// after it.
+#[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+pub(crate) struct BatchPlan<'a> {
+    /// The distinct keys, in order of first appearance.
+    pub keys: Vec<&'a str>,
+    /// Per key: the reports and whitelists to add.
+    pub adds: Vec<(i64, i64)>,
+    /// Per operation: its key, or why it failed before the database was asked.
+    op_keys: Vec<std::result::Result<usize, &'static str>>,
+}
+
+#[cfg_attr(not(feature = "mysql"), allow(dead_code))]
+impl<'a> BatchPlan<'a> {
+    /// `key` gives an operation's key, or `Err` with the reason when the
+    /// engine cannot send that digest at all (the operation fails alone,
+    /// [`StoreError::BadKey`]).
+    pub fn new(
+        ops: &[Op<'a>],
+        key: impl Fn(&'a [u8]) -> std::result::Result<&'a str, &'static str>,
+    ) -> Self {
+        let mut index: HashMap<&'a str, usize> = HashMap::with_capacity(ops.len());
+        let mut plan = BatchPlan {
+            keys: Vec::new(),
+            adds: Vec::new(),
+            op_keys: Vec::with_capacity(ops.len()),
+        };
+        for op in ops {
+            let k = key(op.digest()).map(|k| {
+                *index.entry(k).or_insert_with(|| {
+                    plan.keys.push(k);
+                    plan.adds.push((0, 0));
+                    plan.keys.len() - 1
+                })
+            });
+            if let Ok(k) = k {
+                let a = &mut plan.adds[k];
+                match op {
+                    Op::Get(_) => {}
+                    Op::Report(_) => a.0 = a.0.saturating_add(1),
+                    Op::Whitelist(_) => a.1 = a.1.saturating_add(1),
+                }
+            }
+            plan.op_keys.push(k);
+        }
+        plan
+    }
+
+    /// The keys the batch counts something for.
+    pub fn write_keys(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.keys.len()).filter(|&k| self.adds[k] != (0, 0))
+    }
+
+    /// Whether some operation's reply needs a row as it was before the
+    /// batch: an operation followed, later in the batch, by a count of a
+    /// side (report, whitelist) it did not count itself, on a key that may
+    /// be the same row. `class` tells which keys may share a row: keys whose
+    /// classes are both `Some` share one only when the classes are equal;
+    /// `None` may share a row with any key. Then the engine reads the rows
+    /// before writing (one more statement); otherwise every reply follows
+    /// from the rows after the batch.
+    pub fn needs_before(&self, ops: &[Op<'_>], class: impl Fn(&str) -> Option<String>) -> bool {
+        let classes: Vec<Option<String>> = self.keys.iter().map(|k| class(k)).collect();
+        // per side (report, whitelist): the classes of the operations so far
+        // that did not count that side, and whether one of them was `None`
+        let mut seen: [HashSet<&str>; 2] = [HashSet::new(), HashSet::new()];
+        let mut any = [false; 2];
+        for (op, k) in ops.iter().zip(&self.op_keys) {
+            let Ok(k) = *k else { continue };
+            let c = classes[k].as_deref();
+            let side = match op {
+                Op::Get(_) => None,
+                Op::Report(_) => Some(0),
+                Op::Whitelist(_) => Some(1),
+            };
+            if let Some(s) = side {
+                let earlier = match c {
+                    None => !seen[s].is_empty(),
+                    Some(c) => seen[s].contains(c),
+                };
+                if any[s] || earlier {
+                    return true;
+                }
+            }
+            for s in (0..2).filter(|&s| side != Some(s)) {
+                match c {
+                    None => any[s] = true,
+                    Some(c) => {
+                        seen[s].insert(c);
+                    }
+                }
+            }
+        }
+        false
+    }
+
+    /// Push one reply per operation onto `out` and return the operations
+    /// that failed. `after[k]` is key `k`'s row after the batch's writes,
+    /// `before[k]` (if read) its row before them, and `refused[k]` says why
+    /// the database refused key `k`'s write (its counts then failed and
+    /// wrote nothing). Per operation, on the row its key found:
+    /// * no count of the row before it in the batch, none after: the row
+    ///   after the batch (it is the row before, too);
+    /// * none before it, some after: the row before the batch;
+    /// * otherwise the row after the batch less the counts that come after
+    ///   the operation, with the dates of a side counted only after it
+    ///   taken from the row before the batch.
+    pub fn assemble(
+        &self,
+        ops: &[Op<'_>],
+        before: Option<&[Option<Record>]>,
+        after: &[Found],
+        refused: &[Option<String>],
+        out: &mut Vec<Option<Record>>,
+    ) -> Vec<(usize, StoreError)> {
+        let mut rows: HashMap<&[u8], usize> = HashMap::with_capacity(after.len());
+        let row_of: Vec<Option<usize>> = after
+            .iter()
+            .map(|f| {
+                let n = rows.len();
+                f.as_ref()
+                    .map(|(id, _)| *rows.entry(id.as_slice()).or_insert(n))
+            })
+            .collect();
+        let counted = |k: usize, op: &Op<'_>| match op {
+            Op::Get(_) => (0, 0),
+            _ if refused[k].is_some() => (0, 0),
+            Op::Report(_) => (1, 0),
+            Op::Whitelist(_) => (0, 1),
+        };
+        let mut total = vec![(0i64, 0i64); rows.len()];
+        for (op, k) in ops.iter().zip(&self.op_keys) {
+            if let Ok(k) = *k {
+                let Some(row) = row_of[k] else { continue };
+                let (r, w) = counted(k, op);
+                total[row].0 += r;
+                total[row].1 += w;
+            }
+        }
+        let mut done = vec![(0i64, 0i64); rows.len()];
+        let mut failed = Vec::new();
+        for (i, (op, k)) in ops.iter().zip(&self.op_keys).enumerate() {
+            let k = match *k {
+                Err(why) => {
+                    failed.push((i, StoreError::BadKey(why.into())));
+                    out.push(None);
+                    continue;
+                }
+                Ok(k) => k,
+            };
+            if let (true, Some(why)) = (op.is_write(), &refused[k]) {
+                failed.push((i, StoreError::BadKey(why.clone())));
+                out.push(None);
+                continue;
+            }
+            let (Some(row), Some((_, now))) = (row_of[k], &after[k]) else {
+                out.push(None);
+                continue;
+            };
+            let (r, w) = counted(k, op);
+            let d = &mut done[row];
+            d.0 += r;
+            d.1 += w;
+            let later = (total[row].0 - d.0, total[row].1 - d.1);
+            let was = before.map(|b| b[k]);
+            out.push(match (*d, was) {
+                ((0, 0), _) if later == (0, 0) => Some(*now),
+                ((0, 0), Some(was)) => was,
+                (d, was) => {
+                    let mut x = *now;
+                    x.r_count = x.r_count.saturating_sub(later.0);
+                    x.wl_count = x.wl_count.saturating_sub(later.1);
+                    if let Some(was) = was {
+                        let was = was.unwrap_or_default();
+                        if d.0 == 0 && later.0 > 0 {
+                            (x.r_entered, x.r_updated) = (was.r_entered, was.r_updated);
+                        }
+                        if d.1 == 0 && later.1 > 0 {
+                            (x.wl_entered, x.wl_updated) = (was.wl_entered, was.wl_updated);
+                        }
+                    }
+                    Some(x)
+                }
+            });
+        }
+        failed
+    }
 }
 
 /// One item of a scan.
@@ -349,14 +553,19 @@ impl<C: Session> Pool<C> {
 /// workers touching the same rows in different orders would otherwise
 /// deadlock each other in the database. Waiting for the turn is bounded
 /// too: behind a write that is stuck on a lock, the others fail after
-/// [`Limits::wait`] instead of queueing for its whole time each.
+/// [`Limits::wait`] instead of queueing for its whole time each. (postgres;
+/// mysql takes its rows in digest order instead and runs its batches'
+/// transactions side by side.)
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) struct WriteTurn {
     busy: Mutex<bool>,
     done: Condvar,
 }
 
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) struct Turn<'a>(&'a WriteTurn);
 
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 impl WriteTurn {
     pub(crate) fn new() -> Self {
         WriteTurn {
@@ -482,5 +691,95 @@ mod tests {
             "{r:?}"
         );
         assert_eq!(p.slots().live, 0);
+    }
+
+    fn ascii_class(k: &str) -> Option<String> {
+        k.bytes()
+            .all(|b| b.is_ascii_alphanumeric())
+            .then(|| k.to_ascii_lowercase())
+    }
+
+    fn op_key(d: &[u8]) -> std::result::Result<&str, &'static str> {
+        std::str::from_utf8(d).map_err(|_| "not UTF-8")
+    }
+
+    #[test]
+    fn a_batch_reads_rows_before_writing_only_when_a_reply_needs_them() {
+        let needs = |ops: &[Op<'_>]| BatchPlan::new(ops, op_key).needs_before(ops, ascii_class);
+        // reports only, reads only, reads after the counts: the rows after
+        // the batch tell every reply
+        assert!(!needs(&[
+            Op::Report(b"a"),
+            Op::Report(b"b"),
+            Op::Report(b"a")
+        ]));
+        assert!(!needs(&[Op::Get(b"a"), Op::Get(b"A")]));
+        assert!(!needs(&[Op::Report(b"a"), Op::Get(b"a"), Op::Get(b"b")]));
+        assert!(!needs(&[Op::Get(b"x"), Op::Report(b"y")]));
+        // a read, or a count of the other side, before a count of one row
+        assert!(needs(&[Op::Get(b"a"), Op::Report(b"a")]));
+        assert!(
+            needs(&[Op::Get(b"A"), Op::Report(b"a")]),
+            "one row by collation"
+        );
+        assert!(needs(&[Op::Report(b"a"), Op::Whitelist(b"a")]));
+        // keys that may be any row
+        assert!(needs(&[Op::Get(b"a b"), Op::Report(b"x")]));
+        assert!(needs(&[Op::Get(b"x"), Op::Whitelist(b"a b")]));
+        // not UTF-8: fails alone, needs nothing
+        assert!(!needs(&[Op::Get(b"\xff"), Op::Report(b"\xff")]));
+    }
+
+    #[test]
+    fn replies_follow_the_batch_order_on_rows_the_database_merged() {
+        // "abc" and "ABC" are one row for the database (case-insensitive
+        // collation): its reports of both count on that row, and each
+        // reply sees the counts before it in the batch
+        let t = |s: i64| Some(pyzor_protocol::Timestamp::from_secs(s));
+        let ops = [
+            Op::Report(b"abc"),
+            Op::Get(b"ABC"),
+            Op::Report(b"ABC"),
+            Op::Get(b"abc"),
+            Op::Whitelist(b"nope\xff"),
+            Op::Get(b"other"),
+            Op::Report(b"long"),
+        ];
+        let plan = BatchPlan::new(&ops, op_key);
+        assert_eq!(plan.keys, ["abc", "ABC", "other", "long"]);
+        assert_eq!(plan.adds, [(1, 0), (1, 0), (0, 0), (1, 0)]);
+        let was = Record {
+            r_count: 5,
+            r_entered: t(10),
+            r_updated: t(20),
+            ..Record::default()
+        };
+        let now = Record {
+            r_count: 7,
+            r_updated: t(99),
+            ..was
+        };
+        let row = |r: Record| Some((b"abc".to_vec(), r));
+        let after = [row(now), row(now), None, None];
+        let before = [Some(was), Some(was), None, None];
+        let refused = [None, None, None, Some("too long".to_string())];
+        let mut out = vec![None];
+        let failed = plan.assemble(&ops, Some(&before), &after, &refused, &mut out);
+        let once = Record { r_count: 6, ..now };
+        assert_eq!(
+            out,
+            [
+                None,
+                Some(once),
+                Some(once),
+                Some(now),
+                Some(now),
+                None,
+                None,
+                None
+            ]
+        );
+        let failed: Vec<usize> = failed.iter().map(|(i, _)| *i).collect();
+        assert_eq!(failed, [4, 6]);
     }
 }

@@ -1,4 +1,6 @@
 #![cfg(feature = "lmdb")]
+#[path = "common/batch_order.rs"]
+mod batch_order;
 mod common;
 
 use std::io::{BufRead, BufReader};
@@ -19,6 +21,17 @@ fn lmdb_contract() {
         home.path().join("pyzord.lmdb/data.mdb").is_file(),
         "default DSN is a directory in the homedir"
     );
+}
+
+/// The order semantics of a batch agree with the memory engine's, reply
+/// for reply (the same check runs on mysql).
+#[test]
+fn lmdb_batches_agree_with_the_memory_engine() {
+    let home = tempfile::tempdir().unwrap();
+    let e = open(&EngineOptions::new("lmdb", home.path())).unwrap();
+    let keys: Vec<Vec<u8>> = (0..400).map(|i| format!("k-{i}").into_bytes()).collect();
+    batch_order::random_batches_agree_with_memory(&*e, &keys, 0x13, 80);
+    batch_order::one_digest_every_kind_in_one_batch(&*e, b"every-kind", b"fresh");
 }
 
 #[test]

@@ -14,6 +14,11 @@ impl MyDb {
     /// Create it as root over the unix socket; `None` (loud skip) without
     /// MariaDB.
     pub fn create(test: &str) -> Option<MyDb> {
+        Self::create_as(test, "pyzor_rs_test_")
+    }
+
+    /// [`MyDb::create`] with a database name that starts with `prefix`.
+    pub fn create_as(test: &str, prefix: &str) -> Option<MyDb> {
         if !pyzor_testkit::mysql_available(test) {
             return None;
         }
@@ -32,7 +37,7 @@ impl MyDb {
             }
         };
         let tag: u64 = rand_tag();
-        let db = format!("pyzor_rs_test_{tag:x}");
+        let db = format!("{prefix}{tag:x}");
         let user = format!("pyzor_rs_{:x}", tag & 0xffff_ffff);
         let password = format!("pw{tag:x}");
         root.query_drop(format!("CREATE DATABASE {db}")).unwrap();
@@ -70,6 +75,12 @@ impl MyDb {
 
     pub fn root(&mut self) -> &mut mysql::Conn {
         &mut self.root
+    }
+
+    /// How many rows `table` of this database holds (asked as root).
+    pub fn rows(&mut self, table: &str) -> i64 {
+        let sql = format!("SELECT COUNT(*) FROM `{}`.`{table}`", self.db);
+        self.root.query_first(sql).unwrap().unwrap_or(0)
     }
 }
 
