@@ -775,3 +775,99 @@ impl KeysetPages for PgScan<'_> {
         Ok((out, more))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_aggregates_duplicates_in_byte_order() {
+        let ops = [
+            Op::Report(b"b"),
+            Op::Get(b"c"),
+            Op::Whitelist(b"a"),
+            Op::Report(b"b"),
+            Op::Whitelist(b"b"),
+            Op::Get(b"a"),
+        ];
+        assert_eq!(
+            Plan::of(&ops),
+            Plan {
+                all: vec![&b"a"[..], b"b", b"c"],
+                written: vec![&b"a"[..], b"b"],
+                reports: vec![0, 2],
+                whitelists: vec![1, 1],
+            }
+        );
+        assert!(Plan::of(&[Op::Get(b"x"), Op::Get(b"x")]).written.is_empty());
+    }
+
+    /// A row another session created between the batch's read and its
+    /// upsert: the replies from the first write on follow the database's
+    /// record (less the batch's later counts); a read before it keeps
+    /// what the batch read.
+    #[test]
+    fn replies_follow_the_database_when_a_row_changed_under_the_batch() {
+        let now = Timestamp(2_000_000);
+        let theirs = Timestamp(1_000_000);
+        let ops = [
+            Op::Get(b"d"),
+            Op::Report(b"d"),
+            Op::Get(b"d"),
+            Op::Report(b"d"),
+            Op::Whitelist(b"d"),
+            Op::Get(b"e"),
+        ];
+        let fin = Record {
+            r_count: 7,
+            wl_count: 1,
+            r_entered: Some(theirs),
+            r_updated: Some(now),
+            wl_entered: Some(now),
+            wl_updated: Some(now),
+        };
+        let after = HashMap::from([(b"d".to_vec(), fin)]);
+        let mut out = vec![None];
+        assemble(&ops, now, &HashMap::new(), &after, &mut out).unwrap();
+        let counts: Vec<_> = out[1..]
+            .iter()
+            .map(|r| r.map(|r| (r.r_count, r.wl_count, r.r_entered)))
+            .collect();
+        assert_eq!(
+            counts,
+            vec![
+                None,
+                Some((6, 0, Some(theirs))),
+                Some((6, 0, Some(theirs))),
+                Some((7, 0, Some(theirs))),
+                Some((7, 1, Some(theirs))),
+                None
+            ]
+        );
+        // when the database agrees, the replies are the batch's own
+        let mut mine = Record::default();
+        mine.report(now);
+        mine.report(now);
+        mine.whitelist(now);
+        let after = HashMap::from([(b"d".to_vec(), mine)]);
+        let mut out = Vec::new();
+        assemble(&ops, now, &HashMap::new(), &after, &mut out).unwrap();
+        assert_eq!(out[2].unwrap().r_count, 1);
+        assert_eq!(out[4], Some(mine));
+        // a saturated count stays saturated
+        let full = Record {
+            r_count: i64::MAX,
+            ..fin
+        };
+        let after = HashMap::from([(b"d".to_vec(), full)]);
+        let mut out = Vec::new();
+        assemble(&ops, now, &HashMap::new(), &after, &mut out).unwrap();
+        assert_eq!(out[1].unwrap().r_count, i64::MAX);
+        // a written digest the upsert did not return: an error, nothing pushed by the caller
+        let mut out = Vec::new();
+        assert!(matches!(
+            assemble(&ops, now, &HashMap::new(), &HashMap::new(), &mut out),
+            Err(StoreError::Other(_))
+        ));
+    }
+}
