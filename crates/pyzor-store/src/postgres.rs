@@ -11,18 +11,18 @@
 //!   no time zone ambiguity).
 //! * **A batch is a few statements whatever its size**, prepared once per
 //!   connection and sent together (tokio-postgres pipelines requests
-//!   polled concurrently), so one round trip: a batch of checks/infos is
-//!   one `SELECT … WHERE digest = ANY($1)`; a batch with writes is `BEGIN`,
-//!   that `SELECT … ORDER BY digest FOR UPDATE` (the state before the batch,
-//!   its rows locked), one `INSERT … SELECT … FROM unnest($1, $2, $3) ON
-//!   CONFLICT (digest) DO UPDATE … RETURNING` for all its reports and
-//!   whitelists, and `COMMIT`. Duplicates are aggregated per digest before
-//!   the statement (a row cannot be touched twice by one `ON CONFLICT`),
-//!   digests in byte order (the locks of concurrent batches are taken in
-//!   one order). Each operation's record is then assembled in request
-//!   order from the state before the batch ([`assemble`]), as the memory
-//!   engine would have it. Counts saturate at sys.maxsize like the
-//!   reference's.
+//!   polled concurrently): a batch of checks/infos is one `SELECT … WHERE
+//!   digest = ANY($1)`, one round trip; a batch with writes is `BEGIN`,
+//!   that `SELECT … ORDER BY digest FOR UPDATE` (the state before the
+//!   batch, its rows locked) and one `INSERT … SELECT … FROM unnest($1, $2,
+//!   $3) ON CONFLICT (digest) DO UPDATE … RETURNING` for all its reports
+//!   and whitelists in one round trip, then `COMMIT` in a second.
+//!   Duplicates are aggregated per digest before the statement (a row
+//!   cannot be touched twice by one `ON CONFLICT`), digests in byte order
+//!   (the locks of concurrent batches are taken in one order). Each
+//!   operation's record is then assembled in request order from the state
+//!   before the batch (`assemble`), as the memory engine would have it.
+//!   Counts saturate at sys.maxsize like the reference's.
 //! * A 200 means committed: `execute` returns only after PostgreSQL
 //!   answered the `COMMIT`, which with the server's defaults
 //!   (`synchronous_commit = on`, `fsync = on`) means the WAL was flushed.
@@ -491,27 +491,29 @@ fn assemble(
     out: &mut Vec<Option<Record>>,
 ) -> Result<()> {
     let start = out.len();
-    let mut state: HashMap<&[u8], Option<Record>> = HashMap::with_capacity(ops.len());
+    // per digest: its record so far, and whether the batch wrote it
+    let mut state: HashMap<&[u8], (Option<Record>, bool)> = HashMap::with_capacity(ops.len());
     for op in ops {
-        let s = state
+        let (s, written) = state
             .entry(op.digest())
-            .or_insert_with(|| before.get(op.digest()).copied());
+            .or_insert_with(|| (before.get(op.digest()).copied(), false));
         match *op {
             Op::Get(_) => {}
             Op::Report(_) => s.get_or_insert_with(Record::default).report(now),
             Op::Whitelist(_) => s.get_or_insert_with(Record::default).whitelist(now),
         }
+        *written |= op.is_write();
         out.push(*s);
     }
-    for (d, last) in state {
-        let Some(fin) = after.get(d) else {
-            if ops.iter().any(|op| op.is_write() && op.digest() == d) {
-                return Err(StoreError::Other(format!(
-                    "PostgreSQL: the batch was committed but the upsert returned no row for one of its {} digests",
-                    after.len()
-                )));
-            }
+    for (d, (last, written)) in state {
+        if !written {
             continue;
+        }
+        let Some(fin) = after.get(d) else {
+            return Err(StoreError::Other(format!(
+                "PostgreSQL: the batch was committed but the upsert returned no row for one of its {} digests",
+                after.len()
+            )));
         };
         if last.as_ref() == Some(fin) {
             continue;
@@ -624,7 +626,8 @@ impl Engine for PostgresEngine {
         "postgres"
     }
 
-    /// One round trip per batch ([`PgConn::run_batch`]). Batches of
+    /// One round trip per batch of reads, two per batch with writes
+    /// (`PgConn::run_batch`). Batches of
     /// several workers run at once: their rows are locked in one order
     /// (digest order, by the `FOR UPDATE` read and by the upsert), and a
     /// deadlock that still happens (a row created between the two by
