@@ -393,3 +393,51 @@ fn postgres_concurrent_batches_count_exactly() {
         assert_eq!((got.r_count, got.wl_count), want, "digest {i}");
     }
 }
+
+/// The engine's statements are prepared once per connection, while the
+/// table may still be empty: their plans must follow the table as it
+/// grows. Before, the generic plan PostgreSQL settled on for the small
+/// table (a sequential scan) stayed until the next automatic ANALYZE:
+/// every batch of reports read the whole table (`seq_tup_read` in
+/// `pg_stat_user_tables`; reports 3× slower than with the old
+/// one-statement-per-digest engine).
+#[test]
+fn postgres_plans_follow_the_table_as_it_grows() {
+    let Some((db, e)) = h13_engine("postgres_plans_follow_the_table_as_it_grows") else {
+        return;
+    };
+    let batch = |tag: &str| {
+        let ds: Vec<Vec<u8>> = (0..32).map(|i| format!("{tag}{i}").into_bytes()).collect();
+        let ops: Vec<Op<'_>> = ds.iter().map(|d| Op::Report(d)).collect();
+        let mut out = Vec::new();
+        e.execute(&ops, pyzor_store::now(), &mut out).unwrap();
+    };
+    batch("first-");
+    // autovacuum analyses a table when it is young (50 rows + 10 %): then
+    // enough executions for PostgreSQL to settle on a generic plan
+    admin(&db).batch_execute("ANALYZE digests").unwrap();
+    for i in 0..12 {
+        batch(&format!("small{i}-"));
+    }
+    let rows: Vec<(Vec<u8>, pyzor_protocol::Record)> = (0..30_000u32)
+        .map(|i| (i.to_be_bytes().to_vec(), Default::default()))
+        .collect();
+    e.put_many(&rows).unwrap();
+    for i in 0..20 {
+        batch(&format!("big{i}-"));
+    }
+    // a session's counters are published when it ends (or after 10 s idle)
+    drop(e);
+    std::thread::sleep(Duration::from_millis(500));
+    let read: i64 = admin(&db)
+        .query_one(
+            "SELECT seq_tup_read FROM pg_stat_user_tables WHERE relname = 'digests'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(
+        read < 30_000,
+        "batches read the whole table: {read} rows read by sequential scans"
+    );
+}
