@@ -30,8 +30,8 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TICK = os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from run import ROOT, proc_cpu_seconds  # noqa: E402
 
 
 def psql(sql, db="postgres"):
@@ -42,13 +42,7 @@ def psql(sql, db="postgres"):
     return r.stdout.strip()
 
 
-def cpu_s(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            v = f.read().rsplit(")", 1)[1].split()
-        return (int(v[11]) + int(v[12])) / TICK
-    except (OSError, IndexError, ValueError):
-        return None
+cpu_s = proc_cpu_seconds
 
 
 def backends(db):

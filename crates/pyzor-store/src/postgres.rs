@@ -191,23 +191,18 @@ impl PgConn {
             })
     }
 
-    /// Prepare the request path's statements (in one round trip) when
-    /// this connection first needs them.
+    /// Prepare the request path's statements when this connection first
+    /// needs them, one after the other: preparing waits for a lock on the
+    /// table, and the first to time out ends it (pipelined, each would wait
+    /// its own lock timeout, together longer than the client waits, and the
+    /// cause, the lock, would not be told).
     fn prepare_once(&mut self, sql: &Sql) -> Result<()> {
         if self.prepared.is_none() {
             let c = &self.client;
-            let (read, lock, upsert) = self.wait(
-                "prepare",
-                join3(
-                    c.prepare(&sql.read),
-                    c.prepare(&sql.lock),
-                    c.prepare(&sql.upsert),
-                ),
-            )?;
             self.prepared = Some(Prepared {
-                read: checked("prepare", None, read)?,
-                lock: checked("prepare", None, lock)?,
-                upsert: checked("prepare", None, upsert)?,
+                read: self.run("prepare", None, c.prepare(&sql.read))?,
+                lock: self.run("prepare", None, c.prepare(&sql.lock))?,
+                upsert: self.run("prepare", None, c.prepare(&sql.upsert))?,
             });
         }
         Ok(())
