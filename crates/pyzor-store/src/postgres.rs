@@ -9,13 +9,29 @@
 //!   stored exactly, whatever their bytes), `r_count`/`wl_count bigint`,
 //!   the four dates `timestamptz` (absolute instants to the microsecond:
 //!   no time zone ambiguity).
-//! * Each report/whitelist is one `INSERT … ON CONFLICT DO UPDATE …
-//!   RETURNING` (atomic); a batch is one transaction. Counts saturate at
-//!   sys.maxsize like the reference's.
+//! * **A batch is a few statements whatever its size**, prepared once per
+//!   connection and sent together (tokio-postgres pipelines requests
+//!   polled concurrently): a batch of checks/infos is one `SELECT … WHERE
+//!   digest = ANY($1)`, one round trip; a batch with writes is `BEGIN`,
+//!   that `SELECT … ORDER BY digest FOR UPDATE` (the state before the
+//!   batch, its rows locked) and one `INSERT … SELECT … FROM unnest($1, $2,
+//!   $3) ON CONFLICT (digest) DO UPDATE … RETURNING` for all its reports
+//!   and whitelists in one round trip, then `COMMIT` in a second.
+//!   Duplicates are aggregated per digest before the statement (a row
+//!   cannot be touched twice by one `ON CONFLICT`), digests in byte order
+//!   (the locks of concurrent batches are taken in one order). Each
+//!   operation's record is then assembled in request order from the state
+//!   before the batch (`assemble`), as the memory engine would have it.
+//!   Counts saturate at sys.maxsize like the reference's.
+//! * A 200 means committed: `execute` returns only after PostgreSQL
+//!   answered the `COMMIT`, which with the server's defaults
+//!   (`synchronous_commit = on`, `fsync = on`) means the WAL was flushed.
 //! * A bounded pool of `DBConnections` connections (default 8), checked
 //!   after a second idle; a connection that failed is closed, never reused
 //!   (the server rolls its transaction back), and a new one is made on the
-//!   next request.
+//!   next request. Several batches (one per server worker) are in flight
+//!   at once; a lock conflict with another one (a deadlock, possible only
+//!   when rows appear between two statements) is retried.
 //! * **Timeouts** ([`Limits`], docs/engines.md): every session sets
 //!   `lock_timeout` = `EngineTimeout`, `statement_timeout` = `EngineTimeout`
 //!   (the longer bulk bound for expiry, migration and scans, which have
@@ -26,16 +42,17 @@
 //!   `TCP_USER_TIMEOUT`).
 
 use std::cell::Cell;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures_util::future::join3;
 use pyzor_protocol::{Record, Timestamp};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, Config, NoTls, Row};
+use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
 use crate::sql::{
-    retry_lock_conflicts, KeysetPages, Limits, Paged, Pool, ScanItem, Session, WriteTurn,
-    CHECK_AFTER_IDLE,
+    retry_lock_conflicts, KeysetPages, Limits, Paged, Pool, ScanItem, Session, CHECK_AFTER_IDLE,
 };
 use crate::{Engine, Op, RecordIter, Result, StoreError};
 
@@ -83,10 +100,15 @@ fn pg_err(what: &str, e: tokio_postgres::Error) -> StoreError {
 
 /// A statement refused for its row (SQLSTATE classes 22 "data exception"
 /// and 23 "integrity constraint violation", e.g. a CHECK constraint an
-/// administrator added): the record's own error. Its transaction is rolled
-/// back, so nothing of the batch is written ([`StoreError::BadKey`]).
+/// administrator added, and 54 "program limit exceeded": a digest too
+/// long for the primary key's btree, over 2704 bytes after compression):
+/// the record's own error. Its transaction is rolled back, so nothing of
+/// the batch is written ([`StoreError::BadKey`]) and the server re-runs
+/// the batch request by request (D13).
 fn row_refused(code: &SqlState) -> bool {
-    code.code().starts_with("22") || code.code().starts_with("23")
+    ["22", "23", "54"]
+        .iter()
+        .any(|c| code.code().starts_with(c))
 }
 
 /// A transaction aborted by a lock conflict (deadlock, serialization
@@ -102,6 +124,15 @@ struct PgConn {
     client: Client,
     /// How long a round trip may go unanswered.
     silence: Duration,
+    /// The request path's statements, prepared on first use.
+    prepared: Option<Prepared>,
+}
+
+/// The statements of [`Engine::execute`], prepared once per connection.
+struct Prepared {
+    read: Statement,
+    lock: Statement,
+    upsert: Statement,
 }
 
 impl PgConn {
@@ -130,6 +161,7 @@ impl PgConn {
             rt,
             client,
             silence,
+            prepared: None,
         };
         c.run("session setup", None, c.client.batch_execute(setup))?;
         Ok(c)
@@ -143,21 +175,91 @@ impl PgConn {
         conflict: Option<&Cell<bool>>,
         fut: impl Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T> {
-        match self
-            .rt
+        checked(what, conflict, self.wait(what, fut)?)
+    }
+
+    /// Drive `fut` (requests polled together are pipelined: sent at once,
+    /// answered in order) and give up after `silence`.
+    fn wait<T>(&self, what: &str, fut: impl Future<Output = T>) -> Result<T> {
+        self.rt
             .block_on(async { tokio::time::timeout(self.silence, fut).await })
-        {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
-                if let Some(flag) = conflict.filter(|_| is_lock_conflict(&e)) {
-                    flag.set(true);
-                }
-                Err(pg_err(what, e))
+            .map_err(|_| {
+                StoreError::Unavailable(format!(
+                    "PostgreSQL {what}: the server did not answer within {:?}",
+                    self.silence
+                ))
+            })
+    }
+
+    /// Prepare the request path's statements when this connection first
+    /// needs them, one after the other: preparing waits for a lock on the
+    /// table, and the first to time out ends it (pipelined, each would wait
+    /// its own lock timeout, together longer than the client waits, and the
+    /// cause, the lock, would not be told).
+    fn prepare_once(&mut self, sql: &Sql) -> Result<()> {
+        if self.prepared.is_none() {
+            let c = &self.client;
+            self.prepared = Some(Prepared {
+                read: self.run("prepare", None, c.prepare(&sql.read))?,
+                lock: self.run("prepare", None, c.prepare(&sql.lock))?,
+                upsert: self.run("prepare", None, c.prepare(&sql.upsert))?,
+            });
+        }
+        Ok(())
+    }
+
+    /// Run a batch's statements ([`Plan`]) and return the rows of the
+    /// state before it and, when it writes, of the state after it. A
+    /// batch with writes is one transaction of two round trips: `BEGIN`
+    /// and its statements sent together, then `COMMIT` once they all
+    /// succeeded (so that a server that stops answering before the commit
+    /// leaves nothing written: the connection is dropped, the server rolls
+    /// back). When a statement fails the transaction is aborted and the
+    /// first statement's error is returned (the ones after it only say the
+    /// transaction was aborted).
+    fn run_batch(
+        &mut self,
+        sql: &Sql,
+        plan: &Plan<'_>,
+        now: Option<SystemTime>,
+        conflict: &Cell<bool>,
+    ) -> Result<(Vec<Row>, Vec<Row>)> {
+        self.prepare_once(sql)?;
+        let st = self.prepared.as_ref().expect("prepared above");
+        let c = &self.client;
+        if plan.written.is_empty() {
+            let before = self.run("query", None, c.query(&st.read, &[&plan.all]))?;
+            return Ok((before, Vec::new()));
+        }
+        let (begin, before, after) = self.wait(
+            "batch",
+            join3(
+                c.batch_execute("BEGIN"),
+                c.query(&st.lock, &[&plan.all]),
+                c.query(
+                    &st.upsert,
+                    &[&plan.written, &plan.reports, &plan.whitelists, &now],
+                ),
+            ),
+        )?;
+        let flag = Some(conflict);
+        let done = checked("begin", flag, begin).and_then(|()| {
+            Ok((
+                checked("lock", flag, before)?,
+                checked("upsert", flag, after)?,
+            ))
+        });
+        match done {
+            Ok(rows) => {
+                self.run("commit", flag, c.batch_execute("COMMIT"))?;
+                Ok(rows)
             }
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "PostgreSQL {what}: the server did not answer within {:?}",
-                self.silence
-            ))),
+            // the session is kept (see `Pool`): end its transaction
+            Err(e @ StoreError::BadKey(_)) => {
+                self.run("rollback", None, c.batch_execute("ROLLBACK"))?;
+                Err(e)
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -184,6 +286,21 @@ impl PgConn {
     }
 }
 
+/// A statement's outcome as ours; `conflict` is set when it failed on a
+/// lock conflict.
+fn checked<T>(
+    what: &str,
+    conflict: Option<&Cell<bool>>,
+    r: Result<T, tokio_postgres::Error>,
+) -> Result<T> {
+    r.map_err(|e| {
+        if let Some(flag) = conflict.filter(|_| is_lock_conflict(&e)) {
+            flag.set(true);
+        }
+        pg_err(what, e)
+    })
+}
+
 impl Session for PgConn {
     fn alive(&mut self, idle: Duration) -> bool {
         !self.client.is_closed()
@@ -198,9 +315,14 @@ impl Session for PgConn {
 fn session_pool(base: &Config, max: usize, limits: Limits, statement: Duration) -> Pool<PgConn> {
     let ms = |d: Duration| d.as_millis().max(1);
     // SET rather than the startup packet's `options`, which connection
-    // poolers such as PgBouncer refuse
+    // poolers such as PgBouncer refuse. Prepared statements are planned
+    // for their parameters each time: a generic plan made while the table
+    // was small (a sequential scan) would otherwise stay for the life of
+    // the connection, however large the table grows (measured: every batch
+    // of reports read the whole table, 10× slower than before).
     let setup = format!(
-        "SET lock_timeout = {}; SET statement_timeout = {}; SET idle_in_transaction_session_timeout = {}",
+        "SET plan_cache_mode = force_custom_plan; \
+         SET lock_timeout = {}; SET statement_timeout = {}; SET idle_in_transaction_session_timeout = {}",
         ms(limits.wait),
         ms(statement),
         ms(Limits::silence(limits.wait))
@@ -266,12 +388,174 @@ pub struct PostgresEngine {
     pool: Pool<PgConn>,
     bulk: Pool<PgConn>,
     table: String,
-    sql_report: String,
-    sql_whitelist: String,
-    sql_get: String,
+    sql: Sql,
     sql_put: String,
-    /// This process's write transactions, one at a time (see [`WriteTurn`]).
-    write_turn: WriteTurn,
+}
+
+/// The text of the request path's statements ([`Prepared`]).
+struct Sql {
+    /// The records of `$1` (digests), in no particular order.
+    read: String,
+    /// The same, in digest order, their rows locked until the commit.
+    lock: String,
+    /// Add `$2` reports and `$3` whitelists at `$4` to the records of the
+    /// digests `$1` (distinct), creating the missing ones; return them.
+    upsert: String,
+}
+
+impl Sql {
+    fn new(t: &str) -> Sql {
+        const MAX: &str = "9223372036854775807";
+        // The reference's r_increment/wl_increment (Record::report and
+        // Record::whitelist in Rust) applied n times: the count saturates
+        // at sys.maxsize, the first date is kept, the last is `now`; a side
+        // with no request in the batch (n = 0) is left as it is.
+        let side = |s: &str| {
+            format!(
+                "{s}_count = CASE WHEN d.{s}_count > {MAX} - EXCLUDED.{s}_count THEN {MAX} \
+                 ELSE d.{s}_count + EXCLUDED.{s}_count END, \
+                 {s}_entered = COALESCE(d.{s}_entered, EXCLUDED.{s}_entered), \
+                 {s}_updated = COALESCE(EXCLUDED.{s}_updated, d.{s}_updated)"
+            )
+        };
+        let (r, wl) = (side("r"), side("wl"));
+        Sql {
+            read: format!("SELECT digest, {COLS} FROM {t} WHERE digest = ANY($1::bytea[])"),
+            lock: format!(
+                "SELECT digest, {COLS} FROM {t} WHERE digest = ANY($1::bytea[]) ORDER BY digest FOR UPDATE"
+            ),
+            upsert: format!(
+                "INSERT INTO {t} AS d (digest, {COLS}) \
+                 SELECT i.digest, i.nr, i.nw, \
+                 CASE WHEN i.nr > 0 THEN $4::timestamptz END, CASE WHEN i.nr > 0 THEN $4::timestamptz END, \
+                 CASE WHEN i.nw > 0 THEN $4::timestamptz END, CASE WHEN i.nw > 0 THEN $4::timestamptz END \
+                 FROM unnest($1::bytea[], $2::bigint[], $3::bigint[]) AS i(digest, nr, nw) \
+                 ON CONFLICT (digest) DO UPDATE SET {r}, {wl} RETURNING digest, {COLS}"
+            ),
+        }
+    }
+}
+
+/// What a batch asks of the database: its distinct digests (read, and
+/// locked when it writes) and, per written digest, how many reports and
+/// whitelists; both in byte order, PostgreSQL's order of `bytea`.
+#[derive(Debug, PartialEq, Eq)]
+struct Plan<'a> {
+    all: Vec<&'a [u8]>,
+    written: Vec<&'a [u8]>,
+    reports: Vec<i64>,
+    whitelists: Vec<i64>,
+}
+
+impl<'a> Plan<'a> {
+    fn of(ops: &[Op<'a>]) -> Plan<'a> {
+        let mut all: Vec<&[u8]> = ops.iter().map(Op::digest).collect();
+        all.sort_unstable();
+        all.dedup();
+        let mut counts: BTreeMap<&[u8], (i64, i64)> = BTreeMap::new();
+        for op in ops {
+            match *op {
+                Op::Get(_) => {}
+                Op::Report(d) => counts.entry(d).or_default().0 += 1,
+                Op::Whitelist(d) => counts.entry(d).or_default().1 += 1,
+            }
+        }
+        let mut p = Plan {
+            all,
+            written: Vec::with_capacity(counts.len()),
+            reports: Vec::with_capacity(counts.len()),
+            whitelists: Vec::with_capacity(counts.len()),
+        };
+        for (d, (r, w)) in counts {
+            p.written.push(d);
+            p.reports.push(r);
+            p.whitelists.push(w);
+        }
+        p
+    }
+}
+
+/// Each operation's record, pushed onto `out` in request order: the state
+/// before the batch (`before`: the records that existed) with the batch's
+/// operations applied one by one, as the memory engine does. A written
+/// digest's last state must equal what the database returned (`after`);
+/// when it does not — its row did not exist when the batch read it and
+/// another session created it before the batch's upsert — the operations
+/// from its first write on get the database's record less the counts of
+/// the batch's later operations on it (their dates are the database's).
+fn assemble(
+    ops: &[Op<'_>],
+    now: Timestamp,
+    before: &HashMap<Vec<u8>, Record>,
+    after: &HashMap<Vec<u8>, Record>,
+    out: &mut Vec<Option<Record>>,
+) -> Result<()> {
+    let start = out.len();
+    // per digest: its record so far, and whether the batch wrote it
+    let mut state: HashMap<&[u8], (Option<Record>, bool)> = HashMap::with_capacity(ops.len());
+    for op in ops {
+        let (s, written) = state
+            .entry(op.digest())
+            .or_insert_with(|| (before.get(op.digest()).copied(), false));
+        match *op {
+            Op::Get(_) => {}
+            Op::Report(_) => s.get_or_insert_with(Record::default).report(now),
+            Op::Whitelist(_) => s.get_or_insert_with(Record::default).whitelist(now),
+        }
+        *written |= op.is_write();
+        out.push(*s);
+    }
+    for (d, (last, written)) in state {
+        if !written {
+            continue;
+        }
+        let Some(fin) = after.get(d) else {
+            return Err(StoreError::Other(format!(
+                "PostgreSQL: the batch was committed but the upsert returned no row for one of its {} digests",
+                after.len()
+            )));
+        };
+        if last.as_ref() == Some(fin) {
+            continue;
+        }
+        log::debug!("postgres: a record changed under the batch; its replies follow the database");
+        let (mut later_r, mut later_w) = (0i64, 0i64);
+        let mine = ops.iter().enumerate().filter(|(_, op)| op.digest() == d);
+        let first_write = mine.clone().find(|(_, op)| op.is_write()).map(|(i, _)| i);
+        for (i, op) in mine.rev() {
+            if Some(i) < first_write {
+                break;
+            }
+            let less = |count: i64, n: i64| match count {
+                i64::MAX => i64::MAX,
+                c => c.saturating_sub(n),
+            };
+            out[start + i] = Some(Record {
+                r_count: less(fin.r_count, later_r),
+                wl_count: less(fin.wl_count, later_w),
+                ..*fin
+            });
+            match op {
+                Op::Get(_) => {}
+                Op::Report(_) => later_r += 1,
+                Op::Whitelist(_) => later_w += 1,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Rows of `digest, COLS` by digest.
+fn records_by_digest(rows: &[Row]) -> Result<HashMap<Vec<u8>, Record>> {
+    rows.iter()
+        .map(|r| {
+            let d: Vec<u8> = r.try_get(0).map_err(|e| StoreError::Corrupt {
+                digest: String::new(),
+                reason: e.to_string(),
+            })?;
+            Ok((d, row_record(r, 1)?))
+        })
+        .collect()
 }
 
 /// Double-quote a checked table name (`schema.table` allowed).
@@ -306,28 +590,16 @@ impl PostgresEngine {
             config.password(&f.password);
         }
         let t = quote_table(&f.table)?;
-        let upsert = |side: &str| {
-            format!(
-                "INSERT INTO {t} AS d (digest, {side}_count, {side}_entered, {side}_updated) VALUES ($1, 1, $2, $2) \
-                 ON CONFLICT (digest) DO UPDATE SET \
-                 {side}_count = CASE WHEN d.{side}_count >= 9223372036854775807 THEN d.{side}_count ELSE d.{side}_count + 1 END, \
-                 {side}_entered = COALESCE(d.{side}_entered, EXCLUDED.{side}_entered), \
-                 {side}_updated = EXCLUDED.{side}_updated RETURNING {COLS}"
-            )
-        };
         let max = if connections == 0 {
             DEFAULT_POOL
         } else {
             connections
         };
         let e = PostgresEngine {
-            write_turn: WriteTurn::new(),
             pool: session_pool(&config, max, limits, limits.wait),
             bulk: session_pool(&config, BULK_POOL, limits, limits.bulk),
             limits,
-            sql_report: upsert("r"),
-            sql_whitelist: upsert("wl"),
-            sql_get: format!("SELECT {COLS} FROM {t} WHERE digest = $1"),
+            sql: Sql::new(&t),
             sql_put: format!(
                 "INSERT INTO {t} (digest, {COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (digest) DO UPDATE SET \
                  r_count = EXCLUDED.r_count, wl_count = EXCLUDED.wl_count, r_entered = EXCLUDED.r_entered, \
@@ -354,51 +626,37 @@ impl Engine for PostgresEngine {
         "postgres"
     }
 
+    /// One round trip per batch of reads, two per batch with writes
+    /// (`PgConn::run_batch`). Batches of
+    /// several workers run at once: their rows are locked in one order
+    /// (digest order, by the `FOR UPDATE` read and by the upsert), and a
+    /// deadlock that still happens (a row created between the two by
+    /// another batch) aborts one transaction, which committed nothing and is
+    /// run again.
     fn execute(&self, ops: &[Op<'_>], now: Timestamp, out: &mut Vec<Option<Record>>) -> Result<()> {
-        let start = out.len();
-        let now = to_sys(Some(now));
-        let writes = ops.iter().any(Op::is_write);
-        // One write transaction at a time in this process: batches of
-        // different workers touching the same rows in different orders
-        // would otherwise deadlock (and PostgreSQL only notices after
-        // deadlock_timeout, a second). Conflicts with other processes are
-        // retried: an aborted transaction committed nothing.
-        let _turn = match writes {
-            true => Some(self.write_turn.take(self.limits.wait, "PostgreSQL")?),
-            false => None,
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let plan = Plan::of(ops);
+        let at = to_sys(Some(now));
+        let (before, after) = retry_lock_conflicts("postgres", self.limits.wait, |conflict| {
+            self.pool
+                .with(|c| c.run_batch(&self.sql, &plan, at, conflict))
+        })?;
+        let read = |rows: &[Row]| match (records_by_digest(rows), plan.written.is_empty()) {
+            (Ok(m), _) => Ok(m),
+            // nothing was written: the record's own error
+            (Err(e), true) => Err(e),
+            (Err(e), false) => Err(StoreError::Other(format!(
+                "PostgreSQL: the batch was committed but a record could not be read back: {e}"
+            ))),
         };
-        retry_lock_conflicts("postgres", self.limits.wait, |conflict| {
-            let mut run_ops = |c: &PgConn| {
-                for op in ops {
-                    let d = op.digest();
-                    let row = match op {
-                        Op::Get(_) => {
-                            c.run("query", None, c.client.query_opt(&self.sql_get, &[&d]))
-                        }
-                        Op::Report(_) => c.run(
-                            "query",
-                            Some(conflict),
-                            c.client.query_opt(&self.sql_report, &[&d, &now]),
-                        ),
-                        Op::Whitelist(_) => c.run(
-                            "query",
-                            Some(conflict),
-                            c.client.query_opt(&self.sql_whitelist, &[&d, &now]),
-                        ),
-                    }?;
-                    out.push(row.map(|r| row_record(&r, 0)).transpose()?);
-                }
-                Ok(())
-            };
-            let r = self.pool.with(|c| match writes {
-                true => c.in_tx(Some(conflict), run_ops),
-                false => run_ops(c),
-            });
-            if r.is_err() {
-                out.truncate(start);
-            }
-            r
-        })
+        let start = out.len();
+        let r = assemble(ops, now, &read(&before)?, &read(&after)?, out);
+        if r.is_err() {
+            out.truncate(start);
+        }
+        r
     }
 
     fn put_many(&self, records: &[(Vec<u8>, Record)]) -> Result<()> {
@@ -518,5 +776,101 @@ impl KeysetPages for PgScan<'_> {
             out.push(row_record(&r, 1).map(|rec| (d, rec)));
         }
         Ok((out, more))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_aggregates_duplicates_in_byte_order() {
+        let ops = [
+            Op::Report(b"b"),
+            Op::Get(b"c"),
+            Op::Whitelist(b"a"),
+            Op::Report(b"b"),
+            Op::Whitelist(b"b"),
+            Op::Get(b"a"),
+        ];
+        assert_eq!(
+            Plan::of(&ops),
+            Plan {
+                all: vec![&b"a"[..], b"b", b"c"],
+                written: vec![&b"a"[..], b"b"],
+                reports: vec![0, 2],
+                whitelists: vec![1, 1],
+            }
+        );
+        assert!(Plan::of(&[Op::Get(b"x"), Op::Get(b"x")]).written.is_empty());
+    }
+
+    /// A row another session created between the batch's read and its
+    /// upsert: the replies from the first write on follow the database's
+    /// record (less the batch's later counts); a read before it keeps
+    /// what the batch read.
+    #[test]
+    fn replies_follow_the_database_when_a_row_changed_under_the_batch() {
+        let now = Timestamp(2_000_000);
+        let theirs = Timestamp(1_000_000);
+        let ops = [
+            Op::Get(b"d"),
+            Op::Report(b"d"),
+            Op::Get(b"d"),
+            Op::Report(b"d"),
+            Op::Whitelist(b"d"),
+            Op::Get(b"e"),
+        ];
+        let fin = Record {
+            r_count: 7,
+            wl_count: 1,
+            r_entered: Some(theirs),
+            r_updated: Some(now),
+            wl_entered: Some(now),
+            wl_updated: Some(now),
+        };
+        let after = HashMap::from([(b"d".to_vec(), fin)]);
+        let mut out = vec![None];
+        assemble(&ops, now, &HashMap::new(), &after, &mut out).unwrap();
+        let counts: Vec<_> = out[1..]
+            .iter()
+            .map(|r| r.map(|r| (r.r_count, r.wl_count, r.r_entered)))
+            .collect();
+        assert_eq!(
+            counts,
+            vec![
+                None,
+                Some((6, 0, Some(theirs))),
+                Some((6, 0, Some(theirs))),
+                Some((7, 0, Some(theirs))),
+                Some((7, 1, Some(theirs))),
+                None
+            ]
+        );
+        // when the database agrees, the replies are the batch's own
+        let mut mine = Record::default();
+        mine.report(now);
+        mine.report(now);
+        mine.whitelist(now);
+        let after = HashMap::from([(b"d".to_vec(), mine)]);
+        let mut out = Vec::new();
+        assemble(&ops, now, &HashMap::new(), &after, &mut out).unwrap();
+        assert_eq!(out[2].unwrap().r_count, 1);
+        assert_eq!(out[4], Some(mine));
+        // a saturated count stays saturated
+        let full = Record {
+            r_count: i64::MAX,
+            ..fin
+        };
+        let after = HashMap::from([(b"d".to_vec(), full)]);
+        let mut out = Vec::new();
+        assemble(&ops, now, &HashMap::new(), &after, &mut out).unwrap();
+        assert_eq!(out[1].unwrap().r_count, i64::MAX);
+        // a written digest the upsert did not return: an error, nothing pushed by the caller
+        let mut out = Vec::new();
+        assert!(matches!(
+            assemble(&ops, now, &HashMap::new(), &HashMap::new(), &mut out),
+            Err(StoreError::Other(_))
+        ));
     }
 }

@@ -16,6 +16,11 @@ fn admin() -> Result<postgres::Client, postgres::Error> {
 
 impl PgDb {
     pub fn create(test: &str) -> Option<PgDb> {
+        Self::create_named(test, "pyzor_rs_test")
+    }
+
+    /// A database named `{prefix}_{random hex}`.
+    pub fn create_named(test: &str, prefix: &str) -> Option<PgDb> {
         if !pyzor_testkit::postgres_available(test) {
             return None;
         }
@@ -29,7 +34,7 @@ impl PgDb {
                 return None;
             }
         };
-        let db = format!("pyzor_rs_test_{:x}", super::mydb::rand_tag());
+        let db = format!("{prefix}_{:x}", super::mydb::rand_tag());
         c.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
         Some(PgDb { db })
     }
