@@ -1,7 +1,9 @@
 //! `pyzor-bench`: a load generator for Pyzor servers in the spirit of
-//! redis-benchmark, and an echo responder that measures the machine's UDP
-//! ceiling. See docs/benchmarking.md.
+//! redis-benchmark, an echo responder that measures the machine's UDP
+//! ceiling, and `sql-ceiling`, what MySQL or PostgreSQL itself can do for
+//! one batch's statements. See docs/benchmarking.md.
 
+mod ceiling;
 mod echo;
 mod load;
 mod proto;
@@ -33,6 +35,8 @@ pub(crate) enum BenchError {
     BadArg(String),
     #[error("cannot install signal handler: {0}")]
     Signal(#[source] std::io::Error),
+    #[error("{0}; is the database running and the --dsn right?")]
+    Db(String),
 }
 
 /// Which digests the requests carry.
@@ -74,6 +78,9 @@ enum Cmd {
     Load(LoadArgs),
     /// Answer every datagram with a Pyzor-shaped reply (the ceiling).
     Echo(EchoArgs),
+    /// Run one pyzord batch's SQL statements against MySQL or PostgreSQL
+    /// directly, with no UDP in between (the SQL engines' ceiling).
+    SqlCeiling(ceiling::CeilingArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -205,6 +212,18 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Load(a) => check_load_args(&a).and_then(|()| {
             let stats = load::run(&a, stop_flag()?)?;
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&stats).expect("stats serialise")
+                );
+            } else {
+                print!("{}", stats.text());
+            }
+            Ok(stats.ok)
+        }),
+        Cmd::SqlCeiling(a) => ceiling::check_args(&a).and_then(|()| {
+            let stats = ceiling::run(&a, stop_flag()?)?;
             if a.json {
                 println!(
                     "{}",
