@@ -27,6 +27,7 @@ key, flushes it again at the end, and stops only the servers it started.
 import argparse
 import os
 import shlex
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -170,6 +171,13 @@ def main():
                          for c, (calls, usec) in sorted(r["cmds"].items(), key=lambda kv: -kv[1][1]))
         print(f"| {r['build']} | {r['ops']} | {r['round'] + 1} | {r['req_per_s']:,.0f} | {cmds} | "
               f"{r['cmd_us_per_req']:.2f} | {r['proc_cpu_us_per_req']:.2f} |")
+    print("\nMedians over rounds:\n\n| build | load | Redis command µs/req | redis-server CPU µs/req | n |\n|---|---|---|---|---|")
+    for label, _ in builds:
+        for ops in loads:
+            rs = [r for r in results if r["build"] == label and r["ops"] == ops]
+            if rs:
+                print(f"| {label} | {ops} | {statistics.median(r['cmd_us_per_req'] for r in rs):.2f} | "
+                      f"{statistics.median(r['proc_cpu_us_per_req'] for r in rs):.2f} | {len(rs)} |")
     return 0
 
 

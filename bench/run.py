@@ -280,6 +280,29 @@ def pg_release(db):
         PG_OWNED.remove(db)
 
 
+def durability_meaning(d):
+    """What a 200 to a report means under the settings `d` (as durability_facts reads them)."""
+    if "innodb_flush_log_at_trx_commit=1" in d:
+        return ("every commit's redo log is written and flushed to disk before the commit returns: a 200 to a "
+                "report means its row survives a crash of the machine")
+    if "innodb_flush_log_at_trx_commit=2" in d:
+        return ("the redo log is written to the OS at commit and flushed about once a second: a 200 survives a "
+                "crash of mariadbd, not of the machine (up to about a second of reports lost)")
+    if "innodb_flush_log_at_trx_commit=0" in d:
+        return "the redo log is written and flushed about once a second: up to about a second of reports lost on any crash"
+    if "fsync=off" in d:
+        return "PostgreSQL does not flush at all: a crash of the machine can lose or corrupt data"
+    if "synchronous_commit=on" in d or "synchronous_commit=remote" in d:
+        return ("each commit's WAL is flushed to disk before the commit returns: a 200 to a report means its row "
+                "survives a crash of the machine")
+    if "synchronous_commit=local" in d:
+        return "each commit's WAL is flushed to the local disk before the commit returns (no standby waited for)"
+    if "synchronous_commit=off" in d:
+        return ("commits return before their WAL is flushed: a crash of the machine can lose the last "
+                "reports (up to 3 × wal_writer_delay), never corrupt the table")
+    return "unknown"
+
+
 def durability_facts(use_mysql, use_pg):
     """What a commit (and so a 200 to a report) means on the SQL servers measured."""
     out = {}
@@ -485,7 +508,8 @@ def table(runs, configs, loads, ref_name, ceiling_name):
             ratios_py, ratios_ceil, ratios_db = [], [], []
             for r in rs:
                 py_ref = PY_REF.get(c, ref_name)
-                for other, acc in ((py_ref, ratios_py), (ceiling_name, ratios_ceil), (CEILING_REF.get(c), ratios_db)):
+                echo_ref = None if c.startswith("ceiling") else ceiling_name  # rows/s vs req/s: no ratio
+                for other, acc in ((py_ref, ratios_py), (echo_ref, ratios_ceil), (CEILING_REF.get(c), ratios_db)):
                     if other is None:
                         continue
                     o = ref_run(runs, other, load["name"], r["round"])
@@ -548,8 +572,7 @@ def targets(runs):
     lines = ["| target (issue) | measured | verdict |", "|---|---|---|"]
     for name, val, goal, op, f in rows:
         if val is None:
-            lines.append(f"| {name} | not measured | – |")
-            continue
+            continue  # its configurations were not part of this run
         ok = val >= goal if op == ">=" else val <= goal
         lines.append(f"| {name} | {f.format(val)} | {'met' if ok else 'NOT met'} |")
     return "\n".join(lines)
@@ -807,17 +830,17 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
                     extra += ["-T", str(args.gen_threads)]
                 cpu0 = proc_cpu_seconds(s.proc.pid)
                 db_pids = db_pids_of(s.name, use_redis, use_mysql)
-                rcpu0 = sum(filter(None, (proc_cpu_seconds(p) for p in db_pids)))
+                rcpu0 = cpu_by_pid(db_pids)
                 res, err = bench_load(bench_bin, s.port, extra, args.duration + args.warmup + 30)
                 cpu1 = proc_cpu_seconds(s.proc.pid)
-                rcpu1 = sum(filter(None, (proc_cpu_seconds(p) for p in db_pids)))
+                rcpu1 = cpu_by_pid(db_pids)
                 rec = {"round": rnd, "config": s.name, "load": load["name"], "result": res, "error": err}
                 if res and res["responses"] and cpu0 is not None and cpu1 is not None:
                     # The whole run's requests (warm-up included) drove the server CPU.
                     total = res["responses"] * (1 + args.warmup / args.duration)
                     rec["server_cpu_us_per_req"] = (cpu1 - cpu0) * 1e6 / total
                     if db_pids:
-                        rec["db_cpu_us_per_req"] = (rcpu1 - rcpu0) * 1e6 / total
+                        rec["db_cpu_us_per_req"] = cpu_delta(rcpu0, rcpu1) * 1e6 / total
                 runs.append(rec)
                 with open(jsonl, "a") as f:
                     f.write(json.dumps(rec) + "\n")
@@ -847,9 +870,7 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
                 f"kernel {facts.get('kernel')}\n")
         f.write(f"* net.core.rmem_max {facts.get('rmem_max')}, rmem_default {facts.get('rmem_default')}\n")
         for dbname, d in facts["durability"].items():
-            f.write(f"* {dbname} durability: {d} — a 200 to a report means its row is committed with these "
-                    "settings (synchronous_commit=on / innodb_flush_log_at_trx_commit=1: the commit's log "
-                    "record was flushed to disk before the commit returned)\n")
+            f.write(f"* {dbname} durability: {d} — {durability_meaning(d)}\n")
         f.write(f"* load average at the end {' '.join(facts.get('loadavg', []))}; machine CPU busy "
                 f"{busy_before:.0f} % (1 s before the rounds, servers idle) and {busy_after:.0f} % after — "
                 "anything well above 0 % means other tenants shared the cores\n")
@@ -872,7 +893,8 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
                 "% of DB ceiling divides ours-<db> by the best ceiling-<db>-<n>c of the same round.\n\n")
         if SKIPPED:
             f.write("## Skipped\n\n" + "".join(f"* {x}\n" for x in SKIPPED) + "\n")
-        f.write("## Targets\n\n" + targets(runs) + "\n\n")
+        f.write("## Targets\n\n(Targets whose configurations were not part of this run are left out.)\n\n"
+                + targets(runs) + "\n\n")
         f.write("## Results\n\n")
         f.write(table(runs, names, loads, "python-gdbm", "echo") + "\n\n")
         rrows = {}
@@ -881,8 +903,9 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
                 rrows.setdefault((r["config"], r["load"]), []).append(r["db_cpu_us_per_req"])
         if rrows:
             f.write("Database server CPU µs per request (redis-server for the redis rows, mariadbd for the mysql "
-                    "rows, the postgres processes that existed before the run for the postgres rows; all such "
-                    "processes on the machine, so other tenants' use is included):\n\n"
+                    "rows, the postgres processes for ours-postgres; each the processes present both before and "
+                    "after the run, all such processes on the machine, so other tenants' use is included; none for "
+                    "ceiling-postgres, whose backends end with each run):\n\n"
                     "| server | load | database CPU µs/req |\n|---|---|---|\n")
             for (c, l), v in sorted(rrows.items(), key=lambda kv: (kv[0][1], kv[0][0])):
                 f.write(f"| {c} | {l} | {statistics.median(v):.1f} |\n")
@@ -924,25 +947,38 @@ def ceilings(engine, dsn, args):
 
 
 def db_pids_of(name, use_redis, use_mysql):
-    """The database server processes whose CPU a configuration's run drives."""
+    """The database server processes whose CPU a configuration's run drives.
+    Not for ceiling-postgres: its backends start and end with each
+    sql-ceiling run, so their CPU cannot be read from outside."""
     if name.endswith("redis") and use_redis:
         return pid_of("redis-server")
     if (name.endswith("mysql") or name.startswith("ceiling-mysql")) and use_mysql:
         return pid_of("mariadbd") + pid_of("mysqld")
-    if name.endswith("postgres") or name.startswith("ceiling-postgres"):
+    if name.endswith("postgres"):
         return pid_of("postgres")
     return []
+
+
+def cpu_by_pid(pids):
+    return {p: c for p, c in ((p, proc_cpu_seconds(p)) for p in pids) if c is not None}
+
+
+def cpu_delta(before, after):
+    """CPU seconds used between two cpu_by_pid readings by the processes
+    present in both (one that ended in between, e.g. another tenant's
+    backend, would otherwise make the figure negative)."""
+    return sum(after[p] - before[p] for p in before.keys() & after.keys())
 
 
 def run_ceiling(c, bench_bin, load, args, rnd, runs, jsonl, db_pids):
     if load["ops"] not in ("check", "report"):
         return
-    rcpu0 = sum(filter(None, (proc_cpu_seconds(p) for p in db_pids)))
+    rcpu0 = cpu_by_pid(db_pids)
     res, err = c.run(bench_bin, load, args)
-    rcpu1 = sum(filter(None, (proc_cpu_seconds(p) for p in db_pids)))
+    rcpu1 = cpu_by_pid(db_pids)
     rec = {"round": rnd, "config": c.name, "load": load["name"], "result": res, "error": err}
     if res and res["responses"] and db_pids:
-        rec["db_cpu_us_per_req"] = (rcpu1 - rcpu0) * 1e6 / (res["responses"] * (1 + args.warmup / args.duration))
+        rec["db_cpu_us_per_req"] = cpu_delta(rcpu0, rcpu1) * 1e6 / (res["responses"] * (1 + args.warmup / args.duration))
     runs.append(rec)
     with open(jsonl, "a") as f:
         f.write(json.dumps(rec) + "\n")

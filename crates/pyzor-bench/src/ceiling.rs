@@ -125,7 +125,8 @@ type Digest = [u8; 40];
 /// One connection doing a batch the chosen way.
 trait Client: Send {
     /// Count one report of each digest (sorted).
-    fn report(&mut self, batch: &[Digest], pattern: Pattern, now: SystemTime) -> Result<(), String>;
+    fn report(&mut self, batch: &[Digest], pattern: Pattern, now: SystemTime)
+        -> Result<(), String>;
     /// Read each digest; how many records exist with a report count.
     fn check(&mut self, batch: &[Digest], pattern: Pattern) -> Result<u64, String>;
     /// Insert the digests that are missing (count 1).
@@ -206,17 +207,13 @@ pub(crate) fn check_args(a: &CeilingArgs) -> Result<(), BenchError> {
         )));
     }
     if a.pool == 0 || a.pool > POOL_MAX {
-        return Err(BenchError::BadArg(format!(
-            "--pool must be 1 … {POOL_MAX}"
-        )));
+        return Err(BenchError::BadArg(format!("--pool must be 1 … {POOL_MAX}")));
     }
     if a.timeout == 0 || a.timeout > 3600 {
         return Err(BenchError::BadArg("--timeout must be 1 … 3600 s".into()));
     }
     let name_ok = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 64
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
     };
     if !name_ok(&a.table) {
         return Err(BenchError::BadArg(
@@ -280,8 +277,20 @@ pub(crate) fn run(a: &CeilingArgs, stop: Arc<AtomicBool>) -> Result<CeilingStats
         let h = std::thread::Builder::new()
             .name(format!("ceiling-{i}"))
             .spawn(move || {
-                let rng = fastrand::Rng::with_seed(seed ^ (u64::from(i) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-                worker(c.as_mut(), &pool, rng, op, pattern, window, start, end, &stop)
+                let rng = fastrand::Rng::with_seed(
+                    seed ^ (u64::from(i) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                );
+                worker(
+                    c.as_mut(),
+                    &pool,
+                    rng,
+                    op,
+                    pattern,
+                    window,
+                    start,
+                    end,
+                    &stop,
+                )
             })
             .map_err(BenchError::Thread)?;
         handles.push(h);
@@ -466,7 +475,8 @@ mod my {
     }
 
     const COLS: &str = "r_count, wl_count, r_entered, r_updated, wl_entered, wl_updated";
-    const UPDATE: &str = "ON DUPLICATE KEY UPDATE r_count = COALESCE(r_count, 0) + VALUES(r_count), \
+    const UPDATE: &str =
+        "ON DUPLICATE KEY UPDATE r_count = COALESCE(r_count, 0) + VALUES(r_count), \
          r_entered = COALESCE(r_entered, VALUES(r_entered)), r_updated = VALUES(r_updated)";
 
     fn placeholders(n: usize, one: &str) -> String {
@@ -476,7 +486,10 @@ mod my {
     /// A datetime parameter: the reference stores local time to the second.
     fn datetime(t: SystemTime) -> Value {
         use chrono::{Datelike, TimeZone, Timelike};
-        let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let secs = t
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         let dt = chrono::Local
             .timestamp_opt(i64::try_from(secs).unwrap_or(0), 0)
             .earliest()
@@ -494,9 +507,17 @@ mod my {
     }
 
     impl MyClient {
-        pub fn connect(url: &str, table: &str, window: u32, timeout: Duration) -> Result<Self, BenchError> {
-            let opts = Opts::from_url(url)
-                .map_err(|e| BenchError::BadArg(format!("--dsn is no MySQL URL ({e}); e.g. mysql://user:password@127.0.0.1:3306/db")))?;
+        pub fn connect(
+            url: &str,
+            table: &str,
+            window: u32,
+            timeout: Duration,
+        ) -> Result<Self, BenchError> {
+            let opts = Opts::from_url(url).map_err(|e| {
+                BenchError::BadArg(format!(
+                    "--dsn is no MySQL URL ({e}); e.g. mysql://user:password@127.0.0.1:3306/db"
+                ))
+            })?;
             let secs = timeout.as_secs().max(1);
             let opts = OptsBuilder::from_opts(opts)
                 .tcp_connect_timeout(Some(timeout))
@@ -506,7 +527,8 @@ mod my {
                     "SET SESSION innodb_lock_wait_timeout = {secs}, lock_wait_timeout = {secs} \
                      /*M!100108 , max_statement_time = {secs} */"
                 )]);
-            let db = |what: &str, e: mysql::Error| BenchError::Db(format!("MySQL {what}: {}", cut(e)));
+            let db =
+                |what: &str, e: mysql::Error| BenchError::Db(format!("MySQL {what}: {}", cut(e)));
             let mut conn = Conn::new(opts).map_err(|e| db("connect", e))?;
             conn.query_drop(format!(
                 "CREATE TABLE IF NOT EXISTS {table} (digest char(40) NOT NULL, r_count int(11) DEFAULT NULL, \
@@ -515,12 +537,17 @@ mod my {
             ))
             .map_err(|e| db("create table", e))?;
             let window = window as usize;
-            let insert = format!("INSERT INTO {table} (digest, r_count, wl_count, r_entered, r_updated) VALUES");
+            let insert = format!(
+                "INSERT INTO {table} (digest, r_count, wl_count, r_entered, r_updated) VALUES"
+            );
             let one_upsert = conn
                 .prep(format!("{insert} (?, 1, 0, ?, ?) {UPDATE}"))
                 .map_err(|e| db("prepare", e))?;
             let multi_upsert = conn
-                .prep(format!("{insert} {} {UPDATE}", placeholders(window, "(?, 1, 0, ?, ?)")))
+                .prep(format!(
+                    "{insert} {} {UPDATE}",
+                    placeholders(window, "(?, 1, 0, ?, ?)")
+                ))
                 .map_err(|e| db("prepare", e))?;
             let one_get = conn
                 .prep(format!("SELECT {COLS} FROM {table} WHERE digest = ?"))
@@ -548,7 +575,12 @@ mod my {
     }
 
     impl Client for MyClient {
-        fn report(&mut self, batch: &[Digest], pattern: Pattern, now: SystemTime) -> Result<(), String> {
+        fn report(
+            &mut self,
+            batch: &[Digest],
+            pattern: Pattern,
+            now: SystemTime,
+        ) -> Result<(), String> {
             let now = datetime(now);
             match pattern {
                 Pattern::Batch => {
@@ -565,7 +597,10 @@ mod my {
                         .map_err(|e| cut(e))
                 }
                 Pattern::PerDigest => {
-                    let mut tx = self.conn.start_transaction(TxOpts::default()).map_err(cut)?;
+                    let mut tx = self
+                        .conn
+                        .start_transaction(TxOpts::default())
+                        .map_err(cut)?;
                     for d in batch {
                         tx.exec_drop(&self.one_upsert, (bytes(d), now.clone(), now.clone()))
                             .map_err(cut)?;
@@ -594,8 +629,10 @@ mod my {
                 Pattern::PerDigest => {
                     let mut hits = 0;
                     for d in batch {
-                        let row: Option<mysql::Row> =
-                            self.conn.exec_first(&self.one_get, (bytes(d),)).map_err(cut)?;
+                        let row: Option<mysql::Row> = self
+                            .conn
+                            .exec_first(&self.one_get, (bytes(d),))
+                            .map_err(cut)?;
                         let n: Option<i64> = row.and_then(|r| r.get(0).flatten());
                         hits += u64::from(n.unwrap_or(0) > 0);
                     }
@@ -673,7 +710,9 @@ mod pg {
                 .keepalives_idle(timeout)
                 .options(&format!("-c statement_timeout={ms} -c lock_timeout={ms}"));
             let db = |what: &str, e: postgres::Error| {
-                let cause = std::error::Error::source(&e).map(|c| format!(": {c}")).unwrap_or_default();
+                let cause = std::error::Error::source(&e)
+                    .map(|c| format!(": {c}"))
+                    .unwrap_or_default();
                 BenchError::Db(format!("PostgreSQL {what}: {}", cut(format!("{e}{cause}"))))
             };
             let mut conn = config.connect(NoTls).map_err(|e| db("connect", e))?;
@@ -707,7 +746,9 @@ mod pg {
                 .prepare(&format!("SELECT {COLS} FROM {table} WHERE digest = $1"))
                 .map_err(|e| db("prepare", e))?;
             let multi_get = conn
-                .prepare(&format!("SELECT digest, {COLS} FROM {table} WHERE digest = ANY($1)"))
+                .prepare(&format!(
+                    "SELECT digest, {COLS} FROM {table} WHERE digest = ANY($1)"
+                ))
                 .map_err(|e| db("prepare", e))?;
             let prefill = conn
                 .prepare(&format!(
@@ -727,7 +768,12 @@ mod pg {
     }
 
     impl Client for PgClient {
-        fn report(&mut self, batch: &[Digest], pattern: Pattern, now: SystemTime) -> Result<(), String> {
+        fn report(
+            &mut self,
+            batch: &[Digest],
+            pattern: Pattern,
+            now: SystemTime,
+        ) -> Result<(), String> {
             match pattern {
                 Pattern::Batch => {
                     // One statement, autocommit: one commit. ON CONFLICT may
@@ -742,7 +788,8 @@ mod pg {
                 Pattern::PerDigest => {
                     let mut tx = self.conn.transaction().map_err(cut)?;
                     for d in batch {
-                        tx.execute(&self.one_upsert, &[&&d[..], &now]).map_err(cut)?;
+                        tx.execute(&self.one_upsert, &[&&d[..], &now])
+                            .map_err(cut)?;
                     }
                     tx.commit().map_err(cut)
                 }
@@ -763,7 +810,10 @@ mod pg {
                 Pattern::PerDigest => {
                     let mut hits = 0;
                     for d in batch {
-                        let row = self.conn.query_opt(&self.one_get, &[&&d[..]]).map_err(cut)?;
+                        let row = self
+                            .conn
+                            .query_opt(&self.one_get, &[&&d[..]])
+                            .map_err(cut)?;
                         hits += u64::from(row.is_some_and(|r| r.get::<_, i64>(0) > 0));
                     }
                     Ok(hits)
@@ -782,7 +832,10 @@ mod pg {
         fn durability(&mut self) -> Result<String, String> {
             let mut out = Vec::new();
             for name in ["synchronous_commit", "fsync", "wal_sync_method"] {
-                let row = self.conn.query_one(&format!("SHOW {name}"), &[]).map_err(cut)?;
+                let row = self
+                    .conn
+                    .query_one(&format!("SHOW {name}"), &[])
+                    .map_err(cut)?;
                 out.push(format!("{name}={}", row.get::<_, String>(0)));
             }
             Ok(out.join(" "))
@@ -798,7 +851,8 @@ mod tests {
     fn runs_counts_repeated_digests() {
         let a = [b'a'; 40];
         let b = [b'b'; 40];
-        let (keys, counts) = runs(&[a, a, b, b, b]);
+        let batch = [a, a, b, b, b];
+        let (keys, counts) = runs(&batch);
         assert_eq!(keys, vec![&a[..], &b[..]]);
         assert_eq!(counts, vec![2, 3]);
         assert_eq!(runs(&[]).0.len(), 0);

@@ -22,7 +22,16 @@ fn tag() -> String {
 /// Run sql-ceiling with `args`; its JSON and exit code.
 fn ceiling(engine: &str, dsn: &str, args: &[&str]) -> (Value, i32) {
     let out = Command::new(BIN)
-        .args(["sql-ceiling", "--engine", engine, "--dsn", dsn, "--json", "--timeout", "10"])
+        .args([
+            "sql-ceiling",
+            "--engine",
+            engine,
+            "--dsn",
+            dsn,
+            "--json",
+            "--timeout",
+            "10",
+        ])
         .args(args)
         .output()
         .expect("run pyzor-bench");
@@ -39,7 +48,9 @@ fn ceiling(engine: &str, dsn: &str, args: &[&str]) -> (Value, i32) {
 /// Report and check on a 10-digest pool (64-digest batches: every batch
 /// draws digests twice) with each pattern; `sum` reads SUM(r_count).
 fn counts_exactly(engine: &str, dsn: &str, mut sum: impl FnMut() -> i64) {
-    let common = ["--table", "ceil", "-P", "10", "-w", "64", "-W", "0", "-d", "0.3"];
+    let common = [
+        "--table", "ceil", "-P", "10", "-w", "64", "-W", "0", "-d", "0.3",
+    ];
     let (v, code) = ceiling(engine, dsn, &[&common[..], &["--prefill", "only"]].concat());
     assert_eq!((code, v["ok"].as_bool()), (0, Some(true)), "{v}");
     assert_eq!(sum(), 10, "the prefill writes each pool digest once");
@@ -48,26 +59,45 @@ fn counts_exactly(engine: &str, dsn: &str, mut sum: impl FnMut() -> i64) {
         let (v, code) = ceiling(
             engine,
             dsn,
-            &[&common[..], &["--prefill", "no", "-o", "report", "--pattern", pattern]].concat(),
+            &[
+                &common[..],
+                &["--prefill", "no", "-o", "report", "--pattern", pattern],
+            ]
+            .concat(),
         );
         assert_eq!((code, v["errors"].as_u64()), (0, Some(0)), "{v}");
         let rows = v["rows"].as_i64().unwrap();
         assert!(rows >= 64 && rows % 64 == 0, "{v}");
-        assert_eq!(sum() - before, rows, "{engine} {pattern}: one count per row reported");
+        assert_eq!(
+            sum() - before,
+            rows,
+            "{engine} {pattern}: one count per row reported"
+        );
         let (v, code) = ceiling(
             engine,
             dsn,
-            &[&common[..], &["--prefill", "no", "-o", "check", "--pattern", pattern]].concat(),
+            &[
+                &common[..],
+                &["--prefill", "no", "-o", "check", "--pattern", pattern],
+            ]
+            .concat(),
         );
         assert_eq!(code, 0, "{v}");
         assert!(v["rows"].as_u64().unwrap() >= 64, "{v}");
-        assert_eq!(v["check_hits"], v["rows"], "{engine} {pattern}: every check hits");
+        assert_eq!(
+            v["check_hits"], v["rows"],
+            "{engine} {pattern}: every check hits"
+        );
     }
     assert!(v_durability(engine, dsn).contains('='));
 }
 
 fn v_durability(engine: &str, dsn: &str) -> String {
-    let (v, _) = ceiling(engine, dsn, &["--table", "ceil", "-P", "1", "--prefill", "only"]);
+    let (v, _) = ceiling(
+        engine,
+        dsn,
+        &["--table", "ceil", "-P", "1", "--prefill", "only"],
+    );
     v["durability"].as_str().unwrap().to_owned()
 }
 
@@ -93,9 +123,11 @@ fn sql_ceiling_mysql_counts_exactly() {
     let dsn = format!("mysql://root@localhost/{db}?socket={MY_SOCKET}");
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         counts_exactly("mysql", &dsn, || {
-            root.query_first::<i64, _>(format!("SELECT CAST(SUM(r_count) AS SIGNED) FROM {db}.ceil"))
-                .unwrap()
-                .unwrap()
+            root.query_first::<i64, _>(format!(
+                "SELECT CAST(SUM(r_count) AS SIGNED) FROM {db}.ceil"
+            ))
+            .unwrap()
+            .unwrap()
         })
     }));
     root.query_drop(format!("DROP DATABASE {db}")).unwrap();
@@ -121,12 +153,16 @@ fn sql_ceiling_postgres_counts_exactly() {
     let mut root = match admin("postgres") {
         Ok(c) => c,
         Err(e) => {
-            pyzor_testkit::skip(test, &format!("cannot connect to PostgreSQL as postgres: {e}"));
+            pyzor_testkit::skip(
+                test,
+                &format!("cannot connect to PostgreSQL as postgres: {e}"),
+            );
             return;
         }
     };
     let db = tag();
-    root.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
+    root.batch_execute(&format!("CREATE DATABASE {db}"))
+        .unwrap();
     let dsn = format!("host=127.0.0.1 user=postgres dbname={db}");
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut c = admin(&db).unwrap();
@@ -149,10 +185,25 @@ fn sql_ceiling_postgres_counts_exactly() {
 #[test]
 fn sql_ceiling_refuses_bad_arguments() {
     for (engine, dsn, extra, what) in [
-        ("mysql", "mysql://u@127.0.0.1:1/x", &["--table", "t; DROP TABLE x"][..], "--table"),
-        ("postgres", "host=127.0.0.1 port=1", &["--table", &"t".repeat(65)][..], "--table"),
+        (
+            "mysql",
+            "mysql://u@127.0.0.1:1/x",
+            &["--table", "t; DROP TABLE x"][..],
+            "--table",
+        ),
+        (
+            "postgres",
+            "host=127.0.0.1 port=1",
+            &["--table", &"t".repeat(65)][..],
+            "--table",
+        ),
         ("mysql", "not a url", &[][..], "--dsn"),
-        ("postgres", "host=127.0.0.1", &["-P", "10000001"][..], "--pool"),
+        (
+            "postgres",
+            "host=127.0.0.1",
+            &["-P", "10000001"][..],
+            "--pool",
+        ),
     ] {
         let out = Command::new(BIN)
             .args(["sql-ceiling", "--engine", engine, "--dsn", dsn])

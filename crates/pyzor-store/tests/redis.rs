@@ -629,8 +629,16 @@ fn redis_count_result_is_what_a_read_finds() {
         ("zero", &[("COUNT", "0"), ("ENTERED", "0")], 1),
         ("small", &[("COUNT", "41"), ("ENTERED", "1700000000")], 42),
         ("neg", &[("COUNT", "-3")], -2),
-        ("d15", &[("COUNT", "999999999999999")], 1_000_000_000_000_000),
-        ("d16", &[("COUNT", "1000000000000000")], 1_000_000_000_000_001),
+        (
+            "d15",
+            &[("COUNT", "999999999999999")],
+            1_000_000_000_000_000,
+        ),
+        (
+            "d16",
+            &[("COUNT", "1000000000000000")],
+            1_000_000_000_000_001,
+        ),
         ("d19", &[("COUNT", "9223372036854775806")], i64::MAX),
         ("max", &[("COUNT", "9223372036854775807")], i64::MAX),
     ];
@@ -693,7 +701,10 @@ fn redis_count_result_is_what_a_read_finds() {
     h.sort();
     assert_eq!(
         h,
-        vec![("r_count".into(), "007".into()), ("r_updated".into(), "5".into())]
+        vec![
+            ("r_count".into(), "007".into()),
+            ("r_updated".into(), "5".into())
+        ]
     );
     let _: () = redis::cmd("DEL").arg(&keys).query(&mut con).unwrap();
 }

@@ -47,7 +47,12 @@ pub(crate) fn decode_hash(d: &[u8], h: &HashMap<Vec<u8>, Vec<u8>>) -> Result<Opt
 /// one, in [`super::scripts::FIELDS`] order): the reference's
 /// `r_increment`/`wl_increment` at `now` truncated to the second, which is
 /// what the script stored. A missing hash counts from the empty record.
-pub(super) fn after_count(d: &[u8], before: Vec<Option<Vec<u8>>>, report: bool, now: Timestamp) -> Result<Record> {
+pub(super) fn after_count(
+    d: &[u8],
+    before: Vec<Option<Vec<u8>>>,
+    report: bool,
+    now: Timestamp,
+) -> Result<Record> {
     if before.len() != super::scripts::FIELDS.len() {
         return Err(corrupt(
             d,

@@ -145,14 +145,21 @@ impl RedisEngine {
     /// before its write) for a report/whitelist, else from a read's
     /// (`HGETALL` for v1, `GET` for v0; also the re-read of a write whose
     /// reply was lost).
-    fn decode_op(&self, op: &Op<'_>, reread: bool, now: Timestamp, v: Reply) -> Result<Option<Record>> {
+    fn decode_op(
+        &self,
+        op: &Op<'_>,
+        reread: bool,
+        now: Timestamp,
+        v: Reply,
+    ) -> Result<Option<Record>> {
         let digest = op.digest();
         if reread || !op.is_write() {
             return self.decode_reply(digest, v);
         }
-        let before: Vec<Option<Vec<u8>>> = redis::from_redis_value(server_value(digest, v)?).map_err(|e| {
-            codec::corrupt(digest, format!("unexpected reply to the count script: {e}"))
-        })?;
+        let before: Vec<Option<Vec<u8>>> = redis::from_redis_value(server_value(digest, v)?)
+            .map_err(|e| {
+                codec::corrupt(digest, format!("unexpected reply to the count script: {e}"))
+            })?;
         after_count(digest, before, matches!(op, Op::Report(_)), now).map(Some)
     }
 
