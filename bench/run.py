@@ -363,16 +363,8 @@ class Ceiling:
 
     def call(self, bench_bin, extra, bound_s):
         """Run sql-ceiling; its JSON result or (None, why)."""
-        cmd = [bench_bin, "sql-ceiling", "--engine", self.engine, "--dsn", self.dsn, "--table", self.table,
-               "--pattern", self.pattern, "--conns", str(self.conns), "--json", *extra]
-        try:
-            r = subprocess.run(cmd, capture_output=True, text=True, timeout=bound_s)
-        except subprocess.TimeoutExpired:
-            return None, "timeout"
-        try:
-            return json.loads(r.stdout.strip().splitlines()[-1]), None
-        except (IndexError, json.JSONDecodeError):
-            return None, f"exit {r.returncode}: {r.stderr.strip()[-500:]}"
+        return run_json([bench_bin, "sql-ceiling", "--engine", self.engine, "--dsn", self.dsn, "--table", self.table,
+                         "--pattern", self.pattern, "--conns", str(self.conns), "--json", *extra], bound_s)
 
     def prefill(self, bench_bin, args):
         return self.call(bench_bin, ["--prefill", "only", "-P", str(args.pool)], 900)
@@ -398,7 +390,11 @@ SOURCES = 1  # --sources, set in main()
 
 
 def bench_load(bench_bin, port, extra, bound_s):
-    cmd = [bench_bin, "load", "-p", str(port), "--json", "--sources", str(SOURCES), *extra]
+    return run_json([bench_bin, "load", "-p", str(port), "--json", "--sources", str(SOURCES), *extra], bound_s)
+
+
+def run_json(cmd, bound_s):
+    """Run a pyzor-bench command that prints JSON; (its last line parsed, None) or (None, why)."""
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=bound_s)
     except subprocess.TimeoutExpired:
@@ -686,6 +682,22 @@ def suite(args, name):
     return name in args.suite or "all" in args.suite
 
 
+def use_sql_suite(args, name, present, claim, db):
+    """Whether SQL suite `name` runs: selected, its server and client present
+    (`present()`), and database `db` created by `claim` — else SKIPPED."""
+    if not suite(args, name):
+        return False
+    if not present():
+        skipped(f"{name} suite", "database server or its command-line client not found")
+        return False
+    try:
+        claim(db)
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        skipped(f"{name} suite", f"cannot create database {db}: {e}")
+        return False
+    return True
+
+
 def ours_cmd(pyzord, extra):
     return lambda port, home: [pyzord, "--homedir", home, "-a", "127.0.0.1", "-p", str(port), *extra]
 
@@ -697,6 +709,10 @@ def ref_cmd(ref_pyzord, extra):
 def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, ours_extra, command_line):
     db_ours, db_py = (int(x) for x in args.redis_dbs.split(","))
     servers = []
+
+    def ours_engine(name, engine, dsn):
+        return Server(name, "ours", ours_cmd(pyzord, ours_extra + ["-e", engine, "--dsn", dsn]), f"{tmp}/{name}")
+
     if suite(args, "embedded"):
         if have_ours:
             servers.append(Server("ours", "ours", ours_cmd(pyzord, ours_extra), f"{tmp}/ours"))
@@ -716,27 +732,16 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
         redis_claim(db_ours)
         redis_claim(db_py)
         if have_ours:
-            servers.append(Server("ours-redis", "ours", ours_cmd(
-                pyzord, ours_extra + ["-e", "redis", "--dsn", f"127.0.0.1,6379,,{db_ours}"]), f"{tmp}/ours-redis"))
+            servers.append(ours_engine("ours-redis", "redis", f"127.0.0.1,6379,,{db_ours}"))
         if have_ref:
             servers.append(Server("python-redis", "python", ref_cmd(
                 ref_pyzord, ["-e", "redis", "--dsn", f"127.0.0.1,6379,,{db_py}"]), f"{tmp}/python-redis"))
-    use_mysql = suite(args, "mysql")
-    if use_mysql and not (shutil.which("mysql") and pid_of("mariadbd") + pid_of("mysqld")):
-        skipped("mysql suite", "MariaDB server or mysql client not found")
-        use_mysql = False
-    if use_mysql:
-        try:
-            mysql_claim(args.mysql_db)
-        except (RuntimeError, subprocess.TimeoutExpired) as e:
-            skipped("mysql suite", f"cannot create database {args.mysql_db} as root: {e}")
-            use_mysql = False
+    use_mysql = use_sql_suite(args, "mysql", lambda: shutil.which("mysql") and pid_of("mariadbd") + pid_of("mysqld"),
+                              mysql_claim, args.mysql_db)
     if use_mysql:
         db = args.mysql_db
         if have_ours:
-            servers.append(Server("ours-mysql", "ours", ours_cmd(
-                pyzord, ours_extra + ["-e", "mysql", "--dsn", f"127.0.0.1,{db},{MYSQL_PASSWORD},{db},digests_ours"]),
-                f"{tmp}/ours-mysql"))
+            servers.append(ours_engine("ours-mysql", "mysql", f"127.0.0.1,{db},{MYSQL_PASSWORD},{db},digests_ours"))
         if have_ref:
             # The reference's best MySQL configuration in docs/performance.md.
             servers.append(Server("python-mysql", "python", ref_cmd(
@@ -744,22 +749,11 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
                              "--threads", "True", "--db-connections", "4"]), f"{tmp}/python-mysql"))
         url = f"mysql://{db}:{MYSQL_PASSWORD}@127.0.0.1:3306/{db}"
         servers += ceilings("mysql", url, args)
-    use_pg = suite(args, "postgres")
-    if use_pg and not (shutil.which("psql") and pid_of("postgres")):
-        skipped("postgres suite", "PostgreSQL server or psql not found")
-        use_pg = False
-    if use_pg:
-        try:
-            pg_claim(args.pg_db)
-        except (RuntimeError, subprocess.TimeoutExpired) as e:
-            skipped("postgres suite", f"cannot create database {args.pg_db} as {PG_USER}: {e}")
-            use_pg = False
+    use_pg = use_sql_suite(args, "postgres", lambda: shutil.which("psql") and pid_of("postgres"), pg_claim, args.pg_db)
     if use_pg:
         db = args.pg_db
         if have_ours:
-            servers.append(Server("ours-postgres", "ours", ours_cmd(
-                pyzord, ours_extra + ["-e", "postgres", "--dsn", f"127.0.0.1:5432,{PG_USER},,{db},digests_ours"]),
-                f"{tmp}/ours-postgres"))
+            servers.append(ours_engine("ours-postgres", "postgres", f"127.0.0.1:5432,{PG_USER},,{db},digests_ours"))
         servers += ceilings("postgres", f"host=127.0.0.1 port=5432 user={PG_USER} dbname={db}", args)
     for t in (int(x) for x in args.echo_threads.split(",") if x.strip()):
         servers.append(Server(f"echo-{t}t", "echo", lambda port, home, t=t: [

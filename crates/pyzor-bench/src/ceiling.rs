@@ -194,18 +194,7 @@ impl CeilingStats {
 }
 
 pub(crate) fn check_args(a: &CeilingArgs) -> Result<(), BenchError> {
-    if !(a.duration > 0.0 && a.duration <= 86_400.0) {
-        return Err(BenchError::BadArg(format!(
-            "--duration {} must be in (0, 86400] seconds",
-            a.duration
-        )));
-    }
-    if !(0.0..=3600.0).contains(&a.warmup) {
-        return Err(BenchError::BadArg(format!(
-            "--warmup {} must be in [0, 3600] seconds",
-            a.warmup
-        )));
-    }
+    crate::check_timing(a.duration, a.warmup)?;
     if a.pool == 0 || a.pool > POOL_MAX {
         return Err(BenchError::BadArg(format!("--pool must be 1 … {POOL_MAX}")));
     }
@@ -540,24 +529,17 @@ mod my {
             let insert = format!(
                 "INSERT INTO {table} (digest, r_count, wl_count, r_entered, r_updated) VALUES"
             );
-            let one_upsert = conn
-                .prep(format!("{insert} (?, 1, 0, ?, ?) {UPDATE}"))
-                .map_err(|e| db("prepare", e))?;
-            let multi_upsert = conn
-                .prep(format!(
-                    "{insert} {} {UPDATE}",
-                    placeholders(window, "(?, 1, 0, ?, ?)")
-                ))
-                .map_err(|e| db("prepare", e))?;
-            let one_get = conn
-                .prep(format!("SELECT {COLS} FROM {table} WHERE digest = ?"))
-                .map_err(|e| db("prepare", e))?;
-            let multi_get = conn
-                .prep(format!(
-                    "SELECT digest, {COLS} FROM {table} WHERE digest IN ({})",
-                    placeholders(window, "?")
-                ))
-                .map_err(|e| db("prepare", e))?;
+            let mut prep = |sql: String| conn.prep(sql).map_err(|e| db("prepare", e));
+            let one_upsert = prep(format!("{insert} (?, 1, 0, ?, ?) {UPDATE}"))?;
+            let multi_upsert = prep(format!(
+                "{insert} {} {UPDATE}",
+                placeholders(window, "(?, 1, 0, ?, ?)")
+            ))?;
+            let one_get = prep(format!("SELECT {COLS} FROM {table} WHERE digest = ?"))?;
+            let multi_get = prep(format!(
+                "SELECT digest, {COLS} FROM {table} WHERE digest IN ({})",
+                placeholders(window, "?")
+            ))?;
             Ok(MyClient {
                 conn,
                 window,
@@ -592,9 +574,7 @@ mod my {
                         .iter()
                         .flat_map(|d| [bytes(d), now.clone(), now.clone()])
                         .collect();
-                    self.conn
-                        .exec_drop(&self.multi_upsert, params)
-                        .map_err(|e| cut(e))
+                    self.conn.exec_drop(&self.multi_upsert, params).map_err(cut)
                 }
                 Pattern::PerDigest => {
                     let mut tx = self
@@ -729,33 +709,24 @@ mod pg {
                      r_entered = COALESCE(d.r_entered, EXCLUDED.r_entered), r_updated = EXCLUDED.r_updated"
                 )
             };
-            let one_upsert = conn
-                .prepare(&format!(
-                    "INSERT INTO {table} AS d (digest, r_count, r_entered, r_updated) VALUES ($1, 1, $2, $2) {}",
-                    update("1")
-                ))
-                .map_err(|e| db("prepare", e))?;
-            let multi_upsert = conn
-                .prepare(&format!(
-                    "INSERT INTO {table} AS d (digest, r_count, r_entered, r_updated) \
-                     SELECT u.digest, u.n, $3, $3 FROM unnest($1::bytea[], $2::bigint[]) AS u(digest, n) {}",
-                    update("EXCLUDED.r_count")
-                ))
-                .map_err(|e| db("prepare", e))?;
-            let one_get = conn
-                .prepare(&format!("SELECT {COLS} FROM {table} WHERE digest = $1"))
-                .map_err(|e| db("prepare", e))?;
-            let multi_get = conn
-                .prepare(&format!(
-                    "SELECT digest, {COLS} FROM {table} WHERE digest = ANY($1)"
-                ))
-                .map_err(|e| db("prepare", e))?;
-            let prefill = conn
-                .prepare(&format!(
-                    "INSERT INTO {table} (digest, r_count, r_entered, r_updated) \
-                     SELECT u, 1, $2, $2 FROM unnest($1::bytea[]) AS u ON CONFLICT (digest) DO NOTHING"
-                ))
-                .map_err(|e| db("prepare", e))?;
+            let mut prep = |sql: String| conn.prepare(&sql).map_err(|e| db("prepare", e));
+            let one_upsert = prep(format!(
+                "INSERT INTO {table} AS d (digest, r_count, r_entered, r_updated) VALUES ($1, 1, $2, $2) {}",
+                update("1")
+            ))?;
+            let multi_upsert = prep(format!(
+                "INSERT INTO {table} AS d (digest, r_count, r_entered, r_updated) \
+                 SELECT u.digest, u.n, $3, $3 FROM unnest($1::bytea[], $2::bigint[]) AS u(digest, n) {}",
+                update("EXCLUDED.r_count")
+            ))?;
+            let one_get = prep(format!("SELECT {COLS} FROM {table} WHERE digest = $1"))?;
+            let multi_get = prep(format!(
+                "SELECT digest, {COLS} FROM {table} WHERE digest = ANY($1)"
+            ))?;
+            let prefill = prep(format!(
+                "INSERT INTO {table} (digest, r_count, r_entered, r_updated) \
+                 SELECT u, 1, $2, $2 FROM unnest($1::bytea[]) AS u ON CONFLICT (digest) DO NOTHING"
+            ))?;
             Ok(PgClient {
                 conn,
                 one_upsert,

@@ -624,7 +624,9 @@ fn redis_count_result_is_what_a_read_finds() {
         .get_connection()
         .unwrap();
     let now = Timestamp::from_secs(1_790_000_000);
-    let cases: &[(&str, &[(&str, &str)], i64)] = &[
+    // (name, stored fields with COUNT/ENTERED standing for the side's, count after)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], i64);
+    let cases: &[Case] = &[
         ("none", &[], 1),
         ("zero", &[("COUNT", "0"), ("ENTERED", "0")], 1),
         ("small", &[("COUNT", "41"), ("ENTERED", "1700000000")], 42),
