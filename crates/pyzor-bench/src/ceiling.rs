@@ -255,32 +255,26 @@ pub(crate) fn run(a: &CeilingArgs, stop: Arc<AtomicBool>) -> Result<CeilingStats
         return Ok(summary(a, durability, total, Instant::now()));
     }
 
+    // Every connection first, so that connecting is not measured.
+    let clients = (0..a.conns)
+        .map(|_| connect(a))
+        .collect::<Result<Vec<_>, _>>()?;
     let start = Instant::now() + Duration::from_secs_f64(a.warmup);
-    let end = start + Duration::from_secs_f64(a.duration);
+    let plan = Plan {
+        op: a.op,
+        pattern: a.pattern,
+        window: a.window as usize,
+        start,
+        end: start + Duration::from_secs_f64(a.duration),
+    };
     let mut handles = Vec::new();
-    for i in 0..a.conns {
-        let mut c = connect(a)?;
+    for (i, mut c) in (0u64..).zip(clients) {
         let pool = Arc::clone(&pool);
         let stop = Arc::clone(&stop);
-        let (op, pattern, window, seed) = (a.op, a.pattern, a.window as usize, a.seed);
+        let rng = fastrand::Rng::with_seed(a.seed ^ (i + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let h = std::thread::Builder::new()
             .name(format!("ceiling-{i}"))
-            .spawn(move || {
-                let rng = fastrand::Rng::with_seed(
-                    seed ^ (u64::from(i) + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15),
-                );
-                worker(
-                    c.as_mut(),
-                    &pool,
-                    rng,
-                    op,
-                    pattern,
-                    window,
-                    start,
-                    end,
-                    &stop,
-                )
-            })
+            .spawn(move || worker(c.as_mut(), &pool, rng, plan, &stop))
             .map_err(BenchError::Thread)?;
         handles.push(h);
     }
@@ -372,18 +366,31 @@ impl Worker {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What every connection's thread does, and when.
+#[derive(Clone, Copy)]
+struct Plan {
+    op: CeilOp,
+    pattern: Pattern,
+    window: usize,
+    /// End of the warm-up.
+    start: Instant,
+    end: Instant,
+}
+
 fn worker(
     c: &mut dyn Client,
     pool: &[Digest],
     mut rng: fastrand::Rng,
-    op: CeilOp,
-    pattern: Pattern,
-    window: usize,
-    start: Instant,
-    end: Instant,
+    plan: Plan,
     stop: &AtomicBool,
 ) -> Worker {
+    let Plan {
+        op,
+        pattern,
+        window,
+        start,
+        end,
+    } = plan;
     let mut w = Worker::default();
     let mut batch: Vec<Digest> = Vec::with_capacity(window);
     loop {
