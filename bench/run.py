@@ -12,12 +12,18 @@ Suites:
             fsync durability, Python pyzord (gdbm), pyzor-bench echo.
   redis     our pyzord -e redis (db 13) and Python pyzord -e redis (db 14)
             on the same Redis, plus the echo ceiling.
+  mysql     our pyzord -e mysql and Python pyzord -e mysql on one MariaDB
+            database the script creates, plus the database's own ceiling
+            (pyzor-bench sql-ceiling: one batch's statements, no UDP).
+  postgres  our pyzord -e postgres on a PostgreSQL database the script
+            creates, plus the database's own ceiling.
   memory    (--memory N) our pyzord prefilled with N digests through the
             server, then VmRSS/VmHWM of the server.
 
 It stops only processes it started, flushes only Redis dbs 13/14 and only
-when they are empty or carry its own marker key, and bounds every step in
-time. See docs/benchmarking.md.
+when they are empty or carry its own marker key, drops only the MariaDB and
+PostgreSQL databases it created, and bounds every step in time. See
+docs/benchmarking.md.
 """
 
 import argparse
@@ -239,6 +245,83 @@ def mysql_release(db):
         MYSQL_OWNED.remove(db)
 
 
+# ---------------------------------------------------------------- postgresql
+
+PG_OWNED = []  # databases this run created (dropped at the end)
+PG_USER = "postgres"
+
+
+def pg_admin(sql, db="postgres"):
+    """Run SQL as PG_USER over TCP on 127.0.0.1 (trust authentication here)."""
+    r = subprocess.run(["psql", "-h", "127.0.0.1", "-U", PG_USER, "-d", db, "-v", "ON_ERROR_STOP=1", "-A", "-t",
+                        "-q", "-c", sql], capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr.strip())
+    return r.stdout.strip()
+
+
+def pg_claim(db):
+    """Create database `db` with a marker table; refuse one this script did not create."""
+    if pg_admin(f"SELECT COUNT(*) FROM pg_database WHERE datname = '{db}'") != "0":
+        if pg_admin("SELECT COUNT(*) FROM pg_tables WHERE tablename = 'pyzor_bench_owner'", db) == "0":
+            die(f"PostgreSQL database {db} exists and was not created by bench/run.py; pick another with --pg-db")
+        pg_admin(f'DROP DATABASE "{db}"')
+    pg_admin(f'CREATE DATABASE "{db}"')
+    PG_OWNED.append(db)
+    pg_admin("CREATE TABLE pyzor_bench_owner (x int)", db)
+
+
+def pg_release(db):
+    if db in PG_OWNED:
+        try:
+            pg_admin(f'DROP DATABASE IF EXISTS "{db}"')
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            log(f"WARNING: could not drop PostgreSQL database {db}: {e}")
+        PG_OWNED.remove(db)
+
+
+def durability_meaning(d):
+    """What a 200 to a report means under the settings `d` (as durability_facts reads them)."""
+    if "innodb_flush_log_at_trx_commit=1" in d:
+        return ("every commit's redo log is written and flushed to disk before the commit returns: a 200 to a "
+                "report means its row survives a crash of the machine")
+    if "innodb_flush_log_at_trx_commit=2" in d:
+        return ("the redo log is written to the OS at commit and flushed about once a second: a 200 survives a "
+                "crash of mariadbd, not of the machine (up to about a second of reports lost)")
+    if "innodb_flush_log_at_trx_commit=0" in d:
+        return "the redo log is written and flushed about once a second: up to about a second of reports lost on any crash"
+    if "fsync=off" in d:
+        return "PostgreSQL does not flush at all: a crash of the machine can lose or corrupt data"
+    if "synchronous_commit=on" in d or "synchronous_commit=remote" in d:
+        return ("each commit's WAL is flushed to disk before the commit returns: a 200 to a report means its row "
+                "survives a crash of the machine")
+    if "synchronous_commit=local" in d:
+        return "each commit's WAL is flushed to the local disk before the commit returns (no standby waited for)"
+    if "synchronous_commit=off" in d:
+        return ("commits return before their WAL is flushed: a crash of the machine can lose the last "
+                "reports (up to 3 × wal_writer_delay), never corrupt the table")
+    return "unknown"
+
+
+def durability_facts(use_mysql, use_pg):
+    """What a commit (and so a 200 to a report) means on the SQL servers measured."""
+    out = {}
+    if use_mysql:
+        try:
+            out["mariadb"] = "innodb_flush_log_at_trx_commit={} sync_binlog={} log_bin={} ({})".format(
+                *mysql_root("SELECT @@innodb_flush_log_at_trx_commit, @@sync_binlog, @@log_bin, @@version").split("\t"))
+        except (RuntimeError, subprocess.TimeoutExpired, TypeError, IndexError) as e:
+            out["mariadb"] = f"unknown ({e})"
+    if use_pg:
+        try:
+            out["postgresql"] = " ".join(
+                f"{k}={pg_admin(f'SHOW {k}')}" for k in ("synchronous_commit", "fsync", "wal_sync_method")
+            ) + f" ({pg_admin('SHOW server_version')})"
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            out["postgresql"] = f"unknown ({e})"
+    return out
+
+
 # ---------------------------------------------------------------- servers
 
 class Server:
@@ -269,11 +352,49 @@ class Server:
             stop(self.proc)
 
 
+class Ceiling:
+    """The database's own speed for one batch's statements: pyzor-bench
+    sql-ceiling, run for the check and report loads (no process of its own)."""
+    kind = "ceiling"
+
+    def __init__(self, name, engine, dsn, table, pattern, conns):
+        self.name, self.engine, self.dsn, self.table = name, engine, dsn, table
+        self.pattern, self.conns = pattern, conns
+
+    def call(self, bench_bin, extra, bound_s):
+        """Run sql-ceiling; its JSON result or (None, why)."""
+        return run_json([bench_bin, "sql-ceiling", "--engine", self.engine, "--dsn", self.dsn, "--table", self.table,
+                         "--pattern", self.pattern, "--conns", str(self.conns), "--json", *extra], bound_s)
+
+    def prefill(self, bench_bin, args):
+        return self.call(bench_bin, ["--prefill", "only", "-P", str(args.pool)], 900)
+
+    def run(self, bench_bin, load, args):
+        """A load-shaped result (req/s = rows/s) or (None, why); the table was prefilled before."""
+        if load["ops"] not in ("check", "report"):
+            return None, "no ceiling for a mixed load"
+        c, err = self.call(bench_bin, ["--prefill", "no", "--op", load["ops"], "-w", str(load["window"]),
+                                       "-P", str(args.pool), "-d", str(args.duration), "-W", str(args.warmup)],
+                           args.duration + args.warmup + 120)
+        if c is None:
+            return None, err
+        lat = c["batch_latency"]
+        return {"req_per_s": c["rows_per_s"], "responses": c["rows"], "sent": c["rows"], "lost": 0,
+                "latency": {"p50_ms": lat["p50_ms"], "p99_ms": lat["p99_ms"]},
+                "check_hit_pct": 100.0 * c["check_hits"] / c["rows"] if load["ops"] == "check" and c["rows"] else None,
+                "codes": {}, "stray": 0, "malformed": c["errors"], "ok": c["ok"],
+                "durability": c["durability"], "first_error": c["first_error"]}, None
+
+
 SOURCES = 1  # --sources, set in main()
 
 
 def bench_load(bench_bin, port, extra, bound_s):
-    cmd = [bench_bin, "load", "-p", str(port), "--json", "--sources", str(SOURCES), *extra]
+    return run_json([bench_bin, "load", "-p", str(port), "--json", "--sources", str(SOURCES), *extra], bound_s)
+
+
+def run_json(cmd, bound_s):
+    """Run a pyzor-bench command that prints JSON; (its last line parsed, None) or (None, why)."""
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=bound_s)
     except subprocess.TimeoutExpired:
@@ -344,21 +465,30 @@ def fmt(x, nd=0):
 
 
 # The Python configuration each of ours is compared with (same engine family).
-PY_REF = {"ours-redis": "python-redis", "ours-mysql": "python-mysql"}
+PY_REF = {"ours-redis": "python-redis", "ours-mysql": "python-mysql", "ours-postgres": "python-mysql"}
+# The ceiling each SQL configuration is compared with (best of its
+# ceiling-<db>-<n>c rows of the same round).
+CEILING_REF = {"ours-mysql": "ceiling-mysql", "ours-postgres": "ceiling-postgres"}
 
 
 def ref_run(runs, name, load, rnd):
     """The run of `name` for `load` in round `rnd`. `name` "echo" means the
-    ceiling: the echo configuration (any thread count) with the most req/s."""
-    cands = [x for x in runs if x["load"] == load and x["round"] == rnd and x.get("result")
-             and (x["config"] == name or (name == "echo" and x["config"].startswith("echo")))]
+    ceiling: the echo configuration (any thread count) with the most req/s;
+    "ceiling-<db>" likewise the best ceiling-<db>-<n>c (batch pattern)."""
+    def matches(config):
+        if config == name:
+            return True
+        if name == "echo":
+            return config.startswith("echo")
+        return name.startswith("ceiling-") and config.startswith(name + "-") and config.endswith("c")
+    cands = [x for x in runs if x["load"] == load and x["round"] == rnd and x.get("result") and matches(x["config"])]
     return max(cands, key=lambda x: x["result"]["req_per_s"], default=None)
 
 
 def table(runs, configs, loads, ref_name, ceiling_name):
     lines = ["| server | load | window | req/s median (min–max) | p50 ms | p99 ms | lost / sent | check hit % "
-             "| server CPU µs/req | × Python | % of echo | n |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| server CPU µs/req | × Python | % of echo | % of DB ceiling | n |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     by = {}
     for r in runs:
         by.setdefault((r["config"], r["load"]), []).append(r)
@@ -371,22 +501,26 @@ def table(runs, configs, loads, ref_name, ceiling_name):
             rps = [x["req_per_s"] for x in res]
             cpu = [r.get("server_cpu_us_per_req") for r in rs]
             hits = [x.get("check_hit_pct") for x in res]
-            ratios_py, ratios_ceil = [], []
+            ratios_py, ratios_ceil, ratios_db = [], [], []
             for r in rs:
                 py_ref = PY_REF.get(c, ref_name)
-                for other, acc in ((py_ref, ratios_py), (ceiling_name, ratios_ceil)):
+                echo_ref = None if c.startswith("ceiling") else ceiling_name  # rows/s vs req/s: no ratio
+                for other, acc in ((py_ref, ratios_py), (echo_ref, ratios_ceil), (CEILING_REF.get(c), ratios_db)):
+                    if other is None:
+                        continue
                     o = ref_run(runs, other, load["name"], r["round"])
                     if o and o["result"]["req_per_s"] > 0:
                         acc.append(r["result"]["req_per_s"] / o["result"]["req_per_s"])
-            lines.append("| {} | {} | {} | {} ({}–{}) | {} | {} | {} / {} | {} | {} | {} | {} | {} |".format(
+            lines.append("| {} | {} | {} | {} ({}–{}) | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} |".format(
                 c, load["ops"], load["window"], fmt(med(rps)), fmt(min(rps)), fmt(max(rps)),
                 fmt(med([x["latency"]["p50_ms"] for x in res]), 3),
                 fmt(med([x["latency"]["p99_ms"] for x in res]), 3),
                 sum(x["lost"] for x in res), sum(x["sent"] for x in res),
                 fmt(med(hits), 1) if med(hits) is not None else "–",
                 fmt(med(cpu), 1),
-                "" if c.startswith("python") else (fmt(med(ratios_py), 1) if ratios_py else "–"),
+                "" if c.startswith(("python", "ceiling")) else (fmt(med(ratios_py), 1) if ratios_py else "–"),
                 fmt(100 * med(ratios_ceil), 0) if ratios_ceil else "–",
+                fmt(100 * med(ratios_db), 0) if ratios_db else "",
                 len(rs)))
     return "\n".join(lines)
 
@@ -421,11 +555,20 @@ def targets(runs):
         ("redis report w64 ≥ 10× Python redis", same_round_ratio(runs, "ours-redis", "python-redis", "report w64"), 10, ">=", "{:.1f}×"),
         ("redis mix w64 ≥ 10× Python redis", same_round_ratio(runs, "ours-redis", "python-redis", "check:90,report:10 w64"), 10, ">=", "{:.1f}×"),
     ]
-    lines = ["| target (issue #6) | measured | verdict |", "|---|---|---|"]
+    # Issue #13: each SQL engine against its database's own ceiling (same
+    # batch shape, no UDP) and against Python pyzord's mysql engine.
+    for ours, ceiling in CEILING_REF.items():
+        db = ours.split("-", 1)[1]
+        for load in ("report w64", "check w64"):
+            op = load.split()[0]
+            rows.append((f"{db} {op} w64 ≥ 60 % of the {db} ceiling (#13)",
+                         same_round_ratio(runs, ours, ceiling, load), 0.60, ">=", "{:.0%}"))
+            rows.append((f"{db} {op} w64 ≥ 20× Python mysql (#13)",
+                         same_round_ratio(runs, ours, "python-mysql", load), 20, ">=", "{:.1f}×"))
+    lines = ["| target (issue) | measured | verdict |", "|---|---|---|"]
     for name, val, goal, op, f in rows:
         if val is None:
-            lines.append(f"| {name} | not measured | – |")
-            continue
+            continue  # its configurations were not part of this run
         ok = val >= goal if op == ">=" else val <= goal
         lines.append(f"| {name} | {f.format(val)} | {'met' if ok else 'NOT met'} |")
     return "\n".join(lines)
@@ -435,9 +578,15 @@ def targets(runs):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--suite", choices=["embedded", "redis", "mysql", "all"], default="all")
+    ap.add_argument("--suite", choices=["embedded", "redis", "mysql", "postgres", "all"], nargs="+", default=["all"],
+                    help="one or more suites (e.g. --suite mysql postgres)")
     ap.add_argument("--mysql-db", default="pyzor_bench_rs",
                     help="MariaDB database (and user) the mysql suite creates through root's unix socket")
+    ap.add_argument("--pg-db", default="pyzor_bench_rs",
+                    help="PostgreSQL database the postgres suite creates (as user postgres over 127.0.0.1)")
+    ap.add_argument("--ceiling-conns", default="1,4",
+                    help="connections of the sql-ceiling rows (batch pattern); the ceiling is the best of them "
+                         "each round ('' for none)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=float, default=8.0, help="measured seconds per run")
     ap.add_argument("--warmup", type=float, default=1.0)
@@ -518,12 +667,35 @@ def main():
             shutil.rmtree(tmp, ignore_errors=True)
         if MYSQL_OWNED:
             mysql_release(args.mysql_db)
-        if args.suite in ("redis", "all") and not args.memory and shutil.which("redis-cli"):
+        if PG_OWNED:
+            pg_release(args.pg_db)
+        if suite(args, "redis") and not args.memory and shutil.which("redis-cli"):
             for db in args.redis_dbs.split(","):
                 try:
                     redis_release(int(db))
                 except SystemExit:
                     pass
+
+
+def suite(args, name):
+    """Whether --suite selects `name` (directly or through all)."""
+    return name in args.suite or "all" in args.suite
+
+
+def use_sql_suite(args, name, present, claim, db):
+    """Whether SQL suite `name` runs: selected, its server and client present
+    (`present()`), and database `db` created by `claim` — else SKIPPED."""
+    if not suite(args, name):
+        return False
+    if not present():
+        skipped(f"{name} suite", "database server or its command-line client not found")
+        return False
+    try:
+        claim(db)
+    except (RuntimeError, subprocess.TimeoutExpired) as e:
+        skipped(f"{name} suite", f"cannot create database {db}: {e}")
+        return False
+    return True
 
 
 def ours_cmd(pyzord, extra):
@@ -537,7 +709,11 @@ def ref_cmd(ref_pyzord, extra):
 def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, ours_extra, command_line):
     db_ours, db_py = (int(x) for x in args.redis_dbs.split(","))
     servers = []
-    if args.suite in ("embedded", "all"):
+
+    def ours_engine(name, engine, dsn):
+        return Server(name, "ours", ours_cmd(pyzord, ours_extra + ["-e", engine, "--dsn", dsn]), f"{tmp}/{name}")
+
+    if suite(args, "embedded"):
         if have_ours:
             servers.append(Server("ours", "ours", ours_cmd(pyzord, ours_extra), f"{tmp}/ours"))
             if args.baseline_pyzord:
@@ -547,7 +723,7 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
                                   ours_cmd(pyzord, ours_extra + shlex.split(args.fsync_args)), f"{tmp}/ours-fsync"))
         if have_ref:
             servers.append(Server("python-gdbm", "python", ref_cmd(ref_pyzord, []), f"{tmp}/python-gdbm"))
-    use_redis = args.suite in ("redis", "all")
+    use_redis = suite(args, "redis")
     if use_redis:
         if not shutil.which("redis-cli") or not pid_of("redis-server"):
             skipped("redis suite", "redis-server/redis-cli not found")
@@ -556,32 +732,29 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
         redis_claim(db_ours)
         redis_claim(db_py)
         if have_ours:
-            servers.append(Server("ours-redis", "ours", ours_cmd(
-                pyzord, ours_extra + ["-e", "redis", "--dsn", f"127.0.0.1,6379,,{db_ours}"]), f"{tmp}/ours-redis"))
+            servers.append(ours_engine("ours-redis", "redis", f"127.0.0.1,6379,,{db_ours}"))
         if have_ref:
             servers.append(Server("python-redis", "python", ref_cmd(
                 ref_pyzord, ["-e", "redis", "--dsn", f"127.0.0.1,6379,,{db_py}"]), f"{tmp}/python-redis"))
-    use_mysql = args.suite in ("mysql", "all")
-    if use_mysql and not (shutil.which("mysql") and pid_of("mariadbd") + pid_of("mysqld")):
-        skipped("mysql suite", "MariaDB server or mysql client not found")
-        use_mysql = False
-    if use_mysql:
-        try:
-            mysql_claim(args.mysql_db)
-        except (RuntimeError, subprocess.TimeoutExpired) as e:
-            skipped("mysql suite", f"cannot create database {args.mysql_db} as root: {e}")
-            use_mysql = False
+    use_mysql = use_sql_suite(args, "mysql", lambda: shutil.which("mysql") and pid_of("mariadbd") + pid_of("mysqld"),
+                              mysql_claim, args.mysql_db)
     if use_mysql:
         db = args.mysql_db
         if have_ours:
-            servers.append(Server("ours-mysql", "ours", ours_cmd(
-                pyzord, ours_extra + ["-e", "mysql", "--dsn", f"127.0.0.1,{db},{MYSQL_PASSWORD},{db},digests_ours"]),
-                f"{tmp}/ours-mysql"))
+            servers.append(ours_engine("ours-mysql", "mysql", f"127.0.0.1,{db},{MYSQL_PASSWORD},{db},digests_ours"))
         if have_ref:
             # The reference's best MySQL configuration in docs/performance.md.
             servers.append(Server("python-mysql", "python", ref_cmd(
                 ref_pyzord, ["-e", "mysql", "--dsn", f"127.0.0.1,{db},{MYSQL_PASSWORD},{db},digests_py",
                              "--threads", "True", "--db-connections", "4"]), f"{tmp}/python-mysql"))
+        url = f"mysql://{db}:{MYSQL_PASSWORD}@127.0.0.1:3306/{db}"
+        servers += ceilings("mysql", url, args)
+    use_pg = use_sql_suite(args, "postgres", lambda: shutil.which("psql") and pid_of("postgres"), pg_claim, args.pg_db)
+    if use_pg:
+        db = args.pg_db
+        if have_ours:
+            servers.append(ours_engine("ours-postgres", "postgres", f"127.0.0.1:5432,{PG_USER},,{db},digests_ours"))
+        servers += ceilings("postgres", f"host=127.0.0.1 port=5432 user={PG_USER} dbname={db}", args)
     for t in (int(x) for x in args.echo_threads.split(",") if x.strip()):
         servers.append(Server(f"echo-{t}t", "echo", lambda port, home, t=t: [
             bench_bin, "echo", "-a", "127.0.0.1", "-p", str(port), "-T", str(t),
@@ -599,6 +772,9 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
 
     started = []
     for s in servers:
+        if s.kind == "ceiling":
+            started.append(s)
+            continue
         try:
             s.start()
             started.append(s)
@@ -607,7 +783,13 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
     servers = started
     prefill = {}
     for s in servers:
-        if s.kind == "echo":
+        if s.kind == "ceiling" and (s.engine, s.table) not in prefill:
+            log(f"prefill {s.engine} table {s.table}: {args.pool} digests (sql-ceiling --prefill only)")
+            res, err = s.prefill(bench_bin, args)
+            if res is None or not res["ok"]:
+                log(f"WARNING: prefill of {s.engine} {s.table} failed: {err or res}")
+            prefill[(s.engine, s.table)] = None
+        if s.kind in ("echo", "ceiling"):
             continue
         log(f"prefill {s.name}: report {args.pool} digests (seq, w64)")
         cpu0 = proc_cpu_seconds(s.proc.pid)
@@ -619,8 +801,6 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
         prefill[s.name] = {"result": res, "error": err,
                            "server_cpu_s": None if cpu0 is None or cpu1 is None else cpu1 - cpu0}
 
-    redis_pids = pid_of("redis-server") if use_redis else []
-    mysql_pids = (pid_of("mariadbd") + pid_of("mysqld")) if use_mysql else []
     runs = []
     out = args.out or os.path.join(ROOT, "bench", "RESULTS.md")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
@@ -632,6 +812,9 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
         for load in loads:
             order = servers[rnd % max(1, len(servers)):] + servers[:rnd % max(1, len(servers))]
             for s in order:
+                if s.kind == "ceiling":
+                    run_ceiling(s, bench_bin, load, args, rnd, runs, jsonl, db_pids_of(s.name, use_redis, use_mysql))
+                    continue
                 if s.proc.poll() is not None:
                     log(f"{s.name} has exited (status {s.proc.returncode}); skipping")
                     continue
@@ -640,18 +823,18 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
                 if load["window"] > 1 and args.gen_threads > 1:
                     extra += ["-T", str(args.gen_threads)]
                 cpu0 = proc_cpu_seconds(s.proc.pid)
-                db_pids = redis_pids if s.name.endswith("redis") else mysql_pids if s.name.endswith("mysql") else []
-                rcpu0 = sum(filter(None, (proc_cpu_seconds(p) for p in db_pids)))
+                db_pids = db_pids_of(s.name, use_redis, use_mysql)
+                rcpu0 = cpu_by_pid(db_pids)
                 res, err = bench_load(bench_bin, s.port, extra, args.duration + args.warmup + 30)
                 cpu1 = proc_cpu_seconds(s.proc.pid)
-                rcpu1 = sum(filter(None, (proc_cpu_seconds(p) for p in db_pids)))
+                rcpu1 = cpu_by_pid(db_pids)
                 rec = {"round": rnd, "config": s.name, "load": load["name"], "result": res, "error": err}
                 if res and res["responses"] and cpu0 is not None and cpu1 is not None:
                     # The whole run's requests (warm-up included) drove the server CPU.
                     total = res["responses"] * (1 + args.warmup / args.duration)
                     rec["server_cpu_us_per_req"] = (cpu1 - cpu0) * 1e6 / total
                     if db_pids:
-                        rec["db_cpu_us_per_req"] = (rcpu1 - rcpu0) * 1e6 / total
+                        rec["db_cpu_us_per_req"] = cpu_delta(rcpu0, rcpu1) * 1e6 / total
                 runs.append(rec)
                 with open(jsonl, "a") as f:
                     f.write(json.dumps(rec) + "\n")
@@ -662,11 +845,13 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
                 else:
                     log(f"round {rnd + 1} {s.name} {load['name']}: FAILED {err}")
     busy_after = cpu_busy_sample(1.0)
-    status = {s.name: proc_status(s.proc.pid) for s in servers}
+    status = {s.name: proc_status(s.proc.pid) for s in servers if s.kind != "ceiling"}
     for s in servers:
-        s.stop()
+        if s.kind != "ceiling":
+            s.stop()
 
     facts = machine_facts()
+    facts["durability"] = durability_facts(use_mysql, use_pg)
     names = [s.name for s in servers]
     with open(out, "w") as f:
         f.write("# pyzord benchmark results\n\n")
@@ -678,6 +863,8 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
         f.write(f"* {facts.get('nproc')} CPUs: {facts.get('cpu', '?')}; {facts.get('mem', '?')} RAM; "
                 f"kernel {facts.get('kernel')}\n")
         f.write(f"* net.core.rmem_max {facts.get('rmem_max')}, rmem_default {facts.get('rmem_default')}\n")
+        for dbname, d in facts["durability"].items():
+            f.write(f"* {dbname} durability: {d} — {durability_meaning(d)}\n")
         f.write(f"* load average at the end {' '.join(facts.get('loadavg', []))}; machine CPU busy "
                 f"{busy_before:.0f} % (1 s before the rounds, servers idle) and {busy_after:.0f} % after — "
                 "anything well above 0 % means other tenants shared the cores\n")
@@ -692,10 +879,16 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
                 "process from /proc/<pid>/stat after − before) ÷ requests of the run including warm-up. "
                 "× Python and % of echo are medians over rounds of the same-round ratio of req/s; "
                 "× Python compares ours-redis with python-redis, ours-mysql with python-mysql and every other row with python-gdbm; "
-                "% of echo divides by the best echo responder of the same round.\n\n")
+                "% of echo divides by the best echo responder of the same round. "
+                "The ceiling-<db>-<n>c rows are `pyzor-bench sql-ceiling` on <n> connections: the statements of "
+                "one batch (one multi-row upsert in one commit, or one multi-row read) straight against the "
+                "database, no UDP, pyzord or Python in between; req/s there is rows/s and p50/p99 are per batch. "
+                "ceiling-<db>-per-digest does one statement per digest (reports: one commit per batch). "
+                "% of DB ceiling divides ours-<db> by the best ceiling-<db>-<n>c of the same round.\n\n")
         if SKIPPED:
             f.write("## Skipped\n\n" + "".join(f"* {x}\n" for x in SKIPPED) + "\n")
-        f.write("## Targets\n\n" + targets(runs) + "\n\n")
+        f.write("## Targets\n\n(Targets whose configurations were not part of this run are left out.)\n\n"
+                + targets(runs) + "\n\n")
         f.write("## Results\n\n")
         f.write(table(runs, names, loads, "python-gdbm", "echo") + "\n\n")
         rrows = {}
@@ -704,13 +897,17 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
                 rrows.setdefault((r["config"], r["load"]), []).append(r["db_cpu_us_per_req"])
         if rrows:
             f.write("Database server CPU µs per request (redis-server for the redis rows, mariadbd for the mysql "
-                    "rows; all such processes on the machine, so other tenants' use is included):\n\n"
+                    "rows, the postgres processes for ours-postgres; each the processes present both before and "
+                    "after the run, all such processes on the machine, so other tenants' use is included; none for "
+                    "ceiling-postgres, whose backends end with each run):\n\n"
                     "| server | load | database CPU µs/req |\n|---|---|---|\n")
             for (c, l), v in sorted(rrows.items(), key=lambda kv: (kv[0][1], kv[0][0])):
                 f.write(f"| {c} | {l} | {statistics.median(v):.1f} |\n")
             f.write("\n")
         f.write("## Prefill (report of never-seen digests, window 64)\n\n| server | req/s | server CPU µs/req | lost |\n|---|---|---|---|\n")
         for n, p in prefill.items():
+            if p is None:
+                continue  # a ceiling table
             r = p["result"]
             if r:
                 cpu = p["server_cpu_s"]
@@ -731,6 +928,59 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
             f.write(f"* round {r['round'] + 1}, {r['config']}, {r['load']}: {what}\n")
     log(f"wrote {out}")
     return 0
+
+
+def ceilings(engine, dsn, args):
+    """The sql-ceiling rows of one database: batch pattern on each of
+    --ceiling-conns connections, and the per-digest pattern on one."""
+    out = [Ceiling(f"ceiling-{engine}-{n}c", engine, dsn, "ceiling_digests", "batch", n)
+           for n in (int(x) for x in args.ceiling_conns.split(",") if x.strip())]
+    if out:
+        out.append(Ceiling(f"ceiling-{engine}-per-digest", engine, dsn, "ceiling_digests", "per-digest", 1))
+    return out
+
+
+def db_pids_of(name, use_redis, use_mysql):
+    """The database server processes whose CPU a configuration's run drives.
+    Not for ceiling-postgres: its backends start and end with each
+    sql-ceiling run, so their CPU cannot be read from outside."""
+    if name.endswith("redis") and use_redis:
+        return pid_of("redis-server")
+    if (name.endswith("mysql") or name.startswith("ceiling-mysql")) and use_mysql:
+        return pid_of("mariadbd") + pid_of("mysqld")
+    if name.endswith("postgres"):
+        return pid_of("postgres")
+    return []
+
+
+def cpu_by_pid(pids):
+    return {p: c for p, c in ((p, proc_cpu_seconds(p)) for p in pids) if c is not None}
+
+
+def cpu_delta(before, after):
+    """CPU seconds used between two cpu_by_pid readings by the processes
+    present in both (one that ended in between, e.g. another tenant's
+    backend, would otherwise make the figure negative)."""
+    return sum(after[p] - before[p] for p in before.keys() & after.keys())
+
+
+def run_ceiling(c, bench_bin, load, args, rnd, runs, jsonl, db_pids):
+    if load["ops"] not in ("check", "report"):
+        return
+    rcpu0 = cpu_by_pid(db_pids)
+    res, err = c.run(bench_bin, load, args)
+    rcpu1 = cpu_by_pid(db_pids)
+    rec = {"round": rnd, "config": c.name, "load": load["name"], "result": res, "error": err}
+    if res and res["responses"] and db_pids:
+        rec["db_cpu_us_per_req"] = cpu_delta(rcpu0, rcpu1) * 1e6 / (res["responses"] * (1 + args.warmup / args.duration))
+    runs.append(rec)
+    with open(jsonl, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+    if res:
+        log(f"round {rnd + 1}/{args.rounds} {c.name:<13} {load['name']:<24} {res['req_per_s']:>10,.0f} rows/s "
+            f"batch p50 {res['latency']['p50_ms']:.3f} p99 {res['latency']['p99_ms']:.3f} ms ({res['durability']})")
+    else:
+        log(f"round {rnd + 1} {c.name} {load['name']}: FAILED {err}")
 
 
 def memory_mode(args, bench_bin, pyzord, tmp, ours_extra, command_line):

@@ -1,7 +1,9 @@
 //! `pyzor-bench`: a load generator for Pyzor servers in the spirit of
-//! redis-benchmark, and an echo responder that measures the machine's UDP
-//! ceiling. See docs/benchmarking.md.
+//! redis-benchmark, an echo responder that measures the machine's UDP
+//! ceiling, and `sql-ceiling`, what MySQL or PostgreSQL itself can do for
+//! one batch's statements. See docs/benchmarking.md.
 
+mod ceiling;
 mod echo;
 mod load;
 mod proto;
@@ -33,6 +35,8 @@ pub(crate) enum BenchError {
     BadArg(String),
     #[error("cannot install signal handler: {0}")]
     Signal(#[source] std::io::Error),
+    #[error("{0}; is the database running and the --dsn right?")]
+    Db(String),
 }
 
 /// Which digests the requests carry.
@@ -74,6 +78,9 @@ enum Cmd {
     Load(LoadArgs),
     /// Answer every datagram with a Pyzor-shaped reply (the ceiling).
     Echo(EchoArgs),
+    /// Run one pyzord batch's SQL statements against MySQL or PostgreSQL
+    /// directly, with no UDP in between (the SQL engines' ceiling).
+    SqlCeiling(ceiling::CeilingArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -156,19 +163,38 @@ pub(crate) struct EchoArgs {
     pub duration: f64,
 }
 
+/// The bounds of a measured run's `--duration` and `--warmup` (load, sql-ceiling).
+pub(crate) fn check_timing(duration: f64, warmup: f64) -> Result<(), BenchError> {
+    if !(duration > 0.0 && duration <= 86_400.0) {
+        return Err(BenchError::BadArg(format!(
+            "--duration {duration} must be in (0, 86400] seconds"
+        )));
+    }
+    if !(0.0..=3600.0).contains(&warmup) {
+        return Err(BenchError::BadArg(format!(
+            "--warmup {warmup} must be in [0, 3600] seconds"
+        )));
+    }
+    Ok(())
+}
+
+/// Print a run's result as one JSON object or as text; whether it was OK.
+fn report<T: serde::Serialize>(
+    json: bool,
+    stats: &T,
+    text: impl FnOnce(&T) -> String,
+    ok: bool,
+) -> bool {
+    if json {
+        println!("{}", serde_json::to_string(stats).expect("stats serialise"));
+    } else {
+        print!("{}", text(stats));
+    }
+    ok
+}
+
 fn check_load_args(a: &LoadArgs) -> Result<(), BenchError> {
-    if !(a.duration > 0.0 && a.duration <= 86_400.0) {
-        return Err(BenchError::BadArg(format!(
-            "--duration {} must be in (0, 86400] seconds",
-            a.duration
-        )));
-    }
-    if !(0.0..=3600.0).contains(&a.warmup) {
-        return Err(BenchError::BadArg(format!(
-            "--warmup {} must be in [0, 3600] seconds",
-            a.warmup
-        )));
-    }
+    check_timing(a.duration, a.warmup)?;
     if a.timeout_ms == 0 || a.timeout_ms > 60_000 {
         return Err(BenchError::BadArg(format!(
             "--timeout {} must be 1 … 60000 ms",
@@ -205,15 +231,16 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Load(a) => check_load_args(&a).and_then(|()| {
             let stats = load::run(&a, stop_flag()?)?;
-            if a.json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&stats).expect("stats serialise")
-                );
-            } else {
-                print!("{}", stats.text());
-            }
-            Ok(stats.ok)
+            Ok(report(a.json, &stats, stats::Stats::text, stats.ok))
+        }),
+        Cmd::SqlCeiling(a) => ceiling::check_args(&a).and_then(|()| {
+            let stats = ceiling::run(&a, stop_flag()?)?;
+            Ok(report(
+                a.json,
+                &stats,
+                ceiling::CeilingStats::text,
+                stats.ok,
+            ))
         }),
         Cmd::Echo(a) => {
             if !(a.duration > 0.0 && a.duration <= 7.0 * 86_400.0) {

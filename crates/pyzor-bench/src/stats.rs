@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 /// Latencies are recorded in nanoseconds, 1 ns … 120 s, 3 significant digits
 /// (≤ 0.1 % quantisation error).
-fn new_hist() -> Histogram<u64> {
+pub(crate) fn new_hist() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 120_000_000_000, 3).expect("valid histogram bounds")
 }
 
@@ -117,7 +117,7 @@ pub(crate) struct Latency {
 }
 
 impl Latency {
-    fn of(h: &Histogram<u64>) -> Latency {
+    pub(crate) fn of(h: &Histogram<u64>) -> Latency {
         let ms = |ns: u64| ns as f64 / 1e6;
         Latency {
             mean_ms: h.mean() / 1e6,

@@ -605,3 +605,108 @@ fn redis_sentinel_that_never_answers_is_unavailable_not_a_hang() {
         Err(_) => panic!("open still waits for the silent Sentinel after 20 s"),
     }
 }
+
+/// The count script returns the fields as they were before its write and
+/// the engine derives the record after it (no read-back): that record is
+/// exactly what a read then finds, for every kind of stored count — none,
+/// small ones the script increments itself, counts past 15 digits (left to
+/// `HINCRBY`), the last one before sys.maxsize, sys.maxsize (saturates),
+/// negative ones, a first-entered of `0` (never) — on both sides. A count
+/// `HINCRBY` cannot parse (`007`) still fails and writes nothing.
+#[test]
+fn redis_count_result_is_what_a_read_finds() {
+    let Some(e) = engine("redis_count_result_is_what_a_read_finds", 4, 1000) else {
+        return;
+    };
+    let p = common::uniq("cnt-");
+    let mut con = redis::Client::open("redis://127.0.0.1:6379/4")
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let now = Timestamp::from_secs(1_790_000_000);
+    // (name, stored fields with COUNT/ENTERED standing for the side's, count after)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], i64);
+    let cases: &[Case] = &[
+        ("none", &[], 1),
+        ("zero", &[("COUNT", "0"), ("ENTERED", "0")], 1),
+        ("small", &[("COUNT", "41"), ("ENTERED", "1700000000")], 42),
+        ("neg", &[("COUNT", "-3")], -2),
+        (
+            "d15",
+            &[("COUNT", "999999999999999")],
+            1_000_000_000_000_000,
+        ),
+        (
+            "d16",
+            &[("COUNT", "1000000000000000")],
+            1_000_000_000_000_001,
+        ),
+        ("d19", &[("COUNT", "9223372036854775806")], i64::MAX),
+        ("max", &[("COUNT", "9223372036854775807")], i64::MAX),
+    ];
+    let mut keys = Vec::new();
+    for side in ["r", "wl"] {
+        for &(name, fields, want) in cases {
+            let d = format!("{p}{side}{name}");
+            let key = format!("pyzord.digest_v1.{d}");
+            keys.push(key.clone());
+            for &(f, v) in fields {
+                let f = f
+                    .replace("COUNT", &format!("{side}_count"))
+                    .replace("ENTERED", &format!("{side}_entered"));
+                let _: () = redis::cmd("HSET")
+                    .arg(&key)
+                    .arg(f)
+                    .arg(v)
+                    .query(&mut con)
+                    .unwrap();
+            }
+            let op = if side == "r" {
+                Op::Report(d.as_bytes())
+            } else {
+                Op::Whitelist(d.as_bytes())
+            };
+            let mut out = Vec::new();
+            e.execute(&[op], now, &mut out).unwrap();
+            let got = out[0].expect("a count returns the record");
+            assert_eq!(Some(got), e.get(d.as_bytes()).unwrap(), "{side} {name}");
+            let (count, entered, updated) = if side == "r" {
+                (got.r_count, got.r_entered, got.r_updated)
+            } else {
+                (got.wl_count, got.wl_entered, got.wl_updated)
+            };
+            assert_eq!(count, want, "{side} {name}");
+            assert_eq!(updated, Some(now), "{side} {name}");
+            let first = if name == "small" {
+                Timestamp::from_secs(1_700_000_000)
+            } else {
+                now
+            };
+            assert_eq!(entered, Some(first), "{side} {name}: entered");
+            let ttl: i64 = redis::cmd("TTL").arg(&key).query(&mut con).unwrap();
+            assert!((990..=1000).contains(&ttl), "{side} {name}: ttl {ttl}");
+        }
+    }
+    // Not canonical: HINCRBY refuses it before anything is written.
+    let d = format!("{p}lead0");
+    let key = format!("pyzord.digest_v1.{d}");
+    keys.push(key.clone());
+    let _: () = redis::cmd("HSET")
+        .arg(&key)
+        .arg(&["r_count", "007", "r_updated", "5"])
+        .query(&mut con)
+        .unwrap();
+    let mut out = Vec::new();
+    let r = e.execute(&[Op::Report(d.as_bytes())], now, &mut out);
+    assert!(matches!(r, Err(StoreError::Corrupt { .. })), "{r:?}");
+    let mut h: Vec<(String, String)> = redis::cmd("HGETALL").arg(&key).query(&mut con).unwrap();
+    h.sort();
+    assert_eq!(
+        h,
+        vec![
+            ("r_count".into(), "007".into()),
+            ("r_updated".into(), "5".into())
+        ]
+    );
+    let _: () = redis::cmd("DEL").arg(&keys).query(&mut con).unwrap();
+}

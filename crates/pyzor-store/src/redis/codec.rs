@@ -42,6 +42,38 @@ pub(crate) fn decode_hash(d: &[u8], h: &HashMap<Vec<u8>, Vec<u8>>) -> Result<Opt
     }))
 }
 
+/// The record [`super::scripts::SCRIPT_COUNT`] leaves behind, from the
+/// fields it returned (as they were before its write, nil for a missing
+/// one, in [`super::scripts::FIELDS`] order): the reference's
+/// `r_increment`/`wl_increment` at `now` truncated to the second, which is
+/// what the script stored. A missing hash counts from the empty record.
+pub(super) fn after_count(
+    d: &[u8],
+    before: Vec<Option<Vec<u8>>>,
+    report: bool,
+    now: Timestamp,
+) -> Result<Record> {
+    if before.len() != super::scripts::FIELDS.len() {
+        return Err(corrupt(
+            d,
+            format!("the count script returned {} fields, not 6", before.len()),
+        ));
+    }
+    let h: HashMap<Vec<u8>, Vec<u8>> = super::scripts::FIELDS
+        .iter()
+        .zip(before)
+        .filter_map(|(f, v)| Some((f.as_bytes().to_vec(), v?)))
+        .collect();
+    let mut r = decode_hash(d, &h)?.unwrap_or_default();
+    let now = Timestamp::from_secs(now.secs());
+    if report {
+        r.report(now);
+    } else {
+        r.whitelist(now);
+    }
+    Ok(r)
+}
+
 pub(crate) fn secs(t: Option<Timestamp>) -> i64 {
     t.map(|t| t.secs()).unwrap_or(0)
 }

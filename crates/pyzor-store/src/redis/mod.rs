@@ -54,7 +54,7 @@ use std::collections::HashMap;
 use pyzor_protocol::{Record, Timestamp};
 
 use crate::{Engine, Op, RecordIter, Result, StoreError};
-use codec::{decode_hash, decode_v0, encode_v0, secs};
+use codec::{after_count, decode_hash, decode_v0, encode_v0, secs};
 use dsn::{parse_dsn, Target};
 use pool::{connect_target, reply_err, run, run_each, Pool, Reply};
 use scan::{scan_round, RedisScan};
@@ -141,20 +141,31 @@ impl RedisEngine {
         c
     }
 
-    /// One operation's reply: `HGETALL`/count script (v1) or `GET` (v0).
-    fn decode_reply(&self, digest: &[u8], v: Reply) -> Result<Option<Record>> {
-        let v = match v {
-            Reply::Done(v) => v,
-            Reply::Lost => {
-                return Err(StoreError::Unavailable(
-                    "Redis Cluster: the reply to a command was lost".into(),
-                ))
-            }
-            Reply::Failed(e) => return Err(e),
-        };
-        if let redis::Value::ServerError(e) = &v {
-            return Err(reply_err(digest, e));
+    /// One operation's record: from the count script's reply (the fields
+    /// before its write) for a report/whitelist, else from a read's
+    /// (`HGETALL` for v1, `GET` for v0; also the re-read of a write whose
+    /// reply was lost).
+    fn decode_op(
+        &self,
+        op: &Op<'_>,
+        reread: bool,
+        now: Timestamp,
+        v: Reply,
+    ) -> Result<Option<Record>> {
+        let digest = op.digest();
+        if reread || !op.is_write() {
+            return self.decode_reply(digest, v);
         }
+        let before: Vec<Option<Vec<u8>>> = redis::from_redis_value(server_value(digest, v)?)
+            .map_err(|e| {
+                codec::corrupt(digest, format!("unexpected reply to the count script: {e}"))
+            })?;
+        after_count(digest, before, matches!(op, Op::Report(_)), now).map(Some)
+    }
+
+    /// One read's reply: `HGETALL` (v1) or `GET` (v0).
+    fn decode_reply(&self, digest: &[u8], v: Reply) -> Result<Option<Record>> {
+        let v = server_value(digest, v)?;
         let unexpected =
             |e: redis::ParsingError| codec::corrupt(digest, format!("unexpected Redis reply: {e}"));
         match self.layout {
@@ -178,6 +189,23 @@ impl RedisEngine {
         let left = self.ttl as i64 - (now.secs() - last.secs());
         Some(left.max(1))
     }
+}
+
+/// A reply's value, or the error it stands for (lost, failed, an error reply).
+fn server_value(digest: &[u8], v: Reply) -> Result<redis::Value> {
+    let v = match v {
+        Reply::Done(v) => v,
+        Reply::Lost => {
+            return Err(StoreError::Unavailable(
+                "Redis Cluster: the reply to a command was lost".into(),
+            ))
+        }
+        Reply::Failed(e) => return Err(e),
+    };
+    if let redis::Value::ServerError(e) = &v {
+        return Err(reply_err(digest, e));
+    }
+    Ok(v)
 }
 
 impl Engine for RedisEngine {
@@ -229,6 +257,7 @@ impl Engine for RedisEngine {
             let lost: Vec<usize> = (0..replies.len())
                 .filter(|&i| matches!(replies[i], Reply::Lost))
                 .collect();
+            let mut reread = vec![false; replies.len()];
             if !lost.is_empty() {
                 // A cluster pipeline with an error reply drops the other
                 // replies, but those commands were run: read their records.
@@ -243,6 +272,7 @@ impl Engine for RedisEngine {
                     .collect();
                 for (i, v) in lost.into_iter().zip(run_each(c, reads)?) {
                     replies[i] = v;
+                    reread[i] = true;
                 }
             }
             if replies.len() != ops.len() {
@@ -254,7 +284,7 @@ impl Engine for RedisEngine {
             }
             let mut failed = Vec::new();
             for (i, (op, v)) in ops.iter().zip(replies).enumerate() {
-                match self.decode_reply(op.digest(), v) {
+                match self.decode_op(op, reread[i], now, v) {
                     Ok(rec) => out.push(rec),
                     Err(e) => {
                         out.push(None);

@@ -5,7 +5,13 @@ use super::pool::{redis_err, Conn};
 use super::PREFIX_V1;
 use crate::Result;
 
-/// Count one report or whitelist atomically and return the hash.
+/// Count one report or whitelist atomically (the reference's
+/// `RedisDBHandle.report`/`whitelist`: `HINCRBY` the count, `HSETNX` the
+/// first-entered date, `HSET` the updated date, `EXPIRE` CleanupAge) and
+/// return the six fields as they were **before** (`HMGET` order of
+/// [`FIELDS`], nil for a missing one): the caller derives the record after
+/// the write ([`super::codec::after_count`]) instead of reading it back, as
+/// a report's reply carries no counts.
 /// KEYS[1] key; ARGV[1] `r` or `wl`; ARGV[2] now (epoch s); ARGV[3] TTL (0 = none).
 ///
 /// All or nothing: every check comes before the first write, so a script
@@ -13,34 +19,70 @@ use crate::Result;
 /// It fails — an error reply, the operation's 500 — when the key holds no
 /// hash (`WRONGTYPE` from `HMGET`), or when one of the six fields is not an
 /// integer of at most 64 bits written plainly (`-?[0-9]+`, what the
-/// reference and we write): then the record could not be read back, and a
+/// reference and we write): then the record could not be read, and a
 /// count that was written but answered 500 would be a lie. The count
 /// saturates at sys.maxsize (`HINCRBY` refuses to overflow; it is not
 /// called there). Unlike the reference's HSETNX, an `*_entered` of `0`
 /// (never, as the reference's `__setitem__` writes it) is also set.
+///
+/// Cost (bench/RESULTS-sql.md, "redis report script"): one `HMGET`, one
+/// `HSET` of the count and dates, one `EXPIRE`, and no read-back. The
+/// count is computed here while it has at most 15 digits and is written
+/// canonically (exact in Lua's doubles, and what `HINCRBY` would accept);
+/// larger or non-canonical counts go through `HINCRBY`, which refuses what
+/// it cannot parse before anything is written.
 pub(super) const SCRIPT_COUNT: &str = r#"
 local names = {'r_count', 'r_entered', 'r_updated', 'wl_count', 'wl_entered', 'wl_updated'}
 local v = redis.call('HMGET', KEYS[1], unpack(names))
 for i = 1, 6 do
   local x = v[i]
   if x then
-    local digits = string.match(x, '^%-?(%d+)$')
-    if not digits or #digits > 19 or (#digits == 19 and digits > '9223372036854775807') then
+    if not string.find(x, '^%-?%d+$') then
       return redis.error_reply('ERR field ' .. names[i] .. ' of the record is not an integer')
+    end
+    if #x > 18 then
+      local d = string.match(x, '%d+')
+      if #d > 19 or (#d == 19 and d > '9223372036854775807') then
+        return redis.error_reply('ERR field ' .. names[i] .. ' of the record is not an integer')
+      end
     end
   end
 end
 local c = (ARGV[1] == 'r') and 1 or 4
-if v[c] ~= '9223372036854775807' then
+local n = v[c]
+local count
+if not n then
+  count = '1'
+elseif #n <= 15 and (n == '0' or string.find(n, '^%-?[1-9]%d*$')) then
+  count = string.format('%d', tonumber(n) + 1)
+elseif n ~= '9223372036854775807' then
   redis.call('HINCRBY', KEYS[1], names[c], 1)
 end
-if not v[c + 1] or tonumber(v[c + 1]) == 0 then
-  redis.call('HSET', KEYS[1], names[c + 1], ARGV[2])
+local now = ARGV[2]
+if not count then
+  if not v[c + 1] or tonumber(v[c + 1]) == 0 then
+    redis.call('HSET', KEYS[1], names[c + 1], now, names[c + 2], now)
+  else
+    redis.call('HSET', KEYS[1], names[c + 2], now)
+  end
+elseif not v[c + 1] or tonumber(v[c + 1]) == 0 then
+  redis.call('HSET', KEYS[1], names[c], count, names[c + 1], now, names[c + 2], now)
+else
+  redis.call('HSET', KEYS[1], names[c], count, names[c + 2], now)
 end
-redis.call('HSET', KEYS[1], names[c + 2], ARGV[2])
 if tonumber(ARGV[3]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
-return redis.call('HGETALL', KEYS[1])
+return v
 "#;
+
+/// The v1 hash fields, in the order [`SCRIPT_COUNT`] returns them.
+pub(super) const FIELDS: [&str; 6] = [
+    "r_count",
+    "r_entered",
+    "r_updated",
+    "wl_count",
+    "wl_entered",
+    "wl_updated",
+];
 
 /// Delete the hash if its last update (of either count) is before ARGV[1]
 /// and known; re-checked inside Redis so a concurrent report wins.
