@@ -253,14 +253,18 @@ mod tests {
     #[test]
     fn http_flags_and_the_old_metrics_flag() {
         let c = Cli::try_parse_from(["pyzord", "--metrics-address", "127.0.0.1:1"]).unwrap();
-        assert!(c.overrides().contains(&("HttpAddress", "127.0.0.1:1".into())));
+        assert!(c
+            .overrides()
+            .contains(&("HttpAddress", "127.0.0.1:1".into())));
         let c = Cli::try_parse_from(["pyzord", "--http-address=h:2", "--http-api"]).unwrap();
         let o = c.overrides();
         assert!(o.contains(&("HttpAddress", "h:2".into())));
         assert!(o.contains(&("HttpApi", "True".into())));
         assert!(!o.iter().any(|(k, _)| *k == "WhitelistRequests"));
         let c = Cli::try_parse_from(["pyzord", "--whitelist-requests"]).unwrap();
-        assert!(c.overrides().contains(&("WhitelistRequests", "True".into())));
+        assert!(c
+            .overrides()
+            .contains(&("WhitelistRequests", "True".into())));
     }
 
     #[test]

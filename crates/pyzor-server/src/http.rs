@@ -319,9 +319,7 @@ enum BodyError {
 /// Read `body` up to `limit` bytes.
 async fn read_body(mut body: Incoming, limit: usize) -> Result<Vec<u8>, BodyError> {
     let mut out = Vec::new();
-    while let Some(frame) =
-        std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await
-    {
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
         let frame = frame.map_err(|_| BodyError::Broken)?;
         if let Ok(data) = frame.into_data() {
             if out.len() + data.len() > limit {
@@ -473,7 +471,10 @@ pub(crate) mod tests {
 
     fn router() -> Router {
         Router::new()
-            .get("/metrics", Box::new(|_| Answer::ok("text/plain", "m".into())))
+            .get(
+                "/metrics",
+                Box::new(|_| Answer::ok("text/plain", "m".into())),
+            )
             .post(
                 "/v1/explain",
                 4,

@@ -410,14 +410,13 @@ impl RequestLog {
         if current.len() >= MAX_REQUESTS || current.bytes + MAX_LINE as u64 > MAX_FILE_BYTES {
             return Err(RequestError::Full);
         }
-        self.append(
-            &Entry::Request {
-                digest: req.digest.clone(),
-                reason: req.reason.clone(),
-                contact: req.contact.clone(),
-                at: now,
-                from: req.from.clone(),
-            })
+        self.append(&Entry::Request {
+            digest: req.digest.clone(),
+            reason: req.reason.clone(),
+            contact: req.contact.clone(),
+            at: now,
+            from: req.from.clone(),
+        })
     }
 
     /// Record the decision on `digest`'s pending request at `now`, after
@@ -444,12 +443,11 @@ impl RequestLog {
             .into());
         }
         act(req)?;
-        self.append(
-            &Entry::Decision {
-                digest: req.digest.clone(),
-                approved,
-                at: now,
-            })?;
+        self.append(&Entry::Decision {
+            digest: req.digest.clone(),
+            approved,
+            at: now,
+        })?;
         let mut done = req.clone();
         done.status = if approved {
             Status::Approved
@@ -494,7 +492,11 @@ impl RequestLog {
                 .and_then(|d| d.sync_all())
                 .map_err(|e| self.io(e))?;
         }
-        Ok(current.len() - current.iter().filter(|r| r.status == Status::Pending).count())
+        Ok(current.len()
+            - current
+                .iter()
+                .filter(|r| r.status == Status::Pending)
+                .count())
     }
 }
 
@@ -514,10 +516,16 @@ mod tests {
         let home = tempfile::tempdir().unwrap();
         let log = RequestLog::in_home(home.path());
         assert!(log.load().unwrap().is_empty());
-        log.file(&NewRequest::new(D1, "our newsletter", "a@example.org", "192.0.2.1"), 100)
-            .unwrap();
-        log.file(&NewRequest::new(D2, "invoice", "b@example.org", "192.0.2.2"), 101)
-            .unwrap();
+        log.file(
+            &NewRequest::new(D1, "our newsletter", "a@example.org", "192.0.2.1"),
+            100,
+        )
+        .unwrap();
+        log.file(
+            &NewRequest::new(D2, "invoice", "b@example.org", "192.0.2.2"),
+            101,
+        )
+        .unwrap();
         let dup = log.file(&NewRequest::new(D1, "again", "c@example.org", "x"), 102);
         assert!(matches!(dup, Err(RequestError::Duplicate(Status::Pending))));
         let done = log.decide(D1, true, 200, ok).unwrap();

@@ -168,12 +168,13 @@ impl Server {
         let (metrics_addr, metrics_thread) = match &opts.http.address {
             Some(a) => {
                 let router = http_router(opts, &shared);
-                let (la, h) = crate::http::serve(a, router, Arc::clone(&stop)).map_err(
-                    |source| StartError::Metrics {
-                        addr: a.clone(),
-                        source,
-                    },
-                )?;
+                let (la, h) =
+                    crate::http::serve(a, router, Arc::clone(&stop)).map_err(|source| {
+                        StartError::Metrics {
+                            addr: a.clone(),
+                            source,
+                        }
+                    })?;
                 (Some(la), Some(h))
             }
             None => (None, None),

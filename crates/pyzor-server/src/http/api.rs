@@ -67,7 +67,10 @@ impl Lookup {
         self.metrics.http_lookups[kind as usize].fetch_add(1, Relaxed);
         self.engine.get(digest.as_bytes()).map_err(|e| {
             log::warn!("HTTP lookup failed: {e}");
-            Answer::plain(503, "Service Unavailable: the database cannot be read now; try again later")
+            Answer::plain(
+                503,
+                "Service Unavailable: the database cannot be read now; try again later",
+            )
         })
     }
 }
@@ -224,7 +227,11 @@ mod tests {
         let d = explain(MSG).unwrap().digest;
         let now = Timestamp::from_secs(1_700_000_000);
         l.engine
-            .execute(&[pyzor_store::Op::Report(d.as_bytes())], now, &mut Vec::new())
+            .execute(
+                &[pyzor_store::Op::Report(d.as_bytes())],
+                now,
+                &mut Vec::new(),
+            )
             .unwrap();
         let get = |path: &str| r.answer(&Method::GET, &request(path, b""));
         let a = get(&format!("/v1/digests/{}", d.to_uppercase()));
@@ -238,12 +245,22 @@ mod tests {
         assert_eq!(v["wl_entered"]["iso8601"], Value::Null);
         let unknown = format!("/v1/digests/{}", "0".repeat(40));
         assert_eq!(get(&unknown).status, 404);
-        for bad in ["", "abc", &"g".repeat(40), &"a".repeat(41), "%00", "../../etc/passwd"] {
+        for bad in [
+            "",
+            "abc",
+            &"g".repeat(40),
+            &"a".repeat(41),
+            "%00",
+            "../../etc/passwd",
+        ] {
             let a = get(&format!("/v1/digests/{bad}"));
             assert_eq!(a.status, 400, "{bad}");
             assert!(a.body.len() < 100);
         }
-        assert_eq!(l.metrics.http_lookups[Kind::Digest as usize].load(Relaxed), 2);
+        assert_eq!(
+            l.metrics.http_lookups[Kind::Digest as usize].load(Relaxed),
+            2
+        );
     }
 
     #[test]
@@ -261,9 +278,16 @@ mod tests {
             .collect();
         assert_eq!(v["lines"], json!(lines));
         assert_eq!(v["record"], Value::Null);
-        assert_eq!(l.metrics.http_lookups[Kind::Explain as usize].load(Relaxed), 1);
+        assert_eq!(
+            l.metrics.http_lookups[Kind::Explain as usize].load(Relaxed),
+            1
+        );
         let big = vec![b'a'; EXPLAIN_LIMIT + 1];
-        assert_eq!(r.answer(&Method::POST, &request("/v1/explain", &big)).status, 413);
+        assert_eq!(
+            r.answer(&Method::POST, &request("/v1/explain", &big))
+                .status,
+            413
+        );
     }
 
     #[test]

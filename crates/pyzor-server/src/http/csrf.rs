@@ -119,7 +119,15 @@ mod tests {
         assert!(!Csrf::new().valid(&t, 1000), "another process's");
         let forged = format!("1001{}", &t[4..]);
         assert!(!c.valid(&forged, 1001));
-        for bad in ["", ".", "x.y", "1000.", "1000.zz", &format!("{t}0"), "1000.é"] {
+        for bad in [
+            "",
+            ".",
+            "x.y",
+            "1000.",
+            "1000.zz",
+            &format!("{t}0"),
+            "1000.é",
+        ] {
             assert!(!c.valid(bad, 1000), "{bad:?}");
         }
     }
@@ -137,12 +145,21 @@ mod tests {
         assert!(with(&[host]));
         assert!(with(&[host, ("origin", "http://pyzor.example:8080")]));
         assert!(with(&[host, ("origin", "https://pyzor.example:8080")]));
-        assert!(with(&[host, ("referer", "http://pyzor.example:8080/lookup")]));
+        assert!(with(&[
+            host,
+            ("referer", "http://pyzor.example:8080/lookup")
+        ]));
         assert!(with(&[host, ("sec-fetch-site", "same-origin")]));
         assert!(!with(&[host, ("origin", "http://evil.example")]));
         assert!(!with(&[host, ("origin", "null")]));
-        assert!(!with(&[host, ("origin", "http://pyzor.example:8080.evil.example")]));
-        assert!(!with(&[host, ("referer", "http://evil.example/pyzor.example:8080")]));
+        assert!(!with(&[
+            host,
+            ("origin", "http://pyzor.example:8080.evil.example")
+        ]));
+        assert!(!with(&[
+            host,
+            ("referer", "http://evil.example/pyzor.example:8080")
+        ]));
         assert!(!with(&[host, ("sec-fetch-site", "cross-site")]));
         assert!(!with(&[("origin", "http://pyzor.example:8080")]), "no Host");
     }

@@ -22,7 +22,8 @@ pub(crate) fn escape(s: &str) -> String {
 
 /// The stylesheet of `/style.css` (CSP `style-src 'self'`: no inline
 /// style anywhere).
-pub(crate) const STYLE: &str = "body{font-family:sans-serif;max-width:50em;margin:2em auto;padding:0 1em;line-height:1.4}\
+pub(crate) const STYLE: &str =
+    "body{font-family:sans-serif;max-width:50em;margin:2em auto;padding:0 1em;line-height:1.4}\
 textarea,input[type=text],input[type=email]{width:100%;box-sizing:border-box}\
 pre{background:#f4f4f4;padding:.5em;overflow-x:auto}\
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}\

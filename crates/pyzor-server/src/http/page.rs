@@ -364,7 +364,8 @@ mod tests {
                 .extend_pairs(pairs)
                 .finish();
             let mut r = request(path, body.as_bytes());
-            r.headers.insert("host", HeaderValue::from_static("pyzor.test"));
+            r.headers
+                .insert("host", HeaderValue::from_static("pyzor.test"));
             r.headers
                 .insert("origin", HeaderValue::from_static("http://pyzor.test"));
             self.router.answer(&Method::POST, &r)
@@ -414,7 +415,8 @@ mod tests {
         assert_eq!(a.status, 403);
         let body = format!("token={}&message=x", f.token());
         let mut r = request("/lookup", body.as_bytes());
-        r.headers.insert("host", HeaderValue::from_static("pyzor.test"));
+        r.headers
+            .insert("host", HeaderValue::from_static("pyzor.test"));
         r.headers
             .insert("origin", HeaderValue::from_static("http://evil.test"));
         assert_eq!(f.router.answer(&Method::POST, &r).status, 403);
@@ -428,7 +430,12 @@ mod tests {
         let file = |reason: &str, contact: &str| {
             f.post(
                 "/request",
-                &[("token", &t), ("digest", d), ("reason", reason), ("contact", contact)],
+                &[
+                    ("token", &t),
+                    ("digest", d),
+                    ("reason", reason),
+                    ("contact", contact),
+                ],
             )
         };
         assert_eq!(file("mine", "me@example.org").status, 422, "unreported");
@@ -445,7 +452,11 @@ mod tests {
         assert_eq!(f.page.lookup.metrics.requests_filed.load(Relaxed), 1);
         // The lookup now shows the request, not the form.
         let a = f.post("/lookup", &[("token", &t), ("message", d)]);
-        assert!(a.body.contains("filed already; it is pending"), "{}", a.body);
+        assert!(
+            a.body.contains("filed already; it is pending"),
+            "{}",
+            a.body
+        );
     }
 
     #[test]

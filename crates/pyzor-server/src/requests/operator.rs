@@ -191,11 +191,14 @@ fn server_address(
                 .rsplit_once(':')
                 .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
                 .ok_or_else(|| OperatorError::Config(format!("--server {s:?} is not HOST:PORT")))?;
-            (h.trim_start_matches('[').trim_end_matches(']').to_owned(), p)
+            (
+                h.trim_start_matches('[').trim_end_matches(']').to_owned(),
+                p,
+            )
         }
         None => {
-            let cfg = ServerConfig::load(home, &[])
-                .map_err(|e| OperatorError::Config(e.to_string()))?;
+            let cfg =
+                ServerConfig::load(home, &[]).map_err(|e| OperatorError::Config(e.to_string()))?;
             let host = match cfg.listen_address.as_str() {
                 "" | "0.0.0.0" => "127.0.0.1".to_owned(),
                 "::" => "::1".to_owned(),
@@ -219,12 +222,14 @@ fn account_for(
     host: &str,
     port: u16,
 ) -> Result<Credentials, OperatorError> {
-    let cfg = ClientConfig::load(client_home, &[])
-        .map_err(|e| OperatorError::Config(e.to_string()))?;
+    let cfg =
+        ClientConfig::load(client_home, &[]).map_err(|e| OperatorError::Config(e.to_string()))?;
     let text = match cfg.accounts_file.as_deref().map(read_client_file) {
         Some(Ok(t)) => t,
         Some(Err(e)) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(OperatorError::Config(format!("cannot read the accounts file: {e}")))
+            return Err(OperatorError::Config(format!(
+                "cannot read the accounts file: {e}"
+            )))
         }
         _ => String::new(),
     };
@@ -333,7 +338,10 @@ mod tests {
     fn server_addresses() {
         let home = tempfile::tempdir().unwrap();
         let (a, h, p) = server_address(home.path(), None).unwrap();
-        assert_eq!((a.to_string(), h.as_str(), p), ("127.0.0.1:24441".into(), "127.0.0.1", 24441));
+        assert_eq!(
+            (a.to_string(), h.as_str(), p),
+            ("127.0.0.1:24441".into(), "127.0.0.1", 24441)
+        );
         let (a, _, _) = server_address(home.path(), Some("[::1]:7")).unwrap();
         assert_eq!(a.to_string(), "[::1]:7");
         assert!(server_address(home.path(), Some("nope")).is_err());

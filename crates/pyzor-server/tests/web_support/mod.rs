@@ -31,7 +31,11 @@ pub struct Web {
 pub fn start(config: &str) -> Web {
     let home = pyzor_testkit::temp_home();
     std::fs::write(home.path().join("config"), format!("[server]\n{config}\n")).unwrap();
-    std::fs::write(home.path().join("pyzord.passwd"), format!("{USER} : {KEY}\n")).unwrap();
+    std::fs::write(
+        home.path().join("pyzord.passwd"),
+        format!("{USER} : {KEY}\n"),
+    )
+    .unwrap();
     std::fs::write(
         home.path().join("pyzord.access"),
         format!("check report ping pong info : anonymous : allow\nall : {USER} : allow\n"),
@@ -41,7 +45,12 @@ pub fn start(config: &str) -> Web {
     let addr = format!("127.0.0.1:{http_port}");
     let server = start_ours(
         home.path(),
-        &["--http-address", &addr, "--http-api", "--whitelist-requests"],
+        &[
+            "--http-address",
+            &addr,
+            "--http-api",
+            "--whitelist-requests",
+        ],
     );
     assert!(
         pyzor_testkit::wait_tcp(http_port, Duration::from_secs(10)),
@@ -134,7 +143,11 @@ impl Web {
             self.server.port,
             format!("Op: report\nOp-Digest: {digest}\nThread: 4001\nPV: 2.1\n\n").as_bytes(),
         );
-        assert!(r.starts_with(b"Code: 200"), "{}", String::from_utf8_lossy(&r));
+        assert!(
+            r.starts_with(b"Code: 200"),
+            "{}",
+            String::from_utf8_lossy(&r)
+        );
     }
 
     /// (Count, WL-Count) of a UDP check.
@@ -192,7 +205,7 @@ pub fn requests_cmd(home: &Path, args: &[&str]) -> (i32, String, String) {
 pub fn message(tag: &str) -> (String, String) {
     let m = format!(
         "From: news@example.org\nSubject: {tag}\n\nDear reader, this is our monthly newsletter about gardening\n\
-tomatoes like warm weather and a lot of water in summer\nsee you next month at the garden club meeting\n{tag}\n"
+tomatoes like warm weather and a lot of water in summer\nsee you next month at the garden club meeting\nthis one is about the {tag} case\n"
     );
     let d = pyzor_digest::digest_message(m.as_bytes()).unwrap().hex();
     (m, d)
