@@ -154,7 +154,7 @@ A message that was reported by mistake can be submitted for whitelisting.</p>\n\
                 f.status
             );
         }
-        if !record.is_some_and(|r| r.r_count > 0) {
+        if record.is_none_or(|r| r.r_count <= 0) {
             return "<p id=\"request-status\">This digest was never reported: there is nothing to whitelist.</p>".into();
         }
         format!(
