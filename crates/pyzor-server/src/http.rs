@@ -191,6 +191,18 @@ struct Route {
 }
 
 impl Route {
+    /// `method` on exactly `path`, no body, on the listener's thread.
+    fn new(method: Method, path: &'static str, handler: Handler) -> Self {
+        Route {
+            method,
+            path,
+            prefix: false,
+            body_limit: 0,
+            blocking: false,
+            handler,
+        }
+    }
+
     fn matches(&self, path: &str) -> bool {
         if self.prefix {
             path.starts_with(self.path)
@@ -227,38 +239,31 @@ impl Router {
     /// Answer `GET path` with `handler` on the listener's thread: for
     /// answers that need neither the engine nor much work.
     pub(crate) fn get(self, path: &'static str, handler: Handler) -> Self {
-        self.add(Method::GET, path, false, 0, false, handler)
+        self.add(Route::new(Method::GET, path, handler))
     }
 
     /// Answer `GET` on every path that starts with `prefix`, on a blocking
     /// thread.
     pub(crate) fn get_under(self, prefix: &'static str, handler: Handler) -> Self {
-        self.add(Method::GET, prefix, true, 0, true, handler)
+        self.add(Route {
+            prefix: true,
+            blocking: true,
+            ..Route::new(Method::GET, prefix, handler)
+        })
     }
 
     /// Answer `POST path` with a body of at most `limit` bytes, on a
     /// blocking thread.
     pub(crate) fn post(self, path: &'static str, limit: usize, handler: Handler) -> Self {
-        self.add(Method::POST, path, false, limit, true, handler)
+        self.add(Route {
+            body_limit: limit,
+            blocking: true,
+            ..Route::new(Method::POST, path, handler)
+        })
     }
 
-    fn add(
-        mut self,
-        method: Method,
-        path: &'static str,
-        prefix: bool,
-        body_limit: usize,
-        blocking: bool,
-        handler: Handler,
-    ) -> Self {
-        self.routes.push(Route {
-            method,
-            path,
-            prefix,
-            body_limit,
-            blocking,
-            handler,
-        });
+    fn add(mut self, route: Route) -> Self {
+        self.routes.push(route);
         self
     }
 
