@@ -239,6 +239,11 @@ fn start(
     for n in concurrency_notes(cfg, workers) {
         log::warn!("{n}");
     }
+    if cfg.http.address.is_none() && (cfg.http.api || cfg.http.requests) {
+        log::warn!(
+            "HttpApi/WhitelistRequests are on but no HttpAddress is set: nothing is served over HTTP"
+        );
+    }
     if !cfg.sentry_dsn.is_empty() || !cfg.usage_sentry_dsn.is_empty() {
         log::warn!("SentryDSN/UsageSentryDSN are not supported and ignored");
     }

@@ -190,7 +190,10 @@ fn server_address(
             let (h, p) = s
                 .rsplit_once(':')
                 .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
-                .ok_or_else(|| OperatorError::Config(format!("--server {s:?} is not HOST:PORT")))?;
+                .ok_or_else(|| {
+                    let shown: String = s.chars().take(100).collect();
+                    OperatorError::Config(format!("--server {shown:?} is not HOST:PORT"))
+                })?;
             (
                 h.trim_start_matches('[').trim_end_matches(']').to_owned(),
                 p,
