@@ -290,6 +290,37 @@ mod tests {
         );
     }
 
+    /// Random and mutated messages: every answer is a 200 or a 422 naming
+    /// why, never a crash or a 5xx.
+    #[test]
+    fn hostile_messages_get_an_answer() {
+        let (r, _) = api(0);
+        let mut rng = pyzor_testkit::XorShift::new(14);
+        let seeds: [&[u8]; 3] = [
+            MSG,
+            b"Content-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/html\n\n<p>x</p>\n--b--\n",
+            b"Content-Transfer-Encoding: base64\n\n////\n",
+        ];
+        for i in 0..300 {
+            let mut m = if i % 3 == 0 {
+                let n = rng.below(4096);
+                rng.bytes(n)
+            } else {
+                rng.pick(&seeds).to_vec()
+            };
+            let flips = rng.below(20);
+            for _ in 0..flips {
+                if !m.is_empty() {
+                    let at = rng.below(m.len());
+                    m[at] = rng.byte();
+                }
+            }
+            let a = r.answer(&Method::POST, &request("/v1/explain", &m));
+            assert!(matches!(a.status, 200 | 422), "{}: {}", a.status, a.body);
+            assert!(serde_json::from_str::<Value>(&a.body).is_ok());
+        }
+    }
+
     #[test]
     fn rate_limited_per_network() {
         let (r, l) = api(2);
