@@ -28,7 +28,9 @@
 //!   one, and only up to that route's bound (413 beyond it, refused from
 //!   `Content-Length` before reading when it says so);
 //! * handlers that read the engine or digest a message run on at most
-//!   [`BLOCKING_THREADS`] threads of their own (tokio's blocking pool), so
+//!   [`BLOCKING_THREADS`] threads of their own (tokio's blocking pool),
+//!   all the listener's threads at nice [`HTTP_NICE`] (the workers keep
+//!   the CPU when both want it), so
 //!   a slow database never holds the accept loop, and the UDP workers
 //!   never wait for the listener: it shares nothing with them but the
 //!   engine (which each engine guards with its own timeouts) and the
@@ -73,6 +75,9 @@ pub(crate) const MAX_HEAD: usize = 8192;
 pub(crate) const MAX_HEADERS: usize = 32;
 /// Threads that run the handlers which may wait (engine reads, digests).
 pub(crate) const BLOCKING_THREADS: usize = 2;
+/// The nice value of the listener's threads: under CPU contention the
+/// kernel gives the UDP workers (nice 0) about nine times their share.
+pub(crate) const HTTP_NICE: libc::c_int = 10;
 /// How often the accept loop looks at the stop flag.
 const POLL: Duration = Duration::from_millis(200);
 
@@ -167,8 +172,11 @@ impl Answer {
             h.insert(name, HeaderValue::from_static(value));
         }
         for (name, value) in self.headers {
-            if let Ok(v) = HeaderValue::from_str(&value) {
-                h.insert(HeaderName::from_static(name), v);
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(&value),
+            ) {
+                h.insert(n, v);
             }
         }
         r
@@ -396,15 +404,28 @@ pub(crate) fn serve(
         .enable_time()
         .max_blocking_threads(BLOCKING_THREADS)
         .thread_name("http-handler")
+        .on_thread_start(lower_priority)
         .build()?;
     let h = std::thread::Builder::new()
         .name("http".into())
         .spawn(move || {
+            lower_priority();
             rt.block_on(accept_loop(listener, Arc::new(router), stop));
             // Open connections are dropped with the runtime; handlers
             // running on the blocking threads are waited for.
         })?;
     Ok((local, h))
+}
+
+/// Give the calling thread (only it: Linux keeps a nice value per
+/// thread) the nice value [`HTTP_NICE`], so that HTTP work yields the CPU
+/// to the UDP workers. A refusal (a seccomp filter) leaves it as it is.
+fn lower_priority() {
+    // SAFETY: plain syscalls on the calling thread; no memory is passed.
+    unsafe {
+        let tid = libc::gettid();
+        let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, HTTP_NICE);
+    }
 }
 
 async fn accept_loop(listener: TcpListener, router: Arc<Router>, stop: Arc<AtomicBool>) {
@@ -526,5 +547,43 @@ pub(crate) mod tests {
         for (name, value) in SECURITY_HEADERS {
             assert_eq!(resp.headers()[name], value);
         }
+    }
+
+    /// Handlers and the accept loop run at nice HTTP_NICE (or lower
+    /// priority still, if the test itself runs niced).
+    #[test]
+    fn the_listener_threads_yield_to_the_workers() {
+        use std::io::{Read, Write};
+        let nice = || {
+            // SAFETY: plain syscall about the calling thread.
+            let n = unsafe { libc::getpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t) };
+            Answer::ok("text/plain", n.to_string())
+        };
+        let router = Router::new()
+            .get("/inline", Box::new(move |_| nice()))
+            .get_under("/blocking", Box::new(move |_| nice()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (addr, h) = serve("127.0.0.1:0", router, Arc::clone(&stop)).unwrap();
+        for path in ["/inline", "/blocking"] {
+            let mut c = std::net::TcpStream::connect(addr).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            write!(
+                c,
+                "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            .unwrap();
+            let mut out = String::new();
+            c.read_to_string(&mut out).unwrap();
+            let n: i32 = out
+                .rsplit("\r\n\r\n")
+                .next()
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
+            assert!(n >= HTTP_NICE, "{path}: nice {n}");
+        }
+        stop.store(true, Relaxed);
+        h.join().unwrap();
     }
 }

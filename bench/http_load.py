@@ -17,7 +17,7 @@ Prints the UDP checks per second and latency (p50, p99) of each run and the
 HTTP requests per second served meanwhile; appends the table to
 bench/RESULTS-http.md with --write.
 
-    python3 bench/http.py [--pyzord target/release/pyzord] [--bench target/release/pyzor-bench] [--write]
+    python3 bench/http_load.py [--pyzord target/release/pyzord] [--bench target/release/pyzor-bench] [--write]
 
 Stops only the processes it started.
 """
