@@ -33,13 +33,8 @@ import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_port(kind):
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from flood import ROOT, free_port
+from run import stop
 
 
 def wait_tcp(port, seconds=20):
@@ -131,11 +126,7 @@ def main():
                 rows.append((r + 1, with_http, s["req_per_s"], s["latency"]["p50_ms"],
                              s["latency"]["p99_ms"], s["lost"], http_n / elapsed, http_err))
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server)
         log.close()
 
     head = (f"pyzord (lmdb, default workers) on {os.cpu_count()} cores, load average "
