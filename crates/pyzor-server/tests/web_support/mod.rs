@@ -90,8 +90,7 @@ pub fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body:
     s.write_all(req.as_bytes()).unwrap();
     // The server may answer (413) before reading all of a large body.
     let _ = s.write_all(body);
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
+    let out = read_reply(&mut s);
     let text = String::from_utf8_lossy(&out).into_owned();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head
@@ -103,6 +102,30 @@ pub fn http(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body:
         status,
         head: head.to_ascii_lowercase(),
         body: body.to_owned(),
+    }
+}
+
+/// The reply's bytes: up to the end of its `Content-Length` body (some
+/// servers, chromedriver among them, keep the connection open after the
+/// reply despite `Connection: close`), else up to the end of the stream.
+fn read_reply(s: &mut TcpStream) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16384];
+    loop {
+        if let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&out[..end]).to_ascii_lowercase();
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok());
+            if len.is_some_and(|n| out.len() >= end + 4 + n) {
+                return out;
+            }
+        }
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return out,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
     }
 }
 
