@@ -26,4 +26,4 @@ pub mod server;
 pub use auth_files::{load_access, load_passwd, AuthFileError};
 pub use home::ensure_homedir;
 pub use ini::{Ini, IniError};
-pub use server::{RateLimitConfig, ServerConfig, SERVER_DEFAULTS};
+pub use server::{HttpConfig, RateLimitConfig, ServerConfig, SERVER_DEFAULTS};

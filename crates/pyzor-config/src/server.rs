@@ -10,8 +10,11 @@
 //!   (the reference's file) and `pyzord.lmdb` for `lmdb`, so that the two
 //!   never share a file name.
 //!
-//! Our own keys: `MetricsAddress` (`host:port` of the Prometheus text
-//! endpoint; empty = off), `Workers` (number of socket workers; empty or
+//! Our own keys: `HttpAddress` (`host:port` of the HTTP listener: metrics,
+//! and the lookup API and whitelist-request page when turned on; empty =
+//! off; `MetricsAddress` is its older name), `HttpApi`,
+//! `WhitelistRequests`, `HttpRateLimit` and `WhitelistRequestRateLimit`
+//! (see [`HttpConfig`]), `Workers` (number of socket workers; empty or
 //! 0 = derived from the reference's concurrency keys, see
 //! [`ServerConfig::worker_count`]), `Durability` (`process` or `fsync`,
 //! see [`DurabilityMode`]) and `EngineTimeout` (seconds, default 5: how
@@ -58,6 +61,11 @@ pub const SERVER_DEFAULTS: &[(&str, &str)] = &[
     ("UsageSentryLogLevel", "WARN"),
     ("PidFile", "pyzord.pid"),
     ("MetricsAddress", ""),
+    ("HttpAddress", ""),
+    ("HttpApi", "False"),
+    ("WhitelistRequests", "False"),
+    ("HttpRateLimit", "10"),
+    ("WhitelistRequestRateLimit", "2"),
     ("Workers", "0"),
     ("Durability", "process"),
     ("EngineTimeout", "5"),
@@ -140,6 +148,24 @@ impl RateLimitConfig {
     }
 }
 
+/// The HTTP listener (docs/server.md, "The HTTP listener").
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// `HttpAddress`, else `MetricsAddress` (its older name); `None`: no
+    /// listener.
+    pub address: Option<String>,
+    /// `HttpApi`: serve `/v1/digests/…` and `/v1/explain`.
+    pub api: bool,
+    /// `WhitelistRequests`: serve the whitelist-request page.
+    pub requests: bool,
+    /// `HttpRateLimit`: API calls and page lookups per second (and burst)
+    /// per client network; 0 = unlimited.
+    pub read_rate: u32,
+    /// `WhitelistRequestRateLimit`: whitelist requests filed per minute
+    /// (and burst) per client network; 0 = unlimited.
+    pub file_rate: u32,
+}
+
 /// `addr/len` (or a bare `addr`: the whole address) for `RateLimitAllow`.
 fn parse_network(s: &str) -> Option<(IpAddr, u8)> {
     let (a, len) = match s.split_once('/') {
@@ -197,7 +223,8 @@ pub struct ServerConfig {
     pub pid_file: Option<PathBuf>,
     pub sentry_dsn: String,
     pub usage_sentry_dsn: String,
-    pub metrics_address: Option<String>,
+    /// The HTTP listener (ours).
+    pub http: HttpConfig,
     /// 0 = automatic.
     pub workers: usize,
     /// `Durability` (ours).
@@ -329,7 +356,7 @@ impl ServerConfig {
                 expected: "a number of seconds above 0 and at most 3600",
             })?;
         let rate_limit = rate_limit_config(&get, &int)?;
-        let metrics = get("MetricsAddress")?;
+        let http = http_config(&get, &int, &boolean)?;
         let fwd = get("ForwardClientHomeDir")?;
         Ok(ServerConfig {
             homedir: homedir.to_owned(),
@@ -354,7 +381,7 @@ impl ServerConfig {
             pid_file: file("PidFile")?,
             sentry_dsn: get("SentryDSN")?,
             usage_sentry_dsn: get("UsageSentryDSN")?,
-            metrics_address: (!metrics.is_empty()).then_some(metrics),
+            http,
             workers,
             durability,
             engine_timeout,
@@ -466,6 +493,38 @@ fn rate_limit_config(
     })
 }
 
+/// The `[server]` keys of the HTTP listener.
+fn http_config(
+    get: &dyn Fn(&str) -> Result<String, ConfigError>,
+    int: &dyn Fn(&'static str) -> Result<i64, ConfigError>,
+    boolean: &dyn Fn(&str) -> Result<bool, ConfigError>,
+) -> Result<HttpConfig, ConfigError> {
+    let rate = |k: &'static str, expected: &'static str| {
+        let v = int(k)?;
+        u32::try_from(v)
+            .ok()
+            .filter(|r| *r <= 1_000_000)
+            .ok_or(ConfigError::BadValue {
+                key: k,
+                value: v.to_string(),
+                expected,
+            })
+    };
+    let address = [get("HttpAddress")?, get("MetricsAddress")?]
+        .into_iter()
+        .find(|a| !a.is_empty());
+    Ok(HttpConfig {
+        address,
+        api: boolean("HttpApi")?,
+        requests: boolean("WhitelistRequests")?,
+        read_rate: rate("HttpRateLimit", "requests per second, 0 (off) to 1000000")?,
+        file_rate: rate(
+            "WhitelistRequestRateLimit",
+            "requests per minute, 0 (off) to 1000000",
+        )?,
+    })
+}
+
 impl ServerConfig {
     /// Warnings for Python-only setting combinations that the reference
     /// refuses (exit 1) and we accept, saying what is done instead. No
@@ -499,6 +558,33 @@ mod tests {
             std::fs::write(t.path().join("config"), c).unwrap();
         }
         t
+    }
+
+    /// `HttpAddress` wins over its older name `MetricsAddress`; the API
+    /// and the page are off unless turned on; rates are bounded.
+    #[test]
+    fn http_keys() {
+        let t = home_with(Some("[server]\nMetricsAddress = 127.0.0.1:9100\n"));
+        let c = ServerConfig::load(t.path(), &[]).unwrap();
+        assert_eq!(c.http.address.as_deref(), Some("127.0.0.1:9100"));
+        assert_eq!((c.http.read_rate, c.http.file_rate), (10, 2));
+        let c = ServerConfig::load(
+            t.path(),
+            &[
+                ("HttpAddress", "[::1]:8080".into()),
+                ("HttpApi", "true".into()),
+                ("WhitelistRequests", "True".into()),
+                ("WhitelistRequestRateLimit", "0".into()),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.http.address.as_deref(), Some("[::1]:8080"));
+        assert!(c.http.api && c.http.requests);
+        assert_eq!(c.http.file_rate, 0);
+        for bad in ["-1", "1000001", "x"] {
+            let e = ServerConfig::load(t.path(), &[("HttpRateLimit", bad.into())]).unwrap_err();
+            assert!(e.to_string().contains("HttpRateLimit"), "{e}");
+        }
     }
 
     /// `StrictDigests`: off by default (the reference counts any digest);
@@ -559,7 +645,8 @@ mod tests {
         assert_eq!(c.log_file, None);
         assert_eq!(c.usage_log_file, None);
         assert_eq!(c.forward_client_homedir, None);
-        assert_eq!(c.metrics_address, None);
+        assert_eq!(c.http.address, None);
+        assert!(!c.http.api && !c.http.requests);
         assert!(!c.threads && !c.processes && !c.gevent);
         assert_eq!(
             (c.max_threads, c.max_processes, c.db_connections, c.prefork),

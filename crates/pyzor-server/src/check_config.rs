@@ -75,9 +75,21 @@ pub(crate) fn run(cfg: &ServerConfig, workers: usize, out: &mut dyn Write) -> i3
             cfg.listen_address, cfg.port
         )),
     }
+    let h = &cfg.http;
     show(
-        "metrics",
-        cfg.metrics_address.clone().unwrap_or_else(|| "off".into()),
+        "http",
+        match &h.address {
+            None => "off".into(),
+            Some(a) => format!(
+                "{a}: /metrics{}{}",
+                if h.api { ", lookup API /v1/" } else { "" },
+                if h.requests {
+                    ", whitelist-request page /"
+                } else {
+                    ""
+                }
+            ),
+        },
     );
     let rl = &cfg.rate_limit;
     let per = |n: u32| {

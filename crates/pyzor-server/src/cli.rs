@@ -1,5 +1,5 @@
 //! The `pyzord` command line: every option of the reference
-//! (docs/field-notes.md §5.4) with the same names and value types, plus `--metrics-address` and
+//! (docs/field-notes.md §5.4) with the same names and value types, plus `--http-address` (alias `--metrics-address`), `--http-api`, `--whitelist-requests` and
 //! `--workers`. Long options may be abbreviated to a unique prefix and take
 //! `--opt value` or `--opt=value`, as with Python's optparse.
 
@@ -86,9 +86,15 @@ pub struct Cli {
     /// daemonizes the server and redirects any output to the specified file; exits 0 once the server serves, 1 with the reason if it cannot start
     #[arg(long = "detach")]
     pub detach: Option<PathBuf>,
-    /// serve Prometheus metrics on host:port (HTTP) (default: none)
-    #[arg(long = "metrics-address")]
-    pub metrics_address: Option<String>,
+    /// the HTTP listener's host:port: /metrics, and the lookup API and whitelist-request page when turned on (alias --metrics-address) (default: none)
+    #[arg(long = "http-address", alias = "metrics-address")]
+    pub http_address: Option<String>,
+    /// serve the read-only lookup API (/v1/digests/…, /v1/explain) on --http-address (default: off)
+    #[arg(long = "http-api")]
+    pub http_api: bool,
+    /// serve the whitelist-request page (/) on --http-address; requests are kept in pyzord.requests in the homedir (default: off)
+    #[arg(long = "whitelist-requests")]
+    pub whitelist_requests: bool,
     /// number of socket workers (default: 0 = one per core, unless --pre-fork, --threads or --processes say otherwise)
     #[arg(long = "workers")]
     pub workers: Option<i64>,
@@ -176,7 +182,12 @@ impl Cli {
         put("UsageLogFile", self.usage_log_file.clone());
         put("PidFile", self.pid_file.clone());
         put("ForwardClientHomeDir", self.forward_client_homedir.clone());
-        put("MetricsAddress", self.metrics_address.clone());
+        put("HttpAddress", self.http_address.clone());
+        put("HttpApi", self.http_api.then(|| "True".to_owned()));
+        put(
+            "WhitelistRequests",
+            self.whitelist_requests.then(|| "True".to_owned()),
+        );
         put("Workers", self.workers.map(|x| x.to_string()));
         put("Durability", self.durability.clone());
         put("EngineTimeout", self.engine_timeout.clone());
@@ -273,6 +284,23 @@ mod tests {
     }
 
     #[test]
+    fn http_flags_and_the_old_metrics_flag() {
+        let c = Cli::try_parse_from(["pyzord", "--metrics-address", "127.0.0.1:1"]).unwrap();
+        assert!(c
+            .overrides()
+            .contains(&("HttpAddress", "127.0.0.1:1".into())));
+        let c = Cli::try_parse_from(["pyzord", "--http-address=h:2", "--http-api"]).unwrap();
+        let o = c.overrides();
+        assert!(o.contains(&("HttpAddress", "h:2".into())));
+        assert!(o.contains(&("HttpApi", "True".into())));
+        assert!(!o.iter().any(|(k, _)| *k == "WhitelistRequests"));
+        let c = Cli::try_parse_from(["pyzord", "--whitelist-requests"]).unwrap();
+        assert!(c
+            .overrides()
+            .contains(&("WhitelistRequests", "True".into())));
+    }
+
+    #[test]
     fn strict_digests_flag() {
         let c = Cli::try_parse_from(["pyzord", "--strict-digests"]).unwrap();
         assert!(c.overrides().contains(&("StrictDigests", "True".into())));
@@ -317,7 +345,7 @@ mod tests {
             ("log_file", "LogFile"),
             ("usage_log_file", "UsageLogFile"),
             ("pid_file", "PidFile"),
-            ("metrics_address", "MetricsAddress"),
+            ("http_address", "HttpAddress"),
             ("workers", "Workers"),
             ("rate_limit", "RateLimit"),
             ("report_rate_limit", "ReportRateLimit"),

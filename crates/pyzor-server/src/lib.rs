@@ -14,7 +14,8 @@
 //! | [`rules`] | accounts + ACL in force, SIGUSR1 reload |
 //! | [`logging`] | main and usage logs in the reference's format, off the hot path |
 //! | [`metrics`] | counters, Prometheus text endpoint |
-//! | `http` | the metrics address's HTTP listener and router (hyper), bounded |
+//! | `http` | the HTTP listener (`--http-address`) and router (hyper), bounded: `/metrics`, the lookup API, the whitelist-request page |
+//! | [`requests`] | whitelist requests filed on the page (`pyzord.requests`) and the operator's `pyzor-requests` |
 //! | [`health`] | engine down/up log lines, failures summarised |
 //! | [`forward`] | the `ForwardClientHomeDir` hook |
 //! | `daemon` | `--detach` (start-up reported to the launcher), the pid file, systemd readiness (`daemon::notify`), `--user`/`--group` (`daemon::privileges`) |
@@ -36,6 +37,7 @@ pub mod logging;
 pub mod metrics;
 pub mod net;
 mod protect;
+pub mod requests;
 pub mod rules;
 pub mod server;
 pub mod worker;
@@ -276,6 +278,11 @@ fn start(
     for n in concurrency_notes(cfg, workers) {
         log::warn!("{n}");
     }
+    if cfg.http.address.is_none() && (cfg.http.api || cfg.http.requests) {
+        log::warn!(
+            "HttpApi/WhitelistRequests are on but no HttpAddress is set: nothing is served over HTTP"
+        );
+    }
     if !cfg.sentry_dsn.is_empty() || !cfg.usage_sentry_dsn.is_empty() {
         log::warn!("SentryDSN/UsageSentryDSN are not supported and ignored");
     }
@@ -309,7 +316,8 @@ fn start(
         port: cfg.port,
         workers,
         cleanup_age: cfg.cleanup_age,
-        metrics_address: cfg.metrics_address.clone(),
+        http: cfg.http.clone(),
+        homedir: cfg.homedir.clone(),
         engine_queue: server::DEFAULT_ENGINE_QUEUE,
         rate_limit: cfg.rate_limit.clone(),
         strict_digests: cfg.strict_digests,
@@ -353,6 +361,12 @@ fn start(
     );
     if let Some(m) = server.metrics_addr() {
         log::info!("Metrics on http://{m}/metrics");
+        if cfg.http.api {
+            log::info!("Lookup API on http://{m}/v1/");
+        }
+        if cfg.http.requests {
+            log::info!("Whitelist-request page on http://{m}/");
+        }
     }
     Ok(Running {
         server,

@@ -32,8 +32,13 @@
 //!   under `DistinctWindow` (their reporter counted them in the window);
 //! * `pyzord_empty_digest_ignored_total` — empty-body digests answered or
 //!   not counted under `IgnoreEmptyDigest`.
+//! * `pyzord_http_lookups_total{kind}` — records read by the HTTP listener:
+//!   `digest` (`GET /v1/digests/…`), `explain` (`POST /v1/explain`),
+//!   `page` (the whitelist-request page); `pyzord_http_rate_limited_total`
+//!   — its requests over their network's limit;
+//!   `pyzord_whitelist_requests_filed_total` — requests filed on the page.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 
 use pyzor_protocol::wire::Op;
@@ -52,6 +57,10 @@ const OPS: [&str; 7] = [
     "whitelist",
     "other",
 ];
+
+/// The kinds of `pyzord_http_lookups_total`, in the order of
+/// [`Metrics::http_lookups`].
+pub(crate) const HTTP_LOOKUPS: [&str; 3] = ["digest", "explain", "page"];
 
 /// Reply counts of one batch, kept by a worker and added to [`Metrics`]
 /// once per batch (`Metrics::add_tally`): one atomic add per distinct
@@ -100,6 +109,12 @@ pub struct Metrics {
     pub distinct_repeats: AtomicU64,
     /// Empty-body digests left alone under `IgnoreEmptyDigest`.
     pub empty_digest_ignored: AtomicU64,
+    /// Records read by the HTTP listener, by kind: digest, explain, page.
+    pub http_lookups: [AtomicU64; 3],
+    /// HTTP requests over their network's limit (enforced or logged).
+    pub http_rate_limited: AtomicU64,
+    /// Whitelist requests filed on the page.
+    pub requests_filed: AtomicU64,
     /// The engine's up/down state and its log lines.
     pub health: EngineHealth,
     /// The logs whose queue and drops are exported ([`Metrics::watch_logs`]).
@@ -293,6 +308,27 @@ impl Metrics {
         ] {
             simple(&mut s, name, help, "counter", v.load(Relaxed));
         }
+        s.push_str("# HELP pyzord_http_lookups_total Records read by the HTTP listener.\n# TYPE pyzord_http_lookups_total counter\n");
+        for (kind, v) in HTTP_LOOKUPS.iter().zip(&self.http_lookups) {
+            s.push_str(&format!(
+                "pyzord_http_lookups_total{{kind=\"{kind}\"}} {}\n",
+                v.load(Relaxed)
+            ));
+        }
+        for (name, help, v) in [
+            (
+                "pyzord_http_rate_limited_total",
+                "HTTP requests over their network's rate limit (enforced or logged).",
+                &self.http_rate_limited,
+            ),
+            (
+                "pyzord_whitelist_requests_filed_total",
+                "Whitelist requests filed on the page.",
+                &self.requests_filed,
+            ),
+        ] {
+            simple(&mut s, name, help, "counter", v.load(Relaxed));
+        }
         s.push_str("# HELP pyzord_reloads_total SIGUSR1 reloads of passwd/access.\n# TYPE pyzord_reloads_total counter\n");
         s.push_str(&format!(
             "pyzord_reloads_total{{result=\"ok\"}} {}\n",
@@ -309,17 +345,11 @@ impl Metrics {
 /// The Prometheus text format's content type.
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Serve `GET /metrics` on `addr` until `stop` is set (the `http` module:
-/// 404 on other paths, 405 for other methods, idle and slow clients cut
-/// off). Returns the bound address (useful with port 0).
-pub fn serve(
-    addr: &str,
-    metrics: Arc<Metrics>,
-    stop: Arc<AtomicBool>,
-) -> std::io::Result<(std::net::SocketAddr, std::thread::JoinHandle<()>)> {
-    let router = Router::new().get(
+/// `GET /metrics` on `router` (the `http` module: 404 on other paths,
+/// 405 for other methods, idle and slow clients cut off).
+pub(crate) fn route(router: Router, metrics: Arc<Metrics>) -> Router {
+    router.get(
         "/metrics",
-        Box::new(move |_query| Answer::ok(CONTENT_TYPE, metrics.render())),
-    );
-    crate::http::serve(addr, router, stop)
+        Box::new(move |_| Answer::ok(CONTENT_TYPE, metrics.render())),
+    )
 }

@@ -39,8 +39,11 @@ pub struct StartOptions {
     pub workers: usize,
     /// `CleanupAge` in seconds; ≤ 0 disables expiry.
     pub cleanup_age: i64,
-    /// `MetricsAddress`.
-    pub metrics_address: Option<String>,
+    /// The HTTP listener: its address (`HttpAddress`, alias
+    /// `MetricsAddress`), the API and the whitelist-request page.
+    pub http: pyzor_config::HttpConfig,
+    /// The home directory (where whitelist requests are kept).
+    pub homedir: std::path::PathBuf,
     /// For an engine that may block (`Engine::may_block`): how many
     /// requests each worker lets wait for its engine thread, the one in
     /// the engine call included; beyond it they are answered 500 at once
@@ -68,8 +71,8 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-    /// The metrics endpoint cannot be bound.
-    #[error("cannot serve metrics on {addr} (--metrics-address / MetricsAddress): {source}")]
+    /// The HTTP listener (metrics, API, page) cannot be bound.
+    #[error("cannot serve HTTP (metrics, API, page) on {addr} (--http-address / HttpAddress, or its alias MetricsAddress): {source}")]
     Metrics {
         addr: String,
         #[source]
@@ -170,12 +173,15 @@ impl Server {
             )
             .map(Arc::new),
         };
-        let (metrics_addr, metrics_thread) = match &opts.metrics_address {
+        let (metrics_addr, metrics_thread) = match &opts.http.address {
             Some(a) => {
-                let (la, h) = crate::metrics::serve(a, Arc::clone(&metrics), Arc::clone(&stop))
-                    .map_err(|source| StartError::Metrics {
-                        addr: a.clone(),
-                        source,
+                let router = http_router(opts, &shared);
+                let (la, h) =
+                    crate::http::serve(a, router, Arc::clone(&stop)).map_err(|source| {
+                        StartError::Metrics {
+                            addr: a.clone(),
+                            source,
+                        }
                     })?;
                 (Some(la), Some(h))
             }
@@ -233,7 +239,7 @@ impl Server {
         self.local_addr
     }
 
-    /// Where the metrics endpoint listens.
+    /// Where the HTTP listener listens.
     pub(crate) fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
     }
@@ -283,6 +289,34 @@ impl Server {
             }
         }
     }
+}
+
+/// The HTTP listener's routes: `/metrics`, and the API and the page when
+/// turned on. They read the engine directly (a read, on the listener's
+/// own threads), never through a worker.
+fn http_router(opts: &StartOptions, shared: &Shared) -> crate::http::Router {
+    use crate::http::{api, page, Guard, Router};
+    let mut router = crate::metrics::route(Router::new(), Arc::clone(&shared.metrics));
+    if !(opts.http.api || opts.http.requests) {
+        return router;
+    }
+    let lookup = Arc::new(api::Lookup {
+        engine: Arc::clone(&shared.engine),
+        metrics: Arc::clone(&shared.metrics),
+        guard: Guard::new(&opts.rate_limit, opts.http.read_rate, opts.http.file_rate),
+    });
+    if opts.http.api {
+        router = api::route(router, Arc::clone(&lookup));
+    }
+    if opts.http.requests {
+        let p = page::Page {
+            lookup,
+            csrf: crate::http::Csrf::new(),
+            requests: crate::requests::RequestLog::in_home(&opts.homedir),
+        };
+        router = page::route(router, Arc::new(p));
+    }
+    router
 }
 
 fn timers(sh: Arc<Shared>, cleanup_age: i64) {

@@ -1,8 +1,9 @@
 //! What the SQL engines (mysql, postgres) share: DSN handling, the
 //! keyset-paginated scan, a batch run as one statement per kind
 //! (`BatchPlan`), and bounded waits: their time limits (`Limits`), their
-//! connection pool (`Pool`) and their one write transaction at a time
-//! (`WriteTurn`).
+//! connection pool (`Pool`). Batches take their rows in digest order, so
+//! the batches of several workers run side by side without deadlocking
+//! each other.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
@@ -549,59 +550,6 @@ impl<C: Session> Pool<C> {
     }
 }
 
-/// One write transaction at a time in this process: batches of different
-/// workers touching the same rows in different orders would otherwise
-/// deadlock each other in the database. Waiting for the turn is bounded
-/// too: behind a write that is stuck on a lock, the others fail after
-/// [`Limits::wait`] instead of queueing for its whole time each. (postgres;
-/// mysql takes its rows in digest order instead and runs its batches'
-/// transactions side by side.)
-#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-pub(crate) struct WriteTurn {
-    busy: Mutex<bool>,
-    done: Condvar,
-}
-
-#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-pub(crate) struct Turn<'a>(&'a WriteTurn);
-
-#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
-impl WriteTurn {
-    pub(crate) fn new() -> Self {
-        WriteTurn {
-            busy: Mutex::new(false),
-            done: Condvar::new(),
-        }
-    }
-
-    pub(crate) fn take(&self, wait: Duration, what: &str) -> Result<Turn<'_>> {
-        let deadline = Instant::now() + wait;
-        let mut busy = self.busy.lock().unwrap_or_else(PoisonError::into_inner);
-        while *busy {
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(StoreError::Unavailable(format!(
-                    "{what}: the previous write transaction of this process has been waiting for the database for over {wait:?}"
-                )));
-            }
-            busy = self
-                .done
-                .wait_timeout(busy, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-        *busy = true;
-        Ok(Turn(self))
-    }
-}
-
-impl Drop for Turn<'_> {
-    fn drop(&mut self) {
-        *self.0.busy.lock().unwrap_or_else(PoisonError::into_inner) = false;
-        self.0.done.notify_one();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -672,11 +620,6 @@ mod tests {
         });
         r.unwrap();
         assert_eq!(p.slots().live, 2);
-        let t = WriteTurn::new();
-        let held = t.take(Duration::from_millis(10), "X").unwrap();
-        assert!(t.take(Duration::from_millis(100), "X").is_err());
-        drop(held);
-        assert!(t.take(Duration::from_millis(10), "X").is_ok());
     }
 
     #[test]
