@@ -12,7 +12,7 @@
 //! ```
 //! use pyzor_digest::explain::{explain, WarningCode};
 //!
-//! let gtube = b"Subject: test\n\nXJS*C4JBQADN1.NSBTEST-ANTI-UBE-TEST-EMAIL*C.34X\n";
+//! let gtube = b"Subject: test\n\nXJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\n";
 //! let e = explain(gtube).unwrap();
 //! assert_eq!(e.digest.to_string(), pyzor_digest::EMPTY_DIGEST);
 //! let codes: Vec<WarningCode> = e.warnings.iter().map(|w| w.code()).collect();
@@ -36,8 +36,8 @@ pub const ATOMIC_NUM_LINES: usize = 4;
 /// The `\S{10,}` rule: words of this many code points or more are removed.
 pub const LONG_WORD: usize = 10;
 /// The GTUBE test string (SpamAssassin's generic test for unsolicited bulk
-/// email), one 47-character word.
-pub const GTUBE: &str = "XJS*C4JBQADN1.NSBTEST-ANTI-UBE-TEST-EMAIL*C.34X";
+/// email), one 68-character word.
+pub const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
 
 /// Longest source or removed-word text kept, in characters (longer ones are
 /// cut and end with `…`).
@@ -523,7 +523,7 @@ mod tests {
 
     #[test]
     fn gtube_is_removed_as_a_long_word() {
-        let raw = b"Subject: gtube\n\nXJS*C4JBQADN1.NSBTEST-ANTI-UBE-TEST-EMAIL*C.34X\n\nThis is the GTUBE test message body.\n";
+        let raw = b"Subject: gtube\n\nXJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\n\nThis is the GTUBE test message body.\n";
         let e = explain(raw).unwrap();
         assert_eq!(codes(&e), ["gtube", "few-lines"]);
         assert_eq!(e.removed.long_words, 1);
@@ -532,7 +532,7 @@ mod tests {
         assert_eq!(e.kept, 1);
         assert_eq!(e.lines[0].normalized, b"ThisistheGTUBEtestmessagebody.");
         assert_eq!((e.lines[0].part, e.lines[0].line), (1, 3));
-        assert!(e.warnings[0].text().contains("47-character word"));
+        assert!(e.warnings[0].text().contains("68-character word"));
     }
 
     #[test]

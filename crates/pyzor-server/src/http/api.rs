@@ -85,19 +85,33 @@ pub(crate) fn parse_digest(s: &str) -> Option<String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Explained {
     pub(crate) digest: String,
+    /// The lines the digest hashed, in hashing order (all kept lines of a
+    /// short body; the sampled ones of a long body).
     pub(crate) lines: Vec<String>,
+    /// Lines kept after normalisation (more than `lines` when sampled).
+    pub(crate) kept: usize,
+    /// `(code, text)` of each warning (`pyzor_digest::explain::Warning`):
+    /// the empty-body digest, GTUBE, few lines, sampled.
+    pub(crate) warnings: Vec<(&'static str, String)>,
 }
 
-/// Explain `raw`: the one place the API and the page digest a message.
-/// (`pyzor_digest::explain`, which adds warnings, replaces
-/// `pyzor_digest::predigest` here once it is in the tree.)
+/// Explain `raw`: the one place the API and the page digest a message,
+/// through `pyzor_digest::explain` (the same explanation `pyzor explain`
+/// prints).
 pub(crate) fn explain(raw: &[u8]) -> Result<Explained, pyzor_digest::DigestError> {
-    let p = pyzor_digest::predigest(raw)?;
+    let e = pyzor_digest::explain::explain(raw)?;
     Ok(Explained {
-        digest: p.digest().hex(),
-        lines: p
+        digest: e.digest.hex(),
+        lines: e
+            .lines
             .iter()
-            .map(|l| String::from_utf8_lossy(l).into_owned())
+            .map(|l| String::from_utf8_lossy(&l.normalized).into_owned())
+            .collect(),
+        kept: e.kept,
+        warnings: e
+            .warnings
+            .iter()
+            .map(|w| (w.code().as_str(), w.text()))
             .collect(),
     })
 }
@@ -179,6 +193,8 @@ fn post_explain(l: &Lookup, req: &HttpRequest) -> Answer {
             &json!({
                 "digest": e.digest,
                 "lines": e.lines,
+                "kept_lines": e.kept,
+                "warnings": e.warnings.iter().map(|(code, text)| json!({"code": code, "text": text})).collect::<Vec<_>>(),
                 "record": r.map(|r| record_json(&e.digest, &r)),
             }),
         ),
@@ -288,6 +304,43 @@ mod tests {
                 .status,
             413
         );
+    }
+
+    /// The warnings of `pyzor explain` reach the API: the empty-body digest
+    /// and GTUBE are named by their codes, a two-line body is "few lines",
+    /// and a long body reports how many kept lines the sampled digest skipped.
+    #[test]
+    fn explain_carries_the_digest_crates_warnings() {
+        let (r, _) = api(0);
+        let codes = |raw: &[u8]| -> (Value, Vec<String>) {
+            let a = r.answer(&Method::POST, &request("/v1/explain", raw));
+            assert_eq!(a.status, 200, "{}", a.body);
+            let v = body(&a);
+            let codes = v["warnings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|w| {
+                    assert!(!w["text"].as_str().unwrap().is_empty());
+                    w["code"].as_str().unwrap().to_owned()
+                })
+                .collect();
+            (v, codes)
+        };
+        assert_eq!(codes(MSG).1, ["few-lines"]);
+        let (v, c) = codes(b"Subject: empty\n\n");
+        assert_eq!(v["digest"], "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+        assert_eq!(c, ["empty-digest"]);
+        let gtube =
+            b"Subject: t\n\nXJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\n";
+        assert!(codes(gtube).1.contains(&"gtube".to_owned()));
+        let long: String = (0..40)
+            .map(|i| format!("line number {i} of a long body here\n"))
+            .collect();
+        let (v, c) = codes(format!("Subject: long\n\n{long}").as_bytes());
+        assert!(c.contains(&"sampled".to_owned()), "{c:?}");
+        assert_eq!(v["kept_lines"], 40);
+        assert!(v["lines"].as_array().unwrap().len() < 40);
     }
 
     /// Random and mutated messages: every answer is a 200 or a 422 naming

@@ -285,14 +285,30 @@ fn counts_table(record: Option<&Record>) -> String {
 
 /// The lines that went into the digest.
 fn lines_section(e: &Explained) -> String {
+    let warnings: String = e
+        .warnings
+        .iter()
+        .map(|(code, text)| {
+            format!(
+                "<li class=\"warning\" id=\"warning-{code}\">{}</li>",
+                escape(text)
+            )
+        })
+        .collect();
+    let warnings = if warnings.is_empty() {
+        String::new()
+    } else {
+        format!("<h2>Warnings</h2>\n<ul id=\"warnings\">{warnings}</ul>\n")
+    };
     if e.lines.is_empty() {
-        return "<p id=\"lines\">No line of the message went into the digest: this is the digest \
-of an empty body, shared by every message without digestible text.</p>\n"
-            .into();
+        return format!(
+            "<p id=\"lines\">No line of the message went into the digest: this is the digest \
+of an empty body, shared by every message without digestible text.</p>\n{warnings}"
+        );
     }
     let lines: Vec<String> = e.lines.iter().map(|l| escape(l)).collect();
     format!(
-        "<h2>Lines that went into the digest</h2>\n<pre id=\"lines\">{}</pre>\n",
+        "<h2>Lines that went into the digest</h2>\n<pre id=\"lines\">{}</pre>\n{warnings}",
         lines.join("\n")
     )
 }
