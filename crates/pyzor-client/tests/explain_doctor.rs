@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use common::{run_client, start_server, start_server_via, ClientHome, Fake, Run, Server, BOB_KEY};
 use serde_json::Value;
 
-const GTUBE_MSG: &[u8] = b"Subject: GTUBE\n\nXJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\n";
+const GTUBE_MSG: &[u8] =
+    b"Subject: GTUBE\n\nXJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X\n";
 const NORMAL_MSG: &[u8] = b"Subject: dinner\n\nDear friend,\nthank you for the lovely dinner last night.\nThe garden looked wonderful in the evening light.\n";
 
 fn long_msg() -> Vec<u8> {

@@ -261,6 +261,23 @@ pub struct ServerConfig {
 pub const MAX_DISTINCT_WINDOW: u32 = 30 * 86_400;
 
 impl ServerConfig {
+    /// Where pyzord keeps its own state beside the engine's data (the
+    /// whitelist requests): the directory of `DigestDB` for the file
+    /// engines (lmdb, gdbm), the home directory for the others. The
+    /// packaged service's home directory (`/etc/pyzor`) is read-only to it;
+    /// its database directory (`/var/lib/pyzor`) is not.
+    pub fn data_dir(&self) -> PathBuf {
+        if FILE_ENGINES.contains(&self.engine.as_str()) {
+            if let Some(dir) = Path::new(&self.digest_db)
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
+                return dir.to_path_buf();
+            }
+        }
+        self.homedir.clone()
+    }
+
     /// Build the layered configuration: defaults, then the `[server]`
     /// section of `<homedir>/config` (if the file exists), then `overrides`
     /// (command-line flags, keyed by the reference's config key names, e.g.
@@ -558,6 +575,26 @@ mod tests {
             std::fs::write(t.path().join("config"), c).unwrap();
         }
         t
+    }
+
+    /// pyzord's own state lives beside the engine's data: the directory of
+    /// `DigestDB` for the file engines (the package's home directory,
+    /// /etc/pyzor, is read-only to the service), the home directory else.
+    #[test]
+    fn data_dir_is_beside_the_engines_data() {
+        let data = tempfile::tempdir().unwrap();
+        let db = data.path().join("pyzord.lmdb");
+        let t = home_with(Some(&format!("[server]\nDigestDB = {}\n", db.display())));
+        let c = ServerConfig::load(t.path(), &[]).unwrap();
+        assert_eq!(c.data_dir(), data.path());
+        let t = home_with(None);
+        let c = ServerConfig::load(t.path(), &[]).unwrap();
+        assert_eq!(c.data_dir(), t.path(), "default DigestDB is in the home");
+        let t = home_with(Some(
+            "[server]\nEngine = redis\nDigestDB = localhost,6379,,0\n",
+        ));
+        let c = ServerConfig::load(t.path(), &[]).unwrap();
+        assert_eq!(c.data_dir(), t.path());
     }
 
     /// `HttpAddress` wins over its older name `MetricsAddress`; the API

@@ -317,7 +317,7 @@ fn start(
         workers,
         cleanup_age: cfg.cleanup_age,
         http: cfg.http.clone(),
-        homedir: cfg.homedir.clone(),
+        data_dir: cfg.data_dir(),
         engine_queue: server::DEFAULT_ENGINE_QUEUE,
         rate_limit: cfg.rate_limit.clone(),
         strict_digests: cfg.strict_digests,

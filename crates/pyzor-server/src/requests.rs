@@ -1,6 +1,8 @@
 //! Whitelist requests filed on pyzord's page (`WhitelistRequests`), kept
-//! durably beside the engine's data: `pyzord.requests` in the home
-//! directory, one JSON object per line, appended and fsynced, never
+//! durably beside the engine's data: `pyzord.requests` in the directory
+//! of `DigestDB` for lmdb and gdbm (`/var/lib/pyzor` in the package), in
+//! the home directory for the network engines
+//! (`pyzor_config::ServerConfig::data_dir`), one JSON object per line, appended and fsynced, never
 //! rewritten in place.
 //!
 //! * A `request` line: the digest, the sender's reason and contact address,
@@ -285,11 +287,11 @@ pub struct RequestLog {
 }
 
 impl RequestLog {
-    /// `pyzord.requests` in `home`.
-    pub fn in_home(home: &Path) -> Self {
+    /// `pyzord.requests` in `dir` (pyzord's `ServerConfig::data_dir`).
+    pub fn in_dir(dir: &Path) -> Self {
         RequestLog {
-            path: home.join(FILE_NAME),
-            lock_path: home.join(format!("{FILE_NAME}.lock")),
+            path: dir.join(FILE_NAME),
+            lock_path: dir.join(format!("{FILE_NAME}.lock")),
             cache: Mutex::new(None),
         }
     }
@@ -514,7 +516,7 @@ mod tests {
     #[test]
     fn file_decide_survive_reopen_and_purge() {
         let home = tempfile::tempdir().unwrap();
-        let log = RequestLog::in_home(home.path());
+        let log = RequestLog::in_dir(home.path());
         assert!(log.load().unwrap().is_empty());
         log.file(
             &NewRequest::new(D1, "our newsletter", "a@example.org", "192.0.2.1"),
@@ -537,14 +539,14 @@ mod tests {
             log.decide(D2, true, 202, |_| Err(RequestError::Full));
         assert!(matches!(failed, Err(RequestError::Full)));
         // A new reader (another process) sees the same.
-        let r = RequestLog::in_home(home.path()).load().unwrap();
+        let r = RequestLog::in_dir(home.path()).load().unwrap();
         assert_eq!(r.len(), 2);
         assert_eq!(r.get(D1).unwrap().status, Status::Approved);
         assert_eq!(r.get(D2).unwrap().status, Status::Pending);
         assert_eq!(r.get(D2).unwrap().reason, "invoice");
         assert_eq!(r.unreadable, 0);
         assert_eq!(log.purge().unwrap(), 1);
-        let r = RequestLog::in_home(home.path()).load().unwrap();
+        let r = RequestLog::in_dir(home.path()).load().unwrap();
         assert_eq!(r.len(), 1);
         assert!(r.get(D1).is_none());
         // Purged: D1 may be requested again.
@@ -567,7 +569,7 @@ mod tests {
         assert!(n.contact().starts_with("evil@x"));
         assert_eq!(n.contact().chars().count(), MAX_CONTACT_CHARS);
         let home = tempfile::tempdir().unwrap();
-        let log = RequestLog::in_home(home.path());
+        let log = RequestLog::in_dir(home.path());
         log.file(&n, 1).unwrap();
         // A crash tore the next line; an over-long line was added by hand.
         let mut f = OpenOptions::new().append(true).open(log.path()).unwrap();
@@ -578,7 +580,7 @@ mod tests {
         f.write_all(&vec![b'{'; MAX_LINE + 1]).unwrap();
         f.write_all(b"\n").unwrap();
         drop(f);
-        let r = RequestLog::in_home(home.path()).load().unwrap();
+        let r = RequestLog::in_dir(home.path()).load().unwrap();
         assert_eq!(r.len(), 2);
         assert_eq!(r.unreadable, 2);
     }
@@ -586,7 +588,7 @@ mod tests {
     #[test]
     fn the_file_is_bounded_in_count() {
         let home = tempfile::tempdir().unwrap();
-        let log = RequestLog::in_home(home.path());
+        let log = RequestLog::in_dir(home.path());
         // Filled by hand (one fsync per filing would make this slow).
         let mut text = String::new();
         for i in 0..MAX_REQUESTS {

@@ -42,8 +42,9 @@ pub struct StartOptions {
     /// The HTTP listener: its address (`HttpAddress`, alias
     /// `MetricsAddress`), the API and the whitelist-request page.
     pub http: pyzor_config::HttpConfig,
-    /// The home directory (where whitelist requests are kept).
-    pub homedir: std::path::PathBuf,
+    /// Where whitelist requests are kept (`ServerConfig::data_dir`: beside
+    /// the engine's data).
+    pub data_dir: std::path::PathBuf,
     /// For an engine that may block (`Engine::may_block`): how many
     /// requests each worker lets wait for its engine thread, the one in
     /// the engine call included; beyond it they are answered 500 at once
@@ -312,7 +313,7 @@ fn http_router(opts: &StartOptions, shared: &Shared) -> crate::http::Router {
         let p = page::Page {
             lookup,
             csrf: crate::http::Csrf::new(),
-            requests: crate::requests::RequestLog::in_home(&opts.homedir),
+            requests: crate::requests::RequestLog::in_dir(&opts.data_dir),
         };
         router = page::route(router, Arc::new(p));
     }

@@ -124,7 +124,7 @@ fn start(engine: Arc<Gated>, engine_queue: usize) -> Server {
         workers: 1,
         cleanup_age: 0,
         http: Default::default(),
-        homedir: std::env::temp_dir(),
+        data_dir: std::env::temp_dir(),
         engine_queue,
         rate_limit: pyzor_config::RateLimitConfig::off(),
         strict_digests: false,

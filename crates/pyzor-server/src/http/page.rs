@@ -365,7 +365,7 @@ mod tests {
         let page = Arc::new(Page {
             lookup,
             csrf: Csrf::new(),
-            requests: RequestLog::in_home(home.path()),
+            requests: RequestLog::in_dir(home.path()),
         });
         Fixture {
             router: route(Router::new(), Arc::clone(&page)),

@@ -108,7 +108,11 @@ pub enum OperatorError {
 /// Run `cli`, writing to `out`; the exit status.
 pub fn run(cli: Cli, out: &mut dyn Write) -> Result<(), OperatorError> {
     let home = cli.homedir.unwrap_or_else(process_default_homedir);
-    let log = RequestLog::in_home(&home);
+    // The same file pyzord uses: beside the engine's data.
+    let data_dir = ServerConfig::load(&home, &[])
+        .map_err(|e| OperatorError::Config(e.to_string()))?
+        .data_dir();
+    let log = RequestLog::in_dir(&data_dir);
     let now = unix_now();
     match cli.command {
         Command::List { all, json } => {
@@ -335,6 +339,39 @@ mod tests {
         let l = list_line(&r);
         assert!(!l.contains('\n') && !l.contains('\u{1b}'), "{l}");
         assert!(l.contains("filed 1970-01-01T00:00:00Z"), "{l}");
+    }
+
+    /// The command finds the requests where pyzord keeps them: beside
+    /// `DigestDB`, not in the home directory, when the two differ (the
+    /// package: home /etc/pyzor, data /var/lib/pyzor).
+    #[test]
+    fn requests_are_found_beside_the_engines_data() {
+        let home = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        std::fs::write(
+            home.path().join("config"),
+            format!(
+                "[server]\nDigestDB = {}\n",
+                data.path().join("pyzord.lmdb").display()
+            ),
+        )
+        .unwrap();
+        let log = RequestLog::in_dir(data.path());
+        let d = "0123456789abcdef0123456789abcdef01234567";
+        let req = crate::requests::NewRequest::new(d, "not spam", "a@example.org", "192.0.2.1");
+        log.file(&req, 1).unwrap();
+        assert!(!home.path().join(crate::requests::FILE_NAME).exists());
+        let cli = Cli::try_parse_from([
+            "pyzor-requests",
+            "--homedir",
+            home.path().to_str().unwrap(),
+            "list",
+        ])
+        .unwrap();
+        let mut out = Vec::new();
+        run(cli, &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.contains(d), "{out}");
     }
 
     #[test]
