@@ -49,11 +49,18 @@ pub enum Program {
     Pyzor,
     /// The migration tool.
     PyzorMigrate,
+    /// The operator's command for whitelist requests.
+    PyzorRequests,
 }
 
 impl Program {
     /// Every shipped program.
-    pub const ALL: [Program; 3] = [Program::Pyzord, Program::Pyzor, Program::PyzorMigrate];
+    pub const ALL: [Program; 4] = [
+        Program::Pyzord,
+        Program::Pyzor,
+        Program::PyzorMigrate,
+        Program::PyzorRequests,
+    ];
 
     /// The binary's name.
     pub fn name(self) -> &'static str {
@@ -61,6 +68,7 @@ impl Program {
             Program::Pyzord => "pyzord",
             Program::Pyzor => "pyzor",
             Program::PyzorMigrate => "pyzor-migrate",
+            Program::PyzorRequests => "pyzor-requests",
         }
     }
 
@@ -69,7 +77,7 @@ impl Program {
     pub fn section(self) -> &'static str {
         match self {
             Program::Pyzor => "1",
-            Program::Pyzord | Program::PyzorMigrate => "8",
+            Program::Pyzord | Program::PyzorMigrate | Program::PyzorRequests => "8",
         }
     }
 
@@ -78,6 +86,9 @@ impl Program {
         Ok(match self {
             Program::Pyzord => pyzor_server::cli::command(),
             Program::PyzorMigrate => pyzor_migrate::cli::command(),
+            Program::PyzorRequests => {
+                <pyzor_server::requests::operator::Cli as clap::CommandFactory>::command()
+            }
             Program::Pyzor => client_command()?,
         })
     }
@@ -342,6 +353,16 @@ fn sections(program: Program) -> Sections {
                     "A usage error, or a database could not be opened.".into(),
                 ),
                 ("2".into(), "Some records failed.".into()),
+            ],
+        )],
+        Program::PyzorRequests => vec![(
+            "EXIT STATUS",
+            vec![
+                ("0".into(), "Done.".into()),
+                (
+                    "1".into(),
+                    "The configuration, the requests file or pyzord could not be used, or the request is unknown or decided already.".into(),
+                ),
             ],
         )],
     }
@@ -706,7 +727,8 @@ mod tests {
     fn write_all_lays_out_every_file() {
         let out = tempfile::tempdir().unwrap();
         let written = write_all(out.path()).unwrap();
-        assert_eq!(written.len(), 3 + 3 * 3 + 1);
+        assert_eq!(written.len(), 4 + 4 * 3 + 1);
+        assert!(written.contains(&"usr/share/man/man8/pyzor-requests.8".to_string()));
         for rel in &written {
             let len = std::fs::metadata(out.path().join(rel)).unwrap().len();
             assert!(len > 100, "{rel}: {len} bytes");
