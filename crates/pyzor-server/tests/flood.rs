@@ -153,23 +153,42 @@ fn normal_checks(source: &str, port: u16, t0: Instant) -> u32 {
     during_flood
 }
 
-#[test]
-fn a_flooded_server_answers_every_check_of_another_network() {
-    let home = home();
-    let mport = free_tcp_port();
-    let srv = start_ours(
+/// pyzord with the memory engine, `workers` workers, the write limit
+/// [`WRITE_RATE`] and metrics on `mport`.
+fn start(home: &tempfile::TempDir, workers: u32, mport: u16) -> Proc {
+    start_ours(
         home.path(),
         &[
             "-e",
             "memory",
             "--workers",
-            "1",
+            &workers.to_string(),
             "--report-rate-limit",
             &WRITE_RATE.to_string(),
             "--metrics-address",
             &format!("127.0.0.1:{mport}"),
         ],
+    )
+}
+
+/// The reports stored (from the metrics `page`), asserted to be at least
+/// one and within one bucket (one network): burst + rate × `elapsed`, and
+/// a little slack for the clock.
+fn stored_within_budget(page: &str, elapsed: f64, sent: u64) -> u64 {
+    let stored = sample(page, "pyzord_requests_total{op=\"report\",code=\"200\"}");
+    let budget = WRITE_RATE + WRITE_RATE * elapsed + 2.0;
+    assert!(
+        stored >= 1 && stored as f64 <= budget,
+        "{stored} reports stored in {elapsed:.2} s, budget {budget:.0} ({sent} sent)"
     );
+    stored
+}
+
+#[test]
+fn a_flooded_server_answers_every_check_of_another_network() {
+    let home = home();
+    let mport = free_tcp_port();
+    let srv = start(&home, 1, mport);
     let port = srv.port;
     let t0 = Instant::now();
     let flood = Flood::start(7, port, t0);
@@ -177,15 +196,8 @@ fn a_flooded_server_answers_every_check_of_another_network() {
     let sent = flood.stop();
     let elapsed = t0.elapsed().as_secs_f64();
     let page = metrics(mport);
-    let stored = sample(&page, "pyzord_requests_total{op=\"report\",code=\"200\"}");
+    let stored = stored_within_budget(&page, elapsed, sent);
     let limited = sample(&page, "pyzord_rate_limited_total");
-    // One bucket (one worker, one network): burst + rate × elapsed, and
-    // a little slack for the clock.
-    let budget = WRITE_RATE + WRITE_RATE * elapsed + 2.0;
-    assert!(
-        stored >= 1 && stored as f64 <= budget,
-        "{stored} reports stored in {elapsed:.2} s, budget {budget:.0} ({sent} sent)"
-    );
     assert!(limited > 0, "the flood ({sent} datagrams) was not limited");
     eprintln!(
         "flood: {sent} datagrams, {limited} limited, {stored} reports stored in {elapsed:.2} s; \
@@ -205,19 +217,7 @@ fn a_flooded_server_answers_every_check_of_another_network() {
 fn a_flooding_network_is_moved_to_the_penalty_socket() {
     let home = home();
     let mport = free_tcp_port();
-    let srv = start_ours(
-        home.path(),
-        &[
-            "-e",
-            "memory",
-            "--workers",
-            "2",
-            "--report-rate-limit",
-            &WRITE_RATE.to_string(),
-            "--metrics-address",
-            &format!("127.0.0.1:{mport}"),
-        ],
-    );
+    let srv = start(&home, 2, mport);
     let port = srv.port;
     let t0 = Instant::now();
     let flood = Flood::start(7, port, t0);
@@ -246,12 +246,7 @@ fn a_flooding_network_is_moved_to_the_penalty_socket() {
         "{log}"
     );
     assert!(!log.contains("127.0.30.0/24 sends"), "{log}");
-    let stored = sample(&page, "pyzord_requests_total{op=\"report\",code=\"200\"}");
-    let budget = WRITE_RATE + WRITE_RATE * elapsed + 2.0;
-    assert!(
-        stored >= 1 && stored as f64 <= budget,
-        "{stored} reports stored in {elapsed:.2} s, budget {budget:.0} ({sent} sent)"
-    );
+    let stored = stored_within_budget(&page, elapsed, sent);
     // Let out HOLD (10 s) after the flood; bounded wait.
     let out = loop {
         let page = metrics(mport);
