@@ -122,7 +122,7 @@ impl Slot {
         let age = now.saturating_sub(self.win_at);
         if age >= 1_000_000 {
             if age < 2_000_000 {
-                let times = |n: u32, rate: u32| if rate == 0 { 0 } else { n / rate };
+                let times = |n: u32, rate: u32| n.checked_div(rate).unwrap_or(0);
                 over = times(self.win_read, read_rate).max(times(self.win_write, write_rate));
             }
             (self.win_at, self.win_read, self.win_write) = (now, 0, 0);
