@@ -16,7 +16,7 @@ use pyzor_store::Engine;
 use crate::forward::ForwardQueue;
 use crate::logging::Logs;
 use crate::metrics::Metrics;
-use crate::net::penalty::{PenaltyBox, Reporter};
+use crate::net::penalty::{PenaltyBox, Role};
 use crate::net::{bind_workers, listen_addr, py_os_error, Steering};
 use crate::rules::RuleSet;
 use crate::worker::{run_worker, Shared};
@@ -183,9 +183,7 @@ impl Server {
                 &opts.rate_limit,
             )
             .map(Arc::new),
-            penalty: penalty
-                .as_ref()
-                .map(|(b, _)| (Arc::clone(b), Reporter::Worker)),
+            penalty: penalty.as_ref().map(|(b, _)| (Arc::clone(b), Role::Worker)),
         };
         let (metrics_addr, metrics_thread) = match &opts.metrics_address {
             Some(a) => {
@@ -229,7 +227,7 @@ impl Server {
             let sh = Arc::clone(&shared);
             let queue = opts.engine_queue;
             let protection = crate::worker::Protection {
-                penalty: Some((Arc::clone(&b), Reporter::PenaltyWorker)),
+                penalty: Some((Arc::clone(&b), Role::PenaltyWorker)),
                 ..protection.clone()
             };
             workers.push(

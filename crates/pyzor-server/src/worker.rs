@@ -35,7 +35,7 @@ use crate::engine_queue::{EngineQueue, Job};
 use crate::forward::ForwardQueue;
 use crate::logging::Logs;
 use crate::metrics::{Metrics, Tally};
-use crate::net::penalty::{PenaltyBox, Reporter};
+use crate::net::penalty::{PenaltyBox, Role};
 use crate::protect::{DistinctReporters, RateLimiter, ReplayGuard, Verdict};
 use crate::rules::{RuleSet, Rules};
 
@@ -79,7 +79,7 @@ pub(crate) struct Protection {
     /// `DistinctWindow` (one table for all workers and engine threads).
     pub(crate) distinct: Option<Arc<DistinctReporters>>,
     /// The penalty box (two workers or more) and who this worker is to it.
-    pub(crate) penalty: Option<(Arc<PenaltyBox>, Reporter)>,
+    pub(crate) penalty: Option<(Arc<PenaltyBox>, Role)>,
 }
 
 impl Default for Protection {
@@ -196,7 +196,7 @@ pub struct Processor {
     /// When a rate limit was last logged (µs of `clock0`).
     limit_logged: Option<u64>,
     /// Where floods are reported ([`Protection::penalty`]).
-    penalty: Option<(Arc<PenaltyBox>, Reporter)>,
+    penalty: Option<(Arc<PenaltyBox>, Role)>,
 }
 
 impl Processor {
@@ -209,7 +209,7 @@ impl Processor {
         Processor {
             // The penalty worker's networks arrive with their burst spent.
             limiter: RateLimiter::new(&protection.rate).map(|l| match protection.penalty {
-                Some((_, Reporter::PenaltyWorker)) => l.strict(),
+                Some((_, Role::PenaltyWorker)) => l.strict(),
                 _ => l,
             }),
             penalty: protection.penalty.clone(),
@@ -454,7 +454,7 @@ impl Processor {
 /// let through (`limiter` and when it last logged; `mono`: µs of the limiter's clock).
 fn limit(
     (limiter, limit_logged): (&mut Option<RateLimiter>, &mut Option<u64>),
-    penalty: Option<&(Arc<PenaltyBox>, Reporter)>,
+    penalty: Option<&(Arc<PenaltyBox>, Role)>,
     shared: &Shared,
     p: &Parsed,
     peer: Option<SocketAddr>,
@@ -895,7 +895,7 @@ pub(crate) fn run_worker(
     // The penalty worker yields the CPU to the others and lets networks
     // out of the box.
     let penalty_box = match &protection.penalty {
-        Some((b, Reporter::PenaltyWorker)) => {
+        Some((b, Role::PenaltyWorker)) => {
             crate::net::penalty::lower_this_thread();
             Some(Arc::clone(b))
         }

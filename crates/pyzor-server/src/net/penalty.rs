@@ -71,7 +71,7 @@ struct State {
 
 /// Who reports a network to [`PenaltyBox::report`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Reporter {
+pub(crate) enum Role {
     /// A worker: moves the network in when over [`PENALISE_AT`].
     Worker,
     /// The penalty worker: keeps a penalised network in when over
@@ -115,10 +115,10 @@ impl PenaltyBox {
 
     /// A rate limiter says the network of `ip` had limited `over` times its
     /// budget in the last second.
-    pub(crate) fn report(&self, ip: IpAddr, over: u32, by: Reporter) {
+    pub(crate) fn report(&self, ip: IpAddr, over: u32, by: Role) {
         let need = match by {
-            Reporter::Worker => PENALISE_AT,
-            Reporter::PenaltyWorker => KEEP_AT,
+            Role::Worker => PENALISE_AT,
+            Role::PenaltyWorker => KEEP_AT,
         };
         if over < need {
             return;
@@ -131,7 +131,7 @@ impl PenaltyBox {
             e.over = e.over.max(over);
             return;
         }
-        if by == Reporter::PenaltyWorker {
+        if by == Role::PenaltyWorker {
             // A datagram that was queued before the network was let out.
             return;
         }
@@ -268,14 +268,14 @@ mod tests {
     #[test]
     fn in_when_over_kept_while_over_then_out() {
         let (b, _s) = boxed();
-        b.report(ip(1), PENALISE_AT - 1, Reporter::Worker);
+        b.report(ip(1), PENALISE_AT - 1, Role::Worker);
         assert!(b.penalised().is_empty());
-        b.report(ip(1), PENALISE_AT, Reporter::Worker);
+        b.report(ip(1), PENALISE_AT, Role::Worker);
         assert_eq!(b.penalised(), vec![Prefix::of(ip(1))]);
         assert_eq!(b.metrics.penalised.load(Relaxed), 1);
         // The penalty worker does not bring in a network that is not in.
         std::thread::sleep(MIN_CHANGE);
-        b.report(ip(2), 100, Reporter::PenaltyWorker);
+        b.report(ip(2), 100, Role::PenaltyWorker);
         assert_eq!(b.penalised().len(), 1);
         // Expiry keeps what was reported within HOLD.
         b.expire();
@@ -298,7 +298,7 @@ mod tests {
         let (b, _s) = boxed();
         let real = ip(9999);
         // Floods of 3, then 603, then 1203 budgets, each from 1000 new networks.
-        b.report(real, 1000, Reporter::Worker);
+        b.report(real, 1000, Role::Worker);
         for round in 0..3 {
             for i in 0..1000 {
                 // Spread the reports over time so that MIN_CHANGE lets
@@ -309,7 +309,7 @@ mod tests {
                 b.report(
                     ip(round * 1000 + i),
                     PENALISE_AT + round * 600,
-                    Reporter::Worker,
+                    Role::Worker,
                 );
                 assert!(b.penalised().len() <= MAX_PENALISED);
             }
@@ -322,7 +322,7 @@ mod tests {
         assert!(steer::program(2, &now).len() <= 20 + 5 * MAX_PENALISED);
         // A flood twice as large does take the place of the smallest.
         std::thread::sleep(MIN_CHANGE);
-        b.report(ip(5000), 2 * 603, Reporter::Worker);
+        b.report(ip(5000), 2 * 603, Role::Worker);
         let after = b.penalised();
         assert!(after.contains(&Prefix::of(ip(5000))), "{after:?}");
         assert!(after.contains(&Prefix::of(real)));
