@@ -20,10 +20,14 @@ ReportRateLimit + ReportRateLimit × elapsed (one bucket: every datagram of
 a /24 reaches the same worker, docs/server.md), pyzord's CPU by thread and
 the generator's. --rounds N alternates N unloaded and flooded runs (the
 machine's other load changes from second to second: the pooled and
-per-round figures show how much). Appends the table to
+per-round figures show how much). --pyzord given twice (e.g. a build
+before and one after a change) starts both servers and runs their rounds
+in turn, one column each, so that both see the same machine load. The
+networks moved to the penalty socket (docs/security.md, "The penalty
+box") are counted from the metrics. Appends the table to
 bench/RESULTS-attack.md with --write.
 
-    python3 bench/flood.py [--pyzord target/debug/pyzord] [--bench target/debug/pyzor-bench] [--write]
+    python3 bench/flood.py [--pyzord target/debug/pyzord [--pyzord OTHER]] [--bench target/debug/pyzor-bench] [--write]
 
 Stops only the processes it started.
 """
@@ -33,6 +37,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -60,12 +65,13 @@ def metrics(mport):
     return out
 
 
-def normal_client(port, rate, seconds, source="127.0.8.1"):
-    """Checks at `rate`/s for `seconds`, one at a time: (latencies in ms, lost)."""
+def normal_client(port, rate, seconds, source="127.0.8.1", settle=0.0):
+    """Checks at `rate`/s for `seconds`, one at a time: (latencies in ms, lost,
+    the latencies of the checks sent from `settle` s on)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((source, 0))
     s.settimeout(2.0)
-    lat, lost = [], 0
+    lat, lost, late = [], 0, []
     t0 = time.monotonic()
     i = 0
     while time.monotonic() - t0 < seconds:
@@ -83,11 +89,13 @@ def normal_client(port, rate, seconds, source="127.0.8.1"):
                 if f"Thread: {thread}\n".encode() in r:
                     break
             lat.append((time.perf_counter() - t) * 1000)
+            if due - t0 >= settle:
+                late.append(lat[-1])
         except socket.timeout:
             lost += 1
         i += 1
     s.close()
-    return lat, lost
+    return lat, lost, late
 
 
 def append_results(script, title, label, what, text):
@@ -126,9 +134,129 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
+class Server:
+    """A pyzord of `binary` on a free port (memory engine, temporary home)."""
+
+    def __init__(self, binary, a):
+        self.binary = binary
+        self.home = tempfile.mkdtemp(prefix="pyzor-flood-")
+        with open(os.path.join(self.home, "config"), "w") as f:
+            f.write("[server]\nRateLimitAllow =\n")
+        with open(os.path.join(self.home, "pyzord.access"), "w") as f:
+            f.write("all : anonymous : allow\n")
+        self.port, self.mport = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
+        self.log = open(os.path.join(self.home, "stderr.log"), "wb")
+        self.proc = subprocess.Popen(
+            [binary, "--homedir", self.home, "-e", "memory", "-a", "127.0.0.1", "-p", str(self.port),
+             "--workers", str(a.workers), "--report-rate-limit", str(a.report_rate_limit),
+             "--metrics-address", f"127.0.0.1:{self.mport}"],
+            stdout=self.log, stderr=self.log)
+        for _ in range(100):
+            try:
+                metrics(self.mport)
+                break
+            except OSError:
+                time.sleep(0.1)
+        # Accumulated over the rounds.
+        self.base_lat, self.lat, self.base_lost, self.lost = [], [], 0, 0
+        self.late = []  # flooded, from 2.5 s into the flood
+        self.rounds = []  # per round: (p99 unloaded, p99 flooded)
+        self.sent = self.dur = self.stored = self.limited = self.budget = self.elapsed = 0.0
+        self.moves = 0.0
+        self.cpu = {}
+        self.gen_cpu = 0.0
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.log.close()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+    def round(self, a):
+        """One unloaded run, then one flooded run."""
+        b_lat, b_lost, _ = normal_client(self.port, a.rate, a.seconds, a.normal_source)
+        m0 = metrics(self.mport)
+        cpu0 = thread_cpu(self.proc.pid)
+        kids0 = os.times()
+        t0 = time.monotonic()
+        pin = ["taskset", "-c", a.flood_cpus] if a.flood_cpus else []
+        flood = subprocess.Popen(
+            pin + [a.bench, "load", "-H", "127.0.0.1", "-p", str(self.port), "-o", a.flood_ops,
+                   "-w", str(a.flood_window), "-d", str(a.seconds + 1), "-W", "0", "-t", "5",
+                   "-m", "new", "--json"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(0.5)
+            # The penalty box moves a network after a second over its
+            # threshold: the checks from 2 s into the client's run (2.5 s
+            # into the flood) are also shown apart.
+            f_lat, f_lost, f_late = normal_client(self.port, a.rate, a.seconds, a.normal_source,
+                                                  settle=2.0)
+            out, _ = flood.communicate(timeout=a.seconds + 60)
+        finally:
+            if flood.poll() is None:
+                flood.kill()
+                flood.wait()
+        el = time.monotonic() - t0
+        m1 = metrics(self.mport)
+        cpu1 = thread_cpu(self.proc.pid)
+        kids1 = os.times()
+        try:
+            fl = json.loads(out.decode().strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            fl = {}
+        key = 'pyzord_requests_total{op="report",code="200"}'
+        self.stored += m1.get(key, 0) - m0.get(key, 0)
+        self.limited += m1.get("pyzord_rate_limited_total", 0) - m0.get("pyzord_rate_limited_total", 0)
+        self.moves += m1.get("pyzord_penalty_moves_total", 0) - m0.get("pyzord_penalty_moves_total", 0)
+        self.budget += a.report_rate_limit * (1 + el)
+        self.elapsed += el
+        self.sent += fl.get("sent", 0)
+        self.dur += fl.get("elapsed_s") or (a.seconds + 1)
+        for k in cpu1:
+            self.cpu[k] = self.cpu.get(k, 0) + cpu1[k] - cpu0.get(k, 0)
+        self.gen_cpu += (kids1[2] + kids1[3]) - (kids0[2] + kids0[3])
+        self.base_lat += b_lat
+        self.lat += f_lat
+        self.late += f_late
+        self.base_lost += b_lost
+        self.lost += f_lost
+        self.rounds.append((pct(b_lat, 99), pct(f_lat, 99)))
+
+    def rows(self, a):
+        rl = a.report_rate_limit
+        s = self
+        return [
+            ("normal checks answered, unloaded", f"{len(s.base_lat)} of {len(s.base_lat) + s.base_lost}"),
+            ("normal checks answered, flooded", f"{len(s.lat)} of {len(s.lat) + s.lost}"),
+            ("normal p50 / p99 / max ms, unloaded",
+             f"{pct(s.base_lat, 50):.2f} / {pct(s.base_lat, 99):.2f} / {max(s.base_lat, default=0):.2f}"),
+            ("normal p50 / p99 / max ms, flooded",
+             f"{pct(s.lat, 50):.2f} / {pct(s.lat, 99):.2f} / {max(s.lat, default=0):.2f}"),
+            ("p99 flooded / unloaded", f"{pct(s.lat, 99) / pct(s.base_lat, 99):.2f}"),
+            ("normal p50 / p99 ms, flooded, from 2.5 s into each flood",
+             f"{pct(s.late, 50):.2f} / {pct(s.late, 99):.2f}"),
+            ("that p99 / unloaded p99", f"{pct(s.late, 99) / pct(s.base_lat, 99):.2f}"),
+            ("p99 ms per round, unloaded → flooded",
+             ", ".join(f"{u:.2f} → {f:.2f}" for u, f in s.rounds)),
+            ("flood datagrams sent (rate)", f"{s.sent:.0f} ({s.sent / max(s.dur, 1e-9):.0f}/s)"),
+            ("flood requests rate-limited", f"{s.limited:.0f}"),
+            ("networks moved to the penalty socket", f"{s.moves:.0f}"),
+            ("reports stored during the floods", f"{s.stored:.0f}"),
+            (f"write budget, {a.rounds} × ({rl} + {rl} × flood seconds)", f"{s.budget:.0f}"),
+            ("pyzord CPU in the flooded runs, % of one core, by thread",
+             ", ".join(f"{k} {100 * v / s.elapsed:.0f}" for k, v in sorted(s.cpu.items())
+                       if v > 0.005 * s.elapsed)),
+            ("flood generator CPU, % of one core" + (f" (pinned to CPU {a.flood_cpus})" if a.flood_cpus else ""),
+             f"{100 * s.gen_cpu / s.elapsed:.0f}"),
+        ]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pyzord", default=os.path.join(ROOT, "target/debug/pyzord"))
+    ap.add_argument("--pyzord", action="append",
+                    help="pyzord binary; give it twice (e.g. before and after a change) to run "
+                         "them round by round, side by side (default target/debug/pyzord)")
     ap.add_argument("--bench", default=os.path.join(ROOT, "target/debug/pyzor-bench"))
     ap.add_argument("--seconds", type=float, default=10.0, help="length of each unloaded and flooded run")
     ap.add_argument("--rounds", type=int, default=1, help="unloaded/flooded pairs, alternated")
@@ -144,113 +272,41 @@ def main():
                          "than the flood's 127.0.0.1; 127.0.30.1 the same one)")
     ap.add_argument("--write", action="store_true", help="append to bench/RESULTS-attack.md")
     a = ap.parse_args()
+    binaries = a.pyzord or [os.path.join(ROOT, "target/debug/pyzord")]
 
-    home = tempfile.mkdtemp(prefix="pyzor-flood-")
-    with open(os.path.join(home, "config"), "w") as f:
-        f.write("[server]\nRateLimitAllow =\n")
-    with open(os.path.join(home, "pyzord.access"), "w") as f:
-        f.write("all : anonymous : allow\n")
-    port, mport = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
-    log = open(os.path.join(home, "stderr.log"), "wb")
-    srv = subprocess.Popen(
-        [a.pyzord, "--homedir", home, "-e", "memory", "-a", "127.0.0.1", "-p", str(port),
-         "--workers", str(a.workers), "--report-rate-limit", str(a.report_rate_limit),
-         "--metrics-address", f"127.0.0.1:{mport}"],
-        stdout=log, stderr=log)
-    flood = None
-    base_lat, lat, base_lost, lost = [], [], 0, 0
-    rounds = []  # per round: (p99 unloaded, p99 flooded)
-    sent = dur = stored = limited = budget = elapsed = 0.0
-    cpu = {}
-    gen_cpu = 0.0
+    # SIGTERM: stop the servers and the generator (the finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     load0 = os.getloadavg()[0]
+    servers = []
     try:
-        for _ in range(100):
-            try:
-                metrics(mport)
-                break
-            except OSError:
-                time.sleep(0.1)
+        for b in binaries:
+            servers.append(Server(b, a))
         for _ in range(a.rounds):
-            b_lat, b_lost = normal_client(port, a.rate, a.seconds, a.normal_source)
-            m0 = metrics(mport)
-            cpu0 = thread_cpu(srv.pid)
-            kids0 = os.times()
-            t0 = time.monotonic()
-            pin = ["taskset", "-c", a.flood_cpus] if a.flood_cpus else []
-            flood = subprocess.Popen(
-                pin + [a.bench, "load", "-H", "127.0.0.1", "-p", str(port), "-o", a.flood_ops,
-                       "-w", str(a.flood_window), "-d", str(a.seconds + 1), "-W", "0", "-t", "5",
-                       "-m", "new", "--json"],
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-            time.sleep(0.5)
-            f_lat, f_lost = normal_client(port, a.rate, a.seconds, a.normal_source)
-            out, _ = flood.communicate(timeout=a.seconds + 60)
-            el = time.monotonic() - t0
-            m1 = metrics(mport)
-            cpu1 = thread_cpu(srv.pid)
-            kids1 = os.times()
-            try:
-                fl = json.loads(out.decode().strip().splitlines()[-1])
-            except (ValueError, IndexError):
-                fl = {}
-            key = 'pyzord_requests_total{op="report",code="200"}'
-            stored += m1.get(key, 0) - m0.get(key, 0)
-            limited += m1.get("pyzord_rate_limited_total", 0) - m0.get("pyzord_rate_limited_total", 0)
-            budget += a.report_rate_limit * (1 + el)
-            elapsed += el
-            sent += fl.get("sent", 0)
-            dur += fl.get("elapsed_s") or (a.seconds + 1)
-            for k in cpu1:
-                cpu[k] = cpu.get(k, 0) + cpu1[k] - cpu0.get(k, 0)
-            gen_cpu += (kids1[2] + kids1[3]) - (kids0[2] + kids0[3])
-            base_lat += b_lat
-            lat += f_lat
-            base_lost += b_lost
-            lost += f_lost
-            rounds.append((pct(b_lat, 99), pct(f_lat, 99)))
+            for s in servers:
+                s.round(a)
     finally:
-        if flood and flood.poll() is None:
-            flood.kill()
-            flood.wait()
-        srv.terminate()
-        srv.wait(timeout=30)
-        log.close()
-        shutil.rmtree(home, ignore_errors=True)
-    rl = a.report_rate_limit
-    rows = [
-        ("normal checks answered, unloaded", f"{len(base_lat)} of {len(base_lat) + base_lost}"),
-        ("normal checks answered, flooded", f"{len(lat)} of {len(lat) + lost}"),
-        ("normal p50 / p99 / max ms, unloaded",
-         f"{pct(base_lat, 50):.2f} / {pct(base_lat, 99):.2f} / {max(base_lat, default=0):.2f}"),
-        ("normal p50 / p99 / max ms, flooded",
-         f"{pct(lat, 50):.2f} / {pct(lat, 99):.2f} / {max(lat, default=0):.2f}"),
-        ("p99 flooded / unloaded", f"{pct(lat, 99) / pct(base_lat, 99):.2f}"),
-        ("p99 ms per round, unloaded → flooded",
-         ", ".join(f"{u:.2f} → {f:.2f}" for u, f in rounds)),
-        ("flood datagrams sent (rate)", f"{sent:.0f} ({sent / max(dur, 1e-9):.0f}/s)"),
-        ("flood requests rate-limited", f"{limited:.0f}"),
-        ("reports stored during the floods", f"{stored:.0f}"),
-        (f"write budget, {a.rounds} × ({rl} + {rl} × flood seconds)", f"{budget:.0f}"),
-        ("pyzord CPU in the flooded runs, % of one core, by thread",
-         ", ".join(f"{k} {100 * v / elapsed:.0f}" for k, v in sorted(cpu.items())
-                   if v > 0.005 * elapsed)),
-        ("flood generator CPU, % of one core" + (f" (pinned to CPU {a.flood_cpus})" if a.flood_cpus else ""),
-         f"{100 * gen_cpu / elapsed:.0f}"),
-        ("machine load average (1 min) at the start", f"{load0:.1f}"),
-    ]
-    table = ["| figure | value |", "|---|---:|"] + [f"| {k} | {v} |" for k, v in rows]
+        for s in servers:
+            s.stop()
+    load1 = os.getloadavg()[0]
+    names = [os.path.relpath(s.binary, ROOT) for s in servers]
+    cols = [s.rows(a) for s in servers]
+    table = ["| figure | " + " | ".join(names) + " |", "|---|" + "---:|" * len(servers)]
+    for i, (k, _) in enumerate(cols[0]):
+        table.append(f"| {k} | " + " | ".join(c[i][1] for c in cols) + " |")
+    table.append(f"| machine load average (1 min), start / end | {load0:.1f} / {load1:.1f} |"
+                 + " |" * (len(servers) - 1))
     text = "\n".join(table)
     print(text)
     if a.write:
+        order = " and ".join(f"`{n}`" for n in names)
         append_results(
             "flood.py", "Flood vs. normal traffic", f"{a.label}, --workers {a.workers}",
             f"The flood: `pyzor-bench load -o {a.flood_ops} "
             f"-w {a.flood_window} -t 5` from 127.0.0.0/24; the normal network: "
             f"checks from {a.normal_source} at {a.rate:.0f}/s, one at a time, {a.rounds} rounds "
-            f"of {a.seconds:.0f} s unloaded then {a.seconds:.0f} s flooded "
-            f"(Python client: its latency includes the interpreter's).", text)
-    ok = lost == 0 and stored <= budget + 2
+            f"of {a.seconds:.0f} s unloaded then {a.seconds:.0f} s flooded for each of {order} "
+            f"in turn (Python client: its latency includes the interpreter's).", text)
+    ok = all(s.lost == 0 and s.stored <= s.budget + 2 for s in servers)
     sys.exit(0 if ok else 1)
 
 

@@ -27,6 +27,9 @@
 //!   limit (in log mode too), `pyzord_rate_dropped_total` — those of them
 //!   not answered, `pyzord_rate_allowlisted_total` — requests exempted by
 //!   `RateLimitAllow` (docs/security.md);
+//! * `pyzord_penalised_networks`, `pyzord_penalty_moves_total`,
+//!   `pyzord_penalty_refused_total`, `pyzord_penalty_attach_errors_total` —
+//!   the penalty box (docs/security.md, "The penalty box");
 //! * `pyzord_replays_total` — signed writes refused as replays;
 //! * `pyzord_distinct_repeats_total` — report/whitelist digests not counted
 //!   under `DistinctWindow` (their reporter counted them in the window);
@@ -103,6 +106,16 @@ pub struct Metrics {
     pub rate_dropped: AtomicU64,
     /// Requests from a network of the allow list.
     pub rate_allowlisted: AtomicU64,
+    /// Networks on the penalty socket now (docs/security.md, "The
+    /// penalty box").
+    pub penalised: AtomicU64,
+    /// Networks moved to the penalty socket.
+    pub penalty_moves: AtomicU64,
+    /// Networks over the penalty threshold left where they were: the box
+    /// was full of larger floods, or the program was changed too recently.
+    pub penalty_refused: AtomicU64,
+    /// Failed attachments of the steering program (the previous one stays).
+    pub penalty_attach_errors: AtomicU64,
     /// Signed writes refused as replays.
     pub replays: AtomicU64,
     /// Digests not counted under `DistinctWindow`.
@@ -269,6 +282,13 @@ impl Metrics {
         );
         simple(
             &mut s,
+            "pyzord_penalised_networks",
+            "Client networks on the penalty socket now.",
+            "gauge",
+            self.penalised.load(Relaxed),
+        );
+        simple(
+            &mut s,
             "pyzord_send_errors_total",
             "Replies the kernel refused to send.",
             "counter",
@@ -289,6 +309,21 @@ impl Metrics {
                 "pyzord_rate_allowlisted_total",
                 "Requests exempted from rate limits by RateLimitAllow.",
                 &self.rate_allowlisted,
+            ),
+            (
+                "pyzord_penalty_moves_total",
+                "Client networks moved to the penalty socket (flooding over 4x their rate limit).",
+                &self.penalty_moves,
+            ),
+            (
+                "pyzord_penalty_refused_total",
+                "Flooding networks not moved: the penalty box was full of larger floods or had just changed.",
+                &self.penalty_refused,
+            ),
+            (
+                "pyzord_penalty_attach_errors_total",
+                "Steering programs the kernel refused (the previous one stayed in force).",
+                &self.penalty_attach_errors,
             ),
             (
                 "pyzord_replays_total",

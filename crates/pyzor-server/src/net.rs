@@ -8,12 +8,15 @@
 //! `bind_workers` binds the sockets of one server so that they share the
 //! port with each other only (docs/server.md, "One server per port and per
 //! database"), and attaches the program of `steer` that keeps each
-//! client network on one worker ("Workers and per-client order").
+//! client network on one worker ("Workers and per-client order"). With two
+//! workers or more it also binds the penalty socket, where `penalty` steers
+//! networks that flood (docs/security.md, "The penalty box").
 //!
 //! `recvmmsg` is called with `MSG_WAITFORONE`: it blocks (up to the socket's
 //! receive timeout, used to notice shutdown) for the first datagram and then
 //! takes whatever else is already queued, up to `BATCH`.
 
+pub(crate) mod penalty;
 mod steer;
 
 use std::io;
@@ -105,6 +108,9 @@ pub(crate) enum Steering {
 #[derive(Debug)]
 pub(crate) struct Workers {
     pub(crate) sockets: Vec<UdpSocket>,
+    /// The penalty socket (index `sockets.len()` of the group): only with
+    /// two workers or more and the steering program attached.
+    pub(crate) penalty: Option<UdpSocket>,
     /// The bound address (the port the kernel chose when 0 was asked for).
     pub(crate) addr: SocketAddr,
     pub(crate) steering: Steering,
@@ -127,8 +133,10 @@ pub(crate) struct Workers {
 ///
 /// Port 0 first asks the kernel for a free port (with a probe: with
 /// `SO_REUSEPORT` the kernel may hand out a port whose sockets would
-/// accept ours). With `n > 1` the steering program is attached; when that
-/// fails the result says why and the kernel's hash is used.
+/// accept ours). With `n > 1` the penalty socket is bound last (with a
+/// receive buffer of [`penalty::PENALTY_RCVBUF`]) and the steering program
+/// attached; when that fails the result says why, the penalty socket is
+/// closed (it leaves the group) and the kernel's hash is used.
 pub(crate) fn bind_workers(addr: SocketAddr, n: usize, timeout: Duration) -> io::Result<Workers> {
     let n = n.max(1);
     let mut addr = addr;
@@ -141,16 +149,20 @@ pub(crate) fn bind_workers(addr: SocketAddr, n: usize, timeout: Duration) -> io:
     for _ in 0..n {
         sockets.push(bind_worker_socket(addr, true, timeout)?);
     }
-    let steering = if n == 1 {
-        Steering::Single
+    let (steering, penalty) = if n == 1 {
+        (Steering::Single, None)
     } else {
-        match steer::attach(&sockets[0], n as u32) {
-            Ok(()) => Steering::ByNetwork,
-            Err(e) => Steering::KernelHash(e),
+        let pen = bind_worker_socket(addr, true, timeout)?;
+        // Best effort, as the workers' size.
+        let _ = socket2::SockRef::from(&pen).set_recv_buffer_size(penalty::PENALTY_RCVBUF);
+        match steer::attach(&sockets[0], n as u32, &[]) {
+            Ok(()) => (Steering::ByNetwork, Some(pen)),
+            Err(e) => (Steering::KernelHash(e), None),
         }
     };
     Ok(Workers {
         sockets,
+        penalty,
         addr,
         steering,
     })

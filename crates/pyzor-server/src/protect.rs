@@ -47,8 +47,11 @@ pub(crate) enum Verdict {
     /// Over the limit in log mode: counted and processed.
     Logged,
     /// Over the limit: not processed; answered with a short error when
-    /// `answer` (the slip), else not answered at all.
-    Limited { answer: bool },
+    /// `answer` (the slip), else not answered at all. `over`: on the first
+    /// limited request of a second, how many times its budget the network
+    /// had limited in the second before (rounded down; 0 otherwise), for
+    /// the penalty box (`crate::net::penalty`).
+    Limited { answer: bool, over: u32 },
 }
 
 /// One token bucket: `tokens` at `at` (µs).
@@ -70,9 +73,14 @@ impl Bucket {
     /// Refill at `rate` per second up to `rate` (the burst) and take one
     /// token if there is one.
     fn take(&mut self, rate: u32, now: u64) -> bool {
+        self.take_within(rate, f64::from(rate), now)
+    }
+
+    /// [`Bucket::take`] with the bucket's size `burst`.
+    fn take_within(&mut self, rate: u32, burst: f64, now: u64) -> bool {
         let rate = f64::from(rate);
         let elapsed = now.saturating_sub(self.at) as f64 / 1e6;
-        self.tokens = (self.tokens + elapsed * rate).min(rate);
+        self.tokens = (self.tokens + elapsed * rate).min(burst);
         self.at = now.max(self.at);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -97,6 +105,36 @@ struct Slot {
     limited: u32,
     /// Slip replies left ([`SLIP_RATE`]).
     slip: Bucket,
+    /// Start (µs) of the current one-second window and the limited reads
+    /// and writes in it ([`Slot::window`]).
+    win_at: u64,
+    win_read: u32,
+    win_write: u32,
+}
+
+impl Slot {
+    /// Count one limited request in the current one-second window. On the
+    /// first of a new window: how many times its budget (the rate) the
+    /// network had limited in the window just ended, when that window
+    /// ended less than a second ago (else 0).
+    fn window(&mut self, write: bool, (read_rate, write_rate): (u32, u32), now: u64) -> u32 {
+        let mut over = 0;
+        let age = now.saturating_sub(self.win_at);
+        if age >= 1_000_000 {
+            if age < 2_000_000 {
+                let times = |n: u32, rate: u32| n.checked_div(rate).unwrap_or(0);
+                over = times(self.win_read, read_rate).max(times(self.win_write, write_rate));
+            }
+            (self.win_at, self.win_read, self.win_write) = (now, 0, 0);
+        }
+        let n = if write {
+            &mut self.win_write
+        } else {
+            &mut self.win_read
+        };
+        *n = n.saturating_add(1);
+        over
+    }
 }
 
 /// A network: masked address and family.
@@ -143,6 +181,8 @@ pub(crate) struct RateLimiter {
     /// Prefix lengths of `allow`, in its order.
     allow_len: Vec<(u8, u8)>,
     log_only: bool,
+    /// New networks start with empty buckets ([`RateLimiter::strict`]).
+    strict: bool,
     hasher: RandomState,
     slots: Box<[Slot]>,
 }
@@ -168,9 +208,22 @@ impl RateLimiter {
             allow,
             allow_len,
             log_only: cfg.log_only,
+            strict: false,
             hasher: RandomState::new(),
             slots: vec![Slot::default(); SETS * WAYS].into_boxed_slice(),
         })
+    }
+
+    /// This limiter, without bursts: new networks start with empty buckets
+    /// and a bucket holds at most one token, so a network gets its rate and
+    /// nothing more, however long it was away. The penalty worker's
+    /// (`crate::net::penalty`): a network moved to it arrives with its
+    /// burst spent on its old worker, and a network moved to it again later
+    /// finds no refilled bucket there (measured: with refilling buckets, 5
+    /// floods stored 1,275 reports against a budget of 1,201).
+    pub(crate) fn strict(mut self) -> Self {
+        self.strict = true;
+        self
     }
 
     /// The verdict on one request from `ip` (a write: report or whitelist)
@@ -189,13 +242,17 @@ impl RateLimiter {
             return Verdict::Listed;
         }
         let net = network(ip, self.v4_len, self.v6_len);
-        let (read, write_rate, log_only) = (self.read, self.write, self.log_only);
+        let (read, write_rate, log_only, strict) =
+            (self.read, self.write, self.log_only, self.strict);
         let slot = self.slot(net, now);
         slot.seen = now;
+        // A strict limiter's buckets hold one token: no burst, ever (a
+        // network that comes back after a while gets none either).
+        let burst = |rate: u32| if strict { 1.0 } else { f64::from(rate) };
         let ok = if write {
-            slot.write.take(write_rate, now)
+            slot.write.take_within(write_rate, burst(write_rate), now)
         } else {
-            slot.read.take(read, now)
+            slot.read.take_within(read, burst(read), now)
         };
         if ok {
             return Verdict::Allow;
@@ -206,6 +263,7 @@ impl RateLimiter {
         slot.limited = slot.limited.wrapping_add(1);
         Verdict::Limited {
             answer: slot.limited % SLIP == 0 && slot.slip.take(SLIP_RATE, now),
+            over: slot.window(write, (read, write_rate), now),
         }
     }
 
@@ -225,15 +283,25 @@ impl RateLimiter {
                     .enumerate()
                     .min_by_key(|(_, s)| (s.used, s.seen))
                     .map_or(0, |(i, _)| i);
+                let fill = |rate: u32| {
+                    let mut b = Bucket::full(rate, now);
+                    if self.strict {
+                        b.tokens = 0.0;
+                    }
+                    b
+                };
                 ways[i] = Slot {
                     used: true,
                     v6: net.v6,
                     net: net.net,
                     seen: now,
-                    read: Bucket::full(self.read, now),
-                    write: Bucket::full(self.write, now),
+                    read: fill(self.read),
+                    write: fill(self.write),
                     limited: 0,
                     slip: Bucket::full(SLIP_RATE, now),
+                    win_at: now,
+                    win_read: 0,
+                    win_write: 0,
                 };
                 i
             }
@@ -511,7 +579,7 @@ mod tests {
         let answers: Vec<_> = (0..6).map(|_| l.check(a, false, 0)).collect();
         let answered = answers
             .iter()
-            .filter(|v| **v == Verdict::Limited { answer: true })
+            .filter(|v| matches!(v, Verdict::Limited { answer: true, .. }))
             .count();
         assert_eq!(answered, 3, "{answers:?}");
         // Same /56, other /64: the same network.
@@ -526,12 +594,77 @@ mod tests {
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let answered = |l: &mut RateLimiter, t: u64| {
             (0..1000)
-                .filter(|_| l.check(a, false, t) == Verdict::Limited { answer: true })
+                .filter(|_| matches!(l.check(a, false, t), Verdict::Limited { answer: true, .. }))
                 .count()
         };
         assert_eq!(answered(&mut l, 0), SLIP_RATE as usize);
         assert_eq!(answered(&mut l, 100_000), 1);
         assert_eq!(answered(&mut l, 2_000_000), SLIP_RATE as usize);
+    }
+
+    /// The first limited request of a second says how many times its
+    /// budget the network had limited in the second before (the penalty
+    /// box's measure), per kind; a pause forgets it.
+    #[test]
+    fn limited_seconds_are_measured_in_budgets() {
+        let mut l = RateLimiter::new(&cfg(10, 4)).unwrap();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let over = |v: Verdict| match v {
+            Verdict::Limited { over, .. } => over,
+            v => panic!("{v:?}"),
+        };
+        // Second 0: the burst (4 writes), then 13 limited writes.
+        for _ in 0..4 {
+            assert_eq!(l.check(a, true, 0), Verdict::Allow);
+        }
+        let first: Vec<u32> = (0..13).map(|_| over(l.check(a, true, 10))).collect();
+        assert!(first.iter().all(|&o| o == 0), "{first:?}");
+        // Second 1: its 4 writes, then the first limited one says
+        // 13 / 4 = 3 budgets, the next nothing.
+        for _ in 0..4 {
+            assert_eq!(l.check(a, true, 1_000_050), Verdict::Allow);
+        }
+        assert_eq!(over(l.check(a, true, 1_000_100)), 3);
+        assert_eq!(over(l.check(a, true, 1_000_200)), 0);
+        // Reads are measured against the read budget: 25 limited reads in
+        // that second (after its 10) = 2 budgets of 10.
+        for _ in 0..10 {
+            assert_eq!(l.check(a, false, 1_000_300), Verdict::Allow);
+        }
+        for _ in 0..25 {
+            over(l.check(a, false, 1_000_400));
+        }
+        for _ in 0..4 {
+            assert_eq!(l.check(a, true, 2_000_450), Verdict::Allow);
+        }
+        assert_eq!(over(l.check(a, true, 2_000_500)), 2);
+        assert_eq!(over(l.check(a, true, 2_000_600)), 0);
+        // 20 limited writes, then a pause of over a second: forgotten.
+        for _ in 0..20 {
+            over(l.check(a, true, 2_000_700));
+        }
+        for _ in 0..4 {
+            assert_eq!(l.check(a, true, 4_500_000), Verdict::Allow);
+        }
+        assert_eq!(over(l.check(a, true, 4_500_001)), 0);
+    }
+
+    /// The penalty worker's limiter gives a new network no burst.
+    #[test]
+    fn a_strict_limiter_has_no_burst() {
+        let mut l = RateLimiter::new(&cfg(10, 4)).unwrap().strict();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        assert!(matches!(l.check(a, true, 0), Verdict::Limited { .. }));
+        assert!(matches!(l.check(a, false, 0), Verdict::Limited { .. }));
+        // The rate still applies: a quarter of a second gives one write.
+        assert_eq!(l.check(a, true, 250_000), Verdict::Allow);
+        assert!(matches!(l.check(a, true, 250_000), Verdict::Limited { .. }));
+        // A minute away refills one token, not a burst.
+        assert_eq!(l.check(a, true, 60_250_000), Verdict::Allow);
+        assert!(matches!(
+            l.check(a, true, 60_250_000),
+            Verdict::Limited { .. }
+        ));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Starting and stopping the server: worker threads (one `SO_REUSEPORT`
-//! socket each, datagrams steered by client network, see [`crate::net`]),
+//! socket each, datagrams steered by client network, see [`crate::net`];
+//! with two or more, the penalty worker for networks that flood),
 //! the engine timers (flush every second, CleanupAge expiry
 //! at start and hourly), the metrics endpoint, SIGUSR1 reloads and a clean
 //! shutdown (in-flight batches and engine queues answered, engine flushed).
@@ -15,6 +16,7 @@ use pyzor_store::Engine;
 use crate::forward::ForwardQueue;
 use crate::logging::Logs;
 use crate::metrics::Metrics;
+use crate::net::penalty::{PenaltyBox, Role};
 use crate::net::{bind_workers, listen_addr, py_os_error, Steering};
 use crate::rules::RuleSet;
 use crate::worker::{run_worker, Shared};
@@ -96,6 +98,7 @@ pub struct Server {
     metrics_thread: Option<JoinHandle<()>>,
     local_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
+    penalty: Option<Arc<PenaltyBox>>,
 }
 
 impl Server {
@@ -139,6 +142,17 @@ impl Server {
         )
         .map_err(listen)?;
         let (sockets, addr) = (bound.sockets, bound.addr);
+        // The penalty box: with two workers or more and the steering
+        // program attached (docs/security.md, "The penalty box"); it can
+        // only act when rate limits are on.
+        let penalty = match (bound.penalty, sockets.first()) {
+            (Some(p), Some(first)) if opts.rate_limit.enabled() => {
+                let group = first.try_clone().map_err(listen)?;
+                let b = crate::net::penalty::PenaltyBox::new(n as u32, group, Arc::clone(&metrics));
+                Some((Arc::new(b), p))
+            }
+            _ => None,
+        };
         if let Steering::KernelHash(e) = &bound.steering {
             log::warn!(
                 "Cannot steer datagrams by client network ({e}); the kernel spreads them over the {n} workers, so one client's requests may be answered out of order (docs/server.md)"
@@ -173,6 +187,7 @@ impl Server {
                 &opts.rate_limit,
             )
             .map(Arc::new),
+            penalty: penalty.as_ref().map(|(b, _)| (Arc::clone(b), Role::Worker)),
         };
         let (metrics_addr, metrics_thread) = match &opts.http.address {
             Some(a) => {
@@ -202,7 +217,8 @@ impl Server {
                 d.bytes() / 1024
             );
         }
-        let mut workers = Vec::with_capacity(n);
+        let mut workers = Vec::with_capacity(n + 1);
+        let mut penalty_box = None;
         for (i, s) in sockets.into_iter().enumerate() {
             let sh = Arc::clone(&shared);
             let queue = opts.engine_queue;
@@ -213,6 +229,21 @@ impl Server {
                     .spawn(move || run_worker(sh, s, queue, protection))
                     .map_err(StartError::Thread)?,
             );
+        }
+        if let Some((b, sock)) = penalty {
+            let sh = Arc::clone(&shared);
+            let queue = opts.engine_queue;
+            let protection = crate::worker::Protection {
+                penalty: Some((Arc::clone(&b), Role::PenaltyWorker)),
+                ..protection.clone()
+            };
+            workers.push(
+                std::thread::Builder::new()
+                    .name("worker-penalty".into())
+                    .spawn(move || run_worker(sh, sock, queue, protection))
+                    .map_err(StartError::Thread)?,
+            );
+            penalty_box = Some(b);
         }
         let timers = {
             let sh = Arc::clone(&shared);
@@ -232,12 +263,23 @@ impl Server {
             metrics_thread,
             local_addr: addr,
             metrics_addr,
+            penalty: penalty_box,
         })
     }
 
     /// The bound address (the real port when 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The client networks on the penalty socket now, as `a.b.c.0/24` or
+    /// `x:x:x:xx00::/56` (docs/security.md, "The penalty box"); empty
+    /// with one worker or without rate limits.
+    pub fn penalised_networks(&self) -> Vec<String> {
+        self.penalty
+            .as_ref()
+            .map(|b| b.penalised().iter().map(ToString::to_string).collect())
+            .unwrap_or_default()
     }
 
     /// Where the HTTP listener listens.

@@ -35,6 +35,7 @@ use crate::engine_queue::{EngineQueue, Job};
 use crate::forward::ForwardQueue;
 use crate::logging::Logs;
 use crate::metrics::{Metrics, Tally};
+use crate::net::penalty::{PenaltyBox, Role};
 use crate::protect::{DistinctReporters, RateLimiter, ReplayGuard, Verdict};
 use crate::rules::{RuleSet, Rules};
 
@@ -77,6 +78,8 @@ pub(crate) struct Protection {
     pub(crate) ignore_empty_digest: bool,
     /// `DistinctWindow` (one table for all workers and engine threads).
     pub(crate) distinct: Option<Arc<DistinctReporters>>,
+    /// The penalty box (two workers or more) and who this worker is to it.
+    pub(crate) penalty: Option<(Arc<PenaltyBox>, Role)>,
 }
 
 impl Default for Protection {
@@ -88,6 +91,7 @@ impl Default for Protection {
             strict_digests: false,
             ignore_empty_digest: false,
             distinct: None,
+            penalty: None,
         }
     }
 }
@@ -191,6 +195,8 @@ pub struct Processor {
     clock0: std::time::Instant,
     /// When a rate limit was last logged (µs of `clock0`).
     limit_logged: Option<u64>,
+    /// Where floods are reported ([`Protection::penalty`]).
+    penalty: Option<(Arc<PenaltyBox>, Role)>,
 }
 
 impl Processor {
@@ -201,7 +207,12 @@ impl Processor {
     /// [`Self::new`] with rate limits and a replay guard.
     pub(crate) fn with_protection(shared: &Shared, protection: &Protection) -> Self {
         Processor {
-            limiter: RateLimiter::new(&protection.rate),
+            // The penalty worker's networks arrive with their burst spent.
+            limiter: RateLimiter::new(&protection.rate).map(|l| match protection.penalty {
+                Some((_, Role::PenaltyWorker)) => l.strict(),
+                _ => l,
+            }),
+            penalty: protection.penalty.clone(),
             replay: Arc::clone(&protection.replay),
             distinct: protection.distinct.clone(),
             parse_opts: ParseOptions {
@@ -290,6 +301,7 @@ impl Processor {
         for (i, p) in self.parsed[..n].iter().enumerate() {
             let limited = limit(
                 (&mut self.limiter, &mut self.limit_logged),
+                self.penalty.as_ref(),
                 shared,
                 p,
                 datagram(i).1,
@@ -442,6 +454,7 @@ impl Processor {
 /// let through (`limiter` and when it last logged; `mono`: µs of the limiter's clock).
 fn limit(
     (limiter, limit_logged): (&mut Option<RateLimiter>, &mut Option<u64>),
+    penalty: Option<&(Arc<PenaltyBox>, Role)>,
     shared: &Shared,
     p: &Parsed,
     peer: Option<SocketAddr>,
@@ -460,8 +473,14 @@ fn limit(
             m.rate_allowlisted.fetch_add(1, Relaxed);
             return None;
         }
-        Verdict::Logged | Verdict::Limited { .. } => {
+        Verdict::Logged => {
             m.rate_limited.fetch_add(1, Relaxed);
+        }
+        Verdict::Limited { over, .. } => {
+            m.rate_limited.fetch_add(1, Relaxed);
+            if let (Some((b, by)), true) = (penalty, over > 0) {
+                b.report(peer.ip(), over, *by);
+            }
         }
     }
     // One line a minute per worker at most.
@@ -479,8 +498,8 @@ fn limit(
         );
     }
     match verdict {
-        Verdict::Limited { answer: true } => Some(Decision::Fail(RATE_LIMITED)),
-        Verdict::Limited { answer: false } => {
+        Verdict::Limited { answer: true, .. } => Some(Decision::Fail(RATE_LIMITED)),
+        Verdict::Limited { answer: false, .. } => {
             m.rate_dropped.fetch_add(1, Relaxed);
             Some(Decision::Drop)
         }
@@ -860,6 +879,7 @@ pub(crate) fn run_worker(
         // (the rate limit is the worker's).
         let engine_side = Protection {
             rate: pyzor_config::RateLimitConfig::off(),
+            penalty: None,
             ..protection.clone()
         };
         match EngineQueue::start(&shared, &sock, engine_queue, name, &engine_side) {
@@ -872,7 +892,19 @@ pub(crate) fn run_worker(
     // Which replies of the batch to send now (all, unless some went to the
     // engine thread or were dropped by the rate limit).
     let mut ready = [true; crate::net::BATCH];
+    // The penalty worker yields the CPU to the others and lets networks
+    // out of the box.
+    let penalty_box = match &protection.penalty {
+        Some((b, Role::PenaltyWorker)) => {
+            crate::net::penalty::lower_this_thread();
+            Some(Arc::clone(b))
+        }
+        _ => None,
+    };
     while !shared.stop.load(Relaxed) {
+        if let Some(b) = &penalty_box {
+            b.expire();
+        }
         let n = match io.recv(&sock) {
             Ok(0) => continue,
             Ok(n) => n,
