@@ -49,6 +49,10 @@ pub struct StartOptions {
     /// the engine call included; beyond it they are answered 500 at once
     /// (docs/server.md, "Concurrency"). At least 1.
     pub engine_queue: usize,
+    /// `EngineConcurrency`: for an engine that may block, how many engine
+    /// threads each worker runs (batches in flight at once; one client
+    /// network always on the same thread). At least 1.
+    pub engine_concurrency: usize,
     /// The per-network rate limits (docs/security.md).
     pub rate_limit: pyzor_config::RateLimitConfig,
     /// `StrictDigests` (docs/security.md, "Strict digests").
@@ -204,7 +208,7 @@ impl Server {
         let mut workers = Vec::with_capacity(n);
         for (i, s) in sockets.into_iter().enumerate() {
             let sh = Arc::clone(&shared);
-            let queue = opts.engine_queue;
+            let queue = (opts.engine_queue, opts.engine_concurrency);
             let protection = protection.clone();
             workers.push(
                 std::thread::Builder::new()

@@ -126,6 +126,7 @@ fn start(engine: Arc<Gated>, engine_queue: usize) -> Server {
         http: Default::default(),
         homedir: std::env::temp_dir(),
         engine_queue,
+        engine_concurrency: 1,
         rate_limit: pyzor_config::RateLimitConfig::off(),
         strict_digests: false,
         ignore_empty_digest: false,
