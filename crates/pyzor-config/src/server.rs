@@ -82,7 +82,7 @@ pub const SERVER_DEFAULTS: &[(&str, &str)] = &[
     ("Group", ""),
     ("IgnoreEmptyDigest", "False"),
     ("DistinctWindow", "0"),
-    ("EngineConcurrency", "4"),
+    ("EngineConcurrency", "1"),
 ];
 
 /// The largest `EngineTimeout` accepted, in seconds (an hour).
@@ -625,16 +625,31 @@ mod tests {
         assert!(!ServerConfig::load(t.path(), &[]).unwrap().strict_digests);
     }
 
-    /// `EngineConcurrency`: 4 by default, 1..=64 from the file or a flag;
+    /// `EngineConcurrency`: 1 by default, 1..=64 from the file or a flag;
     /// anything else names the key.
     #[test]
     fn engine_concurrency_key() {
         let t = home_with(None);
-        assert_eq!(ServerConfig::load(t.path(), &[]).unwrap().engine_concurrency, 4);
-        let t = home_with(Some("[server]\nEngineConcurrency = 1\n"));
-        assert_eq!(ServerConfig::load(t.path(), &[]).unwrap().engine_concurrency, 1);
+        assert_eq!(
+            ServerConfig::load(t.path(), &[])
+                .unwrap()
+                .engine_concurrency,
+            1
+        );
+        let t = home_with(Some("[server]\nEngineConcurrency = 4\n"));
+        assert_eq!(
+            ServerConfig::load(t.path(), &[])
+                .unwrap()
+                .engine_concurrency,
+            4
+        );
         let flag = [("EngineConcurrency", "64".to_owned())];
-        assert_eq!(ServerConfig::load(t.path(), &flag).unwrap().engine_concurrency, 64);
+        assert_eq!(
+            ServerConfig::load(t.path(), &flag)
+                .unwrap()
+                .engine_concurrency,
+            64
+        );
         for bad in ["0", "-1", "65", "x", "99999999999999999999"] {
             let flag = [("EngineConcurrency", bad.to_owned())];
             let e = ServerConfig::load(t.path(), &flag).unwrap_err().to_string();

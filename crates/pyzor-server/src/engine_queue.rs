@@ -315,7 +315,9 @@ impl EngineQueue {
                 }
             }
         }
-        log::error!("The engine threads of this worker have ended; engine requests are answered 500");
+        log::error!(
+            "The engine threads of this worker have ended; engine requests are answered 500"
+        );
         Err(job)
     }
 

@@ -13,6 +13,7 @@
 //! bounded.
 
 mod common;
+mod engine_support;
 mod mixed_support;
 
 use std::net::{SocketAddr, UdpSocket};
@@ -22,13 +23,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::start_ours;
+use engine_support::start_one_worker;
 use mixed_support::{parse_check, reply_code, run_bounded, MysqlScratch};
-use pyzor_protocol::auth::{Accounts, Acl};
 use pyzor_protocol::{Record, Timestamp};
-use pyzor_server::rules::{RuleSet, Rules};
-use pyzor_server::server::{Server, StartOptions};
 use pyzor_store::memory::MemoryEngine;
-use pyzor_store::{Engine, Op, RecordIter};
+use pyzor_store::{Engine, Op};
 
 /// Client networks sending at once (127.0.1.0/24 … 127.0.NETS.0/24).
 const NETS: u8 = 12;
@@ -91,21 +90,7 @@ impl Engine for Probe {
         self.in_flight.fetch_sub(1, SeqCst);
         r
     }
-    fn put_many(&self, r: &[(Vec<u8>, Record)]) -> pyzor_store::Result<()> {
-        self.inner.put_many(r)
-    }
-    fn delete_many(&self, d: &[Vec<u8>]) -> pyzor_store::Result<()> {
-        self.inner.delete_many(d)
-    }
-    fn scan(&self) -> pyzor_store::Result<RecordIter<'_>> {
-        self.inner.scan()
-    }
-    fn expire(&self, c: Timestamp) -> pyzor_store::Result<u64> {
-        self.inner.expire(c)
-    }
-    fn flush(&self) -> pyzor_store::Result<()> {
-        Ok(())
-    }
+    pass_on_to_inner!();
 }
 
 /// Opens the probe's gate when the test ends, also when it fails.
@@ -115,30 +100,6 @@ impl Drop for OpenOnDrop {
     fn drop(&mut self) {
         self.0.closed.store(false, SeqCst);
     }
-}
-
-/// A server through the library API: one worker (every client on it),
-/// `lanes` engine threads, at most `queue` requests waiting for them.
-fn start(engine: Arc<Probe>, queue: usize, lanes: usize) -> Server {
-    let opts = StartOptions {
-        address: "127.0.0.1".into(),
-        port: 0,
-        workers: 1,
-        cleanup_age: 0,
-        http: Default::default(),
-        homedir: std::env::temp_dir(),
-        engine_queue: queue,
-        engine_concurrency: lanes,
-        rate_limit: pyzor_config::RateLimitConfig::off(),
-        strict_digests: false,
-        ignore_empty_digest: false,
-        distinct_window: 0,
-    };
-    let rules = RuleSet::fixed(Rules {
-        accounts: Accounts::default(),
-        acl: Acl::reference_default(),
-    });
-    Server::start(&opts, engine, Arc::new(rules), None, None).expect("start the server")
 }
 
 fn datagram(op: &str, digest: &str, thread: u32) -> Vec<u8> {
@@ -199,7 +160,11 @@ fn network_rounds(server: SocketAddr, net: u8, tag: &str) -> (Vec<String>, u32) 
             WINDOW as usize,
             "{ip} round {round}: not every report was answered 200"
         );
-        assert_eq!(checks.len(), WINDOW as usize, "{ip} round {round}: checks lost");
+        assert_eq!(
+            checks.len(),
+            WINDOW as usize,
+            "{ip} round {round}: checks lost"
+        );
         for c in &checks {
             if parse_check(c) != Some((1, 0)) {
                 bad.push(format!(
@@ -227,7 +192,10 @@ fn assert_per_network_order(engine: &str, server: SocketAddr) {
     let mut bad = Vec::new();
     for t in threads {
         let (b, done) = t.join().expect("a client thread panicked");
-        assert!(done >= 3, "{engine}: only {done} rounds within {DEADLINE:?}");
+        assert!(
+            done >= 3,
+            "{engine}: only {done} rounds within {DEADLINE:?}"
+        );
         bad.extend(b);
     }
     assert!(
@@ -244,7 +212,7 @@ fn assert_per_network_order(engine: &str, server: SocketAddr) {
 #[test]
 fn per_network_order_with_four_batches_in_flight() {
     let engine = Probe::new(Duration::from_millis(2), false);
-    let server = start(Arc::clone(&engine), 1024, 4);
+    let server = start_one_worker(engine.clone(), 1024, 4);
     assert_per_network_order("memory, K = 4", server.local_addr());
     let most = engine.most_in_flight.load(SeqCst);
     assert!(
@@ -258,7 +226,7 @@ fn per_network_order_with_four_batches_in_flight() {
 #[test]
 fn one_engine_thread_runs_one_batch_at_a_time() {
     let engine = Probe::new(Duration::from_millis(2), false);
-    let server = start(Arc::clone(&engine), 1024, 1);
+    let server = start_one_worker(engine.clone(), 1024, 1);
     assert_per_network_order("memory, K = 1", server.local_addr());
     assert_eq!(engine.most_in_flight.load(SeqCst), 1);
     server.shutdown();
@@ -274,7 +242,7 @@ fn the_queue_bound_counts_every_engine_thread() {
     const SENT: usize = 64;
     let engine = Probe::new(Duration::ZERO, true);
     let _open = OpenOnDrop(Arc::clone(&engine));
-    let server = start(Arc::clone(&engine), QUEUE, 4);
+    let server = start_one_worker(engine.clone(), QUEUE, 4);
     let to = server.local_addr();
     let socks: Vec<UdpSocket> = (1..=16u8)
         .map(|net| UdpSocket::bind((format!("127.0.{net}.1").as_str(), 0)).unwrap())
@@ -289,7 +257,8 @@ fn the_queue_bound_counts_every_engine_thread() {
     // Everything beyond the bound is answered at once, 500.
     let mut refused = 0;
     for s in &socks {
-        s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
         let mut buf = [0u8; 2048];
         while let Ok((n, _)) = s.recv_from(&mut buf) {
             assert_eq!(
@@ -318,7 +287,8 @@ fn the_queue_bound_counts_every_engine_thread() {
     engine.closed.store(false, SeqCst);
     let mut answered = 0;
     for s in &socks {
-        s.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
         let mut buf = [0u8; 2048];
         while let Ok((n, _)) = s.recv_from(&mut buf) {
             assert_eq!(reply_code(&buf[..n]), 200);
