@@ -253,10 +253,9 @@ impl EngineQueue {
         } else {
             self.split_and_send(job)
         };
-        sent.map_err(|job| {
+        sent.inspect_err(|_| {
             self.waiting.fetch_sub(n, Relaxed);
             shared.metrics.engine_queued.fetch_sub(n as u64, Relaxed);
-            job
         })
     }
 
