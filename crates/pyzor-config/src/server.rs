@@ -24,8 +24,10 @@
 //! `RateLimitIPv6Prefix`, `RateLimitAllow`, `RateLimitMode`; see
 //! [`RateLimitConfig`] and docs/security.md), `User`/`Group` (the
 //! identity pyzord drops root to once its sockets are bound; empty = stay),
-//! and the count policies `StrictDigests`, `IgnoreEmptyDigest` and
-//! `DistinctWindow`.
+//! the count policies `StrictDigests`, `IgnoreEmptyDigest` and
+//! `DistinctWindow`, and `EngineConcurrency` (engine threads per worker
+//! for the engines that may block; see
+//! [`ServerConfig::engine_concurrency`]).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -80,6 +82,7 @@ pub const SERVER_DEFAULTS: &[(&str, &str)] = &[
     ("Group", ""),
     ("IgnoreEmptyDigest", "False"),
     ("DistinctWindow", "0"),
+    ("EngineConcurrency", "1"),
 ];
 
 /// The largest `EngineTimeout` accepted, in seconds (an hour).
@@ -255,7 +258,16 @@ pub struct ServerConfig {
     /// count rises at most once per reporter (docs/security.md, "Distinct
     /// reporters").
     pub distinct_window: u32,
+    /// `EngineConcurrency` (ours): engine threads per worker, from 1 to
+    /// [`MAX_ENGINE_CONCURRENCY`], for the engines whose calls may block
+    /// (redis, mysql, postgres): that many batches of one worker are in
+    /// flight at once, each network's requests always on the same thread
+    /// (docs/server.md, "Concurrency"). Ignored by the embedded engines.
+    pub engine_concurrency: usize,
 }
+
+/// The most `EngineConcurrency` accepted.
+pub const MAX_ENGINE_CONCURRENCY: usize = 64;
 
 /// The longest `DistinctWindow` accepted, in seconds (30 days).
 pub const MAX_DISTINCT_WINDOW: u32 = 30 * 86_400;
@@ -416,6 +428,17 @@ impl ServerConfig {
                         key: "DistinctWindow",
                         value: v.to_string(),
                         expected: "a number of seconds from 0 (off) to 2592000 (30 days)",
+                    })?
+            },
+            engine_concurrency: {
+                let v = int("EngineConcurrency")?;
+                usize::try_from(v)
+                    .ok()
+                    .filter(|k| (1..=MAX_ENGINE_CONCURRENCY).contains(k))
+                    .ok_or(ConfigError::BadValue {
+                        key: "EngineConcurrency",
+                        value: v.to_string(),
+                        expected: "a number of engine threads per worker from 1 to 64",
                     })?
             },
         })
@@ -637,6 +660,38 @@ mod tests {
         assert!(ServerConfig::load(t.path(), &on).unwrap().strict_digests);
         let t = home_with(Some("[server]\nStrictDigests = yes\n"));
         assert!(!ServerConfig::load(t.path(), &[]).unwrap().strict_digests);
+    }
+
+    /// `EngineConcurrency`: 1 by default, 1..=64 from the file or a flag;
+    /// anything else names the key.
+    #[test]
+    fn engine_concurrency_key() {
+        let t = home_with(None);
+        assert_eq!(
+            ServerConfig::load(t.path(), &[])
+                .unwrap()
+                .engine_concurrency,
+            1
+        );
+        let t = home_with(Some("[server]\nEngineConcurrency = 4\n"));
+        assert_eq!(
+            ServerConfig::load(t.path(), &[])
+                .unwrap()
+                .engine_concurrency,
+            4
+        );
+        let flag = [("EngineConcurrency", "64".to_owned())];
+        assert_eq!(
+            ServerConfig::load(t.path(), &flag)
+                .unwrap()
+                .engine_concurrency,
+            64
+        );
+        for bad in ["0", "-1", "65", "x", "99999999999999999999"] {
+            let flag = [("EngineConcurrency", bad.to_owned())];
+            let e = ServerConfig::load(t.path(), &flag).unwrap_err().to_string();
+            assert!(e.contains("EngineConcurrency"), "{bad}: {e}");
+        }
     }
 
     /// `IgnoreEmptyDigest` and `DistinctWindow`: off by default (they

@@ -44,9 +44,9 @@ pub(crate) fn run(cfg: &ServerConfig, workers: usize, out: &mut dyn Write) -> i3
             format!("{} (not present: built-in defaults)", config.display())
         },
     );
-    let opts = crate::engine_options(cfg);
+    let opts = crate::engine_options(cfg, workers);
     show("engine", format!("{} {}", cfg.engine, opts.masked_dsn()));
-    match crate::open_engine(cfg) {
+    match crate::open_engine(cfg, workers) {
         Ok(engine) => match engine.get(&[b'0'; 40]) {
             Ok(_) => show("", "opened; a read answered".into()),
             Err(e) => problems.push(format!(

@@ -128,6 +128,9 @@ pub struct Cli {
     /// seconds in which a digest's report (and whitelist) count rises at most once per client network or account; 0 = off (default: 0; docs/security.md)
     #[arg(long = "distinct-window")]
     pub distinct_window: Option<i64>,
+    /// engine threads per worker for redis, mysql and postgres: batches of one worker in flight at once, one client network always on the same thread; 1 to 64 (default: 1; more helps only when the database, not the CPU, is the wait: docs/server.md, "Concurrency")
+    #[arg(long = "engine-concurrency")]
+    pub engine_concurrency: Option<i64>,
     /// print the version on stderr and exit
     #[arg(short = 'V', long = "version")]
     pub version: bool,
@@ -209,6 +212,10 @@ impl Cli {
         put(
             "DistinctWindow",
             self.distinct_window.map(|x| x.to_string()),
+        );
+        put(
+            "EngineConcurrency",
+            self.engine_concurrency.map(|x| x.to_string()),
         );
         v
     }
@@ -349,6 +356,7 @@ mod tests {
             ("workers", "Workers"),
             ("rate_limit", "RateLimit"),
             ("report_rate_limit", "ReportRateLimit"),
+            ("engine_concurrency", "EngineConcurrency"),
         ];
         for (id, key) in flags {
             let arg = cmd

@@ -64,13 +64,21 @@ use crate::server::{Server, StartOptions};
 /// The version the reference prints.
 pub const VERSION: &str = "1.1.2";
 
-/// The engine options of `cfg` (also shown, DSN masked, by `--check-config`).
-pub(crate) fn engine_options(cfg: &ServerConfig) -> EngineOptions {
+/// The engine options of `cfg` for `workers` workers (also shown, DSN
+/// masked, by `--check-config`).
+pub(crate) fn engine_options(cfg: &ServerConfig, workers: usize) -> EngineOptions {
     let mut o = EngineOptions::new(&cfg.engine, &cfg.homedir);
     if cfg.digest_db_explicit || pyzor_store::default_dsn(&cfg.engine).is_some() {
         o.dsn = Some(cfg.digest_db.clone());
     }
-    o.db_connections = cfg.db_connections.max(0) as usize;
+    o.db_connections = match cfg.db_connections {
+        // `DBConnections = 0`: one pooled connection per engine thread
+        // (docs/server.md, "Concurrency"), one for the penalty worker's
+        // (docs/security.md, "The penalty box") and one for the HTTP
+        // lookups.
+        ..=0 => workers.max(1) * cfg.engine_concurrency.max(1) + 2,
+        n => n as usize,
+    };
     o.cleanup_age = cfg.cleanup_age.max(0) as u64;
     o.durability = match cfg.durability {
         DurabilityMode::Process => Durability::Process,
@@ -82,8 +90,8 @@ pub(crate) fn engine_options(cfg: &ServerConfig) -> EngineOptions {
 
 /// Open the configured engine (any of `pyzor_store::ENGINES`; `memory` is
 /// volatile, for tests and benchmarks).
-pub(crate) fn open_engine(cfg: &ServerConfig) -> Result<Arc<dyn Engine>, String> {
-    let o = engine_options(cfg);
+pub(crate) fn open_engine(cfg: &ServerConfig, workers: usize) -> Result<Arc<dyn Engine>, String> {
+    let o = engine_options(cfg, workers);
     pyzor_store::open(&o).map_err(|e| {
         // never the DSN as written: it may hold a password
         format!(
@@ -302,7 +310,7 @@ fn start(
         }
         None => None,
     };
-    let engine = open_engine(cfg).map_err(StartError::Engine)?;
+    let engine = open_engine(cfg, workers).map_err(StartError::Engine)?;
     let rules = Arc::new(RuleSet::load(
         cfg.passwd_file.clone(),
         cfg.access_file.clone(),
@@ -319,6 +327,7 @@ fn start(
         http: cfg.http.clone(),
         data_dir: cfg.data_dir(),
         engine_queue: server::DEFAULT_ENGINE_QUEUE,
+        engine_concurrency: cfg.engine_concurrency,
         rate_limit: cfg.rate_limit.clone(),
         strict_digests: cfg.strict_digests,
         ignore_empty_digest: cfg.ignore_empty_digest,
@@ -448,7 +457,7 @@ mod tests {
                 ],
             )
             .unwrap();
-            let Err(e) = open_engine(&cfg) else {
+            let Err(e) = open_engine(&cfg, 1) else {
                 panic!("{engine}: opened {dsn}")
             };
             assert!(!e.contains(pw), "{engine}: {e}");

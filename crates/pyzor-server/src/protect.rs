@@ -139,13 +139,13 @@ impl Slot {
 
 /// A network: masked address and family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct Net {
+pub(crate) struct Net {
     v6: bool,
     net: u128,
 }
 
 /// `ip` masked to `len` leading bits (IPv4-mapped IPv6 addresses are IPv4).
-fn network(ip: IpAddr, v4_len: u8, v6_len: u8) -> Net {
+pub(crate) fn network(ip: IpAddr, v4_len: u8, v6_len: u8) -> Net {
     match ip {
         IpAddr::V4(a) => v4_net(u32::from(a), v4_len),
         IpAddr::V6(a) => match a.to_ipv4_mapped() {

@@ -52,6 +52,10 @@ pub struct StartOptions {
     /// the engine call included; beyond it they are answered 500 at once
     /// (docs/server.md, "Concurrency"). At least 1.
     pub engine_queue: usize,
+    /// `EngineConcurrency`: for an engine that may block, how many engine
+    /// threads each worker runs (batches in flight at once; one client
+    /// network always on the same thread). At least 1.
+    pub engine_concurrency: usize,
     /// The per-network rate limits (docs/security.md).
     pub rate_limit: pyzor_config::RateLimitConfig,
     /// `StrictDigests` (docs/security.md, "Strict digests").
@@ -221,7 +225,7 @@ impl Server {
         let mut penalty_box = None;
         for (i, s) in sockets.into_iter().enumerate() {
             let sh = Arc::clone(&shared);
-            let queue = opts.engine_queue;
+            let queue = (opts.engine_queue, opts.engine_concurrency);
             let protection = protection.clone();
             workers.push(
                 std::thread::Builder::new()
@@ -232,7 +236,9 @@ impl Server {
         }
         if let Some((b, sock)) = penalty {
             let sh = Arc::clone(&shared);
-            let queue = opts.engine_queue;
+            // One engine thread: the penalty worker answers a flood's
+            // few admitted requests, it needs no parallel engine calls.
+            let queue = (opts.engine_queue, 1);
             let protection = crate::worker::Protection {
                 penalty: Some((Arc::clone(&b), Role::PenaltyWorker)),
                 ..protection.clone()

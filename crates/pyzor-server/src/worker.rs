@@ -859,12 +859,12 @@ fn recycle<A, B>(mut v: Vec<A>) -> Vec<B> {
 /// A worker's loop: receive a batch, process it, send the replies, until
 /// `shared.stop` is set. The batch in hand is always answered. With an
 /// engine that may block, the requests that need it go to the worker's
-/// engine thread (at most `engine_queue` waiting), whose queue is drained
-/// before this returns.
+/// engine threads (`engine.1` of them, at most `engine.0` requests
+/// waiting), whose queue is drained before this returns.
 pub(crate) fn run_worker(
     shared: Arc<Shared>,
     sock: std::net::UdpSocket,
-    engine_queue: usize,
+    engine: (usize, usize),
     protection: Protection,
 ) {
     let mut io = crate::net::worker_batch();
@@ -882,7 +882,7 @@ pub(crate) fn run_worker(
             penalty: None,
             ..protection.clone()
         };
-        match EngineQueue::start(&shared, &sock, engine_queue, name, &engine_side) {
+        match EngineQueue::start(&shared, &sock, engine, &name, &engine_side) {
             Ok(q) => queue = Some(q),
             Err(e) => log::error!(
                 "cannot start an engine thread ({e}); this worker calls the engine itself"

@@ -9,17 +9,18 @@
 //! until the test opens the gate (at most [`GATE_MAX`]). Live servers are
 //! started through the library API on a port the OS picks.
 
+mod engine_support;
+
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use pyzor_protocol::auth::{Accounts, Acl};
+use engine_support::start_one_worker;
 use pyzor_protocol::{Record, Timestamp};
-use pyzor_server::rules::{RuleSet, Rules};
-use pyzor_server::server::{Server, StartOptions};
+use pyzor_server::server::Server;
 use pyzor_store::memory::MemoryEngine;
-use pyzor_store::{Engine, Op, RecordIter, StoreError};
+use pyzor_store::{Engine, Op, StoreError};
 
 /// The longest an engine call waits for the gate (bounds a failing test).
 const GATE_MAX: Duration = Duration::from_secs(30);
@@ -88,21 +89,7 @@ impl Engine for Gated {
         }
         self.inner.execute(ops, now, out)
     }
-    fn put_many(&self, r: &[(Vec<u8>, Record)]) -> pyzor_store::Result<()> {
-        self.inner.put_many(r)
-    }
-    fn delete_many(&self, d: &[Vec<u8>]) -> pyzor_store::Result<()> {
-        self.inner.delete_many(d)
-    }
-    fn scan(&self) -> pyzor_store::Result<RecordIter<'_>> {
-        self.inner.scan()
-    }
-    fn expire(&self, c: Timestamp) -> pyzor_store::Result<u64> {
-        self.inner.expire(c)
-    }
-    fn flush(&self) -> pyzor_store::Result<()> {
-        Ok(())
-    }
+    pass_on_to_inner!();
 }
 
 /// Opens the gate when the test ends, also when it fails, so that no
@@ -115,27 +102,10 @@ impl Drop for OpenOnDrop {
     }
 }
 
-/// One worker (so that every client lands on the stuck one), anonymous may
-/// check, report, ping, pong and info.
+/// One worker (so that every client lands on the stuck one), one engine
+/// thread.
 fn start(engine: Arc<Gated>, engine_queue: usize) -> Server {
-    let opts = StartOptions {
-        address: "127.0.0.1".into(),
-        port: 0,
-        workers: 1,
-        cleanup_age: 0,
-        http: Default::default(),
-        data_dir: std::env::temp_dir(),
-        engine_queue,
-        rate_limit: pyzor_config::RateLimitConfig::off(),
-        strict_digests: false,
-        ignore_empty_digest: false,
-        distinct_window: 0,
-    };
-    let rules = RuleSet::fixed(Rules {
-        accounts: Accounts::default(),
-        acl: Acl::reference_default(),
-    });
-    Server::start(&opts, engine, Arc::new(rules), None, None).expect("start the server")
+    start_one_worker(engine, engine_queue, 1)
 }
 
 /// A client socket on loopback.

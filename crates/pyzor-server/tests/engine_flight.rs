@@ -1,0 +1,376 @@
+//! Several batches in flight per worker (`EngineConcurrency`, docs/server.md
+//! "Concurrency"): with K engine threads per worker, every request of one
+//! client network still goes to one thread, so a check sent after a report
+//! from the same network sees the report, while other networks' batches run
+//! at the same time; and the worker's queue bound (requests waiting for the
+//! engine) counts all K threads together.
+//!
+//! Clients sit on different loopback /24 networks (127.0.N.1: Linux answers
+//! on all of 127.0.0.0/8), which the rate limiter allows by default. The
+//! memory engine behind a probe (delay, gate, calls in flight) stands for a
+//! slow database; MariaDB and PostgreSQL run the same order test through
+//! the pyzord binary when present, and skip loudly otherwise. Every wait is
+//! bounded.
+
+mod common;
+mod engine_support;
+mod mixed_support;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::start_ours;
+use engine_support::start_one_worker;
+use mixed_support::{parse_check, reply_code, run_bounded, MysqlScratch};
+use pyzor_protocol::{Record, Timestamp};
+use pyzor_store::memory::MemoryEngine;
+use pyzor_store::{Engine, Op};
+
+/// Client networks sending at once (127.0.1.0/24 … 127.0.NETS.0/24).
+const NETS: u8 = 12;
+/// Rounds per network; each round reports `WINDOW` new digests without
+/// waiting, then checks them from a second socket of the same address.
+const ROUNDS: u32 = 15;
+const WINDOW: u32 = 8;
+/// Bound of one network's rounds.
+const DEADLINE: Duration = Duration::from_secs(120);
+/// How long one reply may take on a loaded machine.
+const REPLY_WAIT: Duration = Duration::from_secs(10);
+/// The longest an engine call waits for the probe's gate.
+const GATE_MAX: Duration = Duration::from_secs(30);
+
+/// A memory engine that takes `delay` per call (a database round trip),
+/// waits while `closed` (bounded by [`GATE_MAX`]), and records how many
+/// calls run at once. It does not say `may_block`, so it gets engine
+/// threads.
+struct Probe {
+    inner: MemoryEngine,
+    delay: Duration,
+    closed: AtomicBool,
+    calls: AtomicUsize,
+    in_flight: AtomicUsize,
+    most_in_flight: AtomicUsize,
+}
+
+impl Probe {
+    fn new(delay: Duration, closed: bool) -> Arc<Probe> {
+        Arc::new(Probe {
+            inner: MemoryEngine::new(),
+            delay,
+            closed: AtomicBool::new(closed),
+            calls: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            most_in_flight: AtomicUsize::new(0),
+        })
+    }
+}
+
+impl Engine for Probe {
+    fn name(&self) -> &'static str {
+        "probe"
+    }
+    fn execute(
+        &self,
+        ops: &[Op<'_>],
+        now: Timestamp,
+        out: &mut Vec<Option<Record>>,
+    ) -> pyzor_store::Result<()> {
+        self.calls.fetch_add(1, SeqCst);
+        let running = self.in_flight.fetch_add(1, SeqCst) + 1;
+        self.most_in_flight.fetch_max(running, SeqCst);
+        let t0 = Instant::now();
+        while self.closed.load(SeqCst) && t0.elapsed() < GATE_MAX {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(self.delay);
+        let r = self.inner.execute(ops, now, out);
+        self.in_flight.fetch_sub(1, SeqCst);
+        r
+    }
+    pass_on_to_inner!();
+}
+
+/// Opens the probe's gate when the test ends, also when it fails.
+struct OpenOnDrop(Arc<Probe>);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        self.0.closed.store(false, SeqCst);
+    }
+}
+
+fn datagram(op: &str, digest: &str, thread: u32) -> Vec<u8> {
+    format!("Op: {op}\nOp-Digest: {digest}\nThread: {thread}\nPV: 2.1\n\n").into_bytes()
+}
+
+/// The `Thread` of a reply.
+fn thread_of(reply: &[u8]) -> Option<u32> {
+    String::from_utf8_lossy(reply)
+        .lines()
+        .find_map(|l| l.strip_prefix("Thread: "))
+        .and_then(|t| t.trim().parse().ok())
+}
+
+/// Up to `n` replies on `s`, each within [`REPLY_WAIT`].
+fn replies(s: &UdpSocket, n: usize) -> Vec<Vec<u8>> {
+    s.set_read_timeout(Some(REPLY_WAIT)).unwrap();
+    let mut buf = vec![0u8; 8192];
+    let mut got = Vec::new();
+    while got.len() < n {
+        match s.recv_from(&mut buf) {
+            Ok((k, _)) => got.push(buf[..k].to_vec()),
+            Err(_) => break,
+        }
+    }
+    got
+}
+
+/// One network's rounds: `WINDOW` reports of new digests from one socket,
+/// then at once their checks from another socket of the same address.
+/// Returns the checks that did not see their report, and the rounds done.
+fn network_rounds(server: SocketAddr, net: u8, tag: &str) -> (Vec<String>, u32) {
+    let ip = format!("127.0.{net}.1");
+    let reporter = UdpSocket::bind((ip.as_str(), 0)).unwrap();
+    let checker = UdpSocket::bind((ip.as_str(), 0)).unwrap();
+    let end = Instant::now() + DEADLINE;
+    let mut bad = Vec::new();
+    let mut done = 0;
+    for round in 0..ROUNDS {
+        if Instant::now() >= end {
+            break;
+        }
+        let digest = |i: u32| format!("{tag:>8.8}{net:08x}{round:08x}{i:016x}");
+        for i in 0..WINDOW {
+            reporter
+                .send_to(&datagram("report", &digest(i), i), server)
+                .unwrap();
+        }
+        for i in 0..WINDOW {
+            checker
+                .send_to(&datagram("check", &digest(i), i), server)
+                .unwrap();
+        }
+        let checks = replies(&checker, WINDOW as usize);
+        let reports = replies(&reporter, WINDOW as usize);
+        assert_eq!(
+            reports.iter().filter(|r| reply_code(r) == 200).count(),
+            WINDOW as usize,
+            "{ip} round {round}: not every report was answered 200"
+        );
+        assert_eq!(
+            checks.len(),
+            WINDOW as usize,
+            "{ip} round {round}: checks lost"
+        );
+        for c in &checks {
+            if parse_check(c) != Some((1, 0)) {
+                bad.push(format!(
+                    "{ip} round {round} digest {:?}: {}",
+                    thread_of(c),
+                    String::from_utf8_lossy(c).replace('\n', " | ")
+                ));
+            }
+        }
+        done += 1;
+    }
+    (bad, done)
+}
+
+/// [`NETS`] networks at once against `server`; panics naming every check
+/// that overtook its report.
+fn assert_per_network_order(engine: &str, server: SocketAddr) {
+    let tag = format!("{:08x}", std::process::id());
+    let threads: Vec<_> = (1..=NETS)
+        .map(|net| {
+            let tag = tag.clone();
+            std::thread::spawn(move || network_rounds(server, net, &tag))
+        })
+        .collect();
+    let mut bad = Vec::new();
+    for t in threads {
+        let (b, done) = t.join().expect("a client thread panicked");
+        assert!(
+            done >= 3,
+            "{engine}: only {done} rounds within {DEADLINE:?}"
+        );
+        bad.extend(b);
+    }
+    assert!(
+        bad.is_empty(),
+        "{engine}: {} check(s) overtook the report sent before them from the same network:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}
+
+/// Four engine threads on one worker, a 2 ms engine: other networks'
+/// batches run at the same time (more than one call in flight), and no
+/// check overtakes its network's report.
+#[test]
+fn per_network_order_with_four_batches_in_flight() {
+    let engine = Probe::new(Duration::from_millis(2), false);
+    let server = start_one_worker(engine.clone(), 1024, 4);
+    assert_per_network_order("memory, K = 4", server.local_addr());
+    let most = engine.most_in_flight.load(SeqCst);
+    assert!(
+        (2..=4).contains(&most),
+        "{most} engine calls ran at once with 4 engine threads on one worker"
+    );
+    server.shutdown();
+}
+
+/// K = 1 is the old single engine thread: one call at a time per worker.
+#[test]
+fn one_engine_thread_runs_one_batch_at_a_time() {
+    let engine = Probe::new(Duration::from_millis(2), false);
+    let server = start_one_worker(engine.clone(), 1024, 1);
+    assert_per_network_order("memory, K = 1", server.local_addr());
+    assert_eq!(engine.most_in_flight.load(SeqCst), 1);
+    server.shutdown();
+}
+
+/// The queue bound is the sum over the engine threads: with the engine
+/// stuck, 4 threads and a queue of 8, at most 8 of 64 requests wait (the
+/// rest are answered 500 at once), and those 8 are answered once the
+/// engine is back.
+#[test]
+fn the_queue_bound_counts_every_engine_thread() {
+    const QUEUE: usize = 8;
+    const SENT: usize = 64;
+    let engine = Probe::new(Duration::ZERO, true);
+    let _open = OpenOnDrop(Arc::clone(&engine));
+    let server = start_one_worker(engine.clone(), QUEUE, 4);
+    let to = server.local_addr();
+    let socks: Vec<UdpSocket> = (1..=16u8)
+        .map(|net| UdpSocket::bind((format!("127.0.{net}.1").as_str(), 0)).unwrap())
+        .collect();
+    for i in 0..SENT {
+        let s = &socks[i % socks.len()];
+        let d = format!("{i:040x}");
+        s.send_to(&datagram("check", &d, i as u32), to).unwrap();
+        // One request per receive batch, so that the bound is met exactly.
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // Everything beyond the bound is answered at once, 500.
+    let mut refused = 0;
+    for s in &socks {
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let mut buf = [0u8; 2048];
+        while let Ok((n, _)) = s.recv_from(&mut buf) {
+            assert_eq!(
+                reply_code(&buf[..n]),
+                500,
+                "a reply came while the engine was stuck: {}",
+                String::from_utf8_lossy(&buf[..n])
+            );
+            refused += 1;
+        }
+    }
+    let waiting = SENT - refused;
+    assert!(
+        (1..=QUEUE).contains(&waiting),
+        "{waiting} requests waited for a stuck engine; the bound is {QUEUE} for all engine threads together"
+    );
+    assert!(
+        server.metrics().engine_queue_full.load(SeqCst) as usize >= refused,
+        "the refusals were not counted"
+    );
+    let stuck = engine.in_flight.load(SeqCst);
+    assert!(
+        (1..=4).contains(&stuck),
+        "{stuck} engine calls were stuck with 4 engine threads"
+    );
+    engine.closed.store(false, SeqCst);
+    let mut answered = 0;
+    for s in &socks {
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut buf = [0u8; 2048];
+        while let Ok((n, _)) = s.recv_from(&mut buf) {
+            assert_eq!(reply_code(&buf[..n]), 200);
+            answered += 1;
+        }
+    }
+    assert_eq!(answered, waiting, "every waiting request is answered once");
+    server.shutdown();
+}
+
+#[test]
+fn per_network_order_with_batches_in_flight_mysql() {
+    let test = "per_network_order_with_batches_in_flight_mysql";
+    if !pyzor_testkit::mysql_available(test) || !pyzor_testkit::programs_available(test, &["mysql"])
+    {
+        return;
+    }
+    let scratch = match MysqlScratch::create("pyzor_engine_flight") {
+        Ok(s) => s,
+        Err(e) => {
+            pyzor_testkit::skip(test, &format!("cannot create a MariaDB database: {e}"));
+            return;
+        }
+    };
+    let home = pyzor_testkit::temp_home();
+    let args = ["--workers", "2", "--engine-concurrency", "4"];
+    let server = start_ours(
+        home.path(),
+        &[&args[..], &["-e", "mysql", "--dsn", &scratch.dsn()]].concat(),
+    );
+    assert_per_network_order("mysql", ([127, 0, 0, 1], server.port).into());
+    assert_eq!(server.stop(), Some(0));
+}
+
+/// `psql` as postgres over TCP, bounded; `Err` with its output.
+fn psql(db: &str, sql: &str) -> Result<String, String> {
+    let (ok, out) = run_bounded(
+        Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-X", "-q", "-t", "-A"])
+            .args(["-d", db, "-c", sql]),
+        Duration::from_secs(30),
+    );
+    if ok {
+        Ok(out)
+    } else {
+        Err(out)
+    }
+}
+
+/// A PostgreSQL database of this test, dropped with the guard.
+struct PgDatabase(String);
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0);
+        if let Err(e) = psql("postgres", &sql) {
+            eprintln!("could not drop {}: {e}", self.0);
+        }
+    }
+}
+
+#[test]
+fn per_network_order_with_batches_in_flight_postgres() {
+    let test = "per_network_order_with_batches_in_flight_postgres";
+    if !pyzor_testkit::postgres_available(test)
+        || !pyzor_testkit::programs_available(test, &["psql"])
+    {
+        return;
+    }
+    let name = format!("pz_flight_{}", std::process::id());
+    if let Err(e) = psql("postgres", &format!("CREATE DATABASE {name}")) {
+        pyzor_testkit::skip(test, &format!("cannot create a PostgreSQL database: {e}"));
+        return;
+    }
+    let _drop = PgDatabase(name.clone());
+    let home = pyzor_testkit::temp_home();
+    let dsn = format!("127.0.0.1:5432,postgres,,{name},digests");
+    let args = ["--workers", "2", "--engine-concurrency", "4"];
+    let server = start_ours(
+        home.path(),
+        &[&args[..], &["-e", "postgres", "--dsn", &dsn]].concat(),
+    );
+    assert_per_network_order("postgres", ([127, 0, 0, 1], server.port).into());
+    assert_eq!(server.stop(), Some(0));
+}
