@@ -71,7 +71,16 @@ impl<'d> Session<'d> {
         }}});
         let v = call(driver.port, "POST", "/session", &caps);
         let id = v["sessionId"].as_str().expect("a session id").to_owned();
-        Session { driver, id }
+        let s = Session { driver, id };
+        // A form's submission may still be loading when the next command
+        // comes (seen: `#filed` not found right after the click on a
+        // loaded machine): let element lookups wait for it, bounded.
+        s.cmd(
+            "POST",
+            "/timeouts",
+            &json!({ "implicit": 10_000, "pageLoad": 20_000 }),
+        );
+        s
     }
 
     fn cmd(&self, method: &str, what: &str, body: &Value) -> Value {
@@ -93,10 +102,19 @@ impl<'d> Session<'d> {
             "/element",
             &json!({"using": "css selector", "value": css}),
         );
-        v[ELEMENT]
-            .as_str()
-            .unwrap_or_else(|| panic!("no {css}: {v}"))
-            .to_owned()
+        match v[ELEMENT].as_str() {
+            Some(e) => e.to_owned(),
+            None => {
+                let page = self.cmd("GET", "/source", &Value::Null);
+                let page: String = page
+                    .as_str()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(4000)
+                    .collect();
+                panic!("no {css}: {v}\npage now:\n{page}")
+            }
+        }
     }
 
     fn type_into(&self, css: &str, text: &str) {
