@@ -14,8 +14,8 @@
 
 mod common;
 use common::*;
+use pyzor_testkit::free_tcp_port;
 
-use std::io::{Read, Write};
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -40,31 +40,9 @@ fn home() -> tempfile::TempDir {
     home
 }
 
-fn free_tcp_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
-/// The metrics page.
-fn metrics(mport: u16) -> String {
-    let t0 = Instant::now();
-    loop {
-        if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", mport)) {
-            let mut body = String::new();
-            c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-            c.read_to_string(&mut body).unwrap();
-            return body;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(5), "no metrics endpoint");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// The sample `line` of the metrics page (0 when absent).
 fn sample(page: &str, line: &str) -> u64 {
-    page.lines()
-        .find_map(|l| l.strip_prefix(line)?.strip_prefix(' '))
-        .map_or(0, |v| v.parse().unwrap())
+    metric_sample(page, line).unwrap_or(0)
 }
 
 /// Four sockets of 127.0.`net`.0/24 sending reports and checks in bursts
@@ -195,7 +173,7 @@ fn a_flooded_server_answers_every_check_of_another_network() {
     let during_flood = normal_checks("127.0.8.1", port, t0);
     let sent = flood.stop();
     let elapsed = t0.elapsed().as_secs_f64();
-    let page = metrics(mport);
+    let page = metrics_page(mport);
     let stored = stored_within_budget(&page, elapsed, sent);
     let limited = sample(&page, "pyzord_rate_limited_total");
     assert!(limited > 0, "the flood ({sent} datagrams) was not limited");
@@ -224,7 +202,7 @@ fn a_flooding_network_is_moved_to_the_penalty_socket() {
     let during_flood = normal_checks("127.0.30.1", port, t0);
     // Moved within the flood (it needs one second over the threshold).
     let moved = loop {
-        let page = metrics(mport);
+        let page = metrics_page(mport);
         if sample(&page, "pyzord_penalised_networks") == 1 || t0.elapsed() >= FLOOD_FOR {
             break page;
         }
@@ -237,7 +215,7 @@ fn a_flooding_network_is_moved_to_the_penalty_socket() {
         1,
         "{sent} sent"
     );
-    let page = metrics(mport);
+    let page = metrics_page(mport);
     assert_eq!(sample(&page, "pyzord_penalty_moves_total"), 1);
     assert_eq!(sample(&page, "pyzord_penalty_attach_errors_total"), 0);
     let log = std::fs::read_to_string(home.path().join("stderr.log")).unwrap();
@@ -249,7 +227,7 @@ fn a_flooding_network_is_moved_to_the_penalty_socket() {
     let stored = stored_within_budget(&page, elapsed, sent);
     // Let out HOLD (10 s) after the flood; bounded wait.
     let out = loop {
-        let page = metrics(mport);
+        let page = metrics_page(mport);
         if sample(&page, "pyzord_penalised_networks") == 0
             || t0.elapsed() >= FLOOD_FOR + Duration::from_secs(25)
         {

@@ -7,12 +7,12 @@
 mod common;
 use common::*;
 
-use std::io::{Read, Write};
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use pyzor_protocol::wire::client::{build_request, Credentials, Layout};
 use pyzor_protocol::wire::Op;
+use pyzor_testkit::free_tcp_port;
 
 const ALICE_KEY: &str = "0123456789abcdef0123456789abcdef01234567";
 
@@ -68,29 +68,10 @@ fn field(reply: &str, name: &str) -> i64 {
         .unwrap()
 }
 
-fn free_tcp_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 /// The value of the counter `name` on the metrics endpoint.
 fn metric(mport: u16, name: &str) -> u64 {
-    let mut body = String::new();
-    let t0 = Instant::now();
-    loop {
-        if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", mport)) {
-            c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-            c.read_to_string(&mut body).unwrap();
-            break;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(5), "no metrics endpoint");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    body.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .unwrap_or_else(|| panic!("no {name} in {body}"))
-        .parse()
-        .unwrap()
+    let page = metrics_page(mport);
+    metric_sample(&page, name).unwrap_or_else(|| panic!("no {name} in {page}"))
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! reference one, send raw datagrams, run the reference client.
 #![allow(dead_code)]
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -168,4 +168,28 @@ pub fn ref_pyzor(venv: &Path, home: &Path, args: &[&str], stdin: &[u8]) -> (Stri
 /// The reference venv, or a loud skip.
 pub fn venv(test: &str) -> Option<PathBuf> {
     pyzor_testkit::ref_venv(test)
+}
+
+/// The page pyzord's metrics endpoint on 127.0.0.1:`mport` serves
+/// (retried for up to 5 s while the listener starts).
+pub fn metrics_page(mport: u16) -> String {
+    let t0 = Instant::now();
+    loop {
+        if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", mport)) {
+            let mut body = String::new();
+            c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+            c.read_to_string(&mut body).unwrap();
+            return body;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(5), "no metrics endpoint");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The value of the sample `line` (a name, with its labels if any) on a
+/// metrics page; `None` when the page has no such sample.
+pub fn metric_sample(page: &str, line: &str) -> Option<u64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(line)?.strip_prefix(' '))
+        .map(|v| v.parse().unwrap())
 }

@@ -30,14 +30,6 @@ fn as_postgres(prog: &str) -> Command {
     c
 }
 
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl PrivatePg {
     /// `initdb` a fresh cluster (trust auth, or scram-sha-256 with
     /// `password` for the `postgres` superuser) and start it. `None` (a loud
@@ -87,7 +79,7 @@ impl PrivatePg {
         let mut pg = PrivatePg {
             child: None,
             dir,
-            port: free_tcp_port(),
+            port: pyzor_testkit::free_tcp_port(),
             password: password.map(str::to_string),
         };
         pg.start();
