@@ -297,26 +297,6 @@ fn ask(port: u16, d: &[u8]) -> Option<Vec<u8>> {
     raw_wait(port, d, std::time::Duration::from_secs(10))
 }
 
-/// Mask the record times (the two servers store at different instants).
-fn mask(reply: &[u8]) -> Vec<u8> {
-    let Ok(text) = std::str::from_utf8(reply) else {
-        return reply.to_vec();
-    };
-    text.split_inclusive('\n')
-        .map(|l| {
-            for f in ["Entered: ", "Updated: ", "WL-Entered: ", "WL-Updated: "] {
-                if let Some(v) = l.strip_prefix(f) {
-                    if v.trim() != "0" {
-                        return format!("{f}T\n");
-                    }
-                }
-            }
-            l.to_owned()
-        })
-        .collect::<String>()
-        .into_bytes()
-}
-
 #[test]
 fn every_reply_fits_the_amplification_bound() {
     let (home, ref_home) = homes();

@@ -355,27 +355,6 @@ fn cases() -> Vec<(String, Vec<u8>)> {
     v
 }
 
-/// Replace non-zero info times by `T` (the two servers store different
-/// instants).
-fn mask(reply: &[u8]) -> Vec<u8> {
-    let Ok(text) = std::str::from_utf8(reply) else {
-        return reply.to_vec();
-    };
-    text.split_inclusive('\n')
-        .map(|l| {
-            for f in ["Entered: ", "Updated: ", "WL-Entered: ", "WL-Updated: "] {
-                if let Some(v) = l.strip_prefix(f) {
-                    if v.trim() != "0" {
-                        return format!("{f}T\n");
-                    }
-                }
-            }
-            l.to_owned()
-        })
-        .collect::<String>()
-        .into_bytes()
-}
-
 #[test]
 fn replies_match_the_reference_server() {
     let Some(venv) = venv("replies_match_the_reference_server") else {

@@ -193,3 +193,25 @@ pub fn metric_sample(page: &str, line: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix(line)?.strip_prefix(' '))
         .map(|v| v.parse().unwrap())
 }
+
+/// A reply with its non-zero record times (`Entered`, `Updated`,
+/// `WL-Entered`, `WL-Updated`) replaced by `T`: two servers compared side
+/// by side store at different instants.
+pub fn mask(reply: &[u8]) -> Vec<u8> {
+    let Ok(text) = std::str::from_utf8(reply) else {
+        return reply.to_vec();
+    };
+    text.split_inclusive('\n')
+        .map(|l| {
+            for f in ["Entered: ", "Updated: ", "WL-Entered: ", "WL-Updated: "] {
+                if let Some(v) = l.strip_prefix(f) {
+                    if v.trim() != "0" {
+                        return format!("{f}T\n");
+                    }
+                }
+            }
+            l.to_owned()
+        })
+        .collect::<String>()
+        .into_bytes()
+}
