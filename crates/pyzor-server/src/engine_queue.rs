@@ -12,16 +12,29 @@
 //!
 //! A worker has `EngineConcurrency` engine threads (lanes), so that one
 //! batch's round trip to the database does not idle the worker: while one
-//! lane waits for its reply, the others run their own batches on their own
-//! pooled connections. The job is split by the sender's network (IPv4 /24,
-//! IPv6 /56, as the socket steering and the rate limiter group clients):
-//! every request of one network goes to the same lane. Each lane takes its
-//! jobs in order — several waiting jobs become one engine call — and sends
-//! their replies itself on a clone of the worker's socket. One client's
-//! datagrams reach one worker (the steering, or `SO_REUSEPORT`'s hash of
-//! the address pair) and one lane, so its engine requests are answered in
-//! the order they arrived: a check sent after a report sees the report.
-//! The queue bound counts the requests waiting on all lanes together.
+//! lane waits for its commit, the others run their own batches on their own
+//! pooled connections, and the database makes one disk flush of their
+//! commits (group commit). Each lane takes its jobs in order — several
+//! waiting jobs become one engine call — and sends their replies itself on
+//! a clone of the worker's socket. With several lanes a job is split
+//! request by request ([`EngineQueue::submit`]):
+//! * a request naming a digest that a request still waiting or running on
+//!   some lane names too goes to that lane, behind it: requests that share
+//!   a digest are answered in the order they arrived, so a check sent
+//!   after a report sees the report (one client's datagrams reach one
+//!   worker: the steering, or `SO_REUSEPORT`'s hash of the address pair);
+//! * any other read (check, info) goes to lane 0, so that reads are merged
+//!   into few engine calls (a read costs the database CPU per call, not a
+//!   disk flush) and never wait behind a commit;
+//! * any other write (report, whitelist) goes to the lane, other than 0,
+//!   with the fewest requests waiting: the commits of a flood of reports
+//!   overlap instead of queueing behind each other.
+//!
+//! The digests in flight are kept per worker, keyed by a keyed hash, one
+//! entry per digest of a request waiting for the engine: bounded by the
+//! queue bound (a hash collision only orders two requests that did not
+//! need it). The queue bound counts the requests waiting on all lanes
+//! together.
 //!
 //! At shutdown the worker answers the batch in hand and closes the queue;
 //! each lane answers every job still in it before it ends. Once an engine
@@ -31,9 +44,11 @@
 //!
 //! [`Engine::may_block`]: pyzor_store::Engine::may_block
 
+use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
+use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
@@ -47,11 +62,6 @@ use crate::worker::{Processor, Protection, Shared};
 /// several jobs wait (each job is one receive batch, up to 64 requests).
 const MERGE: usize = 4 * crate::net::BATCH;
 
-/// The network prefixes that keep clients on one lane: those of the
-/// socket steering (`net::steer`) and of the rate limiter's defaults.
-const LANE_V4_PREFIX: u8 = 24;
-const LANE_V6_PREFIX: u8 = 56;
-
 /// Requests handed from a worker to its engine thread: their datagrams and
 /// users (for the usage log) back to back in one buffer. Jobs go back to
 /// the worker once answered, so their buffers are reused.
@@ -59,6 +69,9 @@ const LANE_V6_PREFIX: u8 = 56;
 pub(crate) struct Job {
     data: Vec<u8>,
     items: Vec<Item>,
+    /// The keys of the requests' digests ([`EngineQueue::key`]), back to
+    /// back; empty with one lane.
+    keys: Vec<u64>,
 }
 
 #[derive(Debug)]
@@ -70,6 +83,10 @@ struct Item {
     peer: Option<SocketAddr>,
     /// The op `evaluate` accepted.
     op: Op,
+    /// `keys[keys]` are its digests' keys.
+    keys: Range<usize>,
+    /// Whether it counts (report, whitelist).
+    writes: bool,
 }
 
 /// One request of a [`Job`].
@@ -81,18 +98,30 @@ pub(crate) struct Pending<'j> {
 }
 
 impl Job {
-    /// Add a request that `evaluate` accepted for `op` as `user`.
-    pub(crate) fn push(&mut self, datagram: &[u8], user: &[u8], peer: Option<SocketAddr>, op: Op) {
+    /// Add a request that `evaluate` accepted for `op` as `user`; `keys`
+    /// are its digests' keys, `writes` whether it counts.
+    pub(crate) fn push(
+        &mut self,
+        datagram: &[u8],
+        user: &[u8],
+        peer: Option<SocketAddr>,
+        op: Op,
+        (keys, writes): (&[u64], bool),
+    ) {
         let start = self.data.len();
         self.data.extend_from_slice(datagram);
         let mid = self.data.len();
         self.data.extend_from_slice(user);
+        let k = self.keys.len();
+        self.keys.extend_from_slice(keys);
         self.items.push(Item {
             start,
             mid,
             end: self.data.len(),
             peer,
             op,
+            keys: k..self.keys.len(),
+            writes,
         });
     }
 
@@ -114,6 +143,7 @@ impl Job {
     fn clear(&mut self) {
         self.data.clear();
         self.items.clear();
+        self.keys.clear();
         if self.data.capacity() > 64 * 1024 {
             self.data = Vec::new();
         }
@@ -123,9 +153,12 @@ impl Job {
 /// A worker's end of its engine threads.
 pub(crate) struct EngineQueue {
     lanes: Vec<Lane>,
-    /// Which lane serves a network: the same for the process's lifetime,
-    /// not predictable from outside (a client cannot pick its lane).
+    /// Keys digests ([`Self::key`]): not predictable from outside, so a
+    /// client cannot make its digests collide with others'.
     hasher: RandomState,
+    /// With several lanes: per digest key of a request handed over and
+    /// not yet back, the lane that has it and how many such requests.
+    in_flight: HashMap<u64, (usize, u32)>,
     /// Answered jobs, back for reuse.
     back: Receiver<Job>,
     spare: Vec<Job>,
@@ -142,6 +175,8 @@ pub(crate) struct EngineQueue {
 struct Lane {
     tx: Option<Sender<Job>>,
     thread: Option<JoinHandle<()>>,
+    /// Requests sent to it and not yet answered.
+    waiting: Arc<AtomicUsize>,
 }
 
 impl EngineQueue {
@@ -164,18 +199,20 @@ impl EngineQueue {
         for i in 0..lanes.max(1) {
             let (tx, rx) = mpsc::channel();
             let shared = Arc::clone(shared);
-            let waiting = Arc::clone(&waiting);
+            let counts = [Arc::clone(&waiting), Arc::new(AtomicUsize::new(0))];
+            let lane_waiting = Arc::clone(&counts[1]);
             let back_tx = back_tx.clone();
             let proc = Processor::with_protection(&shared, protection);
             let spawned = sock.try_clone().and_then(|sock| {
                 std::thread::Builder::new()
                     .name(format!("{name}-{i}"))
-                    .spawn(move || run(&shared, proc, &sock, &rx, &back_tx, &waiting))
+                    .spawn(move || run(&shared, proc, &sock, &rx, &back_tx, &counts))
             });
             match spawned {
                 Ok(t) => started.push(Lane {
                     tx: Some(tx),
                     thread: Some(t),
+                    waiting: lane_waiting,
                 }),
                 Err(e) if i == 0 => return Err(e),
                 Err(e) => {
@@ -189,6 +226,7 @@ impl EngineQueue {
         Ok(EngineQueue {
             lanes: started,
             hasher: RandomState::new(),
+            in_flight: HashMap::new(),
             back,
             spare: Vec::new(),
             parts: Vec::new(),
@@ -221,27 +259,58 @@ impl EngineQueue {
         false
     }
 
-    /// An empty job to fill.
+    /// An empty job to fill. The jobs answered since the last call come
+    /// back here, and their digests leave [`Self::in_flight`].
     pub(crate) fn job(&mut self) -> Job {
-        self.spare.extend(self.back.try_iter());
+        while let Ok(mut job) = self.back.try_recv() {
+            for &k in &job.keys {
+                if let Some(e) = self.in_flight.get_mut(&k) {
+                    e.1 -= 1;
+                    if e.1 == 0 {
+                        self.in_flight.remove(&k);
+                    }
+                }
+            }
+            job.clear();
+            self.spare.push(job);
+        }
+        if self.in_flight.is_empty() && self.in_flight.capacity() > 4096 {
+            self.in_flight = HashMap::new();
+        }
         self.spare.pop().unwrap_or_default()
     }
 
-    /// The lane of a request from `peer`: by its network, so that one
-    /// client's requests are always answered by the same lane, in order.
-    fn lane_of(&self, peer: Option<SocketAddr>) -> usize {
-        match (self.lanes.len(), peer) {
-            (1, _) | (_, None) => 0,
-            (n, Some(p)) => {
-                let net = crate::protect::network(p.ip(), LANE_V4_PREFIX, LANE_V6_PREFIX);
-                (self.hasher.hash_one(net) % n as u64) as usize
-            }
-        }
+    /// Whether requests are split over several lanes (and need keys).
+    pub(crate) fn keyed(&self) -> bool {
+        self.lanes.len() > 1
     }
 
-    /// Hand `job` to the engine threads, each request to the lane of its
-    /// network. A lane that has ended passes its share to the next lane
-    /// still running. `Err` gives the job back when no engine thread is
+    /// A digest's key for [`Job::push`].
+    pub(crate) fn key(&self, digest: &[u8]) -> u64 {
+        self.hasher.hash_one(digest)
+    }
+
+    /// The lane of a request ([`Self::submit`]): behind an earlier request
+    /// that shares a digest, else lane 0 for a read, `write_lane` for a
+    /// write.
+    fn lane_of(&self, keys: &[u64], writes: bool, write_lane: usize) -> usize {
+        keys.iter()
+            .find_map(|k| self.in_flight.get(k).map(|e| e.0))
+            .unwrap_or(if writes { write_lane } else { 0 })
+    }
+
+    /// The lane other than 0 with the fewest requests waiting (lane 0 with
+    /// one lane).
+    fn least_busy(&self) -> usize {
+        (1..self.lanes.len())
+            .filter(|&i| self.lanes[i].tx.is_some())
+            .min_by_key(|&i| self.lanes[i].waiting.load(Relaxed))
+            .unwrap_or(0)
+    }
+
+    /// Hand `job` to the engine threads, each request to its lane (the
+    /// module's doc). A lane that has ended passes its share to the next
+    /// lane still running. `Err` gives the job back when no engine thread is
     /// left (they panicked): the caller answers it 500. Shares already
     /// sent then went to lanes that ended too, which answer nothing.
     pub(crate) fn submit(&mut self, job: Job, shared: &Shared) -> Result<(), Job> {
@@ -266,8 +335,17 @@ impl EngineQueue {
             let part = self.job();
             parts.push(part);
         }
-        for r in job.requests() {
-            parts[self.lane_of(r.peer)].push(r.datagram, r.user, r.peer, r.op);
+        let write_lane = self.least_busy();
+        for (r, it) in job.requests().zip(&job.items) {
+            let keys = &job.keys[it.keys.clone()];
+            let lane = self.lane_of(keys, it.writes, write_lane);
+            parts[lane].push(r.datagram, r.user, r.peer, r.op, (keys, it.writes));
+            for &k in keys {
+                // the latest request naming the digest decides where the
+                // next one goes
+                let e = self.in_flight.entry(k).or_insert((lane, 0));
+                *e = (lane, e.1 + 1);
+            }
         }
         let mut failed = false;
         for (i, part) in parts.iter_mut().enumerate() {
@@ -303,9 +381,12 @@ impl EngineQueue {
             let Some(tx) = &self.lanes[j].tx else {
                 continue;
             };
+            let n = job.len();
+            self.lanes[j].waiting.fetch_add(n, Relaxed);
             match tx.send(job) {
                 Ok(()) => return Ok(()),
                 Err(mpsc::SendError(back)) => {
+                    self.lanes[j].waiting.fetch_sub(n, Relaxed);
                     log::error!(
                         "an engine thread of this worker has ended; its clients are served by another"
                     );
@@ -344,7 +425,8 @@ fn run(
     sock: &UdpSocket,
     rx: &Receiver<Job>,
     back: &Sender<Job>,
-    waiting: &AtomicUsize,
+    // the worker's requests waiting on all lanes, and on this one
+    [waiting, lane_waiting]: &[Arc<AtomicUsize>; 2],
 ) {
     let mut jobs: Vec<Job> = Vec::new();
     let mut replies: Vec<Vec<u8>> = Vec::new();
@@ -373,9 +455,11 @@ fn run(
             shared.metrics.send_errors.fetch_add(errors as u64, Relaxed);
         }
         waiting.fetch_sub(n, Relaxed);
+        lane_waiting.fetch_sub(n, Relaxed);
         shared.metrics.engine_queued.fetch_sub(n as u64, Relaxed);
-        for mut job in jobs.drain(..) {
-            job.clear();
+        // back to the worker, which clears them once their digests have
+        // left its requests in flight
+        for job in jobs.drain(..) {
             let _ = back.send(job);
         }
     }

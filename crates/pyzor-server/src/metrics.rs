@@ -97,6 +97,10 @@ pub struct Metrics {
     pub batches: AtomicU64,
     pub batch_requests: AtomicU64,
     pub batch_max: AtomicU64,
+    /// Engine calls with operations, and their operations: the mean is how
+    /// many digests one database round trip carries (docs/scaling.md).
+    pub engine_calls: AtomicU64,
+    pub engine_call_ops: AtomicU64,
     pub send_errors: AtomicU64,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
@@ -279,6 +283,20 @@ impl Metrics {
             "Largest receive batch.",
             "gauge",
             self.batch_max.load(Relaxed),
+        );
+        simple(
+            &mut s,
+            "pyzord_engine_calls_total",
+            "Engine calls (batches of operations sent to the engine).",
+            "counter",
+            self.engine_calls.load(Relaxed),
+        );
+        simple(
+            &mut s,
+            "pyzord_engine_call_ops_total",
+            "Operations in engine calls; divided by pyzord_engine_calls_total, the mean batch an engine sees.",
+            "counter",
+            self.engine_call_ops.load(Relaxed),
         );
         simple(
             &mut s,

@@ -327,7 +327,7 @@ impl Processor {
             Some(q) => {
                 self.records.clear();
                 self.req_fail.clear();
-                hand_off(shared, q, &decisions, &datagram)
+                hand_off(shared, q, &decisions, &ops, &datagram)
             }
         };
 
@@ -514,6 +514,7 @@ fn hand_off<'d>(
     shared: &Shared,
     queue: &mut EngineQueue,
     decisions: &[Decision<'_>],
+    all_ops: &[pyzor_store::Op<'_>],
     datagram: &impl Fn(usize) -> (&'d [u8], Option<SocketAddr>),
 ) -> Option<Failure> {
     let k = decisions.iter().filter(|d| d.needs_engine()).count();
@@ -524,11 +525,18 @@ fn hand_off<'d>(
         return Some(Failure::DB_UNAVAILABLE);
     }
     let mut job = queue.job();
+    let mut keys = Vec::new();
     for (i, dec) in decisions.iter().enumerate() {
         if let Decision::Ok { user, request, ops } = dec {
             if !ops.is_empty() {
                 let (bytes, peer) = datagram(i);
-                job.push(bytes, user, peer, request.op());
+                let mine = &all_ops[ops.clone()];
+                keys.clear();
+                if queue.keyed() {
+                    keys.extend(mine.iter().map(|op| queue.key(op.digest())));
+                }
+                let writes = mine.iter().any(pyzor_store::Op::is_write);
+                job.push(bytes, user, peer, request.op(), (&keys, writes));
             }
         }
     }
@@ -713,6 +721,11 @@ fn execute(
     if ops.is_empty() {
         return None;
     }
+    shared.metrics.engine_calls.fetch_add(1, Relaxed);
+    shared
+        .metrics
+        .engine_call_ops
+        .fetch_add(ops.len() as u64, Relaxed);
     match shared.engine.execute(ops, now, records) {
         Err(StoreError::Partial(failed))
             if records.len() == ops.len() && failed.iter().all(|(i, _)| *i < ops.len()) =>

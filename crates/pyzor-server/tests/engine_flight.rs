@@ -222,6 +222,58 @@ fn per_network_order_with_four_batches_in_flight() {
     server.shutdown();
 }
 
+/// Sends `n` datagrams of `op` (new digests) from one address, each after
+/// the previous call began, and returns how many were answered 200.
+fn one_network_burst(server: SocketAddr, op: &str, n: u32, engine: &Probe) -> usize {
+    let s = UdpSocket::bind("127.0.77.1:0").unwrap();
+    let tag = format!("{:08x}{op:>6.6}", std::process::id());
+    for i in 0..n {
+        let calls = engine.calls.load(SeqCst);
+        s.send_to(&datagram(op, &format!("{tag}{i:026x}"), i), server)
+            .unwrap();
+        // the next datagram reaches the worker while this one's call runs
+        let t0 = Instant::now();
+        while engine.calls.load(SeqCst) == calls && t0.elapsed() < REPLY_WAIT {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+    replies(&s, n as usize)
+        .iter()
+        .filter(|r| reply_code(r) == 200)
+        .count()
+}
+
+/// Reports of different digests from ONE network do not wait for each
+/// other's commit: with K = 4 they run on the three write threads at once
+/// (when lanes were chosen by network, one network's reports ran one call
+/// at a time). Checks from one network stay on one thread (lane 0), so
+/// that they are merged into few calls.
+#[test]
+fn one_networks_reports_overlap_and_its_checks_do_not() {
+    let engine = Probe::new(Duration::from_millis(40), false);
+    let server = start_one_worker(engine.clone(), 1024, 4);
+    assert_eq!(
+        one_network_burst(server.local_addr(), "report", 6, &engine),
+        6
+    );
+    let most = engine.most_in_flight.load(SeqCst);
+    assert!(
+        (2..=3).contains(&most),
+        "{most} report calls of one network ran at once with 4 engine threads (3 write threads)"
+    );
+    engine.most_in_flight.store(0, SeqCst);
+    assert_eq!(
+        one_network_burst(server.local_addr(), "check", 6, &engine),
+        6
+    );
+    assert_eq!(
+        engine.most_in_flight.load(SeqCst),
+        1,
+        "checks of one network ran on more than one engine thread"
+    );
+    server.shutdown();
+}
+
 /// K = 1 is the old single engine thread: one call at a time per worker.
 #[test]
 fn one_engine_thread_runs_one_batch_at_a_time() {

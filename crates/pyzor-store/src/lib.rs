@@ -188,8 +188,13 @@ pub trait Engine: Send + Sync {
     }
 
     /// Run a batch of operations in order, as one transaction where the
-    /// engine has transactions, and push `out[i]` for `ops[i]`: the record
-    /// after the operation (`None` for a digest never seen, on `Get`).
+    /// engine has transactions, and push `out[i]` for `ops[i]`: on `Get`
+    /// the record as the operation sees it (`None` for a digest never
+    /// seen); on a write, the record after it, or `None` when the engine
+    /// did not read it back. A report's or whitelist's reply carries no
+    /// counts, so the SQL engines do not read a batch of writes only
+    /// (one statement instead of a transaction of three or four round
+    /// trips); a write in a batch that also reads gets its record.
     /// The outcome says what was written, operation by operation, so that
     /// the server answers 200 exactly to the requests whose operations were
     /// all done (docs/engines.md, "Errors"):

@@ -35,7 +35,12 @@
 //!   DUPLICATE KEY UPDATE` (so a digest named twice counts twice), in
 //!   digest order inside one transaction, and one read (`SELECT … JOIN` on
 //!   the batch's digests, matched by the database's own collation) gives
-//!   every operation's reply, assembled in the batch's order. A batch with
+//!   every operation's reply, assembled in the batch's order. A batch of
+//!   writes only (all reports and whitelists, whose replies carry no
+//!   record) reads nothing back: when one statement holds it (at most 256
+//!   digests, each at most 40 ASCII characters) it is that statement
+//!   alone, autocommitted, which InnoDB makes atomic and durable like a
+//!   transaction. Any other batch with
 //!   writes is `START TRANSACTION`, the upsert, the read, `COMMIT`: Ok
 //!   means committed (as durable as the server's
 //!   `innodb_flush_log_at_trx_commit` makes a commit). A batch that
@@ -79,7 +84,7 @@ const MAX_ROWS: usize = 256;
 const ARITIES: usize = MAX_ROWS.trailing_zeros() as usize + 1;
 /// The driver's per-connection cache of prepared statements: both kinds
 /// at every arity, and the others (bulk work), stay prepared.
-const STMT_CACHE: usize = 2 * ARITIES + 8;
+const STMT_CACHE: usize = 3 * ARITIES + 8;
 /// Sessions for bulk work (expiry, migration, scans).
 const BULK_POOL: usize = 2;
 const PAGE: usize = 5000;
@@ -366,6 +371,22 @@ fn read_sql(t: &str, rows: usize) -> String {
     )
 }
 
+/// One multi-row read by key list, for keys of ASCII letters and digits
+/// only ([`row_class`]): the rows come back without saying which key found
+/// them, and [`MysqlEngine::read`] matches them by ASCII case, which is how
+/// every MySQL collation compares such keys with a row that equals one of
+/// them; a row it cannot match that way (a collation that equals some
+/// other character with a letter) makes it read the keys again with
+/// [`read_sql`]. Cheaper for the database than the join (measured,
+/// bench/RESULTS-sql.md): the primary key's range lookup of `IN`.
+fn read_in_sql(t: &str, rows: usize) -> String {
+    let keys = vec!["?"; rows].join(", ");
+    format!(
+        "SELECT digest, r_count, wl_count, r_entered, r_updated, wl_entered, wl_updated \
+         FROM {t} WHERE digest IN ({keys})"
+    )
+}
+
 fn dt_value(t: Option<Timestamp>) -> Value {
     use chrono::{Datelike, Timelike};
     match t.and_then(ts_to_naive_local) {
@@ -437,6 +458,7 @@ pub struct MysqlEngine {
     /// [`upsert_sql`] and [`read_sql`] per arity ([`per_arity`]).
     sql_upsert: Vec<String>,
     sql_read: Vec<String>,
+    sql_read_in: Vec<String>,
     sql_put: String,
 }
 
@@ -460,6 +482,7 @@ impl MysqlEngine {
         let e = MysqlEngine {
             sql_upsert: per_arity(|n| upsert_sql(&t, n)),
             sql_read: per_arity(|n| read_sql(&t, n)),
+            sql_read_in: per_arity(|n| read_in_sql(&t, n)),
             sql_put: format!(
                 "INSERT INTO {t} (digest, r_count, wl_count, r_entered, r_updated, wl_entered, wl_updated) \
                  VALUES (?, ?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE r_count = VALUES(r_count), \
@@ -500,6 +523,23 @@ impl MysqlEngine {
         conflict: &std::cell::Cell<bool>,
     ) -> Result<Answers> {
         let mut refused = vec![None; plan.keys.len()];
+        let reads = ops.iter().any(|op| !op.is_write());
+        if !reads {
+            // Writes only: their replies carry no record (`Engine::execute`),
+            // so nothing is read back. When one statement holds them all it
+            // runs alone, autocommitted: one round trip and one commit, the
+            // database's own ceiling for a batch (bench/RESULTS-sql.md).
+            let mut keys: Vec<usize> = plan.write_keys().collect();
+            if keys.len() <= MAX_ROWS && keys.iter().all(|&k| fits_any_column(plan.keys[k])) {
+                keys.sort_unstable_by_key(|&k| plan.keys[k]);
+                self.upsert(c, plan, &keys, now, conflict)?;
+                return Ok(Answers {
+                    before: None,
+                    after: vec![None; plan.keys.len()],
+                    refused,
+                });
+            }
+        }
         if plan.write_keys().next().is_none() {
             let after = self.read(c, plan)?;
             return Ok(Answers {
@@ -509,7 +549,7 @@ impl MysqlEngine {
             });
         }
         in_tx(c, Some(conflict), |c| {
-            let before = match plan.needs_before(ops, row_class) {
+            let before = match reads && plan.needs_before(ops, row_class) {
                 true => Some(
                     self.read(c, plan)?
                         .into_iter()
@@ -537,7 +577,10 @@ impl MysqlEngine {
                     r => r?,
                 }
             }
-            let after = self.read(c, plan)?;
+            let after = match reads {
+                true => self.read(c, plan)?,
+                false => vec![None; plan.keys.len()],
+            };
             Ok(Answers {
                 before,
                 after,
@@ -591,6 +634,9 @@ impl MysqlEngine {
         let mut found: Vec<Found> = vec![None; all];
         for lo in (0..all).step_by(MAX_ROWS) {
             let hi = (lo + MAX_ROWS).min(all);
+            if self.read_in(c, &plan.keys[lo..hi], &mut found[lo..hi])? {
+                continue;
+            }
             let n = (hi - lo).next_power_of_two();
             let mut p: Vec<Value> = Vec::with_capacity(2 * n);
             for i in lo..lo + n {
@@ -621,6 +667,52 @@ impl MysqlEngine {
             }
         }
         Ok(found)
+    }
+}
+
+impl MysqlEngine {
+    /// [`read_in_sql`] for `keys` (at most [`MAX_ROWS`]) into `found`;
+    /// `false` (and `found` untouched) when it cannot answer them: a key
+    /// not of ASCII letters and digits, two keys equal but for case, or a
+    /// row that matches no key by ASCII case.
+    fn read_in(&self, c: &mut Conn, keys: &[&str], found: &mut [Found]) -> Result<bool> {
+        let mut index: std::collections::HashMap<String, usize> =
+            std::collections::HashMap::with_capacity(keys.len());
+        for (i, k) in keys.iter().enumerate() {
+            let Some(class) = row_class(k) else {
+                return Ok(false);
+            };
+            if index.insert(class, i).is_some() {
+                return Ok(false);
+            }
+        }
+        let n = keys.len().next_power_of_two();
+        let p: Vec<Value> = (0..n)
+            .map(|i| Value::from(keys.get(i).unwrap_or(&keys[0])))
+            .collect();
+        let rows: Vec<mysql::Row> = c
+            .exec(&self.sql_read_in[arity_slot(n)], p)
+            .map_err(|e| my_err("select", e))?;
+        let mut got = Vec::with_capacity(rows.len());
+        for row in rows {
+            let v = row.unwrap();
+            let Some(Value::Bytes(id)) = v.first() else {
+                return Err(StoreError::Other(format!(
+                    "MySQL read: a row without its digest: {v:?}"
+                )));
+            };
+            let Some(&i) = std::str::from_utf8(id)
+                .ok()
+                .and_then(|d| index.get(&d.to_ascii_lowercase()))
+            else {
+                return Ok(false);
+            };
+            got.push((i, id.clone(), v));
+        }
+        for (i, id, v) in got {
+            found[i] = Some((id, row_record(keys[i].as_bytes(), &v[1..])?));
+        }
+        Ok(true)
     }
 }
 

@@ -12,7 +12,10 @@
 //! * **A batch is a few statements whatever its size**, prepared once per
 //!   connection and sent together (tokio-postgres pipelines requests
 //!   polled concurrently): a batch of checks/infos is one `SELECT … WHERE
-//!   digest = ANY($1)`, one round trip; a batch with writes is `BEGIN`,
+//!   digest = ANY($1)`, one round trip; a batch of writes only (reports,
+//!   whitelists: their replies carry no record) is the `INSERT` below
+//!   alone, autocommitted (atomic, and durable like any commit), one
+//!   round trip; any other batch with writes is `BEGIN`,
 //!   that `SELECT … ORDER BY digest FOR UPDATE` (the state before the
 //!   batch, its rows locked) and one `INSERT … SELECT … FROM unnest($1, $2,
 //!   $3) ON CONFLICT (digest) DO UPDATE … RETURNING` for all its reports
@@ -133,6 +136,7 @@ struct Prepared {
     read: Statement,
     lock: Statement,
     upsert: Statement,
+    count: Statement,
 }
 
 impl PgConn {
@@ -203,6 +207,7 @@ impl PgConn {
                 read: self.run("prepare", None, c.prepare(&sql.read))?,
                 lock: self.run("prepare", None, c.prepare(&sql.lock))?,
                 upsert: self.run("prepare", None, c.prepare(&sql.upsert))?,
+                count: self.run("prepare", None, c.prepare(&sql.count))?,
             });
         }
         Ok(())
@@ -230,6 +235,19 @@ impl PgConn {
         if plan.written.is_empty() {
             let before = self.run("query", None, c.query(&st.read, &[&plan.all]))?;
             return Ok((before, Vec::new()));
+        }
+        if !plan.reads {
+            // Writes only: one statement, autocommitted (atomic, and as
+            // durable as a COMMIT), one round trip; nothing is read back.
+            self.run(
+                "upsert",
+                Some(conflict),
+                c.execute(
+                    &st.count,
+                    &[&plan.written, &plan.reports, &plan.whitelists, &now],
+                ),
+            )?;
+            return Ok((Vec::new(), Vec::new()));
         }
         let (begin, before, after) = self.wait(
             "batch",
@@ -401,6 +419,9 @@ struct Sql {
     /// Add `$2` reports and `$3` whitelists at `$4` to the records of the
     /// digests `$1` (distinct), creating the missing ones; return them.
     upsert: String,
+    /// The same without returning them: a batch of writes only, whose
+    /// replies carry no record.
+    count: String,
 }
 
 impl Sql {
@@ -419,18 +440,20 @@ impl Sql {
             )
         };
         let (r, wl) = (side("r"), side("wl"));
+        let count = format!(
+            "INSERT INTO {t} AS d (digest, {COLS}) \
+             SELECT i.digest, i.nr, i.nw, \
+             CASE WHEN i.nr > 0 THEN $4::timestamptz END, CASE WHEN i.nr > 0 THEN $4::timestamptz END, \
+             CASE WHEN i.nw > 0 THEN $4::timestamptz END, CASE WHEN i.nw > 0 THEN $4::timestamptz END \
+             FROM unnest($1::bytea[], $2::bigint[], $3::bigint[]) AS i(digest, nr, nw) \
+             ON CONFLICT (digest) DO UPDATE SET {r}, {wl}"
+        );
         Sql {
+            upsert: format!("{count} RETURNING digest, {COLS}"),
+            count,
             read: format!("SELECT digest, {COLS} FROM {t} WHERE digest = ANY($1::bytea[])"),
             lock: format!(
                 "SELECT digest, {COLS} FROM {t} WHERE digest = ANY($1::bytea[]) ORDER BY digest FOR UPDATE"
-            ),
-            upsert: format!(
-                "INSERT INTO {t} AS d (digest, {COLS}) \
-                 SELECT i.digest, i.nr, i.nw, \
-                 CASE WHEN i.nr > 0 THEN $4::timestamptz END, CASE WHEN i.nr > 0 THEN $4::timestamptz END, \
-                 CASE WHEN i.nw > 0 THEN $4::timestamptz END, CASE WHEN i.nw > 0 THEN $4::timestamptz END \
-                 FROM unnest($1::bytea[], $2::bigint[], $3::bigint[]) AS i(digest, nr, nw) \
-                 ON CONFLICT (digest) DO UPDATE SET {r}, {wl} RETURNING digest, {COLS}"
             ),
         }
     }
@@ -441,6 +464,9 @@ impl Sql {
 /// whitelists; both in byte order, PostgreSQL's order of `bytea`.
 #[derive(Debug, PartialEq, Eq)]
 struct Plan<'a> {
+    /// Whether an operation reads (check, info): a batch of writes only
+    /// reads nothing back (their replies carry no record).
+    reads: bool,
     all: Vec<&'a [u8]>,
     written: Vec<&'a [u8]>,
     reports: Vec<i64>,
@@ -461,6 +487,7 @@ impl<'a> Plan<'a> {
             }
         }
         let mut p = Plan {
+            reads: ops.iter().any(|op| !op.is_write()),
             all,
             written: Vec::with_capacity(counts.len()),
             reports: Vec::with_capacity(counts.len()),
@@ -652,6 +679,10 @@ impl Engine for PostgresEngine {
             ))),
         };
         let start = out.len();
+        if !plan.reads {
+            out.extend(ops.iter().map(|_| None));
+            return Ok(());
+        }
         let r = assemble(ops, now, &read(&before)?, &read(&after)?, out);
         if r.is_err() {
             out.truncate(start);
@@ -796,6 +827,7 @@ mod tests {
         assert_eq!(
             Plan::of(&ops),
             Plan {
+                reads: true,
                 all: vec![&b"a"[..], b"b", b"c"],
                 written: vec![&b"a"[..], b"b"],
                 reports: vec![0, 2],
@@ -803,6 +835,7 @@ mod tests {
             }
         );
         assert!(Plan::of(&[Op::Get(b"x"), Op::Get(b"x")]).written.is_empty());
+        assert!(!Plan::of(&[Op::Report(b"x"), Op::Whitelist(b"y")]).reads);
     }
 
     /// A row another session created between the batch's read and its

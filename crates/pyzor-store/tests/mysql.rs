@@ -409,7 +409,9 @@ fn mysql_python_and_rust_share_one_table() {
     let read = refpy::parse_read(&refpy::run(test, "mysql", &dsn, "read", json!(keys)).unwrap());
     assert_eq!(
         read.iter().map(|r| r.unwrap()).collect::<Vec<_>>(),
-        out.iter().map(|r| r.unwrap()).collect::<Vec<_>>()
+        keys.iter()
+            .map(|k| e.get(k.as_bytes()).unwrap().unwrap())
+            .collect::<Vec<_>>()
     );
     // A row we create has NULL (never) on the side not counted; Python reads None.
     let fresh = "f".repeat(40);
@@ -554,9 +556,14 @@ fn mysql_connection_that_timed_out_is_not_reused() {
             Err(x) => panic!("call {i} after the stall: {x}"),
         }
         assert_eq!(out[0].unwrap().r_count, 1 + i, "call {i}");
+        // A report is one autocommitted statement: the database ran it
+        // and only its answer was held back, so it counted (once), as any
+        // commit whose answer is lost on the way (docs/engines.md,
+        // "Errors"); the late answer was not taken for a later query's.
         assert_eq!(
-            out[1], None,
-            "the report whose answer was held back was rolled back"
+            out[1].map(|r| r.r_count),
+            Some(1),
+            "the report whose answer was held back counted once"
         );
         assert_eq!(out[2], None);
     }

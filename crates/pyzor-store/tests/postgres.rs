@@ -40,7 +40,7 @@ fn postgres_counts_saturate_and_bad_dsn_is_config() {
     let mut out = Vec::new();
     e.execute(&[Op::Report(b"max")], pyzor_store::now(), &mut out)
         .unwrap();
-    assert_eq!(out[0].unwrap().r_count, i64::MAX);
+    assert_eq!(e.get(b"max").unwrap().unwrap().r_count, i64::MAX);
     assert!(matches!(
         open(&EngineOptions::new("postgres", "/").dsn("a,b,c")),
         Err(StoreError::Config(_))
@@ -147,9 +147,14 @@ fn postgres_silent_server_fails_within_the_timeout_and_recovers() {
             panic!("call {i} after the stall: {x}");
         }
         assert_eq!(out[0].unwrap().r_count, 1 + i, "call {i}");
+        // A report is one autocommitted statement: the database ran it
+        // and only its answer was held back, so it counted (once), as any
+        // commit whose answer is lost on the way (docs/engines.md,
+        // "Errors"); the late answer was not taken for a later query's.
         assert_eq!(
-            out[1], None,
-            "the report whose answer was held back was rolled back"
+            out[1].map(|r| r.r_count),
+            Some(1),
+            "the report whose answer was held back counted once"
         );
         assert_eq!(out[2], None);
     }
@@ -244,6 +249,11 @@ fn postgres_duplicates_and_mixed_batches_match_the_memory_engine() {
         let (mut got, mut want) = (vec![None], vec![None]);
         e.execute(&ops, t, &mut got).unwrap();
         oracle.execute(&ops, t, &mut want).unwrap();
+        if !ops.iter().any(|op| !op.is_write()) {
+            // writes only: nothing is read back
+            want.truncate(1);
+            want.resize(got.len(), None);
+        }
         assert_eq!(got, want, "round {round}: {ops:?}");
         for d in &digests {
             assert_eq!(e.get(d).unwrap(), oracle.get(d).unwrap(), "round {round}");
@@ -337,9 +347,11 @@ fn postgres_max_batch_of_max_length_digests() {
         .collect();
     let mut out = Vec::new();
     e.execute(&ops, pyzor_store::now(), &mut out).unwrap();
-    for (i, r) in out.iter().enumerate() {
-        assert_eq!(r.unwrap().r_count, 1 + (i / long.len()) as i64, "op {i}");
-    }
+    assert_eq!(out.len(), MAX_OPS);
+    assert!(
+        out.iter().all(Option::is_none),
+        "writes only: nothing read back"
+    );
     for d in &long {
         assert_eq!(e.get(d).unwrap().unwrap().r_count, 4);
     }
