@@ -24,7 +24,10 @@ per-round figures show how much). --pyzord given twice (e.g. a build
 before and one after a change) starts both servers and runs their rounds
 in turn, one column each, so that both see the same machine load. The
 networks moved to the penalty socket (docs/security.md, "The penalty
-box") are counted from the metrics. Appends the table to
+box") are counted from the metrics. --flood-cpus pins the generator and
+--server-cpus pyzord and the normal client (taskset): with two disjoint
+lists the flood's sending cost stays on its own CPUs, as if it came from
+another host. Appends the table to
 bench/RESULTS-attack.md with --write.
 
     python3 bench/flood.py [--pyzord target/debug/pyzord [--pyzord OTHER]] [--bench target/debug/pyzor-bench] [--write]
@@ -146,8 +149,9 @@ class Server:
             f.write("all : anonymous : allow\n")
         self.port, self.mport = free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_STREAM)
         self.log = open(os.path.join(self.home, "stderr.log"), "wb")
+        pin = ["taskset", "-c", a.server_cpus] if a.server_cpus else []
         self.proc = subprocess.Popen(
-            [binary, "--homedir", self.home, "-e", "memory", "-a", "127.0.0.1", "-p", str(self.port),
+            pin + [binary, "--homedir", self.home, "-e", "memory", "-a", "127.0.0.1", "-p", str(self.port),
              "--workers", str(a.workers), "--report-rate-limit", str(a.report_rate_limit),
              "--metrics-address", f"127.0.0.1:{self.mport}"],
             stdout=self.log, stderr=self.log)
@@ -180,6 +184,8 @@ class Server:
         kids0 = os.times()
         t0 = time.monotonic()
         pin = ["taskset", "-c", a.flood_cpus] if a.flood_cpus else []
+        if a.flood_idle:
+            pin = ["chrt", "--idle", "0"] + pin
         flood = subprocess.Popen(
             pin + [a.bench, "load", "-H", "127.0.0.1", "-p", str(self.port), "-o", a.flood_ops,
                    "-w", str(a.flood_window), "-d", str(a.seconds + 1), "-W", "0", "-t", "5",
@@ -244,10 +250,12 @@ class Server:
             ("networks moved to the penalty socket", f"{s.moves:.0f}"),
             ("reports stored during the floods", f"{s.stored:.0f}"),
             (f"write budget, {a.rounds} × ({rl} + {rl} × flood seconds)", f"{s.budget:.0f}"),
-            ("pyzord CPU in the flooded runs, % of one core, by thread",
+            ("pyzord CPU in the flooded runs, % of one core, by thread"
+             + (f" (pyzord and the normal client pinned to CPU {a.server_cpus})" if a.server_cpus else ""),
              ", ".join(f"{k} {100 * v / s.elapsed:.0f}" for k, v in sorted(s.cpu.items())
                        if v > 0.005 * s.elapsed)),
-            ("flood generator CPU, % of one core" + (f" (pinned to CPU {a.flood_cpus})" if a.flood_cpus else ""),
+            ("flood generator CPU, % of one core" + (f" (pinned to CPU {a.flood_cpus})" if a.flood_cpus else "")
+             + (" (SCHED_IDLE)" if a.flood_idle else ""),
              f"{100 * s.gen_cpu / s.elapsed:.0f}"),
         ]
 
@@ -267,6 +275,13 @@ def main():
     ap.add_argument("--flood-window", type=int, default=256)
     ap.add_argument("--label", default="debug build")
     ap.add_argument("--flood-cpus", default="", help="taskset CPU list for the flood generator")
+    ap.add_argument("--flood-idle", action="store_true",
+                    help="run the flood generator under SCHED_IDLE (a diagnostic: it then cannot "
+                         "delay the server's or the normal client's wake-ups)")
+    ap.add_argument("--server-cpus", default="",
+                    help="taskset CPU list for pyzord and the normal client (e.g. 0 with "
+                         "--flood-cpus 1: the flood's sending cost stays on its own CPU, "
+                         "as if it came from another host)")
     ap.add_argument("--normal-source", default="127.0.8.1",
                     help="the normal client's address (127.0.8.1 reaches the other worker of two "
                          "than the flood's 127.0.0.1; 127.0.30.1 the same one)")
@@ -276,6 +291,14 @@ def main():
 
     # SIGTERM: stop the servers and the generator (the finally below).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    if a.server_cpus:
+        # The normal client runs in this process; the servers are started
+        # under taskset, the generator under its own --flood-cpus.
+        cpus = set()
+        for part in a.server_cpus.split(","):
+            lo, _, hi = part.partition("-")
+            cpus.update(range(int(lo), int(hi or lo) + 1))
+        os.sched_setaffinity(0, cpus)
     load0 = os.getloadavg()[0]
     servers = []
     try:
@@ -303,7 +326,11 @@ def main():
             "flood.py", "Flood vs. normal traffic", f"{a.label}, --workers {a.workers}",
             f"The flood: `pyzor-bench load -o {a.flood_ops} "
             f"-w {a.flood_window} -t 5` from 127.0.0.0/24; the normal network: "
-            f"checks from {a.normal_source} at {a.rate:.0f}/s, one at a time, {a.rounds} rounds "
+            f"checks from {a.normal_source} at {a.rate:.0f}/s, one at a time"
+            + (f" (pinned with pyzord to CPU {a.server_cpus})" if a.server_cpus else "")
+            + (f", the generator pinned to CPU {a.flood_cpus}" if a.flood_cpus else "")
+            + (", the generator under SCHED_IDLE (`chrt --idle 0`)" if a.flood_idle else "")
+            + f", {a.rounds} rounds "
             f"of {a.seconds:.0f} s unloaded then {a.seconds:.0f} s flooded for each of {order} "
             f"in turn (Python client: its latency includes the interpreter's).", text)
     ok = all(s.lost == 0 and s.stored <= s.budget + 2 for s in servers)

@@ -49,8 +49,8 @@ pub(crate) const MIN_CHANGE: Duration = Duration::from_millis(200);
 /// Receive buffer of the penalty socket: a flood beyond what the penalty
 /// worker reads is dropped by the kernel instead of waiting.
 pub(crate) const PENALTY_RCVBUF: usize = 256 << 10;
-/// Nice value of the penalty worker's thread (on a busy machine the other
-/// workers get the CPU first).
+/// Nice value of the penalty worker's thread when `SCHED_IDLE` is refused
+/// (on a busy machine the other workers then get most of the CPU).
 pub(crate) const PENALTY_NICE: libc::c_int = 10;
 
 #[derive(Clone, Copy, Debug)]
@@ -226,17 +226,47 @@ impl PenaltyBox {
         }
     }
 }
-/// Lower the calling thread's priority to [`PENALTY_NICE`] (best effort:
-/// a failure is logged; the penalty worker then runs at normal priority).
+
+/// Lower the calling thread's priority: `SCHED_IDLE`, or [`PENALTY_NICE`]
+/// if the kernel refuses it (best effort: a failure is logged; the
+/// penalty worker then runs at normal priority).
+///
+/// Why `SCHED_IDLE` and not only a nice value: at nice 10 the penalty
+/// worker still gets about a tenth of a busy CPU, in slices of
+/// milliseconds, and a waking thread may wait for its slice; under a
+/// flood at the machine's full rate a neighbour's check waited for the
+/// CPU behind it (p99 12× its unloaded value, bench/RESULTS-attack.md). A `SCHED_IDLE` thread runs
+/// only on CPU time no normal thread wants, and any normal thread that
+/// wakes preempts it at once. The price is deliberate: while the machine
+/// is busy a penalised network is starved (its datagrams wait in the
+/// penalty socket's small buffer, where the kernel drops the excess);
+/// that network is the one flooding. Any thread may lower itself to
+/// `SCHED_IDLE` without privilege (Linux 2.6.39 on), and systemd's
+/// `RestrictRealtime=` does not forbid it (only the real-time policies).
+/// It applies to the calling thread only (pid 0); the penalty worker's
+/// engine thread (network engines only) was started before and keeps
+/// normal priority: it mostly waits on the engine, for the few requests
+/// the rate limit lets through.
 pub(crate) fn lower_this_thread() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid sched_param that outlives the call; pid 0
+    // is the calling thread.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0 {
+        return;
+    }
+    let idle_err = std::io::Error::last_os_error();
     // SAFETY: gettid and setpriority take and return plain integers.
     let r = unsafe {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
         libc::setpriority(libc::PRIO_PROCESS, tid, PENALTY_NICE)
     };
-    if r != 0 {
+    if r == 0 {
         log::info!(
-            "Cannot lower the penalty worker's priority: {}",
+            "Cannot make the penalty worker SCHED_IDLE ({idle_err}): it runs at nice {PENALTY_NICE} instead"
+        );
+    } else {
+        log::info!(
+            "Cannot lower the penalty worker's priority (SCHED_IDLE: {idle_err}; nice {PENALTY_NICE}: {})",
             std::io::Error::last_os_error()
         );
     }
@@ -259,6 +289,24 @@ mod tests {
         let mut socks = w.sockets;
         socks.push(pen);
         (PenaltyBox::new(2, group, Arc::default()), socks)
+    }
+
+    /// The penalty worker's thread is SCHED_IDLE after the call, and only
+    /// that thread (its own spawned thread here: the test harness's
+    /// threads keep their policy).
+    #[test]
+    fn lower_this_thread_makes_it_sched_idle() {
+        // SAFETY: sched_getscheduler takes and returns plain integers.
+        let policy = || unsafe { libc::sched_getscheduler(0) };
+        let before = policy();
+        let after = std::thread::spawn(move || {
+            lower_this_thread();
+            policy()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(after, libc::SCHED_IDLE);
+        assert_eq!(policy(), before);
     }
 
     fn ip(i: u32) -> IpAddr {
