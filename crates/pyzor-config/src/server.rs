@@ -82,7 +82,7 @@ pub const SERVER_DEFAULTS: &[(&str, &str)] = &[
     ("Group", ""),
     ("IgnoreEmptyDigest", "False"),
     ("DistinctWindow", "0"),
-    ("EngineConcurrency", "1"),
+    ("EngineConcurrency", "2"),
 ];
 
 /// The largest `EngineTimeout` accepted, in seconds (an hour).
@@ -261,7 +261,8 @@ pub struct ServerConfig {
     /// `EngineConcurrency` (ours): engine threads per worker, from 1 to
     /// [`MAX_ENGINE_CONCURRENCY`], for the engines whose calls may block
     /// (redis, mysql, postgres): that many batches of one worker are in
-    /// flight at once, each network's requests always on the same thread
+    /// flight at once; with 2 or more, reads on one thread and writes on
+    /// the others, requests that share a digest in arrival order
     /// (docs/server.md, "Concurrency"). Ignored by the embedded engines.
     pub engine_concurrency: usize,
 }
@@ -662,7 +663,7 @@ mod tests {
         assert!(!ServerConfig::load(t.path(), &[]).unwrap().strict_digests);
     }
 
-    /// `EngineConcurrency`: 1 by default, 1..=64 from the file or a flag;
+    /// `EngineConcurrency`: 2 by default, 1..=64 from the file or a flag;
     /// anything else names the key.
     #[test]
     fn engine_concurrency_key() {
@@ -671,7 +672,7 @@ mod tests {
             ServerConfig::load(t.path(), &[])
                 .unwrap()
                 .engine_concurrency,
-            1
+            2
         );
         let t = home_with(Some("[server]\nEngineConcurrency = 4\n"));
         assert_eq!(
