@@ -190,13 +190,26 @@ def proc_counters():
         for i, line in enumerate(f):
             v = [int(x, 16) for x in line.split()]
             cpu = f"cpu{v[12] if len(v) > 12 else i}"
-            out.setdefault(cpu, {}).update(processed=v[0], dropped=v[1], rps=v[9])
+            out.setdefault(cpu, {}).update(processed=v[0], dropped=v[1], squeezed=v[2], rps=v[9])
     with open("/proc/stat") as f:
         for line in f:
             k, *v = line.split()
             if k.startswith("cpu") and k != "cpu":
                 names = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"]
                 out.setdefault(k, {}).update(zip(names, (int(x) for x in v)))
+    # The softirq work the kernel defers to its per-CPU thread (a normal,
+    # nice-0 thread that the scheduler shares out like any other).
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                name, fields = f.read().split("(", 1)[1].rsplit(")", 1)
+        except OSError:
+            continue
+        if name.startswith("ksoftirqd/"):
+            v = fields.split()
+            out.setdefault(f"cpu{name.split('/')[1]}", {})["ksoftirqd"] = int(v[11]) + int(v[12])
     return out
 
 
@@ -408,8 +421,11 @@ class Server:
             ("NET_RX softirqs per second during the floods, by CPU (whole machine)", per("net_rx")),
             ("softnet packets processed per second, by CPU", per("processed")),
             ("RPS IPIs received per second, by CPU", per("rps")),
-            ("softnet backlog drops during the floods, by CPU",
-             ", ".join(f"{c} {s.percpu[c].get('dropped', 0)}" for c in cpus)),
+            ("softnet backlog drops / time squeezes (budget ran out) during the floods, by CPU",
+             ", ".join(f"{c} {s.percpu[c].get('dropped', 0)} / {s.percpu[c].get('squeezed', 0)}"
+                       for c in cpus)),
+            ("ksoftirqd CPU during the floods, % of one core, by CPU",
+             ", ".join(f"{c} {100 * s.percpu[c].get('ksoftirqd', 0) / tck / s.elapsed:.0f}" for c in cpus)),
             ("CPU time during the floods, % user / system / softirq / idle, by CPU (whole machine)",
              ", ".join(f"{c} {share(c)}" for c in cpus)),
         ]
