@@ -30,6 +30,26 @@ lists the flood's sending cost stays on its own CPUs, as if it came from
 another host. Appends the table to
 bench/RESULTS-attack.md with --write.
 
+On loopback the kernel's receive path of a datagram runs in its sender's
+context, so pinning the generator also moves the flood's receive cost
+(softirq, socket lookup, queueing) onto the generator's CPUs; a real NIC
+spends it on the server's. --netns (root) models that: it creates a
+network namespace and a veth pair (names with this process's id),
+addresses them on 10.231.X.0/24 (X chosen so that the flood's /24 is
+steered to the normal network's worker; .1 the host side, .2 the
+namespace side), runs the generator inside the namespace (`ip netns exec
+NS taskset -c FLOODCPUS ...`), pyzord listens on the host side's address
+(the normal client still sends from --normal-source over loopback, to
+that address), and sets RPS on the host side's rx queue
+(`queues/rx-0/rps_cpus`, --rps-mask, default the mask of --server-cpus)
+so that the flood's receive softirq runs on the server's CPUs, as a NIC's
+interrupt and RPS would put it (the namespace side gets the mask of
+--flood-cpus: the replies are received on the flooding "host"). The
+namespace and the pair are deleted on exit, also on error; no other
+interface is touched. Every run also prints NET_RX softirqs, softnet
+packets processed and the CPU time (user / system / softirq) of each CPU
+during the floods, from /proc.
+
     python3 bench/flood.py [--pyzord target/debug/pyzord [--pyzord OTHER]] [--bench target/debug/pyzor-bench] [--write]
 
 Stops only the processes it started.
@@ -68,7 +88,7 @@ def metrics(mport):
     return out
 
 
-def normal_client(port, rate, seconds, source="127.0.8.1", settle=0.0):
+def normal_client(port, rate, seconds, source="127.0.8.1", settle=0.0, dest="127.0.0.1"):
     """Checks at `rate`/s for `seconds`, one at a time: (latencies in ms, lost,
     the latencies of the checks sent from `settle` s on)."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -85,7 +105,7 @@ def normal_client(port, rate, seconds, source="127.0.8.1", settle=0.0):
         thread = 1024 + i % 60000
         d = f"Op: check\nOp-Digest: {i:040x}\nThread: {thread}\nPV: 2.1\n\n".encode()
         t = time.perf_counter()
-        s.sendto(d, ("127.0.0.1", port))
+        s.sendto(d, (dest, port))
         try:
             while True:
                 r = s.recv(70000)
@@ -137,11 +157,130 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
+def cpu_mask(cpus):
+    """A taskset CPU list ("0", "0-1", "0,2") as a hex mask ("1", "3", "5")."""
+    m = 0
+    for part in cpus.split(","):
+        lo, _, hi = part.partition("-")
+        for c in range(int(lo), int(hi or lo) + 1):
+            m |= 1 << c
+    return f"{m:x}"
+
+
+def steered_worker(ip, workers):
+    """The worker pyzord's steering program (crates/pyzor-server/src/net/
+    steer.rs) picks for IPv4 `ip`: ((its /24 × 0x9e3779b1) >> 16) mod n."""
+    a, b, c, _ = (int(x) for x in ip.split("."))
+    return ((((a << 16) | (b << 8) | c) * 0x9E3779B1 & 0xFFFFFFFF) >> 16) % max(workers, 1)
+
+
+def proc_counters():
+    """Per CPU, from /proc: NET_RX softirqs, softnet packets processed and
+    RPS IPIs received, and the CPU time fields of /proc/stat (ticks)."""
+    out = {}
+    with open("/proc/softirqs") as f:
+        lines = f.read().splitlines()
+    cpus = lines[0].split()
+    for line in lines[1:]:
+        k, *v = line.split()
+        if k == "NET_RX:":
+            for c, n in zip(cpus, v):
+                out.setdefault(c.lower(), {})["net_rx"] = int(n)
+    with open("/proc/net/softnet_stat") as f:
+        for i, line in enumerate(f):
+            v = [int(x, 16) for x in line.split()]
+            cpu = f"cpu{v[12] if len(v) > 12 else i}"
+            out.setdefault(cpu, {}).update(processed=v[0], dropped=v[1], squeezed=v[2], rps=v[9])
+    with open("/proc/stat") as f:
+        for line in f:
+            k, *v = line.split()
+            if k.startswith("cpu") and k != "cpu":
+                names = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"]
+                out.setdefault(k, {}).update(zip(names, (int(x) for x in v)))
+    # The softirq work the kernel defers to its per-CPU thread (a normal,
+    # nice-0 thread that the scheduler shares out like any other).
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                name, fields = f.read().split("(", 1)[1].rsplit(")", 1)
+        except OSError:
+            continue
+        if name.startswith("ksoftirqd/"):
+            v = fields.split()
+            out.setdefault(f"cpu{name.split('/')[1]}", {})["ksoftirqd"] = int(v[11]) + int(v[12])
+    return out
+
+
+class NetNs:
+    """A network namespace holding one end of a veth pair (--netns)."""
+
+    def __init__(self, a, normal_source):
+        self.ns = f"pyzor-flood-{os.getpid()}"
+        self.host_if, self.ns_if = f"pzf{os.getpid()}h", f"pzf{os.getpid()}n"
+        self.made_ns = self.made_link = False
+        workers = a.workers or len(os.sched_getaffinity(0))
+        want = steered_worker(normal_source, workers)
+        used = subprocess.run(["ip", "-4", "-o", "route", "show", "table", "all"],
+                              capture_output=True, text=True, check=True).stdout
+        start = os.getpid() % 250
+        for i in range(250):
+            x = 1 + (start + i) % 250
+            if f"10.231.{x}." not in used and steered_worker(f"10.231.{x}.2", workers) == want:
+                break
+        else:
+            raise SystemExit("--netns: no free 10.231.X.0/24")
+        self.host_ip, self.ns_ip = f"10.231.{x}.1", f"10.231.{x}.2"
+        self.rps_mask = a.rps_mask if a.rps_mask is not None else (cpu_mask(a.server_cpus) if a.server_cpus else "0")
+        self.ns_rps_mask = cpu_mask(a.flood_cpus) if a.flood_cpus else "0"
+
+    def run(self, *cmd):
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+
+    def up(self):
+        self.run("ip", "netns", "add", self.ns)
+        self.made_ns = True
+        self.run("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if,
+                 "netns", self.ns)
+        self.made_link = True
+        self.run("ip", "addr", "add", f"{self.host_ip}/24", "dev", self.host_if)
+        self.run("ip", "-n", self.ns, "addr", "add", f"{self.ns_ip}/24", "dev", self.ns_if)
+        self.run("ip", "-n", self.ns, "link", "set", "lo", "up")
+        self.run("ip", "-n", self.ns, "link", "set", self.ns_if, "up")
+        self.run("ip", "link", "set", self.host_if, "up")
+        with open(f"/sys/class/net/{self.host_if}/queues/rx-0/rps_cpus", "w") as f:
+            f.write(self.rps_mask)
+        # The namespace's own sysfs (ip netns exec mounts it).
+        self.run("ip", "netns", "exec", self.ns, "sh", "-c",
+                 f"echo {self.ns_rps_mask} > /sys/class/net/{self.ns_if}/queues/rx-0/rps_cpus")
+        with open(f"/sys/class/net/{self.host_if}/queues/rx-0/rps_cpus") as f:
+            self.rps_read = f.read().strip()
+        # Wait (bounded) for the carrier; the first datagrams resolve the neighbour.
+        for _ in range(50):
+            with open(f"/sys/class/net/{self.host_if}/operstate") as f:
+                if f.read().strip() == "up":
+                    break
+            time.sleep(0.1)
+
+    def down(self):
+        # Only what this object created: deleting the host end deletes its peer.
+        if self.made_link:
+            subprocess.run(["ip", "link", "del", self.host_if], stderr=subprocess.DEVNULL)
+            self.made_link = False
+        if self.made_ns:
+            subprocess.run(["ip", "netns", "del", self.ns], stderr=subprocess.DEVNULL)
+            self.made_ns = False
+
+
 class Server:
     """A pyzord of `binary` on a free port (memory engine, temporary home)."""
 
-    def __init__(self, binary, a):
+    def __init__(self, binary, a, netns=None):
         self.binary = binary
+        self.netns = netns
+        # With --netns pyzord listens on the host side of the veth pair only.
+        self.addr = netns.host_ip if netns else "127.0.0.1"
         self.home = tempfile.mkdtemp(prefix="pyzor-flood-")
         with open(os.path.join(self.home, "config"), "w") as f:
             f.write("[server]\nRateLimitAllow =\n")
@@ -151,7 +290,7 @@ class Server:
         self.log = open(os.path.join(self.home, "stderr.log"), "wb")
         pin = ["taskset", "-c", a.server_cpus] if a.server_cpus else []
         self.proc = subprocess.Popen(
-            pin + [binary, "--homedir", self.home, "-e", "memory", "-a", "127.0.0.1", "-p", str(self.port),
+            pin + [binary, "--homedir", self.home, "-e", "memory", "-a", self.addr, "-p", str(self.port),
              "--workers", str(a.workers), "--report-rate-limit", str(a.report_rate_limit),
              "--metrics-address", f"127.0.0.1:{self.mport}"],
             stdout=self.log, stderr=self.log)
@@ -169,6 +308,7 @@ class Server:
         self.moves = 0.0
         self.cpu = {}
         self.gen_cpu = 0.0
+        self.percpu = {}  # /proc counters' increase during the floods, by CPU
 
     def stop(self):
         self.proc.terminate()
@@ -178,16 +318,20 @@ class Server:
 
     def round(self, a):
         """One unloaded run, then one flooded run."""
-        b_lat, b_lost, _ = normal_client(self.port, a.rate, a.seconds, a.normal_source)
+        b_lat, b_lost, _ = normal_client(self.port, a.rate, a.seconds, a.normal_source,
+                                         dest=self.addr)
         m0 = metrics(self.mport)
         cpu0 = thread_cpu(self.proc.pid)
         kids0 = os.times()
+        pc0 = proc_counters()
         t0 = time.monotonic()
         pin = ["taskset", "-c", a.flood_cpus] if a.flood_cpus else []
         if a.flood_idle:
             pin = ["chrt", "--idle", "0"] + pin
+        if self.netns:
+            pin = ["ip", "netns", "exec", self.netns.ns] + pin
         flood = subprocess.Popen(
-            pin + [a.bench, "load", "-H", "127.0.0.1", "-p", str(self.port), "-o", a.flood_ops,
+            pin + [a.bench, "load", "-H", self.addr, "-p", str(self.port), "-o", a.flood_ops,
                    "-w", str(a.flood_window), "-d", str(a.seconds + 1), "-W", "0", "-t", "5",
                    "-m", "new", "--json"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
@@ -197,13 +341,18 @@ class Server:
             # threshold: the checks from 2 s into the client's run (2.5 s
             # into the flood) are also shown apart.
             f_lat, f_lost, f_late = normal_client(self.port, a.rate, a.seconds, a.normal_source,
-                                                  settle=2.0)
+                                                  settle=2.0, dest=self.addr)
             out, _ = flood.communicate(timeout=a.seconds + 60)
         finally:
             if flood.poll() is None:
                 flood.kill()
                 flood.wait()
         el = time.monotonic() - t0
+        pc1 = proc_counters()
+        for cpu, v in pc1.items():
+            acc = self.percpu.setdefault(cpu, {})
+            for k, n in v.items():
+                acc[k] = acc.get(k, 0) + n - pc0.get(cpu, {}).get(k, 0)
         m1 = metrics(self.mport)
         cpu1 = thread_cpu(self.proc.pid)
         kids1 = os.times()
@@ -257,6 +406,28 @@ class Server:
             ("flood generator CPU, % of one core" + (f" (pinned to CPU {a.flood_cpus})" if a.flood_cpus else "")
              + (" (SCHED_IDLE)" if a.flood_idle else ""),
              f"{100 * s.gen_cpu / s.elapsed:.0f}"),
+        ] + self.proc_rows()
+
+    def proc_rows(self):
+        s, tck = self, os.sysconf("SC_CLK_TCK")
+        cpus = sorted(s.percpu, key=lambda c: int(c[3:]))
+        per = lambda k: ", ".join(f"{c} {s.percpu[c].get(k, 0) / s.elapsed:.0f}" for c in cpus)
+
+        def share(c):
+            v = s.percpu[c]
+            return "/".join(f"{100 * (v.get(k, 0) + (v.get('nice', 0) if k == 'user' else 0)) / tck / s.elapsed:.0f}"
+                            for k in ("user", "system", "softirq", "idle"))
+        return [
+            ("NET_RX softirqs per second during the floods, by CPU (whole machine)", per("net_rx")),
+            ("softnet packets processed per second, by CPU", per("processed")),
+            ("RPS IPIs received per second, by CPU", per("rps")),
+            ("softnet backlog drops / time squeezes (budget ran out) during the floods, by CPU",
+             ", ".join(f"{c} {s.percpu[c].get('dropped', 0)} / {s.percpu[c].get('squeezed', 0)}"
+                       for c in cpus)),
+            ("ksoftirqd CPU during the floods, % of one core, by CPU",
+             ", ".join(f"{c} {100 * s.percpu[c].get('ksoftirqd', 0) / tck / s.elapsed:.0f}" for c in cpus)),
+            ("CPU time during the floods, % user / system / softirq / idle, by CPU (whole machine)",
+             ", ".join(f"{c} {share(c)}" for c in cpus)),
         ]
 
 
@@ -285,6 +456,13 @@ def main():
     ap.add_argument("--normal-source", default="127.0.8.1",
                     help="the normal client's address (127.0.8.1 reaches the other worker of two "
                          "than the flood's 127.0.0.1; 127.0.30.1 the same one)")
+    ap.add_argument("--netns", action="store_true",
+                    help="(root) run the generator in a network namespace behind a veth pair, "
+                         "with RPS on the host side's rx queue: the flood's receive softirq "
+                         "runs on the server's CPUs, as a real NIC's would")
+    ap.add_argument("--rps-mask", default=None,
+                    help="with --netns: hex CPU mask for the host side veth's rps_cpus "
+                         "(default: the mask of --server-cpus; 0: RPS off)")
     ap.add_argument("--write", action="store_true", help="append to bench/RESULTS-attack.md")
     a = ap.parse_args()
     binaries = a.pyzord or [os.path.join(ROOT, "target/debug/pyzord")]
@@ -299,17 +477,28 @@ def main():
             lo, _, hi = part.partition("-")
             cpus.update(range(int(lo), int(hi or lo) + 1))
         os.sched_setaffinity(0, cpus)
+    if a.netns and os.geteuid() != 0:
+        raise SystemExit("--netns needs root")
     load0 = os.getloadavg()[0]
     servers = []
+    netns = NetNs(a, a.normal_source) if a.netns else None
     try:
+        if netns:
+            netns.up()
+            print(f"netns {netns.ns}: {netns.host_if} {netns.host_ip}/24 (rps_cpus {netns.rps_read}) "
+                  f"<-> {netns.ns_if} {netns.ns_ip}/24 (rps_cpus {netns.ns_rps_mask})", file=sys.stderr)
         for b in binaries:
-            servers.append(Server(b, a))
+            servers.append(Server(b, a, netns))
         for _ in range(a.rounds):
             for s in servers:
                 s.round(a)
     finally:
-        for s in servers:
-            s.stop()
+        try:
+            for s in servers:
+                s.stop()
+        finally:
+            if netns:
+                netns.down()
     load1 = os.getloadavg()[0]
     names = [os.path.relpath(s.binary, ROOT) for s in servers]
     cols = [s.rows(a) for s in servers]
@@ -325,8 +514,12 @@ def main():
         append_results(
             "flood.py", "Flood vs. normal traffic", f"{a.label}, --workers {a.workers}",
             f"The flood: `pyzor-bench load -o {a.flood_ops} "
-            f"-w {a.flood_window} -t 5` from 127.0.0.0/24; the normal network: "
-            f"checks from {a.normal_source} at {a.rate:.0f}/s, one at a time"
+            f"-w {a.flood_window} -t 5` from "
+            + (f"{netns.ns_ip} in a network namespace, over a veth pair to pyzord on "
+               f"{netns.host_ip} (RPS of the host side's rx queue: CPU mask {netns.rps_read}; "
+               f"of the namespace side's: {netns.ns_rps_mask})" if netns else "127.0.0.0/24")
+            + f"; the normal network: checks from {a.normal_source} at {a.rate:.0f}/s, "
+            "one at a time" + (" over loopback" if netns else "")
             + (f" (pinned with pyzord to CPU {a.server_cpus})" if a.server_cpus else "")
             + (f", the generator pinned to CPU {a.flood_cpus}" if a.flood_cpus else "")
             + (", the generator under SCHED_IDLE (`chrt --idle 0`)" if a.flood_idle else "")
