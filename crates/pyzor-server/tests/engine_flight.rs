@@ -274,6 +274,48 @@ fn one_networks_reports_overlap_and_its_checks_do_not() {
     server.shutdown();
 }
 
+/// A report naming many digests (up to what a datagram holds), then at
+/// once a check of each from another socket: every check goes behind the
+/// report (its digests are in flight on the report's engine thread) and
+/// sees it, although checks otherwise run on the read thread.
+#[test]
+fn checks_wait_for_a_many_digest_report_on_another_thread() {
+    let engine = Probe::new(Duration::from_millis(20), false);
+    let server = start_one_worker(engine.clone(), 1024, 4);
+    let to = server.local_addr();
+    let reporter = UdpSocket::bind("127.0.78.1:0").unwrap();
+    let checker = UdpSocket::bind("127.0.78.1:0").unwrap();
+    let tag = format!("{:08x}", std::process::id());
+    let digests: Vec<String> = (0..150u32).map(|i| format!("{tag}{i:032x}")).collect();
+    let mut report = String::from("Op: report\n");
+    for d in &digests {
+        report.push_str(&format!("Op-Digest: {d}\n"));
+    }
+    report.push_str("Thread: 9999\nPV: 2.1\n\n");
+    assert!(report.len() < 8192, "{} bytes", report.len());
+    reporter.send_to(report.as_bytes(), to).unwrap();
+    for (i, d) in digests.iter().enumerate() {
+        checker
+            .send_to(&datagram("check", d, i as u32), to)
+            .unwrap();
+    }
+    let r = replies(&reporter, 1);
+    assert_eq!(r.len(), 1, "the report was not answered");
+    assert_eq!(reply_code(&r[0]), 200, "{}", String::from_utf8_lossy(&r[0]));
+    let checks = replies(&checker, digests.len());
+    assert_eq!(checks.len(), digests.len(), "checks lost");
+    let overtook: Vec<_> = checks
+        .iter()
+        .filter(|c| parse_check(c) != Some((1, 0)))
+        .map(|c| thread_of(c))
+        .collect();
+    assert!(
+        overtook.is_empty(),
+        "checks that overtook the report: {overtook:?}"
+    );
+    server.shutdown();
+}
+
 /// K = 1 is the old single engine thread: one call at a time per worker.
 #[test]
 fn one_engine_thread_runs_one_batch_at_a_time() {
