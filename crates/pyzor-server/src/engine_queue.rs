@@ -263,14 +263,7 @@ impl EngineQueue {
     /// back here, and their digests leave [`Self::in_flight`].
     pub(crate) fn job(&mut self) -> Job {
         while let Ok(mut job) = self.back.try_recv() {
-            for &k in &job.keys {
-                if let Some(e) = self.in_flight.get_mut(&k) {
-                    e.1 -= 1;
-                    if e.1 == 0 {
-                        self.in_flight.remove(&k);
-                    }
-                }
-            }
+            self.release(&job.keys);
             job.clear();
             self.spare.push(job);
         }
@@ -278,6 +271,18 @@ impl EngineQueue {
             self.in_flight = HashMap::new();
         }
         self.spare.pop().unwrap_or_default()
+    }
+
+    /// The requests naming `keys` are no longer in flight.
+    fn release(&mut self, keys: &[u64]) {
+        for k in keys {
+            if let Some(e) = self.in_flight.get_mut(k) {
+                e.1 -= 1;
+                if e.1 == 0 {
+                    self.in_flight.remove(k);
+                }
+            }
+        }
     }
 
     /// Whether requests are split over several lanes (and need keys).
@@ -356,6 +361,8 @@ impl EngineQueue {
             let part = std::mem::replace(part, fresh);
             if let Err(mut part) = self.send(i, part) {
                 failed = true;
+                // never answered by a lane: not in flight
+                self.release(&part.keys);
                 part.clear();
                 self.spare.push(part);
             }
@@ -462,5 +469,86 @@ fn run(
         for job in jobs.drain(..) {
             let _ = back.send(job);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use pyzor_protocol::auth::{parse_access, Accounts};
+    use pyzor_store::memory::MemoryEngine;
+
+    use super::*;
+    use crate::rules::Rules;
+
+    /// The digests in flight are only those of requests not yet answered:
+    /// a worker that hands over many requests, each naming many digests,
+    /// holds at most their keys while they wait and none once they are
+    /// answered, so the table cannot grow with what clients send.
+    #[test]
+    fn digests_in_flight_leave_with_their_answers() {
+        let accounts = Accounts::default();
+        let (acl, _) = parse_access("all : anonymous : allow\n", &accounts);
+        let shared = Arc::new(Shared::standalone(
+            Arc::new(MemoryEngine::new()),
+            Rules { accounts, acl },
+        ));
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let peer = Some(sock.local_addr().unwrap());
+        let mut q =
+            EngineQueue::start(&shared, &sock, (1 << 20, 3), "t", &Protection::default()).unwrap();
+        assert!(q.keyed());
+        let (jobs, per_job, digests) = (40, 8, 50);
+        let mut most = 0;
+        for j in 0..jobs {
+            let mut job = q.job();
+            for r in 0..per_job {
+                let names: Vec<String> = (0..digests)
+                    .map(|d| format!("{j:08x}{r:08x}{d:024x}"))
+                    .collect();
+                let mut datagram = String::from("Op: report\n");
+                for n in &names {
+                    datagram.push_str(&format!("Op-Digest: {n}\n"));
+                }
+                datagram.push_str("Thread: 1\nPV: 2.1\n\n");
+                let keys: Vec<u64> = names.iter().map(|n| q.key(n.as_bytes())).collect();
+                job.push(
+                    datagram.as_bytes(),
+                    b"anonymous",
+                    peer,
+                    Op::Report,
+                    (&keys, true),
+                );
+            }
+            assert!(q.admit(job.len(), &shared));
+            q.submit(job, &shared).unwrap();
+            most = most.max(q.in_flight.len());
+            assert!(q.in_flight.len() <= (j + 1) * per_job * digests);
+        }
+        assert!(most > 0);
+        let t0 = Instant::now();
+        while q.waiting.load(Relaxed) > 0 && t0.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(q.waiting.load(Relaxed), 0, "requests still waiting");
+        // the answered jobs come back with the next job taken
+        drop(q.job());
+        assert_eq!(
+            q.in_flight.len(),
+            0,
+            "keys of answered requests left behind"
+        );
+        let first = format!("{:08x}{:08x}{:024x}", 0, 0, 0);
+        assert_eq!(
+            shared
+                .engine
+                .get(first.as_bytes())
+                .unwrap()
+                .unwrap()
+                .r_count,
+            1
+        );
+        q.finish();
     }
 }
