@@ -1,8 +1,9 @@
 //! Several batches in flight per worker (`EngineConcurrency`, docs/server.md
-//! "Concurrency"): with K engine threads per worker, every request of one
-//! client network still goes to one thread, so a check sent after a report
-//! from the same network sees the report, while other networks' batches run
-//! at the same time; and the worker's queue bound (requests waiting for the
+//! "Concurrency"): with K engine threads per worker, a request naming a
+//! digest that an unanswered request names goes behind it, so a check sent
+//! after a report of the same digest sees the report, while other batches
+//! (reports on the write threads, checks on the read thread) run at the
+//! same time; and the worker's queue bound (requests waiting for the
 //! engine) counts all K threads together.
 //!
 //! Clients sit on different loopback /24 networks (127.0.N.1: Linux answers
