@@ -95,12 +95,16 @@ pub(crate) struct Pending<'j> {
     pub(crate) user: &'j [u8],
     pub(crate) peer: Option<SocketAddr>,
     pub(crate) op: Op,
+    /// Its digests' keys ([`EngineQueue::push`]; none with one lane).
+    keys: &'j [u64],
+    /// Whether it counts (report, whitelist).
+    writes: bool,
 }
 
 impl Job {
     /// Add a request that `evaluate` accepted for `op` as `user`; `keys`
     /// are its digests' keys, `writes` whether it counts.
-    pub(crate) fn push(
+    fn push(
         &mut self,
         datagram: &[u8],
         user: &[u8],
@@ -135,6 +139,8 @@ impl Job {
             user: &self.data[it.mid..it.end],
             peer: it.peer,
             op: it.op,
+            keys: &self.keys[it.keys.clone()],
+            writes: it.writes,
         })
     }
 
@@ -159,6 +165,8 @@ pub(crate) struct EngineQueue {
     /// With several lanes: per digest key of a request handed over and
     /// not yet back, the lane that has it and how many such requests.
     in_flight: HashMap<u64, (usize, u32)>,
+    /// Scratch for one request's keys ([`Self::push`]).
+    keys: Vec<u64>,
     /// Answered jobs, back for reuse.
     back: Receiver<Job>,
     spare: Vec<Job>,
@@ -227,6 +235,7 @@ impl EngineQueue {
             lanes: started,
             hasher: RandomState::new(),
             in_flight: HashMap::new(),
+            keys: Vec::new(),
             back,
             spare: Vec::new(),
             parts: Vec::new(),
@@ -285,14 +294,23 @@ impl EngineQueue {
         }
     }
 
-    /// Whether requests are split over several lanes (and need keys).
-    pub(crate) fn keyed(&self) -> bool {
-        self.lanes.len() > 1
-    }
-
-    /// A digest's key for [`Job::push`].
-    pub(crate) fn key(&self, digest: &[u8]) -> u64 {
-        self.hasher.hash_one(digest)
+    /// Add to `job` a request that `evaluate` accepted for `op` as `user`,
+    /// with its store operations `ops`: with several lanes, keyed by its
+    /// digests for [`Self::submit`].
+    pub(crate) fn push(
+        &mut self,
+        job: &mut Job,
+        (datagram, user, peer): (&[u8], &[u8], Option<SocketAddr>),
+        op: Op,
+        ops: &[pyzor_store::Op<'_>],
+    ) {
+        self.keys.clear();
+        if self.lanes.len() > 1 {
+            let h = &self.hasher;
+            self.keys.extend(ops.iter().map(|o| h.hash_one(o.digest())));
+        }
+        let writes = ops.iter().any(pyzor_store::Op::is_write);
+        job.push(datagram, user, peer, op, (&self.keys, writes));
     }
 
     /// The lane of a request ([`Self::submit`]): behind an earlier request
@@ -341,11 +359,10 @@ impl EngineQueue {
             parts.push(part);
         }
         let write_lane = self.least_busy();
-        for (r, it) in job.requests().zip(&job.items) {
-            let keys = &job.keys[it.keys.clone()];
-            let lane = self.lane_of(keys, it.writes, write_lane);
-            parts[lane].push(r.datagram, r.user, r.peer, r.op, (keys, it.writes));
-            for &k in keys {
+        for r in job.requests() {
+            let lane = self.lane_of(r.keys, r.writes, write_lane);
+            parts[lane].push(r.datagram, r.user, r.peer, r.op, (r.keys, r.writes));
+            for &k in r.keys {
                 // the latest request naming the digest decides where the
                 // next one goes
                 let e = self.in_flight.entry(k).or_insert((lane, 0));
@@ -498,7 +515,7 @@ mod tests {
         let peer = Some(sock.local_addr().unwrap());
         let mut q =
             EngineQueue::start(&shared, &sock, (1 << 20, 3), "t", &Protection::default()).unwrap();
-        assert!(q.keyed());
+        assert!(q.lanes.len() > 1);
         let (jobs, per_job, digests) = (40, 8, 50);
         let mut most = 0;
         for j in 0..jobs {
@@ -512,13 +529,15 @@ mod tests {
                     datagram.push_str(&format!("Op-Digest: {n}\n"));
                 }
                 datagram.push_str("Thread: 1\nPV: 2.1\n\n");
-                let keys: Vec<u64> = names.iter().map(|n| q.key(n.as_bytes())).collect();
-                job.push(
-                    datagram.as_bytes(),
-                    b"anonymous",
-                    peer,
+                let ops: Vec<pyzor_store::Op<'_>> = names
+                    .iter()
+                    .map(|n| pyzor_store::Op::Report(n.as_bytes()))
+                    .collect();
+                q.push(
+                    &mut job,
+                    (datagram.as_bytes(), b"anonymous", peer),
                     Op::Report,
-                    (&keys, true),
+                    &ops,
                 );
             }
             assert!(q.admit(job.len(), &shared));

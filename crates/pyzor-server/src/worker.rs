@@ -525,18 +525,12 @@ fn hand_off<'d>(
         return Some(Failure::DB_UNAVAILABLE);
     }
     let mut job = queue.job();
-    let mut keys = Vec::new();
     for (i, dec) in decisions.iter().enumerate() {
         if let Decision::Ok { user, request, ops } = dec {
             if !ops.is_empty() {
                 let (bytes, peer) = datagram(i);
                 let mine = &all_ops[ops.clone()];
-                keys.clear();
-                if queue.keyed() {
-                    keys.extend(mine.iter().map(|op| queue.key(op.digest())));
-                }
-                let writes = mine.iter().any(pyzor_store::Op::is_write);
-                job.push(bytes, user, peer, request.op(), (&keys, writes));
+                queue.push(&mut job, (bytes, user, peer), request.op(), mine);
             }
         }
     }
@@ -703,6 +697,22 @@ fn keep_distinct(
     }
 }
 
+/// One engine call, counted (`pyzord_engine_calls_total`,
+/// `pyzord_engine_call_ops_total`).
+fn call_engine(
+    shared: &Shared,
+    ops: &[pyzor_store::Op<'_>],
+    now: Timestamp,
+    records: &mut Vec<Option<Record>>,
+) -> pyzor_store::Result<()> {
+    shared.metrics.engine_calls.fetch_add(1, Relaxed);
+    shared
+        .metrics
+        .engine_call_ops
+        .fetch_add(ops.len() as u64, Relaxed);
+    shared.engine.execute(ops, now, records)
+}
+
 /// Run the batch's operations (if any) as one engine call; the results go
 /// to `records`, one per operation. `Some` is the failure of every request
 /// with operations; `req_fail` holds per-request failures when some
@@ -721,12 +731,7 @@ fn execute(
     if ops.is_empty() {
         return None;
     }
-    shared.metrics.engine_calls.fetch_add(1, Relaxed);
-    shared
-        .metrics
-        .engine_call_ops
-        .fetch_add(ops.len() as u64, Relaxed);
-    match shared.engine.execute(ops, now, records) {
+    match call_engine(shared, ops, now, records) {
         Err(StoreError::Partial(failed))
             if records.len() == ops.len() && failed.iter().all(|(i, _)| *i < ops.len()) =>
         {
@@ -796,7 +801,7 @@ fn execute_one_by_one(
         }
         let mine = &ops[mine.clone()];
         let before = records.len();
-        let res = shared.engine.execute(mine, now, records);
+        let res = call_engine(shared, mine, now, records);
         let fail = match res {
             Err(e) => Some(failure_of(e)),
             Ok(()) if records.len() != before + ops_len => Some(Failure::internal(format!(
