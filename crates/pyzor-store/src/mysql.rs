@@ -523,28 +523,31 @@ impl MysqlEngine {
         conflict: &std::cell::Cell<bool>,
     ) -> Result<Answers> {
         let mut refused = vec![None; plan.keys.len()];
-        let reads = ops.iter().any(|op| !op.is_write());
-        if !reads {
-            // Writes only: their replies carry no record (`Engine::execute`),
-            // so nothing is read back. When one statement holds them all it
-            // runs alone, autocommitted: one round trip and one commit, the
-            // database's own ceiling for a batch (bench/RESULTS-sql.md).
-            let mut keys: Vec<usize> = plan.write_keys().collect();
-            if keys.len() <= MAX_ROWS && keys.iter().all(|&k| fits_any_column(plan.keys[k])) {
-                keys.sort_unstable_by_key(|&k| plan.keys[k]);
-                self.upsert(c, plan, &keys, now, conflict)?;
-                return Ok(Answers {
-                    before: None,
-                    after: vec![None; plan.keys.len()],
-                    refused,
-                });
-            }
-        }
         if plan.write_keys().next().is_none() {
             let after = self.read(c, plan)?;
             return Ok(Answers {
                 before: None,
                 after,
+                refused,
+            });
+        }
+        // Rows are taken in digest order, the same in every batch, so that
+        // concurrent batches of this process do not deadlock.
+        let (mut plain, mut odd): (Vec<usize>, Vec<usize>) = plan
+            .write_keys()
+            .partition(|&k| fits_any_column(plan.keys[k]));
+        plain.sort_unstable_by_key(|&k| plan.keys[k]);
+        odd.sort_unstable_by_key(|&k| plan.keys[k]);
+        let reads = ops.iter().any(|op| !op.is_write());
+        if !reads && odd.is_empty() && plain.len() <= MAX_ROWS {
+            // Writes only: their replies carry no record (`Engine::execute`),
+            // so nothing is read back, and one statement holds them all: it
+            // runs alone, autocommitted, one round trip and one commit, the
+            // database's own ceiling for a batch (bench/RESULTS-sql.md).
+            self.upsert(c, plan, &plain, now, conflict)?;
+            return Ok(Answers {
+                before: None,
+                after: vec![None; plan.keys.len()],
                 refused,
             });
         }
@@ -558,13 +561,6 @@ impl MysqlEngine {
                 ),
                 false => None,
             };
-            // Rows are taken in digest order, the same in every batch, so
-            // that concurrent batches of this process do not deadlock.
-            let (mut plain, mut odd): (Vec<usize>, Vec<usize>) = plan
-                .write_keys()
-                .partition(|&k| fits_any_column(plan.keys[k]));
-            plain.sort_unstable_by_key(|&k| plan.keys[k]);
-            odd.sort_unstable_by_key(|&k| plan.keys[k]);
             for chunk in plain.chunks(MAX_ROWS) {
                 self.upsert(c, plan, chunk, now, conflict)?;
             }
