@@ -216,7 +216,7 @@ def mysql_root(sql):
 
 
 def mysql_claim(db):
-    """Create database `db` with tables digests_ours/digests_py and a user `db`
+    """Create database `db` with tables digests_ours/digests_py/digests_base and a user `db`
     (password MYSQL_PASSWORD); refuse a database this script did not create."""
     exists = mysql_root(f"SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = '{db}'")
     if exists != "0":
@@ -226,7 +226,7 @@ def mysql_claim(db):
             die(f"MariaDB database {db} exists and was not created by bench/run.py; pick another with --mysql-db")
         mysql_root(f"DROP DATABASE `{db}`")
     stmts = [f"CREATE DATABASE `{db}`", f"CREATE TABLE `{db}`.pyzor_bench_owner (x int)"]
-    for t in ("digests_ours", "digests_py"):
+    for t in ("digests_ours", "digests_py", "digests_base"):
         stmts.append(f"CREATE TABLE `{db}`.{t} {MYSQL_SCHEMA}")
     for host in ("localhost", "127.0.0.1"):
         stmts.append(f"CREATE USER IF NOT EXISTS '{db}'@'{host}' IDENTIFIED BY '{MYSQL_PASSWORD}'")
@@ -469,7 +469,8 @@ def fmt(x, nd=0):
 
 
 # The Python configuration each of ours is compared with (same engine family).
-PY_REF = {"ours-redis": "python-redis", "ours-mysql": "python-mysql", "ours-postgres": "python-mysql"}
+PY_REF = {"ours-redis": "python-redis", "ours-mysql": "python-mysql", "ours-postgres": "python-mysql",
+          "ours-mysql-base": "python-mysql", "ours-postgres-base": "python-mysql"}
 # The ceiling each SQL configuration is compared with: the best of the
 # ceiling-<db> rows of the same round that keep as many rows in flight as
 # the load's window (ceiling-<db>-1c, ceiling-<db>-<n>x), since no server
@@ -477,7 +478,8 @@ PY_REF = {"ours-redis": "python-redis", "ours-mysql": "python-mysql", "ours-post
 # "<ceiling>-max" is the best of every ceiling row, also those with n
 # windows in flight (ceiling-<db>-<n>c): what the database does with more
 # load than the benchmark gives our pyzord.
-CEILING_REF = {"ours-mysql": "ceiling-mysql", "ours-postgres": "ceiling-postgres"}
+CEILING_REF = {"ours-mysql": "ceiling-mysql", "ours-postgres": "ceiling-postgres",
+               "ours-mysql-base": "ceiling-mysql", "ours-postgres-base": "ceiling-postgres"}
 
 
 def ref_run(runs, name, load, rnd):
@@ -578,6 +580,11 @@ def targets(runs):
         db = ours.split("-", 1)[1]
         for load in ("report w64", "check w64"):
             op = load.split()[0]
+            # The issue's own ceiling: its statements at its batch shape, 64
+            # digests per statement from one client (ceiling-<db>-1c).
+            rows.append((f"{db} {op} w64 ≥ 60 % of the {db} ceiling at the issue's batch shape, "
+                         "64 rows per statement, one connection (#13)",
+                         same_round_ratio(runs, ours, ceiling + "-1c", load), 0.60, ">=", "{:.0%}"))
             rows.append((f"{db} {op} w64 ≥ 60 % of the {db} ceiling, 64 rows in flight (#13)",
                          same_round_ratio(runs, ours, ceiling, load), 0.60, ">=", "{:.0%}"))
             rows.append((f"{db} {op} w64 ≥ 60 % of the best {db} ceiling, up to 4 × 64 rows in flight (#13)",
@@ -624,7 +631,8 @@ def main():
                          "1 = every request from 127.0.0.1")
     ap.add_argument("--baseline-pyzord", metavar="PATH",
                     help="another build of our pyzord (e.g. of an earlier commit), run as 'ours-base' with the "
-                         "arguments of 'ours', for a before/after comparison in one run")
+                         "arguments of 'ours' (and as ours-mysql-base / ours-postgres-base on a table of "
+                         "their own), for a before/after comparison in one run")
     ap.add_argument("--echo-threads", default="1,2",
                     help="echo responders to run (thread counts); the ceiling is the best of them each round")
     ap.add_argument("--ref-venv", default=os.environ.get("PYZOR_REF_VENV", os.path.join(ROOT, "target", "ref-venv")),
@@ -736,6 +744,11 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
     def ours_engine(name, engine, dsn):
         return Server(name, "ours", ours_cmd(pyzord, ours_extra + ["-e", engine, "--dsn", dsn]), f"{tmp}/{name}")
 
+    def base_engine(name, engine, dsn):
+        # --baseline-pyzord on the same engine, in its own table: a before/after in one run
+        base = os.path.abspath(args.baseline_pyzord)
+        return Server(name, "ours", ours_cmd(base, ours_extra + ["-e", engine, "--dsn", dsn]), f"{tmp}/{name}")
+
     if suite(args, "embedded"):
         if have_ours:
             servers.append(Server("ours", "ours", ours_cmd(pyzord, ours_extra), f"{tmp}/ours"))
@@ -765,6 +778,9 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
         db = args.mysql_db
         if have_ours:
             servers.append(ours_engine("ours-mysql", "mysql", f"127.0.0.1,{db},{MYSQL_PASSWORD},{db},digests_ours"))
+            if args.baseline_pyzord:
+                servers.append(base_engine("ours-mysql-base", "mysql",
+                                           f"127.0.0.1,{db},{MYSQL_PASSWORD},{db},digests_base"))
         if have_ref:
             # The reference's best MySQL configuration in docs/performance.md.
             servers.append(Server("python-mysql", "python", ref_cmd(
@@ -777,6 +793,9 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
         db = args.pg_db
         if have_ours:
             servers.append(ours_engine("ours-postgres", "postgres", f"127.0.0.1:5432,{PG_USER},,{db},digests_ours"))
+            if args.baseline_pyzord:
+                servers.append(base_engine("ours-postgres-base", "postgres",
+                                           f"127.0.0.1:5432,{PG_USER},,{db},digests_base"))
         servers += ceilings("postgres", f"host=127.0.0.1 port=5432 user={PG_USER} dbname={db}", args)
     for t in (int(x) for x in args.echo_threads.split(",") if x.strip()):
         servers.append(Server(f"echo-{t}t", "echo", lambda port, home, t=t: [
@@ -976,6 +995,7 @@ def db_pids_of(name, use_redis, use_mysql):
     """The database server processes whose CPU a configuration's run drives.
     Not for ceiling-postgres: its backends start and end with each
     sql-ceiling run, so their CPU cannot be read from outside."""
+    name = name.removesuffix("-base")
     if name.endswith("redis") and use_redis:
         return pid_of("redis-server")
     if (name.endswith("mysql") or name.startswith("ceiling-mysql")) and use_mysql:

@@ -45,9 +45,10 @@
 //!   means committed (as durable as the server's
 //!   `innodb_flush_log_at_trx_commit` makes a commit). A batch that
 //!   reads a row before it counts it in the same batch reads the rows
-//!   first as well. Statements carry at most 256 rows, padded to a power of
-//!   two, so each connection prepares at most nine texts per kind, kept by
-//!   the driver's statement cache. Write transactions of different calls
+//!   first as well. Statements carry at most 256 rows, padded up to a size
+//!   class that keeps four significant bits (at most an eighth of padding),
+//!   so each connection prepares at most 48 texts per kind, kept by the
+//!   driver's statement cache. Write transactions of different calls
 //!   run at the same time (one per pooled connection): taking rows in
 //!   digest order, they do not deadlock each other; a deadlock with another
 //!   process is retried. Pool of `DBConnections` connections (default 8),
@@ -78,13 +79,19 @@ use crate::{batch_outcome, Engine, Op, RecordIter, Result, StoreError};
 
 const DEFAULT_POOL: usize = 8;
 /// The most rows one statement of a batch carries; a batch's distinct
-/// digests go in chunks of at most this many, each padded to a power of
-/// two, so that a connection prepares at most [`ARITIES`] texts per kind.
+/// digests go in chunks of at most this many, each padded up to a size
+/// class ([`size_class`]), so that a connection prepares at most
+/// [`CLASSES`] texts per kind.
 const MAX_ROWS: usize = 256;
-const ARITIES: usize = MAX_ROWS.trailing_zeros() as usize + 1;
-/// The driver's per-connection cache of prepared statements: both kinds
-/// at every arity, and the others (bulk work), stay prepared.
-const STMT_CACHE: usize = 3 * ARITIES + 8;
+/// Significant bits a statement's row count keeps ([`size_class`]).
+const CLASS_BITS: u32 = 4;
+/// How many size classes there are up to [`MAX_ROWS`]: every count up to
+/// 2^CLASS_BITS, then 2^(CLASS_BITS-1) classes per power of two.
+const CLASSES: usize = (1 << CLASS_BITS)
+    + (MAX_ROWS.trailing_zeros() - CLASS_BITS) as usize * (1 << (CLASS_BITS - 1));
+/// The driver's per-connection cache of prepared statements: the three
+/// kinds at every size class, and the others (bulk work), stay prepared.
+const STMT_CACHE: usize = 3 * CLASSES + 8;
 /// Sessions for bulk work (expiry, migration, scans).
 const BULK_POOL: usize = 2;
 const PAGE: usize = 5000;
@@ -323,12 +330,43 @@ fn row_class(k: &str) -> Option<String> {
 
 /// Statement texts per arity: `[j]` carries `2^j` rows.
 fn per_arity(text: impl Fn(usize) -> String) -> Vec<String> {
-    (0..ARITIES).map(|j| text(1 << j)).collect()
+    (0..CLASSES).map(|j| text(class_rows(j))).collect()
 }
 
-/// The slot in [`per_arity`] for `n` rows (at most [`MAX_ROWS`]) padded up.
-fn arity_slot(n: usize) -> usize {
-    n.next_power_of_two().trailing_zeros() as usize
+/// The size class of a statement for `n` rows (1 to [`MAX_ROWS`]): its
+/// slot in [`per_arity`] and the rows it holds, `n` rounded up to keep
+/// [`CLASS_BITS`] significant bits (1..16 exactly, then 18, 20, …, 32,
+/// 36, …, 64, …). The rows beyond `n` are padding: at most an eighth of
+/// them. Padding costs the database a lookup per row (an upsert's pad
+/// row updates the first key by nothing), so a batch of 17 in a 32-row
+/// statement, as with powers of two, nearly doubled the database's work
+/// per report (bench/RESULTS-sql.md, "size classes").
+fn size_class(n: usize) -> (usize, usize) {
+    debug_assert!((1..=MAX_ROWS).contains(&n));
+    let small = 1usize << CLASS_BITS;
+    if n <= small {
+        return (n - 1, n);
+    }
+    // n in (2^p, 2^(p+1)] goes up to a multiple of 2^(p+1-CLASS_BITS)
+    let p = usize::BITS - 1 - (n - 1).leading_zeros();
+    let step = 1usize << (p + 1 - CLASS_BITS);
+    let rows = n.div_ceil(step) * step;
+    let per_octave = 1usize << (CLASS_BITS - 1);
+    let slot = small - 1 + (p - CLASS_BITS) as usize * per_octave + (rows - (1 << p)) / step;
+    (slot, rows)
+}
+
+/// The rows of size class `slot` ([`size_class`]).
+fn class_rows(slot: usize) -> usize {
+    let small = 1usize << CLASS_BITS;
+    if slot < small {
+        return slot + 1;
+    }
+    let per_octave = 1usize << (CLASS_BITS - 1);
+    let (octave, k) = ((slot - small) / per_octave, (slot - small) % per_octave);
+    let p = CLASS_BITS as usize + octave;
+    let step = 1usize << (p + 1 - CLASS_BITS as usize);
+    (1 << p) + (k + 1) * step
 }
 
 /// One multi-row upsert: each row adds its report and whitelist counts;
@@ -455,7 +493,8 @@ pub struct MysqlEngine {
     pool: Pool<MyConn>,
     bulk: Pool<MyConn>,
     table: String,
-    /// [`upsert_sql`] and [`read_sql`] per arity ([`per_arity`]).
+    /// [`upsert_sql`], [`read_sql`] and [`read_in_sql`] per size class
+    /// ([`per_arity`]).
     sql_upsert: Vec<String>,
     sql_read: Vec<String>,
     sql_read_in: Vec<String>,
@@ -596,7 +635,7 @@ impl MysqlEngine {
         now: Timestamp,
         conflict: &std::cell::Cell<bool>,
     ) -> Result<()> {
-        let n = keys.len().next_power_of_two();
+        let (slot, n) = size_class(keys.len());
         let now = dt_value(Some(now));
         let mut p: Vec<Value> = Vec::with_capacity(7 * n);
         for i in 0..n {
@@ -615,7 +654,7 @@ impl MysqlEngine {
                 date(w),
             ]);
         }
-        c.exec_drop(&self.sql_upsert[arity_slot(n)], p)
+        c.exec_drop(&self.sql_upsert[slot], p)
             .map_err(|e| {
                 if is_conflict(&e) {
                     conflict.set(true);
@@ -633,7 +672,7 @@ impl MysqlEngine {
             if self.read_in(c, &plan.keys[lo..hi], &mut found[lo..hi])? {
                 continue;
             }
-            let n = (hi - lo).next_power_of_two();
+            let (slot, n) = size_class(hi - lo);
             let mut p: Vec<Value> = Vec::with_capacity(2 * n);
             for i in lo..lo + n {
                 match plan.keys.get(i).filter(|_| i < hi) {
@@ -643,7 +682,7 @@ impl MysqlEngine {
                 }
             }
             let rows: Vec<mysql::Row> = c
-                .exec(&self.sql_read[arity_slot(n)], p)
+                .exec(&self.sql_read[slot], p)
                 .map_err(|e| my_err("select", e))?;
             for row in rows {
                 let v = row.unwrap();
@@ -682,12 +721,12 @@ impl MysqlEngine {
                 return Ok(false);
             }
         }
-        let n = keys.len().next_power_of_two();
+        let (slot, n) = size_class(keys.len());
         let p: Vec<Value> = (0..n)
             .map(|i| Value::from(keys.get(i).unwrap_or(&keys[0])))
             .collect();
         let rows: Vec<mysql::Row> = c
-            .exec(&self.sql_read_in[arity_slot(n)], p)
+            .exec(&self.sql_read_in[slot], p)
             .map_err(|e| my_err("select", e))?;
         let mut got = Vec::with_capacity(rows.len());
         for row in rows {
@@ -890,6 +929,32 @@ mod tests {
         assert!(parse_dsn("a,b,c,d,x; DROP TABLE y").is_err());
         assert_eq!(check_table("db.t_1").unwrap(), "`db`.`t_1`");
         assert!(check_table("a.b.c").is_err());
+    }
+
+    /// Every row count has a class that holds it with little padding, and
+    /// each class's statement text is built for exactly its rows.
+    #[test]
+    fn size_classes_hold_every_count_with_little_padding() {
+        let mut last = (0, 0);
+        for n in 1..=MAX_ROWS {
+            let (slot, rows) = size_class(n);
+            assert!(slot < CLASSES, "{n}: slot {slot}");
+            assert_eq!(class_rows(slot), rows, "{n}");
+            assert!(rows >= n, "{n} -> {rows}");
+            assert!((rows - n) * 8 <= n, "{n} -> {rows}: too much padding");
+            assert!(slot >= last.0 && rows >= last.1, "{n}: not monotone");
+            last = (slot, rows);
+        }
+        assert_eq!(last, (CLASSES - 1, MAX_ROWS));
+        // every slot is some count's class
+        let used: std::collections::BTreeSet<usize> =
+            (1..=MAX_ROWS).map(|n| size_class(n).0).collect();
+        assert_eq!(used.len(), CLASSES);
+        assert_eq!(size_class(17), (16, 18));
+        let texts = per_arity(|n| read_in_sql("t", n));
+        for (slot, text) in texts.iter().enumerate() {
+            assert_eq!(text.matches('?').count(), class_rows(slot));
+        }
     }
 
     #[test]
