@@ -931,7 +931,9 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
                 "ceiling-<db>-per-digest does one statement per digest (reports: one commit per batch). "
                 "% of DB ceiling divides ours-<db> by the best of ceiling-<db>-1c and ceiling-<db>-<n>x of the same "
                 "round (one window in flight: no server can have more of the client's requests in the database); "
-                "the targets also give the ratio to the best of every ceiling row. The ceiling rows use the CPU "
+                "the targets give first the ratio to ceiling-<db>-1c, the batch shape issue #13 measured its "
+                "ceiling with (64 digests per statement, one client), then to the best of 1c and the nx rows, "
+                "and to the best of every ceiling row. The ceiling rows use the CPU "
                 "of the database and a small client only; the ours rows share the same cores with the load "
                 "generator and pyzord (see the CPU columns).\n\n")
         if SKIPPED:
