@@ -945,6 +945,9 @@ pub(crate) fn run_worker(
         if errors > 0 {
             shared.metrics.send_errors.fetch_add(errors as u64, Relaxed);
         }
+        if penalty_box.is_some() {
+            crate::net::penalty::give_way();
+        }
     }
     if let Some(q) = queue {
         q.finish();

@@ -272,6 +272,25 @@ pub(crate) fn lower_this_thread() {
     }
 }
 
+/// The penalty worker's turn is over after each receive batch: let any
+/// other runnable thread of the CPU go first (`sched_yield`).
+///
+/// `SCHED_IDLE` alone does not keep the penalty worker out of a normal
+/// thread's way while a flood keeps its socket full. A thread that *wakes*
+/// preempts it, but one that is already runnable (a neighbour's client or
+/// worker preempted a moment before) waits until the scheduler picks it
+/// again, and a thread that never blocks is only switched out at the next
+/// scheduler tick (4 ms at HZ 250) on a kernel without preemption: traces
+/// of a flood whose receive work ran on the server's CPU showed the
+/// penalty worker holding it 2.5 ms and more at a stretch while a
+/// neighbour's client waited (bench/RESULTS-attack.md, "housekeeping").
+/// Yielding after each batch (at most [`crate::net::BATCH`] datagrams)
+/// bounds that wait to one batch. With nothing else runnable the call
+/// returns at once.
+pub(crate) fn give_way() {
+    std::thread::yield_now();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
