@@ -283,7 +283,9 @@ pub(crate) fn lower_this_thread() {
 /// scheduler tick (4 ms at HZ 250) on a kernel without preemption: traces
 /// of a flood whose receive work ran on the server's CPU showed the
 /// penalty worker holding it 2.5 ms and more at a stretch while a
-/// neighbour's client waited (bench/RESULTS-attack.md, "housekeeping").
+/// neighbour's client waited (bench/RESULTS-attack.md, "Housekeeping
+/// kernel threads off the server's CPU", and "The penalty worker yields"
+/// for the effect of this call).
 /// Yielding after each batch (at most [`crate::net::BATCH`] datagrams)
 /// bounds that wait to one batch. With nothing else runnable the call
 /// returns at once.
