@@ -87,8 +87,8 @@ const MAX_ROWS: usize = 256;
 const CLASS_BITS: u32 = 4;
 /// How many size classes there are up to [`MAX_ROWS`]: every count up to
 /// 2^CLASS_BITS, then 2^(CLASS_BITS-1) classes per power of two.
-const CLASSES: usize = (1 << CLASS_BITS)
-    + (MAX_ROWS.trailing_zeros() - CLASS_BITS) as usize * (1 << (CLASS_BITS - 1));
+const CLASSES: usize =
+    (1 << CLASS_BITS) + (MAX_ROWS.trailing_zeros() - CLASS_BITS) as usize * (1 << (CLASS_BITS - 1));
 /// The driver's per-connection cache of prepared statements: the three
 /// kinds at every size class, and the others (bulk work), stay prepared.
 const STMT_CACHE: usize = 3 * CLASSES + 8;
@@ -654,13 +654,12 @@ impl MysqlEngine {
                 date(w),
             ]);
         }
-        c.exec_drop(&self.sql_upsert[slot], p)
-            .map_err(|e| {
-                if is_conflict(&e) {
-                    conflict.set(true);
-                }
-                my_err("upsert", e)
-            })
+        c.exec_drop(&self.sql_upsert[slot], p).map_err(|e| {
+            if is_conflict(&e) {
+                conflict.set(true);
+            }
+            my_err("upsert", e)
+        })
     }
 
     /// Every key's row, [`MAX_ROWS`] keys per statement.
