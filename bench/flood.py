@@ -63,6 +63,13 @@ Ctrl-C or SIGTERM. The setting holds for the unloaded and the flooded
 runs alike, so the ratio compares like with like; kernel threads created
 during the runs are not moved.
 
+--ingress-drop (with --netns; a diagnostic, needs nft) adds an nftables
+table on the host side's netdev ingress hook that drops (and counts)
+every IPv4 datagram from the namespace: after RPS, before the IP and UDP
+layers, so pyzord never sees the flood. It shows what the neighbours
+would get from the best early drop placed there. The table is deleted
+with the veth pair.
+
     python3 bench/flood.py [--pyzord target/debug/pyzord [--pyzord OTHER]] [--bench target/debug/pyzor-bench] [--write]
 
 Stops only the processes it started.
@@ -72,6 +79,7 @@ import argparse
 import errno
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -340,8 +348,29 @@ class NetNs:
                     break
             time.sleep(0.1)
 
+    def drop_at_ingress(self):
+        """(--ingress-drop) An nftables netdev-ingress rule on the host end
+        drops every IPv4 datagram from the namespace: after RPS, before the
+        IP and UDP layers and the sockets, as an early drop of a penalised
+        network would (XDP on a NIC would drop even earlier)."""
+        self.nft_table = f"pyzor_flood_{os.getpid()}"
+        self.run("nft", "add", "table", "netdev", self.nft_table)
+        self.made_nft = True
+        self.run("nft", "add", "chain", "netdev", self.nft_table, "in",
+                 f"{{ type filter hook ingress device {self.host_if} priority 0; }}")
+        self.run("nft", "add", "rule", "netdev", self.nft_table, "in", "ip", "saddr", self.ns_ip, "counter", "drop")
+
+    def dropped(self):
+        out = subprocess.run(["nft", "list", "table", "netdev", self.nft_table],
+                             capture_output=True, text=True).stdout
+        m = re.search(r"counter packets (\d+)", out)
+        return int(m.group(1)) if m else None
+
     def down(self):
         # Only what this object created: deleting the host end deletes its peer.
+        if getattr(self, "made_nft", False):
+            subprocess.run(["nft", "delete", "table", "netdev", self.nft_table], stderr=subprocess.DEVNULL)
+            self.made_nft = False
         if self.made_link:
             subprocess.run(["ip", "link", "del", self.host_if], stderr=subprocess.DEVNULL)
             self.made_link = False
@@ -544,6 +573,10 @@ def main():
                     help="(root) before the first run, move every kernel thread that accepts an "
                          "affinity change (kdamond, kswapd, rcu, khugepaged, ...) to this CPU list, "
                          "e.g. 1 with --server-cpus 0; restored on exit")
+    ap.add_argument("--ingress-drop", action="store_true",
+                    help="with --netns (diagnostic; needs nft): drop the flood at the host side's "
+                         "ingress (nftables netdev hook, after RPS, before IP): what the neighbours "
+                         "would see if a flooding network's datagrams were dropped before the stack")
     ap.add_argument("--write", action="store_true", help="append to bench/RESULTS-attack.md")
     a = ap.parse_args()
     binaries = a.pyzord or [os.path.join(ROOT, "target/debug/pyzord")]
@@ -570,8 +603,12 @@ def main():
             hk.move()
             hk_text = hk.summary()
             print(f"housekeeping: {hk_text}", file=sys.stderr)
+        if a.ingress_drop and not netns:
+            raise SystemExit("--ingress-drop needs --netns")
         if netns:
             netns.up()
+            if a.ingress_drop:
+                netns.drop_at_ingress()
             print(f"netns {netns.ns}: {netns.host_if} {netns.host_ip}/24 (rps_cpus {netns.rps_read}) "
                   f"<-> {netns.ns_if} {netns.ns_ip}/24 (rps_cpus {netns.ns_rps_mask})", file=sys.stderr)
         for b in binaries:
@@ -579,6 +616,7 @@ def main():
         for _ in range(a.rounds):
             for s in servers:
                 s.round(a)
+        ingress_dropped = netns.dropped() if a.ingress_drop else None
     finally:
         try:
             for s in servers:
@@ -600,6 +638,9 @@ def main():
         table.append(f"| {k} | " + " | ".join(c[i][1] for c in cols) + " |")
     table.append(f"| machine load average (1 min), start / end | {load0:.1f} / {load1:.1f} |"
                  + " |" * (len(servers) - 1))
+    if a.ingress_drop:
+        table.append(f"| flood datagrams dropped at the host side's ingress (all runs) | {ingress_dropped} |"
+                     + " |" * (len(servers) - 1))
     text = "\n".join(table)
     print(text)
     if a.write:
@@ -617,6 +658,8 @@ def main():
             + (f" (pinned with pyzord to CPU {a.server_cpus})" if a.server_cpus else "")
             + (f", the generator pinned to CPU {a.flood_cpus}" if a.flood_cpus else "")
             + (", the generator under SCHED_IDLE (`chrt --idle 0`)" if a.flood_idle else "")
+            + (", every flood datagram dropped at the host side's ingress (nftables netdev hook, "
+               "`--ingress-drop`: after RPS, before IP)" if a.ingress_drop else "")
             + f", {a.rounds} rounds "
             f"of {a.seconds:.0f} s unloaded then {a.seconds:.0f} s flooded for each of {order} "
             f"in turn (Python client: its latency includes the interpreter's)."
