@@ -69,7 +69,7 @@ const MERGE: usize = 4 * crate::net::BATCH;
 pub(crate) struct Job {
     data: Vec<u8>,
     items: Vec<Item>,
-    /// The keys of the requests' digests ([`EngineQueue::key`]), back to
+    /// The keys of the requests' digests ([`EngineQueue::push`]), back to
     /// back; empty with one lane.
     keys: Vec<u64>,
 }
@@ -159,7 +159,7 @@ impl Job {
 /// A worker's end of its engine threads.
 pub(crate) struct EngineQueue {
     lanes: Vec<Lane>,
-    /// Keys digests ([`Self::key`]): not predictable from outside, so a
+    /// Keys digests ([`Self::push`]): not predictable from outside, so a
     /// client cannot make its digests collide with others'.
     hasher: RandomState,
     /// With several lanes: per digest key of a request handed over and

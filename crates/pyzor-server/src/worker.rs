@@ -921,6 +921,8 @@ pub(crate) fn run_worker(
     };
     while !shared.stop.load(Relaxed) {
         if let Some(b) = &penalty_box {
+            // its turn ends with each batch
+            crate::net::penalty::give_way();
             b.expire();
         }
         let n = match io.recv(&sock) {
@@ -944,9 +946,6 @@ pub(crate) fn run_worker(
         let errors = io.send(&sock, &ready);
         if errors > 0 {
             shared.metrics.send_errors.fetch_add(errors as u64, Relaxed);
-        }
-        if penalty_box.is_some() {
-            crate::net::penalty::give_way();
         }
     }
     if let Some(q) = queue {

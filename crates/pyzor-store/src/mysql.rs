@@ -325,10 +325,25 @@ fn fits_any_column(k: &str) -> bool {
 /// `_bin`, `_cs`; PAD SPACE or not) only if they are equal ignoring ASCII
 /// case; anything else (blanks, punctuation, non-ASCII) may equal any key.
 fn row_class(k: &str) -> Option<String> {
-    (!k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric())).then(|| k.to_ascii_lowercase())
+    plain_key(k).then(|| k.to_ascii_lowercase())
 }
 
-/// Statement texts per arity: `[j]` carries `2^j` rows.
+/// Whether `k` is of ASCII letters and digits only ([`row_class`]).
+fn plain_key(k: &str) -> bool {
+    !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// `a` against `b` ignoring ASCII case: the order in which
+/// [`MysqlEngine::read_in`] finds a row's key.
+fn cmp_ascii_ci(a: &str, b: &str) -> std::cmp::Ordering {
+    let lower = |b: &u8| b.to_ascii_lowercase();
+    a.as_bytes()
+        .iter()
+        .map(lower)
+        .cmp(b.as_bytes().iter().map(lower))
+}
+
+/// Statement texts per size class: `[j]` carries [`class_rows`]`(j)` rows.
 fn per_arity(text: impl Fn(usize) -> String) -> Vec<String> {
     (0..CLASSES).map(|j| text(class_rows(j))).collect()
 }
@@ -702,23 +717,24 @@ impl MysqlEngine {
         }
         Ok(found)
     }
-}
 
-impl MysqlEngine {
     /// [`read_in_sql`] for `keys` (at most [`MAX_ROWS`]) into `found`;
     /// `false` (and `found` untouched) when it cannot answer them: a key
     /// not of ASCII letters and digits, two keys equal but for case, or a
     /// row that matches no key by ASCII case.
     fn read_in(&self, c: &mut Conn, keys: &[&str], found: &mut [Found]) -> Result<bool> {
-        let mut index: std::collections::HashMap<String, usize> =
-            std::collections::HashMap::with_capacity(keys.len());
-        for (i, k) in keys.iter().enumerate() {
-            let Some(class) = row_class(k) else {
-                return Ok(false);
-            };
-            if index.insert(class, i).is_some() {
-                return Ok(false);
-            }
+        if !keys.iter().all(|k| plain_key(k)) {
+            return Ok(false);
+        }
+        // The keys' indices in ASCII-case order, to find a row's key by
+        // binary search; two keys equal but for case are neighbours there.
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_unstable_by(|&a, &b| cmp_ascii_ci(keys[a], keys[b]));
+        if order
+            .windows(2)
+            .any(|w| keys[w[0]].eq_ignore_ascii_case(keys[w[1]]))
+        {
+            return Ok(false);
         }
         let (slot, n) = size_class(keys.len());
         let p: Vec<Value> = (0..n)
@@ -735,10 +751,12 @@ impl MysqlEngine {
                     "MySQL read: a row without its digest: {v:?}"
                 )));
             };
-            let Some(&i) = std::str::from_utf8(id)
-                .ok()
-                .and_then(|d| index.get(&d.to_ascii_lowercase()))
-            else {
+            let Some(i) = std::str::from_utf8(id).ok().and_then(|d| {
+                order
+                    .binary_search_by(|&j| cmp_ascii_ci(keys[j], d))
+                    .ok()
+                    .map(|at| order[at])
+            }) else {
                 return Ok(false);
             };
             got.push((i, id.clone(), v));
