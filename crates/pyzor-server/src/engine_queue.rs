@@ -56,6 +56,7 @@ use std::thread::JoinHandle;
 
 use pyzor_protocol::wire::Op;
 
+use crate::call_gate::{CallGate, CallGates, MAX_WAIT};
 use crate::worker::{Processor, Protection, Shared};
 
 /// The most requests the engine thread answers with one engine call when
@@ -197,7 +198,7 @@ impl EngineQueue {
     pub(crate) fn start(
         shared: &Arc<Shared>,
         sock: &UdpSocket,
-        (capacity, lanes): (usize, usize),
+        (capacity, lanes, gates): (usize, usize, Option<Arc<CallGates>>),
         name: &str,
         protection: &Protection,
     ) -> io::Result<EngineQueue> {
@@ -211,10 +212,18 @@ impl EngineQueue {
             let lane_waiting = Arc::clone(&counts[1]);
             let back_tx = back_tx.clone();
             let proc = Processor::with_protection(&shared, protection);
+            let gates = gates.clone();
             let spawned = sock.try_clone().and_then(|sock| {
                 std::thread::Builder::new()
                     .name(format!("{name}-{i}"))
-                    .spawn(move || run(&shared, proc, &sock, &rx, &back_tx, &counts))
+                    .spawn(move || {
+                        // lane 0 reads, the others write (module doc)
+                        let gate = gates.as_deref().map(|g| match i {
+                            0 => &g.reads,
+                            _ => &g.writes,
+                        });
+                        run(&shared, proc, (&sock, gate), &rx, &back_tx, &counts);
+                    })
             });
             match spawned {
                 Ok(t) => started.push(Lane {
@@ -446,7 +455,7 @@ impl EngineQueue {
 fn run(
     shared: &Shared,
     mut proc: Processor,
-    sock: &UdpSocket,
+    (sock, gate): (&UdpSocket, Option<&CallGate>),
     rx: &Receiver<Job>,
     back: &Sender<Job>,
     // the worker's requests waiting on all lanes, and on this one
@@ -456,22 +465,36 @@ fn run(
     let mut replies: Vec<Vec<u8>> = Vec::new();
     let mut out = pyzor_udp::SendTo::default();
     let mut give_up = false;
-    while let Ok(first) = rx.recv() {
-        let mut n = first.len();
-        jobs.push(first);
-        while n < MERGE {
+    // Take the jobs waiting behind those in hand, up to MERGE requests.
+    let gather = |jobs: &mut Vec<Job>, n: &mut usize| {
+        while *n < MERGE {
             match rx.try_recv() {
                 Ok(job) => {
-                    n += job.len();
+                    *n += job.len();
                     jobs.push(job);
                 }
                 Err(_) => break,
             }
         }
+    };
+    while let Ok(first) = rx.recv() {
+        let mut n = first.len();
+        jobs.push(first);
+        gather(&mut jobs, &mut n);
+        // Wait for this kind's turn (crate::call_gate), taking in what the
+        // worker hands over meanwhile; the turn ends with the engine call,
+        // before the replies are made and sent.
+        let turn = gate.map(|g| {
+            let (turn, waited) = g.enter(n, MAX_WAIT);
+            if waited {
+                gather(&mut jobs, &mut n);
+            }
+            turn
+        });
         if replies.len() < n {
             replies.resize_with(n, || Vec::with_capacity(512));
         }
-        let unavailable = proc.process_jobs(shared, &jobs, &mut replies, give_up);
+        let unavailable = proc.process_jobs(shared, &jobs, &mut replies, (give_up, turn));
         give_up = give_up || (unavailable && shared.stop.load(Relaxed));
         let peers = jobs.iter().flat_map(|j| j.requests().map(|r| r.peer));
         let errors = out.send(sock, peers.zip(replies.iter().map(Vec::as_slice)));
@@ -513,8 +536,14 @@ mod tests {
         ));
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         let peer = Some(sock.local_addr().unwrap());
-        let mut q =
-            EngineQueue::start(&shared, &sock, (1 << 20, 3), "t", &Protection::default()).unwrap();
+        let mut q = EngineQueue::start(
+            &shared,
+            &sock,
+            (1 << 20, 3, None),
+            "t",
+            &Protection::default(),
+        )
+        .unwrap();
         assert!(q.lanes.len() > 1);
         let (jobs, per_job, digests) = (40, 8, 50);
         let mut most = 0;

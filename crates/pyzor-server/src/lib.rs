@@ -25,6 +25,7 @@
 //! `pyzor_protocol::wire::server`; this crate only moves bytes and runs
 //! threads. [`run`] is the whole program.
 
+mod call_gate;
 mod check_config;
 pub mod cli;
 mod cmd;

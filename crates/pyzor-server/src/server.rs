@@ -223,9 +223,12 @@ impl Server {
         }
         let mut workers = Vec::with_capacity(n + 1);
         let mut penalty_box = None;
+        // The workers' engine threads take turns (crate::call_gate).
+        let gates =
+            crate::call_gate::CallGates::for_workers(n, opts.engine_concurrency).map(Arc::new);
         for (i, s) in sockets.into_iter().enumerate() {
             let sh = Arc::clone(&shared);
-            let queue = (opts.engine_queue, opts.engine_concurrency);
+            let queue = (opts.engine_queue, opts.engine_concurrency, gates.clone());
             let protection = protection.clone();
             workers.push(
                 std::thread::Builder::new()
@@ -237,8 +240,9 @@ impl Server {
         if let Some((b, sock)) = penalty {
             let sh = Arc::clone(&shared);
             // One engine thread: the penalty worker answers a flood's
-            // few admitted requests, it needs no parallel engine calls.
-            let queue = (opts.engine_queue, 1);
+            // few admitted requests, it needs no parallel engine calls; it
+            // takes no turns with the others.
+            let queue = (opts.engine_queue, 1, None);
             let protection = crate::worker::Protection {
                 penalty: Some((Arc::clone(&b), Role::PenaltyWorker)),
                 ..protection.clone()

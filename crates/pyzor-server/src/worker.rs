@@ -377,7 +377,7 @@ impl Processor {
         shared: &Shared,
         jobs: &[Job],
         replies: &mut [Vec<u8>],
-        give_up: bool,
+        (give_up, turn): (bool, Option<crate::call_gate::Turn<'_>>),
     ) -> bool {
         let requests = || jobs.iter().flat_map(Job::requests);
         let n = jobs.iter().map(Job::len).sum();
@@ -426,6 +426,8 @@ impl Processor {
                 &mut self.req_fail,
             )
         };
+        // the engine call is over: another engine thread's turn
+        drop(turn);
         let answers = Answers::new(shared);
         let each = decisions.iter().zip(replies.iter_mut()).zip(requests());
         for (i, ((dec, reply), r)) in each.enumerate() {
@@ -878,11 +880,12 @@ fn recycle<A, B>(mut v: Vec<A>) -> Vec<B> {
 /// `shared.stop` is set. The batch in hand is always answered. With an
 /// engine that may block, the requests that need it go to the worker's
 /// engine threads (`engine.1` of them, at most `engine.0` requests
-/// waiting), whose queue is drained before this returns.
+/// waiting), whose queue is drained before this returns; they take turns
+/// with other workers' engine threads through `engine.2`.
 pub(crate) fn run_worker(
     shared: Arc<Shared>,
     sock: std::net::UdpSocket,
-    engine: (usize, usize),
+    engine: (usize, usize, Option<Arc<crate::call_gate::CallGates>>),
     protection: Protection,
 ) {
     let mut io = crate::net::worker_batch();

@@ -89,9 +89,9 @@ const CLASS_BITS: u32 = 4;
 /// 2^CLASS_BITS, then 2^(CLASS_BITS-1) classes per power of two.
 const CLASSES: usize =
     (1 << CLASS_BITS) + (MAX_ROWS.trailing_zeros() - CLASS_BITS) as usize * (1 << (CLASS_BITS - 1));
-/// The driver's per-connection cache of prepared statements: the three
+/// The driver's per-connection cache of prepared statements: the four
 /// kinds at every size class, and the others (bulk work), stay prepared.
-const STMT_CACHE: usize = 3 * CLASSES + 8;
+const STMT_CACHE: usize = 4 * CLASSES + 8;
 /// Sessions for bulk work (expiry, migration, scans).
 const BULK_POOL: usize = 2;
 const PAGE: usize = 5000;
@@ -406,6 +406,23 @@ fn upsert_sql(t: &str, rows: usize) -> String {
     )
 }
 
+/// [`upsert_sql`] for rows that all add reports and no whitelists, the
+/// common batch: a third of its parameters and none of its per-side
+/// conditions, so the database spends less per row (bench/RESULTS-sql.md,
+/// "Turns"). The same effect on every row: the report side as
+/// [`upsert_sql`] counts it, the whitelist side of a new row 0 with NULL
+/// dates, of an existing row untouched. A padding row (the first key
+/// again, adding 0 with the same date) changes nothing, as the first key's
+/// own row came before it.
+fn report_upsert_sql(t: &str, rows: usize) -> String {
+    let values = vec!["(?, ?, 0, ?, ?)"; rows].join(", ");
+    format!(
+        "INSERT INTO {t} (digest, r_count, wl_count, r_entered, r_updated) VALUES {values} \
+         ON DUPLICATE KEY UPDATE r_count = COALESCE(r_count, 0) + VALUES(r_count), \
+         r_entered = COALESCE(r_entered, VALUES(r_entered)), r_updated = VALUES(r_updated)"
+    )
+}
+
 /// One multi-row read: `(i, key)` pairs joined to the table, so that the
 /// database matches each key to its row by its own collation, exactly as
 /// the reference's `SELECT … WHERE digest = %s` does (case, trailing
@@ -508,9 +525,10 @@ pub struct MysqlEngine {
     pool: Pool<MyConn>,
     bulk: Pool<MyConn>,
     table: String,
-    /// [`upsert_sql`], [`read_sql`] and [`read_in_sql`] per size class
-    /// ([`per_arity`]).
+    /// [`upsert_sql`], [`report_upsert_sql`], [`read_sql`] and
+    /// [`read_in_sql`] per size class ([`per_arity`]).
     sql_upsert: Vec<String>,
+    sql_report: Vec<String>,
     sql_read: Vec<String>,
     sql_read_in: Vec<String>,
     sql_put: String,
@@ -535,6 +553,7 @@ impl MysqlEngine {
         let t = check_table(&d.table)?;
         let e = MysqlEngine {
             sql_upsert: per_arity(|n| upsert_sql(&t, n)),
+            sql_report: per_arity(|n| report_upsert_sql(&t, n)),
             sql_read: per_arity(|n| read_sql(&t, n)),
             sql_read_in: per_arity(|n| read_in_sql(&t, n)),
             sql_put: format!(
@@ -652,8 +671,23 @@ impl MysqlEngine {
     ) -> Result<()> {
         let (slot, n) = size_class(keys.len());
         let now = dt_value(Some(now));
-        let mut p: Vec<Value> = Vec::with_capacity(7 * n);
-        for i in 0..n {
+        let reports_only = keys.iter().all(|&k| plan.adds[k].1 == 0);
+        let mut p: Vec<Value> = Vec::with_capacity(if reports_only { 4 } else { 7 } * n);
+        if reports_only {
+            for i in 0..n {
+                let (k, r) = match keys.get(i) {
+                    Some(&k) => (k, plan.adds[k].0),
+                    None => (keys[0], 0),
+                };
+                p.extend([
+                    Value::from(plan.keys[k]),
+                    Value::Int(r),
+                    now.clone(),
+                    now.clone(),
+                ]);
+            }
+        }
+        for i in (0..n).filter(|_| !reports_only) {
             let (k, (r, w)) = match keys.get(i) {
                 Some(&k) => (k, plan.adds[k]),
                 None => (keys[0], (0, 0)),
@@ -669,7 +703,11 @@ impl MysqlEngine {
                 date(w),
             ]);
         }
-        c.exec_drop(&self.sql_upsert[slot], p).map_err(|e| {
+        let sql = match reports_only {
+            true => &self.sql_report[slot],
+            false => &self.sql_upsert[slot],
+        };
+        c.exec_drop(sql, p).map_err(|e| {
             if is_conflict(&e) {
                 conflict.set(true);
             }
