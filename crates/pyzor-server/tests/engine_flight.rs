@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::start_ours;
-use engine_support::start_one_worker;
+use engine_support::{start_one_worker, start_workers};
 use mixed_support::{parse_check, reply_code, run_bounded, MysqlScratch};
 use pyzor_protocol::{Record, Timestamp};
 use pyzor_store::memory::MemoryEngine;
@@ -468,4 +468,128 @@ fn per_network_order_with_batches_in_flight_postgres() {
     );
     assert_per_network_order("postgres", ([127, 0, 0, 1], server.port).into());
     assert_eq!(server.stop(), Some(0));
+}
+
+/// A memory engine whose calls naming [`Stuck::DIGEST`] wait until
+/// released (at most [`GATE_MAX`]); the others answer at once.
+struct Stuck {
+    inner: MemoryEngine,
+    held: AtomicBool,
+    started: AtomicBool,
+}
+
+impl Stuck {
+    const DIGEST: &'static str = "5700c4005700c4005700c4005700c4005700c400";
+}
+
+impl Engine for Stuck {
+    fn name(&self) -> &'static str {
+        "stuck"
+    }
+    fn execute(
+        &self,
+        ops: &[Op<'_>],
+        now: Timestamp,
+        out: &mut Vec<Option<Record>>,
+    ) -> pyzor_store::Result<()> {
+        if ops.iter().any(|op| op.digest() == Stuck::DIGEST.as_bytes()) {
+            self.started.store(true, SeqCst);
+            let t0 = Instant::now();
+            while self.held.load(SeqCst) && t0.elapsed() < GATE_MAX {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        self.inner.execute(ops, now, out)
+    }
+    pass_on_to_inner!();
+}
+
+/// Releases a [`Stuck`] call when the test ends, also when it fails.
+struct ReleaseOnDrop(Arc<Stuck>);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        self.0.held.store(false, SeqCst);
+    }
+}
+
+/// The engine threads of two workers take turns (one read call at a time),
+/// but a call that does not end holds the other worker's reads only for a
+/// bounded wait: while one worker's check is stuck in the engine, checks
+/// from other networks that reach the other worker are answered. (Were the
+/// turn waited for without bound, none would be until the stuck call
+/// ended.) Twelve networks: the chance that all of them land on the stuck
+/// worker is 2^-12.
+#[test]
+fn a_stuck_call_holds_the_other_workers_reads_only_briefly() {
+    let engine = Arc::new(Stuck {
+        inner: MemoryEngine::new(),
+        held: AtomicBool::new(true),
+        started: AtomicBool::new(false),
+    });
+    let _release = ReleaseOnDrop(engine.clone());
+    let server = start_workers(engine.clone(), 2, 1024, 2);
+    let addr = server.local_addr();
+    let stuck = UdpSocket::bind("127.0.78.1:0").unwrap();
+    stuck
+        .send_to(&datagram("check", Stuck::DIGEST, 1), addr)
+        .unwrap();
+    let t0 = Instant::now();
+    while !engine.started.load(SeqCst) && t0.elapsed() < REPLY_WAIT {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(engine.started.load(SeqCst), "the stuck check never reached the engine");
+    let socks: Vec<UdpSocket> = (1..=NETS)
+        .map(|net| {
+            let s = UdpSocket::bind(format!("127.0.{}.1:0", 100 + net)).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+            let digest = format!("{:040x}", 0xf1ee_u32 + u32::from(net));
+            s.send_to(&datagram("check", &digest, u32::from(net)), addr)
+                .unwrap();
+            s
+        })
+        .collect();
+    let mut answered = vec![false; socks.len()];
+    let mut buf = [0u8; 8192];
+    let deadline = Instant::now() + REPLY_WAIT;
+    while Instant::now() < deadline && !answered.iter().all(|&a| a) {
+        for (s, a) in socks.iter().zip(answered.iter_mut()).filter(|(_, a)| !**a) {
+            if let Ok((k, _)) = s.recv_from(&mut buf) {
+                assert_eq!(reply_code(&buf[..k]), 200);
+                *a = true;
+            }
+        }
+        if answered.iter().any(|&a| a) && t0.elapsed() > Duration::from_secs(1) {
+            break;
+        }
+    }
+    let during = answered.iter().filter(|&&a| a).count();
+    assert!(engine.held.load(SeqCst), "the stuck call was released early");
+    assert!(
+        during >= 1,
+        "no check of {NETS} networks was answered in {REPLY_WAIT:?} while another worker's call was stuck"
+    );
+    // released, the stuck worker answers what waited behind the call
+    engine.held.store(false, SeqCst);
+    let mut rest = 0;
+    for (s, _) in socks.iter().zip(&answered).filter(|(_, a)| !**a) {
+        s.set_read_timeout(Some(REPLY_WAIT)).unwrap();
+        if let Ok((k, _)) = s.recv_from(&mut buf) {
+            assert_eq!(reply_code(&buf[..k]), 200);
+            rest += 1;
+        }
+    }
+    assert_eq!(during + rest, socks.len(), "every check is answered once released");
+    assert_eq!(replies(&stuck, 1).len(), 1, "the stuck check is answered");
+    server.shutdown();
+}
+
+/// Two workers whose engine threads take turns keep each network's order
+/// (a check sent after its report sees it).
+#[test]
+fn per_network_order_with_two_workers_taking_turns() {
+    let engine = Probe::new(Duration::from_micros(300), false);
+    let server = start_workers(engine.clone(), 2, 1024, 2);
+    assert_per_network_order("memory, 2 workers, K = 2", server.local_addr());
+    server.shutdown();
 }

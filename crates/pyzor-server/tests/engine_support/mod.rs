@@ -1,7 +1,7 @@
 //! Helpers of the tests that put a test engine behind a live server
 //! (`engine_stall.rs`, `engine_flight.rs`): the `Engine` methods a wrapper
-//! of the memory engine only passes on, and a one-worker server started
-//! through the library API on a port the OS picks.
+//! of the memory engine only passes on, and a server of one worker or more
+//! started through the library API on a port the OS picks.
 #![allow(dead_code)]
 
 use std::sync::Arc;
@@ -38,10 +38,21 @@ macro_rules! pass_on_to_inner {
 /// (`EngineConcurrency`), at most `engine_queue` requests waiting for
 /// them; no rate limit; anonymous may check, report, ping, pong and info.
 pub fn start_one_worker(engine: Arc<dyn Engine>, engine_queue: usize, lanes: usize) -> Server {
+    start_workers(engine, 1, engine_queue, lanes)
+}
+
+/// [`start_one_worker`] with `workers` workers (clients spread over them
+/// by address).
+pub fn start_workers(
+    engine: Arc<dyn Engine>,
+    workers: usize,
+    engine_queue: usize,
+    lanes: usize,
+) -> Server {
     let opts = StartOptions {
         address: "127.0.0.1".into(),
         port: 0,
-        workers: 1,
+        workers,
         cleanup_age: 0,
         http: Default::default(),
         data_dir: std::env::temp_dir(),
