@@ -15,9 +15,19 @@
 //! it meanwhile, and then runs it all as one call. So calls alternate
 //! instead of overlapping: while one is in the database, the others gather
 //! and answer the one before. A thread waits at most [`MAX_WAIT`], and not
-//! at all when it already holds [`FULL`] requests or when no other thread
-//! of its kind is in a call, so a slow database or a stuck call delays the
-//! others by a bounded time, and a lone request is never held back.
+//! at all when no other thread of its kind is in a call or when it already
+//! holds enough requests ([`READ_FULL`], [`WRITE_FULL`]), so a slow
+//! database or a stuck call delays the others by a bounded time, and a
+//! lone request is never held back.
+//!
+//! Reads and writes differ (bench/RESULTS-sql.md, "Turns"). A read costs
+//! the database CPU, so two read calls at once only compete for the same
+//! cores: reads wait for their turn until they hold a whole window of 64.
+//! A write mostly waits for the log flush, and two commits in flight share
+//! one flush: a write call of 32 requests or more goes at once. And reads
+//! take no turns while a write call runs: with commits in flight (a mix of
+//! checks and reports) reads that waited for each other made the mix
+//! slower on MariaDB (73k against 79k requests/s), not faster.
 
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -25,9 +35,12 @@ use std::time::{Duration, Instant};
 /// The longest an engine thread waits for its turn.
 pub(crate) const MAX_WAIT: Duration = Duration::from_millis(1);
 
-/// A thread holding this many requests calls the engine without waiting:
-/// its call is already large enough that waiting gains little.
-pub(crate) const FULL: usize = 64;
+/// A read thread holding this many requests calls the engine without
+/// waiting: its call is already large enough that waiting gains little.
+pub(crate) const READ_FULL: usize = 64;
+
+/// The same for a write thread: commits of this size overlap.
+pub(crate) const WRITE_FULL: usize = 32;
 
 /// The turns of one kind of engine call (module doc).
 #[derive(Debug)]
@@ -37,6 +50,8 @@ pub(crate) struct CallGate {
     ended: Condvar,
     /// How many may run at once before a new one waits.
     limit: usize,
+    /// A call of this many requests or more does not wait.
+    full: usize,
 }
 
 /// The two kinds: reads (lane 0 of each worker) and writes (the others).
@@ -56,9 +71,21 @@ impl CallGates {
         }
         let write_lanes = workers * lanes.saturating_sub(1);
         Some(CallGates {
-            reads: CallGate::new(workers / 2),
-            writes: CallGate::new(write_lanes / 2),
+            reads: CallGate::new(workers / 2, READ_FULL),
+            writes: CallGate::new(write_lanes / 2, WRITE_FULL),
         })
+    }
+
+    /// The turn of a call of `n` requests by engine thread `lane` of its
+    /// worker (lane 0 reads, the others write: crate::engine_queue), and
+    /// whether it waited for it.
+    pub(crate) fn enter(&self, lane: usize, n: usize) -> (Turn<'_>, bool) {
+        match lane {
+            // reads wait for their turn only while no commit runs
+            0 if self.writes.running() == 0 => self.reads.enter(n, MAX_WAIT),
+            0 => self.reads.enter(n, Duration::ZERO),
+            _ => self.writes.enter(n, MAX_WAIT),
+        }
     }
 }
 
@@ -68,12 +95,14 @@ pub(crate) struct Turn<'g> {
 }
 
 impl CallGate {
-    /// At most `limit` calls at once (at least one).
-    pub(crate) fn new(limit: usize) -> CallGate {
+    /// At most `limit` calls at once (at least one), but a call of `full`
+    /// requests or more never waits.
+    pub(crate) fn new(limit: usize, full: usize) -> CallGate {
         CallGate {
             running: Mutex::new(0),
             ended: Condvar::new(),
             limit: limit.max(1),
+            full,
         }
     }
 
@@ -83,12 +112,12 @@ impl CallGate {
     }
 
     /// Start a call of `n` requests: at once when fewer than the limit run
-    /// or `n` ≥ [`FULL`], else when one ends or after `max_wait`. Whether
-    /// it waited is the second value (the caller then gathers again).
+    /// or `n` is full, else when one ends or after `max_wait`. Whether it
+    /// waited is the second value (the caller then gathers again).
     pub(crate) fn enter(&self, n: usize, max_wait: Duration) -> (Turn<'_>, bool) {
         let mut running = self.lock();
         let mut waited = false;
-        if n < FULL && *running >= self.limit {
+        if n < self.full && *running >= self.limit && !max_wait.is_zero() {
             waited = true;
             let deadline = Instant::now() + max_wait;
             while *running >= self.limit {
@@ -108,7 +137,6 @@ impl CallGate {
     }
 
     /// Calls running now.
-    #[cfg(test)]
     fn running(&self) -> usize {
         *self.lock()
     }
@@ -146,7 +174,7 @@ mod tests {
     /// A call waits while another runs, and starts as soon as it ends.
     #[test]
     fn a_call_waits_for_the_running_one() {
-        let gate = Arc::new(CallGate::new(1));
+        let gate = Arc::new(CallGate::new(1, READ_FULL));
         let (first, waited) = gate.enter(1, Duration::from_secs(60));
         assert!(!waited);
         let g = Arc::clone(&gate);
@@ -169,7 +197,7 @@ mod tests {
     /// full call does not wait at all.
     #[test]
     fn waits_are_bounded() {
-        let gate = CallGate::new(1);
+        let gate = CallGate::new(1, READ_FULL);
         let (_stuck, _) = gate.enter(1, MAX_WAIT);
         let start = Instant::now();
         let (second, waited) = gate.enter(1, Duration::from_millis(20));
@@ -179,8 +207,35 @@ mod tests {
         assert_eq!(gate.running(), 2);
         drop(second);
         let start = Instant::now();
-        let (_full, waited) = gate.enter(FULL, Duration::from_secs(60));
+        let (_full, waited) = gate.enter(READ_FULL, Duration::from_secs(60));
         assert!(!waited);
         assert!(start.elapsed() < Duration::from_secs(10));
+    }
+}
+
+#[cfg(test)]
+mod kinds {
+    use super::*;
+
+    /// Reads wait for a read call, but not while a write call runs; a
+    /// write call of [`WRITE_FULL`] requests does not wait for another.
+    #[test]
+    fn reads_and_writes_take_turns_their_own_way() {
+        let g = CallGates::for_workers(2, 2).unwrap();
+        let wait = Duration::from_millis(30);
+        let (read, _) = g.enter(0, 1);
+        let t0 = Instant::now();
+        let (second, waited) = g.reads.enter(1, wait);
+        assert!(waited && t0.elapsed() >= wait, "a read waits for a read");
+        drop(second);
+        let (write, _) = g.enter(1, 1);
+        let t0 = Instant::now();
+        let (_second, waited) = g.enter(0, 1);
+        assert!(!waited, "a read does not wait while a commit runs");
+        assert!(t0.elapsed() < Duration::from_secs(10));
+        drop(read);
+        let (_full, waited) = g.enter(1, WRITE_FULL);
+        assert!(!waited, "a full write call does not wait");
+        drop(write);
     }
 }

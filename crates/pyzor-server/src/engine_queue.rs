@@ -56,7 +56,7 @@ use std::thread::JoinHandle;
 
 use pyzor_protocol::wire::Op;
 
-use crate::call_gate::{CallGate, CallGates, MAX_WAIT};
+use crate::call_gate::CallGates;
 use crate::worker::{Processor, Protection, Shared};
 
 /// The most requests the engine thread answers with one engine call when
@@ -217,11 +217,7 @@ impl EngineQueue {
                 std::thread::Builder::new()
                     .name(format!("{name}-{i}"))
                     .spawn(move || {
-                        // lane 0 reads, the others write (module doc)
-                        let gate = gates.as_deref().map(|g| match i {
-                            0 => &g.reads,
-                            _ => &g.writes,
-                        });
+                        let gate = gates.as_deref().map(|g| (g, i));
                         run(&shared, proc, (&sock, gate), &rx, &back_tx, &counts);
                     })
             });
@@ -455,7 +451,8 @@ impl EngineQueue {
 fn run(
     shared: &Shared,
     mut proc: Processor,
-    (sock, gate): (&UdpSocket, Option<&CallGate>),
+    // and its turns: the workers' gates and this thread's lane
+    (sock, gate): (&UdpSocket, Option<(&CallGates, usize)>),
     rx: &Receiver<Job>,
     back: &Sender<Job>,
     // the worker's requests waiting on all lanes, and on this one
@@ -484,8 +481,8 @@ fn run(
         // Wait for this kind's turn (crate::call_gate), taking in what the
         // worker hands over meanwhile; the turn ends with the engine call,
         // before the replies are made and sent.
-        let turn = gate.map(|g| {
-            let (turn, waited) = g.enter(n, MAX_WAIT);
+        let turn = gate.map(|(g, lane)| {
+            let (turn, waited) = g.enter(lane, n);
             if waited {
                 gather(&mut jobs, &mut n);
             }

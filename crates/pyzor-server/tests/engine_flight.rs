@@ -538,7 +538,10 @@ fn a_stuck_call_holds_the_other_workers_reads_only_briefly() {
     while !engine.started.load(SeqCst) && t0.elapsed() < REPLY_WAIT {
         std::thread::sleep(Duration::from_millis(1));
     }
-    assert!(engine.started.load(SeqCst), "the stuck check never reached the engine");
+    assert!(
+        engine.started.load(SeqCst),
+        "the stuck check never reached the engine"
+    );
     let socks: Vec<UdpSocket> = (1..=NETS)
         .map(|net| {
             let s = UdpSocket::bind(format!("127.0.{}.1:0", 100 + net)).unwrap();
@@ -564,7 +567,10 @@ fn a_stuck_call_holds_the_other_workers_reads_only_briefly() {
         }
     }
     let during = answered.iter().filter(|&&a| a).count();
-    assert!(engine.held.load(SeqCst), "the stuck call was released early");
+    assert!(
+        engine.held.load(SeqCst),
+        "the stuck call was released early"
+    );
     assert!(
         during >= 1,
         "no check of {NETS} networks was answered in {REPLY_WAIT:?} while another worker's call was stuck"
@@ -579,7 +585,11 @@ fn a_stuck_call_holds_the_other_workers_reads_only_briefly() {
             rest += 1;
         }
     }
-    assert_eq!(during + rest, socks.len(), "every check is answered once released");
+    assert_eq!(
+        during + rest,
+        socks.len(),
+        "every check is answered once released"
+    );
     assert_eq!(replies(&stuck, 1).len(), 1, "the stuck check is answered");
     server.shutdown();
 }
