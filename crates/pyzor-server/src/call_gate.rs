@@ -64,9 +64,11 @@ pub(crate) struct CallGates {
 impl CallGates {
     /// Gates for `workers` workers with `lanes` engine threads each; `None`
     /// with one worker, whose threads of a kind never wait for each other
-    /// (one read thread; its write threads overlap their commits).
+    /// (one read thread; its write threads overlap their commits), and with
+    /// one engine thread per worker (K = 1: reads and writes on one thread,
+    /// not measured with turns).
     pub(crate) fn for_workers(workers: usize, lanes: usize) -> Option<CallGates> {
-        if workers < 2 {
+        if workers < 2 || lanes < 2 {
             return None;
         }
         let write_lanes = workers * lanes.saturating_sub(1);
@@ -166,9 +168,8 @@ mod tests {
         assert_eq!((g.reads.limit, g.writes.limit), (1, 1));
         let g = CallGates::for_workers(8, 3).unwrap();
         assert_eq!((g.reads.limit, g.writes.limit), (4, 8));
-        // one thread per worker: it takes the read turns
-        let g = CallGates::for_workers(2, 1).unwrap();
-        assert_eq!(g.reads.limit, 1);
+        // one thread per worker does reads and writes: no turns
+        assert!(CallGates::for_workers(2, 1).is_none());
     }
 
     /// A call waits while another runs, and starts as soon as it ends.
