@@ -52,6 +52,9 @@ pub(crate) struct CallGate {
     limit: usize,
     /// A call of this many requests or more does not wait.
     full: usize,
+    /// Calls waiting now (tests watch it).
+    #[cfg(test)]
+    waiting: std::sync::atomic::AtomicUsize,
 }
 
 /// The two kinds: reads (lane 0 of each worker) and writes (the others).
@@ -105,6 +108,8 @@ impl CallGate {
             ended: Condvar::new(),
             limit: limit.max(1),
             full,
+            #[cfg(test)]
+            waiting: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -121,6 +126,9 @@ impl CallGate {
         let mut waited = false;
         if n < self.full && *running >= self.limit && !max_wait.is_zero() {
             waited = true;
+            #[cfg(test)]
+            self.waiting
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let deadline = Instant::now() + max_wait;
             while *running >= self.limit {
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -133,6 +141,9 @@ impl CallGate {
                     .unwrap_or_else(PoisonError::into_inner)
                     .0;
             }
+            #[cfg(test)]
+            self.waiting
+                .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
         }
         *running += 1;
         (Turn { gate: self }, waited)
@@ -175,22 +186,27 @@ mod tests {
     /// A call waits while another runs, and starts as soon as it ends.
     #[test]
     fn a_call_waits_for_the_running_one() {
+        use std::sync::atomic::Ordering::SeqCst;
         let gate = Arc::new(CallGate::new(1, READ_FULL));
         let (first, waited) = gate.enter(1, Duration::from_secs(60));
         assert!(!waited);
         let g = Arc::clone(&gate);
-        let t = std::thread::spawn(move || {
-            let start = Instant::now();
-            let (_turn, waited) = g.enter(1, Duration::from_secs(60));
-            (waited, start.elapsed())
-        });
-        std::thread::sleep(Duration::from_millis(50));
-        assert_eq!(gate.running(), 1, "the second call must wait");
+        let t = std::thread::spawn(move || g.enter(1, Duration::from_secs(60)).1);
+        // bounded: the second call is waiting (a loaded machine may start
+        // the thread late)
+        let t0 = Instant::now();
+        while gate.waiting.load(SeqCst) == 0 && t0.elapsed() < Duration::from_secs(30) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(gate.waiting.load(SeqCst), 1, "the second call must wait");
+        assert_eq!(gate.running(), 1, "only the first call runs");
+        let ended = Instant::now();
         drop(first);
-        let (waited, took) = t.join().unwrap();
-        assert!(waited);
-        assert!(took >= Duration::from_millis(50));
-        assert!(took < Duration::from_secs(30), "woken when the first ended");
+        assert!(t.join().unwrap(), "the second call waited");
+        assert!(
+            ended.elapsed() < Duration::from_secs(30),
+            "woken when the first ended, not at its 60 s bound"
+        );
         assert_eq!(gate.running(), 0);
     }
 
