@@ -672,41 +672,25 @@ impl MysqlEngine {
         let (slot, n) = size_class(keys.len());
         let now = dt_value(Some(now));
         let reports_only = keys.iter().all(|&k| plan.adds[k].1 == 0);
-        let mut p: Vec<Value> = Vec::with_capacity(if reports_only { 4 } else { 7 } * n);
-        if reports_only {
-            for i in 0..n {
-                let (k, r) = match keys.get(i) {
-                    Some(&k) => (k, plan.adds[k].0),
-                    None => (keys[0], 0),
-                };
-                p.extend([
-                    Value::from(plan.keys[k]),
-                    Value::Int(r),
-                    now.clone(),
-                    now.clone(),
-                ]);
-            }
-        }
-        for i in (0..n).filter(|_| !reports_only) {
+        let (sql, per_row) = match reports_only {
+            true => (&self.sql_report[slot], 4),
+            false => (&self.sql_upsert[slot], 7),
+        };
+        let mut p: Vec<Value> = Vec::with_capacity(per_row * n);
+        for i in 0..n {
             let (k, (r, w)) = match keys.get(i) {
                 Some(&k) => (k, plan.adds[k]),
                 None => (keys[0], (0, 0)),
             };
+            p.extend([Value::from(plan.keys[k]), Value::Int(r)]);
+            if reports_only {
+                // [`report_upsert_sql`]: both dates `now`, padding rows too
+                p.extend([now.clone(), now.clone()]);
+                continue;
+            }
             let date = |add: i64| if add > 0 { now.clone() } else { Value::NULL };
-            p.extend([
-                Value::from(plan.keys[k]),
-                Value::Int(r),
-                Value::Int(w),
-                date(r),
-                date(r),
-                date(w),
-                date(w),
-            ]);
+            p.extend([Value::Int(w), date(r), date(r), date(w), date(w)]);
         }
-        let sql = match reports_only {
-            true => &self.sql_report[slot],
-            false => &self.sql_upsert[slot],
-        };
         c.exec_drop(sql, p).map_err(|e| {
             if is_conflict(&e) {
                 conflict.set(true);
