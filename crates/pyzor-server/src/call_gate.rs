@@ -69,14 +69,21 @@ impl CallGates {
     /// with one worker, whose threads of a kind never wait for each other
     /// (one read thread; its write threads overlap their commits), and with
     /// one engine thread per worker (K = 1: reads and writes on one thread,
-    /// not measured with turns).
-    pub(crate) fn for_workers(workers: usize, lanes: usize) -> Option<CallGates> {
+    /// not measured with turns). Reads take turns only when `read_turns`:
+    /// an engine that pipelines its reads
+    /// ([`Engine::pipelines_reads`](pyzor_store::Engine::pipelines_reads))
+    /// already runs them one after the other, with no gap between them.
+    pub(crate) fn for_workers(workers: usize, lanes: usize, read_turns: bool) -> Option<CallGates> {
         if workers < 2 || lanes < 2 {
             return None;
         }
         let write_lanes = workers * lanes.saturating_sub(1);
+        let read_limit = match read_turns {
+            true => workers / 2,
+            false => usize::MAX,
+        };
         Some(CallGates {
-            reads: CallGate::new(workers / 2, READ_FULL),
+            reads: CallGate::new(read_limit, READ_FULL),
             writes: CallGate::new(write_lanes / 2, WRITE_FULL),
         })
     }
@@ -174,13 +181,29 @@ mod tests {
     /// turns one read call and one write call at a time.
     #[test]
     fn gates_only_between_workers() {
-        assert!(CallGates::for_workers(1, 4).is_none());
-        let g = CallGates::for_workers(2, 2).unwrap();
+        assert!(CallGates::for_workers(1, 4, true).is_none());
+        let g = CallGates::for_workers(2, 2, true).unwrap();
         assert_eq!((g.reads.limit, g.writes.limit), (1, 1));
-        let g = CallGates::for_workers(8, 3).unwrap();
+        let g = CallGates::for_workers(8, 3, true).unwrap();
         assert_eq!((g.reads.limit, g.writes.limit), (4, 8));
         // one thread per worker does reads and writes: no turns
-        assert!(CallGates::for_workers(2, 1).is_none());
+        assert!(CallGates::for_workers(2, 1, true).is_none());
+    }
+
+    /// An engine that pipelines its reads: reads never wait for each
+    /// other, writes still take turns.
+    #[test]
+    fn pipelined_reads_take_no_turns() {
+        let g = CallGates::for_workers(2, 2, false).unwrap();
+        let (_first, _) = g.enter(0, 1);
+        let start = Instant::now();
+        let (_second, waited) = g.enter(0, 1);
+        assert!(!waited, "a read waited for another read");
+        assert_eq!(g.reads.running(), 2);
+        let (_write, _) = g.enter(1, 1);
+        let (_, waited) = g.enter(1, 1);
+        assert!(waited, "writes take turns as before");
+        assert!(start.elapsed() < Duration::from_secs(10));
     }
 
     /// A call waits while another runs, and starts as soon as it ends.
@@ -238,7 +261,7 @@ mod kinds {
     /// write call of [`WRITE_FULL`] requests does not wait for another.
     #[test]
     fn reads_and_writes_take_turns_their_own_way() {
-        let g = CallGates::for_workers(2, 2).unwrap();
+        let g = CallGates::for_workers(2, 2, true).unwrap();
         let wait = Duration::from_millis(30);
         let (read, _) = g.enter(0, 1);
         let t0 = Instant::now();

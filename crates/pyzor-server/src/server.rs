@@ -224,8 +224,12 @@ impl Server {
         let mut workers = Vec::with_capacity(n + 1);
         let mut penalty_box = None;
         // The workers' engine threads take turns (crate::call_gate).
-        let gates =
-            crate::call_gate::CallGates::for_workers(n, opts.engine_concurrency).map(Arc::new);
+        let gates = crate::call_gate::CallGates::for_workers(
+            n,
+            opts.engine_concurrency,
+            !shared.engine.pipelines_reads(),
+        )
+        .map(Arc::new);
         for (i, s) in sockets.into_iter().enumerate() {
             let sh = Arc::clone(&shared);
             let queue = (opts.engine_queue, opts.engine_concurrency, gates.clone());

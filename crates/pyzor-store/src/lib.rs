@@ -187,6 +187,17 @@ pub trait Engine: Send + Sync {
         true
     }
 
+    /// Whether read-only calls made at once by several threads go to the
+    /// database on one connection, sent without waiting for each other's
+    /// answers and run one after the other (pipelined: `postgres`). The
+    /// server's read threads then take no turns (docs/server.md,
+    /// "Concurrency"): the database already runs their calls back to
+    /// back, and a turn would only hold a call until the one before it
+    /// was answered. The default is `false`.
+    fn pipelines_reads(&self) -> bool {
+        false
+    }
+
     /// Run a batch of operations in order, as one transaction where the
     /// engine has transactions, and push `out[i]` for `ops[i]`: on `Get`
     /// the record as the operation sees it (`None` for a digest never

@@ -403,7 +403,7 @@ fn keeps<T>(r: &Result<T>) -> bool {
 }
 
 /// A configuration error met after the start, as the client sees it.
-fn unavailable(e: StoreError) -> StoreError {
+pub(crate) fn unavailable(e: StoreError) -> StoreError {
     match e {
         StoreError::Config(m) => StoreError::Unavailable(format!("bad engine configuration: {m}")),
         e => e,

@@ -418,11 +418,22 @@ fn postgres_plans_follow_the_table_as_it_grows() {
     let Some((db, e)) = h13_engine("postgres_plans_follow_the_table_as_it_grows") else {
         return;
     };
+    // a batch of reports, then a batch of reads of the same digests (the
+    // pipelined read connection plans its read once: it must still use
+    // the index however the table grew since)
     let batch = |tag: &str| {
         let ds: Vec<Vec<u8>> = (0..32).map(|i| format!("{tag}{i}").into_bytes()).collect();
-        let ops: Vec<Op<'_>> = ds.iter().map(|d| Op::Report(d)).collect();
-        let mut out = Vec::new();
-        e.execute(&ops, pyzor_store::now(), &mut out).unwrap();
+        for read in [false, true] {
+            let ops: Vec<Op<'_>> = match read {
+                false => ds.iter().map(|d| Op::Report(d)).collect(),
+                true => ds.iter().map(|d| Op::Get(d)).collect(),
+            };
+            let mut out = Vec::new();
+            e.execute(&ops, pyzor_store::now(), &mut out).unwrap();
+            if read {
+                assert!(out.iter().all(|r| r.map(|r| r.r_count) == Some(1)));
+            }
+        }
     };
     batch("first-");
     // autovacuum analyses a table when it is young (50 rows + 10 %): then
@@ -452,4 +463,171 @@ fn postgres_plans_follow_the_table_as_it_grows() {
         read < 30_000,
         "batches read the whole table: {read} rows read by sequential scans"
     );
+}
+
+/// The engine's sessions on the test database now, as PostgreSQL counts
+/// them (the admin session asking is not counted).
+fn sessions(admin: &mut postgres::Client, db: &str) -> i64 {
+    admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&db],
+        )
+        .unwrap()
+        .get(0)
+}
+
+/// Batches of reads from many threads at once go to one connection,
+/// their statements pipelined (sent without waiting for the answer
+/// before), and each gets its own answer. Before, each thread took a
+/// pooled session of its own (here up to 8), and the database sat idle
+/// between one answer and the next statement.
+#[test]
+fn postgres_concurrent_reads_share_one_pipelined_connection() {
+    let test = "postgres_concurrent_reads_share_one_pipelined_connection";
+    let Some(db) = pgdb::PgDb::create(test) else {
+        return;
+    };
+    let mut o = EngineOptions::new("postgres", "/").dsn(db.dsn("digests"));
+    o.db_connections = 8;
+    let e = open(&o).unwrap();
+    // digest i reported i times; odd digests never seen
+    let digests: Vec<Vec<u8>> = (0..64).map(|i| format!("pr{i}").into_bytes()).collect();
+    let records: Vec<_> = (0..64)
+        .step_by(2)
+        .map(|i| {
+            let r = pyzor_protocol::Record {
+                r_count: i as i64,
+                ..Default::default()
+            };
+            (digests[i].clone(), r)
+        })
+        .collect();
+    e.put_many(&records).unwrap();
+    let mut admin = admin(&db);
+    let before = sessions(&mut admin, &db.db);
+    const THREADS: u64 = 8;
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let (e, digests) = (&e, &digests);
+            s.spawn(move || {
+                let mut rng = pyzor_testkit::XorShift::new(7 + t);
+                for _ in 0..200 {
+                    let picked: Vec<usize> = (0..1 + rng.below(40))
+                        .map(|_| rng.below(digests.len()))
+                        .collect();
+                    let ops: Vec<Op<'_>> = picked.iter().map(|&i| Op::Get(&digests[i])).collect();
+                    let mut out = Vec::new();
+                    e.execute(&ops, pyzor_store::now(), &mut out).unwrap();
+                    assert_eq!(out.len(), ops.len());
+                    for (&i, got) in picked.iter().zip(&out) {
+                        let want = (i % 2 == 0).then_some(i as i64);
+                        assert_eq!(got.map(|r| r.r_count), want, "digest {i}");
+                    }
+                }
+            });
+        }
+    });
+    let after = sessions(&mut admin, &db.db);
+    assert!(
+        after <= before + 1,
+        "{THREADS} threads reading at once used {} new sessions, expected the one read connection",
+        after - before
+    );
+}
+
+/// The read connection closed by the server (a restart, an operator's
+/// `pg_terminate_backend`) is replaced: at most the read that met the
+/// closed connection fails, as unavailable, and the next ones are
+/// answered right.
+#[test]
+fn postgres_read_connection_closed_by_the_server_is_replaced() {
+    let test = "postgres_read_connection_closed_by_the_server_is_replaced";
+    let Some(db) = pgdb::PgDb::create(test) else {
+        return;
+    };
+    let e = open(&EngineOptions::new("postgres", "/").dsn(db.dsn("digests"))).unwrap();
+    assert_eq!(report(&*e, "kept").unwrap().r_count, 1);
+    assert_eq!(e.get(b"kept").unwrap().unwrap().r_count, 1);
+    let mut admin = admin(&db);
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&db.db],
+        )
+        .unwrap();
+    let mut failed = 0;
+    for i in 0..5 {
+        match e.get(b"kept") {
+            Ok(r) => assert_eq!(r.unwrap().r_count, 1, "read {i}"),
+            Err(StoreError::Unavailable(m)) => {
+                eprintln!("read {i}: {m}");
+                failed += 1;
+            }
+            Err(x) => panic!("read {i}: {x:?}, expected the record or Unavailable"),
+        }
+    }
+    assert!(
+        failed <= 1,
+        "{failed} reads failed after the connection was closed"
+    );
+    assert_eq!(e.get(b"kept").unwrap().unwrap().r_count, 1);
+}
+
+/// A server that stops answering a read on the pipelined connection: the
+/// read fails within the bound, and so does one sent behind it on the
+/// same connection; the connection is dropped, so that once the server
+/// answers again no late answer is taken for a later read's.
+#[test]
+fn postgres_silent_server_fails_pipelined_reads_in_time_and_recovers() {
+    let test = "postgres_silent_server_fails_pipelined_reads_in_time_and_recovers";
+    let Some(db) = pgdb::PgDb::create(test) else {
+        return;
+    };
+    let proxy = sick::StallProxy::start(5432);
+    let e = sick::sick_engine(
+        "postgres",
+        &format!("127.0.0.1:{},postgres,,{},digests", proxy.port, db.db),
+    );
+    assert_eq!(report(&*e, "one").unwrap().r_count, 1);
+    assert_eq!(report(&*e, "two").unwrap().r_count, 1);
+    assert_eq!(report(&*e, "two").unwrap().r_count, 2);
+    assert_eq!(e.get(b"one").unwrap().unwrap().r_count, 1);
+    proxy.stall(true);
+    std::thread::sleep(Duration::from_millis(150));
+    // both at once: the second is sent behind the first on the connection
+    let reads: Vec<_> = ["one", "two"]
+        .into_iter()
+        .map(|d| {
+            let (e, (tx, rx)) = (e.clone(), std::sync::mpsc::channel());
+            let t0 = std::time::Instant::now();
+            std::thread::spawn(move || {
+                let _ = tx.send((e.get(d.as_bytes()), t0.elapsed()));
+            });
+            rx
+        })
+        .collect();
+    let reads: Vec<_> = reads
+        .into_iter()
+        .map(|rx| rx.recv_timeout(BOUND).ok())
+        .collect();
+    proxy.stall(false);
+    for r in reads {
+        match r {
+            Some((Err(StoreError::Unavailable(m)), took)) => {
+                eprintln!("failed after {took:?}: {m}")
+            }
+            Some((other, took)) => panic!("{other:?} after {took:?}, expected Unavailable"),
+            None => panic!("no answer within {BOUND:?}"),
+        }
+    }
+    for i in 0..6 {
+        let mut out = Vec::new();
+        let ops = [Op::Get(b"two"), Op::Get(b"one"), Op::Get(b"never")];
+        if let Err(x) = e.execute(&ops, pyzor_store::now(), &mut out) {
+            panic!("read {i} after the stall: {x}");
+        }
+        let counts: Vec<_> = out.iter().map(|r| r.map(|r| r.r_count)).collect();
+        assert_eq!(counts, [Some(2), Some(1), None], "read {i}");
+    }
 }
