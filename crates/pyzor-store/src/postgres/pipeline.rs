@@ -8,9 +8,9 @@
 //! statement, the statement crosses the socket. Here all read threads send
 //! on one connection: a statement sent while another runs waits in the
 //! connection's socket and PostgreSQL runs it as soon as the one before
-//! ends (tokio-postgres answers requests
-//! in the order they were sent). One backend does all reads one after the
-//! other, as it would with turns, without the gaps between them.
+//! ends (tokio-postgres answers requests in the order they were sent). One
+//! backend does all reads one after the other, as it would with turns,
+//! without the gaps between them.
 //!
 //! The connection is made on first use and dropped after any failure (its
 //! protocol state is unknown after a timeout; a late answer would be read
@@ -101,18 +101,11 @@ impl ReadLine {
         self.slot.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The rows of the records of `all`, read on the shared connection.
-    /// A failure is logged here, as the pool does (the client's 500 does
-    /// not carry its cause).
+    /// The rows of the records of `all`, read on the shared connection. A
+    /// failed read is logged here, as the pool does (the client's 500 does
+    /// not carry its cause); a failed connection attempt is logged by the
+    /// backoff.
     pub(super) fn read(&self, all: &[&[u8]]) -> Result<Vec<Row>> {
-        let r = self.read_once(all);
-        if let Err(StoreError::Unavailable(m)) = &r {
-            log::error!("{m}");
-        }
-        r
-    }
-
-    fn read_once(&self, all: &[&[u8]]) -> Result<Vec<Row>> {
         let conn = self.current()?;
         let r = conn.query(all);
         let mut slot = self.slot();
@@ -123,7 +116,12 @@ impl ReadLine {
             (Err(_), true) => *slot = None,
             _ => {}
         }
-        r.map_err(unavailable)
+        drop(slot);
+        let r = r.map_err(unavailable);
+        if let Err(StoreError::Unavailable(m)) = &r {
+            log::error!("{m}");
+        }
+        r
     }
 
     /// The connection, made (or checked after a while idle) under the
