@@ -14,7 +14,7 @@
 //!   polled concurrently): a batch of checks/infos is one `SELECT … WHERE
 //!   digest = ANY($1)`, one round trip, sent while no batch with writes
 //!   runs on one read connection that all callers share, pipelined
-//!   ([`pipeline`]); a batch of writes only (reports,
+//!   (module `pipeline`); a batch of writes only (reports,
 //!   whitelists: their replies carry no record) is the `INSERT` below
 //!   alone, autocommitted (atomic, and durable like any commit), one
 //!   round trip; any other batch with writes is `BEGIN`,
