@@ -49,11 +49,14 @@ fn link_targets(line: &str) -> Vec<&str> {
 }
 
 /// Path-like mentions of markdown files: `a/b.md` (a word with a `/`,
-/// ending in `.md`).
+/// ending in `.md`). An absolute path (`/tmp/r4.md` in a benchmark's
+/// command line) names a file of the machine that ran the command, not of
+/// the repository: it is not a mention (checking it made the test pass or
+/// fail with the contents of this machine's /tmp).
 fn md_mentions(line: &str) -> Vec<&str> {
     line.split(|c: char| !(c.is_ascii_alphanumeric() || "._/-".contains(c)))
         .map(|w| w.trim_end_matches('.'))
-        .filter(|w| w.ends_with(".md") && w.contains('/') && !w.starts_with("//"))
+        .filter(|w| w.ends_with(".md") && w.contains('/') && !w.starts_with('/'))
         .collect()
 }
 
@@ -131,5 +134,9 @@ fn the_link_parser_sees_what_it_should() {
     assert_eq!(
         md_mentions("read docs/server.md. Or `bench/RESULTS.md`, not README.md"),
         vec!["docs/server.md", "bench/RESULTS.md"]
+    );
+    assert_eq!(
+        md_mentions("`bench/run.py --out /tmp/r4.md`, then ../bench/R.md"),
+        vec!["../bench/R.md"]
     );
 }
