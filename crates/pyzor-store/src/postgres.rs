@@ -331,6 +331,14 @@ fn checked<T>(
 
 impl Session for PgConn {
     fn alive(&mut self, idle: Duration) -> bool {
+        self.answers(idle)
+    }
+}
+
+impl PgConn {
+    /// [`Session::alive`], for a session shared by several threads too
+    /// ([`Pipelined`]).
+    fn answers(&self, idle: Duration) -> bool {
         !self.client.is_closed()
             && (idle < CHECK_AFTER_IDLE
                 || self
@@ -634,13 +642,7 @@ fn assemble(
 fn records_in_order(rows: &[Row]) -> Result<Vec<(&[u8], Record)>> {
     let mut found = rows
         .iter()
-        .map(|r| {
-            let d: &[u8] = r.try_get(0).map_err(|e| StoreError::Corrupt {
-                digest: String::new(),
-                reason: e.to_string(),
-            })?;
-            Ok((d, row_record(r, 1)?))
-        })
+        .map(|r| Ok((row_digest(r)?, row_record(r, 1)?)))
         .collect::<Result<Vec<_>>>()?;
     found.sort_unstable_by(|a, b| a.0.cmp(b.0));
     Ok(found)
@@ -649,14 +651,16 @@ fn records_in_order(rows: &[Row]) -> Result<Vec<(&[u8], Record)>> {
 /// Rows of `digest, COLS` by digest.
 fn records_by_digest(rows: &[Row]) -> Result<HashMap<Vec<u8>, Record>> {
     rows.iter()
-        .map(|r| {
-            let d: Vec<u8> = r.try_get(0).map_err(|e| StoreError::Corrupt {
-                digest: String::new(),
-                reason: e.to_string(),
-            })?;
-            Ok((d, row_record(r, 1)?))
-        })
+        .map(|r| Ok((row_digest(r)?.to_vec(), row_record(r, 1)?)))
         .collect()
+}
+
+/// A row's digest (its first column), borrowed from the row.
+fn row_digest(r: &Row) -> Result<&[u8]> {
+    r.try_get(0).map_err(|e| StoreError::Corrupt {
+        digest: String::new(),
+        reason: e.to_string(),
+    })
 }
 
 /// Double-quote a checked table name (`schema.table` allowed).

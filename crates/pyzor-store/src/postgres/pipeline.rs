@@ -28,7 +28,7 @@ use tokio_postgres::{Row, Statement};
 
 use super::PgConn;
 use crate::backoff::Backoff;
-use crate::sql::{unavailable, CHECK_AFTER_IDLE};
+use crate::sql::unavailable;
 use crate::{Result, StoreError};
 
 /// A session that several threads use at once: each sends its statement
@@ -74,9 +74,7 @@ impl Pipelined {
     }
 
     fn alive(&self, idle: Duration) -> bool {
-        let c = &self.conn;
-        !c.client.is_closed()
-            && (idle < CHECK_AFTER_IDLE || c.run("check", None, c.client.simple_query("")).is_ok())
+        self.conn.answers(idle)
     }
 }
 
