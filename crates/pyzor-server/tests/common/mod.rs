@@ -12,7 +12,16 @@ pub const PING: &[u8] = b"Op: ping\nThread: 1111\nPV: 2.1\n\n";
 
 /// Send one datagram to 127.0.0.1:port and wait (up to `wait`) for one reply.
 pub fn raw_wait(port: u16, dgram: &[u8], wait: Duration) -> Option<Vec<u8>> {
-    let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+    // Never from `port` itself: while no server holds it (one starting),
+    // the kernel may give this socket that very port, and the datagram
+    // would come back as its own reply (a server "ready" before it bound,
+    // seen in CI as a report that then got no answer).
+    let s = loop {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        if s.local_addr().unwrap().port() != port {
+            break s;
+        }
+    };
     s.set_read_timeout(Some(wait)).unwrap();
     s.send_to(dgram, ("127.0.0.1", port)).unwrap();
     let mut buf = vec![0u8; 70000];

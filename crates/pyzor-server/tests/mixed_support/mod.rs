@@ -93,6 +93,11 @@ pub fn spawn_pyzord(
 
 /// Start a pyzord on a free port and wait (≤ 30 s) until it answers a
 /// ping; panics with the end of its log if it exits or stays silent.
+///
+/// Ours binds port 0 itself and its log says which port it got: a port
+/// found free here and handed over could be taken by another test's
+/// socket before the server binds it (then the ping was answered by
+/// that socket's owner, and a later report by no one: seen in CI).
 pub fn start_pyzord(
     which: Impl,
     venv: Option<&Path>,
@@ -100,8 +105,57 @@ pub fn start_pyzord(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> Proc {
-    let port = pyzor_testkit::free_udp_port();
-    start_pyzord_on(which, venv, home, port, args, env)
+    match which {
+        Impl::Rust => start_ours_on_any_port(home, args, env),
+        Impl::Python => {
+            start_pyzord_on(which, venv, home, pyzor_testkit::free_udp_port(), args, env)
+        }
+    }
+}
+
+/// Our pyzord on port 0, its port read from its log's start-up line.
+fn start_ours_on_any_port(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Proc {
+    let log = home.join("rust-pyzord.log");
+    let from = std::fs::metadata(&log).map_or(0, |m| m.len() as usize);
+    let child = spawn_pyzord(Impl::Rust, None, home, 0, args, env, "rust-pyzord.log");
+    let mut p = Proc { child, port: 0 };
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(30) {
+        let text = std::fs::read(&log).unwrap_or_default();
+        let new = String::from_utf8_lossy(text.get(from..).unwrap_or_default());
+        let port = new.lines().find_map(|l| {
+            let (_, rest) = l.split_once("Starting pyzord server on 127.0.0.1:")?;
+            rest.split(' ').next()?.parse::<u16>().ok()
+        });
+        if let Some(port) = port {
+            p.port = port;
+            break;
+        }
+        if let Ok(Some(st)) = p.child.try_wait() {
+            panic!(
+                "our pyzord {args:?} exited at start-up ({st}):\n{}",
+                log_tail(&log)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        p.port != 0,
+        "our pyzord {args:?} did not start within 30 s:\n{}",
+        log_tail(&log)
+    );
+    while t0.elapsed() < Duration::from_secs(30) {
+        if raw_wait(p.port, PING, Duration::from_millis(200)).is_some() {
+            return p;
+        }
+        if let Ok(Some(st)) = p.child.try_wait() {
+            panic!("our pyzord {args:?} exited ({st}):\n{}", log_tail(&log));
+        }
+    }
+    panic!(
+        "our pyzord {args:?} did not answer a ping within 30 s:\n{}",
+        log_tail(&log)
+    );
 }
 
 /// As [`start_pyzord`] on a given port (restarts keep their port).
