@@ -352,11 +352,7 @@ mod tests {
                 break;
             }
             answers.push(out);
-            port = UdpSocket::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            port = pyzor_testkit::free_udp_port();
         }
         assert!(answers.len() < 3, "no closed port refused: {answers:?}");
     }

@@ -144,17 +144,26 @@ fn start_ours_on_any_port(home: &Path, args: &[&str], env: &[(&str, &str)]) -> P
         "our pyzord {args:?} did not start within 30 s:\n{}",
         log_tail(&log)
     );
+    await_ping(p, Impl::Rust, args, &log, t0)
+}
+
+/// `p` once it answers a ping, at most 30 s after `t0`; panics with the
+/// end of its log `log` if it exits or stays silent.
+fn await_ping(mut p: Proc, which: Impl, args: &[&str], log: &Path, t0: Instant) -> Proc {
     while t0.elapsed() < Duration::from_secs(30) {
         if raw_wait(p.port, PING, Duration::from_millis(200)).is_some() {
             return p;
         }
         if let Ok(Some(st)) = p.child.try_wait() {
-            panic!("our pyzord {args:?} exited ({st}):\n{}", log_tail(&log));
+            panic!(
+                "{which:?} pyzord {args:?} exited at start-up ({st}):\n{}",
+                log_tail(log)
+            );
         }
     }
     panic!(
-        "our pyzord {args:?} did not answer a ping within 30 s:\n{}",
-        log_tail(&log)
+        "{which:?} pyzord {args:?} did not answer a ping within 30 s:\n{}",
+        log_tail(log)
     );
 }
 
@@ -171,24 +180,9 @@ pub fn start_pyzord_on(
         Impl::Rust => "rust-pyzord.log",
         Impl::Python => "python-pyzord.log",
     };
-    let child = spawn_pyzord(which, venv, home, port, args, env, log);
-    let mut p = Proc { child, port };
     let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(30) {
-        if raw_wait(port, PING, Duration::from_millis(200)).is_some() {
-            return p;
-        }
-        if let Ok(Some(st)) = p.child.try_wait() {
-            panic!(
-                "{which:?} pyzord {args:?} exited at start-up ({st}):\n{}",
-                log_tail(&home.join(log))
-            );
-        }
-    }
-    panic!(
-        "{which:?} pyzord {args:?} did not answer a ping within 30 s:\n{}",
-        log_tail(&home.join(log))
-    );
+    let child = spawn_pyzord(which, venv, home, port, args, env, log);
+    await_ping(Proc { child, port }, which, args, &home.join(log), t0)
 }
 
 /// SIGKILL a server and reap it.
