@@ -416,9 +416,25 @@ def machine_facts():
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    facts["cpu"] = line.split(":", 1)[1].strip()
-                    break
+                key, _, val = line.partition(":")
+                key = key.strip()
+                if key in ("model name", "cpu family", "model") and key not in facts:
+                    facts[key] = val.strip()
+                if line.strip() == "":
+                    break  # the first CPU is enough
+        if "model name" in facts:
+            facts["cpu"] = f"{facts.pop('model name')} (family {facts.pop('cpu family', '?')}, " \
+                           f"model {facts.pop('model', '?')})"
+    except OSError:
+        pass
+    # The kernel's mitigations make system calls and context switches dearer
+    # on some CPUs; the UDP path of every server row pays them, a database
+    # ceiling row much less.
+    vuln = "/sys/devices/system/cpu/vulnerabilities"
+    try:
+        facts["mitigations"] = "; ".join(
+            f"{n}: {open(os.path.join(vuln, n)).read().strip()}"
+            for n in ("spectre_v2", "retbleed", "spec_rstack_overflow") if os.path.exists(os.path.join(vuln, n)))
     except OSError:
         pass
     try:
@@ -453,6 +469,30 @@ def cpu_busy_sample(seconds=1.0):
     time.sleep(seconds)
     t2, i2 = read()
     return 100.0 * (1 - (i2 - i1) / max(1, t2 - t1))
+
+
+# A run whose cores the hypervisor gave to someone else for this share of the
+# time or more is listed as disturbed: on a shared VM one run in three lost
+# 30 % or more of its CPU to steal, and halved its req/s.
+STEAL_DISTURBED_PCT = 5.0
+
+
+def cpu_ticks():
+    """(all ticks, steal ticks) of the machine so far (/proc/stat's `cpu` line),
+    or None where there is no /proc/stat."""
+    try:
+        v = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return sum(v), (v[7] if len(v) > 7 else 0)
+
+
+def steal_pct(t0, t1):
+    """Share of the machine's CPU time between two cpu_ticks() that the
+    hypervisor ran something else (steal), in %."""
+    if t0 is None or t1 is None or t1[0] <= t0[0]:
+        return None
+    return 100.0 * (t1[1] - t0[1]) / (t1[0] - t0[0])
 
 
 # ---------------------------------------------------------------- report
@@ -850,6 +890,7 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
     open(jsonl, "w").close()
     t_start = datetime.datetime.now().astimezone()
     busy_before = cpu_busy_sample(1.0)
+    ticks_start = cpu_ticks()
     for rnd in range(args.rounds):
         for load in loads:
             order = servers[rnd % max(1, len(servers)):] + servers[:rnd % max(1, len(servers))]
@@ -867,10 +908,13 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
                 cpu0 = proc_cpu_seconds(s.proc.pid)
                 db_pids = db_pids_of(s.name, use_redis, use_mysql)
                 rcpu0 = cpu_by_pid(db_pids)
+                ticks0 = cpu_ticks()
                 res, err = bench_load(bench_bin, s.port, extra, args.duration + args.warmup + 30)
+                ticks1 = cpu_ticks()
                 cpu1 = proc_cpu_seconds(s.proc.pid)
                 rcpu1 = cpu_by_pid(db_pids)
-                rec = {"round": rnd, "config": s.name, "load": load["name"], "result": res, "error": err}
+                rec = {"round": rnd, "config": s.name, "load": load["name"], "result": res, "error": err,
+                       "steal_pct": steal_pct(ticks0, ticks1)}
                 if res and res["responses"] and cpu0 is not None and cpu1 is not None:
                     # The whole run's requests (warm-up included) drove the server CPU.
                     total = res["responses"] * (1 + args.warmup / args.duration)
@@ -883,9 +927,10 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
                 if res:
                     log(f"round {rnd + 1}/{args.rounds} {s.name:<13} {load['name']:<24} {res['req_per_s']:>10,.0f} req/s "
                         f"p50 {res['latency']['p50_ms']:.3f} p99 {res['latency']['p99_ms']:.3f} ms lost {res['lost']} "
-                        f"cpu {rec.get('server_cpu_us_per_req', 0):.1f} us/req")
+                        f"cpu {rec.get('server_cpu_us_per_req', 0):.1f} us/req{steal_note(rec)}")
                 else:
                     log(f"round {rnd + 1} {s.name} {load['name']}: FAILED {err}")
+    steal_all = steal_pct(ticks_start, cpu_ticks())
     busy_after = cpu_busy_sample(1.0)
     status = {s.name: proc_status(s.proc.pid) for s in servers if s.kind != "ceiling"}
     for s in servers:
@@ -904,12 +949,17 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
         f.write("## Machine\n\n")
         f.write(f"* {facts.get('nproc')} CPUs: {facts.get('cpu', '?')}; {facts.get('mem', '?')} RAM; "
                 f"kernel {facts.get('kernel')}\n")
+        if facts.get("mitigations"):
+            f.write(f"* kernel mitigations that tax system calls: {facts['mitigations']}\n")
         f.write(f"* net.core.rmem_max {facts.get('rmem_max')}, rmem_default {facts.get('rmem_default')}\n")
         for dbname, d in facts["durability"].items():
             f.write(f"* {dbname} durability: {d} — {durability_meaning(d)}\n")
         f.write(f"* load average at the end {' '.join(facts.get('loadavg', []))}; machine CPU busy "
                 f"{busy_before:.0f} % (1 s before the rounds, servers idle) and {busy_after:.0f} % after — "
                 "anything well above 0 % means other tenants shared the cores\n")
+        f.write(f"* steal (CPU time the hypervisor gave to other guests, /proc/stat) over all rounds: "
+                f"{fmt(steal_all, 1)} %; runs with {STEAL_DISTURBED_PCT:g} % or more are listed under "
+                "\"Disturbed runs\" (they are kept in the medians; compare a row's min–max with them)\n")
         f.write(f"* load generator: pyzor-bench on the same machine, {args.gen_threads} thread(s) for windows > 1, "
                 f"sockets bound to {args.sources} source network(s) (127.0.k.1, `--sources`); "
                 f"echo responders with {args.echo_threads} thread(s); \"% of echo\" uses the best echo of each round\n\n")
@@ -969,6 +1019,7 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
         for n, st in status.items():
             f.write(f"| {n} | {st.get('VmRSS', '–')} | {st.get('VmHWM', '–')} | {st.get('RssAnon', '–')} | "
                     f"{st.get('RssFile', '–')} | {st.get('Threads', '–')} |\n")
+        f.write(disturbed_section(runs))
         bad = [r for r in runs if not r.get("result") or not r["result"].get("ok")]
         f.write(f"\nRuns: {len(runs)}; runs not OK (no answer, stray/malformed answers, unexpected codes): {len(bad)}. "
                 f"Raw runs: `{os.path.relpath(jsonl, ROOT)}`.\n")
@@ -979,6 +1030,20 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
             f.write(f"* round {r['round'] + 1}, {r['config']}, {r['load']}: {what}\n")
     log(f"wrote {out}")
     return 0
+
+
+def disturbed_section(runs):
+    """The runs that lost STEAL_DISTURBED_PCT or more of the machine's CPU to steal."""
+    hit = [r for r in runs if (r.get("steal_pct") or 0) >= STEAL_DISTURBED_PCT]
+    out = "\n## Disturbed runs\n\n"
+    if not hit:
+        return out + f"None: no run lost {STEAL_DISTURBED_PCT:g} % or more of the CPU to steal.\n"
+    out += ("The hypervisor ran other guests on these runs' cores (steal); their req/s understate what the "
+            "machine does alone.\n\n| round | server | load | req/s | steal % |\n|---|---|---|---|---|\n")
+    for r in hit:
+        rps = r["result"]["req_per_s"] if r.get("result") else None
+        out += f"| {r['round'] + 1} | {r['config']} | {r['load']} | {fmt(rps)} | {r['steal_pct']:.0f} |\n"
+    return out
 
 
 def ceilings(engine, dsn, args):
@@ -1018,13 +1083,22 @@ def cpu_delta(before, after):
     return sum(after[p] - before[p] for p in before.keys() & after.keys())
 
 
+def steal_note(rec):
+    """`, steal N %` for a log line when the run lost CPU to the hypervisor."""
+    p = rec.get("steal_pct")
+    return f", steal {p:.0f} %" if p is not None and p >= 0.5 else ""
+
+
 def run_ceiling(c, bench_bin, load, args, rnd, runs, jsonl, db_pids):
     if load["ops"] not in ("check", "report"):
         return
     rcpu0 = cpu_by_pid(db_pids)
+    ticks0 = cpu_ticks()
     res, err = c.run(bench_bin, load, args)
+    ticks1 = cpu_ticks()
     rcpu1 = cpu_by_pid(db_pids)
-    rec = {"round": rnd, "config": c.name, "load": load["name"], "result": res, "error": err}
+    rec = {"round": rnd, "config": c.name, "load": load["name"], "result": res, "error": err,
+           "steal_pct": steal_pct(ticks0, ticks1)}
     if res and res["responses"] and db_pids:
         rec["db_cpu_us_per_req"] = cpu_delta(rcpu0, rcpu1) * 1e6 / (res["responses"] * (1 + args.warmup / args.duration))
     runs.append(rec)
@@ -1032,7 +1106,8 @@ def run_ceiling(c, bench_bin, load, args, rnd, runs, jsonl, db_pids):
         f.write(json.dumps(rec) + "\n")
     if res:
         log(f"round {rnd + 1}/{args.rounds} {c.name:<13} {load['name']:<24} {res['req_per_s']:>10,.0f} rows/s "
-            f"batch p50 {res['latency']['p50_ms']:.3f} p99 {res['latency']['p99_ms']:.3f} ms ({res['durability']})")
+            f"batch p50 {res['latency']['p50_ms']:.3f} p99 {res['latency']['p99_ms']:.3f} ms ({res['durability']})"
+            f"{steal_note(rec)}")
     else:
         log(f"round {rnd + 1} {c.name} {load['name']}: FAILED {err}")
 
