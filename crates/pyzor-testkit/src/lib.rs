@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 mod oracle;
+pub mod ports;
 mod rng;
 
 pub use oracle::{system_python, Oracle};
@@ -62,10 +63,10 @@ pub fn skip(test: &str, reason: &str) {
     }
 }
 
-/// A UDP port on 127.0.0.1 that is free right now (the OS picks it).
+/// A UDP port on 127.0.0.1 that is free right now, for a server a test
+/// starts ([`ports`]).
 pub fn free_udp_port() -> u16 {
-    let s = UdpSocket::bind("127.0.0.1:0").expect("bind an ephemeral UDP port");
-    s.local_addr().expect("local addr").port()
+    ports::next(|port| UdpSocket::bind(("127.0.0.1", port)).is_ok())
 }
 
 /// The reference virtualenv (`PYZOR_REF_VENV`, else `target/ref-venv`), if
@@ -113,10 +114,10 @@ pub fn our_bin(name: &str) -> PathBuf {
     p
 }
 
-/// A TCP port on 127.0.0.1 that is free right now (the OS picks it).
+/// A TCP port on 127.0.0.1 that is free right now, for a server a test
+/// starts ([`ports`]).
 pub fn free_tcp_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral TCP port");
-    l.local_addr().expect("local addr").port()
+    ports::next(|port| TcpListener::bind(("127.0.0.1", port)).is_ok())
 }
 
 /// Whether something listens on 127.0.0.1:`port` (TCP).
