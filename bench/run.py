@@ -478,13 +478,21 @@ STEAL_DISTURBED_PCT = 5.0
 
 
 def cpu_ticks():
-    """(all ticks, steal ticks) of the machine so far (/proc/stat's `cpu` line),
-    or None where there is no /proc/stat."""
+    """(all ticks, steal ticks, idle ticks) of the machine so far (/proc/stat's
+    `cpu` line; idle counts iowait too), or None where there is no /proc/stat."""
     try:
         v = [int(x) for x in open("/proc/stat").readline().split()[1:]]
     except (OSError, ValueError):
         return None
-    return sum(v), (v[7] if len(v) > 7 else 0)
+    return sum(v), (v[7] if len(v) > 7 else 0), v[3] + (v[4] if len(v) > 4 else 0)
+
+
+def idle_pct(t0, t1):
+    """Share of the machine's CPU time between two cpu_ticks() that no
+    process used, in %."""
+    if t0 is None or t1 is None or t1[0] <= t0[0]:
+        return None
+    return 100.0 * (t1[2] - t0[2]) / (t1[0] - t0[0])
 
 
 def steal_pct(t0, t1):
@@ -936,7 +944,11 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
                 cpu1 = proc_cpu_seconds(s.proc.pid)
                 rcpu1 = cpu_by_pid(db_pids)
                 rec = {"round": rnd, "config": s.name, "load": load["name"], "result": res, "error": err,
-                       "steal_pct": steal_pct(ticks0, ticks1)}
+                       "steal_pct": steal_pct(ticks0, ticks1), "idle_pct": idle_pct(ticks0, ticks1)}
+                if res and res["responses"] and res.get("generator_cpu_s") is not None:
+                    # the generator's CPU over the whole run, per request as the server's below
+                    rec["gen_cpu_us_per_req"] = (res["generator_cpu_s"] * 1e6
+                                                 / (res["responses"] * (1 + args.warmup / args.duration)))
                 if res and res["responses"] and cpu0 is not None and cpu1 is not None:
                     # The whole run's requests (warm-up included) drove the server CPU.
                     total = res["responses"] * (1 + args.warmup / args.duration)
@@ -1027,6 +1039,7 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
             for (c, l), v in sorted(rrows.items(), key=lambda kv: (kv[0][1], kv[0][0])):
                 f.write(f"| {c} | {l} | {statistics.median(v):.1f} |\n")
             f.write("\n")
+        f.write(cpu_budget_section(runs))
         f.write("## Prefill (report of never-seen digests, window 64)\n\n| server | req/s | server CPU µs/req | lost |\n|---|---|---|---|\n")
         for n, p in prefill.items():
             if p is None:
@@ -1052,6 +1065,31 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
             f.write(f"* round {r['round'] + 1}, {r['config']}, {r['load']}: {what}\n")
     log(f"wrote {out}")
     return 0
+
+
+def cpu_budget_section(runs):
+    """Where the machine's CPU went in the runs of each server row: server,
+    database, load generator (µs per request) and the machine's idle and
+    steal shares, medians over rounds. On a machine whose cores the three
+    share, these show what bounds a row, and what a row's ratio to a
+    ceiling (which pays no UDP) can reach."""
+    by = {}
+    for r in runs:
+        if r.get("result") and r.get("server_cpu_us_per_req") is not None:
+            by.setdefault((r["config"], r["load"]), []).append(r)
+    if not by:
+        return ""
+    out = ("## Where the CPU went\n\nMedians over rounds: CPU µs per request of the server, the database server "
+           "(as above; – where not measured) and the load generator; the machine's idle and steal shares during "
+           "the run. The three processes share the machine's cores, so at a given req/s their sum and the idle "
+           "share fill the cores.\n\n| server | load | req/s | server | database | generator | idle % | steal % |\n"
+           "|---|---|---|---|---|---|---|---|\n")
+    for (c, l), rs in sorted(by.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        m = lambda k: med([r.get(k) for r in rs])
+        out += (f"| {c} | {l} | {fmt(med([r['result']['req_per_s'] for r in rs]))} | {fmt(m('server_cpu_us_per_req'), 1)} "
+                f"| {fmt(m('db_cpu_us_per_req'), 1)} | {fmt(m('gen_cpu_us_per_req'), 1)} | {fmt(m('idle_pct'), 0)} "
+                f"| {fmt(m('steal_pct'), 0)} |\n")
+    return out + "\n"
 
 
 def disturbed_section(runs):
@@ -1120,7 +1158,7 @@ def run_ceiling(c, bench_bin, load, args, rnd, runs, jsonl, db_pids):
     ticks1 = cpu_ticks()
     rcpu1 = cpu_by_pid(db_pids)
     rec = {"round": rnd, "config": c.name, "load": load["name"], "result": res, "error": err,
-           "steal_pct": steal_pct(ticks0, ticks1)}
+           "steal_pct": steal_pct(ticks0, ticks1), "idle_pct": idle_pct(ticks0, ticks1)}
     if res and res["responses"] and db_pids:
         rec["db_cpu_us_per_req"] = cpu_delta(rcpu0, rcpu1) * 1e6 / (res["responses"] * (1 + args.warmup / args.duration))
     runs.append(rec)

@@ -18,19 +18,22 @@ def rec(rnd, config, rps, steal=0.0, load="check w64"):
 
 class Steal(unittest.TestCase):
     def test_share_of_all_ticks(self):
-        # 1,000 ticks passed on the machine, 50 of them stolen: 5 %
-        self.assertAlmostEqual(run.steal_pct((10_000, 100), (11_000, 150)), 5.0)
-        self.assertEqual(run.steal_pct((10_000, 100), (10_000, 100)), None)
-        self.assertEqual(run.steal_pct(None, (1, 1)), None)
+        # 1,000 ticks passed on the machine, 50 of them stolen, 230 idle
+        t0, t1 = (10_000, 100, 4_000), (11_000, 150, 4_230)
+        self.assertAlmostEqual(run.steal_pct(t0, t1), 5.0)
+        self.assertAlmostEqual(run.idle_pct(t0, t1), 23.0)
+        self.assertEqual(run.steal_pct(t0, t0), None)
+        self.assertEqual(run.steal_pct(None, t1), None)
+        self.assertEqual(run.idle_pct(t1, t0), None)
 
     def test_reads_this_machine(self):
         ticks = run.cpu_ticks()
         if ticks is None:
             self.skipTest("no /proc/stat here")
-        total, steal = ticks
+        total, steal, idle = ticks
         self.assertGreater(total, 0)
         self.assertGreaterEqual(steal, 0)
-        self.assertLessEqual(steal, total)
+        self.assertLessEqual(steal + idle, total)
 
     def test_log_note_only_when_there_was_steal(self):
         self.assertEqual(run.steal_note({"steal_pct": 0.1}), "")
@@ -73,6 +76,22 @@ class SameRoundRatios(unittest.TestCase):
         self.assertIn("| 3 | ceiling-mysql-1c | check w64 | 70,000 | 31 |", text)
         self.assertNotIn("| 2 | ceiling-mysql-1c", text)
         self.assertIn("None", run.disturbed_section(self.RUNS[:2]))
+
+
+class CpuBudget(unittest.TestCase):
+    def test_medians_per_row(self):
+        runs = []
+        for rnd, (srv, db, gen, idle, rps) in enumerate([(9.0, 7.0, 6.0, 20.0, 60_000),
+                                                         (10.0, 8.0, 7.0, 25.0, 66_000),
+                                                         (11.0, 9.0, 8.0, 30.0, 70_000)]):
+            r = rec(rnd, "ours-mysql", rps)
+            r.update(server_cpu_us_per_req=srv, db_cpu_us_per_req=db, gen_cpu_us_per_req=gen, idle_pct=idle)
+            runs.append(r)
+        runs.append(rec(0, "ceiling-mysql-1c", 150_000))  # no server CPU: not a row here
+        text = run.cpu_budget_section(runs)
+        self.assertIn("| ours-mysql | check w64 | 66,000 | 10.0 | 8.0 | 7.0 | 25 | 0 |", text)
+        self.assertNotIn("ceiling-mysql-1c", text)
+        self.assertEqual(run.cpu_budget_section([]), "")
 
 
 if __name__ == "__main__":
