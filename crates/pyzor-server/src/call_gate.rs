@@ -24,7 +24,8 @@
 //! the database CPU, so two read calls at once only compete for the same
 //! cores: reads wait for their turn until they hold a whole window of 64.
 //! A write mostly waits for the log flush, and two commits in flight share
-//! one flush: a write call of 32 requests or more goes at once. And reads
+//! one flush: a write call of 32 requests or more goes at once (16 on an
+//! engine whose commits overlap well, [`WRITE_FULL_OVERLAPPING`]). And reads
 //! take no turns while a write call runs: with commits in flight (a mix of
 //! checks and reports) reads that waited for each other made the mix
 //! slower on MariaDB (73k against 79k requests/s), not faster.
@@ -42,6 +43,16 @@ pub(crate) const READ_FULL: usize = 64;
 /// The same for a write thread: commits of this size overlap.
 pub(crate) const WRITE_FULL: usize = 32;
 
+/// [`WRITE_FULL`] for an engine whose commits overlap well
+/// ([`Kinds::overlapping_commits`]). PostgreSQL reports at window 64 came
+/// in calls of about 30 requests, just under [`WRITE_FULL`], so each
+/// waited for the commit before it and a third of the machine sat idle;
+/// from 16 they overlap: 39–46k → 44–46k reports/s, the 90/10 mix no
+/// slower (its write calls are smaller and still take turns). MariaDB's
+/// reports were slower at 16 (its statement, not its commit's wait, is
+/// the cost): bench/RESULTS-sql.md, "Write turns".
+pub(crate) const WRITE_FULL_OVERLAPPING: usize = 16;
+
 /// The turns of one kind of engine call (module doc).
 #[derive(Debug)]
 pub(crate) struct CallGate {
@@ -57,6 +68,30 @@ pub(crate) struct CallGate {
     waiting: std::sync::atomic::AtomicUsize,
 }
 
+/// Which kinds of call take turns.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Kinds {
+    /// Reads, unless the engine pipelines them
+    /// ([`Engine::pipelines_reads`](pyzor_store::Engine::pipelines_reads)):
+    /// it already runs them one after the other, with no gap between them.
+    pub(crate) reads: bool,
+    /// Whether the engine's commits gain from running at once
+    /// ([`Engine::overlaps_commits`](pyzor_store::Engine::overlaps_commits)):
+    /// a write call goes without waiting from [`WRITE_FULL_OVERLAPPING`]
+    /// requests instead of [`WRITE_FULL`].
+    pub(crate) overlapping_commits: bool,
+}
+
+impl Kinds {
+    /// What `engine` gains by.
+    pub(crate) fn of(engine: &dyn pyzor_store::Engine) -> Kinds {
+        Kinds {
+            reads: !engine.pipelines_reads(),
+            overlapping_commits: engine.overlaps_commits(),
+        }
+    }
+}
+
 /// The two kinds: reads (lane 0 of each worker) and writes (the others).
 #[derive(Debug)]
 pub(crate) struct CallGates {
@@ -69,22 +104,24 @@ impl CallGates {
     /// with one worker, whose threads of a kind never wait for each other
     /// (one read thread; its write threads overlap their commits), and with
     /// one engine thread per worker (K = 1: reads and writes on one thread,
-    /// not measured with turns). Reads take turns only when `read_turns`:
-    /// an engine that pipelines its reads
-    /// ([`Engine::pipelines_reads`](pyzor_store::Engine::pipelines_reads))
-    /// already runs them one after the other, with no gap between them.
-    pub(crate) fn for_workers(workers: usize, lanes: usize, read_turns: bool) -> Option<CallGates> {
+    /// not measured with turns). Each kind takes turns only when the engine
+    /// gains by it ([`Kinds`]).
+    pub(crate) fn for_workers(workers: usize, lanes: usize, kinds: Kinds) -> Option<CallGates> {
         if workers < 2 || lanes < 2 {
             return None;
         }
         let write_lanes = workers * lanes.saturating_sub(1);
-        let read_limit = match read_turns {
+        let read_limit = match kinds.reads {
             true => workers / 2,
             false => usize::MAX,
         };
+        let write_full = match kinds.overlapping_commits {
+            true => WRITE_FULL_OVERLAPPING,
+            false => WRITE_FULL,
+        };
         Some(CallGates {
             reads: CallGate::new(read_limit, READ_FULL),
-            writes: CallGate::new(write_lanes / 2, WRITE_FULL),
+            writes: CallGate::new(write_lanes / 2, write_full),
         })
     }
 
@@ -172,6 +209,12 @@ impl Drop for Turn<'_> {
 }
 
 #[cfg(test)]
+const BOTH: Kinds = Kinds {
+    reads: true,
+    overlapping_commits: false,
+};
+
+#[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
@@ -181,20 +224,28 @@ mod tests {
     /// turns one read call and one write call at a time.
     #[test]
     fn gates_only_between_workers() {
-        assert!(CallGates::for_workers(1, 4, true).is_none());
-        let g = CallGates::for_workers(2, 2, true).unwrap();
+        assert!(CallGates::for_workers(1, 4, BOTH).is_none());
+        let g = CallGates::for_workers(2, 2, BOTH).unwrap();
         assert_eq!((g.reads.limit, g.writes.limit), (1, 1));
-        let g = CallGates::for_workers(8, 3, true).unwrap();
+        let g = CallGates::for_workers(8, 3, BOTH).unwrap();
         assert_eq!((g.reads.limit, g.writes.limit), (4, 8));
         // one thread per worker does reads and writes: no turns
-        assert!(CallGates::for_workers(2, 1, true).is_none());
+        assert!(CallGates::for_workers(2, 1, BOTH).is_none());
     }
 
     /// An engine that pipelines its reads: reads never wait for each
     /// other, writes still take turns.
     #[test]
     fn pipelined_reads_take_no_turns() {
-        let g = CallGates::for_workers(2, 2, false).unwrap();
+        let g = CallGates::for_workers(
+            2,
+            2,
+            Kinds {
+                reads: false,
+                overlapping_commits: false,
+            },
+        )
+        .unwrap();
         let (_first, _) = g.enter(0, 1);
         let start = Instant::now();
         let (_second, waited) = g.enter(0, 1);
@@ -204,6 +255,40 @@ mod tests {
         let (_, waited) = g.enter(1, 1);
         assert!(waited, "writes take turns as before");
         assert!(start.elapsed() < Duration::from_secs(10));
+    }
+
+    /// An engine whose commits overlap: a write call of
+    /// [`WRITE_FULL_OVERLAPPING`] requests goes without waiting, a smaller
+    /// one still takes its turn; reads take turns as before.
+    #[test]
+    fn overlapping_commits_wait_only_below_a_smaller_call() {
+        let g = CallGates::for_workers(
+            2,
+            2,
+            Kinds {
+                reads: true,
+                overlapping_commits: true,
+            },
+        )
+        .unwrap();
+        let start = Instant::now();
+        let (first, _) = g.enter(1, 1);
+        let (second, waited) = g.enter(1, WRITE_FULL_OVERLAPPING);
+        assert!(!waited, "a call of {WRITE_FULL_OVERLAPPING} writes waited");
+        assert_eq!(g.writes.running(), 2);
+        drop(second);
+        let (_, waited) = g.enter(1, WRITE_FULL_OVERLAPPING - 1);
+        assert!(waited, "a smaller write call takes its turn");
+        drop(first);
+        let (_read, _) = g.enter(0, 1);
+        let (_, waited) = g.enter(0, 1);
+        assert!(waited, "reads take turns as before");
+        assert!(start.elapsed() < Duration::from_secs(10));
+        // without overlapping commits a call that size waits
+        let g = CallGates::for_workers(2, 2, BOTH).unwrap();
+        let (_first, _) = g.enter(1, 1);
+        let (_, waited) = g.enter(1, WRITE_FULL_OVERLAPPING);
+        assert!(waited);
     }
 
     /// A call waits while another runs, and starts as soon as it ends.
@@ -261,7 +346,7 @@ mod kinds {
     /// write call of [`WRITE_FULL`] requests does not wait for another.
     #[test]
     fn reads_and_writes_take_turns_their_own_way() {
-        let g = CallGates::for_workers(2, 2, true).unwrap();
+        let g = CallGates::for_workers(2, 2, BOTH).unwrap();
         let wait = Duration::from_millis(30);
         let (read, _) = g.enter(0, 1);
         let t0 = Instant::now();

@@ -227,7 +227,7 @@ impl Server {
         let gates = crate::call_gate::CallGates::for_workers(
             n,
             opts.engine_concurrency,
-            !shared.engine.pipelines_reads(),
+            crate::call_gate::Kinds::of(shared.engine.as_ref()),
         )
         .map(Arc::new);
         for (i, s) in sockets.into_iter().enumerate() {

@@ -198,6 +198,18 @@ pub trait Engine: Send + Sync {
         false
     }
 
+    /// Whether the database runs the commits of several write calls well
+    /// at once: one waits for its log flush while another's statement
+    /// runs (`postgres`). The server's write threads then wait for their
+    /// turn only with calls of fewer than 16 requests, not 32
+    /// (docs/server.md, "Concurrency"). The default is `false`: waiting
+    /// (1 ms at most) for the call before makes a call larger, which is
+    /// cheaper where a statement costs the database more CPU than its
+    /// commit's wait (MariaDB).
+    fn overlaps_commits(&self) -> bool {
+        false
+    }
+
     /// Run a batch of operations in order, as one transaction where the
     /// engine has transactions, and push `out[i]` for `ops[i]`: on `Get`
     /// the record as the operation sees it (`None` for a digest never
