@@ -460,15 +460,12 @@ def machine_facts():
 
 
 def cpu_busy_sample(seconds=1.0):
-    """Share of the machine's CPU that was busy over `seconds` (/proc/stat)."""
-    def read():
-        v = [int(x) for x in open("/proc/stat").readline().split()[1:]]
-        idle = v[3] + v[4]
-        return sum(v), idle
-    t1, i1 = read()
+    """Share of the machine's CPU that was busy over `seconds` (/proc/stat),
+    or None where that cannot be read."""
+    t0 = cpu_ticks()
     time.sleep(seconds)
-    t2, i2 = read()
-    return 100.0 * (1 - (i2 - i1) / max(1, t2 - t1))
+    idle = idle_pct(t0, cpu_ticks())
+    return None if idle is None else 100.0 - idle
 
 
 # A run whose cores the hypervisor gave to someone else for this share of the
@@ -487,20 +484,22 @@ def cpu_ticks():
     return sum(v), (v[7] if len(v) > 7 else 0), v[3] + (v[4] if len(v) > 4 else 0)
 
 
-def idle_pct(t0, t1):
-    """Share of the machine's CPU time between two cpu_ticks() that no
-    process used, in %."""
+def tick_share(t0, t1, i):
+    """Share in % of the machine's CPU time between two cpu_ticks() that
+    field `i` of them (1: steal, 2: idle) took, or None."""
     if t0 is None or t1 is None or t1[0] <= t0[0]:
         return None
-    return 100.0 * (t1[2] - t0[2]) / (t1[0] - t0[0])
+    return 100.0 * (t1[i] - t0[i]) / (t1[0] - t0[0])
+
+
+def idle_pct(t0, t1):
+    """Share of the time that no process used the CPU, in %."""
+    return tick_share(t0, t1, 2)
 
 
 def steal_pct(t0, t1):
-    """Share of the machine's CPU time between two cpu_ticks() that the
-    hypervisor ran something else (steal), in %."""
-    if t0 is None or t1 is None or t1[0] <= t0[0]:
-        return None
-    return 100.0 * (t1[1] - t0[1]) / (t1[0] - t0[0])
+    """Share of the time that the hypervisor ran something else (steal), in %."""
+    return tick_share(t0, t1, 1)
 
 
 # ---------------------------------------------------------------- report
@@ -597,15 +596,15 @@ def calm(run):
     return (run.get("steal_pct") or 0) < STEAL_DISTURBED_PCT
 
 
-def same_round_ratio(runs, a, b, load, key=lambda r: r["result"]["req_per_s"], calm_only=False):
-    """Median over rounds of key(a) / key(b) for one load; with `calm_only`
-    only over the rounds where neither run lost its cores to steal (a ratio
-    assumes both runs of a round had the same machine)."""
-    return med(round_ratios(runs, a, b, load, key, calm_only))
+def same_round_ratio(runs, a, b, load, key=lambda r: r["result"]["req_per_s"]):
+    """Median over rounds of key(a) / key(b) for one load."""
+    return med(round_ratios(runs, a, b, load, key))
 
 
 def round_ratios(runs, a, b, load, key=lambda r: r["result"]["req_per_s"], calm_only=False):
-    """The same-round ratios key(a) / key(b) of one load, one per round."""
+    """The same-round ratios key(a) / key(b) of one load, one per round; with
+    `calm_only` only those of the rounds where neither run lost its cores to
+    steal (a ratio assumes both runs of a round had the same machine)."""
     out = []
     for r in runs:
         if r["config"] != a or r["load"] != load or not r.get("result"):
@@ -657,10 +656,10 @@ def targets(runs):
     for name, what, goal, op, f in rows:
         if isinstance(what, tuple):
             # a same-round ratio: also over the rounds that kept their cores
-            val = same_round_ratio(runs, *what)
+            every = round_ratios(runs, *what)
             quiet = round_ratios(runs, *what, calm_only=True)
-            calm_col = (f"{f.format(med(quiet))} ({len(quiet)} of {len(round_ratios(runs, *what))})"
-                        if quiet else "none")
+            val = med(every)
+            calm_col = f"{f.format(med(quiet))} ({len(quiet)} of {len(every)})" if quiet else "none"
         else:
             val, calm_col = what, ""
         if val is None:
@@ -945,13 +944,11 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
                 rcpu1 = cpu_by_pid(db_pids)
                 rec = {"round": rnd, "config": s.name, "load": load["name"], "result": res, "error": err,
                        "steal_pct": steal_pct(ticks0, ticks1), "idle_pct": idle_pct(ticks0, ticks1)}
-                if res and res["responses"] and res.get("generator_cpu_s") is not None:
-                    # the generator's CPU over the whole run, per request as the server's below
-                    rec["gen_cpu_us_per_req"] = (res["generator_cpu_s"] * 1e6
-                                                 / (res["responses"] * (1 + args.warmup / args.duration)))
-                if res and res["responses"] and cpu0 is not None and cpu1 is not None:
-                    # The whole run's requests (warm-up included) drove the server CPU.
-                    total = res["responses"] * (1 + args.warmup / args.duration)
+                # The whole run's requests (warm-up included) drove the CPU.
+                total = res["responses"] * (1 + args.warmup / args.duration) if res else 0
+                if total and res.get("generator_cpu_s") is not None:
+                    rec["gen_cpu_us_per_req"] = res["generator_cpu_s"] * 1e6 / total
+                if total and cpu0 is not None and cpu1 is not None:
                     rec["server_cpu_us_per_req"] = (cpu1 - cpu0) * 1e6 / total
                     if db_pids:
                         rec["db_cpu_us_per_req"] = cpu_delta(rcpu0, rcpu1) * 1e6 / total
@@ -989,7 +986,7 @@ def matrix_mode(args, bench_bin, pyzord, ref_pyzord, have_ours, have_ref, tmp, o
         for dbname, d in facts["durability"].items():
             f.write(f"* {dbname} durability: {d} — {durability_meaning(d)}\n")
         f.write(f"* load average at the end {' '.join(facts.get('loadavg', []))}; machine CPU busy "
-                f"{busy_before:.0f} % (1 s before the rounds, servers idle) and {busy_after:.0f} % after — "
+                f"{fmt(busy_before)} % (1 s before the rounds, servers idle) and {fmt(busy_after)} % after — "
                 "anything well above 0 % means other tenants shared the cores\n")
         f.write(f"* steal (CPU time the hypervisor gave to other guests, /proc/stat) over all rounds: "
                 f"{fmt(steal_all, 1)} %; runs with {STEAL_DISTURBED_PCT:g} % or more are listed under "
@@ -1094,7 +1091,7 @@ def cpu_budget_section(runs):
 
 def disturbed_section(runs):
     """The runs that lost STEAL_DISTURBED_PCT or more of the machine's CPU to steal."""
-    hit = [r for r in runs if (r.get("steal_pct") or 0) >= STEAL_DISTURBED_PCT]
+    hit = [r for r in runs if not calm(r)]
     out = "\n## Disturbed runs\n\n"
     if not hit:
         return out + f"None: no run lost {STEAL_DISTURBED_PCT:g} % or more of the CPU to steal.\n"

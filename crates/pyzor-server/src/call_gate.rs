@@ -208,8 +208,11 @@ impl Drop for Turn<'_> {
     }
 }
 
+/// An engine that neither pipelines its reads nor overlaps its commits
+/// (MariaDB, Redis): both kinds take turns, writes waiting below
+/// [`WRITE_FULL`].
 #[cfg(test)]
-const BOTH: Kinds = Kinds {
+const PLAIN: Kinds = Kinds {
     reads: true,
     overlapping_commits: false,
 };
@@ -224,13 +227,13 @@ mod tests {
     /// turns one read call and one write call at a time.
     #[test]
     fn gates_only_between_workers() {
-        assert!(CallGates::for_workers(1, 4, BOTH).is_none());
-        let g = CallGates::for_workers(2, 2, BOTH).unwrap();
+        assert!(CallGates::for_workers(1, 4, PLAIN).is_none());
+        let g = CallGates::for_workers(2, 2, PLAIN).unwrap();
         assert_eq!((g.reads.limit, g.writes.limit), (1, 1));
-        let g = CallGates::for_workers(8, 3, BOTH).unwrap();
+        let g = CallGates::for_workers(8, 3, PLAIN).unwrap();
         assert_eq!((g.reads.limit, g.writes.limit), (4, 8));
         // one thread per worker does reads and writes: no turns
-        assert!(CallGates::for_workers(2, 1, BOTH).is_none());
+        assert!(CallGates::for_workers(2, 1, PLAIN).is_none());
     }
 
     /// An engine that pipelines its reads: reads never wait for each
@@ -285,7 +288,7 @@ mod tests {
         assert!(waited, "reads take turns as before");
         assert!(start.elapsed() < Duration::from_secs(10));
         // without overlapping commits a call that size waits
-        let g = CallGates::for_workers(2, 2, BOTH).unwrap();
+        let g = CallGates::for_workers(2, 2, PLAIN).unwrap();
         let (_first, _) = g.enter(1, 1);
         let (_, waited) = g.enter(1, WRITE_FULL_OVERLAPPING);
         assert!(waited);
@@ -346,7 +349,7 @@ mod kinds {
     /// write call of [`WRITE_FULL`] requests does not wait for another.
     #[test]
     fn reads_and_writes_take_turns_their_own_way() {
-        let g = CallGates::for_workers(2, 2, BOTH).unwrap();
+        let g = CallGates::for_workers(2, 2, PLAIN).unwrap();
         let wait = Duration::from_millis(30);
         let (read, _) = g.enter(0, 1);
         let t0 = Instant::now();

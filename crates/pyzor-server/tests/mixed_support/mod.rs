@@ -93,11 +93,8 @@ pub fn spawn_pyzord(
 
 /// Start a pyzord on a free port and wait (≤ 30 s) until it answers a
 /// ping; panics with the end of its log if it exits or stays silent.
-///
-/// Ours binds port 0 itself and its log says which port it got: a port
-/// found free here and handed over could be taken by another test's
-/// socket before the server binds it (then the ping was answered by
-/// that socket's owner, and a later report by no one: seen in CI).
+/// (`pyzor_testkit::free_udp_port` hands out ports that no other test's
+/// socket can be given meanwhile: `pyzor_testkit::ports`.)
 pub fn start_pyzord(
     which: Impl,
     venv: Option<&Path>,
@@ -105,66 +102,8 @@ pub fn start_pyzord(
     args: &[&str],
     env: &[(&str, &str)],
 ) -> Proc {
-    match which {
-        Impl::Rust => start_ours_on_any_port(home, args, env),
-        Impl::Python => {
-            start_pyzord_on(which, venv, home, pyzor_testkit::free_udp_port(), args, env)
-        }
-    }
-}
-
-/// Our pyzord on port 0, its port read from its log's start-up line.
-fn start_ours_on_any_port(home: &Path, args: &[&str], env: &[(&str, &str)]) -> Proc {
-    let log = home.join("rust-pyzord.log");
-    let from = std::fs::metadata(&log).map_or(0, |m| m.len() as usize);
-    let child = spawn_pyzord(Impl::Rust, None, home, 0, args, env, "rust-pyzord.log");
-    let mut p = Proc { child, port: 0 };
-    let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(30) {
-        let text = std::fs::read(&log).unwrap_or_default();
-        let new = String::from_utf8_lossy(text.get(from..).unwrap_or_default());
-        let port = new.lines().find_map(|l| {
-            let (_, rest) = l.split_once("Starting pyzord server on 127.0.0.1:")?;
-            rest.split(' ').next()?.parse::<u16>().ok()
-        });
-        if let Some(port) = port {
-            p.port = port;
-            break;
-        }
-        if let Ok(Some(st)) = p.child.try_wait() {
-            panic!(
-                "our pyzord {args:?} exited at start-up ({st}):\n{}",
-                log_tail(&log)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(
-        p.port != 0,
-        "our pyzord {args:?} did not start within 30 s:\n{}",
-        log_tail(&log)
-    );
-    await_ping(p, Impl::Rust, args, &log, t0)
-}
-
-/// `p` once it answers a ping, at most 30 s after `t0`; panics with the
-/// end of its log `log` if it exits or stays silent.
-fn await_ping(mut p: Proc, which: Impl, args: &[&str], log: &Path, t0: Instant) -> Proc {
-    while t0.elapsed() < Duration::from_secs(30) {
-        if raw_wait(p.port, PING, Duration::from_millis(200)).is_some() {
-            return p;
-        }
-        if let Ok(Some(st)) = p.child.try_wait() {
-            panic!(
-                "{which:?} pyzord {args:?} exited at start-up ({st}):\n{}",
-                log_tail(log)
-            );
-        }
-    }
-    panic!(
-        "{which:?} pyzord {args:?} did not answer a ping within 30 s:\n{}",
-        log_tail(log)
-    );
+    let port = pyzor_testkit::free_udp_port();
+    start_pyzord_on(which, venv, home, port, args, env)
 }
 
 /// As [`start_pyzord`] on a given port (restarts keep their port).
@@ -180,9 +119,24 @@ pub fn start_pyzord_on(
         Impl::Rust => "rust-pyzord.log",
         Impl::Python => "python-pyzord.log",
     };
-    let t0 = Instant::now();
     let child = spawn_pyzord(which, venv, home, port, args, env, log);
-    await_ping(Proc { child, port }, which, args, &home.join(log), t0)
+    let mut p = Proc { child, port };
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(30) {
+        if raw_wait(port, PING, Duration::from_millis(200)).is_some() {
+            return p;
+        }
+        if let Ok(Some(st)) = p.child.try_wait() {
+            panic!(
+                "{which:?} pyzord {args:?} exited at start-up ({st}):\n{}",
+                log_tail(&home.join(log))
+            );
+        }
+    }
+    panic!(
+        "{which:?} pyzord {args:?} did not answer a ping within 30 s:\n{}",
+        log_tail(&home.join(log))
+    );
 }
 
 /// SIGKILL a server and reap it.
