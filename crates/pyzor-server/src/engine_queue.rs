@@ -44,7 +44,7 @@
 //!
 //! [`Engine::may_block`]: pyzor_store::Engine::may_block
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, RandomState};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
@@ -168,6 +168,9 @@ pub(crate) struct EngineQueue {
     in_flight: HashMap<u64, (usize, u32)>,
     /// Scratch for one request's keys ([`Self::push`]).
     keys: Vec<u64>,
+    /// The keys of the writes of the batch being decided
+    /// ([`Self::reads_itself`]); at most a batch's digests.
+    batch_writes: HashSet<u64>,
     /// Answered jobs, back for reuse.
     back: Receiver<Job>,
     spare: Vec<Job>,
@@ -241,6 +244,7 @@ impl EngineQueue {
             hasher: RandomState::new(),
             in_flight: HashMap::new(),
             keys: Vec::new(),
+            batch_writes: HashSet::new(),
             back,
             spare: Vec::new(),
             parts: Vec::new(),
@@ -273,9 +277,30 @@ impl EngineQueue {
         false
     }
 
-    /// An empty job to fill. The jobs answered since the last call come
-    /// back here, and their digests leave [`Self::in_flight`].
+    /// Count `k` requests the worker makes itself (crate::inline_reads)
+    /// as waiting for the engine, admitted by [`Self::admit`]: the bound
+    /// and the `pyzord_engine_queue_requests` gauge count them until
+    /// [`Self::unhold`].
+    pub(crate) fn hold(&self, k: usize, shared: &Shared) {
+        self.waiting.fetch_add(k, Relaxed);
+        shared.metrics.engine_queued.fetch_add(k as u64, Relaxed);
+    }
+
+    /// The `k` requests of [`Self::hold`] are answered.
+    pub(crate) fn unhold(&self, k: usize, shared: &Shared) {
+        self.waiting.fetch_sub(k, Relaxed);
+        shared.metrics.engine_queued.fetch_sub(k as u64, Relaxed);
+    }
+
+    /// An empty job to fill ([`Self::reclaim`] first).
     pub(crate) fn job(&mut self) -> Job {
+        self.reclaim();
+        self.spare.pop().unwrap_or_default()
+    }
+
+    /// The jobs answered since the last call come back, and their digests
+    /// leave [`Self::in_flight`].
+    fn reclaim(&mut self) {
         while let Ok(mut job) = self.back.try_recv() {
             self.release(&job.keys);
             job.clear();
@@ -284,7 +309,40 @@ impl EngineQueue {
         if self.in_flight.is_empty() && self.in_flight.capacity() > 4096 {
             self.in_flight = HashMap::new();
         }
-        self.spare.pop().unwrap_or_default()
+    }
+
+    /// Start deciding which requests of a receive batch the worker reads
+    /// itself ([`Self::reads_itself`]).
+    pub(crate) fn begin_batch(&mut self) {
+        self.reclaim();
+        self.batch_writes.clear();
+        if self.batch_writes.capacity() > 4096 {
+            self.batch_writes = HashSet::new();
+        }
+    }
+
+    /// Whether the worker may make the request with store operations `ops`
+    /// itself (crate::inline_reads), in the batch begun by
+    /// [`Self::begin_batch`], requests in arrival order: only with two
+    /// engine threads or more (which keep the digests in flight), only when
+    /// it only reads, and only when no request still waiting for the engine
+    /// names one of its digests, nor a write earlier in the batch. So a
+    /// check sent after a report of the same digest still waits for the
+    /// report. A write's digests are noted here for the requests after it.
+    pub(crate) fn reads_itself(&mut self, ops: &[pyzor_store::Op<'_>]) -> bool {
+        if self.lanes.len() < 2 {
+            return false;
+        }
+        let h = &self.hasher;
+        if ops.iter().any(pyzor_store::Op::is_write) {
+            self.batch_writes
+                .extend(ops.iter().map(|o| h.hash_one(o.digest())));
+            return false;
+        }
+        !ops.iter().any(|o| {
+            let k = h.hash_one(o.digest());
+            self.in_flight.contains_key(&k) || self.batch_writes.contains(&k)
+        })
     }
 
     /// The requests naming `keys` are no longer in flight.

@@ -9,7 +9,8 @@
 //! | [`cli`] | the command line (reference flags + `--metrics-address`, `--workers`) |
 //! | [`server`] | start/stop: workers, engine timers, metrics endpoint, reload |
 //! | [`worker`] | one receive batch → one engine batch → replies |
-//! | `engine_queue` | a worker's engine thread, for engines that may block |
+//! | `engine_queue` | a worker's engine threads, for engines that may block |
+//! | `inline_reads` | a worker's own reads with such an engine, and its standby thread for when the engine is stuck |
 //! | [`net`] | `SO_REUSEPORT` sockets (the port shared with nothing else, datagrams steered by client network), `recvmmsg`/`sendmmsg` |
 //! | [`rules`] | accounts + ACL in force, SIGUSR1 reload |
 //! | [`logging`] | main and usage logs in the reference's format, off the hot path |
@@ -34,6 +35,7 @@ mod engine_queue;
 pub mod forward;
 pub mod health;
 mod http;
+mod inline_reads;
 pub mod logging;
 pub mod metrics;
 pub mod net;
@@ -74,10 +76,10 @@ pub(crate) fn engine_options(cfg: &ServerConfig, workers: usize) -> EngineOption
     }
     o.db_connections = match cfg.db_connections {
         // `DBConnections = 0`: one pooled connection per engine thread
-        // (docs/server.md, "Concurrency"), one for the penalty worker's
-        // (docs/security.md, "The penalty box") and one for the HTTP
-        // lookups.
-        ..=0 => workers.max(1) * cfg.engine_concurrency.max(1) + 2,
+        // and one per worker for its own reads (docs/server.md,
+        // "Concurrency"), one for the penalty worker's (docs/security.md,
+        // "The penalty box") and one for the HTTP lookups.
+        ..=0 => workers.max(1) * (cfg.engine_concurrency.max(1) + 1) + 2,
         n => n as usize,
     };
     o.cleanup_age = cfg.cleanup_age.max(0) as u64;

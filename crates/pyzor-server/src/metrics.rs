@@ -21,6 +21,11 @@
 //!   `pyzord_batch_max` — receive batches, the datagrams in them, the
 //!   largest batch;
 //! * `pyzord_send_errors_total` — replies the kernel refused;
+//! * `pyzord_worker_read_ops_total` — read operations a worker made itself
+//!   instead of handing them to its engine threads,
+//!   `pyzord_standby_batches_total` — receive batches a standby thread
+//!   answered while its worker's engine call was stuck
+//!   (docs/server.md, "Concurrency");
 //! * `pyzord_forwarded_total` — digests queued for the forward servers;
 //! * `pyzord_reloads_total{result}` — SIGUSR1 reloads;
 //! * `pyzord_rate_limited_total` — requests over their network's rate
@@ -102,6 +107,10 @@ pub struct Metrics {
     pub engine_calls: AtomicU64,
     pub engine_call_ops: AtomicU64,
     pub send_errors: AtomicU64,
+    /// Read operations the workers made themselves (crate::inline_reads).
+    pub worker_reads: AtomicU64,
+    /// Batches the standby threads answered.
+    pub standby_batches: AtomicU64,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
     /// Requests over their network's rate limit (enforced or logged).
@@ -311,6 +320,20 @@ impl Metrics {
             "Replies the kernel refused to send.",
             "counter",
             self.send_errors.load(Relaxed),
+        );
+        simple(
+            &mut s,
+            "pyzord_worker_read_ops_total",
+            "Read operations a worker made itself instead of handing them to its engine threads.",
+            "counter",
+            self.worker_reads.load(Relaxed),
+        );
+        simple(
+            &mut s,
+            "pyzord_standby_batches_total",
+            "Receive batches a standby thread answered while its worker's engine call was stuck.",
+            "counter",
+            self.standby_batches.load(Relaxed),
         );
         for (name, help, v) in [
             (

@@ -7,9 +7,11 @@
 //!
 //! That is the whole path for the local engines. For an engine that may
 //! block ([`Engine::may_block`]) the worker answers at once what needs no
-//! engine and hands the rest to its engine thread
-//! (`crate::engine_queue`), which runs the engine batch and answers it
-//! (`Processor::process_jobs`).
+//! engine and hands the rest to its engine threads
+//! (`crate::engine_queue`), which run the engine batch and answer it
+//! (`Processor::process_jobs`); with two engine threads or more it keeps
+//! the reads that need not wait for a write and makes them itself, as one
+//! engine call (`crate::inline_reads`).
 //!
 //! [`Processor`] keeps all per-request state in vectors reused across
 //! batches; the check path allocates nothing per request.
@@ -18,7 +20,7 @@ use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use log::Level;
 use pyzor_protocol::auth::ANONYMOUS;
@@ -33,6 +35,7 @@ use pyzor_store::{Engine, StoreError};
 use crate::cmd::{ParseOptions, Request};
 use crate::engine_queue::{EngineQueue, Job};
 use crate::forward::ForwardQueue;
+use crate::inline_reads::{InlineReads, Standby};
 use crate::logging::Logs;
 use crate::metrics::{Metrics, Tally};
 use crate::net::penalty::{PenaltyBox, Role};
@@ -115,6 +118,8 @@ enum Decision<'a> {
     Fail(Failure),
     /// Rate-limited and not answered.
     Drop,
+    /// Handed to the engine threads, which answer it.
+    Handed,
     Ok {
         /// For the usage log.
         user: &'a [u8],
@@ -153,8 +158,8 @@ impl<'a> Decision<'a> {
     ) -> Answer<'s, 'a> {
         match self {
             Decision::Fail(f) => Err(f),
-            // Never answered (`Processor::process_batch` skips it).
-            Decision::Drop => Err(&RATE_LIMITED),
+            // Never answered here (`Processor::process_batch` skips them).
+            Decision::Drop | Decision::Handed => Err(&RATE_LIMITED),
             Decision::Ok { user, request, ops } => match engine_fail {
                 Some(f) if !ops.is_empty() => Err(f),
                 _ => Ok((
@@ -177,6 +182,11 @@ pub struct Processor {
     scratch: Vec<u8>,
     /// The engine batch's operation list, kept between batches (empty).
     ops_buf: Vec<pyzor_store::Op<'static>>,
+    /// With engine threads: the operations of the reads the worker makes
+    /// itself (crate::inline_reads), kept between batches (empty).
+    own_ops_buf: Vec<pyzor_store::Op<'static>>,
+    /// With engine threads: per request, whether it goes to them.
+    goes: Vec<bool>,
     /// Per-request engine failures; only filled when some operations of a
     /// batch failed or a refused batch was re-run request by request
     /// ([`execute_one_by_one`]).
@@ -226,6 +236,8 @@ impl Processor {
             records: Vec::new(),
             scratch: Vec::with_capacity(1024),
             ops_buf: Vec::new(),
+            own_ops_buf: Vec::new(),
+            goes: Vec::new(),
             req_fail: Vec::new(),
             rules: shared.rules.current(),
             rules_gen: shared.rules.generation(),
@@ -252,16 +264,17 @@ impl Processor {
     /// [`Self::process`]; `ready[i]` (when `ready` is that long) says
     /// whether `replies[i]` is an answer to send now: not when the rate
     /// limit dropped it, nor, with `queue` (an engine that may block),
-    /// when it has store operations and was handed to the engine thread,
-    /// which answers it. When the queue is full they are answered 500
-    /// here.
+    /// when it has store operations and was handed to the engine threads,
+    /// which answer it. When the queue is full they are answered 500
+    /// here. With `queue.reads`, the reads that need not wait are made
+    /// here (crate::inline_reads).
     pub(crate) fn process_batch<'d>(
         &mut self,
         shared: &Shared,
         n: usize,
         datagram: impl Fn(usize) -> (&'d [u8], Option<SocketAddr>),
         replies: &mut [Vec<u8>],
-        mut queue: Option<&mut EngineQueue>,
+        queue: Option<Handoff<'_>>,
         ready: &mut [bool],
     ) {
         let gen = shared.rules.generation();
@@ -314,8 +327,10 @@ impl Processor {
             decisions.push(decide(p, datagram(i).1, &ctx, &mut self.scratch, &mut ops));
         }
 
-        // 2. One engine batch, here or on the engine thread.
-        let engine_failure = match &mut queue {
+        // 2. One engine batch, here or on the engine threads (and the
+        // worker's own reads here).
+        let mut own_ops: Vec<pyzor_store::Op<'_>> = recycle(std::mem::take(&mut self.own_ops_buf));
+        let engine_failure = match &queue {
             None => execute(
                 shared,
                 &decisions,
@@ -324,18 +339,53 @@ impl Processor {
                 &mut self.records,
                 &mut self.req_fail,
             ),
-            Some(q) => {
-                self.records.clear();
-                self.req_fail.clear();
-                hand_off(shared, q, &decisions, &ops, &datagram)
+            Some(to) => {
+                let reads = to.reads.filter(|r| r.allowed());
+                let held = {
+                    let mut q = to.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                    let scratch = &mut self.goes;
+                    let batch = (&mut decisions[..], &ops[..]);
+                    hand_off(shared, &mut q, batch, &datagram, (reads.is_some(), scratch))
+                };
+                // What is left with operations: the reads made here.
+                for dec in decisions.iter_mut() {
+                    if let Decision::Ok { ops: mine, .. } = dec {
+                        let start = own_ops.len();
+                        own_ops.extend_from_slice(&ops[mine.clone()]);
+                        *mine = start..own_ops.len();
+                    }
+                }
+                match reads {
+                    Some(r) if !own_ops.is_empty() => {
+                        shared
+                            .metrics
+                            .worker_reads
+                            .fetch_add(own_ops.len() as u64, Relaxed);
+                        let (records, req_fail) = (&mut self.records, &mut self.req_fail);
+                        let f = r.call(|| {
+                            let f = execute(shared, &decisions, &own_ops, now, records, req_fail);
+                            let unavailable = f == Some(Failure::DB_UNAVAILABLE);
+                            (f, unavailable)
+                        });
+                        let q = to.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                        q.unhold(held, shared);
+                        f
+                    }
+                    _ => {
+                        self.records.clear();
+                        self.req_fail.clear();
+                        None
+                    }
+                }
             }
         };
+        let ops_answered = if queue.is_some() { &own_ops } else { &ops };
 
         // 3. Replies, usage log, forwarding, metrics.
         let answers = Answers::new(shared);
         for (i, (dec, reply)) in decisions.iter().zip(replies.iter_mut()).enumerate() {
-            // Without a failure, the engine thread has it.
-            let handed = queue.is_some() && engine_failure.is_none() && dec.needs_engine();
+            // The engine threads have it.
+            let handed = matches!(dec, Decision::Handed);
             let send = !handed && !matches!(dec, Decision::Drop);
             if let Some(r) = ready.get_mut(i) {
                 *r = send;
@@ -357,12 +407,13 @@ impl Processor {
                 p,
                 dec,
                 engine_fail,
-                (&ops, &self.records),
+                (ops_answered, &self.records),
                 peer,
                 reply,
             );
         }
         shared.metrics.add_tally(&mut self.tally);
+        self.own_ops_buf = recycle(own_ops);
         self.ops_buf = recycle(ops);
         self.decisions = recycle(decisions);
     }
@@ -509,37 +560,79 @@ fn limit(
     }
 }
 
+/// Where a worker's engine requests go: its engine threads' `queue`
+/// (shared with its standby thread), and, with `reads`, the reads the
+/// worker makes itself (crate::inline_reads).
+#[derive(Clone, Copy)]
+pub(crate) struct Handoff<'q> {
+    pub(crate) queue: &'q Mutex<EngineQueue>,
+    pub(crate) reads: Option<&'q InlineReads>,
+}
+
 /// Hand the requests of `decisions` that need the engine to the engine
-/// thread. `Some` is their failure when the queue refused them (or the
-/// engine thread is gone): then they are answered here.
+/// threads (all of them, or, with `own_reads`, all but the reads the
+/// worker may make itself: [`EngineQueue::reads_itself`]); each becomes
+/// [`Decision::Handed`]. The queue bound counts the worker's own reads
+/// too: when it refuses the batch's requests (or the engine threads are
+/// gone) they all become a 500 "Database temporarily unavailable.", as
+/// they were before. Returns how many own reads the bound holds
+/// ([`EngineQueue::hold`]). `goes` is scratch.
 fn hand_off<'d>(
     shared: &Shared,
     queue: &mut EngineQueue,
-    decisions: &[Decision<'_>],
-    all_ops: &[pyzor_store::Op<'_>],
+    (decisions, all_ops): (&mut [Decision<'_>], &[pyzor_store::Op<'_>]),
     datagram: &impl Fn(usize) -> (&'d [u8], Option<SocketAddr>),
-) -> Option<Failure> {
-    let k = decisions.iter().filter(|d| d.needs_engine()).count();
-    if k == 0 {
-        return None;
+    (own_reads, goes): (bool, &mut Vec<bool>),
+) -> usize {
+    goes.clear();
+    if own_reads {
+        queue.begin_batch();
     }
-    if !queue.admit(k, shared) {
-        return Some(Failure::DB_UNAVAILABLE);
+    let (mut k, mut own) = (0, 0);
+    for dec in decisions.iter() {
+        goes.push(match dec {
+            Decision::Ok { ops, .. } if !ops.is_empty() => {
+                let go = !own_reads || !queue.reads_itself(&all_ops[ops.clone()]);
+                if !go {
+                    own += 1;
+                }
+                go
+            }
+            _ => false,
+        });
+        k += usize::from(goes[goes.len() - 1]);
+    }
+    if k + own == 0 {
+        return 0;
+    }
+    if !queue.admit(k + own, shared) {
+        for dec in decisions.iter_mut() {
+            if dec.needs_engine() {
+                *dec = Decision::Fail(Failure::DB_UNAVAILABLE);
+            }
+        }
+        return 0;
+    }
+    queue.hold(own, shared);
+    if k == 0 {
+        return own;
     }
     let mut job = queue.job();
     for (i, dec) in decisions.iter().enumerate() {
-        if let Decision::Ok { user, request, ops } = dec {
-            if !ops.is_empty() {
-                let (bytes, peer) = datagram(i);
-                let mine = &all_ops[ops.clone()];
-                queue.push(&mut job, (bytes, user, peer), request.op(), mine);
-            }
+        if let (true, Decision::Ok { user, request, ops }) = (goes[i], dec) {
+            let (bytes, peer) = datagram(i);
+            let mine = &all_ops[ops.clone()];
+            queue.push(&mut job, (bytes, user, peer), request.op(), mine);
         }
     }
-    match queue.submit(job, shared) {
-        Ok(()) => None,
-        Err(_) => Some(Failure::DB_UNAVAILABLE),
+    let handed = queue.submit(job, shared).is_ok();
+    for (dec, _) in decisions.iter_mut().zip(goes.iter()).filter(|(_, g)| **g) {
+        *dec = match handed {
+            true => Decision::Handed,
+            false => Decision::Fail(Failure::DB_UNAVAILABLE),
+        };
     }
+    own
 }
 
 /// Step 3 of a batch for one request: its reply, usage-log line,
@@ -881,7 +974,9 @@ fn recycle<A, B>(mut v: Vec<A>) -> Vec<B> {
 /// engine that may block, the requests that need it go to the worker's
 /// engine threads (`engine.1` of them, at most `engine.0` requests
 /// waiting), whose queue is drained before this returns; they take turns
-/// with other workers' engine threads through `engine.2`.
+/// with other workers' engine threads through `engine.2`. With two engine
+/// threads or more the worker makes its reads itself, and a standby thread
+/// receives in its stead while such a call is stuck (crate::inline_reads).
 pub(crate) fn run_worker(
     shared: Arc<Shared>,
     sock: std::net::UdpSocket,
@@ -891,6 +986,7 @@ pub(crate) fn run_worker(
     let mut io = crate::net::worker_batch();
     let mut proc = Processor::with_protection(&shared, &protection);
     let mut queue = None;
+    let lanes = engine.1;
     if shared.engine.may_block() {
         let name = format!(
             "{}-engine",
@@ -904,9 +1000,41 @@ pub(crate) fn run_worker(
             ..protection.clone()
         };
         match EngineQueue::start(&shared, &sock, engine, &name, &engine_side) {
-            Ok(q) => queue = Some(q),
+            Ok(q) => queue = Some(Arc::new(Mutex::new(q))),
             Err(e) => log::error!(
                 "cannot start an engine thread ({e}); this worker calls the engine itself"
+            ),
+        }
+    }
+    // Its own reads, and the standby thread that receives while one is
+    // stuck; without a standby it makes no reads itself.
+    let mut own_reads = None;
+    let mut standby = None;
+    if let (Some(q), true) = (&queue, lanes > 1) {
+        let reads = Arc::new(InlineReads::default());
+        let name = format!(
+            "{}-standby",
+            std::thread::current().name().unwrap_or("worker")
+        );
+        let spawned = sock.try_clone().and_then(|sock| {
+            let s = Standby {
+                shared: Arc::clone(&shared),
+                sock,
+                queue: Arc::clone(q),
+                reads: Arc::clone(&reads),
+                protection: protection.clone(),
+            };
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(move || s.run())
+        });
+        match spawned {
+            Ok(t) => {
+                standby = Some(t);
+                own_reads = Some(reads);
+            }
+            Err(e) => log::error!(
+                "cannot start a standby thread ({e}); this worker hands all its engine requests to its engine threads"
             ),
         }
     }
@@ -942,8 +1070,11 @@ pub(crate) fn run_worker(
         {
             let io_ref = &io;
             let datagram = |i| (io_ref.datagram(i), io_ref.peer(i));
-            let q = queue.as_mut();
-            proc.process_batch(&shared, n, datagram, &mut replies, q, &mut ready[..]);
+            let to = queue.as_deref().map(|queue| Handoff {
+                queue,
+                reads: own_reads.as_deref(),
+            });
+            proc.process_batch(&shared, n, datagram, &mut replies, to, &mut ready[..]);
         }
         io.replies = replies;
         let errors = io.send(&sock, &ready);
@@ -951,7 +1082,19 @@ pub(crate) fn run_worker(
             shared.metrics.send_errors.fetch_add(errors as u64, Relaxed);
         }
     }
+    if let Some(t) = standby {
+        if t.join().is_err() {
+            log::error!("The standby thread of this worker panicked");
+        }
+    }
     if let Some(q) = queue {
-        q.finish();
+        // the standby has ended: this is the last reference
+        match Arc::try_unwrap(q) {
+            Ok(q) => q
+                .into_inner()
+                .unwrap_or_else(PoisonError::into_inner)
+                .finish(),
+            Err(_) => log::error!("the engine queue of this worker is still shared at shutdown"),
+        }
     }
 }

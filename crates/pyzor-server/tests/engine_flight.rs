@@ -19,7 +19,7 @@ mod mixed_support;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -43,13 +43,15 @@ const REPLY_WAIT: Duration = Duration::from_secs(10);
 /// The longest an engine call waits for the probe's gate.
 const GATE_MAX: Duration = Duration::from_secs(30);
 
-/// A memory engine that takes `delay` per call (a database round trip),
+/// A memory engine that takes `delay` per call (a database round trip;
+/// [`Probe::set_delay`] changes it),
 /// waits while `closed` (bounded by [`GATE_MAX`]), and records how many
 /// calls run at once. It does not say `may_block`, so it gets engine
 /// threads.
 struct Probe {
     inner: MemoryEngine,
-    delay: Duration,
+    /// µs
+    delay: AtomicU64,
     closed: AtomicBool,
     calls: AtomicUsize,
     in_flight: AtomicUsize,
@@ -60,12 +62,18 @@ impl Probe {
     fn new(delay: Duration, closed: bool) -> Arc<Probe> {
         Arc::new(Probe {
             inner: MemoryEngine::new(),
-            delay,
+            delay: AtomicU64::new(delay.as_micros() as u64),
             closed: AtomicBool::new(closed),
             calls: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             most_in_flight: AtomicUsize::new(0),
         })
+    }
+}
+
+impl Probe {
+    fn set_delay(&self, delay: Duration) {
+        self.delay.store(delay.as_micros() as u64, SeqCst);
     }
 }
 
@@ -86,7 +94,7 @@ impl Engine for Probe {
         while self.closed.load(SeqCst) && t0.elapsed() < GATE_MAX {
             std::thread::sleep(Duration::from_millis(1));
         }
-        std::thread::sleep(self.delay);
+        std::thread::sleep(Duration::from_micros(self.delay.load(SeqCst)));
         let r = self.inner.execute(ops, now, out);
         self.in_flight.fetch_sub(1, SeqCst);
         r
@@ -247,8 +255,11 @@ fn one_network_burst(server: SocketAddr, op: &str, n: u32, engine: &Probe) -> us
 /// Reports of different digests from ONE network do not wait for each
 /// other's commit: with K = 4 they run on the three write threads at once
 /// (when lanes were chosen by network, one network's reports ran one call
-/// at a time). Checks from one network stay on one thread (lane 0), so
-/// that they are merged into few calls.
+/// at a time). Checks from one network stay on one thread (the worker,
+/// which makes its reads itself), so that they are merged into few calls;
+/// their calls are kept shorter than a stuck call
+/// (`inline_reads::STUCK_AFTER`, 20 ms), after which the standby would
+/// hand the next ones to the read thread.
 #[test]
 fn one_networks_reports_overlap_and_its_checks_do_not() {
     let engine = Probe::new(Duration::from_millis(40), false);
@@ -263,6 +274,7 @@ fn one_networks_reports_overlap_and_its_checks_do_not() {
         "{most} report calls of one network ran at once with 4 engine threads (3 write threads)"
     );
     engine.most_in_flight.store(0, SeqCst);
+    engine.set_delay(Duration::from_millis(4));
     assert_eq!(
         one_network_burst(server.local_addr(), "check", 6, &engine),
         6
@@ -270,8 +282,11 @@ fn one_networks_reports_overlap_and_its_checks_do_not() {
     assert_eq!(
         engine.most_in_flight.load(SeqCst),
         1,
-        "checks of one network ran on more than one engine thread"
+        "checks of one network ran on more than one thread"
     );
+    let own = server.metrics().worker_reads.load(SeqCst);
+    assert_eq!(own, 6, "reads the worker made itself, of 6");
+    assert_eq!(server.metrics().standby_batches.load(SeqCst), 0);
     server.shutdown();
 }
 

@@ -170,9 +170,33 @@ const UNAVAILABLE: &str =
 
 #[test]
 fn requests_that_need_no_engine_are_answered_while_it_is_stuck() {
+    let server = answered_while_stuck(1);
+    assert_eq!(server.metrics().worker_reads.load(SeqCst), 0);
+    server.shutdown();
+}
+
+/// With two engine threads the worker makes its reads itself
+/// (docs/server.md, "Concurrency"), so the stuck check holds the worker,
+/// not an engine thread: its standby thread answers in its stead.
+#[test]
+fn a_worker_stuck_in_its_own_read_is_relieved_by_its_standby() {
+    let server = answered_while_stuck(2);
+    let m = server.metrics();
+    assert_eq!(
+        m.worker_reads.load(SeqCst),
+        1,
+        "the stuck check was the worker's own"
+    );
+    assert!(m.standby_batches.load(SeqCst) >= 1, "the standby answered");
+    server.shutdown();
+}
+
+/// A check stuck in the engine; what needs no engine is answered at once
+/// meanwhile, the check once the engine returns. `lanes` engine threads.
+fn answered_while_stuck(lanes: usize) -> Server {
     let engine = Gated::new(false);
     let _open = OpenOnDrop(Arc::clone(&engine));
-    let server = start(Arc::clone(&engine), 64);
+    let server = start_one_worker(engine.clone(), 64, lanes);
     let stuck = Client::new(&server);
     stuck.send(&check(1, "aa"));
     engine.wait_calls(1);
@@ -213,7 +237,7 @@ fn requests_that_need_no_engine_are_answered_while_it_is_stuck() {
         Some(counts(1, 0)),
         "answered once the engine returns"
     );
-    server.shutdown();
+    server
 }
 
 #[test]

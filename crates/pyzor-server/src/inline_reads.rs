@@ -1,0 +1,214 @@
+//! A worker's own reads, and its standby thread (docs/server.md,
+//! "Concurrency").
+//!
+//! With a network engine a worker hands its requests to its engine threads
+//! (`crate::engine_queue`). For reads that costs a thread switch per batch
+//! each way, which on a small machine was the largest share of pyzord's
+//! CPU per check (bench/RESULTS-sql.md, "Reads in the worker"). So a
+//! worker with two engine threads or more makes its batch's reads itself
+//! — checks and infos whose digests no earlier request still waiting for
+//! the engine names — as one engine call, and sends their replies; the
+//! rest of the batch goes to the engine threads as before. While its call
+//! runs, datagrams wait in its socket's buffer, so the next batch is
+//! larger: fewer, larger engine calls.
+//!
+//! A worker in an engine call does not receive. So that a stuck database
+//! (a locked table, a partition) cannot leave its clients without an
+//! answer, each such worker has a **standby** thread: it sleeps, and once
+//! the worker's call has run for [`STUCK_AFTER`] it receives on the
+//! worker's socket in its stead, handing every engine request to the
+//! engine threads (where the queue bound answers 500 at once when they are
+//! stuck too), until the call returns. A call that ran that long, or found
+//! the database unavailable, makes the worker hand its reads over as well
+//! for [`HAND_OVER_FOR`]; then it tries again.
+//!
+//! [`InlineReads`] is what the worker and its standby share: whether a
+//! call runs and since when, and until when reads are handed over.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::engine_queue::EngineQueue;
+use crate::worker::{Handoff, Processor, Protection, Shared};
+
+/// How long a worker's own engine call may run before its standby receives
+/// in its stead. A read of a whole batch takes well under a millisecond
+/// (bench/RESULTS-sql.md).
+pub(crate) const STUCK_AFTER: Duration = Duration::from_millis(20);
+
+/// How long a worker hands its reads over after a call that ran
+/// [`STUCK_AFTER`] or longer, or failed as unavailable.
+pub(crate) const HAND_OVER_FOR: Duration = Duration::from_secs(5);
+
+/// How often the standby looks at its worker: a stuck call is noticed
+/// within `STUCK_AFTER + LOOK`. Looking every 5 ms made checks on MariaDB
+/// 8 % slower than looking every 100 ms (each look wakes a thread on the
+/// cores that serve; bench/RESULTS-sql.md, "Reads in the worker").
+const LOOK: Duration = Duration::from_millis(50);
+
+/// The state a worker and its standby share.
+#[derive(Debug)]
+pub(crate) struct InlineReads {
+    epoch: Instant,
+    /// µs of `epoch` + 1 when the running call started; 0: none runs.
+    since: AtomicU64,
+    /// µs of `epoch` until which reads are handed over.
+    hand_over_until: AtomicU64,
+}
+
+impl Default for InlineReads {
+    fn default() -> Self {
+        InlineReads {
+            epoch: Instant::now(),
+            since: AtomicU64::new(0),
+            hand_over_until: AtomicU64::new(0),
+        }
+    }
+}
+
+impl InlineReads {
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+
+    /// Whether the worker reads itself now (not after a stuck or failed
+    /// call, for [`HAND_OVER_FOR`]).
+    pub(crate) fn allowed(&self) -> bool {
+        self.now() >= self.hand_over_until.load(Relaxed)
+    }
+
+    /// Run the worker's engine call `call`; `call` says whether the engine
+    /// was unavailable.
+    pub(crate) fn call<T>(&self, call: impl FnOnce() -> (T, bool)) -> T {
+        let start = self.now();
+        self.since.store(start + 1, Relaxed);
+        let (out, unavailable) = call();
+        self.since.store(0, Relaxed);
+        let end = self.now();
+        let long = end.saturating_sub(start) >= STUCK_AFTER.as_micros() as u64;
+        if long || unavailable {
+            let until = end + HAND_OVER_FOR.as_micros() as u64;
+            self.hand_over_until.store(until, Relaxed);
+            if long {
+                log::warn!(
+                    "An engine call of {} took {} ms; this worker hands its reads to its engine threads for {} s",
+                    std::thread::current().name().unwrap_or("a worker"),
+                    (end - start) / 1000,
+                    HAND_OVER_FOR.as_secs()
+                );
+            }
+        }
+        out
+    }
+
+    /// Whether a call has run for [`STUCK_AFTER`] or longer.
+    fn stuck(&self) -> bool {
+        match self.since.load(Relaxed) {
+            0 => false,
+            s => self.now().saturating_sub(s - 1) >= STUCK_AFTER.as_micros() as u64,
+        }
+    }
+}
+
+/// What a standby thread needs: its worker's socket (a clone), engine
+/// queue and shared state.
+pub(crate) struct Standby {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) sock: std::net::UdpSocket,
+    pub(crate) queue: Arc<Mutex<EngineQueue>>,
+    pub(crate) reads: Arc<InlineReads>,
+    pub(crate) protection: Protection,
+}
+
+impl Standby {
+    /// The standby's loop (module doc), until `shared.stop`.
+    pub(crate) fn run(self) {
+        let Standby {
+            shared,
+            sock,
+            queue,
+            reads,
+            protection,
+        } = self;
+        let mut io = crate::net::worker_batch();
+        let mut proc = Processor::with_protection(&shared, &protection);
+        let mut ready = [true; crate::net::BATCH];
+        let mut rescuing = false;
+        while !shared.stop.load(Relaxed) {
+            if !reads.stuck() {
+                if rescuing {
+                    rescuing = false;
+                    log::info!("The worker's engine call returned; it answers its clients again");
+                }
+                std::thread::sleep(LOOK);
+                continue;
+            }
+            if !rescuing {
+                rescuing = true;
+                log::warn!(
+                    "A worker has waited {} ms or more for its engine call; its standby thread answers its clients meanwhile",
+                    STUCK_AFTER.as_millis()
+                );
+            }
+            // up to the socket's receive timeout, so stop and the worker's
+            // return are noticed
+            let n = match io.recv(&sock) {
+                Ok(n) => n,
+                Err(e) => {
+                    log::error!("receive failed: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+            };
+            if n == 0 {
+                continue;
+            }
+            shared.metrics.batch(n);
+            shared.metrics.standby_batches.fetch_add(1, Relaxed);
+            let mut replies = std::mem::take(&mut io.replies);
+            {
+                let io_ref = &io;
+                let datagram = |i| (io_ref.datagram(i), io_ref.peer(i));
+                let to = Handoff {
+                    queue: &queue,
+                    reads: None,
+                };
+                proc.process_batch(&shared, n, datagram, &mut replies, Some(to), &mut ready[..]);
+            }
+            io.replies = replies;
+            let errors = io.send(&sock, &ready);
+            if errors > 0 {
+                shared.metrics.send_errors.fetch_add(errors as u64, Relaxed);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_call_hands_reads_over_and_a_short_one_does_not() {
+        let r = InlineReads::default();
+        assert!(r.allowed());
+        assert!(!r.stuck());
+        r.call(|| ((), false));
+        assert!(r.allowed(), "a quick call changes nothing");
+        r.call(|| {
+            std::thread::sleep(STUCK_AFTER + Duration::from_millis(5));
+            assert!(r.stuck(), "seen as stuck while it runs");
+            ((), false)
+        });
+        assert!(!r.stuck());
+        assert!(!r.allowed(), "reads are handed over after a long call");
+    }
+
+    #[test]
+    fn an_unavailable_engine_hands_reads_over() {
+        let r = InlineReads::default();
+        r.call(|| ((), true));
+        assert!(!r.allowed());
+    }
+}
