@@ -25,12 +25,12 @@
 //! [`InlineReads`] is what the worker and its standby share: whether a
 //! call runs and since when, and until when reads are handed over.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::engine_queue::EngineQueue;
-use crate::worker::{Handoff, Processor, Protection, Shared};
+use crate::worker::{serve_batch, Handoff, Processor, Protection, Shared};
 
 /// How long a worker's own engine call may run before its standby receives
 /// in its stead. A read of a whole batch takes well under a millisecond
@@ -55,6 +55,10 @@ pub(crate) struct InlineReads {
     since: AtomicU64,
     /// µs of `epoch` until which reads are handed over.
     hand_over_until: AtomicU64,
+    /// Whether the last call was long (one warning per episode: a remote
+    /// database slower than [`STUCK_AFTER`] is logged once, not every
+    /// [`HAND_OVER_FOR`]).
+    long: AtomicBool,
 }
 
 impl Default for InlineReads {
@@ -63,6 +67,7 @@ impl Default for InlineReads {
             epoch: Instant::now(),
             since: AtomicU64::new(0),
             hand_over_until: AtomicU64::new(0),
+            long: AtomicBool::new(false),
         }
     }
 }
@@ -90,14 +95,25 @@ impl InlineReads {
         if long || unavailable {
             let until = end + HAND_OVER_FOR.as_micros() as u64;
             self.hand_over_until.store(until, Relaxed);
-            if long {
-                log::warn!(
-                    "An engine call of {} took {} ms; this worker hands its reads to its engine threads for {} s",
-                    std::thread::current().name().unwrap_or("a worker"),
-                    (end - start) / 1000,
-                    HAND_OVER_FOR.as_secs()
-                );
-            }
+        }
+        let name = || {
+            std::thread::current()
+                .name()
+                .unwrap_or("a worker")
+                .to_owned()
+        };
+        match (long, self.long.swap(long, Relaxed)) {
+            (true, false) => log::warn!(
+                "An engine call of {} took {} ms (its standby thread answers its clients while such a call runs); it hands its reads to its engine threads, trying again every {} s",
+                name(),
+                (end - start) / 1000,
+                HAND_OVER_FOR.as_secs()
+            ),
+            (false, true) => log::info!(
+                "The engine calls of {} are quick again; it makes its reads itself",
+                name()
+            ),
+            _ => {}
         }
         out
     }
@@ -134,52 +150,20 @@ impl Standby {
         let mut io = crate::net::worker_batch();
         let mut proc = Processor::with_protection(&shared, &protection);
         let mut ready = [true; crate::net::BATCH];
-        let mut rescuing = false;
         while !shared.stop.load(Relaxed) {
+            // the worker logs the episode when its call returns
             if !reads.stuck() {
-                if rescuing {
-                    rescuing = false;
-                    log::info!("The worker's engine call returned; it answers its clients again");
-                }
                 std::thread::sleep(LOOK);
                 continue;
             }
-            if !rescuing {
-                rescuing = true;
-                log::warn!(
-                    "A worker has waited {} ms or more for its engine call; its standby thread answers its clients meanwhile",
-                    STUCK_AFTER.as_millis()
-                );
-            }
             // up to the socket's receive timeout, so stop and the worker's
             // return are noticed
-            let n = match io.recv(&sock) {
-                Ok(n) => n,
-                Err(e) => {
-                    log::error!("receive failed: {e}");
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
-                }
+            let to = Handoff {
+                queue: &queue,
+                reads: None,
             };
-            if n == 0 {
-                continue;
-            }
-            shared.metrics.batch(n);
-            shared.metrics.standby_batches.fetch_add(1, Relaxed);
-            let mut replies = std::mem::take(&mut io.replies);
-            {
-                let io_ref = &io;
-                let datagram = |i| (io_ref.datagram(i), io_ref.peer(i));
-                let to = Handoff {
-                    queue: &queue,
-                    reads: None,
-                };
-                proc.process_batch(&shared, n, datagram, &mut replies, Some(to), &mut ready[..]);
-            }
-            io.replies = replies;
-            let errors = io.send(&sock, &ready);
-            if errors > 0 {
-                shared.metrics.send_errors.fetch_add(errors as u64, Relaxed);
+            if serve_batch(&shared, &sock, (&mut io, &mut proc), Some(to), &mut ready) > 0 {
+                shared.metrics.standby_batches.fetch_add(1, Relaxed);
             }
         }
     }

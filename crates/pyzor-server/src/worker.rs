@@ -969,6 +969,43 @@ fn recycle<A, B>(mut v: Vec<A>) -> Vec<B> {
         .collect()
 }
 
+/// Receive one batch on `sock` (waiting at most the socket's receive
+/// timeout), answer it with `proc` (engine requests as `to` says) and send
+/// the replies that are ready. Returns the batch's size (0: none came).
+/// The worker's loop and its standby's (crate::inline_reads).
+pub(crate) fn serve_batch(
+    shared: &Shared,
+    sock: &std::net::UdpSocket,
+    (io, proc): (&mut pyzor_udp::Batch, &mut Processor),
+    to: Option<Handoff<'_>>,
+    ready: &mut [bool; crate::net::BATCH],
+) -> usize {
+    let n = match io.recv(sock) {
+        Ok(n) => n,
+        Err(e) => {
+            log::error!("receive failed: {e}");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            return 0;
+        }
+    };
+    if n == 0 {
+        return 0;
+    }
+    shared.metrics.batch(n);
+    let mut replies = std::mem::take(&mut io.replies);
+    {
+        let io_ref = &*io;
+        let datagram = |i| (io_ref.datagram(i), io_ref.peer(i));
+        proc.process_batch(shared, n, datagram, &mut replies, to, &mut ready[..]);
+    }
+    io.replies = replies;
+    let errors = io.send(sock, &ready[..]);
+    if errors > 0 {
+        shared.metrics.send_errors.fetch_add(errors as u64, Relaxed);
+    }
+    n
+}
+
 /// A worker's loop: receive a batch, process it, send the replies, until
 /// `shared.stop` is set. The batch in hand is always answered. With an
 /// engine that may block, the requests that need it go to the worker's
@@ -1056,31 +1093,11 @@ pub(crate) fn run_worker(
             crate::net::penalty::give_way();
             b.expire();
         }
-        let n = match io.recv(&sock) {
-            Ok(0) => continue,
-            Ok(n) => n,
-            Err(e) => {
-                log::error!("receive failed: {e}");
-                std::thread::sleep(std::time::Duration::from_millis(10));
-                continue;
-            }
-        };
-        shared.metrics.batch(n);
-        let mut replies = std::mem::take(&mut io.replies);
-        {
-            let io_ref = &io;
-            let datagram = |i| (io_ref.datagram(i), io_ref.peer(i));
-            let to = queue.as_deref().map(|queue| Handoff {
-                queue,
-                reads: own_reads.as_deref(),
-            });
-            proc.process_batch(&shared, n, datagram, &mut replies, to, &mut ready[..]);
-        }
-        io.replies = replies;
-        let errors = io.send(&sock, &ready);
-        if errors > 0 {
-            shared.metrics.send_errors.fetch_add(errors as u64, Relaxed);
-        }
+        let to = queue.as_deref().map(|queue| Handoff {
+            queue,
+            reads: own_reads.as_deref(),
+        });
+        serve_batch(&shared, &sock, (&mut io, &mut proc), to, &mut ready);
     }
     if let Some(t) = standby {
         if t.join().is_err() {
