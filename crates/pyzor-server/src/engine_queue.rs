@@ -25,7 +25,11 @@
 //!   worker: the steering, or `SO_REUSEPORT`'s hash of the address pair);
 //! * any other read (check, info) goes to lane 0, so that reads are merged
 //!   into few engine calls (a read costs the database CPU per call, not a
-//!   disk flush) and never wait behind a commit;
+//!   disk flush) and never wait behind a commit; with several lanes the
+//!   worker keeps such reads and makes them itself instead
+//!   ([`EngineQueue::reads_itself`], `crate::inline_reads`), and lane 0
+//!   gets them only while the worker hands its reads over, and from the
+//!   worker's standby thread;
 //! * any other write (report, whitelist) goes to the lane, other than 0,
 //!   with the fewest requests waiting: the commits of a flood of reports
 //!   overlap instead of queueing behind each other.
