@@ -29,6 +29,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use pyzor_protocol::wire::server::Failure;
+
 use crate::engine_queue::EngineQueue;
 use crate::worker::{serve_batch, Handoff, Processor, Protection, Shared};
 
@@ -83,16 +85,16 @@ impl InlineReads {
         self.now() >= self.hand_over_until.load(Relaxed)
     }
 
-    /// Run the worker's engine call `call`; `call` says whether the engine
-    /// was unavailable.
-    pub(crate) fn call<T>(&self, call: impl FnOnce() -> (T, bool)) -> T {
+    /// Run the worker's engine call `call`, which returns the batch's
+    /// failure, if any.
+    pub(crate) fn call(&self, call: impl FnOnce() -> Option<Failure>) -> Option<Failure> {
         let start = self.now();
         self.since.store(start + 1, Relaxed);
-        let (out, unavailable) = call();
+        let out = call();
         self.since.store(0, Relaxed);
         let end = self.now();
         let long = end.saturating_sub(start) >= STUCK_AFTER.as_micros() as u64;
-        if long || unavailable {
+        if long || out == Some(Failure::DB_UNAVAILABLE) {
             let until = end + HAND_OVER_FOR.as_micros() as u64;
             self.hand_over_until.store(until, Relaxed);
         }
@@ -178,12 +180,12 @@ mod tests {
         let r = InlineReads::default();
         assert!(r.allowed());
         assert!(!r.stuck());
-        r.call(|| ((), false));
+        r.call(|| None);
         assert!(r.allowed(), "a quick call changes nothing");
         r.call(|| {
             std::thread::sleep(STUCK_AFTER + Duration::from_millis(5));
             assert!(r.stuck(), "seen as stuck while it runs");
-            ((), false)
+            None
         });
         assert!(!r.stuck());
         assert!(!r.allowed(), "reads are handed over after a long call");
@@ -192,7 +194,7 @@ mod tests {
     #[test]
     fn an_unavailable_engine_hands_reads_over() {
         let r = InlineReads::default();
-        r.call(|| ((), true));
+        r.call(|| Some(Failure::DB_UNAVAILABLE));
         assert!(!r.allowed());
     }
 }

@@ -362,11 +362,8 @@ impl Processor {
                             .worker_reads
                             .fetch_add(own_ops.len() as u64, Relaxed);
                         let (records, req_fail) = (&mut self.records, &mut self.req_fail);
-                        let f = r.call(|| {
-                            let f = execute(shared, &decisions, &own_ops, now, records, req_fail);
-                            let unavailable = f == Some(Failure::DB_UNAVAILABLE);
-                            (f, unavailable)
-                        });
+                        let f = r
+                            .call(|| execute(shared, &decisions, &own_ops, now, records, req_fail));
                         let q = to.queue.lock().unwrap_or_else(PoisonError::into_inner);
                         q.unhold(held, shared);
                         f
@@ -588,20 +585,14 @@ fn hand_off<'d>(
     if own_reads {
         queue.begin_batch();
     }
-    let (mut k, mut own) = (0, 0);
-    for dec in decisions.iter() {
-        goes.push(match dec {
-            Decision::Ok { ops, .. } if !ops.is_empty() => {
-                let go = !own_reads || !queue.reads_itself(&all_ops[ops.clone()]);
-                if !go {
-                    own += 1;
-                }
-                go
-            }
-            _ => false,
-        });
-        k += usize::from(goes[goes.len() - 1]);
-    }
+    goes.extend(decisions.iter().map(|dec| match dec {
+        Decision::Ok { ops, .. } if !ops.is_empty() => {
+            !own_reads || !queue.reads_itself(&all_ops[ops.clone()])
+        }
+        _ => false,
+    }));
+    let k = goes.iter().filter(|g| **g).count();
+    let own = decisions.iter().filter(|d| d.needs_engine()).count() - k;
     if k + own == 0 {
         return 0;
     }
