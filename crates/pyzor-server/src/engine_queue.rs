@@ -27,12 +27,14 @@
 //!   into few engine calls (a read costs the database CPU per call, not a
 //!   disk flush) and never wait behind a commit; with several lanes the
 //!   worker keeps such reads and makes them itself instead
-//!   ([`EngineQueue::reads_itself`], `crate::inline_reads`), and lane 0
+//!   ([`EngineQueue::makes_itself`], `crate::own_calls`), and lane 0
 //!   gets them only while the worker hands its reads over, and from the
 //!   worker's standby thread;
 //! * any other write (report, whitelist) goes to the lane, other than 0,
 //!   with the fewest requests waiting: the commits of a flood of reports
-//!   overlap instead of queueing behind each other.
+//!   overlap instead of queueing behind each other; in a flood of writes
+//!   with no read among them ([`WRITE_FLOOD`]) the worker makes them
+//!   itself too.
 //!
 //! The digests in flight are kept per worker, keyed by a keyed hash, one
 //! entry per digest of a request waiting for the engine: bounded by the
@@ -66,6 +68,13 @@ use crate::worker::{Processor, Protection, Shared};
 /// The most requests the engine thread answers with one engine call when
 /// several jobs wait (each job is one receive batch, up to 64 requests).
 const MERGE: usize = 4 * crate::net::BATCH;
+
+/// After this many engine requests in a row without a read, a worker makes
+/// its writes itself (crate::own_calls) until the next read: under a flood
+/// of reports no check waits behind the worker's commit, and the two
+/// thread switches of a hand-over are saved. 256 is four full receive
+/// batches; a mix with one check in a hundred requests stays below it.
+pub(crate) const WRITE_FLOOD: usize = 256;
 
 /// Requests handed from a worker to its engine thread: their datagrams and
 /// users (for the usage log) back to back in one buffer. Jobs go back to
@@ -172,9 +181,15 @@ pub(crate) struct EngineQueue {
     in_flight: HashMap<u64, (usize, u32)>,
     /// Scratch for one request's keys ([`Self::push`]).
     keys: Vec<u64>,
-    /// The keys of the writes of the batch being decided
-    /// ([`Self::reads_itself`]); at most a batch's digests.
+    /// The keys of the writes of the batch being decided that go to the
+    /// engine threads ([`Self::makes_itself`]); at most a batch's digests.
     batch_writes: HashSet<u64>,
+    /// Engine requests decided since the last read, up to
+    /// [`WRITE_FLOOD`] ([`Self::makes_itself`]).
+    since_read: usize,
+    /// Whether the batch being decided is part of a flood of writes: the
+    /// worker makes its writes itself too.
+    flood: bool,
     /// Answered jobs, back for reuse.
     back: Receiver<Job>,
     spare: Vec<Job>,
@@ -249,6 +264,8 @@ impl EngineQueue {
             in_flight: HashMap::new(),
             keys: Vec::new(),
             batch_writes: HashSet::new(),
+            since_read: 0,
+            flood: false,
             back,
             spare: Vec::new(),
             parts: Vec::new(),
@@ -281,7 +298,7 @@ impl EngineQueue {
         false
     }
 
-    /// Count `k` requests the worker makes itself (crate::inline_reads)
+    /// Count `k` requests the worker makes itself (crate::own_calls)
     /// as waiting for the engine, admitted by [`Self::admit`]: the bound
     /// and the `pyzord_engine_queue_requests` gauge count them until
     /// [`Self::unhold`].
@@ -315,10 +332,11 @@ impl EngineQueue {
         }
     }
 
-    /// Start deciding which requests of a receive batch the worker reads
-    /// itself ([`Self::reads_itself`]).
+    /// Start deciding which requests of a receive batch the worker makes
+    /// itself ([`Self::makes_itself`]).
     pub(crate) fn begin_batch(&mut self) {
         self.reclaim();
+        self.flood = self.since_read >= WRITE_FLOOD;
         self.batch_writes.clear();
         if self.batch_writes.capacity() > 4096 {
             self.batch_writes = HashSet::new();
@@ -326,27 +344,38 @@ impl EngineQueue {
     }
 
     /// Whether the worker may make the request with store operations `ops`
-    /// itself (crate::inline_reads), in the batch begun by
-    /// [`Self::begin_batch`], requests in arrival order: only with two
-    /// engine threads or more (which keep the digests in flight), only when
-    /// it only reads, and only when no request still waiting for the engine
-    /// names one of its digests, nor a write earlier in the batch. So a
-    /// check sent after a report of the same digest still waits for the
-    /// report. A write's digests are noted here for the requests after it.
-    pub(crate) fn reads_itself(&mut self, ops: &[pyzor_store::Op<'_>]) -> bool {
+    /// itself (crate::own_calls), in the batch begun by
+    /// [`Self::begin_batch`], requests in arrival order. Only with two
+    /// engine threads or more (which keep the digests in flight), and only
+    /// when no request still waiting for the engine names one of its
+    /// digests, nor a write of this batch that goes to the engine threads:
+    /// so a check sent after a report of the same digest still waits for
+    /// the report. Reads qualify always; writes only in a flood of writes
+    /// ([`WRITE_FLOOD`]), where no read waits behind the worker's commit.
+    /// The digests of a write that goes to the engine threads are noted
+    /// here for the requests after it; a write the worker makes is in the
+    /// same engine call as the requests after it, which the engine answers
+    /// in order.
+    pub(crate) fn makes_itself(&mut self, ops: &[pyzor_store::Op<'_>]) -> bool {
         if self.lanes.len() < 2 {
             return false;
         }
+        let writes = ops.iter().any(pyzor_store::Op::is_write);
+        self.since_read = match writes {
+            true => (self.since_read + 1).min(WRITE_FLOOD),
+            false => 0,
+        };
         let h = &self.hasher;
-        if ops.iter().any(pyzor_store::Op::is_write) {
+        let waits = ops.iter().any(|o| {
+            let k = h.hash_one(o.digest());
+            self.in_flight.contains_key(&k) || self.batch_writes.contains(&k)
+        });
+        if writes && (waits || !self.flood) {
             self.batch_writes
                 .extend(ops.iter().map(|o| h.hash_one(o.digest())));
             return false;
         }
-        !ops.iter().any(|o| {
-            let k = h.hash_one(o.digest());
-            self.in_flight.contains_key(&k) || self.batch_writes.contains(&k)
-        })
+        !waits
     }
 
     /// The requests naming `keys` are no longer in flight.

@@ -23,7 +23,8 @@
 //! * `pyzord_send_errors_total` — replies the kernel refused;
 //! * `pyzord_worker_read_ops_total` — read operations a worker made itself
 //!   instead of handing them to its engine threads,
-//!   `pyzord_standby_batches_total` — receive batches a standby thread
+//!   `pyzord_worker_write_ops_total` — the same for write operations, in
+//!   floods of writes, `pyzord_standby_batches_total` — receive batches a standby thread
 //!   answered while its worker's engine call was stuck
 //!   (docs/server.md, "Concurrency");
 //! * `pyzord_forwarded_total` — digests queued for the forward servers;
@@ -107,8 +108,11 @@ pub struct Metrics {
     pub engine_calls: AtomicU64,
     pub engine_call_ops: AtomicU64,
     pub send_errors: AtomicU64,
-    /// Read operations the workers made themselves (crate::inline_reads).
+    /// Read operations the workers made themselves (crate::own_calls).
     pub worker_reads: AtomicU64,
+    /// Write operations the workers made themselves, in floods of writes
+    /// (crate::own_calls).
+    pub worker_writes: AtomicU64,
     /// Batches the standby threads answered.
     pub standby_batches: AtomicU64,
     pub reloads_ok: AtomicU64,
@@ -327,6 +331,13 @@ impl Metrics {
             "Read operations a worker made itself instead of handing them to its engine threads.",
             "counter",
             self.worker_reads.load(Relaxed),
+        );
+        simple(
+            &mut s,
+            "pyzord_worker_write_ops_total",
+            "Write operations a worker made itself in a flood of writes instead of handing them to its engine threads.",
+            "counter",
+            self.worker_writes.load(Relaxed),
         );
         simple(
             &mut s,

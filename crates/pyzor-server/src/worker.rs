@@ -11,7 +11,7 @@
 //! (`crate::engine_queue`), which run the engine batch and answer it
 //! (`Processor::process_jobs`); with two engine threads or more it keeps
 //! the reads that need not wait for a write and makes them itself, as one
-//! engine call (`crate::inline_reads`).
+//! engine call (`crate::own_calls`).
 //!
 //! [`Processor`] keeps all per-request state in vectors reused across
 //! batches; the check path allocates nothing per request.
@@ -35,10 +35,10 @@ use pyzor_store::{Engine, StoreError};
 use crate::cmd::{ParseOptions, Request};
 use crate::engine_queue::{EngineQueue, Job};
 use crate::forward::ForwardQueue;
-use crate::inline_reads::{InlineReads, Standby};
 use crate::logging::Logs;
 use crate::metrics::{Metrics, Tally};
 use crate::net::penalty::{PenaltyBox, Role};
+use crate::own_calls::{OwnCalls, Standby};
 use crate::protect::{DistinctReporters, RateLimiter, ReplayGuard, Verdict};
 use crate::rules::{RuleSet, Rules};
 
@@ -183,7 +183,7 @@ pub struct Processor {
     /// The engine batch's operation list, kept between batches (empty).
     ops_buf: Vec<pyzor_store::Op<'static>>,
     /// With engine threads: the operations of the reads the worker makes
-    /// itself (crate::inline_reads), kept between batches (empty).
+    /// itself (crate::own_calls), kept between batches (empty).
     own_ops_buf: Vec<pyzor_store::Op<'static>>,
     /// With engine threads: per request, whether it goes to them.
     goes: Vec<bool>,
@@ -267,7 +267,7 @@ impl Processor {
     /// when it has store operations and was handed to the engine threads,
     /// which answer it. When the queue is full they are answered 500
     /// here. With `queue.reads`, the reads that need not wait are made
-    /// here (crate::inline_reads).
+    /// here (crate::own_calls).
     pub(crate) fn process_batch<'d>(
         &mut self,
         shared: &Shared,
@@ -347,33 +347,46 @@ impl Processor {
                     let batch = (&mut decisions[..], &ops[..]);
                     hand_off(shared, &mut q, batch, &datagram, (reads.is_some(), scratch))
                 };
-                // What is left with operations: the reads made here.
-                for dec in decisions.iter_mut() {
-                    if let Decision::Ok { ops: mine, .. } = dec {
+                // What is left with operations: the requests made here.
+                // `DistinctWindow` applies to their writes here, as the
+                // engine threads apply it to theirs.
+                let distinct = self.distinct.as_deref().map(|d| (d, d.now()));
+                for (i, dec) in decisions.iter_mut().enumerate() {
+                    if let Decision::Ok {
+                        ops: mine, user, ..
+                    } = dec
+                    {
                         let start = own_ops.len();
                         own_ops.extend_from_slice(&ops[mine.clone()]);
+                        if let Some(d) = distinct {
+                            let peer = datagram(i).1;
+                            keep_distinct(d, user, peer, &mut own_ops, start, &shared.metrics);
+                        }
                         *mine = start..own_ops.len();
                     }
                 }
-                match reads {
+                let f = match reads {
                     Some(r) if !own_ops.is_empty() => {
-                        shared
-                            .metrics
-                            .worker_reads
-                            .fetch_add(own_ops.len() as u64, Relaxed);
+                        let writes = own_ops.iter().filter(|o| o.is_write()).count();
+                        let m = &shared.metrics;
+                        m.worker_writes.fetch_add(writes as u64, Relaxed);
+                        m.worker_reads
+                            .fetch_add((own_ops.len() - writes) as u64, Relaxed);
                         let (records, req_fail) = (&mut self.records, &mut self.req_fail);
-                        let f = r
-                            .call(|| execute(shared, &decisions, &own_ops, now, records, req_fail));
-                        let q = to.queue.lock().unwrap_or_else(PoisonError::into_inner);
-                        q.unhold(held, shared);
-                        f
+                        r.call(|| execute(shared, &decisions, &own_ops, now, records, req_fail))
                     }
                     _ => {
                         self.records.clear();
                         self.req_fail.clear();
                         None
                     }
+                };
+                // (every own write of a request may have been a repeat)
+                if held > 0 {
+                    let q = to.queue.lock().unwrap_or_else(PoisonError::into_inner);
+                    q.unhold(held, shared);
                 }
+                f
             }
         };
         let ops_answered = if queue.is_some() { &own_ops } else { &ops };
@@ -559,16 +572,16 @@ fn limit(
 
 /// Where a worker's engine requests go: its engine threads' `queue`
 /// (shared with its standby thread), and, with `reads`, the reads the
-/// worker makes itself (crate::inline_reads).
+/// worker makes itself (crate::own_calls).
 #[derive(Clone, Copy)]
 pub(crate) struct Handoff<'q> {
     pub(crate) queue: &'q Mutex<EngineQueue>,
-    pub(crate) reads: Option<&'q InlineReads>,
+    pub(crate) reads: Option<&'q OwnCalls>,
 }
 
 /// Hand the requests of `decisions` that need the engine to the engine
 /// threads (all of them, or, with `own_reads`, all but the reads the
-/// worker may make itself: [`EngineQueue::reads_itself`]); each becomes
+/// worker may make itself: [`EngineQueue::makes_itself`]); each becomes
 /// [`Decision::Handed`]. The queue bound counts the worker's own reads
 /// too: when it refuses the batch's requests (or the engine threads are
 /// gone) they all become a 500 "Database temporarily unavailable.", as
@@ -587,7 +600,7 @@ fn hand_off<'d>(
     }
     goes.extend(decisions.iter().map(|dec| match dec {
         Decision::Ok { ops, .. } if !ops.is_empty() => {
-            !own_reads || !queue.reads_itself(&all_ops[ops.clone()])
+            !own_reads || !queue.makes_itself(&all_ops[ops.clone()])
         }
         _ => false,
     }));
@@ -963,7 +976,7 @@ fn recycle<A, B>(mut v: Vec<A>) -> Vec<B> {
 /// Receive one batch on `sock` (waiting at most the socket's receive
 /// timeout), answer it with `proc` (engine requests as `to` says) and send
 /// the replies that are ready. Returns the batch's size (0: none came).
-/// The worker's loop and its standby's (crate::inline_reads).
+/// The worker's loop and its standby's (crate::own_calls).
 pub(crate) fn serve_batch(
     shared: &Shared,
     sock: &std::net::UdpSocket,
@@ -1004,7 +1017,7 @@ pub(crate) fn serve_batch(
 /// waiting), whose queue is drained before this returns; they take turns
 /// with other workers' engine threads through `engine.2`. With two engine
 /// threads or more the worker makes its reads itself, and a standby thread
-/// receives in its stead while such a call is stuck (crate::inline_reads).
+/// receives in its stead while such a call is stuck (crate::own_calls).
 pub(crate) fn run_worker(
     shared: Arc<Shared>,
     sock: std::net::UdpSocket,
@@ -1039,7 +1052,7 @@ pub(crate) fn run_worker(
     let mut own_reads = None;
     let mut standby = None;
     if let (Some(q), true) = (&queue, lanes > 1) {
-        let reads = Arc::new(InlineReads::default());
+        let reads = Arc::new(OwnCalls::default());
         let name = format!(
             "{}-standby",
             std::thread::current().name().unwrap_or("worker")

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::start_ours;
-use engine_support::{start_one_worker, start_workers};
+use engine_support::{start_one_worker, start_with_distinct, start_workers};
 use mixed_support::{parse_check, reply_code, run_bounded, MysqlScratch};
 use pyzor_protocol::{Record, Timestamp};
 use pyzor_store::memory::MemoryEngine;
@@ -258,7 +258,7 @@ fn one_network_burst(server: SocketAddr, op: &str, n: u32, engine: &Probe) -> us
 /// at a time). Checks from one network stay on one thread (the worker,
 /// which makes its reads itself), so that they are merged into few calls;
 /// their calls are kept shorter than a stuck call
-/// (`inline_reads::STUCK_AFTER`, 20 ms), after which the standby would
+/// (`own_calls::STUCK_AFTER`, 20 ms), after which the standby would
 /// hand the next ones to the read thread.
 #[test]
 fn one_networks_reports_overlap_and_its_checks_do_not() {
@@ -287,6 +287,99 @@ fn one_networks_reports_overlap_and_its_checks_do_not() {
     let own = server.metrics().worker_reads.load(SeqCst);
     assert_eq!(own, 6, "reads the worker made itself, of 6");
     assert_eq!(server.metrics().standby_batches.load(SeqCst), 0);
+    server.shutdown();
+}
+
+/// Sends `ops` (op, digest) from `s`, all at once, and returns how many
+/// were answered 200.
+fn round(s: &UdpSocket, server: SocketAddr, ops: &[(&str, String)]) -> usize {
+    for (i, (op, digest)) in ops.iter().enumerate() {
+        s.send_to(&datagram(op, digest, i as u32), server).unwrap();
+    }
+    replies(s, ops.len())
+        .iter()
+        .filter(|r| reply_code(r) == 200)
+        .count()
+}
+
+/// A flood of writes (256 engine requests in a row without a read,
+/// `engine_queue::WRITE_FLOOD`) is made by the worker itself, with
+/// `DistinctWindow` applied to it as the engine threads apply it to theirs;
+/// a check ends the flood, and the writes after it go to the engine
+/// threads again. A batch whose own writes were all repeats gives back
+/// what it held of the queue bound (before, the bound kept them for
+/// ever).
+#[test]
+fn a_flood_of_reports_is_made_by_the_worker_until_a_check_comes() {
+    let engine = Probe::new(Duration::from_micros(200), false);
+    let server = start_with_distinct(engine.clone(), (1, 1024, 2), 600);
+    let addr = server.local_addr();
+    let m = server.metrics();
+    let s = UdpSocket::bind("127.0.78.1:0").unwrap();
+    let tag = format!("{:08x}", std::process::id());
+    let fresh = |r: u32| -> Vec<(&str, String)> {
+        (0..30)
+            .map(|i| ("report", format!("{tag}{r:08x}{i:024x}")))
+            .collect()
+    };
+    // 9 rounds of 30 new digests, each answered before the next: the
+    // batches begun after the 256th report are the worker's own
+    for r in 0..9 {
+        assert_eq!(round(&s, addr, &fresh(r)), 30, "round {r}");
+    }
+    let flood = m.worker_writes.load(SeqCst);
+    assert!(flood <= 14, "{flood} own writes before the 256th report");
+    // one digest 30 times from one reporter: the worker's own, counted once
+    let same = format!("{tag}{:032x}", 0xd15);
+    let repeats = vec![("report", same.clone()); 30];
+    assert_eq!(round(&s, addr, &repeats), 30);
+    assert_eq!(
+        m.worker_writes.load(SeqCst),
+        flood + 1,
+        "one own write kept"
+    );
+    assert_eq!(m.distinct_repeats.load(SeqCst), 29);
+    // again: every own write is a repeat, none reaches the engine
+    let calls = engine.calls.load(SeqCst);
+    assert_eq!(round(&s, addr, &repeats), 30);
+    assert_eq!(m.distinct_repeats.load(SeqCst), 59);
+    assert_eq!(
+        engine.calls.load(SeqCst),
+        calls,
+        "an engine call of nothing"
+    );
+    assert_eq!(
+        m.engine_queued.load(SeqCst),
+        0,
+        "own writes that were all repeats still held in the queue bound"
+    );
+    let r = round(&s, addr, &[("check", same.clone())]);
+    assert_eq!(r, 1);
+    assert_eq!(
+        engine.inner.get(same.as_bytes()).unwrap().unwrap().r_count,
+        1
+    );
+    // the check ended the flood: these go to the engine threads
+    let own = m.worker_writes.load(SeqCst);
+    assert_eq!(round(&s, addr, &fresh(99)), 30);
+    assert_eq!(
+        m.worker_writes.load(SeqCst),
+        own,
+        "writes made by the worker after a check"
+    );
+    for r in (0..9).chain([99]) {
+        for (_, d) in fresh(r) {
+            let rec = engine.inner.get(d.as_bytes()).unwrap();
+            assert_eq!(rec.map(|x| x.r_count), Some(1), "{d}");
+        }
+    }
+    // an engine thread counts its requests answered just after sending
+    let t0 = Instant::now();
+    while m.engine_queued.load(SeqCst) > 0 && t0.elapsed() < REPLY_WAIT {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(m.engine_queued.load(SeqCst), 0);
+    assert_eq!(m.standby_batches.load(SeqCst), 0);
     server.shutdown();
 }
 

@@ -170,7 +170,7 @@ const UNAVAILABLE: &str =
 
 #[test]
 fn requests_that_need_no_engine_are_answered_while_it_is_stuck() {
-    let server = answered_while_stuck(1);
+    let server = answered_while_stuck(1, false);
     assert_eq!(server.metrics().worker_reads.load(SeqCst), 0);
     server.shutdown();
 }
@@ -180,7 +180,7 @@ fn requests_that_need_no_engine_are_answered_while_it_is_stuck() {
 /// not an engine thread: its standby thread answers in its stead.
 #[test]
 fn a_worker_stuck_in_its_own_read_is_relieved_by_its_standby() {
-    let server = answered_while_stuck(2);
+    let server = answered_while_stuck(2, false);
     let m = server.metrics();
     assert_eq!(
         m.worker_reads.load(SeqCst),
@@ -191,15 +191,53 @@ fn a_worker_stuck_in_its_own_read_is_relieved_by_its_standby() {
     server.shutdown();
 }
 
-/// A check stuck in the engine; what needs no engine is answered at once
-/// meanwhile, the check once the engine returns. `lanes` engine threads.
-fn answered_while_stuck(lanes: usize) -> Server {
-    let engine = Gated::new(false);
+/// In a flood of reports the worker makes its writes itself
+/// (docs/server.md, "Floods of writes"): a report stuck in the worker's
+/// own commit is relieved by the standby in the same way.
+#[test]
+fn a_worker_stuck_in_its_own_commit_is_relieved_by_its_standby() {
+    let server = answered_while_stuck(2, true);
+    let m = server.metrics();
+    assert!(
+        m.worker_writes.load(SeqCst) >= 1,
+        "the stuck report was the worker's own"
+    );
+    assert!(m.standby_batches.load(SeqCst) >= 1, "the standby answered");
+    server.shutdown();
+}
+
+/// A check (with `flood`: a report, after a flood of 260 reports) stuck in
+/// the engine; what needs no engine is answered at once meanwhile, the
+/// stuck request once the engine returns. `lanes` engine threads.
+fn answered_while_stuck(lanes: usize, flood: bool) -> Server {
+    let engine = Gated::new(flood);
     let _open = OpenOnDrop(Arc::clone(&engine));
     let server = start_one_worker(engine.clone(), 64, lanes);
+    if flood {
+        let flooder = Client::new(&server);
+        for r in 0..10u32 {
+            for i in 0..26u32 {
+                flooder.send(&report(i, &format!("{r:04x}{i:04x}")));
+            }
+            assert_eq!(
+                flooder.recv_all(26, EVENTUALLY).len(),
+                26,
+                "flood round {r}"
+            );
+        }
+        engine.set(false);
+    }
+    let calls = engine.calls.load(SeqCst);
     let stuck = Client::new(&server);
-    stuck.send(&check(1, "aa"));
-    engine.wait_calls(1);
+    let (request, answer) = match flood {
+        true => (
+            report(1, "aa"),
+            "Code: 200\nDiag: OK\nPV: 2.1\nThread: 1\n\n".to_owned(),
+        ),
+        false => (check(1, "aa"), counts(1, 0)),
+    };
+    stuck.send(&request);
+    engine.wait_calls(calls + 1);
 
     let other = Client::new(&server);
     let bare = |thread: u32| format!("Code: 200\nDiag: OK\nPV: 2.1\nThread: {thread}\n\n");
@@ -234,7 +272,7 @@ fn answered_while_stuck(lanes: usize) -> Server {
     engine.set(true);
     assert_eq!(
         stuck.recv(EVENTUALLY),
-        Some(counts(1, 0)),
+        Some(answer),
         "answered once the engine returns"
     );
     server

@@ -49,6 +49,15 @@ pub fn start_workers(
     engine_queue: usize,
     lanes: usize,
 ) -> Server {
+    start_with_distinct(engine, (workers, engine_queue, lanes), 0)
+}
+
+/// [`start_workers`] with `DistinctWindow = distinct_window` (seconds).
+pub fn start_with_distinct(
+    engine: Arc<dyn Engine>,
+    (workers, engine_queue, lanes): (usize, usize, usize),
+    distinct_window: u32,
+) -> Server {
     let opts = StartOptions {
         address: "127.0.0.1".into(),
         port: 0,
@@ -61,7 +70,7 @@ pub fn start_workers(
         rate_limit: pyzor_config::RateLimitConfig::off(),
         strict_digests: false,
         ignore_empty_digest: false,
-        distinct_window: 0,
+        distinct_window,
     };
     let rules = RuleSet::fixed(Rules {
         accounts: Accounts::default(),

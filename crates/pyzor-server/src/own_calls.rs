@@ -22,7 +22,7 @@
 //! the database unavailable, makes the worker hand its reads over as well
 //! for [`HAND_OVER_FOR`]; then it tries again.
 //!
-//! [`InlineReads`] is what the worker and its standby share: whether a
+//! [`OwnCalls`] is what the worker and its standby share: whether a
 //! call runs and since when, and until when reads are handed over.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -51,7 +51,7 @@ const LOOK: Duration = Duration::from_millis(50);
 
 /// The state a worker and its standby share.
 #[derive(Debug)]
-pub(crate) struct InlineReads {
+pub(crate) struct OwnCalls {
     epoch: Instant,
     /// µs of `epoch` + 1 when the running call started; 0: none runs.
     since: AtomicU64,
@@ -63,9 +63,9 @@ pub(crate) struct InlineReads {
     long: AtomicBool,
 }
 
-impl Default for InlineReads {
+impl Default for OwnCalls {
     fn default() -> Self {
-        InlineReads {
+        OwnCalls {
             epoch: Instant::now(),
             since: AtomicU64::new(0),
             hand_over_until: AtomicU64::new(0),
@@ -74,7 +74,7 @@ impl Default for InlineReads {
     }
 }
 
-impl InlineReads {
+impl OwnCalls {
     fn now(&self) -> u64 {
         self.epoch.elapsed().as_micros() as u64
     }
@@ -135,7 +135,7 @@ pub(crate) struct Standby {
     pub(crate) shared: Arc<Shared>,
     pub(crate) sock: std::net::UdpSocket,
     pub(crate) queue: Arc<Mutex<EngineQueue>>,
-    pub(crate) reads: Arc<InlineReads>,
+    pub(crate) reads: Arc<OwnCalls>,
     pub(crate) protection: Protection,
 }
 
@@ -177,7 +177,7 @@ mod tests {
 
     #[test]
     fn a_long_call_hands_reads_over_and_a_short_one_does_not() {
-        let r = InlineReads::default();
+        let r = OwnCalls::default();
         assert!(r.allowed());
         assert!(!r.stuck());
         r.call(|| None);
@@ -193,7 +193,7 @@ mod tests {
 
     #[test]
     fn an_unavailable_engine_hands_reads_over() {
-        let r = InlineReads::default();
+        let r = OwnCalls::default();
         r.call(|| Some(Failure::DB_UNAVAILABLE));
         assert!(!r.allowed());
     }
