@@ -128,7 +128,7 @@ pub struct Cli {
     /// seconds in which a digest's report (and whitelist) count rises at most once per client network or account; 0 = off (default: 0; docs/security.md)
     #[arg(long = "distinct-window")]
     pub distinct_window: Option<i64>,
-    /// engine threads per worker for redis, mysql and postgres: batches of one worker in flight at once; with 2 or more the worker makes its reads itself and one thread takes the reads that must wait for a write, the others the writes; requests naming one digest in arrival order; 1 to 64 (default: 2; more write threads help only when the database, not the CPU, is the wait: docs/server.md, "Concurrency")
+    /// engine threads per worker for redis, mysql and postgres: batches of one worker in flight at once; with 2 or more the worker makes its reads (and floods of writes) itself and one thread takes the reads that must wait for a write, the others the writes; requests naming one digest in arrival order; 1 to 64 (default: 2; more write threads help only when the database, not the CPU, is the wait: docs/server.md, "Concurrency")
     #[arg(long = "engine-concurrency")]
     pub engine_concurrency: Option<i64>,
     /// print the version on stderr and exit

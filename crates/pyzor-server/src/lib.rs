@@ -10,7 +10,7 @@
 //! | [`server`] | start/stop: workers, engine timers, metrics endpoint, reload |
 //! | [`worker`] | one receive batch → one engine batch → replies |
 //! | `engine_queue` | a worker's engine threads, for engines that may block |
-//! | `own_calls` | a worker's own reads with such an engine, and its standby thread for when the engine is stuck |
+//! | `own_calls` | a worker's own engine calls with such an engine (its reads, and floods of writes), and its standby thread for when the engine is stuck |
 //! | [`net`] | `SO_REUSEPORT` sockets (the port shared with nothing else, datagrams steered by client network), `recvmmsg`/`sendmmsg` |
 //! | [`rules`] | accounts + ACL in force, SIGUSR1 reload |
 //! | [`logging`] | main and usage logs in the reference's format, off the hot path |

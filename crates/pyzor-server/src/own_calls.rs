@@ -1,16 +1,18 @@
-//! A worker's own reads, and its standby thread (docs/server.md,
+//! A worker's own engine calls, and its standby thread (docs/server.md,
 //! "Concurrency").
 //!
 //! With a network engine a worker hands its requests to its engine threads
-//! (`crate::engine_queue`). For reads that costs a thread switch per batch
-//! each way, which on a small machine was the largest share of pyzord's
-//! CPU per check (bench/RESULTS-sql.md, "Reads in the worker"). So a
-//! worker with two engine threads or more makes its batch's reads itself
-//! — checks and infos whose digests no earlier request still waiting for
-//! the engine names — as one engine call, and sends their replies; the
-//! rest of the batch goes to the engine threads as before. While its call
-//! runs, datagrams wait in its socket's buffer, so the next batch is
-//! larger: fewer, larger engine calls.
+//! (`crate::engine_queue`). That costs a thread switch per batch each way,
+//! which on a small machine was the largest share of pyzord's CPU per
+//! check (bench/RESULTS-sql.md, "Reads in the worker"). So a worker with
+//! two engine threads or more makes its batch's reads itself — checks and
+//! infos whose digests no earlier request still waiting for the engine
+//! names — as one engine call, and sends their replies; the rest of the
+//! batch goes to the engine threads as before. In a flood of writes, with
+//! no read among them ([`WRITE_FLOOD`]), it makes its writes itself too:
+//! no check then waits behind its commit (bench/RESULTS-sql.md, "Writes in
+//! the worker"). While its call runs, datagrams wait in its socket's
+//! buffer, so the next batch is larger: fewer, larger engine calls.
 //!
 //! A worker in an engine call does not receive. So that a stuck database
 //! (a locked table, a partition) cannot leave its clients without an
@@ -19,11 +21,13 @@
 //! worker's socket in its stead, handing every engine request to the
 //! engine threads (where the queue bound answers 500 at once when they are
 //! stuck too), until the call returns. A call that ran that long, or found
-//! the database unavailable, makes the worker hand its reads over as well
+//! the database unavailable, makes the worker hand all its requests over
 //! for [`HAND_OVER_FOR`]; then it tries again.
 //!
-//! [`OwnCalls`] is what the worker and its standby share: whether a
-//! call runs and since when, and until when reads are handed over.
+//! [`OwnCalls`] is what the worker and its standby share: whether a call
+//! runs and since when, and until when requests are handed over.
+//!
+//! [`WRITE_FLOOD`]: crate::engine_queue::WRITE_FLOOD
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -39,7 +43,7 @@ use crate::worker::{serve_batch, Handoff, Processor, Protection, Shared};
 /// (bench/RESULTS-sql.md).
 pub(crate) const STUCK_AFTER: Duration = Duration::from_millis(20);
 
-/// How long a worker hands its reads over after a call that ran
+/// How long a worker hands all its requests over after a call that ran
 /// [`STUCK_AFTER`] or longer, or failed as unavailable.
 pub(crate) const HAND_OVER_FOR: Duration = Duration::from_secs(5);
 
@@ -55,7 +59,7 @@ pub(crate) struct OwnCalls {
     epoch: Instant,
     /// µs of `epoch` + 1 when the running call started; 0: none runs.
     since: AtomicU64,
-    /// µs of `epoch` until which reads are handed over.
+    /// µs of `epoch` until which requests are handed over.
     hand_over_until: AtomicU64,
     /// Whether the last call was long (one warning per episode: a remote
     /// database slower than [`STUCK_AFTER`] is logged once, not every
@@ -79,8 +83,8 @@ impl OwnCalls {
         self.epoch.elapsed().as_micros() as u64
     }
 
-    /// Whether the worker reads itself now (not after a stuck or failed
-    /// call, for [`HAND_OVER_FOR`]).
+    /// Whether the worker makes calls itself now (not after a stuck or
+    /// failed call, for [`HAND_OVER_FOR`]).
     pub(crate) fn allowed(&self) -> bool {
         self.now() >= self.hand_over_until.load(Relaxed)
     }
@@ -106,13 +110,13 @@ impl OwnCalls {
         };
         match (long, self.long.swap(long, Relaxed)) {
             (true, false) => log::warn!(
-                "An engine call of {} took {} ms (its standby thread answers its clients while such a call runs); it hands its reads to its engine threads, trying again every {} s",
+                "An engine call of {} took {} ms (its standby thread answers its clients while such a call runs); it hands its requests to its engine threads, trying again every {} s",
                 name(),
                 (end - start) / 1000,
                 HAND_OVER_FOR.as_secs()
             ),
             (false, true) => log::info!(
-                "The engine calls of {} are quick again; it makes its reads itself",
+                "The engine calls of {} are quick again; it makes its reads (and floods of writes) itself",
                 name()
             ),
             _ => {}
@@ -135,7 +139,7 @@ pub(crate) struct Standby {
     pub(crate) shared: Arc<Shared>,
     pub(crate) sock: std::net::UdpSocket,
     pub(crate) queue: Arc<Mutex<EngineQueue>>,
-    pub(crate) reads: Arc<OwnCalls>,
+    pub(crate) own: Arc<OwnCalls>,
     pub(crate) protection: Protection,
 }
 
@@ -146,7 +150,7 @@ impl Standby {
             shared,
             sock,
             queue,
-            reads,
+            own,
             protection,
         } = self;
         let mut io = crate::net::worker_batch();
@@ -154,7 +158,7 @@ impl Standby {
         let mut ready = [true; crate::net::BATCH];
         while !shared.stop.load(Relaxed) {
             // the worker logs the episode when its call returns
-            if !reads.stuck() {
+            if !own.stuck() {
                 std::thread::sleep(LOOK);
                 continue;
             }
@@ -162,7 +166,7 @@ impl Standby {
             // return are noticed
             let to = Handoff {
                 queue: &queue,
-                reads: None,
+                own: None,
             };
             if serve_batch(&shared, &sock, (&mut io, &mut proc), Some(to), &mut ready) > 0 {
                 shared.metrics.standby_batches.fetch_add(1, Relaxed);
@@ -176,7 +180,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_long_call_hands_reads_over_and_a_short_one_does_not() {
+    fn a_long_call_hands_requests_over_and_a_short_one_does_not() {
         let r = OwnCalls::default();
         assert!(r.allowed());
         assert!(!r.stuck());
@@ -188,11 +192,11 @@ mod tests {
             None
         });
         assert!(!r.stuck());
-        assert!(!r.allowed(), "reads are handed over after a long call");
+        assert!(!r.allowed(), "requests are handed over after a long call");
     }
 
     #[test]
-    fn an_unavailable_engine_hands_reads_over() {
+    fn an_unavailable_engine_hands_requests_over() {
         let r = OwnCalls::default();
         r.call(|| Some(Failure::DB_UNAVAILABLE));
         assert!(!r.allowed());

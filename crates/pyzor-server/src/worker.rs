@@ -10,8 +10,9 @@
 //! engine and hands the rest to its engine threads
 //! (`crate::engine_queue`), which run the engine batch and answer it
 //! (`Processor::process_jobs`); with two engine threads or more it keeps
-//! the reads that need not wait for a write and makes them itself, as one
-//! engine call (`crate::own_calls`).
+//! the reads that need not wait for a write (and, in a flood of writes,
+//! the writes) and makes them itself, as one engine call
+//! (`crate::own_calls`).
 //!
 //! [`Processor`] keeps all per-request state in vectors reused across
 //! batches; the check path allocates nothing per request.
@@ -182,8 +183,8 @@ pub struct Processor {
     scratch: Vec<u8>,
     /// The engine batch's operation list, kept between batches (empty).
     ops_buf: Vec<pyzor_store::Op<'static>>,
-    /// With engine threads: the operations of the reads the worker makes
-    /// itself (crate::own_calls), kept between batches (empty).
+    /// With engine threads: the operations of the requests the worker
+    /// makes itself (crate::own_calls), kept between batches (empty).
     own_ops_buf: Vec<pyzor_store::Op<'static>>,
     /// With engine threads: per request, whether it goes to them.
     goes: Vec<bool>,
@@ -266,8 +267,8 @@ impl Processor {
     /// limit dropped it, nor, with `queue` (an engine that may block),
     /// when it has store operations and was handed to the engine threads,
     /// which answer it. When the queue is full they are answered 500
-    /// here. With `queue.reads`, the reads that need not wait are made
-    /// here (crate::own_calls).
+    /// here. With `queue.own`, the reads that need not wait (and the
+    /// writes of a flood of writes) are made here (crate::own_calls).
     pub(crate) fn process_batch<'d>(
         &mut self,
         shared: &Shared,
@@ -328,7 +329,7 @@ impl Processor {
         }
 
         // 2. One engine batch, here or on the engine threads (and the
-        // worker's own reads here).
+        // worker's own calls here).
         let mut own_ops: Vec<pyzor_store::Op<'_>> = recycle(std::mem::take(&mut self.own_ops_buf));
         let engine_failure = match &queue {
             None => execute(
@@ -340,12 +341,12 @@ impl Processor {
                 &mut self.req_fail,
             ),
             Some(to) => {
-                let reads = to.reads.filter(|r| r.allowed());
+                let own = to.own.filter(|r| r.allowed());
                 let held = {
                     let mut q = to.queue.lock().unwrap_or_else(PoisonError::into_inner);
                     let scratch = &mut self.goes;
                     let batch = (&mut decisions[..], &ops[..]);
-                    hand_off(shared, &mut q, batch, &datagram, (reads.is_some(), scratch))
+                    hand_off(shared, &mut q, batch, &datagram, (own.is_some(), scratch))
                 };
                 // What is left with operations: the requests made here.
                 // `DistinctWindow` applies to their writes here, as the
@@ -365,7 +366,7 @@ impl Processor {
                         *mine = start..own_ops.len();
                     }
                 }
-                let f = match reads {
+                let f = match own {
                     Some(r) if !own_ops.is_empty() => {
                         let writes = own_ops.iter().filter(|o| o.is_write()).count();
                         let m = &shared.metrics;
@@ -571,36 +572,36 @@ fn limit(
 }
 
 /// Where a worker's engine requests go: its engine threads' `queue`
-/// (shared with its standby thread), and, with `reads`, the reads the
-/// worker makes itself (crate::own_calls).
+/// (shared with its standby thread), and, with `own`, what decides the
+/// calls the worker makes itself (crate::own_calls).
 #[derive(Clone, Copy)]
 pub(crate) struct Handoff<'q> {
     pub(crate) queue: &'q Mutex<EngineQueue>,
-    pub(crate) reads: Option<&'q OwnCalls>,
+    pub(crate) own: Option<&'q OwnCalls>,
 }
 
 /// Hand the requests of `decisions` that need the engine to the engine
-/// threads (all of them, or, with `own_reads`, all but the reads the
-/// worker may make itself: [`EngineQueue::makes_itself`]); each becomes
-/// [`Decision::Handed`]. The queue bound counts the worker's own reads
+/// threads (all of them, or, with `own_calls`, all but those the worker
+/// may make itself: [`EngineQueue::makes_itself`]); each becomes
+/// [`Decision::Handed`]. The queue bound counts the worker's own requests
 /// too: when it refuses the batch's requests (or the engine threads are
 /// gone) they all become a 500 "Database temporarily unavailable.", as
-/// they were before. Returns how many own reads the bound holds
+/// they were before. Returns how many own requests the bound holds
 /// ([`EngineQueue::hold`]). `goes` is scratch.
 fn hand_off<'d>(
     shared: &Shared,
     queue: &mut EngineQueue,
     (decisions, all_ops): (&mut [Decision<'_>], &[pyzor_store::Op<'_>]),
     datagram: &impl Fn(usize) -> (&'d [u8], Option<SocketAddr>),
-    (own_reads, goes): (bool, &mut Vec<bool>),
+    (own_calls, goes): (bool, &mut Vec<bool>),
 ) -> usize {
     goes.clear();
-    if own_reads {
+    if own_calls {
         queue.begin_batch();
     }
     goes.extend(decisions.iter().map(|dec| match dec {
         Decision::Ok { ops, .. } if !ops.is_empty() => {
-            !own_reads || !queue.makes_itself(&all_ops[ops.clone()])
+            !own_calls || !queue.makes_itself(&all_ops[ops.clone()])
         }
         _ => false,
     }));
@@ -1016,7 +1017,8 @@ pub(crate) fn serve_batch(
 /// engine threads (`engine.1` of them, at most `engine.0` requests
 /// waiting), whose queue is drained before this returns; they take turns
 /// with other workers' engine threads through `engine.2`. With two engine
-/// threads or more the worker makes its reads itself, and a standby thread
+/// threads or more the worker makes its reads (and floods of writes)
+/// itself, and a standby thread
 /// receives in its stead while such a call is stuck (crate::own_calls).
 pub(crate) fn run_worker(
     shared: Arc<Shared>,
@@ -1047,12 +1049,12 @@ pub(crate) fn run_worker(
             ),
         }
     }
-    // Its own reads, and the standby thread that receives while one is
-    // stuck; without a standby it makes no reads itself.
-    let mut own_reads = None;
+    // Its own calls, and the standby thread that receives while one is
+    // stuck; without a standby it makes no calls itself.
+    let mut own_calls = None;
     let mut standby = None;
     if let (Some(q), true) = (&queue, lanes > 1) {
-        let reads = Arc::new(OwnCalls::default());
+        let own = Arc::new(OwnCalls::default());
         let name = format!(
             "{}-standby",
             std::thread::current().name().unwrap_or("worker")
@@ -1062,7 +1064,7 @@ pub(crate) fn run_worker(
                 shared: Arc::clone(&shared),
                 sock,
                 queue: Arc::clone(q),
-                reads: Arc::clone(&reads),
+                own: Arc::clone(&own),
                 protection: protection.clone(),
             };
             std::thread::Builder::new()
@@ -1072,7 +1074,7 @@ pub(crate) fn run_worker(
         match spawned {
             Ok(t) => {
                 standby = Some(t);
-                own_reads = Some(reads);
+                own_calls = Some(own);
             }
             Err(e) => log::error!(
                 "cannot start a standby thread ({e}); this worker hands all its engine requests to its engine threads"
@@ -1099,7 +1101,7 @@ pub(crate) fn run_worker(
         }
         let to = queue.as_deref().map(|queue| Handoff {
             queue,
-            reads: own_reads.as_deref(),
+            own: own_calls.as_deref(),
         });
         serve_batch(&shared, &sock, (&mut io, &mut proc), to, &mut ready);
     }
