@@ -780,6 +780,10 @@ fn keep_distinct(
     start: usize,
     metrics: &Metrics,
 ) {
+    // reads (checks, infos) have nothing to keep out: no reporter to find
+    if !ops[start..].iter().any(pyzor_store::Op::is_write) {
+        return;
+    }
     let reporter = table.reporter(user, peer.map(|a| a.ip()));
     let mut kept = start;
     for i in start..ops.len() {
