@@ -366,16 +366,18 @@ impl EngineQueue {
             false => 0,
         };
         let h = &self.hasher;
-        let waits = ops.iter().any(|o| {
-            let k = h.hash_one(o.digest());
-            self.in_flight.contains_key(&k) || self.batch_writes.contains(&k)
-        });
-        if writes && (waits || !self.flood) {
+        // a write outside a flood goes to the engine threads whatever
+        // waits: its digests are not looked up
+        let mine = (!writes || self.flood)
+            && !ops.iter().any(|o| {
+                let k = h.hash_one(o.digest());
+                self.in_flight.contains_key(&k) || self.batch_writes.contains(&k)
+            });
+        if writes && !mine {
             self.batch_writes
                 .extend(ops.iter().map(|o| h.hash_one(o.digest())));
-            return false;
         }
-        !waits
+        mine
     }
 
     /// The requests naming `keys` are no longer in flight.
